@@ -1,0 +1,329 @@
+// The N-API surface: one NativeLoop object per loop thread, addressed by integer handle ids, and a
+// few process-wide functions. Kept thin: argument unpacking and error conversion only.
+#include <napi.h>
+
+#include <cerrno>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <vector>
+
+#include "addr.h"
+#include "errors.h"
+#include "listener.h"
+#include "loop.h"
+#include "socket.h"
+
+namespace iapp {
+namespace {
+
+std::string Str(const Napi::Object& o, const char* k) {
+  Napi::Value v = o.Get(k);
+  return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
+}
+double Num(const Napi::Object& o, const char* k, double dflt) {
+  Napi::Value v = o.Get(k);
+  return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : dflt;
+}
+bool Bool(const Napi::Object& o, const char* k, bool dflt) {
+  Napi::Value v = o.Get(k);
+  return v.IsBoolean() ? v.As<Napi::Boolean>().Value() : dflt;
+}
+SocketOptions SockOpts(const Napi::Object& o) {
+  SocketOptions s;
+  s.read_mode = static_cast<int>(Num(o, "mode", kReadData));
+  s.no_delay = Bool(o, "noDelay", true);
+  s.allow_half_open = Bool(o, "allowHalfOpen", false);
+  s.high_water = static_cast<size_t>(Num(o, "highWaterMark", 256 * 1024));
+  return s;
+}
+Napi::Object DescribeLocalPeer(Napi::Env env, int fd, bool peer) {
+  sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  Napi::Object o = Napi::Object::New(env);
+  int r = peer ? getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len)
+               : getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  if (r < 0) return o;
+  std::string host;
+  int port;
+  DescribeAddr(reinterpret_cast<sockaddr*>(&ss), len, &host, &port);
+  o.Set("address", host);
+  o.Set("port", port);
+  o.Set("family", ss.ss_family == AF_INET ? "IPv4" : ss.ss_family == AF_INET6 ? "IPv6" : "unix");
+  return o;
+}
+
+class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeLoop",
+                       {
+                           InstanceMethod<&NativeLoop::Listen>("listen"),
+                           InstanceMethod<&NativeLoop::Connect>("connect"),
+                           InstanceMethod<&NativeLoop::Write>("write"),
+                           InstanceMethod<&NativeLoop::Writev>("writev"),
+                           InstanceMethod<&NativeLoop::End>("end"),
+                           InstanceMethod<&NativeLoop::Destroy>("destroy"),
+                           InstanceMethod<&NativeLoop::SetReadMode>("setReadMode"),
+                           InstanceMethod<&NativeLoop::SetNoDelay>("setNoDelay"),
+                           InstanceMethod<&NativeLoop::SetHighWater>("setHighWaterMark"),
+                           InstanceMethod<&NativeLoop::SocketCounters>("socketCounters"),
+                           InstanceMethod<&NativeLoop::Addresses>("addresses"),
+                           InstanceMethod<&NativeLoop::PauseListener>("pauseListener"),
+                           InstanceMethod<&NativeLoop::ResumeListener>("resumeListener"),
+                           InstanceMethod<&NativeLoop::CloseListener>("closeListener"),
+                           InstanceMethod<&NativeLoop::Stats>("stats"),
+                           InstanceMethod<&NativeLoop::Close>("close"),
+                       });
+  }
+
+  // new NativeLoop(onBatch: (count, arenas?) => void, records: Float64Array)
+  NativeLoop(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeLoop>(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsFunction() || !info[1].IsTypedArray())
+      throw Napi::TypeError::New(env, "NativeLoop(onBatch, records) expects a function and a Float64Array");
+    auto records = info[1].As<Napi::Float64Array>();
+    if (records.ElementLength() < static_cast<size_t>(kRecordCapacity * kRecordStride))
+      throw Napi::RangeError::New(env, "records array too small");
+    loop_ = std::make_unique<Loop>(env, info[0].As<Napi::Function>(), records);
+    int r = loop_->Open();
+    if (r < 0) ThrowSysError(env, -r, "epoll_create", "creating the loop's poller");
+  }
+
+ private:
+  Loop* L(Napi::Env env) {
+    if (loop_->closed()) ThrowSysError(env, EBADF, "loop", "the loop is closed");
+    return loop_.get();
+  }
+  // The handle named by info[0] if it is of kind T::kKind, else null.
+  template <typename T>
+  T* Find(const Napi::CallbackInfo& info) {
+    if (loop_->closed()) return nullptr;
+    uint64_t id = static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue());
+    Handle* h = loop_->Find(id);
+    return h != nullptr && h->kind == T::kKind ? static_cast<T*>(h) : nullptr;
+  }
+  template <typename T>
+  T* Get(const Napi::CallbackInfo& info, const char* what) {
+    L(info.Env());
+    T* h = Find<T>(info);
+    if (h == nullptr) ThrowSysError(info.Env(), EBADF, what, std::string(what) + " is closed");
+    return h;
+  }
+  Socket* FindSocket(const Napi::CallbackInfo& info) { return Find<Socket>(info); }
+
+  Napi::Value Listen(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = info[0].As<Napi::Object>();
+    ListenSpec spec;
+    spec.host = Str(o, "host");
+    spec.port = static_cast<int>(Num(o, "port", 0));
+    spec.path = Str(o, "path");
+    spec.backlog = static_cast<int>(Num(o, "backlog", 511));
+    spec.shared = Bool(o, "shared", false);
+    spec.v6only = Bool(o, "ipv6Only", false);
+    spec.shed = Bool(o, "shed", false);
+    spec.group = Str(o, "group");
+    spec.socket = SockOpts(o);
+    int err = 0, sys = 0;
+    Listener* l = Listener::Open(L(env), spec, &err, &sys);
+    if (l == nullptr)
+      ThrowSysError(env, err, SyscallName(sys),
+                    spec.path.empty() ? spec.host + ":" + std::to_string(spec.port) : spec.path);
+    Napi::Object res = DescribeLocalPeer(env, l->fd, false);
+    if (!spec.path.empty()) res.Set("address", spec.path);
+    res.Set("id", static_cast<double>(l->id));
+    return res;
+  }
+
+  Napi::Value Connect(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = info[0].As<Napi::Object>();
+    std::string path = Str(o, "path");
+    std::string host = Str(o, "host");
+    int port = static_cast<int>(Num(o, "port", 0));
+    std::string target = path.empty() ? host + ":" + std::to_string(port) : path;
+    SockAddr remote, local;
+    int r = path.empty() ? MakeInetAddr(host, port, &remote) : MakeUnixAddr(path, &remote);
+    if (r < 0) ThrowSysError(env, -r, "connect", target);
+    std::string lhost = Str(o, "localAddress");
+    bool has_local = !lhost.empty();
+    if (has_local) {
+      r = MakeInetAddr(lhost, static_cast<int>(Num(o, "localPort", 0)), &local);
+      if (r < 0) ThrowSysError(env, -r, "bind", lhost);
+    }
+    int err = 0, sys = 0;
+    Socket* s = Socket::Connect(L(env), remote, has_local ? &local : nullptr, SockOpts(o), &err, &sys);
+    if (s == nullptr) ThrowSysError(env, err, SyscallName(sys), target);
+    return Napi::Number::New(env, static_cast<double>(s->id));
+  }
+
+  Napi::Value WriteResult(Napi::Env env, int r) {
+    if (r < 0)
+      ThrowSysError(env, -r, "write", r == -EPIPE ? "write after end()" : "write to a closed socket");
+    return Napi::Boolean::New(env, r == 1);
+  }
+
+  // write(id, chunk: Uint8Array) -> writable
+  Napi::Value Write(const Napi::CallbackInfo& info) {
+    Socket* s = Get<Socket>(info, "socket");
+    auto u8 = info[1].As<Napi::Uint8Array>();
+    iovec iov{u8.Data(), u8.ByteLength()};
+    return WriteResult(info.Env(), s->Write(&iov, 1));
+  }
+
+  // writev(id, chunks: Uint8Array[]) -> writable
+  Napi::Value Writev(const Napi::CallbackInfo& info) {
+    Socket* s = Get<Socket>(info, "socket");
+    auto arr = info[1].As<Napi::Array>();
+    uint32_t n = arr.Length();
+    std::vector<iovec> iov(n);
+    for (uint32_t i = 0; i < n; ++i) {
+      auto u8 = arr.Get(i).As<Napi::Uint8Array>();
+      iov[i] = iovec{u8.Data(), u8.ByteLength()};
+    }
+    return WriteResult(info.Env(), s->Write(iov.data(), static_cast<int>(n)));
+  }
+
+  Napi::Value End(const Napi::CallbackInfo& info) {
+    Socket* s = FindSocket(info);
+    if (s != nullptr) s->End();
+    return info.Env().Undefined();
+  }
+
+  // destroy(id, reset) -> bytes queued and not sent (0 if already closed)
+  Napi::Value Destroy(const Napi::CallbackInfo& info) {
+    Socket* s = FindSocket(info);
+    size_t unsent = s ? s->Destroy(info[1].ToBoolean()) : 0;
+    return Napi::Number::New(info.Env(), static_cast<double>(unsent));
+  }
+
+  Napi::Value SetReadMode(const Napi::CallbackInfo& info) {
+    Socket* s = FindSocket(info);
+    if (s) s->SetReadMode(info[1].As<Napi::Number>().Int32Value());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value SetNoDelay(const Napi::CallbackInfo& info) {
+    Socket* s = Get<Socket>(info, "socket");
+    int r = s->SetNoDelay(info[1].ToBoolean());
+    if (r < 0 && r != -EOPNOTSUPP && r != -ENOPROTOOPT) ThrowSysError(info.Env(), -r, "setsockopt", "TCP_NODELAY");
+    return info.Env().Undefined();
+  }
+
+  Napi::Value SetHighWater(const Napi::CallbackInfo& info) {
+    Socket* s = Get<Socket>(info, "socket");
+    s->SetHighWater(static_cast<size_t>(info[1].As<Napi::Number>().DoubleValue()));
+    return info.Env().Undefined();
+  }
+
+  // socketCounters(id, out: Float64Array(3)) -> fills [bytesIn, bytesOut, queued]; false if closed
+  Napi::Value SocketCounters(const Napi::CallbackInfo& info) {
+    Socket* s = FindSocket(info);
+    if (s == nullptr) return Napi::Boolean::New(info.Env(), false);
+    double* out = info[1].As<Napi::Float64Array>().Data();
+    out[0] = static_cast<double>(s->bytes_in());
+    out[1] = static_cast<double>(s->bytes_out());
+    out[2] = static_cast<double>(s->queued());
+    return Napi::Boolean::New(info.Env(), true);
+  }
+
+  Napi::Value Addresses(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Handle* h = L(env)->Find(static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue()));
+    Napi::Object o = Napi::Object::New(env);
+    if (h == nullptr) return o;
+    o.Set("local", DescribeLocalPeer(env, h->fd, false));
+    if (h->kind == Handle::Kind::kSocket) o.Set("remote", DescribeLocalPeer(env, h->fd, true));
+    return o;
+  }
+
+  Napi::Value PauseListener(const Napi::CallbackInfo& info) {
+    Get<Listener>(info, "listener")->Pause();
+    return info.Env().Undefined();
+  }
+  Napi::Value ResumeListener(const Napi::CallbackInfo& info) {
+    Get<Listener>(info, "listener")->Resume();
+    return info.Env().Undefined();
+  }
+  Napi::Value CloseListener(const Napi::CallbackInfo& info) {
+    if (auto* l = Find<Listener>(info)) l->Close();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const LoopStats& s = loop_->stats();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("bytesIn", static_cast<double>(s.bytes_in));
+    o.Set("bytesOut", static_cast<double>(s.bytes_out));
+    o.Set("accepted", static_cast<double>(s.accepted));
+    o.Set("connected", static_cast<double>(s.connected));
+    o.Set("closed", static_cast<double>(s.closed));
+    o.Set("acceptPaused", static_cast<double>(s.accept_paused));
+    o.Set("acceptShed", static_cast<double>(s.accept_shed));
+    o.Set("wakeups", static_cast<double>(s.wakeups));
+    o.Set("jsCalls", static_cast<double>(s.drains));
+    o.Set("handles", static_cast<double>(loop_->handle_count()));
+    Napi::Object errors = Napi::Object::New(env);
+    for (const auto& [err, count] : s.errors) errors.Set(std::to_string(err), static_cast<double>(count));
+    o.Set("errors", errors);
+    return o;
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    loop_->Close();
+    return info.Env().Undefined();
+  }
+
+  std::unique_ptr<Loop> loop_;
+};
+
+// Raises RLIMIT_NOFILE's soft limit to the hard limit. Returns { before, soft, hard }.
+Napi::Value RaiseFileLimit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0) ThrowSysError(env, errno, "getrlimit", "RLIMIT_NOFILE");
+  const double before = rl.rlim_cur == RLIM_INFINITY ? -1 : static_cast<double>(rl.rlim_cur);
+  if (rl.rlim_cur != rl.rlim_max) {
+    rlimit want = rl;
+    want.rlim_cur = rl.rlim_max;
+#ifdef __APPLE__
+    // macOS refuses a soft limit above OPEN_MAX even when the hard limit is "unlimited".
+    if (want.rlim_cur > OPEN_MAX) want.rlim_cur = OPEN_MAX;
+#endif
+    if (setrlimit(RLIMIT_NOFILE, &want) == 0) rl = want;
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("before", before);
+  o.Set("soft", rl.rlim_cur == RLIM_INFINITY ? -1 : static_cast<double>(rl.rlim_cur));
+  o.Set("hard", rl.rlim_max == RLIM_INFINITY ? -1 : static_cast<double>(rl.rlim_max));
+  return o;
+}
+
+Napi::Value SetErrorFactoryJs(const Napi::CallbackInfo& info) {
+  SetErrorFactory(info.Env(), info[0].As<Napi::Function>());
+  return info.Env().Undefined();
+}
+
+}  // namespace
+}  // namespace iapp
+
+Napi::Object InitIapp(Napi::Env env, Napi::Object exports) {
+  using namespace iapp;
+  // Each worker thread loads the addon into its own env: per-thread state lives here, not in
+  // globals.
+  env.SetInstanceData(new AddonData());
+  exports.Set("NativeLoop", NativeLoop::Define(env));
+  exports.Set("raiseFileLimit", Napi::Function::New(env, RaiseFileLimit));
+  exports.Set("setErrorFactory", Napi::Function::New(env, SetErrorFactoryJs));
+  Napi::Array names = Napi::Array::New(env, kSysCount);
+  for (int i = 0; i < kSysCount; ++i) names.Set(i, SyscallName(i));
+  exports.Set("syscallNames", names);
+  Napi::Object c = Napi::Object::New(env);
+  c.Set("recordStride", kRecordStride);
+  c.Set("recordCapacity", kRecordCapacity);
+  exports.Set("constants", c);
+  return exports;
+}
+
+NODE_API_MODULE(iapp, InitIapp)

@@ -1,0 +1,266 @@
+#include "listener.h"
+
+#include <cerrno>
+#include <fcntl.h>
+#include <map>
+#include <mutex>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "errors.h"
+#include "sys.h"
+
+namespace iapp {
+
+namespace {
+
+constexpr int kAcceptBatch = 128;  // accepts per readiness event, then let other fds run
+
+// Process-wide: loops are threads of one process, and a listening address is a process-wide thing.
+// - A shared listener is one socket: the first loop creates it, the others get a dup() of it,
+//   each loop owning its dup. The socket closes when the last loop closes its dup.
+// - With SO_REUSEPORT and port 0, the first loop's ephemeral port is recorded, so the other loops
+//   of the same group bind the same port instead of each getting its own.
+struct Entry {
+  int fd = -1;  // the shared socket (shared mode only)
+  int port = 0;
+  int refs = 0;
+  bool unlink_path = false;
+};
+std::mutex registry_mu;
+std::map<std::string, Entry>& Registry() {
+  static auto* m = new std::map<std::string, Entry>();  // never destroyed: threads may outlive exit
+  return *m;
+}
+
+int BindAndListen(const ListenSpec& spec, const SockAddr& addr, bool reuseport, int* sys) {
+  int fd = SysSocket(addr.family(), SOCK_STREAM);
+  if (fd < 0) {
+    *sys = kSysSocket;
+    return fd;
+  }
+  int r = 0;
+  if (addr.family() != AF_UNIX) {
+    r = SetSockOptInt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+#if defined(SO_REUSEPORT_LB)
+    // FreeBSD: SO_REUSEPORT alone does not spread connections; the _LB variant does.
+    if (r == 0 && reuseport) r = SetSockOptInt(fd, SOL_SOCKET, SO_REUSEPORT_LB, 1);
+#elif defined(SO_REUSEPORT)
+    if (r == 0 && reuseport) r = SetSockOptInt(fd, SOL_SOCKET, SO_REUSEPORT, 1);
+#endif
+    if (r == 0 && addr.family() == AF_INET6)
+      r = SetSockOptInt(fd, IPPROTO_IPV6, IPV6_V6ONLY, spec.v6only ? 1 : 0);
+    if (r < 0) {
+      *sys = kSysSetsockopt;
+      SysClose(fd);
+      return r;
+    }
+  }
+  if (bind(fd, reinterpret_cast<const sockaddr*>(&addr.ss), addr.len) < 0) {
+    r = -errno;
+    *sys = kSysBind;
+    SysClose(fd);
+    return r;
+  }
+  if (listen(fd, spec.backlog) < 0) {
+    r = -errno;
+    *sys = kSysListen;
+    SysClose(fd);
+    return r;
+  }
+  return fd;
+}
+
+}  // namespace
+
+Listener* Listener::Open(Loop* loop, const ListenSpec& spec, int* err, int* sys) {
+  SockAddr addr;
+  int r = spec.path.empty() ? MakeInetAddr(spec.host, spec.port, &addr)
+                            : MakeUnixAddr(spec.path, &addr);
+  if (r < 0) {
+    *err = -r;
+    *sys = kSysBind;
+    return nullptr;
+  }
+  const bool is_unix = !spec.path.empty();
+  const bool reuseport = !spec.shared && !is_unix;
+  std::string key;
+  if (spec.shared) {
+    key = "shared|" + spec.group + "|" + (is_unix ? spec.path : spec.host + "|" + std::to_string(spec.port));
+  } else if (reuseport && spec.port == 0) {
+    key = "port0|" + spec.group + "|" + spec.host;
+  }
+
+  int fd = -1;
+  bool created = false;
+  {
+    std::lock_guard<std::mutex> lock(registry_mu);
+    auto it = key.empty() ? Registry().end() : Registry().find(key);
+    if (spec.shared) {
+      if (it != Registry().end()) {
+        fd = fcntl(it->second.fd, F_DUPFD_CLOEXEC, 0);
+        if (fd < 0) {
+          *err = errno;
+          *sys = kSysSocket;
+          return nullptr;
+        }
+        SetNonblockCloexec(fd);
+        ++it->second.refs;
+      } else {
+        int base = BindAndListen(spec, addr, false, sys);
+        if (base < 0) {
+          *err = -base;
+          return nullptr;
+        }
+        fd = fcntl(base, F_DUPFD_CLOEXEC, 0);
+        if (fd < 0) {
+          *err = errno;
+          *sys = kSysSocket;
+          SysClose(base);
+          return nullptr;
+        }
+        Registry()[key] = Entry{base, 0, 1, is_unix};
+        created = true;
+      }
+    } else {
+      SockAddr bind_addr = addr;
+      if (it != Registry().end()) {
+        // Join the port the group's first loop got.
+        MakeInetAddr(spec.host, it->second.port, &bind_addr);
+      }
+      fd = BindAndListen(spec, bind_addr, reuseport, sys);
+      if (fd < 0) {
+        *err = -fd;
+        return nullptr;
+      }
+      created = true;
+      if (!key.empty()) {
+        if (it != Registry().end()) {
+          ++it->second.refs;
+        } else {
+          sockaddr_storage ss;
+          socklen_t len = sizeof ss;
+          getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+          std::string h;
+          int port = 0;
+          DescribeAddr(reinterpret_cast<sockaddr*>(&ss), len, &h, &port);
+          Registry()[key] = Entry{-1, port, 1, false};
+        }
+      }
+    }
+  }
+
+  auto* l = new Listener(loop, spec);
+  l->fd = fd;
+  l->registry_key_ = key;
+  l->local_.len = sizeof l->local_.ss;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&l->local_.ss), &l->local_.len);
+  if (is_unix) l->local_ = addr;  // getsockname of a Unix socket may omit the path on some systems
+  (void)created;
+  loop->Register(l);
+  l->want = kWantRead | (spec.shared ? static_cast<uint32_t>(kExclusive) : 0u);
+  loop->poller().Update(l);
+  return l;
+}
+
+void Listener::OnEvent(uint32_t events) {
+  for (int i = 0; i < kAcceptBatch; ++i) {
+    int c = SysAccept(fd, nullptr, nullptr);
+    if (c >= 0) {
+      Socket* s = Socket::Adopt(loop_, c, false, spec_.socket);
+      ++loop_->stats().accepted;
+      double* v = loop_->Emit(kRecAccept, id);
+      v[0] = static_cast<double>(s->id);
+      continue;
+    }
+    const int err = -c;
+    if (err == EAGAIN || err == EWOULDBLOCK) return;
+    // The connection went away before we took it, or a transient network error the next accept
+    // will not see: count it and carry on.
+    if (err == ECONNABORTED || err == EPROTO || err == EPERM || err == ENETDOWN ||
+        err == ENOPROTOOPT || err == EHOSTDOWN || err == ENONET || err == EHOSTUNREACH ||
+        err == EOPNOTSUPP || err == ENETUNREACH) {
+      loop_->CountError(err);
+      continue;
+    }
+    // EMFILE, ENFILE, ENOBUFS, ENOMEM and anything unexpected: do not spin on a level-triggered
+    // listener that will stay readable.
+    return OnExhausted(err);
+  }
+}
+
+void Listener::OnExhausted(int err) {
+  loop_->CountError(err);
+  size_t shed = 0;
+  if (spec_.shed && (err == EMFILE || err == ENFILE)) {
+    // The reserve-fd technique: give back the fd held in reserve, take the oldest pending
+    // connection and close it at once so its client fails fast instead of waiting in the backlog.
+    int reserve = loop_->TakeReserveFd();
+    if (reserve >= 0) {
+      SysClose(reserve);
+      int c = SysAccept(fd, nullptr, nullptr);
+      if (c >= 0) {
+        CloseWithReset(c);
+        ++shed;
+      }
+      loop_->RestoreReserveFd();
+    }
+  }
+  loop_->stats().accept_shed += shed;
+  ++loop_->stats().accept_paused;
+  // Pending connections wait in the kernel's backlog; JS resumes the listener after a backoff.
+  Pause();
+  double* v = loop_->Emit(kRecListenPaused, id);
+  v[0] = err;
+  v[1] = static_cast<double>(shed);
+}
+
+void Listener::OnPollError(int err) {
+  // The kernel would not watch this listener (ENOMEM, ENOSPC): treat like exhaustion, retry later.
+  OnExhausted(err);
+}
+
+void Listener::Pause() {
+  if (dead || paused_) return;
+  paused_ = true;
+  want &= ~kWantRead;
+  loop_->poller().Update(this);
+}
+
+void Listener::Resume() {
+  if (dead || !paused_) return;
+  paused_ = false;
+  want |= kWantRead;
+  loop_->poller().Update(this);
+}
+
+void Listener::Release() {
+  if (registry_key_.empty()) {
+    if (!spec_.path.empty()) unlink(spec_.path.c_str());
+    return;
+  }
+  std::lock_guard<std::mutex> lock(registry_mu);
+  auto it = Registry().find(registry_key_);
+  if (it == Registry().end()) return;
+  if (--it->second.refs > 0) return;
+  if (it->second.fd >= 0) SysClose(it->second.fd);
+  if (it->second.unlink_path) unlink(spec_.path.c_str());
+  Registry().erase(it);
+}
+
+void Listener::Close() {
+  if (dead) return;
+  loop_->Retire(this);
+  SysClose(fd);
+  fd = -1;
+  Release();
+}
+
+void Listener::Abandon() {
+  if (fd >= 0) SysClose(fd);
+  fd = -1;
+  Release();
+}
+
+}  // namespace iapp

@@ -1,0 +1,50 @@
+// A listening socket (TCP or Unix) owned by one loop. Accepted sockets start in the listener's
+// read mode at once, without a round trip through JS.
+#pragma once
+#include <string>
+
+#include "addr.h"
+#include "loop.h"
+#include "socket.h"
+
+namespace iapp {
+
+struct ListenSpec {
+  std::string host;  // numeric address; empty with a path
+  int port = 0;
+  std::string path;  // Unix socket path
+  int backlog = 511;
+  bool shared = false;  // one socket for all loops of the group, EPOLLEXCLUSIVE
+  bool v6only = false;
+  bool shed = false;    // on EMFILE, take pending connections off the backlog and close them
+  std::string group;    // loops of one runtime share ports under this name (see Listener::Open)
+  SocketOptions socket;
+};
+
+class Listener : public Handle {
+ public:
+  static constexpr Kind kKind = Kind::kListener;
+  // Binds (or joins) and listens. On failure returns null with *err (positive) and *sys.
+  static Listener* Open(Loop* loop, const ListenSpec& spec, int* err, int* sys);
+
+  void OnEvent(uint32_t events) override;
+  void OnPollError(int err) override;
+  void Abandon() override;
+
+  void Pause();
+  void Resume();
+  void Close();
+  const SockAddr& local() const { return local_; }
+
+ private:
+  Listener(Loop* loop, const ListenSpec& spec) : Handle(loop, Kind::kListener), spec_(spec) {}
+  void OnExhausted(int err);
+  void Release();
+
+  ListenSpec spec_;
+  SockAddr local_;
+  std::string registry_key_;
+  bool paused_ = false;
+};
+
+}  // namespace iapp

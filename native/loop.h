@@ -1,0 +1,130 @@
+// One native loop per loop thread: a poller, the handles registered on it (by integer id), and
+// the batch of events JS must see, delivered in one call per drain.
+#pragma once
+#include <napi.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "poller.h"
+#include "uv_glue.h"
+
+namespace iapp {
+
+class Loop;
+struct CleanupCtx;
+
+// Event records handed to JS: kRecordStride doubles each, [kind, id, v0..v5]. Mirrored in
+// src/native.ts.
+enum RecordKind : int {
+  kRecAccept = 1,        // id: listener, v0: new socket id
+  kRecConnect = 2,       // id: socket
+  kRecData = 3,          // id: socket, v0: offset in the current arena, v1: length
+  kRecEnd = 4,           // id: socket (peer half-closed)
+  kRecDrain = 5,         // id: socket (write queue emptied after write() returned false)
+  kRecClose = 6,         // id: socket, v0: errno, v1: syscall, v2: unsent, v3: bytes in, v4: out
+  kRecListenPaused = 7,  // id: listener, v0: errno, v1: connections shed
+  kRecArena = 8,         // the next arena of the batch becomes current
+};
+constexpr int kRecordStride = 8;
+constexpr int kRecordCapacity = 4096;  // records per call into JS
+
+// A registered fd with an id JS can name. Ids are never reused within a loop, so a stale id held
+// by JS can only miss, never hit another socket.
+class Handle : public Watcher {
+ public:
+  enum class Kind { kSocket, kListener };
+  Handle(Loop* loop, Kind kind) : kind(kind), loop_(loop) {}
+  const Kind kind;
+  uint64_t id = 0;
+  // Closes the fd now without telling JS (the loop is going away).
+  virtual void Abandon() = 0;
+
+ protected:
+  Loop* loop_;
+};
+
+struct LoopStats {
+  uint64_t bytes_in = 0, bytes_out = 0;
+  uint64_t accepted = 0, connected = 0, closed = 0;
+  uint64_t accept_paused = 0, accept_shed = 0;
+  uint64_t drains = 0, wakeups = 0;
+  std::map<int, uint64_t> errors;  // errno -> count
+};
+
+class Loop {
+ public:
+  Loop(Napi::Env env, Napi::Function callback, Napi::Float64Array records);
+  ~Loop();
+  int Open();    // 0 or a negative errno / libuv error
+  void Close();  // abandons every handle, closes the poller; idempotent
+  bool closed() const { return closed_; }
+
+  Napi::Env env() const { return env_; }
+  Poller& poller() { return poller_; }
+  LoopStats& stats() { return stats_; }
+  void CountError(int err) { ++stats_.errors[err]; }
+  size_t handle_count() const { return handles_.size(); }
+
+  void Register(Handle* h);          // assigns h->id; the loop owns h from here
+  Handle* Find(uint64_t id) const;
+  // Unregisters h and removes it from the poller. h is freed at the next safe point (never
+  // while a fetched batch may still hold its pointer). The caller has closed or will close h->fd.
+  void Retire(Handle* h);
+
+  // Appends a record and returns its six value slots, zeroed.
+  double* Emit(int kind, uint64_t id);
+  // Space for a data read of up to `want` bytes in the current arena (a JS Buffer).
+  uint8_t* ArenaReserve(size_t want, size_t* got);
+  // Records that `n` bytes were read into the space ArenaReserve returned, for socket `id`.
+  void ArenaCommit(uint64_t id, uint8_t* at, size_t n);
+
+  // The fd kept in reserve for EMFILE on accept (see Listener::OnExhausted); -1 if none.
+  int TakeReserveFd() {
+    int fd = reserve_fd_;
+    reserve_fd_ = -1;
+    return fd;
+  }
+  void RestoreReserveFd();
+
+  // Makes the prepare hook run before libuv next blocks (to flush changes and deliver records).
+  void WantPrepare();
+
+  // libuv callbacks
+  void Drain();
+  void Prepare();
+
+ private:
+  void Deliver();
+  void FreeRetired();
+
+  Napi::Env env_;
+  Napi::FunctionReference callback_;
+  Napi::ObjectReference records_ref_;
+  double* records_ = nullptr;
+  Napi::AsyncContext async_;
+  Poller poller_;
+  UvWatch* uv_ = nullptr;
+  struct CleanupCtx* cleanup_ = nullptr;  // shared with the env-teardown hook
+  bool closed_ = false;
+  int reserve_fd_ = -1;
+  bool delivering_ = false;
+
+  uint64_t next_id_ = 1;
+  std::unordered_map<uint64_t, Handle*> handles_;
+  std::vector<Handle*> retired_;
+  std::vector<PollEvent> events_;
+
+  std::vector<double> pending_;                 // records not yet delivered
+  std::vector<Napi::ObjectReference> arenas_;   // arenas announced by pending kRecArena records
+  Napi::ObjectReference arena_ref_;
+  uint8_t* arena_ = nullptr;
+  size_t arena_size_ = 0, arena_used_ = 0;
+
+  LoopStats stats_;
+};
+
+}  // namespace iapp

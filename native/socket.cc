@@ -1,0 +1,333 @@
+#include "socket.h"
+
+#include <cerrno>
+#include <cstring>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include "errors.h"
+#include "sys.h"
+
+namespace iapp {
+
+namespace {
+constexpr size_t kDataReadMax = 64 * 1024;     // one read into the arena
+constexpr size_t kDataBudget = 256 * 1024;     // per socket per event, so one socket cannot hog
+constexpr size_t kSinkReadMax = 1 << 20;       // MSG_TRUNC discards this much per call
+constexpr size_t kSinkBudget = 16 << 20;
+constexpr size_t kChunkMin = 16 * 1024;        // small queued writes share chunks
+
+bool IsInet(int fd) {
+  sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) < 0) return false;
+  return ss.ss_family == AF_INET || ss.ss_family == AF_INET6;
+}
+}  // namespace
+
+Socket::Socket(Loop* loop, int fd, bool connecting, const SocketOptions& opts)
+    : Handle(loop, Kind::kSocket), opts_(opts), connecting_(connecting) {
+  this->fd = fd;
+}
+
+Socket* Socket::Adopt(Loop* loop, int fd, bool connecting, const SocketOptions& opts) {
+#ifdef SO_NOSIGPIPE
+  SetSockOptInt(fd, SOL_SOCKET, SO_NOSIGPIPE, 1);
+#endif
+  if (opts.no_delay && IsInet(fd)) SetSockOptInt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+  auto* s = new Socket(loop, fd, connecting, opts);
+  loop->Register(s);
+  s->Rearm();
+  return s;
+}
+
+Socket* Socket::Connect(Loop* loop, const SockAddr& remote, const SockAddr* local,
+                        const SocketOptions& opts, int* err, int* sys) {
+  int fd = SysSocket(remote.family(), SOCK_STREAM);
+  if (fd < 0) {
+    *err = -fd;
+    *sys = kSysSocket;
+    return nullptr;
+  }
+  if (local != nullptr) {
+#ifdef IP_BIND_ADDRESS_NO_PORT
+    // Binding only the address lets the kernel pick the port at connect time, per destination,
+    // so one source address is not limited to one ephemeral range in total.
+    if (reinterpret_cast<const sockaddr_in*>(&local->ss)->sin_port == 0)
+      SetSockOptInt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
+#endif
+    if (bind(fd, reinterpret_cast<const sockaddr*>(&local->ss), local->len) < 0) {
+      *err = errno;
+      *sys = kSysBind;
+      SysClose(fd);
+      return nullptr;
+    }
+  }
+  int r;
+  do r = connect(fd, reinterpret_cast<const sockaddr*>(&remote.ss), remote.len);
+  while (r < 0 && errno == EINTR);
+  if (r < 0 && errno != EINPROGRESS) {
+    *err = errno;
+    *sys = kSysConnect;
+    SysClose(fd);
+    return nullptr;
+  }
+  // Even an immediate success is reported through writability, so the connect event always
+  // arrives from the loop, after connect() has returned the id to JS.
+  return Adopt(loop, fd, true, opts);
+}
+
+void Socket::Rearm() {
+  if (dead) return;
+  uint32_t want = 0;
+  if (connecting_) {
+    want = kWantWrite;
+  } else {
+    if (opts_.read_mode != kReadPaused && !rd_eof_) want |= kWantRead;
+    if (queued_ > 0) want |= kWantWrite;
+  }
+  if (want != this->want) {
+    this->want = want;
+    loop_->poller().Update(this);
+  }
+}
+
+void Socket::OnEvent(uint32_t ev) {
+  if (connecting_) {
+    int e = -SysSockError(fd);
+    if (e != 0) {
+      Fail(e, kSysConnect);
+    } else if (ev & (kWritable | kHangup | kError)) {
+      OnConnected();
+    }
+    return;
+  }
+  if ((ev & kError) && !(ev & kReadable)) {
+    int e = -SysSockError(fd);
+    if (e != 0) {
+      Fail(e, kSysPoll);
+      return;
+    }
+  }
+  if ((ev & (kReadable | kHangup | kError)) && (want & kWantRead)) {
+    OnReadable();
+    if (dead) return;
+  }
+  if (ev & kWritable) OnWritable();
+}
+
+void Socket::OnConnected() {
+  connecting_ = false;
+  ++loop_->stats().connected;
+  loop_->Emit(kRecConnect, id);
+  if (queued_ > 0) {
+    if (Flush() < 0) return;
+  }
+  MaybeShutdown();
+  if (!dead) Rearm();
+}
+
+void Socket::OnReadable() {
+  LoopStats& st = loop_->stats();
+  if (opts_.read_mode == kReadSink) {
+    size_t budget = kSinkBudget;
+    while (budget > 0) {
+      ssize_t n = SysDiscard(fd, kSinkReadMax, true);
+      if (n > 0) {
+        bytes_in_ += n;
+        st.bytes_in += n;
+        budget -= static_cast<size_t>(n) < budget ? n : budget;
+        // A short read means the receive queue is empty: skip the EAGAIN round trip.
+        if (static_cast<size_t>(n) < kSinkReadMax) return;
+        continue;
+      }
+      if (n == 0) return OnEof();
+      if (n == -EAGAIN || n == -EWOULDBLOCK) return;
+      return Fail(static_cast<int>(-n), kSysRead);
+    }
+    return;
+  }
+  size_t budget = kDataBudget;
+  while (budget > 0 && opts_.read_mode == kReadData) {
+    size_t room = 0;
+    uint8_t* at = loop_->ArenaReserve(kDataReadMax < budget ? kDataReadMax : budget, &room);
+    ssize_t n = SysRecv(fd, at, room);
+    if (n > 0) {
+      bytes_in_ += n;
+      st.bytes_in += n;
+      loop_->ArenaCommit(id, at, static_cast<size_t>(n));
+      budget -= static_cast<size_t>(n) < budget ? n : budget;
+      if (static_cast<size_t>(n) < room) return;
+      continue;
+    }
+    if (n == 0) return OnEof();
+    if (n == -EAGAIN || n == -EWOULDBLOCK) return;
+    return Fail(static_cast<int>(-n), kSysRead);
+  }
+}
+
+void Socket::OnEof() {
+  rd_eof_ = true;
+  loop_->Emit(kRecEnd, id);
+  if (!opts_.allow_half_open) end_requested_ = true;
+  MaybeShutdown();
+  if (!dead) Rearm();
+}
+
+void Socket::MaybeShutdown() {
+  if (dead || connecting_ || !end_requested_ || queued_ > 0) return;
+  if (!wr_shut_) {
+    if (shutdown(fd, SHUT_WR) < 0 && errno != ENOTCONN) return Fail(errno, kSysShutdown);
+    wr_shut_ = true;
+  }
+  if (rd_eof_) Finish(0, kSysNone, false);
+}
+
+void Socket::Enqueue(const uint8_t* p, size_t n) {
+  if (n == 0) return;
+  if (!queue_.empty()) {
+    Chunk& last = queue_.back();
+    size_t room = last.cap - last.len;
+    if (room >= n) {
+      memcpy(last.data.get() + last.len, p, n);
+      last.len += n;
+      queued_ += n;
+      return;
+    }
+  }
+  size_t cap = n < kChunkMin ? kChunkMin : n;
+  Chunk c{std::unique_ptr<uint8_t[]>(new uint8_t[cap]), cap, n, 0};
+  memcpy(c.data.get(), p, n);
+  queue_.push_back(std::move(c));
+  queued_ += n;
+}
+
+int Socket::Write(const iovec* iov, int n) {
+  if (dead) return -EBADF;
+  if (end_requested_ || wr_shut_) return -EPIPE;
+  int i = 0;
+  size_t skip = 0;  // bytes of iov[i] already sent
+  if (queued_ == 0 && !connecting_) {
+    // Fast path: send straight from the caller's buffers; only what the kernel refuses is copied.
+    while (i < n) {
+      int cnt = n - i < kIovMax ? n - i : kIovMax;
+      ssize_t w = SysSendv(fd, iov + i, cnt);
+      if (w == -EAGAIN || w == -EWOULDBLOCK) break;
+      if (w < 0) {
+        // Queue what this call could not send, so the close record counts it as unsent.
+        for (; i < n; ++i, skip = 0)
+          Enqueue(static_cast<const uint8_t*>(iov[i].iov_base) + skip, iov[i].iov_len - skip);
+        Fail(static_cast<int>(-w), kSysWrite);
+        return 0;
+      }
+      bytes_out_ += w;
+      loop_->stats().bytes_out += w;
+      size_t left = static_cast<size_t>(w);
+      while (i < n && left >= iov[i].iov_len) left -= iov[i++].iov_len;
+      skip = left;
+      if (i < n && skip > 0) break;  // partial: the kernel buffer is full
+    }
+  }
+  for (; i < n; ++i, skip = 0)
+    Enqueue(static_cast<const uint8_t*>(iov[i].iov_base) + skip, iov[i].iov_len - skip);
+  if (queued_ > 0) Rearm();
+  if (queued_ >= opts_.high_water) {
+    need_drain_ = true;
+    return 0;
+  }
+  return 1;
+}
+
+int Socket::Flush() {
+  iovec iov[kIovMax];
+  while (queued_ > 0) {
+    int cnt = 0;
+    for (auto it = queue_.begin(); it != queue_.end() && cnt < kIovMax; ++it, ++cnt) {
+      iov[cnt].iov_base = it->data.get() + it->off;
+      iov[cnt].iov_len = it->len - it->off;
+    }
+    ssize_t w = SysSendv(fd, iov, cnt);
+    if (w == -EAGAIN || w == -EWOULDBLOCK) return 0;
+    if (w < 0) {
+      Fail(static_cast<int>(-w), kSysWrite);
+      return static_cast<int>(w);
+    }
+    bytes_out_ += w;
+    loop_->stats().bytes_out += w;
+    queued_ -= w;
+    size_t left = static_cast<size_t>(w);
+    while (left > 0) {
+      Chunk& c = queue_.front();
+      size_t rest = c.len - c.off;
+      if (left >= rest) {
+        left -= rest;
+        queue_.pop_front();
+      } else {
+        c.off += left;
+        left = 0;
+      }
+    }
+  }
+  return 0;
+}
+
+void Socket::OnWritable() {
+  if (Flush() < 0) return;
+  if (queued_ == 0) {
+    if (need_drain_) {
+      need_drain_ = false;
+      loop_->Emit(kRecDrain, id);
+    }
+    MaybeShutdown();
+  }
+  if (!dead) Rearm();
+}
+
+int Socket::End() {
+  if (dead) return -EBADF;
+  end_requested_ = true;
+  MaybeShutdown();
+  return 0;
+}
+
+void Socket::SetReadMode(int mode) {
+  if (dead) return;
+  opts_.read_mode = mode;
+  Rearm();
+}
+
+int Socket::SetNoDelay(bool on) {
+  if (dead) return -EBADF;
+  return SetSockOptInt(fd, IPPROTO_TCP, TCP_NODELAY, on ? 1 : 0);
+}
+
+size_t Socket::Destroy(bool reset) {
+  size_t unsent = queued_;
+  if (!dead) Finish(0, kSysNone, reset);
+  return unsent;
+}
+
+void Socket::Finish(int err, int sys, bool reset) {
+  if (dead) return;
+  LoopStats& st = loop_->stats();
+  ++st.closed;
+  if (err != 0) loop_->CountError(err);
+  double* v = loop_->Emit(kRecClose, id);
+  v[0] = err;
+  v[1] = sys;
+  v[2] = static_cast<double>(queued_);
+  v[3] = static_cast<double>(bytes_in_);
+  v[4] = static_cast<double>(bytes_out_);
+  loop_->Retire(this);  // removes from the poller before the fd number can be reused
+  if (reset) CloseWithReset(fd); else SysClose(fd);
+  fd = -1;
+  queue_.clear();
+}
+
+void Socket::Abandon() {
+  if (fd >= 0) SysClose(fd);
+  fd = -1;
+}
+
+}  // namespace iapp

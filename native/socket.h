@@ -1,0 +1,81 @@
+// A connected stream socket (TCP or Unix) owned by one loop: reads delivered to JS in batches or
+// discarded natively, writes queued and flushed with sendmsg/writev.
+#pragma once
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+
+#include "addr.h"
+#include "errors.h"
+#include "loop.h"
+
+namespace iapp {
+
+enum ReadMode : int { kReadPaused = 0, kReadData = 1, kReadSink = 2 };
+
+struct SocketOptions {
+  int read_mode = kReadData;
+  bool no_delay = true;
+  bool allow_half_open = false;
+  size_t high_water = 256 * 1024;
+};
+
+class Socket : public Handle {
+ public:
+  static constexpr Kind kKind = Kind::kSocket;
+  // Takes ownership of fd, registers with the loop and starts watching.
+  static Socket* Adopt(Loop* loop, int fd, bool connecting, const SocketOptions& opts);
+  // Non-blocking connect. On failure returns null with *err (positive errno) and *sys set.
+  static Socket* Connect(Loop* loop, const SockAddr& remote, const SockAddr* local,
+                         const SocketOptions& opts, int* err, int* sys);
+
+  void OnEvent(uint32_t events) override;
+  void OnPollError(int err) override { Fail(err, kSysPoll); }
+  void Abandon() override;
+
+  // Queues and tries to send. Returns 1 if below the high-water mark, 0 if the caller should wait
+  // for drain (or the send failed: the socket is then closing and its close record counts the
+  // bytes as unsent), -errno if the socket was already ended or closed.
+  int Write(const iovec* iov, int n);
+  int End();                       // half-close once the queue is flushed; 0 or -errno
+  size_t Destroy(bool reset);      // closes now; returns the queued bytes that were not sent
+  void SetReadMode(int mode);
+  int SetNoDelay(bool on);
+  void SetHighWater(size_t n) { opts_.high_water = n; }
+
+  uint64_t bytes_in() const { return bytes_in_; }
+  uint64_t bytes_out() const { return bytes_out_; }
+  size_t queued() const { return queued_; }
+
+ private:
+  Socket(Loop* loop, int fd, bool connecting, const SocketOptions& opts);
+  void OnConnected();
+  void OnReadable();
+  void OnWritable();
+  void OnEof();
+  int Flush();                  // sends queued bytes: 0, or -errno after failing the socket
+  void MaybeShutdown();
+  void Rearm();
+  void Enqueue(const uint8_t* p, size_t n);
+  // Closes the fd and tells JS why. err: positive errno or 0 for a clean close.
+  void Finish(int err, int sys, bool reset);
+  void Fail(int err, int sys) { Finish(err, sys, false); }
+
+  struct Chunk {
+    std::unique_ptr<uint8_t[]> data;
+    size_t cap, len, off;
+  };
+
+  SocketOptions opts_;
+  bool connecting_;
+  bool rd_eof_ = false;
+  bool end_requested_ = false;
+  bool wr_shut_ = false;
+  bool need_drain_ = false;
+  std::deque<Chunk> queue_;
+  size_t queued_ = 0;
+  uint64_t bytes_in_ = 0, bytes_out_ = 0;
+};
+
+}  // namespace iapp

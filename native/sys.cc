@@ -1,0 +1,126 @@
+#include "sys.h"
+
+#include <cerrno>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace iapp {
+
+namespace {
+inline int Neg(int r) { return r < 0 ? -errno : r; }
+}  // namespace
+
+int SysClose(int fd) {
+  // Linux and FreeBSD release the fd even when close() reports EINTR; retrying could close an fd
+  // another thread has just been given.
+  return Neg(close(fd));
+}
+
+int SetNonblockCloexec(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -errno;
+  int fdfl = fcntl(fd, F_GETFD);
+  if (fdfl < 0 || fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC) < 0) return -errno;
+  return 0;
+}
+
+int SysSocket(int family, int type) {
+#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
+  return Neg(socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+#else
+  int fd = socket(family, type, 0);
+  if (fd < 0) return -errno;
+  int r = SetNonblockCloexec(fd);
+  if (r < 0) {
+    close(fd);
+    return r;
+  }
+  return fd;
+#endif
+}
+
+int SysAccept(int fd, sockaddr* addr, unsigned* len) {
+  socklen_t l = len ? *len : 0;
+#if defined(__linux__) || defined(__FreeBSD__)
+  int c;
+  do c = accept4(fd, addr, len ? &l : nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  while (c < 0 && errno == EINTR);
+  if (c < 0) return -errno;
+#else
+  int c;
+  do c = accept(fd, addr, len ? &l : nullptr);
+  while (c < 0 && errno == EINTR);
+  if (c < 0) return -errno;
+  int r = SetNonblockCloexec(c);
+  if (r < 0) {
+    close(c);
+    return r;
+  }
+#endif
+  if (len) *len = l;
+  return c;
+}
+
+ssize_t SysSendv(int fd, const iovec* iov, int iovcnt) {
+  msghdr msg{};
+  msg.msg_iov = const_cast<iovec*>(iov);
+  msg.msg_iovlen = iovcnt;
+#ifdef MSG_NOSIGNAL
+  const int flags = MSG_NOSIGNAL;
+#else
+  const int flags = 0;  // SO_NOSIGPIPE is set on the socket instead
+#endif
+  ssize_t n;
+  do n = sendmsg(fd, &msg, flags);
+  while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : n;
+}
+
+ssize_t SysRecv(int fd, void* buf, size_t len) {
+  ssize_t n;
+  do n = recv(fd, buf, len, 0);
+  while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : n;
+}
+
+ssize_t SysDiscard(int fd, size_t len, bool trunc_ok) {
+  ssize_t n;
+#if defined(__linux__)
+  if (trunc_ok) {
+    do n = recv(fd, nullptr, len, MSG_TRUNC);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+  }
+#endif
+  static thread_local char scratch[256 * 1024];
+  if (len > sizeof scratch) len = sizeof scratch;
+  do n = recv(fd, scratch, len, 0);
+  while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : n;
+}
+
+int SysSockError(int fd) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return -errno;
+  return -err;
+}
+
+int SetSockOptInt(int fd, int level, int name, int value) {
+  return Neg(setsockopt(fd, level, name, &value, sizeof value));
+}
+
+int CloseWithReset(int fd) {
+  linger l{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  return SysClose(fd);
+}
+
+int OpenReserveFd() {
+  return Neg(open("/dev/null", O_RDONLY | O_CLOEXEC));
+}
+
+}  // namespace iapp

@@ -1,0 +1,34 @@
+// Syscall wrappers. Every function returns >= 0 on success or -errno on failure, so callers never
+// read errno after another call may have changed it.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+struct sockaddr;
+
+namespace iapp {
+
+int SysClose(int fd);
+int SetNonblockCloexec(int fd);
+// A non-blocking, close-on-exec socket.
+int SysSocket(int family, int type);
+// accept4 where the platform has it, accept + fcntl elsewhere; the result is non-blocking and
+// close-on-exec.
+int SysAccept(int fd, sockaddr* addr, unsigned* len);
+ssize_t SysSendv(int fd, const iovec* iov, int iovcnt);
+ssize_t SysRecv(int fd, void* buf, size_t len);
+// Receives and throws away up to len bytes. On Linux TCP, MSG_TRUNC discards without copying;
+// elsewhere the bytes land in a per-thread scratch buffer.
+ssize_t SysDiscard(int fd, size_t len, bool trunc_ok);
+int SysSockError(int fd);
+int SetSockOptInt(int fd, int level, int name, int value);
+// A close that sends RST instead of FIN (SO_LINGER with a zero timeout).
+int CloseWithReset(int fd);
+// An fd held in reserve so that EMFILE on accept can still take one connection off the backlog.
+int OpenReserveFd();
+
+constexpr int kIovMax = 1024;
+
+}  // namespace iapp

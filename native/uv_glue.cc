@@ -1,0 +1,87 @@
+#include "uv_glue.h"
+
+#include <uv.h>
+
+namespace iapp {
+
+struct UvWatch {
+  uv_poll_t poll;
+  uv_prepare_t prepare;
+  UvHooks hooks;
+  int open_handles = 0;
+  bool prepare_on = false;
+  void (*done)(void*) = nullptr;
+  void* done_arg = nullptr;
+};
+
+namespace {
+
+void OnPoll(uv_poll_t* h, int status, int events) {
+  auto* w = static_cast<UvWatch*>(h->data);
+  // status < 0 means libuv saw an error on the poller fd itself; draining reports it.
+  w->hooks.on_ready(w->hooks.arg);
+}
+
+void OnPrepare(uv_prepare_t* h) {
+  auto* w = static_cast<UvWatch*>(h->data);
+  uv_prepare_stop(&w->prepare);
+  w->prepare_on = false;
+  w->hooks.on_prepare(w->hooks.arg);
+}
+
+void OnClosed(uv_handle_t* h) {
+  auto* w = static_cast<UvWatch*>(h->data);
+  if (--w->open_handles > 0) return;
+  auto done = w->done;
+  auto arg = w->done_arg;
+  delete w;
+  if (done) done(arg);
+}
+
+}  // namespace
+
+UvWatch* UvWatchStart(napi_env env, int fd, UvHooks hooks, int* err) {
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
+    *err = UV_EINVAL;
+    return nullptr;
+  }
+  auto* w = new UvWatch();
+  w->hooks = hooks;
+  int r = uv_poll_init(loop, &w->poll, fd);
+  if (r != 0) {
+    delete w;
+    *err = r;
+    return nullptr;
+  }
+  w->poll.data = w;
+  w->open_handles = 1;
+  uv_prepare_init(loop, &w->prepare);  // cannot fail
+  w->prepare.data = w;
+  w->open_handles = 2;
+  uv_unref(reinterpret_cast<uv_handle_t*>(&w->prepare));
+  r = uv_poll_start(&w->poll, UV_READABLE, OnPoll);
+  if (r != 0) {
+    *err = r;
+    UvWatchClose(w, nullptr, nullptr);
+    return nullptr;
+  }
+  return w;
+}
+
+void UvWatchWantPrepare(UvWatch* w) {
+  if (w->prepare_on) return;
+  w->prepare_on = true;
+  uv_prepare_start(&w->prepare, OnPrepare);
+}
+
+void UvWatchClose(UvWatch* w, void (*done)(void*), void* arg) {
+  w->done = done;
+  w->done_arg = arg;
+  uv_poll_stop(&w->poll);
+  uv_prepare_stop(&w->prepare);
+  uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), OnClosed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&w->prepare), OnClosed);
+}
+
+}  // namespace iapp

@@ -1,0 +1,26 @@
+// The only file that touches libuv. The loop's poller fd is watched by the worker's own libuv loop
+// (so Node's timers, promises and modules keep working on loop threads), and a prepare hook runs
+// just before libuv would block, to submit queued interest changes and deliver events produced
+// outside a drain. libuv keeps its ABI stable within 1.x; keep every libuv call in here.
+#pragma once
+#include <node_api.h>
+
+namespace iapp {
+
+struct UvHooks {
+  void (*on_ready)(void* arg);    // the poller fd is readable: drain it
+  void (*on_prepare)(void* arg);  // libuv is about to poll: flush
+  void* arg;
+};
+
+struct UvWatch;
+
+// Starts watching `fd` for readability on env's libuv loop. Returns null and sets *err (-errno or
+// a libuv error) on failure.
+UvWatch* UvWatchStart(napi_env env, int fd, UvHooks hooks, int* err);
+// Runs on_prepare once before the thread next blocks in libuv (idempotent until it runs).
+void UvWatchWantPrepare(UvWatch* w);
+// Stops and closes the handles. `done` (may be null) runs once libuv has released them.
+void UvWatchClose(UvWatch* w, void (*done)(void* arg), void* arg);
+
+}  // namespace iapp

@@ -1,0 +1,16 @@
+export { createRuntime, Runtime } from './runtime.js';
+export type { CloseSummary, FileLimits, RuntimeOptions, ThreadExit, ThreadStats } from './runtime.js';
+export { Loop } from './loop.js';
+export type {
+  ConnectOptions,
+  ListenOptions,
+  LoopCloseSummary,
+  LoopInfo,
+  LoopStats,
+  ReadModeName,
+  SocketOptions,
+} from './loop.js';
+export { Socket } from './socket.js';
+export type { CloseInfo } from './socket.js';
+export { Listener } from './listener.js';
+export { IappError } from './errors.js';

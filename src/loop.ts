@@ -1,0 +1,376 @@
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { constants } from 'node:os';
+
+import { IappError, iappError } from './errors.js';
+import { Listener } from './listener.js';
+import { native as addon, ReadMode, Rec, type NativeLoop } from './native.js';
+import { Socket } from './socket.js';
+
+/** How a socket reads: deliver to JS (`data`), discard natively (`sink`) or not at all yet (`paused`). */
+export type ReadModeName = 'data' | 'sink' | 'paused';
+
+export interface SocketOptions {
+  /** Read mode a new socket starts in. Default `'data'`. */
+  mode?: ReadModeName;
+  /** TCP_NODELAY. Default true. */
+  noDelay?: boolean;
+  /** Keep the write side open after the peer half-closes. Default false: end() automatically. */
+  allowHalfOpen?: boolean;
+  /** Write queue size at which write() returns false. Default 256 KiB. */
+  highWaterMark?: number;
+}
+
+export interface ListenOptions extends SocketOptions {
+  /** Numeric IPv4/IPv6 address or `localhost`. Default `'::'` (all addresses, IPv4 too). */
+  host?: string;
+  /** TCP port; 0 picks one, shared by every loop of the runtime that listens with the same host and `name`. */
+  port?: number;
+  /** Unix socket path (instead of host/port). Removed when the last loop closes it. */
+  path?: string;
+  /** Kernel accept queue length. Default 511. */
+  backlog?: number;
+  /**
+   * `'reuseport'` (default for TCP): one socket per loop with SO_REUSEPORT, the kernel spreads
+   * connections by hash. `'shared'` (default for Unix paths): one socket, every loop waits on it,
+   * the kernel wakes one loop per connection (EPOLLEXCLUSIVE).
+   */
+  accept?: 'reuseport' | 'shared';
+  ipv6Only?: boolean;
+  /**
+   * When no fd can be had for a new connection (EMFILE, ENFILE): `'wait'` (default) pauses
+   * accepting with a backoff and leaves clients in the backlog; `'shed'` also takes the oldest
+   * pending connection and resets it, using an fd kept in reserve, so its client fails fast.
+   */
+  onFdExhaustion?: 'wait' | 'shed';
+  /** Loops listening on port 0 with the same host and name share one port. Default `''`. */
+  name?: string;
+}
+
+export interface ConnectOptions extends SocketOptions {
+  /** Host name or address. Default `'127.0.0.1'`. Names are resolved with dns.lookup. */
+  host?: string;
+  port?: number;
+  /** Unix socket path (instead of host/port). */
+  path?: string;
+  /** Local address to bind before connecting (port chosen at connect time where supported). */
+  localAddress?: string;
+  localPort?: number;
+  /** Milliseconds before the attempt fails with ETIMEDOUT. Default 30000; 0 waits for the kernel. */
+  timeout?: number;
+}
+
+/** Counters of one loop since it started. */
+export interface LoopStats {
+  bytesIn: number;
+  bytesOut: number;
+  accepted: number;
+  connected: number;
+  closed: number;
+  /** Times a listener paused because no fd could be had. */
+  acceptPaused: number;
+  /** Pending connections reset under `onFdExhaustion: 'shed'`. */
+  acceptShed: number;
+  /** Wakes of the loop, and calls into JS (at most one per wake carries all events). */
+  wakeups: number;
+  jsCalls: number;
+  sockets: number;
+  listeners: number;
+  /** Failures by errno code: `{ ECONNRESET: 3 }`. */
+  errors: Record<string, number>;
+}
+
+/** What the loop reports to the runtime (handler errors, accept pauses). */
+export type LoopReport =
+  | { type: 'handler-error'; error: Error }
+  | { type: 'accept-error'; error: IappError; shed: number; resumeInMs: number };
+
+const ETIMEDOUT = constants.errno.ETIMEDOUT;
+const STRIDE = addon.constants.recordStride;
+const modeOf = (m: ReadModeName | undefined): ReadMode =>
+  m === 'sink' ? ReadMode.Sink : m === 'paused' ? ReadMode.Paused : ReadMode.Data;
+const errnoName = (n: number): string => IappError.fromErrno(n, '').code;
+
+function checkInt(name: string, v: unknown, min: number, max: number): void {
+  if (v === undefined) return;
+  if (typeof v !== 'number' || !Number.isInteger(v)) throw new TypeError(`${name} must be an integer, got ${String(v)}`);
+  if (v < min || v > max) throw new RangeError(`${name} must be between ${min} and ${max}, got ${v}`);
+}
+
+function checkSocketOptions(o: SocketOptions): void {
+  if (o.mode !== undefined && o.mode !== 'data' && o.mode !== 'sink' && o.mode !== 'paused')
+    throw new TypeError(`mode must be 'data', 'sink' or 'paused', got ${String(o.mode)}`);
+  checkInt('highWaterMark', o.highWaterMark, 1, 2 ** 40);
+}
+
+/**
+ * One loop thread's event loop: every socket and listener it creates lives here for life and is
+ * touched only from this thread. Loops are made by the runtime and handed to the module's
+ * `setup(loop, info)`.
+ */
+export class Loop {
+  /** This loop's index in its runtime, 0-based. */
+  readonly index: number;
+  /** The runtime's number of loop threads. */
+  readonly threads: number;
+  /** @internal */
+  readonly native: NativeLoop;
+  #records: Float64Array;
+  #arena: Buffer | undefined;
+  #sockets = new Map<number, Socket>();
+  #listeners = new Map<number, Listener>();
+  #listenerModes = new Map<number, ReadMode>();
+  #group: string;
+  #report: (r: LoopReport) => void;
+  #closing: Promise<LoopCloseSummary> | undefined;
+
+  /** @internal Made by the runtime's thread entry. */
+  constructor(index: number, threads: number, group: string, report: (r: LoopReport) => void) {
+    this.index = index;
+    this.threads = threads;
+    this.#group = group;
+    this.#report = report;
+    this.#records = new Float64Array(addon.constants.recordCapacity * STRIDE);
+    this.native = new addon.NativeLoop((count, arenas) => this.#onBatch(count, arenas), this.#records);
+  }
+
+  /**
+   * Listens on TCP (IPv4/IPv6) or a Unix path. Every loop that should take connections calls it
+   * with the same options. Throws IappError (EADDRINUSE, EACCES, …) synchronously.
+   */
+  listen(options: ListenOptions, onConnection?: (socket: Socket) => void): Listener {
+    this.#checkOpen();
+    checkSocketOptions(options);
+    checkInt('port', options.port, 0, 65535);
+    checkInt('backlog', options.backlog, 1, 1 << 20);
+    if (options.accept !== undefined && options.accept !== 'reuseport' && options.accept !== 'shared')
+      throw new TypeError(`accept must be 'reuseport' or 'shared', got ${String(options.accept)}`);
+    if (options.onFdExhaustion !== undefined && options.onFdExhaustion !== 'wait' && options.onFdExhaustion !== 'shed')
+      throw new TypeError(`onFdExhaustion must be 'wait' or 'shed', got ${String(options.onFdExhaustion)}`);
+    if (options.path === undefined && options.port === undefined)
+      throw new TypeError('listen needs a port (0 for any) or a Unix path');
+    let host = options.host ?? '::';
+    if (host === 'localhost') host = '127.0.0.1';
+    if (options.path === undefined && isIP(host) === 0)
+      throw new TypeError(`listen host must be a numeric IP address or 'localhost', got '${host}'`);
+    const mode = modeOf(options.mode);
+    const spec = {
+      ...(options.path !== undefined ? { path: options.path } : { host, port: options.port ?? 0 }),
+      backlog: options.backlog ?? 511,
+      shared: options.accept === 'shared' || (options.path !== undefined && options.accept !== 'reuseport'),
+      ipv6Only: options.ipv6Only ?? false,
+      shed: options.onFdExhaustion === 'shed',
+      group: `${this.#group}|${options.name ?? ''}`,
+      mode,
+      noDelay: options.noDelay ?? true,
+      allowHalfOpen: options.allowHalfOpen ?? false,
+      highWaterMark: options.highWaterMark ?? 256 * 1024,
+    };
+    let info;
+    try {
+      info = this.native.listen(spec);
+    } catch (e) {
+      // '::' where IPv6 is off: fall back to IPv4 like Node does.
+      if (options.host === undefined && (e as IappError).code === 'EAFNOSUPPORT')
+        info = this.native.listen({ ...spec, host: '0.0.0.0' });
+      else throw e;
+    }
+    const l = new Listener(this, info, onConnection);
+    this.#listeners.set(l.id, l);
+    this.#listenerModes.set(l.id, mode);
+    return l;
+  }
+
+  /** Connects (non-blocking). Rejects with IappError: ECONNREFUSED, ETIMEDOUT, ENOENT, … */
+  async connect(options: ConnectOptions): Promise<Socket> {
+    this.#checkOpen();
+    checkSocketOptions(options);
+    checkInt('port', options.port, 1, 65535);
+    checkInt('localPort', options.localPort, 0, 65535);
+    checkInt('timeout', options.timeout, 0, 2 ** 31 - 1);
+    if (options.path === undefined && options.port === undefined)
+      throw new TypeError('connect needs a port or a Unix path');
+    let host = options.host ?? '127.0.0.1';
+    if (options.path === undefined && isIP(host) === 0) {
+      try {
+        host = (await lookup(host)).address;
+      } catch (e) {
+        const err = e as NodeJS.ErrnoException;
+        throw iappError(err.code ?? 'ENOTFOUND', `cannot resolve host '${host}' (${err.code ?? err.message})`, host);
+      }
+    }
+    const target = options.path ?? `${host}:${options.port}`;
+    const mode = modeOf(options.mode);
+    const id = this.native.connect({
+      ...(options.path !== undefined ? { path: options.path } : { host, port: options.port }),
+      ...(options.localAddress !== undefined ? { localAddress: options.localAddress, localPort: options.localPort ?? 0 } : {}),
+      mode,
+      noDelay: options.noDelay ?? true,
+      allowHalfOpen: options.allowHalfOpen ?? false,
+      highWaterMark: options.highWaterMark ?? 256 * 1024,
+    });
+    const socket = new Socket(this, id, mode, true);
+    this.#sockets.set(id, socket);
+    const timeout = options.timeout ?? 30_000;
+    return new Promise<Socket>((resolve, reject) => {
+      socket._connecting = { resolve, reject, target };
+      if (timeout > 0) {
+        socket._connecting.timer = setTimeout(() => {
+          socket._connecting = undefined;
+          this.native.destroy(id, false);
+          reject(IappError.fromErrno(ETIMEDOUT, 'connect', target));
+        }, timeout);
+      }
+    });
+  }
+
+  /** Counters since the loop started. */
+  stats(): LoopStats {
+    const s = this.native.stats();
+    const errors: Record<string, number> = {};
+    for (const [errno, n] of Object.entries(s.errors)) errors[errnoName(Number(errno))] = n;
+    return {
+      bytesIn: s.bytesIn,
+      bytesOut: s.bytesOut,
+      accepted: s.accepted,
+      connected: s.connected,
+      closed: s.closed,
+      acceptPaused: s.acceptPaused,
+      acceptShed: s.acceptShed,
+      wakeups: s.wakeups,
+      jsCalls: s.jsCalls,
+      sockets: this.#sockets.size,
+      listeners: this.#listeners.size,
+      errors,
+    };
+  }
+
+  /** Open sockets of this loop. */
+  get sockets(): ReadonlyMap<number, Socket> {
+    return this.#sockets;
+  }
+
+  /**
+   * Graceful close: stop listening, end every socket (queued writes are flushed first), wait for
+   * the peers to close until `timeoutMs`, then reset what is left. Resolves with what was cut.
+   */
+  close(options: { timeoutMs?: number } = {}): Promise<LoopCloseSummary> {
+    this.#closing ??= this.#close(options.timeoutMs ?? 5000);
+    return this.#closing;
+  }
+
+  async #close(timeoutMs: number): Promise<LoopCloseSummary> {
+    for (const l of [...this.#listeners.values()]) l.close();
+    const open = [...this.#sockets.values()];
+    for (const s of open) {
+      if (s.readyState === 'connecting') s.destroy();
+      else s.end();
+    }
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(open.map((s) => s.closed)),
+      new Promise((r) => (timer = setTimeout(r, timeoutMs))),
+    ]);
+    clearTimeout(timer);
+    const left = [...this.#sockets.values()];
+    let unsent = 0;
+    for (const s of left) unsent += s.destroy({ reset: true });
+    await Promise.all(left.map((s) => s.closed));
+    this.native.close();
+    return { sockets: open.length, reset: left.length, unsent };
+  }
+
+  #checkOpen(): void {
+    if (this.#closing) throw iappError('ERR_LOOP_CLOSED', `loop ${this.index} is closing`);
+  }
+
+  /** @internal */
+  handlerError(error: unknown, socket?: Socket): void {
+    if (socket && socket.readyState !== 'closed') socket.destroy();
+    this.#report({ type: 'handler-error', error: error instanceof Error ? error : new Error(String(error)) });
+  }
+
+  /** @internal */
+  acceptError(_l: Listener, error: IappError, shed: number, resumeInMs: number): void {
+    this.#report({ type: 'accept-error', error, shed, resumeInMs });
+  }
+
+  /** @internal */
+  listenerClosed(l: Listener): void {
+    this.#listeners.delete(l.id);
+    this.#listenerModes.delete(l.id);
+  }
+
+  // One call per loop wake: every event of the wake, in order. A handler that throws closes its
+  // own socket and is reported; the others still run.
+  #onBatch(count: number, arenas: Buffer[] | undefined): void {
+    const r = this.#records;
+    let nextArena = 0;
+    for (let i = 0, o = 0; i < count; i++, o += STRIDE) {
+      const kind = r[o]!;
+      const id = r[o + 1]!;
+      let socket: Socket | undefined;
+      try {
+        switch (kind) {
+          case Rec.Data:
+            socket = this.#sockets.get(id);
+            socket?._data(this.#arena!.subarray(r[o + 2]!, r[o + 2]! + r[o + 3]!));
+            break;
+          case Rec.Arena:
+            this.#arena = arenas![nextArena++];
+            break;
+          case Rec.Accept: {
+            const sid = r[o + 2]!;
+            const l = this.#listeners.get(id);
+            socket = new Socket(this, sid, this.#listenerModes.get(id) ?? ReadMode.Data, false);
+            this.#sockets.set(sid, socket);
+            if (l) l._accepted(socket);
+            else socket.destroy({ reset: true }); // accepted just before its listener closed
+            break;
+          }
+          case Rec.Connect:
+            socket = this.#sockets.get(id);
+            socket?._connected();
+            break;
+          case Rec.End:
+            socket = this.#sockets.get(id);
+            socket?._end();
+            break;
+          case Rec.Drain:
+            socket = this.#sockets.get(id);
+            socket?._drain();
+            break;
+          case Rec.Close:
+            socket = this.#sockets.get(id);
+            this.#sockets.delete(id);
+            socket?._closed(r[o + 2]!, addon.syscallNames[r[o + 3]!] ?? '', r[o + 4]!, r[o + 5]!, r[o + 6]!);
+            socket = undefined;
+            break;
+          case Rec.ListenPaused:
+            this.#listeners.get(id)?._paused(r[o + 2]!, r[o + 3]!);
+            break;
+        }
+      } catch (e) {
+        this.handlerError(e, socket);
+      }
+    }
+  }
+}
+
+/** What a graceful close had to cut short. */
+export interface LoopCloseSummary {
+  /** Sockets open when the close began. */
+  sockets: number;
+  /** Sockets reset at the deadline because their peers had not closed. */
+  reset: number;
+  /** Queued bytes those resets dropped. */
+  unsent: number;
+}
+
+/** What `setup` receives besides the loop. */
+export interface LoopInfo {
+  index: number;
+  threads: number;
+  /** The runtime's `data` option, structured-cloned. */
+  data: unknown;
+}

@@ -1,0 +1,119 @@
+// The only module that loads the addon. Everything native is typed here.
+import { createRequire } from 'node:module';
+
+export interface NativeListenSpec {
+  host?: string;
+  port?: number;
+  path?: string;
+  backlog?: number;
+  shared?: boolean;
+  ipv6Only?: boolean;
+  shed?: boolean;
+  group?: string;
+  mode?: number;
+  noDelay?: boolean;
+  allowHalfOpen?: boolean;
+  highWaterMark?: number;
+}
+
+export interface NativeConnectSpec {
+  host?: string;
+  port?: number;
+  path?: string;
+  localAddress?: string;
+  localPort?: number;
+  mode?: number;
+  noDelay?: boolean;
+  allowHalfOpen?: boolean;
+  highWaterMark?: number;
+}
+
+export interface NativeAddress {
+  address?: string;
+  port?: number;
+  family?: 'IPv4' | 'IPv6' | 'unix';
+}
+
+export interface NativeLoopStats {
+  bytesIn: number;
+  bytesOut: number;
+  accepted: number;
+  connected: number;
+  closed: number;
+  acceptPaused: number;
+  acceptShed: number;
+  wakeups: number;
+  jsCalls: number;
+  handles: number;
+  errors: Record<string, number>;
+}
+
+export interface NativeLoop {
+  listen(spec: NativeListenSpec): NativeAddress & { id: number };
+  connect(spec: NativeConnectSpec): number;
+  write(id: number, chunk: Uint8Array): boolean;
+  writev(id: number, chunks: readonly Uint8Array[]): boolean;
+  end(id: number): void;
+  destroy(id: number, reset: boolean): number;
+  setReadMode(id: number, mode: number): void;
+  setNoDelay(id: number, on: boolean): void;
+  setHighWaterMark(id: number, bytes: number): void;
+  socketCounters(id: number, out: Float64Array): boolean;
+  addresses(id: number): { local?: NativeAddress; remote?: NativeAddress };
+  pauseListener(id: number): void;
+  resumeListener(id: number): void;
+  closeListener(id: number): void;
+  stats(): NativeLoopStats;
+  close(): void;
+}
+
+interface Addon {
+  NativeLoop: new (
+    onBatch: (count: number, arenas: Buffer[] | undefined) => void,
+    records: Float64Array,
+  ) => NativeLoop;
+  raiseFileLimit(): { before: number; soft: number; hard: number };
+  setErrorFactory(f: (errno: number, syscall: string, context: string) => Error): void;
+  syscallNames: string[];
+  constants: { recordStride: number; recordCapacity: number };
+}
+
+const require = createRequire(import.meta.url);
+
+function load(): Addon {
+  const tried: string[] = [];
+  for (const p of ['../../build/Release/iapp.node', '../../build/Debug/iapp.node']) {
+    try {
+      return require(p) as Addon;
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      if (err.code !== 'MODULE_NOT_FOUND') throw e;
+      tried.push(p);
+    }
+  }
+  throw new Error(
+    `iapp: the native addon is not built (looked for ${tried.join(', ')} beside dist/). ` +
+      'Run `npm install` (or `npm run build`) in the iapp package.',
+  );
+}
+
+export const native: Addon = load();
+
+/** Event record kinds; mirrors native/loop.h. */
+export const enum Rec {
+  Accept = 1,
+  Connect = 2,
+  Data = 3,
+  End = 4,
+  Drain = 5,
+  Close = 6,
+  ListenPaused = 7,
+  Arena = 8,
+}
+
+/** Read modes; mirrors native/socket.h. */
+export const enum ReadMode {
+  Paused = 0,
+  Data = 1,
+  Sink = 2,
+}

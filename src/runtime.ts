@@ -1,0 +1,271 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { availableParallelism } from 'node:os';
+import { isAbsolute, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+
+import { iappError } from './errors.js';
+import type { LoopCloseSummary, LoopStats } from './loop.js';
+import { native } from './native.js';
+
+export interface RuntimeOptions {
+  /** Module (path or file URL) every loop thread loads; it exports `setup(loop, info)`. */
+  module: string | URL;
+  /** Number of loop threads. Default: the number of CPUs. */
+  threads?: number;
+  /** Passed (structured-cloned) to every `setup` as `info.data`. */
+  data?: unknown;
+  /** Milliseconds to wait for the threads' `setup` to finish. Default 30000. */
+  startTimeoutMs?: number;
+}
+
+/** The file-descriptor limit (RLIMIT_NOFILE) the runtime found and what it raised it to. */
+export interface FileLimits {
+  before: number;
+  soft: number;
+  hard: number;
+}
+
+export interface ThreadExit {
+  thread: number;
+  /** Why the thread died, if it did not end through close(). */
+  error?: Error;
+  exitCode: number;
+}
+
+export interface CloseSummary extends LoopCloseSummary {
+  /** Threads that had to be terminated because they did not end by themselves after closing. */
+  terminated: number;
+}
+
+export interface ThreadStats extends LoopStats {
+  thread: number;
+}
+
+/** @internal Messages between the runtime and its threads. */
+export type ControlRequest = { type: 'stats'; seq: number } | { type: 'close'; timeoutMs: number };
+/** @internal */
+export type SerializedError = { name: string; message: string; code?: string; stack?: string };
+/** @internal */
+export type ThreadMessage =
+  | { type: 'ready'; result: unknown }
+  | { type: 'stats'; seq: number; stats: LoopStats }
+  | { type: 'closed'; summary: LoopCloseSummary }
+  | { type: 'handler-error'; error: SerializedError }
+  | { type: 'accept-error'; error: SerializedError; shed: number; resumeInMs: number };
+/** @internal */
+export interface ThreadData {
+  index: number;
+  threads: number;
+  module: string;
+  data: unknown;
+  group: string;
+}
+
+function revive(e: SerializedError): Error {
+  const err = new Error(e.message) as Error & { code?: string };
+  err.name = e.name;
+  if (e.code !== undefined) err.code = e.code;
+  if (e.stack !== undefined) err.stack = e.stack;
+  return err;
+}
+
+const workerUrl = new URL('./worker.js', import.meta.url);
+
+interface Thread {
+  index: number;
+  worker: Worker;
+  alive: boolean;
+  error?: Error;
+  exited: Promise<void>;
+  closed?: (s: LoopCloseSummary) => void;
+}
+
+/**
+ * The main-thread side: starts the loop threads, reports their fate, closes them gracefully.
+ *
+ * Events:
+ * - `'exit'` `(e: ThreadExit)`: a loop thread ended. `e.error` is set when it died (its setup or a
+ *   timer threw, it ran out of memory…); the other threads keep serving.
+ * - `'handler-error'` `({ thread, error })`: a socket handler threw; that socket was closed.
+ *   Without a listener it is printed as a process warning.
+ * - `'accept-error'` `({ thread, error, shed, resumeInMs })`: a listener could not get an fd
+ *   (EMFILE…) and pauses accepting for `resumeInMs`.
+ */
+export class Runtime extends EventEmitter {
+  /** Number of loop threads. */
+  readonly threads: number;
+  /** RLIMIT_NOFILE before and after the runtime raised the soft limit to the hard one. */
+  readonly limits: FileLimits;
+  /** What each thread's `setup` returned, by thread index. */
+  readonly results: unknown[] = [];
+  #threads: Thread[] = [];
+  #seq = 0;
+  #statsWaiters = new Map<number, { left: number; out: ThreadStats[]; resolve: (s: ThreadStats[]) => void }>();
+  #closing: Promise<CloseSummary> | undefined;
+
+  /** @internal Use createRuntime(). */
+  constructor(threads: number, limits: FileLimits) {
+    super();
+    this.threads = threads;
+    this.limits = limits;
+  }
+
+  /** @internal */
+  async _start(options: RuntimeOptions): Promise<void> {
+    const module = options.module instanceof URL ? options.module.href
+      : /^file:/.test(options.module) ? options.module
+      : pathToFileURL(isAbsolute(options.module) ? options.module : resolve(options.module)).href;
+    const group = randomUUID();
+    const ready: Promise<void>[] = [];
+    for (let index = 0; index < this.threads; index++) {
+      const worker = new Worker(workerUrl, {
+        workerData: { index, threads: this.threads, module, data: options.data, group } satisfies ThreadData,
+        name: `iapp-loop-${index}`,
+      });
+      let onReady!: () => void;
+      let onFail!: (e: Error) => void;
+      ready.push(new Promise<void>((res, rej) => ((onReady = res), (onFail = rej))));
+      const t: Thread = { index, worker, alive: true, exited: new Promise((r) => worker.once('exit', () => r())) };
+      this.#threads.push(t);
+      worker.on('message', (m: ThreadMessage) => {
+        switch (m.type) {
+          case 'ready':
+            this.results[index] = m.result;
+            onReady();
+            break;
+          case 'stats':
+            this.#statsReply(m.seq, { thread: index, ...m.stats });
+            break;
+          case 'closed':
+            t.closed?.(m.summary);
+            break;
+          case 'handler-error': {
+            const error = revive(m.error);
+            if (this.listenerCount('handler-error') > 0) this.emit('handler-error', { thread: index, error });
+            else process.emitWarning(`iapp: a handler on loop ${index} threw; its socket was closed: ${error.stack ?? error.message}`);
+            break;
+          }
+          case 'accept-error':
+            this.emit('accept-error', { thread: index, error: revive(m.error), shed: m.shed, resumeInMs: m.resumeInMs });
+            break;
+        }
+      });
+      worker.on('error', (e) => {
+        t.error = e;
+        onFail(e);
+      });
+      worker.on('exit', (exitCode) => {
+        t.alive = false;
+        onFail(t.error ?? iappError('ERR_THREAD_EXITED', `loop thread ${index} exited (code ${exitCode}) before its setup finished`));
+        t.closed?.({ sockets: 0, reset: 0, unsent: 0 });
+        this.#statsThreadGone();
+        const e: ThreadExit = { thread: index, exitCode };
+        if (t.error) e.error = t.error;
+        this.emit('exit', e);
+      });
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timeoutMs = options.startTimeoutMs ?? 30_000;
+    try {
+      await Promise.race([
+        Promise.all(ready),
+        new Promise((_, rej) => {
+          timer = setTimeout(() => rej(iappError('ERR_SETUP_TIMEOUT', `the loop threads' setup did not finish within ${timeoutMs} ms`)), timeoutMs);
+        }),
+      ]);
+    } catch (e) {
+      await this.close({ timeoutMs: 0 });
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Counters of every live loop thread. */
+  stats(): Promise<ThreadStats[]> {
+    const live = this.#threads.filter((t) => t.alive);
+    if (live.length === 0) return Promise.resolve([]);
+    const seq = ++this.#seq;
+    return new Promise((resolve) => {
+      this.#statsWaiters.set(seq, { left: live.length, out: [], resolve });
+      for (const t of live) t.worker.postMessage({ type: 'stats', seq } satisfies ControlRequest);
+    });
+  }
+
+  #statsReply(seq: number, s: ThreadStats): void {
+    const w = this.#statsWaiters.get(seq);
+    if (!w) return;
+    w.out.push(s);
+    if (--w.left === 0) {
+      this.#statsWaiters.delete(seq);
+      w.resolve(w.out.sort((a, b) => a.thread - b.thread));
+    }
+  }
+
+  #statsThreadGone(): void {
+    // A thread that died mid-request will not answer: settle with what the others said.
+    for (const [seq, w] of this.#statsWaiters) {
+      if (--w.left <= 0) {
+        this.#statsWaiters.delete(seq);
+        w.resolve(w.out.sort((a, b) => a.thread - b.thread));
+      }
+    }
+  }
+
+  /**
+   * Graceful shutdown: every loop stops accepting, ends its sockets (queued writes are flushed),
+   * waits for peers to close until `timeoutMs` (default 5000), resets what is left, and the
+   * threads are joined (terminated if user code keeps one alive a second past that).
+   */
+  close(options: { timeoutMs?: number } = {}): Promise<CloseSummary> {
+    this.#closing ??= this.#close(options.timeoutMs ?? 5000);
+    return this.#closing;
+  }
+
+  async #close(timeoutMs: number): Promise<CloseSummary> {
+    const total: CloseSummary = { sockets: 0, reset: 0, unsent: 0, terminated: 0 };
+    await Promise.all(
+      this.#threads.map(async (t) => {
+        if (t.alive) {
+          const summary = await new Promise<LoopCloseSummary>((res) => {
+            t.closed = res;
+            t.worker.postMessage({ type: 'close', timeoutMs } satisfies ControlRequest);
+          });
+          total.sockets += summary.sockets;
+          total.reset += summary.reset;
+          total.unsent += summary.unsent;
+        }
+        let timer: NodeJS.Timeout | undefined;
+        const ended = await Promise.race([
+          t.exited.then(() => true),
+          new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 1000))),
+        ]);
+        clearTimeout(timer);
+        if (!ended) {
+          total.terminated++;
+          await t.worker.terminate();
+        }
+      }),
+    );
+    return total;
+  }
+}
+
+/**
+ * Starts `threads` loop threads; each loads `module` and runs its `setup(loop, info)`. Resolves
+ * once every setup has finished; rejects (after stopping the others) if one fails.
+ * Raises RLIMIT_NOFILE's soft limit to the hard limit first (see `runtime.limits`).
+ */
+export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
+  if (options === null || typeof options !== 'object') throw new TypeError('createRuntime(options) needs an options object');
+  if (typeof options.module !== 'string' && !(options.module instanceof URL))
+    throw new TypeError('options.module must be a path or file URL of a module exporting setup(loop, info)');
+  const threads = options.threads ?? availableParallelism();
+  if (!Number.isInteger(threads) || threads < 1 || threads > 1024)
+    throw new RangeError(`options.threads must be an integer from 1 to 1024, got ${String(options.threads)}`);
+  const rt = new Runtime(threads, native.raiseFileLimit());
+  await rt._start(options);
+  return rt;
+}

@@ -1,0 +1,286 @@
+import { IappError, iappError } from './errors.js';
+import { ReadMode, type NativeAddress, type NativeLoop } from './native.js';
+
+/** How a socket ended. */
+export interface CloseInfo {
+  /** Set when the socket closed because of an error (ECONNRESET, EPIPE, …). */
+  error?: IappError;
+  /** Bytes accepted by `write()` that were never sent. 0 after a clean close. */
+  unsent: number;
+  bytesRead: number;
+  bytesWritten: number;
+}
+
+/** What a loop gives its sockets: the native loop and a way to report handler errors. */
+export interface SocketHost {
+  readonly native: NativeLoop;
+  handlerError(error: unknown, socket?: Socket): void;
+}
+
+const counters = new Float64Array(3);
+const PENDING_LIMIT = 1 << 20;
+
+/**
+ * A connected TCP or Unix stream socket, owned by the loop that accepted or connected it and
+ * usable only on that loop's thread.
+ *
+ * Reading: `onData(fn)` delivers Buffers (one call into JS per loop wake carries every socket's
+ * data); `sink()` discards natively and only counts; `pause()`/`resume()`. Data that arrives
+ * before a handler is set is kept (up to 1 MiB, then reading pauses) and handed to the first one.
+ * The Buffers are slices of a shared 256 KiB arena: copy (`Buffer.from(chunk)`) what you keep
+ * for long, or it keeps the whole arena alive.
+ *
+ * Writing: `write()` sends at once when it can and queues the rest natively; it returns false once
+ * the queue reaches the high-water mark, and `onDrain` fires when the queue has emptied.
+ */
+export class Socket {
+  /** The socket's handle id on its loop (unique for the loop's lifetime). */
+  readonly id: number;
+  #host: SocketHost;
+  #mode: ReadMode;
+  #state: 'connecting' | 'open' | 'closed';
+  #ended = false;
+  #needDrain = false;
+  #pending: Buffer[] | undefined;
+  #pendingBytes = 0;
+  #onData: ((chunk: Buffer) => void) | undefined;
+  #onEnd: (() => void) | undefined;
+  #onDrain: (() => void) | undefined;
+  #onClose: ((info: CloseInfo) => void) | undefined;
+  #closeInfo: CloseInfo | undefined;
+  #closed: Promise<CloseInfo> | undefined;
+  #resolveClosed: ((info: CloseInfo) => void) | undefined;
+  #local: NativeAddress | undefined;
+  #remote: NativeAddress | undefined;
+  /** @internal connect() settles through this. */
+  _connecting:
+    | { resolve: (s: Socket) => void; reject: (e: Error) => void; target: string; timer?: NodeJS.Timeout }
+    | undefined;
+
+  /** @internal Sockets are made by Loop.listen() and Loop.connect(). */
+  constructor(host: SocketHost, id: number, mode: ReadMode, connecting: boolean) {
+    this.#host = host;
+    this.id = id;
+    this.#mode = mode;
+    this.#state = connecting ? 'connecting' : 'open';
+  }
+
+  /** Delivers received data to `fn` (and any data that arrived before). Starts reading. */
+  onData(fn: (chunk: Buffer) => void): this {
+    this.#onData = fn;
+    const pending = this.#pending;
+    this.#pending = undefined;
+    this.#pendingBytes = 0;
+    if (pending) for (const b of pending) fn(b);
+    if (this.#mode !== ReadMode.Data) this.#setMode(ReadMode.Data);
+    return this;
+  }
+
+  /** Called once when the peer has half-closed (no more data will arrive). */
+  onEnd(fn: () => void): this {
+    this.#onEnd = fn;
+    return this;
+  }
+
+  /** Called when the write queue has emptied after `write()` returned false. */
+  onDrain(fn: () => void): this {
+    this.#onDrain = fn;
+    return this;
+  }
+
+  /** Called once when the socket is closed, with the reason and the byte counts. */
+  onClose(fn: (info: CloseInfo) => void): this {
+    this.#onClose = fn;
+    return this;
+  }
+
+  /** Resolves when the socket is closed (never rejects: the reason is in `info.error`). */
+  get closed(): Promise<CloseInfo> {
+    if (!this.#closed) {
+      this.#closed = this.#closeInfo
+        ? Promise.resolve(this.#closeInfo)
+        : new Promise((resolve) => (this.#resolveClosed = resolve));
+    }
+    return this.#closed;
+  }
+
+  /** Discards everything received, natively, without entering JS per read; counts bytes only. */
+  sink(): this {
+    this.#pending = undefined;
+    this.#pendingBytes = 0;
+    this.#onData = undefined;
+    this.#setMode(ReadMode.Sink);
+    return this;
+  }
+
+  /** Stops reading: the kernel buffers, then the peer's sends block (TCP flow control). */
+  pause(): this {
+    this.#setMode(ReadMode.Paused);
+    return this;
+  }
+
+  /** Resumes reading in data mode (or sink mode if `sink()` was chosen before). */
+  resume(): this {
+    if (this.#mode === ReadMode.Paused) this.#setMode(this.#lastActive);
+    return this;
+  }
+
+  #lastActive: ReadMode = ReadMode.Data;
+  #setMode(mode: ReadMode): void {
+    if (mode !== ReadMode.Paused) this.#lastActive = mode;
+    this.#mode = mode;
+    if (this.#state !== 'closed') this.#host.native.setReadMode(this.id, mode);
+  }
+
+  /**
+   * Sends `data` (a string is sent as UTF-8). Returns false when the queue has reached the
+   * high-water mark: wait for `onDrain` before writing more. Throws ERR_SOCKET_CLOSED after
+   * `end()`/`destroy()` or once the socket has closed. If the connection fails, what was not
+   * sent is counted in the close info's `unsent`.
+   */
+  write(data: Uint8Array | readonly Uint8Array[] | string): boolean {
+    if (this.#ended || this.#state === 'closed') throw this.#closedError('write');
+    const chunk = typeof data === 'string' ? Buffer.from(data) : data;
+    const ok = ArrayBuffer.isView(chunk)
+      ? this.#host.native.write(this.id, chunk)
+      : this.#host.native.writev(this.id, chunk);
+    if (!ok) this.#needDrain = true;
+    return ok;
+  }
+
+  /** False while the queue is at or over the high-water mark, and after end/close. */
+  get writable(): boolean {
+    return !this.#needDrain && !this.#ended && this.#state !== 'closed';
+  }
+
+  /** Writes `data` if given, then half-closes once everything queued has been sent. */
+  end(data?: Uint8Array | readonly Uint8Array[] | string): void {
+    if (this.#ended || this.#state === 'closed') return;
+    if (data !== undefined) this.write(data);
+    this.#ended = true;
+    this.#host.native.end(this.id);
+  }
+
+  /**
+   * Closes now. Returns how many queued bytes were not sent (also reported in the close info).
+   * With `reset`, the peer sees a reset (RST) instead of an orderly close.
+   */
+  destroy(options: { reset?: boolean } = {}): number {
+    if (this.#state === 'closed') return 0;
+    return this.#host.native.destroy(this.id, options.reset === true);
+  }
+
+  /** Sets TCP_NODELAY (on by default: small writes go out at once). */
+  setNoDelay(on = true): this {
+    if (this.#state !== 'closed') this.#host.native.setNoDelay(this.id, on);
+    return this;
+  }
+
+  /** Sets the write queue's high-water mark in bytes (default 256 KiB). */
+  setHighWaterMark(bytes: number): this {
+    if (!Number.isSafeInteger(bytes) || bytes < 1) throw new RangeError(`highWaterMark must be a positive integer, got ${bytes}`);
+    if (this.#state !== 'closed') this.#host.native.setHighWaterMark(this.id, bytes);
+    return this;
+  }
+
+  get readyState(): 'connecting' | 'open' | 'closed' {
+    return this.#state;
+  }
+  get bytesRead(): number {
+    return this.#counter(0);
+  }
+  get bytesWritten(): number {
+    return this.#counter(1);
+  }
+  /** Bytes queued natively and not yet accepted by the kernel. */
+  get bufferedAmount(): number {
+    return this.#counter(2);
+  }
+  get localAddress(): string | undefined {
+    return this.#addresses().local?.address;
+  }
+  get localPort(): number | undefined {
+    return this.#addresses().local?.port;
+  }
+  get remoteAddress(): string | undefined {
+    return this.#addresses().remote?.address;
+  }
+  get remotePort(): number | undefined {
+    return this.#addresses().remote?.port;
+  }
+  get remoteFamily(): string | undefined {
+    return this.#addresses().remote?.family;
+  }
+
+  #counter(i: number): number {
+    if (this.#closeInfo) return i === 0 ? this.#closeInfo.bytesRead : i === 1 ? this.#closeInfo.bytesWritten : 0;
+    return this.#host.native.socketCounters(this.id, counters) ? counters[i]! : 0;
+  }
+
+  #addresses(): { local?: NativeAddress; remote?: NativeAddress } {
+    if (!this.#local && this.#state === 'open') {
+      const a = this.#host.native.addresses(this.id);
+      this.#local = a.local;
+      this.#remote = a.remote;
+    }
+    return { local: this.#local, remote: this.#remote };
+  }
+
+  #closedError(op: string): IappError {
+    return iappError('ERR_SOCKET_CLOSED', `${op} after the socket was ${this.#state === 'closed' ? 'closed' : 'ended'}`);
+  }
+
+  // ---- events from the loop (records of one batch, in order) ----
+
+  /** @internal */
+  _connected(): void {
+    this.#state = 'open';
+    const c = this._connecting;
+    this._connecting = undefined;
+    if (c) {
+      clearTimeout(c.timer);
+      c.resolve(this);
+    }
+  }
+
+  /** @internal */
+  _data(chunk: Buffer): void {
+    const fn = this.#onData;
+    if (fn) return fn(chunk);
+    (this.#pending ??= []).push(chunk);
+    this.#pendingBytes += chunk.length;
+    if (this.#pendingBytes >= PENDING_LIMIT && this.#mode === ReadMode.Data) this.pause();
+  }
+
+  /** @internal */
+  _end(): void {
+    this.#onEnd?.();
+  }
+
+  /** @internal */
+  _drain(): void {
+    this.#needDrain = false;
+    this.#onDrain?.();
+  }
+
+  /** @internal */
+  _closed(errno: number, syscall: string, unsent: number, bytesRead: number, bytesWritten: number): void {
+    const wasConnecting = this.#state === 'connecting';
+    this.#state = 'closed';
+    const info: CloseInfo = { unsent, bytesRead, bytesWritten };
+    if (errno !== 0) info.error = IappError.fromErrno(errno, syscall);
+    this.#closeInfo = info;
+    const c = this._connecting;
+    if (wasConnecting && c) {
+      this._connecting = undefined;
+      clearTimeout(c.timer);
+      c.reject(
+        errno !== 0
+          ? IappError.fromErrno(errno, syscall, c.target)
+          : iappError('ERR_SOCKET_CLOSED', 'the socket was destroyed while connecting', c.target),
+      );
+    }
+    this.#resolveClosed?.(info);
+    this.#onClose?.(info);
+  }
+}

@@ -1,0 +1,44 @@
+// Entry point of a loop thread: builds the Loop, loads the user's module, runs its setup, and
+// answers the runtime's control messages. Not imported by users.
+import { parentPort, workerData } from 'node:worker_threads';
+
+import { IappError } from './errors.js';
+import { Loop, type LoopReport } from './loop.js';
+import { native } from './native.js';
+import type { ControlRequest, ThreadData, ThreadMessage } from './runtime.js';
+
+const port = parentPort!;
+const { index, threads, module, data, group } = workerData as ThreadData;
+const post = (m: ThreadMessage): void => port.postMessage(m);
+
+native.setErrorFactory((errno, syscall, context) => IappError.fromErrno(errno, syscall, context));
+
+function serializeError(e: Error): { message: string; code?: string; stack?: string; name: string } {
+  return { name: e.name, message: e.message, code: (e as { code?: string }).code, stack: e.stack };
+}
+
+const loop = new Loop(index, threads, group, (r: LoopReport) => {
+  if (r.type === 'handler-error') post({ type: 'handler-error', error: serializeError(r.error) });
+  else post({ type: 'accept-error', error: serializeError(r.error), shed: r.shed, resumeInMs: r.resumeInMs });
+});
+
+port.on('message', (m: ControlRequest) => {
+  if (m.type === 'stats') {
+    post({ type: 'stats', seq: m.seq, stats: loop.stats() });
+  } else if (m.type === 'close') {
+    void loop.close({ timeoutMs: m.timeoutMs }).then((summary) => {
+      post({ type: 'closed', summary });
+      // Nothing of ours is left on this thread's libuv loop; dropping the port lets the thread end
+      // as soon as the user's own timers and handles are gone (the runtime terminates it otherwise).
+      port.close();
+    });
+  }
+});
+
+const mod = (await import(module)) as { setup?: unknown; default?: { setup?: unknown } };
+const setup = (mod.setup ?? mod.default?.setup) as
+  | ((loop: Loop, info: { index: number; threads: number; data: unknown }) => unknown)
+  | undefined;
+if (typeof setup !== 'function') throw new TypeError(`${module} does not export a setup(loop, info) function`);
+const result = await setup(loop, { index, threads, data });
+post({ type: 'ready', result });
