@@ -123,6 +123,7 @@ export class Loop {
   #group: string;
   #report: (r: LoopReport) => void;
   #closing: Promise<LoopCloseSummary> | undefined;
+  #onClose: (() => void)[] = [];
 
   /** @internal Made by the runtime's thread entry. */
   constructor(index: number, threads: number, group: string, report: (r: LoopReport) => void) {
@@ -245,6 +246,15 @@ export class Loop {
     };
   }
 
+  /**
+   * Runs `fn` once the loop has closed (after runtime.close()): release what setup made (timers,
+   * channels, files) so the thread can end by itself.
+   */
+  onClose(fn: () => void): this {
+    this.#onClose.push(fn);
+    return this;
+  }
+
   /** Open sockets of this loop. */
   get sockets(): ReadonlyMap<number, Socket> {
     return this.#sockets;
@@ -277,6 +287,13 @@ export class Loop {
     for (const s of left) unsent += s.destroy({ reset: true });
     await Promise.all(left.map((s) => s.closed));
     this.native.close();
+    for (const fn of this.#onClose) {
+      try {
+        fn();
+      } catch (e) {
+        this.handlerError(e);
+      }
+    }
     return { sockets: open.length, reset: left.length, unsent };
   }
 

@@ -141,9 +141,14 @@ export class Socket {
   write(data: Uint8Array | readonly Uint8Array[] | string): boolean {
     if (this.#ended || this.#state === 'closed') throw this.#closedError('write');
     const chunk = typeof data === 'string' ? Buffer.from(data) : data;
-    const ok = ArrayBuffer.isView(chunk)
-      ? this.#host.native.write(this.id, chunk)
-      : this.#host.native.writev(this.id, chunk);
+    let ok: boolean;
+    try {
+      ok = ArrayBuffer.isView(chunk) ? this.#host.native.write(this.id, chunk) : this.#host.native.writev(this.id, chunk);
+    } catch (e) {
+      // Closed or ended natively in this very batch (the close event is still on its way to JS).
+      if ((e as IappError).code === 'EBADF' || (e as IappError).code === 'EPIPE') throw this.#closedError('write');
+      throw e;
+    }
     if (!ok) this.#needDrain = true;
     return ok;
   }
@@ -227,7 +232,10 @@ export class Socket {
   }
 
   #closedError(op: string): IappError {
-    return iappError('ERR_SOCKET_CLOSED', `${op} after the socket was ${this.#state === 'closed' ? 'closed' : 'ended'}`);
+    return iappError(
+      'ERR_SOCKET_CLOSED',
+      `${op} after the socket was ${this.#ended ? 'ended' : 'closed'} (with allowHalfOpen: false, the default, a socket ends itself when the peer ends)`,
+    );
   }
 
   // ---- events from the loop (records of one batch, in order) ----

@@ -1,0 +1,174 @@
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import { createInterface } from 'node:readline';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { createRuntime, IappError, type ThreadExit } from '../dist/src/index.js';
+import { fdCount, fixture, netExchange, startServer } from './helpers.js';
+
+let fdsBefore = 0;
+beforeAll(() => {
+  fdsBefore = fdCount();
+});
+afterAll(() => {
+  expect(fdCount()).toBe(fdsBefore);
+});
+
+describe('runtime', () => {
+  it('runs setup on every thread and hands back what it returned', async () => {
+    const { rt } = await startServer('echo', { host: '127.0.0.1', port: 0 }, { threads: 3 });
+    try {
+      expect(rt.threads).toBe(3);
+      expect(rt.results).toHaveLength(3);
+      // Port 0 on every loop of one runtime: one port, shared through SO_REUSEPORT.
+      const ports = new Set((rt.results as { port: number }[]).map((r) => r.port));
+      expect(ports.size).toBe(1);
+      expect(rt.limits.soft).toBe(rt.limits.hard);
+    } finally {
+      const s = await rt.close();
+      expect(s.terminated).toBe(0);
+    }
+  });
+
+  it('rejects createRuntime when a setup throws, and stops the other threads', async () => {
+    await expect(createRuntime({ module: fixture('bad-setup.mjs'), threads: 2 })).rejects.toThrow('setup failed on purpose');
+  });
+
+  it('validates its options', async () => {
+    await expect(createRuntime({ module: fixture('server.mjs'), threads: 0 })).rejects.toThrow(RangeError);
+    await expect(createRuntime({} as never)).rejects.toThrow(TypeError);
+  });
+
+  it('reports a loop thread that dies; the others keep serving', async () => {
+    const exits: ThreadExit[] = [];
+    const { rt, port } = await startServer('echo', { host: '127.0.0.1', port: 0 }, { threads: 2, data: { crashThread: 1 } });
+    const exited = new Promise<ThreadExit>((r) => rt.on('exit', (e: ThreadExit) => (exits.push(e), r(e))));
+    try {
+      const e = await exited;
+      expect(e.thread).toBe(1);
+      expect(e.error?.message).toBe('thread 1 boom');
+      for (let i = 0; i < 20; i++) {
+        const { reply } = await netExchange({ host: '127.0.0.1', port }, `after ${i}`);
+        expect(reply.toString()).toBe(`after ${i}`);
+      }
+      const stats = await rt.stats();
+      expect(stats.map((s) => s.thread)).toEqual([0]);
+      expect(stats[0]!.accepted).toBe(20);
+    } finally {
+      await rt.close();
+    }
+  });
+
+  it('a handler that throws closes its socket, is reported, and the loop goes on', async () => {
+    const { rt, port } = await startServer('throw', { host: '127.0.0.1', port: 0 }, { threads: 1 });
+    const reported = new Promise<{ thread: number; error: Error }>((r) => rt.on('handler-error', r));
+    try {
+      const bad = await netExchange({ host: '127.0.0.1', port }, 'boom');
+      expect(bad.reply.length).toBe(0);
+      const { error, thread } = await reported;
+      expect(thread).toBe(0);
+      expect(error.message).toBe('handler boom');
+      const ok = await netExchange({ host: '127.0.0.1', port }, 'fine');
+      expect(ok.reply.toString()).toBe('fine');
+    } finally {
+      await rt.close();
+    }
+  });
+
+  it('close() flushes queued writes before ending, and resets peers that do not close by the deadline', async () => {
+    const bytes = 32 << 20;
+    const { rt, port, ev } = await startServer('blast', { host: '127.0.0.1', port: 0 }, { threads: 1, data: { bytes } });
+    // A client that reads everything but never closes its side.
+    const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    let got = 0;
+    const ended = new Promise<void>((r) => c.on('end', r));
+    c.on('data', (d) => (got += d.length));
+    const queued = await ev.waitFor((m) => m.type === 'queued');
+    expect(queued.buffered as number).toBeGreaterThan(0);
+    const summary = await rt.close({ timeoutMs: 300 });
+    await ended;
+    expect(got).toBe(bytes);
+    // Everything queued was sent before the FIN; the peer never closed, so it was reset.
+    expect(summary).toMatchObject({ sockets: 1, reset: 1, unsent: 0, terminated: 0 });
+    c.destroy();
+  });
+
+  it('an idle runtime uses almost no CPU', async () => {
+    const child = spawn(process.execPath, [fixture('idle.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    const code = await new Promise((r) => child.on('exit', r));
+    expect(code).toBe(0);
+    const { cpuMs } = JSON.parse(out) as { cpuMs: number };
+    // Two loop threads and the main thread, all idle for a second: a busy loop would burn ~1000 ms.
+    expect(cpuMs).toBeLessThan(50);
+  });
+});
+
+describe('fd exhaustion', () => {
+  it('EMFILE pauses accepting without spinning, and service resumes once fds free up', async () => {
+    // The child's soft and hard limit: room for Node, the loop and a few connections.
+    const limit = 60;
+    const child = spawn('sh', ['-c', `ulimit -n ${limit} && exec "${process.execPath}" "${fixture('emfile-server.mjs')}"`], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    const next = async (): Promise<Record<string, unknown>> => JSON.parse((await lines.next()).value as string);
+    const ask = async (cmd: string): Promise<Record<string, number & Record<string, number>>> => {
+      child.stdin.write(`${cmd}\n`);
+      return (await next()) as never;
+    };
+    const clients: net.Socket[] = [];
+    try {
+      const { port, limits } = (await next()) as { port: number; limits: { hard: number } };
+      expect(limits.hard).toBe(limit);
+      // More connections than the child has fds: the first ones are served, the rest wait.
+      const n = 80;
+      const echoed: Promise<string>[] = [];
+      for (let i = 0; i < n; i++) {
+        const c = net.connect(port, '127.0.0.1');
+        clients.push(c);
+        echoed.push(new Promise((res, rej) => c.once('data', (d) => res(d.toString())).once('error', rej)));
+        c.write(`c${i}`);
+      }
+      let s = await ask('stats');
+      while (s.acceptPaused === 0) s = await ask('stats');
+      expect(s.errors.EMFILE).toBeGreaterThan(0);
+      // The paused listener does not spin: few wakes while the backlog waits.
+      const w1 = s.wakeups;
+      await new Promise((r) => setTimeout(r, 200));
+      s = await ask('stats');
+      expect(s.wakeups - w1).toBeLessThan(50);
+      // Free fds: close the connections that were served; the waiting ones get in.
+      const served = await Promise.all(echoed.slice(0, 10));
+      expect(served[0]).toBe('c0');
+      // s.sockets is how many connections fit under the limit at once; the rest wait.
+      const capacity = s.sockets;
+      expect(capacity).toBeLessThan(n);
+      // Keep fewer clients than fit and close all others: every kept one must now be served.
+      const keep = capacity - 5;
+      for (const c of clients.slice(0, n - keep)) c.destroy();
+      const rest = await Promise.all(echoed.slice(n - keep));
+      rest.forEach((r, i) => expect(r).toBe(`c${n - keep + i}`));
+      s = await ask('stats');
+      expect(s.accepted).toBeGreaterThanOrEqual(capacity + keep);
+      expect(s.acceptErrors).toBeGreaterThan(0);
+    } finally {
+      for (const c of clients) c.destroy();
+      child.stdin.end('close\n');
+      await new Promise((r) => child.on('exit', r));
+    }
+  });
+});
+
+describe('errors', () => {
+  it('IappError carries code, errno, syscall and works with instanceof', () => {
+    const e = IappError.fromErrno(111, 'connect', '127.0.0.1:9');
+    expect(e).toBeInstanceOf(IappError);
+    expect(e).toBeInstanceOf(Error);
+    expect(e.code).toBe('ECONNREFUSED');
+    expect(e.errno).toBe(-111);
+    expect(e.syscall).toBe('connect');
+    expect(e.message).toMatch(/^connect ECONNREFUSED 127.0.0.1:9: nothing is listening there/);
+  });
+});
