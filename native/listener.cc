@@ -192,6 +192,7 @@ void Listener::OnEvent(uint32_t events) {
 
 void Listener::OnExhausted(int err) {
   loop_->CountError(err);
+  loop_->RestoreReserveFd();  // if an earlier EMFILE kept it from being reopened
   size_t shed = 0;
   if (spec_.shed && (err == EMFILE || err == ENFILE)) {
     // The reserve-fd technique: give back the fd held in reserve, take the oldest pending

@@ -38,11 +38,13 @@ void OnEnvTeardown(napi_async_cleanup_hook_handle, void* arg) {
 }  // namespace
 
 Loop::Loop(Napi::Env env, Napi::Function callback, Napi::Float64Array records)
-    : env_(env),
-      callback_(Napi::Persistent(callback)),
-      records_ref_(Napi::Persistent(records.As<Napi::Object>())),
-      records_(records.Data()),
-      async_(env, "iapp:loop") {
+    : env_(env), records_(records.Data()) {
+  napi_value name;
+  if (napi_create_reference(env_, callback, 1, &callback_) != napi_ok ||
+      napi_create_reference(env_, records, 1, &records_ref_) != napi_ok ||
+      napi_create_string_utf8(env_, "iapp:loop", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_async_init(env_, nullptr, name, &async_) != napi_ok)
+    throw Napi::Error::New(env, "iapp: cannot set up the loop's references");
   events_.resize(kBatch);
   pending_.reserve(kRecordStride * 256);
 }
@@ -92,11 +94,16 @@ void Loop::Close() {
     cleanup_ = nullptr;
   }
   pending_.clear();
+  // Deleting references and the async context does not run JS: allowed during teardown too.
+  for (napi_ref r : arenas_) napi_delete_reference(env_, r);
   arenas_.clear();
-  arena_ref_.Reset();
+  for (napi_ref* r : {&arena_ref_, &callback_, &records_ref_}) {
+    if (*r) napi_delete_reference(env_, *r);
+    *r = nullptr;
+  }
+  if (async_) napi_async_destroy(env_, async_);
+  async_ = nullptr;
   arena_ = nullptr;
-  callback_.Reset();
-  records_ref_.Reset();
   records_ = nullptr;
 }
 
@@ -141,12 +148,26 @@ double* Loop::Emit(int kind, uint64_t id) {
 }
 
 uint8_t* Loop::ArenaReserve(size_t want, size_t* got) {
+  if (stopping_) return nullptr;
   if (arena_ == nullptr || arena_size_ - arena_used_ < kArenaMinFree) {
     // JS keeps slices of earlier arenas alive for as long as it needs them; we only ever append.
-    Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::New(env_, kArenaSize);
-    arena_ref_ = Napi::Persistent(buf.As<Napi::Object>());
-    arenas_.push_back(Napi::Persistent(buf.As<Napi::Object>()));
-    arena_ = buf.Data();
+    void* data = nullptr;
+    napi_value buf;
+    napi_ref current, announced;
+    if (napi_create_buffer(env_, kArenaSize, &data, &buf) != napi_ok ||
+        napi_create_reference(env_, buf, 1, &current) != napi_ok) {
+      Stop();
+      return nullptr;
+    }
+    if (napi_create_reference(env_, buf, 1, &announced) != napi_ok) {
+      napi_delete_reference(env_, current);
+      Stop();
+      return nullptr;
+    }
+    if (arena_ref_) napi_delete_reference(env_, arena_ref_);
+    arena_ref_ = current;
+    arenas_.push_back(announced);
+    arena_ = static_cast<uint8_t*>(data);
     arena_size_ = kArenaSize;
     arena_used_ = 0;
     Emit(kRecArena, 0);
@@ -177,75 +198,108 @@ void Loop::WantPrepare() {
   if (uv_ != nullptr) UvWatchWantPrepare(uv_);
 }
 
+void Loop::Stop() {
+  if (stopping_) return;
+  stopping_ = true;
+  if (uv_ != nullptr) UvWatchPause(uv_);
+}
+
 void Loop::Deliver() {
   // JS may call back into the loop (write, destroy, ...) and so add records while we deliver:
   // they are picked up by the next turn of this loop, never lost and never reordered.
-  while (!pending_.empty() && !closed_) {
+  while (!pending_.empty() && !closed_ && !stopping_) {
     const size_t total = pending_.size() / kRecordStride;
     const size_t n = total < static_cast<size_t>(kRecordCapacity) ? total : kRecordCapacity;
-    memcpy(records_, pending_.data(), n * kRecordStride * sizeof(double));
     size_t narenas = 0;
     for (size_t i = 0; i < n; ++i)
       if (pending_[i * kRecordStride] == kRecArena) ++narenas;
-    pending_.erase(pending_.begin(), pending_.begin() + n * kRecordStride);
-    Napi::Value arenas = env_.Undefined();
-    if (narenas > 0) {
-      Napi::Array a = Napi::Array::New(env_, narenas);
-      for (size_t i = 0; i < narenas; ++i) a.Set(static_cast<uint32_t>(i), arenas_[i].Value());
-      arenas_.erase(arenas_.begin(), arenas_.begin() + narenas);
-      arenas = a;
+    napi_value fn, recv, argv[2], result;
+    bool ok = napi_get_reference_value(env_, callback_, &fn) == napi_ok &&
+              napi_get_global(env_, &recv) == napi_ok &&
+              napi_create_double(env_, static_cast<double>(n), &argv[0]) == napi_ok;
+    if (ok && narenas > 0) {
+      ok = napi_create_array_with_length(env_, narenas, &argv[1]) == napi_ok;
+      for (size_t i = 0; ok && i < narenas; ++i) {
+        napi_value a;
+        ok = napi_get_reference_value(env_, arenas_[i], &a) == napi_ok &&
+             napi_set_element(env_, argv[1], static_cast<uint32_t>(i), a) == napi_ok;
+      }
+    } else if (ok) {
+      ok = napi_get_undefined(env_, &argv[1]) == napi_ok;
     }
+    if (!ok) return Stop();
+    memcpy(records_, pending_.data(), n * kRecordStride * sizeof(double));
+    pending_.erase(pending_.begin(), pending_.begin() + n * kRecordStride);
+    for (size_t i = 0; i < narenas; ++i) napi_delete_reference(env_, arenas_[i]);
+    arenas_.erase(arenas_.begin(), arenas_.begin() + narenas);
     ++stats_.drains;
     delivering_ = true;
-    try {
-      callback_.MakeCallback(env_.Global(),
-                             {Napi::Number::New(env_, static_cast<double>(n)), arenas},
-                             async_);
-    } catch (const Napi::Error& e) {
-      // The JS side catches handler errors itself; reaching here is a bug in iapp's JS. Hand it to
-      // the thread's uncaughtException machinery (which reports the thread as failed) rather than
-      // letting it unwind into libuv.
-      delivering_ = false;
-      napi_fatal_exception(env_, e.Value());
-      return;
-    }
+    napi_status st = napi_make_callback(env_, async_, recv, fn, 2, argv, &result);
     delivering_ = false;
+    if (st != napi_ok) {
+      bool pending = false;
+      napi_value exc;
+      if (napi_is_exception_pending(env_, &pending) == napi_ok && pending &&
+          napi_get_and_clear_last_exception(env_, &exc) == napi_ok) {
+        // The JS side catches handler errors itself; reaching here is a bug in iapp's JS. Hand it
+        // to the thread's uncaughtException machinery, which reports the thread as failed.
+        napi_fatal_exception(env_, exc);
+      }
+      return Stop();
+    }
   }
 }
 
 void Loop::Drain() {
-  if (closed_) return;
-  Napi::HandleScope scope(env_);
+  if (closed_ || stopping_) return;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env_, &scope) != napi_ok) return Stop();
   ++stats_.wakeups;
-  for (int round = 0; round < kMaxRounds && !closed_; ++round) {
-    int n = poller_.Wait(events_.data(), kBatch, 0);
-    if (n < 0) {
-      CountError(-n);
-      break;
+  try {
+    for (int round = 0; round < kMaxRounds && !closed_ && !stopping_; ++round) {
+      int n = poller_.Wait(events_.data(), kBatch, 0);
+      if (n < 0) {
+        CountError(-n);
+        break;
+      }
+      for (int i = 0; i < n; ++i) {
+        Watcher* w = events_[i].watcher;
+        if (!w->dead) w->OnEvent(events_[i].events);
+      }
+      FreeRetired();
+      if (n < kBatch) break;
     }
-    for (int i = 0; i < n; ++i) {
-      Watcher* w = events_[i].watcher;
-      if (!w->dead) w->OnEvent(events_[i].events);
+    Deliver();
+    if (!closed_) {
+      FreeRetired();
+      poller_.Flush();
     }
-    FreeRetired();
-    if (n < kBatch) break;
+  } catch (...) {
+    // Nothing in the drain path throws by design (allocation failure aside): never unwind into
+    // libuv.
+    Stop();
   }
-  Deliver();
-  if (!closed_) {
-    FreeRetired();
-    poller_.Flush();
-  }
+  napi_close_handle_scope(env_, scope);
 }
 
 void Loop::Prepare() {
-  if (closed_) return;
-  Napi::HandleScope scope(env_);
-  poller_.Flush();
-  Deliver();
-  if (!closed_) {
-    poller_.Flush();
-    FreeRetired();
+  if (closed_ || stopping_) return;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env_, &scope) != napi_ok) return Stop();
+  try {
+    // Until nothing is left: a refused change can emit a record, and delivering can queue
+    // changes. libuv does not look at prepare handles when it computes how long to block, so
+    // anything left here would wait for an unrelated wake.
+    for (int i = 0; i < 16 && !closed_ && !stopping_ && (poller_.HasChanges() || !pending_.empty());
+         ++i) {
+      poller_.Flush();
+      Deliver();
+    }
+    if (!closed_) FreeRetired();
+  } catch (...) {
+    Stop();
   }
+  napi_close_handle_scope(env_, scope);
 }
 
 }  // namespace iapp

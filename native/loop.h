@@ -57,13 +57,13 @@ struct LoopStats {
 
 class Loop {
  public:
+  // Throws (Napi::Error) if a reference or async context cannot be made: called from JS only.
   Loop(Napi::Env env, Napi::Function callback, Napi::Float64Array records);
   ~Loop();
   int Open();    // 0 or a negative errno / libuv error
   void Close();  // abandons every handle, closes the poller; idempotent
   bool closed() const { return closed_; }
 
-  Napi::Env env() const { return env_; }
   Poller& poller() { return poller_; }
   LoopStats& stats() { return stats_; }
   void CountError(int err) { ++stats_.errors[err]; }
@@ -77,7 +77,8 @@ class Loop {
 
   // Appends a record and returns its six value slots, zeroed.
   double* Emit(int kind, uint64_t id);
-  // Space for a data read of up to `want` bytes in the current arena (a JS Buffer).
+  // Space for a data read of up to `want` bytes in the current arena (a JS Buffer). Null when
+  // the env can no longer make Buffers (it is being torn down): the caller must not read then.
   uint8_t* ArenaReserve(size_t want, size_t* got);
   // Records that `n` bytes were read into the space ArenaReserve returned, for socket `id`.
   void ArenaCommit(uint64_t id, uint8_t* at, size_t n);
@@ -100,12 +101,19 @@ class Loop {
  private:
   void Deliver();
   void FreeRetired();
+  // The env refused an N-API call (it is stopping: worker.terminate(), process exit). Stop
+  // watching the poller; the env's cleanup hook closes everything. Data stays in the kernel.
+  void Stop();
 
-  Napi::Env env_;
-  Napi::FunctionReference callback_;
-  Napi::ObjectReference records_ref_;
+  // Raw N-API from here on: the drain path runs from libuv, where a failing call must become a
+  // status we check, never a C++ exception (node-addon-api would even abort building one while
+  // the env is stopping).
+  napi_env env_;
+  napi_ref callback_ = nullptr;
+  napi_ref records_ref_ = nullptr;
   double* records_ = nullptr;
-  Napi::AsyncContext async_;
+  napi_async_context async_ = nullptr;
+  bool stopping_ = false;
   Poller poller_;
   UvWatch* uv_ = nullptr;
   struct CleanupCtx* cleanup_ = nullptr;  // shared with the env-teardown hook
@@ -119,8 +127,8 @@ class Loop {
   std::vector<PollEvent> events_;
 
   std::vector<double> pending_;                 // records not yet delivered
-  std::vector<Napi::ObjectReference> arenas_;   // arenas announced by pending kRecArena records
-  Napi::ObjectReference arena_ref_;
+  std::vector<napi_ref> arenas_;   // arenas announced by pending kRecArena records
+  napi_ref arena_ref_ = nullptr;    // keeps the arena being filled alive
   uint8_t* arena_ = nullptr;
   size_t arena_size_ = 0, arena_used_ = 0;
 

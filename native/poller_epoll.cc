@@ -73,7 +73,9 @@ int Poller::Apply(Watcher* w) {
   }
   if (epoll_ctl(fd_, op, w->fd, &e) < 0) {
     int err = errno;
-    w->armed = 0;
+    // A failed ADD leaves nothing registered; a failed MOD leaves the old registration, which
+    // Remove() must still delete.
+    if (op == EPOLL_CTL_ADD) w->armed = 0;
     return -err;
   }
   w->armed = w->want;

@@ -35,8 +35,10 @@ Socket* Socket::Adopt(Loop* loop, int fd, bool connecting, const SocketOptions& 
 #ifdef SO_NOSIGPIPE
   SetSockOptInt(fd, SOL_SOCKET, SO_NOSIGPIPE, 1);
 #endif
-  if (opts.no_delay && IsInet(fd)) SetSockOptInt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+  const bool inet = IsInet(fd);
+  if (opts.no_delay && inet) SetSockOptInt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
   auto* s = new Socket(loop, fd, connecting, opts);
+  s->inet_ = inet;
   loop->Register(s);
   s->Rearm();
   return s;
@@ -133,7 +135,8 @@ void Socket::OnReadable() {
   if (opts_.read_mode == kReadSink) {
     size_t budget = kSinkBudget;
     while (budget > 0) {
-      ssize_t n = SysDiscard(fd, kSinkReadMax, true);
+      // MSG_TRUNC discards without copying on TCP only; a Unix socket would copy into NULL.
+      ssize_t n = SysDiscard(fd, kSinkReadMax, inet_);
       if (n > 0) {
         bytes_in_ += n;
         st.bytes_in += n;
@@ -152,6 +155,7 @@ void Socket::OnReadable() {
   while (budget > 0 && opts_.read_mode == kReadData) {
     size_t room = 0;
     uint8_t* at = loop_->ArenaReserve(kDataReadMax < budget ? kDataReadMax : budget, &room);
+    if (at == nullptr) return;  // the env is stopping: leave the data in the kernel
     ssize_t n = SysRecv(fd, at, room);
     if (n > 0) {
       bytes_in_ += n;

@@ -69,6 +69,7 @@ class Socket : public Handle {
 
   SocketOptions opts_;
   bool connecting_;
+  bool inet_ = false;  // TCP (not a Unix socket)
   bool rd_eof_ = false;
   bool end_requested_ = false;
   bool wr_shut_ = false;

@@ -75,6 +75,12 @@ void UvWatchWantPrepare(UvWatch* w) {
   uv_prepare_start(&w->prepare, OnPrepare);
 }
 
+void UvWatchPause(UvWatch* w) {
+  uv_poll_stop(&w->poll);
+  uv_prepare_stop(&w->prepare);
+  w->prepare_on = false;
+}
+
 void UvWatchClose(UvWatch* w, void (*done)(void*), void* arg) {
   w->done = done;
   w->done_arg = arg;

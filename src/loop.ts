@@ -150,6 +150,8 @@ export class Loop {
       throw new TypeError(`onFdExhaustion must be 'wait' or 'shed', got ${String(options.onFdExhaustion)}`);
     if (options.path === undefined && options.port === undefined)
       throw new TypeError('listen needs a port (0 for any) or a Unix path');
+    if (options.path !== undefined && options.accept === 'reuseport')
+      throw new TypeError("accept: 'reuseport' is for TCP; a Unix path is one socket shared by the loops (accept: 'shared')");
     let host = options.host ?? '::';
     if (host === 'localhost') host = '127.0.0.1';
     if (options.path === undefined && isIP(host) === 0)
@@ -200,6 +202,7 @@ export class Loop {
         throw iappError(err.code ?? 'ENOTFOUND', `cannot resolve host '${host}' (${err.code ?? err.message})`, host);
       }
     }
+    this.#checkOpen(); // the loop may have begun closing while the name was being resolved
     const target = options.path ?? `${host}:${options.port}`;
     const mode = modeOf(options.mode);
     const id = this.native.connect({

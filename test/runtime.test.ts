@@ -35,14 +35,16 @@ describe('runtime', () => {
   });
 
   it('validates its options', async () => {
+    await expect(startServer('echo', { path: '/tmp/x.sock', accept: 'reuseport' }, { threads: 1 })).rejects.toThrow(TypeError);
     await expect(createRuntime({ module: fixture('server.mjs'), threads: 0 })).rejects.toThrow(RangeError);
     await expect(createRuntime({} as never)).rejects.toThrow(TypeError);
   });
 
   it('reports a loop thread that dies; the others keep serving', async () => {
     const exits: ThreadExit[] = [];
-    const { rt, port } = await startServer('echo', { host: '127.0.0.1', port: 0 }, { threads: 2, data: { crashThread: 1 } });
+    const { rt, port, ev: startServerEv } = await startServer('echo', { host: '127.0.0.1', port: 0 }, { threads: 2, data: { crashThread: 1 } });
     const exited = new Promise<ThreadExit>((r) => rt.on('exit', (e: ThreadExit) => (exits.push(e), r(e))));
+    startServerEv.send({ type: 'crash' });
     try {
       const e = await exited;
       expect(e.thread).toBe(1);
@@ -55,6 +57,38 @@ describe('runtime', () => {
       expect(stats.map((s) => s.thread)).toEqual([0]);
       expect(stats[0]!.accepted).toBe(20);
     } finally {
+      startServerEv.close();
+      await rt.close();
+    }
+  });
+
+  it('a thread that dies while data flows into it does not take the process down', async () => {
+    // Its env is torn down mid-stream: the native loop must stop calling into JS and close its
+    // fds instead of throwing (and aborting) from the drain path.
+    const { rt, port, ev } = await startServer('echo', { host: '127.0.0.1', port: 0 }, { threads: 2, data: { crashThread: 0 } });
+    const exited = new Promise<ThreadExit>((r) => rt.on('exit', r));
+    const clients: net.Socket[] = [];
+    const chunk = Buffer.alloc(1 << 16, 1);
+    for (let i = 0; i < 16; i++) {
+      const c = net.connect(port, '127.0.0.1');
+      c.on('error', () => {}); // the dead thread's sockets are closed under the client
+      const pump = (): void => {
+        while (c.write(chunk));
+      };
+      c.on('connect', pump).on('drain', pump).resume();
+      clients.push(c);
+    }
+    await Promise.all(clients.map((c) => new Promise((r) => c.once('connect', r))));
+    ev.send({ type: 'crash' });
+    try {
+      const e = await exited;
+      expect(e.thread).toBe(0);
+      expect(e.error?.message).toBe('thread 0 boom');
+      const { reply } = await netExchange({ host: '127.0.0.1', port }, 'still here');
+      expect(reply.toString()).toBe('still here');
+    } finally {
+      for (const c of clients) c.destroy();
+      ev.close();
       await rt.close();
     }
   });
