@@ -118,7 +118,7 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     spec.host = Str(o, "host");
     spec.port = static_cast<int>(Num(o, "port", 0));
     spec.path = Str(o, "path");
-    spec.backlog = static_cast<int>(Num(o, "backlog", 511));
+    spec.backlog = static_cast<int>(Num(o, "backlog", 4096));
     spec.shared = Bool(o, "shared", false);
     spec.v6only = Bool(o, "ipv6Only", false);
     spec.shed = Bool(o, "shed", false);

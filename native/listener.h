@@ -13,7 +13,7 @@ struct ListenSpec {
   std::string host;  // numeric address; empty with a path
   int port = 0;
   std::string path;  // Unix socket path
-  int backlog = 511;
+  int backlog = 4096;
   bool shared = false;  // one socket for all loops of the group, EPOLLEXCLUSIVE
   bool v6only = false;
   bool shed = false;    // on EMFILE, take pending connections off the backlog and close them

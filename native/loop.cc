@@ -11,10 +11,14 @@ namespace iapp {
 namespace {
 constexpr int kBatch = 512;           // events per epoll_wait/kevent
 constexpr int kMaxRounds = 8;         // waits per drain before returning to libuv (fairness)
-constexpr size_t kArenaSize = 256 * 1024;
-constexpr size_t kArenaMinFree = 16 * 1024;
-
-void ReleaseCleanup(void* arg);
+// Arenas: reads land in a JS Buffer held only by a handle scope (never a persistent reference:
+// that would let it survive scavenges into the old generation, where only a major GC frees it).
+// When an arena is full, what was read into it is delivered and the arena is let go, so at most
+// one arena per loop is pinned by us and dead arenas die young. Its size follows what the last
+// drain read, so small-message loads do not allocate 256 KiB per wake.
+constexpr size_t kArenaMax = 256 * 1024;
+constexpr size_t kArenaMin = 16 * 1024;
+constexpr size_t kArenaMinFree = 4 * 1024;
 }  // namespace
 
 // Shared by the loop and the env-teardown hook. When the env goes away while the loop is open
@@ -97,7 +101,11 @@ void Loop::Close() {
   // Deleting references and the async context does not run JS: allowed during teardown too.
   for (napi_ref r : arenas_) napi_delete_reference(env_, r);
   arenas_.clear();
-  for (napi_ref* r : {&arena_ref_, &callback_, &records_ref_}) {
+  // Inside a drain (JS called close() while events were delivered), the arena's handle scope is
+  // below N-API frames still on the stack: the drain closes it on its way out.
+  if (draining_) arena_ = nullptr;
+  else ReleaseArena();
+  for (napi_ref* r : {&callback_, &records_ref_}) {
     if (*r) napi_delete_reference(env_, *r);
     *r = nullptr;
   }
@@ -149,26 +157,32 @@ double* Loop::Emit(int kind, uint64_t id) {
 
 uint8_t* Loop::ArenaReserve(size_t want, size_t* got) {
   if (stopping_) return nullptr;
-  if (arena_ == nullptr || arena_size_ - arena_used_ < kArenaMinFree) {
-    // JS keeps slices of earlier arenas alive for as long as it needs them; we only ever append.
+  if (arena_ != nullptr && arena_size_ - arena_used_ < kArenaMinFree) {
+    // Full. Its data must reach JS before it is let go; the drain does that between events, and
+    // the socket, still readable, is read again on the next wait.
+    if (arena_undelivered_) return nullptr;
+    ReleaseArena();
+  }
+  if (arena_ == nullptr) {
+    size_t size = kArenaMin;
+    while (size < arena_hint_ && size < kArenaMax) size *= 2;
     void* data = nullptr;
     napi_value buf;
-    napi_ref current, announced;
-    if (napi_create_buffer(env_, kArenaSize, &data, &buf) != napi_ok ||
-        napi_create_reference(env_, buf, 1, &current) != napi_ok) {
+    napi_ref announced;
+    if (napi_open_handle_scope(env_, &arena_scope_) != napi_ok) {
+      arena_scope_ = nullptr;
       Stop();
       return nullptr;
     }
-    if (napi_create_reference(env_, buf, 1, &announced) != napi_ok) {
-      napi_delete_reference(env_, current);
+    if (napi_create_buffer(env_, size, &data, &buf) != napi_ok ||
+        napi_create_reference(env_, buf, 1, &announced) != napi_ok) {
+      ReleaseArena();
       Stop();
       return nullptr;
     }
-    if (arena_ref_) napi_delete_reference(env_, arena_ref_);
-    arena_ref_ = current;
-    arenas_.push_back(announced);
+    arenas_.push_back(announced);  // deleted as soon as the records go to JS
     arena_ = static_cast<uint8_t*>(data);
-    arena_size_ = kArenaSize;
+    arena_size_ = size;
     arena_used_ = 0;
     Emit(kRecArena, 0);
   }
@@ -177,9 +191,22 @@ uint8_t* Loop::ArenaReserve(size_t want, size_t* got) {
   return arena_ + arena_used_;
 }
 
+void Loop::ReleaseArena() {
+  if (arena_scope_ != nullptr) napi_close_handle_scope(env_, arena_scope_);
+  arena_scope_ = nullptr;
+  arena_ = nullptr;
+  arena_size_ = arena_used_ = 0;
+}
+
+bool Loop::ArenaFull() const {
+  return arena_ != nullptr && arena_undelivered_ && arena_size_ - arena_used_ < kArenaMinFree;
+}
+
 void Loop::ArenaCommit(uint64_t id, uint8_t* at, size_t n) {
   const double off = static_cast<double>(at - arena_);
   arena_used_ += n;
+  drain_bytes_ += n;
+  arena_undelivered_ = true;
   // Consecutive reads of one socket into one arena are contiguous: extend the last record.
   size_t sz = pending_.size();
   if (sz >= static_cast<size_t>(kRecordStride)) {
@@ -233,6 +260,7 @@ void Loop::Deliver() {
     for (size_t i = 0; i < narenas; ++i) napi_delete_reference(env_, arenas_[i]);
     arenas_.erase(arenas_.begin(), arenas_.begin() + narenas);
     ++stats_.drains;
+    arena_undelivered_ = false;
     delivering_ = true;
     napi_status st = napi_make_callback(env_, async_, recv, fn, 2, argv, &result);
     delivering_ = false;
@@ -255,6 +283,7 @@ void Loop::Drain() {
   napi_handle_scope scope;
   if (napi_open_handle_scope(env_, &scope) != napi_ok) return Stop();
   ++stats_.wakeups;
+  draining_ = true;
   try {
     for (int round = 0; round < kMaxRounds && !closed_ && !stopping_; ++round) {
       int n = poller_.Wait(events_.data(), kBatch, 0);
@@ -262,14 +291,25 @@ void Loop::Drain() {
         CountError(-n);
         break;
       }
-      for (int i = 0; i < n; ++i) {
+      for (int i = 0; i < n && !closed_ && !stopping_; ++i) {
         Watcher* w = events_[i].watcher;
         if (!w->dead) w->OnEvent(events_[i].events);
+        // Between two events, never inside one: JS may close sockets (retired, still valid
+        // memory) or the whole loop (then the rest of this batch is dropped unread).
+        if (ArenaFull()) {
+          Deliver();
+          ReleaseArena();
+        }
       }
       FreeRetired();
       if (n < kBatch) break;
     }
     Deliver();
+    // The arena's data is in JS now: let it go (JS keeps what it still holds), and size the next
+    // one for a drain like this one.
+    ReleaseArena();
+    arena_hint_ = drain_bytes_;
+    drain_bytes_ = 0;
     if (!closed_) {
       FreeRetired();
       poller_.Flush();
@@ -279,6 +319,8 @@ void Loop::Drain() {
     // libuv.
     Stop();
   }
+  ReleaseArena();
+  draining_ = false;
   napi_close_handle_scope(env_, scope);
 }
 

@@ -101,6 +101,8 @@ class Loop {
  private:
   void Deliver();
   void FreeRetired();
+  void ReleaseArena();
+  bool ArenaFull() const;
   // The env refused an N-API call (it is stopping: worker.terminate(), process exit). Stop
   // watching the poller; the env's cleanup hook closes everything. Data stays in the kernel.
   void Stop();
@@ -120,6 +122,7 @@ class Loop {
   bool closed_ = false;
   int reserve_fd_ = -1;
   bool delivering_ = false;
+  bool draining_ = false;
 
   uint64_t next_id_ = 1;
   std::unordered_map<uint64_t, Handle*> handles_;
@@ -128,9 +131,12 @@ class Loop {
 
   std::vector<double> pending_;                 // records not yet delivered
   std::vector<napi_ref> arenas_;   // arenas announced by pending kRecArena records
-  napi_ref arena_ref_ = nullptr;    // keeps the arena being filled alive
+  napi_handle_scope arena_scope_ = nullptr;  // keeps the arena being filled alive
   uint8_t* arena_ = nullptr;
   size_t arena_size_ = 0, arena_used_ = 0;
+  bool arena_undelivered_ = false;  // records point into the arena and have not gone to JS
+  size_t drain_bytes_ = 0;          // read into arenas during this drain
+  size_t arena_hint_ = 0;           // ... during the previous one
 
   LoopStats stats_;
 };

@@ -28,7 +28,7 @@ export interface ListenOptions extends SocketOptions {
   port?: number;
   /** Unix socket path (instead of host/port). Removed when the last loop closes it. */
   path?: string;
-  /** Kernel accept queue length. Default 511. */
+  /** Kernel accept queue length (capped by net.core.somaxconn). Default 4096: bursts of thousands of connects otherwise overflow it and clients stall ~1 s per retry. */
   backlog?: number;
   /**
    * `'reuseport'` (default for TCP): one socket per loop with SO_REUSEPORT, the kernel spreads
@@ -159,7 +159,7 @@ export class Loop {
     const mode = modeOf(options.mode);
     const spec = {
       ...(options.path !== undefined ? { path: options.path } : { host, port: options.port ?? 0 }),
-      backlog: options.backlog ?? 511,
+      backlog: options.backlog ?? 4096,
       shared: options.accept === 'shared' || (options.path !== undefined && options.accept !== 'reuseport'),
       ipv6Only: options.ipv6Only ?? false,
       shed: options.onFdExhaustion === 'shed',
