@@ -4,6 +4,9 @@
 
 #include <cerrno>
 #include <sys/resource.h>
+#ifdef __APPLE__
+#include <limits.h>  // OPEN_MAX
+#endif
 #include <sys/socket.h>
 #include <vector>
 
@@ -86,7 +89,12 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
       throw Napi::RangeError::New(env, "records array too small");
     loop_ = std::make_unique<Loop>(env, info[0].As<Napi::Function>(), records);
     int r = loop_->Open();
-    if (r < 0) ThrowSysError(env, -r, "epoll_create", "creating the loop's poller");
+#if defined(IAPP_KQUEUE)
+    const char* create = "kqueue";
+#else
+    const char* create = "epoll_create1";
+#endif
+    if (r < 0) ThrowSysError(env, -r, create, "creating the loop's poller");
   }
 
  private:

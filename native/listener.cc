@@ -179,8 +179,11 @@ void Listener::OnEvent(uint32_t events) {
     // The connection went away before we took it, or a transient network error the next accept
     // will not see: count it and carry on.
     if (err == ECONNABORTED || err == EPROTO || err == EPERM || err == ENETDOWN ||
-        err == ENOPROTOOPT || err == EHOSTDOWN || err == ENONET || err == EHOSTUNREACH ||
-        err == EOPNOTSUPP || err == ENETUNREACH) {
+        err == ENOPROTOOPT || err == EHOSTDOWN ||
+#ifdef ENONET  // Linux only: FreeBSD and macOS have no ENONET
+        err == ENONET ||
+#endif
+        err == EHOSTUNREACH || err == EOPNOTSUPP || err == ENETUNREACH) {
       loop_->CountError(err);
       continue;
     }

@@ -15,6 +15,7 @@
 #if defined(IAPP_KQUEUE)
 #include <algorithm>
 #include <cerrno>
+#include <fcntl.h>
 #include <sys/event.h>
 #include <sys/time.h>
 #include <sys/types.h>
@@ -44,8 +45,11 @@ Poller::~Poller() { Close(); }
 int Poller::Open() {
   fd_ = kqueue();
   if (fd_ < 0) return -errno;
-  // kqueue descriptors are not inherited by fork(), but they are by exec() without CLOEXEC.
-  SetNonblockCloexec(fd_);
+  // kqueue descriptors are not inherited by fork(), but they are by exec() without CLOEXEC. Set
+  // on its own: SetNonblockCloexec() stops at a failed F_SETFL, and a kqueue answers FIONBIO with
+  // ENOTTY. O_NONBLOCK is not needed here (every kevent() call passes a timeout); uv_poll_init
+  // sets it for libuv.
+  fcntl(fd_, F_SETFD, FD_CLOEXEC);
   return 0;
 }
 
@@ -76,11 +80,13 @@ int Poller::Remove(Watcher* w) {
   w->armed = 0;
   struct kevent res[2];
   timespec zero{0, 0};
-  // With EV_RECEIPT every entry comes back; ENOENT (already gone) is not a failure here.
+  // With EV_RECEIPT every entry comes back; ENOENT (already gone) and EBADF (fd already closed,
+  // which dropped its filters) are not failures here, as in the epoll backend.
   int r = kevent(fd_, k, n, res, n, &zero);
   if (r < 0) return -errno;
   for (int i = 0; i < r; ++i)
-    if ((res[i].flags & EV_ERROR) && res[i].data != 0 && res[i].data != ENOENT)
+    if ((res[i].flags & EV_ERROR) && res[i].data != 0 && res[i].data != ENOENT &&
+        res[i].data != EBADF)
       return -static_cast<int>(res[i].data);
   return 0;
 }
@@ -90,12 +96,21 @@ int Poller::Apply(Watcher* w) {
   const uint32_t want = w->want;
   const uint32_t armed = w->armed;
   const bool rearm = armed & kNeedsRearm;
+  // EV_ADD on a filter that is already registered updates udata and re-enables it, but keeps the
+  // EV_CLEAR/EV_DISPATCH of the first EV_ADD (FreeBSD's kqueue_register never rewrites kn_flags):
+  // a mode change means delete and add again. A change to the other filter or to kExclusive (no-op
+  // here) leaves a registered filter alone.
+  const bool remode = (armed ^ want) & (kEdge | kOneshot);
   int added = 0;
   for (int16_t filter : {static_cast<int16_t>(EVFILT_READ), static_cast<int16_t>(EVFILT_WRITE)}) {
     const uint32_t bit = filter == EVFILT_READ ? kWantRead : kWantWrite;
     const bool on = want & bit;
     const bool was = armed & bit;
-    if (on && (!was || rearm || (armed & ~kNeedsRearm) != want)) {
+    if (on && was && remode) {
+      kev_.push_back(MakeChange(w, filter, EV_DELETE));
+      ++added;
+    }
+    if (on && (!was || rearm || remode)) {
       kev_.push_back(MakeChange(w, filter, AddFlags(want)));
       ++added;
     } else if (!on && was) {

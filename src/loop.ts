@@ -31,8 +31,8 @@ export interface ListenOptions extends SocketOptions {
   /** Kernel accept queue length (capped by net.core.somaxconn). Default 4096: bursts of thousands of connects otherwise overflow it and clients stall ~1 s per retry. */
   backlog?: number;
   /**
-   * `'reuseport'` (default for TCP): one socket per loop with SO_REUSEPORT, the kernel spreads
-   * connections by hash. `'shared'` (default for Unix paths): one socket, every loop waits on it,
+   * `'reuseport'` (default for TCP on Linux and FreeBSD): one socket per loop with SO_REUSEPORT
+   * (SO_REUSEPORT_LB on FreeBSD), the kernel spreads connections by hash. `'shared'` (default for Unix paths): one socket, every loop waits on it,
    * the kernel wakes one loop per connection (EPOLLEXCLUSIVE).
    */
   accept?: 'reuseport' | 'shared';
@@ -160,7 +160,11 @@ export class Loop {
     const spec = {
       ...(options.path !== undefined ? { path: options.path } : { host, port: options.port ?? 0 }),
       backlog: options.backlog ?? 4096,
-      shared: options.accept === 'shared' || (options.path !== undefined && options.accept !== 'reuseport'),
+      // macOS's SO_REUSEPORT does not spread connections (the last bound socket gets them all):
+      // there the default is one shared socket.
+      shared:
+        options.accept === 'shared' ||
+        (options.accept === undefined && (options.path !== undefined || process.platform === 'darwin')),
       ipv6Only: options.ipv6Only ?? false,
       shed: options.onFdExhaustion === 'shed',
       group: `${this.#group}|${options.name ?? ''}`,
