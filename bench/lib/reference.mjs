@@ -1,0 +1,51 @@
+// Builds the C reference programs (bench/reference/*.c) on demand with the system compiler into
+// bench/reference/build/ (git-ignored) and returns their paths. A program is rebuilt when its
+// source is newer than the binary. The compiler is $CC, else the first of cc, gcc, clang found.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const referenceDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'reference');
+export const buildDir = join(referenceDir, 'build');
+export const CFLAGS = ['-O2', '-Wall'];
+
+function findCompiler() {
+  const candidates = process.env.CC ? [process.env.CC] : ['cc', 'gcc', 'clang'];
+  for (const cc of candidates) {
+    const r = spawnSync(cc, ['--version'], { stdio: 'ignore', timeout: 10_000 });
+    if (!r.error && r.status === 0) return cc;
+  }
+  throw new Error(
+    `no C compiler found (tried ${candidates.join(', ')}); install one (e.g. apt-get install gcc) ` +
+      'or set CC to build the C references in bench/reference/',
+  );
+}
+
+let compiler;
+
+/** Builds bench/reference/<name>.c if needed; returns the binary's absolute path. */
+export function buildReference(name, { log = () => {} } = {}) {
+  const src = join(referenceDir, `${name}.c`);
+  const out = join(buildDir, name);
+  if (!existsSync(src)) throw new Error(`missing source ${src}`);
+  if (existsSync(out) && statSync(out).mtimeMs >= statSync(src).mtimeMs) return out;
+  compiler ??= findCompiler();
+  mkdirSync(buildDir, { recursive: true });
+  const tmp = `${out}.tmp-${process.pid}`;
+  const args = [...CFLAGS, '-o', tmp, src];
+  log(`building ${name}: ${compiler} ${args.join(' ')}`);
+  try {
+    execFileSync(compiler, args, { stdio: ['ignore', 'inherit', 'inherit'], timeout: 120_000 });
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw new Error(`compiling ${src} with ${compiler} failed: ${err.message.split('\n')[0]}`);
+  }
+  renameSync(tmp, out);
+  return out;
+}
+
+/** Builds every reference the benchmarks use: { sink, push }. */
+export function buildReferences(opts) {
+  return { sink: buildReference('sink', opts), push: buildReference('push', opts) };
+}

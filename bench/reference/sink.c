@@ -1,0 +1,218 @@
+/*
+ * sink.c: a single-threaded epoll TCP sink, the C reference for bench/sink.mjs.
+ *
+ *   sink [--host 127.0.0.1] [--port P] [--mode read|trunc]
+ *
+ * read:  read() into a 256 KiB buffer.
+ * trunc: recv(fd, NULL, 1 MiB, MSG_TRUNC | MSG_DONTWAIT): on Linux TCP this discards the bytes
+ *        without copying them to user space.
+ *
+ * Level-triggered epoll; the listener is non-blocking and drained with accept4 on every wake;
+ * each readable socket is read until a short read or EAGAIN (level triggering brings it back if
+ * more arrived). A peer's EOF or error closes the socket.
+ *
+ * Protocol shared by every bench server: once listening, print `READY <port>` on stdout; on
+ * SIGTERM or SIGINT print `{"rxBytes":N,"accepted":A}` on stdout and exit 0.
+ * Signals are taken through a signalfd in the epoll set, so no work happens in a handler.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define READ_BUF (256 * 1024)
+#define TRUNC_LEN (1 << 20)
+#define MAX_EVENTS 256
+
+static char buf[READ_BUF];
+
+static void usage(const char *msg) {
+    if (msg) fprintf(stderr, "sink: %s\n", msg);
+    fprintf(stderr, "usage: sink [--host ADDR] [--port P] [--mode read|trunc]\n");
+    exit(2);
+}
+
+static void die(const char *what) {
+    fprintf(stderr, "sink: %s: %s\n", what, strerror(errno));
+    exit(1);
+}
+
+int main(int argc, char **argv) {
+    const char *host = "127.0.0.1", *port = "0";
+    int trunc_mode = 0;
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 >= argc) usage("missing value after an option");
+        if (!strcmp(argv[i], "--host")) host = argv[++i];
+        else if (!strcmp(argv[i], "--port")) port = argv[++i];
+        else if (!strcmp(argv[i], "--mode")) {
+            const char *m = argv[++i];
+            if (!strcmp(m, "read")) trunc_mode = 0;
+            else if (!strcmp(m, "trunc")) trunc_mode = 1;
+            else usage("--mode must be read or trunc");
+        } else usage("unknown option");
+    }
+    char *end;
+    long pnum = strtol(port, &end, 10);
+    if (*port == '\0' || *end != '\0' || pnum < 0 || pnum > 65535) usage("--port must be 0..65535");
+
+    /* As many fds as the hard limit allows. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) fprintf(stderr, "sink: setrlimit(NOFILE): %s\n", strerror(errno));
+    }
+    size_t maxfd = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? rl.rlim_cur : 1 << 20;
+    /* open[fd] marks accepted sockets, so that all are closed on exit. */
+    unsigned char *open_fds = calloc(maxfd, 1);
+    if (!open_fds) die("calloc");
+
+    struct addrinfo hints = {0}, *ai;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
+    int gai = getaddrinfo(host, port, &hints, &ai);
+    if (gai != 0) {
+        fprintf(stderr, "sink: bad --host %s: %s\n", host, gai_strerror(gai));
+        return 2;
+    }
+    int lfd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (lfd < 0) die("socket");
+    int one = 1;
+    if (setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) die("setsockopt(SO_REUSEADDR)");
+    if (bind(lfd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        fprintf(stderr, "sink: bind %s:%s: %s\n", host, port, strerror(errno));
+        return 1;
+    }
+    freeaddrinfo(ai);
+    if (listen(lfd, 4096) != 0) die("listen");
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(lfd, (struct sockaddr *)&ss, &sl) != 0) die("getsockname");
+    int bound_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                     : ((struct sockaddr_in *)&ss)->sin_port);
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0) die("sigprocmask");
+    int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sfd < 0) die("signalfd");
+
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) die("epoll_create1");
+    struct epoll_event ev = {.events = EPOLLIN};
+    ev.data.fd = lfd;
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev) != 0) die("epoll_ctl(listener)");
+    ev.data.fd = sfd;
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, sfd, &ev) != 0) die("epoll_ctl(signalfd)");
+
+    printf("READY %d\n", bound_port);
+    fflush(stdout);
+
+    uint64_t rx = 0, accepted = 0;
+    int listening = 1; /* 0 while the listener is out of the set after EMFILE/ENFILE */
+    int warned_emfile = 0;
+    struct epoll_event events[MAX_EVENTS];
+    for (;;) {
+        int n = epoll_wait(ep, events, MAX_EVENTS, -1);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            die("epoll_wait");
+        }
+        for (int i = 0; i < n; i++) {
+            int fd = events[i].data.fd;
+            if (fd == sfd) {
+                struct signalfd_siginfo si;
+                if (read(sfd, &si, sizeof si) != (ssize_t)sizeof si) continue;
+                printf("{\"rxBytes\":%llu,\"accepted\":%llu}\n", (unsigned long long)rx, (unsigned long long)accepted);
+                fflush(stdout);
+                for (size_t f = 0; f < maxfd; f++)
+                    if (open_fds[f]) close((int)f);
+                free(open_fds);
+                close(lfd);
+                close(sfd);
+                close(ep);
+                return 0;
+            }
+            if (fd == lfd) {
+                for (;;) {
+                    int c = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                    if (c < 0) {
+                        if (errno == EINTR || errno == ECONNABORTED) continue;
+                        if (errno == EMFILE || errno == ENFILE) {
+                            /* Level triggering would spin: leave the listener out until a
+                             * connection closes and frees a descriptor. */
+                            if (!warned_emfile) {
+                                fprintf(stderr, "sink: accept4: %s (pausing accepts until a connection closes)\n", strerror(errno));
+                                warned_emfile = 1;
+                            }
+                            epoll_ctl(ep, EPOLL_CTL_DEL, lfd, NULL);
+                            listening = 0;
+                        } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                            fprintf(stderr, "sink: accept4: %s\n", strerror(errno));
+                        }
+                        break;
+                    }
+                    struct epoll_event cev = {.events = EPOLLIN};
+                    cev.data.fd = c;
+                    if ((size_t)c >= maxfd || epoll_ctl(ep, EPOLL_CTL_ADD, c, &cev) != 0) {
+                        fprintf(stderr, "sink: cannot watch fd %d: %s\n", c, strerror(errno));
+                        close(c);
+                        continue;
+                    }
+                    open_fds[c] = 1;
+                    accepted++;
+                }
+                continue;
+            }
+            /* A connection: read until a short read, EAGAIN, EOF or an error. */
+            int closeit = 0;
+            for (;;) {
+                ssize_t r;
+                size_t want;
+                if (trunc_mode) {
+                    want = TRUNC_LEN;
+                    r = recv(fd, NULL, want, MSG_TRUNC | MSG_DONTWAIT);
+                } else {
+                    want = READ_BUF;
+                    r = read(fd, buf, want);
+                }
+                if (r > 0) {
+                    rx += (uint64_t)r;
+                    if ((size_t)r < want) break;
+                    continue;
+                }
+                if (r == 0) {
+                    closeit = 1;
+                } else if (errno == EINTR) {
+                    continue;
+                } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                    if (errno != ECONNRESET) fprintf(stderr, "sink: read fd %d: %s\n", fd, strerror(errno));
+                    closeit = 1;
+                }
+                break;
+            }
+            if (closeit) {
+                close(fd); /* also removes it from the epoll set */
+                open_fds[fd] = 0;
+                if (!listening) {
+                    struct epoll_event lev = {.events = EPOLLIN};
+                    lev.data.fd = lfd;
+                    if (epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &lev) == 0) listening = 1;
+                }
+            }
+        }
+    }
+}
