@@ -234,23 +234,10 @@ export class Loop {
 
   /** Counters since the loop started. */
   stats(): LoopStats {
-    const s = this.native.stats();
+    const { handles: _handles, errors: byErrno, ...counts } = this.native.stats();
     const errors: Record<string, number> = {};
-    for (const [errno, n] of Object.entries(s.errors)) errors[errnoName(Number(errno))] = n;
-    return {
-      bytesIn: s.bytesIn,
-      bytesOut: s.bytesOut,
-      accepted: s.accepted,
-      connected: s.connected,
-      closed: s.closed,
-      acceptPaused: s.acceptPaused,
-      acceptShed: s.acceptShed,
-      wakeups: s.wakeups,
-      jsCalls: s.jsCalls,
-      sockets: this.#sockets.size,
-      listeners: this.#listeners.size,
-      errors,
-    };
+    for (const [errno, n] of Object.entries(byErrno)) errors[errnoName(Number(errno))] = n;
+    return { ...counts, sockets: this.#sockets.size, listeners: this.#listeners.size, errors };
   }
 
   /**

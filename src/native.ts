@@ -1,6 +1,8 @@
 // The only module that loads the addon. Everything native is typed here.
 import { createRequire } from 'node:module';
 
+import type { LoopStats } from './loop.js';
+
 export interface NativeListenSpec {
   host?: string;
   port?: number;
@@ -34,19 +36,12 @@ export interface NativeAddress {
   family?: 'IPv4' | 'IPv6' | 'unix';
 }
 
-export interface NativeLoopStats {
-  bytesIn: number;
-  bytesOut: number;
-  accepted: number;
-  connected: number;
-  closed: number;
-  acceptPaused: number;
-  acceptShed: number;
-  wakeups: number;
-  jsCalls: number;
+/** What the native loop counts; the public LoopStats adds what only JS knows. */
+export type NativeLoopStats = Omit<LoopStats, 'sockets' | 'listeners' | 'errors'> & {
   handles: number;
+  /** By errno number (positive), as a string key. */
   errors: Record<string, number>;
-}
+};
 
 export interface NativeLoop {
   listen(spec: NativeListenSpec): NativeAddress & { id: number };
