@@ -78,6 +78,8 @@ export interface LoopStats {
   listeners: number;
   /** Failures by errno code: `{ ECONNRESET: 3 }`. */
   errors: Record<string, number>;
+  /** What the application's `loop.onStats` function returned, if it set one. */
+  app?: unknown;
 }
 
 /** What the loop reports to the runtime (handler errors, accept pauses). */
@@ -124,6 +126,7 @@ export class Loop {
   #report: (r: LoopReport) => void;
   #closing: Promise<LoopCloseSummary> | undefined;
   #onClose: (() => void)[] = [];
+  #appStats: (() => unknown) | undefined;
 
   /** @internal Made by the runtime's thread entry. */
   constructor(index: number, threads: number, group: string, report: (r: LoopReport) => void) {
@@ -237,7 +240,19 @@ export class Loop {
     const { handles: _handles, errors: byErrno, ...counts } = this.native.stats();
     const errors: Record<string, number> = {};
     for (const [errno, n] of Object.entries(byErrno)) errors[errnoName(Number(errno))] = n;
-    return { ...counts, sockets: this.#sockets.size, listeners: this.#listeners.size, errors };
+    const out: LoopStats = { ...counts, sockets: this.#sockets.size, listeners: this.#listeners.size, errors };
+    if (this.#appStats) out.app = this.#appStats();
+    return out;
+  }
+
+  /**
+   * Adds the application's own counters to this loop's stats (`stats().app`, and so
+   * `runtime.stats()`): `fn` is called on every stats request and must return a
+   * structured-cloneable value.
+   */
+  onStats(fn: () => unknown): this {
+    this.#appStats = fn;
+    return this;
   }
 
   /**

@@ -37,7 +37,7 @@ export interface NativeAddress {
 }
 
 /** What the native loop counts; the public LoopStats adds what only JS knows. */
-export type NativeLoopStats = Omit<LoopStats, 'sockets' | 'listeners' | 'errors'> & {
+export type NativeLoopStats = Omit<LoopStats, 'sockets' | 'listeners' | 'errors' | 'app'> & {
   handles: number;
   /** By errno number (positive), as a string key. */
   errors: Record<string, number>;

@@ -1,0 +1,53 @@
+// A child process of a Fleet (fleet.ts): runs a Runtime with its share of the loop threads and
+// answers the parent over the IPC channel. Not imported by users.
+import { createRuntime, type Runtime } from '../runtime.js';
+import type { FromChild, ToChild } from './fleet.js';
+
+const send = (m: FromChild): void => {
+  if (process.connected) process.send!(m);
+};
+let rt: Runtime | undefined;
+let closing = false;
+
+// Ctrl-C reaches the whole process group: the parent decides when and how its children stop.
+process.on('SIGINT', () => {});
+
+async function close(timeoutMs: number): Promise<void> {
+  if (closing) return;
+  closing = true;
+  const summary = rt ? await rt.close({ timeoutMs }) : { sockets: 0, reset: 0, unsent: 0, terminated: 0 };
+  send({ type: 'closed', summary });
+  process.disconnect?.();
+}
+
+process.on('message', (m: ToChild) => {
+  switch (m.type) {
+    case 'start':
+      createRuntime({ module: m.module, threads: m.threads, data: m.data, ...(m.startTimeoutMs ? { startTimeoutMs: m.startTimeoutMs } : {}) }).then(
+        (r) => {
+          rt = r;
+          for (const name of ['exit', 'handler-error', 'accept-error'] as const)
+            r.on(name, (e: Record<string, unknown>) => {
+              const err = e.error as (Error & { code?: string }) | undefined;
+              const payload = { ...e, error: err ? { message: err.message, code: err.code, stack: err.stack } : undefined };
+              send({ type: 'event', name, payload });
+            });
+          send({ type: 'ready', results: r.results, limits: r.limits });
+        },
+        (e: Error & { code?: string }) => {
+          send({ type: 'failed', error: { message: e.message, ...(e.code ? { code: e.code } : {}) } });
+          process.disconnect?.();
+        },
+      );
+      break;
+    case 'stats':
+      void (rt ? rt.stats() : Promise.resolve([])).then((stats) => send({ type: 'stats', seq: m.seq, stats }));
+      break;
+    case 'close':
+      void close(m.timeoutMs);
+      break;
+  }
+});
+
+// The parent went away without closing us: stop serving rather than linger.
+process.on('disconnect', () => void close(1000));

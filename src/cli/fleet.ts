@@ -1,0 +1,274 @@
+// A set of loop threads spread over one or more processes, driven as one: the programs (srv, clt)
+// run the same code whatever --procs is. With procs = 1 the threads live in this process; with
+// more, each child process (child.ts) runs a Runtime with its share of the threads and answers
+// over the IPC channel. Processes exist to go past one process's fd limit (RLIMIT_NOFILE).
+import { fork, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+
+import { createRuntime, type CloseSummary, type FileLimits, type Runtime, type ThreadStats } from '../runtime.js';
+
+/** What the per-process `data` function is told. */
+export interface ProcContext {
+  /** Process index, 0-based. */
+  proc: number;
+  /** Global index of this process's first loop thread. */
+  firstThread: number;
+  /** Loop threads in this process. */
+  threads: number;
+  /** The fds of `inheritFds` as numbered in that process. */
+  fds: number[];
+  /** Setup results of process 0's threads (undefined while starting process 0). */
+  first: unknown[] | undefined;
+}
+
+export interface FleetOptions {
+  /** The loop module every thread runs (exports `setup(loop, info)`). */
+  module: string | URL;
+  /** Loop threads in all processes together. */
+  threads: number;
+  /** Processes; 1 runs the threads in this process. At most `threads`. */
+  procs: number;
+  /** Each process's `info.data` (structured-cloned). Process 0 starts first; the others see its results. */
+  data: (ctx: ProcContext) => unknown;
+  /** Open fds of this process that every process gets (socket activation, a shared Unix listener). */
+  inheritFds?: number[];
+  startTimeoutMs?: number;
+}
+
+/** One loop thread's counters, with its process. `thread` is the global index. */
+export interface FleetThreadStats extends ThreadStats {
+  proc: number;
+}
+
+/** Events: `'exit'` `{ proc, thread?, error?, exitCode }` when a thread or a child process ends
+ * by itself; `'handler-error'` and `'accept-error'` as the Runtime's, with `proc`. */
+export interface Fleet extends EventEmitter {
+  readonly threads: number;
+  readonly procs: number;
+  /** Setup results by global thread index. */
+  readonly results: unknown[];
+  /** RLIMIT_NOFILE of each process after raising. */
+  readonly limits: FileLimits[];
+  stats(): Promise<FleetThreadStats[]>;
+  close(options?: { timeoutMs?: number }): Promise<CloseSummary>;
+}
+
+/** Threads of process `p` when `threads` are spread over `procs`. */
+export function threadsOf(threads: number, procs: number, p: number): number {
+  return Math.floor(threads / procs) + (p < threads % procs ? 1 : 0);
+}
+
+/** Messages between the fleet and a child process. */
+export type ToChild =
+  | { type: 'start'; module: string; threads: number; data: unknown; startTimeoutMs?: number }
+  | { type: 'stats'; seq: number }
+  | { type: 'close'; timeoutMs: number };
+export type FromChild =
+  | { type: 'ready'; results: unknown[]; limits: FileLimits }
+  | { type: 'failed'; error: { message: string; code?: string } }
+  | { type: 'stats'; seq: number; stats: ThreadStats[] }
+  | { type: 'closed'; summary: CloseSummary }
+  | { type: 'event'; name: 'exit' | 'handler-error' | 'accept-error'; payload: Record<string, unknown> };
+
+const childUrl = new URL('./child.js', import.meta.url);
+const href = (m: string | URL): string => (m instanceof URL ? m.href : m);
+
+class LocalFleet extends EventEmitter implements Fleet {
+  readonly procs = 1;
+  readonly threads: number;
+  readonly results: unknown[];
+  readonly limits: FileLimits[];
+  #rt: Runtime;
+  constructor(rt: Runtime) {
+    super();
+    this.#rt = rt;
+    this.threads = rt.threads;
+    this.results = rt.results;
+    this.limits = [rt.limits];
+    for (const name of ['exit', 'handler-error', 'accept-error'] as const)
+      rt.on(name, (e: Record<string, unknown>) => this.emit(name, { proc: 0, ...e }));
+  }
+  async stats(): Promise<FleetThreadStats[]> {
+    return (await this.#rt.stats()).map((s) => ({ ...s, proc: 0 }));
+  }
+  close(options?: { timeoutMs?: number }): Promise<CloseSummary> {
+    return this.#rt.close(options);
+  }
+}
+
+interface Child {
+  proc: number;
+  firstThread: number;
+  threads: number;
+  cp: ChildProcess;
+  alive: boolean;
+  exited: Promise<void>;
+  closing: boolean;
+  closed?: (s: CloseSummary) => void;
+}
+
+class ProcessFleet extends EventEmitter implements Fleet {
+  readonly threads: number;
+  readonly procs: number;
+  readonly results: unknown[] = [];
+  readonly limits: FileLimits[] = [];
+  #children: Child[] = [];
+  #seq = 0;
+  #waiters = new Map<number, { left: Set<Child>; out: FleetThreadStats[]; resolve: (s: FleetThreadStats[]) => void }>();
+  #closing: Promise<CloseSummary> | undefined;
+
+  constructor(threads: number, procs: number) {
+    super();
+    this.threads = threads;
+    this.procs = procs;
+  }
+
+  async start(o: FleetOptions): Promise<void> {
+    const inherit = o.inheritFds ?? [];
+    const fds = inherit.map((_, i) => 3 + i);
+    let firstThread = 0;
+    const specs = Array.from({ length: o.procs }, (_, proc) => {
+      const threads = threadsOf(o.threads, o.procs, proc);
+      const s = { proc, firstThread, threads };
+      firstThread += threads;
+      return s;
+    });
+    const startOne = async (s: (typeof specs)[number], first: unknown[] | undefined): Promise<void> => {
+      const cp = fork(childUrl, [], { stdio: ['ignore', 'ignore', 'inherit', ...inherit, 'ipc'], serialization: 'advanced' });
+      const child: Child = {
+        ...s,
+        cp,
+        alive: true,
+        closing: false,
+        exited: new Promise((r) => cp.once('exit', () => r())),
+      };
+      this.#children.push(child);
+      const ready = new Promise<void>((resolve, reject) => {
+        cp.on('message', (m: FromChild) => {
+          switch (m.type) {
+            case 'ready':
+              m.results.forEach((r, i) => (this.results[s.firstThread + i] = r));
+              this.limits[s.proc] = m.limits;
+              resolve();
+              break;
+            case 'failed':
+              reject(Object.assign(new Error(m.error.message), m.error.code ? { code: m.error.code } : {}));
+              break;
+            case 'stats':
+              this.#reply(m.seq, child, m.stats);
+              break;
+            case 'closed':
+              child.closed?.(m.summary);
+              break;
+            case 'event': {
+              const p: Record<string, unknown> = { ...m.payload, proc: s.proc };
+              if (typeof p.thread === 'number') p.thread += s.firstThread;
+              this.emit(m.name, p);
+              break;
+            }
+          }
+        });
+        cp.once('exit', (code, signal) => {
+          child.alive = false;
+          this.#gone(child);
+          child.closed?.({ sockets: 0, reset: 0, unsent: 0, terminated: 0 });
+          const error = new Error(`process ${s.proc} exited ${signal ? `on ${signal}` : `with code ${code}`}`);
+          reject(error);
+          if (!child.closing) this.emit('exit', { proc: s.proc, error, exitCode: code ?? 1 });
+        });
+      });
+      cp.send({ type: 'start', module: href(o.module), threads: s.threads, data: o.data({ ...s, fds, first }), startTimeoutMs: o.startTimeoutMs } satisfies ToChild);
+      await ready;
+    };
+    try {
+      await startOne(specs[0]!, undefined);
+      const first = this.results.slice(0, specs[0]!.threads);
+      await Promise.all(specs.slice(1).map((s) => startOne(s, first)));
+    } catch (e) {
+      await this.close({ timeoutMs: 0 });
+      throw e;
+    }
+  }
+
+  stats(): Promise<FleetThreadStats[]> {
+    const live = this.#children.filter((c) => c.alive);
+    if (live.length === 0) return Promise.resolve([]);
+    const seq = ++this.#seq;
+    return new Promise((resolve) => {
+      this.#waiters.set(seq, { left: new Set(live), out: [], resolve });
+      for (const c of live) c.cp.send({ type: 'stats', seq } satisfies ToChild);
+    });
+  }
+
+  #reply(seq: number, c: Child, stats: ThreadStats[]): void {
+    const w = this.#waiters.get(seq);
+    if (!w || !w.left.delete(c)) return;
+    for (const s of stats) w.out.push({ ...s, thread: s.thread + c.firstThread, proc: c.proc });
+    if (w.left.size === 0) this.#settle(seq);
+  }
+
+  #gone(c: Child): void {
+    for (const [seq, w] of this.#waiters) if (w.left.delete(c) && w.left.size === 0) this.#settle(seq);
+  }
+
+  #settle(seq: number): void {
+    const w = this.#waiters.get(seq)!;
+    this.#waiters.delete(seq);
+    w.resolve(w.out.sort((a, b) => a.thread - b.thread));
+  }
+
+  close(options: { timeoutMs?: number } = {}): Promise<CloseSummary> {
+    this.#closing ??= this.#close(options.timeoutMs ?? 5000);
+    return this.#closing;
+  }
+
+  async #close(timeoutMs: number): Promise<CloseSummary> {
+    const total: CloseSummary = { sockets: 0, reset: 0, unsent: 0, terminated: 0 };
+    await Promise.all(
+      this.#children.map(async (c) => {
+        c.closing = true;
+        if (c.alive) {
+          const s = await new Promise<CloseSummary>((res) => {
+            c.closed = res;
+            c.cp.send({ type: 'close', timeoutMs } satisfies ToChild);
+          });
+          total.sockets += s.sockets;
+          total.reset += s.reset;
+          total.unsent += s.unsent;
+          total.terminated += s.terminated;
+        }
+        let timer: NodeJS.Timeout | undefined;
+        const ended = await Promise.race([c.exited.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 2000)))]);
+        clearTimeout(timer);
+        if (!ended) {
+          total.terminated++;
+          c.cp.kill('SIGKILL');
+          await c.exited;
+        }
+      }),
+    );
+    return total;
+  }
+}
+
+/**
+ * Starts `threads` loop threads over `procs` processes. Rejects, after stopping what started,
+ * when a setup fails or a process cannot start.
+ */
+export async function startFleet(o: FleetOptions): Promise<Fleet> {
+  if (!Number.isInteger(o.procs) || o.procs < 1 || o.procs > o.threads)
+    throw new RangeError(`procs must be from 1 to the number of threads (${o.threads}), got ${o.procs}`);
+  if (o.procs === 1) {
+    const fds = o.inheritFds ?? [];
+    const rt = await createRuntime({
+      module: o.module,
+      threads: o.threads,
+      data: o.data({ proc: 0, firstThread: 0, threads: o.threads, fds, first: undefined }),
+      ...(o.startTimeoutMs !== undefined ? { startTimeoutMs: o.startTimeoutMs } : {}),
+    });
+    return new LocalFleet(rt);
+  }
+  const f = new ProcessFleet(o.threads, o.procs);
+  await f.start(o);
+  return f;
+}
