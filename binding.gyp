@@ -11,7 +11,8 @@
       "native/uv_glue.cc",
       "native/loop.cc",
       "native/listener.cc",
-      "native/socket.cc"
+      "native/socket.cc",
+      "native/udp.cc"
     ],
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
     "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],

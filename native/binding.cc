@@ -15,6 +15,7 @@
 #include "listener.h"
 #include "loop.h"
 #include "socket.h"
+#include "udp.h"
 
 namespace iapp {
 namespace {
@@ -74,6 +75,13 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
                            InstanceMethod<&NativeLoop::PauseListener>("pauseListener"),
                            InstanceMethod<&NativeLoop::ResumeListener>("resumeListener"),
                            InstanceMethod<&NativeLoop::CloseListener>("closeListener"),
+                           InstanceMethod<&NativeLoop::Push>("push"),
+                           InstanceMethod<&NativeLoop::Udp>("udp"),
+                           InstanceMethod<&NativeLoop::UdpSink>("udpSink"),
+                           InstanceMethod<&NativeLoop::UdpPush>("udpPush"),
+                           InstanceMethod<&NativeLoop::UdpSend>("udpSend"),
+                           InstanceMethod<&NativeLoop::UdpCounters>("udpCounters"),
+                           InstanceMethod<&NativeLoop::UdpClose>("udpClose"),
                            InstanceMethod<&NativeLoop::Stats>("stats"),
                            InstanceMethod<&NativeLoop::Close>("close"),
                        });
@@ -131,12 +139,14 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     spec.v6only = Bool(o, "ipv6Only", false);
     spec.shed = Bool(o, "shed", false);
     spec.group = Str(o, "group");
+    spec.fd = static_cast<int>(Num(o, "fd", -1));
     spec.socket = SockOpts(o);
     int err = 0, sys = 0;
     Listener* l = Listener::Open(L(env), spec, &err, &sys);
     if (l == nullptr)
       ThrowSysError(env, err, SyscallName(sys),
-                    spec.path.empty() ? spec.host + ":" + std::to_string(spec.port) : spec.path);
+                    spec.fd >= 0 ? "inherited fd " + std::to_string(spec.fd)
+                    : spec.path.empty() ? spec.host + ":" + std::to_string(spec.port) : spec.path);
     Napi::Object res = DescribeLocalPeer(env, l->fd, false);
     if (!spec.path.empty()) res.Set("address", spec.path);
     res.Set("id", static_cast<double>(l->id));
@@ -258,6 +268,78 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     return info.Env().Undefined();
   }
 
+  // push(id, chunk): send chunk repeatedly while writable, until end/destroy
+  Napi::Value Push(const Napi::CallbackInfo& info) {
+    Socket* s = Get<Socket>(info, "socket");
+    auto u8 = info[1].As<Napi::Uint8Array>();
+    s->Push(loop_->SharedBuffer(u8.Data(), u8.ByteLength()));
+    return info.Env().Undefined();
+  }
+
+  // udp({ host, port, fd, group, peerHost, peerPort, sink }) -> { id, address, port, family }
+  Napi::Value Udp(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = info[0].As<Napi::Object>();
+    UdpSpec spec;
+    spec.host = Str(o, "host");
+    spec.port = static_cast<int>(Num(o, "port", 0));
+    spec.fd = static_cast<int>(Num(o, "fd", -1));
+    spec.group = Str(o, "group");
+    spec.peer_host = Str(o, "peerHost");
+    spec.peer_port = static_cast<int>(Num(o, "peerPort", 0));
+    spec.sink = Bool(o, "sink", false);
+    int err = 0, sys = 0;
+    iapp::Udp* u = iapp::Udp::Open(L(env), spec, &err, &sys);
+    if (u == nullptr) {
+      std::string what = spec.fd >= 0 ? "inherited fd " + std::to_string(spec.fd)
+                         : sys == kSysConnect ? spec.peer_host + ":" + std::to_string(spec.peer_port)
+                         : spec.host + ":" + std::to_string(spec.port);
+      ThrowSysError(env, err, SyscallName(sys), what);
+    }
+    Napi::Object res = DescribeLocalPeer(env, u->fd, false);
+    res.Set("id", static_cast<double>(u->id));
+    return res;
+  }
+  Napi::Value UdpSink(const Napi::CallbackInfo& info) {
+    if (auto* u = Find<iapp::Udp>(info)) u->SetSink(info[1].ToBoolean());
+    return info.Env().Undefined();
+  }
+  // udpPush(id, chunk | null): push chunk as datagrams while writable; null stops
+  Napi::Value UdpPush(const Napi::CallbackInfo& info) {
+    auto* u = Get<iapp::Udp>(info, "UDP socket");
+    if (info[1].IsTypedArray()) {
+      auto u8 = info[1].As<Napi::Uint8Array>();
+      u->Push(loop_->SharedBuffer(u8.Data(), u8.ByteLength()));
+    } else {
+      u->StopPush();
+    }
+    return info.Env().Undefined();
+  }
+  // udpSend(id, chunk) -> true if sent, false if the socket buffer is full (EAGAIN)
+  Napi::Value UdpSend(const Napi::CallbackInfo& info) {
+    auto* u = Get<iapp::Udp>(info, "UDP socket");
+    auto u8 = info[1].As<Napi::Uint8Array>();
+    long r = u->Send(u8.Data(), u8.ByteLength());
+    if (r == -EAGAIN || r == -EWOULDBLOCK || r == -ENOBUFS) return Napi::Boolean::New(info.Env(), false);
+    if (r < 0) ThrowSysError(info.Env(), static_cast<int>(-r), "send", "UDP datagram");
+    return Napi::Boolean::New(info.Env(), true);
+  }
+  // udpCounters(id, out: Float64Array(4)) -> [datagramsIn, bytesIn, datagramsOut, bytesOut]
+  Napi::Value UdpCounters(const Napi::CallbackInfo& info) {
+    auto* u = Find<iapp::Udp>(info);
+    if (u == nullptr) return Napi::Boolean::New(info.Env(), false);
+    double* out = info[1].As<Napi::Float64Array>().Data();
+    out[0] = static_cast<double>(u->datagrams_in);
+    out[1] = static_cast<double>(u->bytes_in);
+    out[2] = static_cast<double>(u->datagrams_out);
+    out[3] = static_cast<double>(u->bytes_out);
+    return Napi::Boolean::New(info.Env(), true);
+  }
+  Napi::Value UdpClose(const Napi::CallbackInfo& info) {
+    if (auto* u = Find<iapp::Udp>(info)) u->Close();
+    return info.Env().Undefined();
+  }
+
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const LoopStats& s = loop_->stats();
@@ -271,6 +353,8 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     o.Set("acceptShed", static_cast<double>(s.accept_shed));
     o.Set("wakeups", static_cast<double>(s.wakeups));
     o.Set("jsCalls", static_cast<double>(s.drains));
+    o.Set("datagramsIn", static_cast<double>(s.datagrams_in));
+    o.Set("datagramsOut", static_cast<double>(s.datagrams_out));
     o.Set("handles", static_cast<double>(loop_->handle_count()));
     Napi::Object errors = Napi::Object::New(env);
     for (const auto& [err, count] : s.errors) errors.Set(std::to_string(err), static_cast<double>(count));

@@ -72,9 +72,74 @@ int BindAndListen(const ListenSpec& spec, const SockAddr& addr, bool reuseport, 
   return fd;
 }
 
+// An inherited socket must be a listening stream socket; each loop works on its own dup of it,
+// watched with EPOLLEXCLUSIVE like a shared listener. The inherited fd itself is left open.
+int AdoptListening(int inherited, int* sys) {
+  int type = 0, listening = 0;
+  socklen_t len = sizeof type;
+  *sys = kSysSetsockopt;
+  if (getsockopt(inherited, SOL_SOCKET, SO_TYPE, &type, &len) < 0) return -errno;
+  if (type != SOCK_STREAM) return -EPROTOTYPE;
+#ifdef SO_ACCEPTCONN
+  len = sizeof listening;
+  if (getsockopt(inherited, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && !listening) {
+    *sys = kSysListen;
+    return -EINVAL;
+  }
+#endif
+  *sys = kSysSocket;
+  int fd = fcntl(inherited, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  SetNonblockCloexec(fd);
+  return fd;
+}
+
 }  // namespace
 
+int BindGroupPort(const std::string& key, int (*bind_fn)(void* ctx, int port), void* ctx) {
+  std::lock_guard<std::mutex> lock(registry_mu);
+  auto it = Registry().find(key);
+  int fd = bind_fn(ctx, it == Registry().end() ? 0 : it->second.port);
+  if (fd < 0) return fd;
+  if (it != Registry().end()) {
+    ++it->second.refs;
+  } else {
+    sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+    std::string h;
+    int port = 0;
+    DescribeAddr(reinterpret_cast<sockaddr*>(&ss), len, &h, &port);
+    Registry()[key] = Entry{-1, port, 1, false};
+  }
+  return fd;
+}
+
+void ReleaseGroupPort(const std::string& key) {
+  std::lock_guard<std::mutex> lock(registry_mu);
+  auto it = Registry().find(key);
+  if (it != Registry().end() && --it->second.refs <= 0) Registry().erase(it);
+}
+
 Listener* Listener::Open(Loop* loop, const ListenSpec& spec, int* err, int* sys) {
+  if (spec.fd >= 0) {
+    int fd = AdoptListening(spec.fd, sys);
+    if (fd < 0) {
+      *err = -fd;
+      return nullptr;
+    }
+    ListenSpec adopted = spec;
+    adopted.shared = true;
+    adopted.path.clear();  // the path belongs to whoever made the socket: never unlink it
+    auto* l = new Listener(loop, adopted);
+    l->fd = fd;
+    l->local_.len = sizeof l->local_.ss;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&l->local_.ss), &l->local_.len);
+    loop->Register(l);
+    l->want = kWantRead | kExclusive;
+    loop->poller().Update(l);
+    return l;
+  }
   SockAddr addr;
   int r = spec.path.empty() ? MakeInetAddr(spec.host, spec.port, &addr)
                             : MakeUnixAddr(spec.path, &addr);

@@ -18,8 +18,16 @@ struct ListenSpec {
   bool v6only = false;
   bool shed = false;    // on EMFILE, take pending connections off the backlog and close them
   std::string group;    // loops of one runtime share ports under this name (see Listener::Open)
+  int fd = -1;          // adopt this inherited listening socket (socket activation) instead of binding
   SocketOptions socket;
 };
+
+// Binds with port 0 shared by the loops of one group: under a process-wide lock, bind_fn is called
+// with the port the group's first loop got (0 if it is the first); the port it binds is recorded
+// under `key` for the others. Returns bind_fn's fd or -errno. Each success takes a reference that
+// ReleaseGroupPort(key) gives back.
+int BindGroupPort(const std::string& key, int (*bind_fn)(void* ctx, int port), void* ctx);
+void ReleaseGroupPort(const std::string& key);
 
 class Listener : public Handle {
  public:

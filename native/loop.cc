@@ -345,3 +345,13 @@ void Loop::Prepare() {
 }
 
 }  // namespace iapp
+
+namespace iapp {
+
+std::shared_ptr<const std::vector<uint8_t>> Loop::SharedBuffer(const uint8_t* p, size_t n) {
+  if (!shared_buf_ || shared_buf_->size() != n || memcmp(shared_buf_->data(), p, n) != 0)
+    shared_buf_ = std::make_shared<const std::vector<uint8_t>>(p, p + n);
+  return shared_buf_;
+}
+
+}  // namespace iapp

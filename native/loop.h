@@ -36,7 +36,7 @@ constexpr int kRecordCapacity = 4096;  // records per call into JS
 // by JS can only miss, never hit another socket.
 class Handle : public Watcher {
  public:
-  enum class Kind { kSocket, kListener };
+  enum class Kind { kSocket, kListener, kUdp };
   Handle(Loop* loop, Kind kind) : kind(kind), loop_(loop) {}
   const Kind kind;
   uint64_t id = 0;
@@ -52,6 +52,7 @@ struct LoopStats {
   uint64_t accepted = 0, connected = 0, closed = 0;
   uint64_t accept_paused = 0, accept_shed = 0;
   uint64_t drains = 0, wakeups = 0;
+  uint64_t datagrams_in = 0, datagrams_out = 0;
   std::map<int, uint64_t> errors;  // errno -> count
 };
 
@@ -90,6 +91,10 @@ class Loop {
     return fd;
   }
   void RestoreReserveFd();
+
+  // A copy of p[0..n) shared by everyone who asks for the same bytes: pushing sockets of a load
+  // generator all send one buffer, not one copy each.
+  std::shared_ptr<const std::vector<uint8_t>> SharedBuffer(const uint8_t* p, size_t n);
 
   // Makes the prepare hook run before libuv next blocks (to flush changes and deliver records).
   void WantPrepare();
@@ -139,6 +144,7 @@ class Loop {
   size_t arena_hint_ = 0;           // ... during the previous one
 
   LoopStats stats_;
+  std::shared_ptr<const std::vector<uint8_t>> shared_buf_;
 };
 
 }  // namespace iapp

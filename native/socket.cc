@@ -17,6 +17,7 @@ constexpr size_t kDataBudget = 256 * 1024;     // per socket per event, so one s
 constexpr size_t kSinkReadMax = 1 << 20;       // MSG_TRUNC discards this much per call
 constexpr size_t kSinkBudget = 16 << 20;
 constexpr size_t kChunkMin = 16 * 1024;        // small queued writes share chunks
+constexpr size_t kPushBudget = 4 << 20;        // pushed bytes per socket per event
 
 bool IsInet(int fd) {
   sockaddr_storage ss;
@@ -87,7 +88,7 @@ void Socket::Rearm() {
     want = kWantWrite;
   } else {
     if (opts_.read_mode != kReadPaused && !rd_eof_) want |= kWantRead;
-    if (queued_ > 0) want |= kWantWrite;
+    if (WantsWrite()) want |= kWantWrite;
   }
   if (want != this->want) {
     this->want = want;
@@ -128,6 +129,36 @@ void Socket::OnConnected() {
   }
   MaybeShutdown();
   if (!dead) Rearm();
+}
+
+void Socket::Push(std::shared_ptr<const std::vector<uint8_t>> buf) {
+  if (dead || end_requested_ || buf->empty()) return;
+  push_ = std::move(buf);
+  push_off_ = 0;
+  Rearm();
+}
+
+int Socket::PushMore() {
+  LoopStats& st = loop_->stats();
+  const uint8_t* base = push_->data();
+  const size_t len = push_->size();
+  size_t budget = kPushBudget;
+  while (budget > 0) {
+    iovec iov{const_cast<uint8_t*>(base + push_off_), len - push_off_};
+    ssize_t w = SysSendv(fd, &iov, 1);
+    if (w == -EAGAIN || w == -EWOULDBLOCK) return 0;
+    if (w < 0) {
+      Fail(static_cast<int>(-w), kSysWrite);
+      return static_cast<int>(w);
+    }
+    bytes_out_ += w;
+    st.bytes_out += w;
+    // A partial send continues where it stopped, so the stream is the buffer repeated exactly.
+    push_off_ = (push_off_ + static_cast<size_t>(w)) % len;
+    budget -= static_cast<size_t>(w) < budget ? w : budget;
+    if (static_cast<size_t>(w) < iov.iov_len) return 0;  // the kernel buffer is full
+  }
+  return 0;
 }
 
 void Socket::OnReadable() {
@@ -190,7 +221,7 @@ void Socket::MaybeShutdown() {
 
 void Socket::Enqueue(const uint8_t* p, size_t n) {
   if (n == 0) return;
-  if (!queue_.empty()) {
+  if (queue_.size() > qhead_) {
     Chunk& last = queue_.back();
     size_t room = last.cap - last.len;
     if (room >= n) {
@@ -247,7 +278,7 @@ int Socket::Flush() {
   iovec iov[kIovMax];
   while (queued_ > 0) {
     int cnt = 0;
-    for (auto it = queue_.begin(); it != queue_.end() && cnt < kIovMax; ++it, ++cnt) {
+    for (auto it = queue_.begin() + qhead_; it != queue_.end() && cnt < kIovMax; ++it, ++cnt) {
       iov[cnt].iov_base = it->data.get() + it->off;
       iov[cnt].iov_len = it->len - it->off;
     }
@@ -262,11 +293,19 @@ int Socket::Flush() {
     queued_ -= w;
     size_t left = static_cast<size_t>(w);
     while (left > 0) {
-      Chunk& c = queue_.front();
+      Chunk& c = queue_[qhead_];
       size_t rest = c.len - c.off;
       if (left >= rest) {
         left -= rest;
-        queue_.pop_front();
+        c.data.reset();
+        if (++qhead_ == queue_.size()) {
+          queue_.clear();
+          qhead_ = 0;
+        } else if (qhead_ >= 64 && qhead_ * 2 >= queue_.size()) {
+          // A queue that never empties must not grow without bound: drop the sent prefix.
+          queue_.erase(queue_.begin(), queue_.begin() + qhead_);
+          qhead_ = 0;
+        }
       } else {
         c.off += left;
         left = 0;
@@ -278,6 +317,7 @@ int Socket::Flush() {
 
 void Socket::OnWritable() {
   if (Flush() < 0) return;
+  if (queued_ == 0 && push_ && !end_requested_ && PushMore() < 0) return;
   if (queued_ == 0) {
     if (need_drain_) {
       need_drain_ = false;
@@ -290,8 +330,10 @@ void Socket::OnWritable() {
 
 int Socket::End() {
   if (dead) return -EBADF;
-  end_requested_ = true;
+  end_requested_ = true;  // also stops pushing
+  push_.reset();
   MaybeShutdown();
+  if (!dead) Rearm();
   return 0;
 }
 
@@ -327,6 +369,8 @@ void Socket::Finish(int err, int sys, bool reset) {
   if (reset) CloseWithReset(fd); else SysClose(fd);
   fd = -1;
   queue_.clear();
+  qhead_ = 0;
+  push_.reset();
 }
 
 void Socket::Abandon() {

@@ -2,9 +2,9 @@
 // discarded natively, writes queued and flushed with sendmsg/writev.
 #pragma once
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "addr.h"
 #include "errors.h"
@@ -43,6 +43,9 @@ class Socket : public Handle {
   void SetReadMode(int mode);
   int SetNoDelay(bool on);
   void SetHighWater(size_t n) { opts_.high_water = n; }
+  // Sends `buf` again and again whenever writable (after anything queued), with no JS per write,
+  // until End() or Destroy(). The buffer is shared with the loop's other pushing sockets.
+  void Push(std::shared_ptr<const std::vector<uint8_t>> buf);
 
   uint64_t bytes_in() const { return bytes_in_; }
   uint64_t bytes_out() const { return bytes_out_; }
@@ -58,6 +61,8 @@ class Socket : public Handle {
   void MaybeShutdown();
   void Rearm();
   void Enqueue(const uint8_t* p, size_t n);
+  int PushMore();               // sends from the push buffer: 0, or -errno after failing the socket
+  bool WantsWrite() const { return queued_ > 0 || (push_ && !end_requested_); }
   // Closes the fd and tells JS why. err: positive errno or 0 for a clean close.
   void Finish(int err, int sys, bool reset);
   void Fail(int err, int sys) { Finish(err, sys, false); }
@@ -74,8 +79,13 @@ class Socket : public Handle {
   bool end_requested_ = false;
   bool wr_shut_ = false;
   bool need_drain_ = false;
-  std::deque<Chunk> queue_;
+  // A vector and a head index rather than std::deque: libstdc++'s deque allocates ~600 bytes even
+  // when empty, and most sockets of a sink or an idle server never queue anything.
+  std::vector<Chunk> queue_;
+  size_t qhead_ = 0;
   size_t queued_ = 0;
+  std::shared_ptr<const std::vector<uint8_t>> push_;
+  size_t push_off_ = 0;
   uint64_t bytes_in_ = 0, bytes_out_ = 0;
 };
 

@@ -9,8 +9,11 @@ export type {
   LoopStats,
   ReadModeName,
   SocketOptions,
+  UdpOptions,
 } from './loop.js';
+export { UdpSocket } from './udp.js';
 export { Socket } from './socket.js';
 export type { CloseInfo } from './socket.js';
 export { Listener } from './listener.js';
 export { IappError } from './errors.js';
+export { listenFds, LISTEN_FDS_START, type ActivatedSocket } from './activation.js';

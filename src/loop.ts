@@ -6,6 +6,7 @@ import { IappError, iappError } from './errors.js';
 import { Listener } from './listener.js';
 import { native as addon, ReadMode, Rec, type NativeLoop } from './native.js';
 import { Socket } from './socket.js';
+import { UdpSocket } from './udp.js';
 
 /** How a socket reads: deliver to JS (`data`), discard natively (`sink`) or not at all yet (`paused`). */
 export type ReadModeName = 'data' | 'sink' | 'paused';
@@ -45,6 +46,13 @@ export interface ListenOptions extends SocketOptions {
   onFdExhaustion?: 'wait' | 'shed';
   /** Loops listening on port 0 with the same host and name share one port. Default `''`. */
   name?: string;
+  /**
+   * Adopt this inherited listening socket (TCP or Unix) instead of binding: socket activation
+   * (see `listenFds()`), or a socket a parent process made. Every loop passing the same fd
+   * works on its own dup of it, and the kernel wakes one loop per connection. The fd itself is
+   * left open, and a Unix path is never removed.
+   */
+  fd?: number;
 }
 
 export interface ConnectOptions extends SocketOptions {
@@ -58,6 +66,21 @@ export interface ConnectOptions extends SocketOptions {
   localPort?: number;
   /** Milliseconds before the attempt fails with ETIMEDOUT. Default 30000; 0 waits for the kernel. */
   timeout?: number;
+}
+
+export interface UdpOptions {
+  /** Numeric address to bind. Default `'0.0.0.0'` (`'::'` when `peer` is IPv6). */
+  host?: string;
+  /** Port to bind; 0 (default) picks one, shared by the runtime's loops binding the same host and `name`. */
+  port?: number;
+  /** Adopt this inherited datagram socket instead of binding. */
+  fd?: number;
+  /** Connect to this peer: `push`/`send` go there and only its datagrams are received. */
+  peer?: { host: string; port: number };
+  /** `'sink'`: drain natively with recvmmsg, counting only. Default `'paused'` (not reading). */
+  mode?: 'sink' | 'paused';
+  /** Loops binding port 0 with the same host and name share one port. Default `''`. */
+  name?: string;
 }
 
 /** Counters of one loop since it started. */
@@ -76,6 +99,9 @@ export interface LoopStats {
   jsCalls: number;
   sockets: number;
   listeners: number;
+  /** UDP datagrams received and sent (their bytes count in bytesIn and bytesOut). */
+  datagramsIn: number;
+  datagramsOut: number;
   /** Failures by errno code: `{ ECONNRESET: 3 }`. */
   errors: Record<string, number>;
   /** What the application's `loop.onStats` function returned, if it set one. */
@@ -122,6 +148,7 @@ export class Loop {
   #sockets = new Map<number, Socket>();
   #listeners = new Map<number, Listener>();
   #listenerModes = new Map<number, ReadMode>();
+  #udps = new Map<number, UdpSocket>();
   #group: string;
   #report: (r: LoopReport) => void;
   #closing: Promise<LoopCloseSummary> | undefined;
@@ -151,17 +178,19 @@ export class Loop {
       throw new TypeError(`accept must be 'reuseport' or 'shared', got ${String(options.accept)}`);
     if (options.onFdExhaustion !== undefined && options.onFdExhaustion !== 'wait' && options.onFdExhaustion !== 'shed')
       throw new TypeError(`onFdExhaustion must be 'wait' or 'shed', got ${String(options.onFdExhaustion)}`);
-    if (options.path === undefined && options.port === undefined)
-      throw new TypeError('listen needs a port (0 for any) or a Unix path');
+    checkInt('fd', options.fd, 0, 2 ** 31 - 1);
+    if (options.path === undefined && options.port === undefined && options.fd === undefined)
+      throw new TypeError('listen needs a port (0 for any), a Unix path or an inherited fd');
     if (options.path !== undefined && options.accept === 'reuseport')
       throw new TypeError("accept: 'reuseport' is for TCP; a Unix path is one socket shared by the loops (accept: 'shared')");
     let host = options.host ?? '::';
     if (host === 'localhost') host = '127.0.0.1';
-    if (options.path === undefined && isIP(host) === 0)
+    if (options.path === undefined && options.fd === undefined && isIP(host) === 0)
       throw new TypeError(`listen host must be a numeric IP address or 'localhost', got '${host}'`);
     const mode = modeOf(options.mode);
     const spec = {
-      ...(options.path !== undefined ? { path: options.path } : { host, port: options.port ?? 0 }),
+      ...(options.fd !== undefined ? { fd: options.fd }
+        : options.path !== undefined ? { path: options.path } : { host, port: options.port ?? 0 }),
       backlog: options.backlog ?? 4096,
       // macOS's SO_REUSEPORT does not spread connections (the last bound socket gets them all):
       // there the default is one shared socket.
@@ -235,6 +264,37 @@ export class Loop {
     });
   }
 
+  /**
+   * Opens a UDP socket: bound to `host`/`port` (SO_REUSEPORT, so every loop can bind the same
+   * address and the kernel spreads datagrams by sender; port 0 gives one port shared by the
+   * runtime's loops), or adopting an inherited datagram socket (`fd`), and connected to `peer`
+   * when given. `mode: 'sink'` drains it natively with recvmmsg, counting only.
+   * Throws IappError (EADDRINUSE, EACCES, EPROTOTYPE for an fd that is not UDP, …).
+   */
+  udp(options: UdpOptions = {}): UdpSocket {
+    this.#checkOpen();
+    checkInt('port', options.port, 0, 65535);
+    checkInt('fd', options.fd, 0, 2 ** 31 - 1);
+    if (options.mode !== undefined && options.mode !== 'sink' && options.mode !== 'paused')
+      throw new TypeError(`udp mode must be 'sink' or 'paused', got ${String(options.mode)}`);
+    let host = options.host ?? (options.peer && isIP(options.peer.host) === 6 ? '::' : '0.0.0.0');
+    if (host === 'localhost') host = '127.0.0.1';
+    if (options.fd === undefined && isIP(host) === 0) throw new TypeError(`udp host must be a numeric IP address, got '${host}'`);
+    if (options.peer) {
+      checkInt('peer.port', options.peer.port, 1, 65535);
+      if (isIP(options.peer.host) === 0) throw new TypeError(`udp peer host must be a numeric IP address, got '${options.peer.host}'`);
+    }
+    const info = this.native.udp({
+      ...(options.fd !== undefined ? { fd: options.fd } : { host, port: options.port ?? 0 }),
+      group: `${this.#group}|${options.name ?? ''}`,
+      ...(options.peer ? { peerHost: options.peer.host, peerPort: options.peer.port } : {}),
+      sink: options.mode === 'sink',
+    });
+    const u = new UdpSocket(this.native, info, () => this.#udps.delete(info.id));
+    this.#udps.set(u.id, u);
+    return u;
+  }
+
   /** Counters since the loop started. */
   stats(): LoopStats {
     const { handles: _handles, errors: byErrno, ...counts } = this.native.stats();
@@ -280,6 +340,7 @@ export class Loop {
 
   async #close(timeoutMs: number): Promise<LoopCloseSummary> {
     for (const l of [...this.#listeners.values()]) l.close();
+    for (const u of [...this.#udps.values()]) u.close();
     const open = [...this.#sockets.values()];
     for (const s of open) {
       if (s.readyState === 'connecting') s.destroy();

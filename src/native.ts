@@ -12,6 +12,7 @@ export interface NativeListenSpec {
   ipv6Only?: boolean;
   shed?: boolean;
   group?: string;
+  fd?: number;
   mode?: number;
   noDelay?: boolean;
   allowHalfOpen?: boolean;
@@ -28,6 +29,16 @@ export interface NativeConnectSpec {
   noDelay?: boolean;
   allowHalfOpen?: boolean;
   highWaterMark?: number;
+}
+
+export interface NativeUdpSpec {
+  host?: string;
+  port?: number;
+  fd?: number;
+  group?: string;
+  peerHost?: string;
+  peerPort?: number;
+  sink?: boolean;
 }
 
 export interface NativeAddress {
@@ -55,6 +66,13 @@ export interface NativeLoop {
   setHighWaterMark(id: number, bytes: number): void;
   socketCounters(id: number, out: Float64Array): boolean;
   addresses(id: number): { local?: NativeAddress; remote?: NativeAddress };
+  push(id: number, chunk: Uint8Array): void;
+  udp(spec: NativeUdpSpec): NativeAddress & { id: number };
+  udpSink(id: number, on: boolean): void;
+  udpPush(id: number, chunk: Uint8Array | null): void;
+  udpSend(id: number, chunk: Uint8Array): boolean;
+  udpCounters(id: number, out: Float64Array): boolean;
+  udpClose(id: number): void;
   pauseListener(id: number): void;
   resumeListener(id: number): void;
   closeListener(id: number): void;

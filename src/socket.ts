@@ -158,6 +158,20 @@ export class Socket {
     return !this.#needDrain && !this.#ended && this.#state !== 'closed';
   }
 
+  /**
+   * Load generation: sends `chunk` again and again, natively, whenever the socket can take more
+   * (after anything already queued), with no call into JS per write, until `end()` (which stops
+   * pushing and half-closes) or `destroy()`. `bytesWritten` counts exactly what the kernel
+   * accepted; a partial send resumes mid-chunk, so the stream is `chunk` repeated. The chunk is
+   * copied once per loop and shared by every socket pushing the same bytes.
+   */
+  push(chunk: Uint8Array): this {
+    if (this.#ended || this.#state === 'closed') throw this.#closedError('push');
+    if (!ArrayBuffer.isView(chunk) || chunk.byteLength === 0) throw new TypeError('push needs a non-empty Uint8Array');
+    this.#host.native.push(this.id, chunk);
+    return this;
+  }
+
   /** Writes `data` if given, then half-closes once everything queued has been sent. */
   end(data?: Uint8Array | readonly Uint8Array[] | string): void {
     if (this.#ended || this.#state === 'closed') return;
