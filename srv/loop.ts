@@ -1,0 +1,202 @@
+// The module every iapp-srv loop thread runs: listens (or adopts passed sockets), serves in the
+// chosen mode, counts what JavaScript sees, and leaves its final counters in a file when it
+// closes so the summary includes what was drained during shutdown.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import type { Listener, Loop, LoopInfo, Socket } from '../src/index.js';
+import { HttpConnection, TIMEOUT } from './http.js';
+
+/** How accepted connections are served. */
+export type Mode = 'sink' | 'data' | 'echo' | 'http';
+
+/** A TCP or Unix listener to open, or a passed listening socket to adopt. */
+export type TcpSpec = { host: string; port: number; name: string } | { path: string } | { fd: number };
+/** A UDP socket to bind, or a passed one to adopt. */
+export type UdpSpec = { host: string; port: number } | { fd: number };
+
+/** `info.data` of every loop thread. */
+export interface SrvLoopData {
+  mode: Mode;
+  accept: 'reuseport' | 'shared';
+  tcp: TcpSpec[];
+  udp: UdpSpec[];
+  /** Sockets from socket activation: adopted as listeners, or as UDP sockets if they are not. */
+  activated: { fd: number; name: string }[];
+  headerTimeoutMs: number;
+  /** Where each thread writes `<global thread>.json` with its final counters. */
+  finalDir: string;
+  firstThread: number;
+}
+
+/** One bound address, as reported back to the main process. */
+export interface BoundAddress {
+  proto: 'tcp' | 'unix' | 'udp';
+  address: string;
+  port?: number;
+  family?: string;
+  /** The passed fd, for activated sockets. */
+  fd?: number;
+  name?: string;
+}
+
+/** What `setup` returns: the addresses of this thread's sockets, in the order asked. */
+export interface SrvLoopResult {
+  tcp: BoundAddress[];
+  udp: BoundAddress[];
+  activated: BoundAddress[];
+}
+
+/** The counters this module adds to the loop's stats (`stats().app`). */
+export interface SrvAppStats {
+  /** Bytes delivered to JavaScript (data, echo and http modes). */
+  jsBytes: number;
+  /** HTTP requests answered with 200. */
+  requests: number;
+  /** HTTP requests refused (400, 408, 431, 501). */
+  httpErrors: number;
+  /** Most connections open at once on this thread. */
+  peak: number;
+}
+
+// The UDP API of the library (loop.udp), typed here until its declarations land.
+interface UdpSocket {
+  readonly port: number | undefined;
+  readonly address: string;
+  close(): void;
+}
+type UdpLoop = { udp(o: { host?: string; port?: number; fd?: number; mode: 'sink' }): UdpSocket };
+type FdListen = (o: { fd: number; mode: 'sink' | 'data' }, cb: (s: Socket) => void) => Listener;
+
+function describe(l: Listener): BoundAddress {
+  return l.family === 'unix'
+    ? { proto: 'unix', address: l.address }
+    : { proto: 'tcp', address: l.address, port: l.port!, family: l.family };
+}
+
+/** Loop-thread entry: see SrvLoopData. */
+export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
+  const d = info.data as SrvLoopData;
+  const app: SrvAppStats = { jsBytes: 0, requests: 0, httpErrors: 0, peak: 0 };
+  let open = 0;
+  const http = new Map<Socket, { conn: HttpConnection; since: number }>();
+
+  const serve = (s: Socket): void => {
+    open++;
+    if (open > app.peak) app.peak = open;
+    s.onClose(() => {
+      open--;
+      http.delete(s);
+    });
+    switch (d.mode) {
+      case 'sink':
+        break; // the listener's mode already discards natively
+      case 'data':
+        s.onData((b) => {
+          app.jsBytes += b.length;
+        });
+        break;
+      case 'echo':
+        s.onData((b) => {
+          app.jsBytes += b.length;
+          // Queue full: stop reading so the peer's sends block, until the queue drains.
+          if (!s.write(b)) s.pause();
+        });
+        s.onDrain(() => s.resume());
+        break;
+      case 'http': {
+        const state = { conn: new HttpConnection(), since: 0 };
+        http.set(s, state);
+        s.onData((b) => {
+          app.jsBytes += b.length;
+          const r = state.conn.feed(b);
+          app.requests += r.requests;
+          if (r.close && r.out.length > r.requests) app.httpErrors++;
+          state.since = state.conn.partial ? state.since || Date.now() : 0;
+          if (r.out.length > 0 && s.readyState === 'open') {
+            if (!s.write(r.out)) s.pause();
+          }
+          if (r.close) {
+            http.delete(s);
+            s.end();
+          }
+        });
+        s.onDrain(() => s.resume());
+        break;
+      }
+    }
+  };
+
+  const listenMode = d.mode === 'sink' ? 'sink' : 'data';
+  const result: SrvLoopResult = { tcp: [], udp: [], activated: [] };
+  const listeners: Listener[] = [];
+  const udps: UdpSocket[] = [];
+
+  for (const spec of d.tcp) {
+    let l: Listener;
+    if ('fd' in spec) l = (loop.listen as unknown as FdListen).call(loop, { fd: spec.fd, mode: listenMode }, serve);
+    else if ('path' in spec) l = loop.listen({ path: spec.path, mode: listenMode, accept: 'shared' }, serve);
+    else l = loop.listen({ host: spec.host, port: spec.port, name: spec.name, accept: d.accept, mode: listenMode }, serve);
+    listeners.push(l);
+    result.tcp.push(describe(l));
+  }
+  for (const spec of d.udp) {
+    const u = (loop as unknown as UdpLoop).udp({ ...spec, mode: 'sink' });
+    udps.push(u);
+    result.udp.push({ proto: 'udp', address: u.address, port: u.port! });
+  }
+  for (const a of d.activated) {
+    // A passed socket is a listening stream socket or a datagram socket; without getsockopt the
+    // library tells which by refusing to listen on a datagram one.
+    try {
+      const l = (loop.listen as unknown as FdListen).call(loop, { fd: a.fd, mode: listenMode }, serve);
+      listeners.push(l);
+      result.activated.push({ ...describe(l), fd: a.fd, name: a.name });
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code !== 'EINVAL' && code !== 'ENOTSOCK' && code !== 'EOPNOTSUPP') throw e;
+      let u: UdpSocket;
+      try {
+        u = (loop as unknown as UdpLoop).udp({ fd: a.fd, mode: 'sink' });
+      } catch {
+        throw e; // neither: the listen error says more
+      }
+      udps.push(u);
+      result.activated.push({ proto: 'udp', address: u.address, port: u.port!, fd: a.fd, name: a.name });
+    }
+  }
+
+  let timer: NodeJS.Timeout | undefined;
+  if (d.mode === 'http') {
+    // A slow or stuck client must not hold a connection with half a request forever.
+    timer = setInterval(() => {
+      const now = Date.now();
+      for (const [s, st] of http) {
+        if (st.since === 0 || now - st.since < d.headerTimeoutMs) continue;
+        http.delete(s);
+        app.httpErrors++;
+        s.onData(() => {});
+        if (s.readyState === 'open') s.end(TIMEOUT);
+      }
+    }, Math.max(50, Math.min(1000, d.headerTimeoutMs / 4)));
+  }
+
+  loop.onStats(() => app);
+  loop.onClose(() => {
+    clearInterval(timer);
+    for (const u of udps) {
+      try {
+        u.close();
+      } catch {
+        // already closed with the loop
+      }
+    }
+    try {
+      const s = loop.stats();
+      writeFileSync(join(d.finalDir, `${d.firstThread + info.index}.json`), JSON.stringify({ ...s, app }));
+    } catch {
+      // The summary falls back to the last sample of this thread.
+    }
+  });
+  return result;
+}

@@ -1,0 +1,585 @@
+#!/usr/bin/env node
+// iapp-srv: a TCP/UDP sink server for load tests. Loop threads (over one or more processes)
+// accept connections and discard, count, echo or answer HTTP; this main thread samples the
+// counters, prints them, and prints a reconciled summary when it stops.
+import { existsSync, linkSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import net from 'node:net';
+import { availableParallelism, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { parseArgs } from 'node:util';
+
+import { listenFds, type ActivatedSocket } from '../src/activation.js';
+import {
+  UsageError,
+  formatEndpoint,
+  parseChoice,
+  parseEndpoint,
+  parseInteger,
+  parseSeconds,
+  type Endpoint,
+} from '../src/cli/args.js';
+import { startFleet, type Fleet, type FleetThreadStats } from '../src/cli/fleet.js';
+import { Output, addErrors, formatBytes, formatCount, formatErrors, formatRate } from '../src/cli/report.js';
+import type { BoundAddress, Mode, SrvAppStats, SrvLoopData, SrvLoopResult, TcpSpec, UdpSpec } from './loop.js';
+
+const DEFAULT_LISTEN = '[::]:7000';
+const DRAIN_MS = 2000;
+
+const HELP = `Usage: iapp-srv [options]
+
+A TCP/UDP sink server for load tests: accepts connections on every loop thread and discards
+(or counts, echoes, answers HTTP), printing throughput each interval and a summary at the end.
+
+Options:
+  -l, --listen HOST:PORT   TCP address to listen on; [IPv6]:PORT, unix:/path too; repeatable.
+                           Default ${DEFAULT_LISTEN} (all IPv6 and IPv4 addresses) unless --udp is
+                           given or sockets are passed by socket activation. Port 0 picks one.
+  -u, --udp HOST:PORT      UDP address to sink datagrams on; repeatable
+  -m, --mode MODE          sink: discard natively (default); data: deliver to JavaScript and count;
+                           echo: send back what is read; http: answer HTTP/1.1 requests with 200
+  -t, --threads N          loop threads over all processes (default: CPUs, here ${availableParallelism()})
+  -p, --procs P            processes to spread the threads over (default 1; more to pass one
+                           process's fd limit)
+      --accept HOW         reuseport: one listening socket per thread, the kernel spreads
+                           connections (default); shared: one socket all threads wait on
+  -d, --duration S         stop after S seconds (default: run until SIGINT/SIGTERM)
+      --idle-exit S        exit 0 after S seconds with no open connection and no new one
+  -i, --stats S            seconds between live lines (default 1)
+      --header-timeout S   http mode: close a connection whose request head is not complete in S
+                           seconds, with 408 (default 10)
+      --json               one JSON object per line on stdout: "listening", "stats", "summary"
+  -v, --verbose            a live line per thread too
+  -h, --help               this text
+
+Socket activation: when started by systemd (or systemd-socket-activate) with LISTEN_FDS, the
+passed sockets are served (listening stream sockets as TCP/Unix, datagram sockets as UDP) and
+--listen/--udp add to them. SIGINT/SIGTERM stop accepting, drain for up to ${DRAIN_MS / 1000} s and print the
+summary; a second signal exits at once.
+
+Exit status: 0 when stopped by signal, --duration or --idle-exit; 1 on a runtime failure
+(address in use, no permission…); 2 on a bad flag.`;
+
+interface Config {
+  tcp: Endpoint[];
+  udp: Endpoint[];
+  mode: Mode;
+  threads: number;
+  procs: number;
+  accept: 'reuseport' | 'shared';
+  durationS: number | undefined;
+  idleExitS: number | undefined;
+  statsS: number;
+  headerTimeoutS: number;
+  json: boolean;
+  verbose: boolean;
+}
+
+function parseConfig(argv: string[]): Config | 'help' {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        listen: { type: 'string', short: 'l', multiple: true },
+        udp: { type: 'string', short: 'u', multiple: true },
+        mode: { type: 'string', short: 'm' },
+        threads: { type: 'string', short: 't' },
+        procs: { type: 'string', short: 'p' },
+        accept: { type: 'string' },
+        duration: { type: 'string', short: 'd' },
+        'idle-exit': { type: 'string' },
+        stats: { type: 'string', short: 'i' },
+        'header-timeout': { type: 'string' },
+        json: { type: 'boolean' },
+        verbose: { type: 'boolean', short: 'v' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (e) {
+    // parseArgs's messages name the flag; drop its advice about '--' (we take no positionals).
+    throw new UsageError((e as Error).message.replace(/\. To specify a positional.*$/s, ''));
+  }
+  const v = parsed.values;
+  if (v.help) return 'help';
+  const threads = v.threads !== undefined ? parseInteger('threads', v.threads, 1, 1024) : availableParallelism();
+  const procs = v.procs !== undefined ? parseInteger('procs', v.procs, 1, 256) : 1;
+  if (procs > threads) throw new UsageError(`--procs ${procs}: more processes than threads (${threads}); raise --threads`);
+  const tcp = (v.listen ?? []).map((s) => parseEndpoint('listen', s, { allowPortZero: true, defaultHost: '::' }));
+  const udp = (v.udp ?? []).map((s) => parseEndpoint('udp', s, { allowPortZero: true, defaultHost: '::' }));
+  for (const u of udp) if (u.path !== undefined) throw new UsageError(`--udp unix:${u.path}: UDP needs HOST:PORT`);
+  const accept = v.accept !== undefined ? parseChoice('accept', v.accept, ['reuseport', 'shared'] as const) : 'reuseport';
+  if (accept === 'shared' && procs > 1 && tcp.some((e) => e.path === undefined))
+    throw new UsageError(
+      '--accept shared with --procs > 1: one TCP socket cannot be shared between processes here; use --accept reuseport, or one process',
+    );
+  return {
+    tcp,
+    udp,
+    mode: v.mode !== undefined ? parseChoice('mode', v.mode, ['sink', 'data', 'echo', 'http'] as const) : 'sink',
+    threads,
+    procs,
+    accept,
+    durationS: v.duration !== undefined ? parseSeconds('duration', v.duration) : undefined,
+    idleExitS: v['idle-exit'] !== undefined ? parseSeconds('idle-exit', v['idle-exit']) : undefined,
+    statsS: v.stats !== undefined ? parseSeconds('stats', v.stats) : 1,
+    headerTimeoutS: v['header-timeout'] !== undefined ? parseSeconds('header-timeout', v['header-timeout']) : 10,
+    json: v.json === true,
+    verbose: v.verbose === true,
+  };
+}
+
+/** Kernel-wide count of connections dropped because an accept queue was full (TcpExt). */
+function listenOverflows(): number | undefined {
+  try {
+    const lines = readFileSync('/proc/net/netstat', 'latin1').split('\n');
+    for (let i = 0; i + 1 < lines.length; i++) {
+      if (!lines[i]!.startsWith('TcpExt:') || !lines[i + 1]!.startsWith('TcpExt:')) continue;
+      const names = lines[i]!.trim().split(/\s+/);
+      const values = lines[i + 1]!.trim().split(/\s+/);
+      const k = names.indexOf('ListenOverflows');
+      return k < 0 ? undefined : Number(values[k]);
+    }
+  } catch {
+    // not Linux
+  }
+  return undefined;
+}
+
+/** A Unix listener made in this process for child processes (each adopts the fd). */
+interface ParentUnix {
+  path: string;
+  tmp: string;
+  server: net.Server;
+  fd: number;
+}
+
+// Child processes cannot each bind one path, so the socket is made here and passed. Node's own
+// server would accept on it too, so it is bound under a private name, and only after the
+// children hold it is it linked to the real path and closed here, in one tick (libuv cannot
+// accept in between). Closing unlinks only the private name.
+async function parentUnixListener(path: string, i: number): Promise<ParentUnix> {
+  if (existsSync(path)) throw new RuntimeError(`--listen unix:${path}: address in use (the file exists): remove it if no server uses it`);
+  const dir = dirname(path);
+  if (!existsSync(dir)) throw new RuntimeError(`--listen unix:${path}: directory ${dir} does not exist: create it or choose another path`);
+  const tmp = join(dir, `.iapp-srv-${process.pid}-${i}`);
+  const server = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) =>
+      reject(new RuntimeError(`--listen unix:${path}: ${e.code ?? ''} ${e.message}`.trim())),
+    );
+    server.listen({ path: tmp, backlog: 4096 }, resolve);
+  });
+  const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
+  return { path, tmp, server, fd };
+}
+
+/** A failure to report in one line with exit code 1. */
+class RuntimeError extends Error {}
+
+interface Totals {
+  connections: number;
+  accepted: number;
+  closed: number;
+  rxBytes: number;
+  txBytes: number;
+  datagramsIn: number;
+  requests: number;
+  jsBytes: number;
+  httpErrors: number;
+  errors: Record<string, number>;
+}
+
+const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
+
+function totalsOf(stats: FleetThreadStats[]): Totals {
+  const t: Totals = { connections: 0, accepted: 0, closed: 0, rxBytes: 0, txBytes: 0, datagramsIn: 0, requests: 0, jsBytes: 0, httpErrors: 0, errors: {} };
+  for (const s of stats) {
+    const app = s.app as SrvAppStats | undefined;
+    t.connections += s.sockets;
+    t.accepted += s.accepted;
+    t.closed += s.closed;
+    t.rxBytes += s.bytesIn;
+    t.txBytes += s.bytesOut;
+    t.datagramsIn += num((s as unknown as Record<string, unknown>).datagramsIn);
+    t.requests += num(app?.requests);
+    t.jsBytes += num(app?.jsBytes);
+    t.httpErrors += num(app?.httpErrors);
+    addErrors(t.errors, s.errors);
+  }
+  return t;
+}
+
+function addressText(a: BoundAddress): string {
+  if (a.proto === 'unix') return `unix:${a.address}`;
+  const hp = formatEndpoint({ host: a.address, port: a.port ?? 0 });
+  return a.proto === 'udp' ? `udp ${hp}` : hp;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const cfg = parseConfig(argv);
+  if (cfg === 'help') {
+    process.stdout.write(`${HELP}\n`);
+    return 0;
+  }
+  const out = new Output(cfg.json);
+  let activated: ActivatedSocket[];
+  try {
+    activated = listenFds();
+  } catch (e) {
+    throw new RuntimeError((e as Error).message);
+  }
+  if (cfg.tcp.length === 0 && cfg.udp.length === 0 && activated.length === 0)
+    cfg.tcp.push(parseEndpoint('listen', DEFAULT_LISTEN, { allowPortZero: true }));
+  for (const e of cfg.tcp) {
+    if (e.path !== undefined && cfg.procs === 1) {
+      const dir = dirname(e.path);
+      if (!existsSync(dir)) throw new RuntimeError(`--listen unix:${e.path}: directory ${dir} does not exist: create it or choose another path`);
+    }
+  }
+
+  // Passed to every process as fds 3, 4, …: activated sockets first, then parent-made Unix ones.
+  const parentUnix: ParentUnix[] = [];
+  const inheritFds = activated.map((a) => a.fd);
+  let fleet: Fleet | undefined;
+  const finalDir = mkdtempSync(join(tmpdir(), 'iapp-srv-'));
+  const cleanup = (): void => {
+    rmSync(finalDir, { recursive: true, force: true });
+    for (const u of parentUnix) {
+      u.server.close();
+      try {
+        if (statSync(u.path).isSocket()) unlinkSync(u.path);
+      } catch {
+        // already gone
+      }
+    }
+  };
+
+  let overflowsAtStart: number | undefined;
+  try {
+    if (cfg.procs > 1) {
+      for (const [i, e] of cfg.tcp.entries()) {
+        if (e.path === undefined) continue;
+        const u = await parentUnixListener(e.path, i);
+        parentUnix.push(u);
+        inheritFds.push(u.fd);
+      }
+    }
+    overflowsAtStart = listenOverflows();
+    fleet = await startFleet({
+      module: new URL('./loop.js', import.meta.url),
+      threads: cfg.threads,
+      procs: cfg.procs,
+      inheritFds,
+      data: (ctx) => {
+        const first = ctx.first as SrvLoopResult[] | undefined;
+        let unixSeen = 0;
+        const tcp: TcpSpec[] = cfg.tcp.map((e, i) => {
+          if (e.path !== undefined) {
+            return cfg.procs > 1 ? { fd: ctx.fds[activated.length + unixSeen++]! } : { path: e.path };
+          }
+          // Port 0 across processes: the others join the port process 0 got.
+          const port = e.port === 0 && first ? (first[0]!.tcp[i]!.port ?? 0) : e.port;
+          return { host: e.host, port, name: `listen${i}` };
+        });
+        const udp: UdpSpec[] = cfg.udp.map((e, i) => {
+          const port = e.port === 0 && first ? (first[0]!.udp[i]!.port ?? 0) : e.port!;
+          return { host: e.host!, port };
+        });
+        return {
+          mode: cfg.mode,
+          accept: cfg.accept,
+          tcp,
+          udp,
+          activated: activated.map((a, i) => ({ fd: ctx.fds[i]!, name: a.name })),
+          headerTimeoutMs: Math.round(cfg.headerTimeoutS * 1000),
+          finalDir,
+          firstThread: ctx.firstThread,
+        } satisfies SrvLoopData;
+      },
+    });
+    // The children hold the Unix sockets now: give them their real names (see parentUnixListener).
+    for (const u of parentUnix) {
+      try {
+        linkSync(u.tmp, u.path);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        throw new RuntimeError(
+          code === 'EEXIST'
+            ? `--listen unix:${u.path}: address in use (the file exists): remove it if no server uses it`
+            : `--listen unix:${u.path}: ${(e as Error).message}`,
+        );
+      }
+      u.server.close();
+    }
+  } catch (e) {
+    await fleet?.close({ timeoutMs: 0 });
+    cleanup();
+    if (e instanceof UsageError || e instanceof RuntimeError) throw e;
+    throw new RuntimeError((e as Error).message);
+  }
+
+  const started = process.hrtime.bigint();
+  const elapsed = (): number => Number(process.hrtime.bigint() - started) / 1e9;
+  const first = fleet.results[0] as SrvLoopResult;
+  const addresses: BoundAddress[] = [
+    ...first.activated,
+    ...first.tcp.map((a, i) => {
+      const e = cfg.tcp[i]!;
+      return e.path !== undefined ? { proto: 'unix' as const, address: e.path } : a;
+    }),
+    ...first.udp,
+  ];
+
+  // Before anything else: how many connections this can hold.
+  const lim = fleet.limits;
+  const limitText = lim.every((l) => l.soft === lim[0]!.soft)
+    ? `fd limit ${formatCount(lim[0]!.soft)} per process${lim[0]!.before !== lim[0]!.soft ? ` (raised from ${formatCount(lim[0]!.before)})` : ''}` +
+      `${lim[0]!.soft < lim[0]!.hard ? `, hard ${formatCount(lim[0]!.hard)}` : ''}, ${cfg.procs} process${cfg.procs > 1 ? 'es' : ''}`
+    : `fd limits ${lim.map((l) => formatCount(l.soft)).join(', ')} (per process)`;
+  out.line(limitText);
+  out.line(
+    `iapp-srv: ${cfg.mode} mode, ${cfg.threads} thread${cfg.threads > 1 ? 's' : ''}` +
+      `${cfg.procs > 1 ? ` in ${cfg.procs} processes` : ''}, accept ${cfg.accept}`,
+  );
+  for (const a of first.activated) out.line(`serving ${addressText(a)} (socket activation: fd ${a.fd}, name ${a.name})`);
+  for (const a of addresses.slice(first.activated.length)) out.line(`listening on ${addressText(a)}`);
+  out.record({
+    type: 'listening',
+    addresses: addresses.map((a) => ({ ...a, text: addressText(a) })),
+    mode: cfg.mode,
+    threads: cfg.threads,
+    procs: cfg.procs,
+    accept: cfg.accept,
+    activated: first.activated.length > 0,
+    fdLimit: lim.map((l) => l.soft),
+  });
+
+  const errorsSeen: Record<string, number> = {};
+  let handlerErrors = 0;
+  fleet.on('exit', (e: { proc: number; thread?: number; error?: Error }) => {
+    if (e.error) process.stderr.write(`iapp-srv: ${e.thread !== undefined ? `thread ${e.thread}` : `process ${e.proc}`} died: ${e.error.message}\n`);
+  });
+  fleet.on('handler-error', (e: { thread: number; error: Error }) => {
+    if (handlerErrors++ < 5) process.stderr.write(`iapp-srv: thread ${e.thread}: handler error: ${e.error.message}\n`);
+  });
+  fleet.on('accept-error', (e: { thread: number; error: Error & { code?: string }; resumeInMs: number }) => {
+    const code = e.error.code ?? 'accept';
+    if ((errorsSeen[code] = (errorsSeen[code] ?? 0) + 1) <= 3)
+      process.stderr.write(`iapp-srv: thread ${e.thread}: ${e.error.message}; accepting again in ${e.resumeInMs} ms\n`);
+  });
+
+  // Sampling: live lines every --stats seconds; idle checks more often when --idle-exit is short.
+  let last: FleetThreadStats[] = [];
+  let prev = { t: 0, totals: totalsOf([]), perThread: new Map<number, FleetThreadStats>() };
+  let peak = 0;
+  let lastActivity = elapsed();
+  let sampling = false;
+  let stopping: Promise<number> | undefined;
+  let resolveDone: (code: number) => void = () => {};
+  const done = new Promise<number>((r) => (resolveDone = r));
+
+  const sample = async (print: boolean): Promise<void> => {
+    if (sampling || stopping) return;
+    sampling = true;
+    try {
+      const stats = await fleet.stats();
+      if (stopping) return;
+      const t = elapsed();
+      last = stats;
+      const tot = totalsOf(stats);
+      peak = Math.max(peak, tot.connections, ...stats.map((s) => num((s.app as SrvAppStats | undefined)?.peak)));
+      if (tot.connections > 0 || tot.accepted !== prev.totals.accepted || tot.datagramsIn !== prev.totals.datagramsIn) lastActivity = t;
+      if (print) {
+        const dt = t - prev.t || 1;
+        const rate = (tot.rxBytes - prev.totals.rxBytes) / dt;
+        const newConns = tot.accepted - prev.totals.accepted;
+        const closed = tot.closed - prev.totals.closed;
+        const reqRate = (tot.requests - prev.totals.requests) / dt;
+        const dgrams = tot.datagramsIn - prev.totals.datagramsIn;
+        const errorsNow = addErrors({ ...tot.errors }, errorsSeen);
+        out.record({
+          type: 'stats',
+          t: Number(t.toFixed(3)),
+          connections: tot.connections,
+          new: newConns,
+          closed,
+          accepted: tot.accepted,
+          rxBytes: tot.rxBytes,
+          rxBytesPerS: Math.round(rate),
+          txBytes: tot.txBytes,
+          datagramsIn: tot.datagramsIn,
+          ...(cfg.mode === 'http' ? { requests: tot.requests, requestsPerS: Math.round(reqRate) } : {}),
+          errors: errorsNow,
+          ...(cfg.verbose
+            ? {
+                perThread: stats.map((s) => ({
+                  thread: s.thread,
+                  proc: s.proc,
+                  connections: s.sockets,
+                  accepted: s.accepted,
+                  rxBytes: s.bytesIn,
+                  rxBytesPerS: Math.round((s.bytesIn - (prev.perThread.get(s.thread)?.bytesIn ?? 0)) / dt),
+                })),
+              }
+            : {}),
+        });
+        out.line(
+          `${t.toFixed(1).padStart(7)}s  conns ${formatCount(tot.connections)}  new ${formatCount(newConns)}  closed ${formatCount(closed)}` +
+            `  RX ${formatRate(rate)}  total ${formatBytes(tot.rxBytes)}` +
+            (cfg.udp.length > 0 || dgrams > 0 ? `  datagrams ${formatCount(dgrams)}` : '') +
+            (cfg.mode === 'http' ? `  ${formatCount(Math.round(reqRate))} req/s` : '') +
+            (cfg.mode === 'echo' ? `  TX total ${formatBytes(tot.txBytes)}` : ''),
+        );
+        if (cfg.verbose) {
+          for (const s of stats) {
+            const r = (s.bytesIn - (prev.perThread.get(s.thread)?.bytesIn ?? 0)) / dt;
+            out.line(
+              `           thread ${s.thread}${cfg.procs > 1 ? ` (proc ${s.proc})` : ''}: conns ${formatCount(s.sockets)}` +
+                `  accepted ${formatCount(s.accepted)}  RX ${formatRate(r)}  total ${formatBytes(s.bytesIn)}`,
+            );
+          }
+        }
+        prev = { t, totals: tot, perThread: new Map(stats.map((s) => [s.thread, s])) };
+      }
+      if (cfg.idleExitS !== undefined && t - lastActivity >= cfg.idleExitS) void stop(`idle for ${cfg.idleExitS} s`);
+    } finally {
+      sampling = false;
+    }
+  };
+
+  const statsTimer = setInterval(() => void sample(true), cfg.statsS * 1000);
+  const idleTimer =
+    cfg.idleExitS !== undefined && cfg.idleExitS / 4 < cfg.statsS
+      ? setInterval(() => void sample(false), Math.max(50, (cfg.idleExitS * 1000) / 4))
+      : undefined;
+  const durationTimer = cfg.durationS !== undefined ? setTimeout(() => void stop(`${cfg.durationS} s elapsed`), cfg.durationS * 1000) : undefined;
+
+  const stop = (why: string): Promise<number> => {
+    stopping ??= (async () => {
+      clearInterval(statsTimer);
+      clearInterval(idleTimer);
+      clearTimeout(durationTimer);
+      const durationS = elapsed();
+      out.note(`stopping (${why}): draining for up to ${DRAIN_MS / 1000} s`);
+      const closeSummary = await fleet.close({ timeoutMs: DRAIN_MS });
+      // Final counters, including what was read while draining; a thread that left none (it
+      // died or was terminated) counts with its last sample.
+      const final = new Map<number, FleetThreadStats>(last.map((s) => [s.thread, s]));
+      for (let i = 0; i < cfg.threads; i++) {
+        try {
+          const s = JSON.parse(readFileSync(join(finalDir, `${i}.json`), 'utf8')) as FleetThreadStats;
+          final.set(i, { ...s, thread: i, proc: final.get(i)?.proc ?? s.proc ?? 0 });
+        } catch {
+          // keep the sample
+        }
+      }
+      const perThread = [...final.values()].sort((a, b) => a.thread - b.thread);
+      const tot = totalsOf(perThread);
+      for (const s of perThread) peak = Math.max(peak, num((s.app as SrvAppStats | undefined)?.peak));
+      const overflowsNow = listenOverflows();
+      const overflows = overflowsNow !== undefined && overflowsAtStart !== undefined ? overflowsNow - overflowsAtStart : undefined;
+      const errors = addErrors({ ...tot.errors }, errorsSeen);
+      out.record({
+        type: 'summary',
+        reason: why,
+        mode: cfg.mode,
+        addresses: addresses.map(addressText),
+        threads: cfg.threads,
+        procs: cfg.procs,
+        durationS: Number(durationS.toFixed(3)),
+        rxBytes: tot.rxBytes,
+        txBytes: tot.txBytes,
+        accepted: tot.accepted,
+        closed: tot.closed,
+        peakConnections: peak,
+        datagramsIn: tot.datagramsIn,
+        ...(cfg.mode !== 'sink' ? { jsBytes: tot.jsBytes } : {}),
+        ...(cfg.mode === 'http' ? { requests: tot.requests, httpErrors: tot.httpErrors } : {}),
+        errors,
+        ...(overflows !== undefined ? { listenOverflows: overflows } : {}),
+        drain: closeSummary,
+        perThread: perThread.map((s) => ({
+          thread: s.thread,
+          proc: s.proc,
+          accepted: s.accepted,
+          closed: s.closed,
+          rxBytes: s.bytesIn,
+          txBytes: s.bytesOut,
+          datagramsIn: num((s as unknown as Record<string, unknown>).datagramsIn),
+          errors: s.errors,
+        })),
+      });
+      if (!cfg.json) {
+        out.line('');
+        out.table(
+          perThread.map((s) => ({
+            thread: s.thread,
+            ...(cfg.procs > 1 ? { proc: s.proc } : {}),
+            accepted: s.accepted,
+            closed: s.closed,
+            'RX bytes': s.bytesIn,
+            'RX avg': formatRate(s.bytesIn / (durationS || 1)),
+            ...(cfg.udp.length > 0 || first.activated.some((a) => a.proto === 'udp')
+              ? { datagrams: num((s as unknown as Record<string, unknown>).datagramsIn) }
+              : {}),
+            ...(cfg.mode === 'echo' ? { 'TX bytes': s.bytesOut } : {}),
+            ...(cfg.mode === 'http' ? { requests: num((s.app as SrvAppStats | undefined)?.requests) } : {}),
+            errors: formatErrors(s.errors),
+          })),
+        );
+        out.line('');
+        out.line(
+          `total: ${formatBytes(tot.rxBytes)} received (${formatCount(tot.rxBytes)} bytes) in ${durationS.toFixed(2)} s, ` +
+            `${formatRate(tot.rxBytes / (durationS || 1))} average`,
+        );
+        out.line(
+          `connections: ${formatCount(tot.accepted)} accepted, ${formatCount(tot.closed)} closed, peak ${formatCount(peak)} open` +
+            (tot.datagramsIn > 0 || cfg.udp.length > 0 ? `; datagrams: ${formatCount(tot.datagramsIn)}` : ''),
+        );
+        if (cfg.mode === 'http') out.line(`http: ${formatCount(tot.requests)} requests answered, ${formatCount(tot.httpErrors)} refused`);
+        if (cfg.mode === 'echo') out.line(`echo: ${formatBytes(tot.txBytes)} sent back (${formatCount(tot.txBytes)} bytes)`);
+        out.line(`errors: ${formatErrors(errors)}`);
+        if (closeSummary.reset > 0) out.line(`drain: ${formatCount(closeSummary.reset)} connections reset at the deadline`);
+        if (overflows)
+          out.line(
+            `ListenOverflows: +${formatCount(overflows)} (kernel-wide): accept queues overflowed, clients stalled ~1 s per retry; ` +
+              'add threads or processes',
+          );
+      }
+      cleanup();
+      return 0;
+    })();
+    void stopping.then(resolveDone);
+    return stopping;
+  };
+
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (++signals > 1) {
+      process.stderr.write(`iapp-srv: ${sig} again: exiting without draining\n`);
+      cleanup();
+      process.exit(1);
+    }
+    void stop(sig);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return done;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    if (e instanceof UsageError) {
+      process.stderr.write(`iapp-srv: ${e.message}\nRun 'iapp-srv --help' for the flags.\n`);
+      process.exitCode = 2;
+    } else {
+      process.stderr.write(`iapp-srv: ${(e as Error).message}\n`);
+      process.exitCode = 1;
+    }
+  },
+);
