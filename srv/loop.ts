@@ -4,7 +4,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import type { Listener, Loop, LoopInfo, Socket } from '../src/index.js';
+import type { Listener, Loop, LoopInfo, Socket, UdpSocket } from '../src/index.js';
 import { HttpConnection, TIMEOUT } from './http.js';
 
 /** How accepted connections are served. */
@@ -13,7 +13,7 @@ export type Mode = 'sink' | 'data' | 'echo' | 'http';
 /** A TCP or Unix listener to open, or a passed listening socket to adopt. */
 export type TcpSpec = { host: string; port: number; name: string } | { path: string } | { fd: number };
 /** A UDP socket to bind, or a passed one to adopt. */
-export type UdpSpec = { host: string; port: number } | { fd: number };
+export type UdpSpec = { host: string; port: number; name: string } | { fd: number };
 
 /** `info.data` of every loop thread. */
 export interface SrvLoopData {
@@ -58,15 +58,6 @@ export interface SrvAppStats {
   /** Most connections open at once on this thread. */
   peak: number;
 }
-
-// The UDP API of the library (loop.udp), typed here until its declarations land.
-interface UdpSocket {
-  readonly port: number | undefined;
-  readonly address: string;
-  close(): void;
-}
-type UdpLoop = { udp(o: { host?: string; port?: number; fd?: number; mode: 'sink' }): UdpSocket };
-type FdListen = (o: { fd: number; mode: 'sink' | 'data' }, cb: (s: Socket) => void) => Listener;
 
 function describe(l: Listener): BoundAddress {
   return l.family === 'unix'
@@ -130,39 +121,36 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
   const listenMode = d.mode === 'sink' ? 'sink' : 'data';
   const result: SrvLoopResult = { tcp: [], udp: [], activated: [] };
   const listeners: Listener[] = [];
-  const udps: UdpSocket[] = [];
 
   for (const spec of d.tcp) {
     let l: Listener;
-    if ('fd' in spec) l = (loop.listen as unknown as FdListen).call(loop, { fd: spec.fd, mode: listenMode }, serve);
+    if ('fd' in spec) l = loop.listen({ fd: spec.fd, mode: listenMode }, serve);
     else if ('path' in spec) l = loop.listen({ path: spec.path, mode: listenMode, accept: 'shared' }, serve);
     else l = loop.listen({ host: spec.host, port: spec.port, name: spec.name, accept: d.accept, mode: listenMode }, serve);
     listeners.push(l);
     result.tcp.push(describe(l));
   }
   for (const spec of d.udp) {
-    const u = (loop as unknown as UdpLoop).udp({ ...spec, mode: 'sink' });
-    udps.push(u);
-    result.udp.push({ proto: 'udp', address: u.address, port: u.port! });
+    const u = loop.udp({ ...spec, mode: 'sink' });
+    result.udp.push({ proto: 'udp', address: u.address, port: u.port });
   }
   for (const a of d.activated) {
     // A passed socket is a listening stream socket or a datagram socket; without getsockopt the
     // library tells which by refusing to listen on a datagram one.
     try {
-      const l = (loop.listen as unknown as FdListen).call(loop, { fd: a.fd, mode: listenMode }, serve);
+      const l = loop.listen({ fd: a.fd, mode: listenMode }, serve);
       listeners.push(l);
       result.activated.push({ ...describe(l), fd: a.fd, name: a.name });
     } catch (e) {
       const code = (e as { code?: string }).code;
-      if (code !== 'EINVAL' && code !== 'ENOTSOCK' && code !== 'EOPNOTSUPP') throw e;
+      if (code !== 'EINVAL' && code !== 'ENOTSOCK' && code !== 'EOPNOTSUPP' && code !== 'EPROTOTYPE') throw e;
       let u: UdpSocket;
       try {
-        u = (loop as unknown as UdpLoop).udp({ fd: a.fd, mode: 'sink' });
+        u = loop.udp({ fd: a.fd, mode: 'sink' });
       } catch {
         throw e; // neither: the listen error says more
       }
-      udps.push(u);
-      result.activated.push({ proto: 'udp', address: u.address, port: u.port!, fd: a.fd, name: a.name });
+      result.activated.push({ proto: 'udp', address: u.address, port: u.port, fd: a.fd, name: a.name });
     }
   }
 
@@ -184,13 +172,6 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
   loop.onStats(() => app);
   loop.onClose(() => {
     clearInterval(timer);
-    for (const u of udps) {
-      try {
-        u.close();
-      } catch {
-        // already closed with the loop
-      }
-    }
     try {
       const s = loop.stats();
       writeFileSync(join(d.finalDir, `${d.firstThread + info.index}.json`), JSON.stringify({ ...s, app }));

@@ -202,7 +202,7 @@ function totalsOf(stats: FleetThreadStats[]): Totals {
     t.closed += s.closed;
     t.rxBytes += s.bytesIn;
     t.txBytes += s.bytesOut;
-    t.datagramsIn += num((s as unknown as Record<string, unknown>).datagramsIn);
+    t.datagramsIn += num(s.datagramsIn);
     t.requests += num(app?.requests);
     t.jsBytes += num(app?.jsBytes);
     t.httpErrors += num(app?.httpErrors);
@@ -285,7 +285,7 @@ async function main(argv: string[]): Promise<number> {
         });
         const udp: UdpSpec[] = cfg.udp.map((e, i) => {
           const port = e.port === 0 && first ? (first[0]!.udp[i]!.port ?? 0) : e.port!;
-          return { host: e.host!, port };
+          return { host: e.host!, port, name: `udp${i}` };
         });
         return {
           mode: cfg.mode,
@@ -507,7 +507,7 @@ async function main(argv: string[]): Promise<number> {
           closed: s.closed,
           rxBytes: s.bytesIn,
           txBytes: s.bytesOut,
-          datagramsIn: num((s as unknown as Record<string, unknown>).datagramsIn),
+          datagramsIn: num(s.datagramsIn),
           errors: s.errors,
         })),
       });
@@ -522,7 +522,7 @@ async function main(argv: string[]): Promise<number> {
             'RX bytes': s.bytesIn,
             'RX avg': formatRate(s.bytesIn / (durationS || 1)),
             ...(cfg.udp.length > 0 || first.activated.some((a) => a.proto === 'udp')
-              ? { datagrams: num((s as unknown as Record<string, unknown>).datagramsIn) }
+              ? { datagrams: num(s.datagramsIn) }
               : {}),
             ...(cfg.mode === 'echo' ? { 'TX bytes': s.bytesOut } : {}),
             ...(cfg.mode === 'http' ? { requests: num((s.app as SrvAppStats | undefined)?.requests) } : {}),
