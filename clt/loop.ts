@@ -1,0 +1,261 @@
+// What every loop thread of iapp-clt runs: opens connections at a steady rate up to its share,
+// keeps them open (reopening any the server drops), and pushes data natively or runs echo
+// request/response with a latency histogram. The runtime's close ends every socket; this module
+// then writes the thread's exact final counts to a file the main process adds up, because the
+// thread is gone by the time the close resolves.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+
+import type { Endpoint } from '../src/cli/args.js';
+import type { Loop, LoopInfo } from '../src/loop.js';
+import type { CloseInfo, Socket } from '../src/socket.js';
+import { formatEndpoint } from '../src/cli/args.js';
+import { Latency } from './latency.js';
+import { pick } from './preflight.js';
+
+/** What the main process hands every thread (`info.data`). */
+export interface LoopData {
+  targets: Endpoint[];
+  sources: string[];
+  mode: 'push' | 'echo';
+  udp: boolean;
+  /** Bytes per write (push), per request (echo) or per datagram (UDP). */
+  size: number;
+  /** New connections per second for this thread. */
+  rate: number;
+  /** Connections (or UDP sockets) this thread keeps open. */
+  conns: number;
+  /** Global index of this process's first thread, and all threads of the run. */
+  firstThread: number;
+  totalThreads: number;
+  connectTimeoutMs: number;
+  /** Where each thread writes `thread-<global index>.json` once its loop has closed. */
+  reportDir: string;
+}
+
+/** The first connect failure of a thread, for the "cannot connect" message. */
+export interface FirstError {
+  target: string;
+  code: string;
+  message: string;
+}
+
+/** A thread's counters, live (`stats().app`) and final (the report file). */
+export interface ThreadCounts {
+  thread: number;
+  /** Connections that were established (UDP: sockets opened). */
+  established: number;
+  /** Connect attempts that failed. */
+  failed: number;
+  /** Established connections that closed while the run went on (the server closed or reset them). */
+  dropped: number;
+  /** Connections open now, and at most at once. */
+  open: number;
+  peak: number;
+  /** Failures by code: connect failures and errors of established connections. */
+  errors: Record<string, number>;
+  /** Echo responses received. */
+  responses: number;
+  firstError?: FirstError;
+}
+
+/** The final counts: bytes exact from each socket's close info, and the encoded histogram. */
+export interface ThreadReport extends ThreadCounts {
+  txBytes: number;
+  rxBytes: number;
+  latency: string;
+}
+
+/** A socket of a library with native push (`socket.push`), landing with the push feature. */
+type Pushable = Socket & { push?: (chunk: Uint8Array) => Socket };
+/** The UDP part of the loop API, landing with the UDP feature. */
+interface UdpSocketLike {
+  push(chunk: Uint8Array): unknown;
+  close(): void;
+}
+type UdpLoop = Loop & {
+  udp?: (o: { host?: string; port?: number; connect: { host: string; port: number } }) => UdpSocketLike;
+};
+
+const TICK_MS = 10;
+
+export function setup(loop: Loop, info: LoopInfo): { thread: number } {
+  const d = info.data as LoopData;
+  const thread = d.firstThread + info.index;
+  const chunk = Buffer.alloc(d.size, 0x61);
+  const latency = new Latency();
+  const counts: ThreadCounts = { thread, established: 0, failed: 0, dropped: 0, open: 0, peak: 0, errors: {}, responses: 0 };
+  let txBytes = 0;
+  let rxBytes = 0;
+  let pending = 0;
+  let seq = 0;
+  let stopping = false;
+  const udps: UdpSocketLike[] = [];
+
+  const count = (code: string): void => {
+    counts.errors[code] = (counts.errors[code] ?? 0) + 1;
+  };
+
+  // Every thread walks the same global sequence of (source, target) pairs, interleaved by thread,
+  // so the whole run spreads evenly over all pairs, as preflight assumed.
+  const next = (): { target: Endpoint; source: string | undefined } => {
+    const k = seq++ * d.totalThreads + thread;
+    const p = pick(k, d.targets.length, d.sources.length);
+    return { target: d.targets[p.target]!, source: p.source < 0 ? undefined : d.sources[p.source] };
+  };
+
+  const opened = (): void => {
+    counts.established++;
+    counts.open++;
+    if (counts.open > counts.peak) counts.peak = counts.open;
+  };
+
+  const closed = (ci: CloseInfo): void => {
+    counts.open--;
+    txBytes += ci.bytesWritten;
+    rxBytes += ci.bytesRead;
+    if (ci.error) count(ci.error.code);
+    if (!stopping) counts.dropped++;
+  };
+
+  // Without native push (older library): write while the kernel takes it, a bounded number of
+  // writes per turn so one socket cannot hold the thread.
+  const pumpByWrites = (s: Socket): void => {
+    const pump = (): void => {
+      if (stopping || s.readyState !== 'open') return;
+      for (let i = 0; i < 16; i++) {
+        if (!s.writable) return;
+        if (!s.write(chunk)) return; // onDrain calls pump again
+      }
+      setImmediate(pump);
+    };
+    s.onDrain(pump);
+    pump();
+  };
+
+  const startPush = (s: Pushable): void => {
+    if (typeof s.push === 'function') s.push(chunk);
+    else pumpByWrites(s);
+  };
+
+  // One request outstanding: send `size` bytes, wait for `size` bytes back, time it, repeat.
+  const startEcho = (s: Socket): void => {
+    let got = 0;
+    let sentAt = 0;
+    const send = (): void => {
+      if (stopping || !s.writable) return;
+      sentAt = performance.now();
+      s.write(chunk);
+    };
+    s.onData((b) => {
+      got += b.length;
+      while (got >= d.size) {
+        got -= d.size;
+        latency.record((performance.now() - sentAt) * 1000);
+        counts.responses++;
+        send();
+      }
+    });
+    send();
+  };
+
+  const openTcp = async (): Promise<void> => {
+    const { target, source } = next();
+    pending++;
+    let s: Socket;
+    try {
+      s = await loop.connect({
+        ...(target.path !== undefined ? { path: target.path } : { host: target.host, port: target.port }),
+        ...(source !== undefined ? { localAddress: source } : {}),
+        mode: d.mode === 'echo' ? 'data' : 'sink',
+        timeout: d.connectTimeoutMs,
+      });
+    } catch (e) {
+      const err = e as Error & { code?: string };
+      // Closing: connects are refused or cancelled, which is not a failure of the target.
+      if (err.code === 'ERR_LOOP_CLOSED' || err.code === 'ERR_SOCKET_CLOSED' || stopping) {
+        stopping = true;
+        return;
+      }
+      counts.failed++;
+      const code = err.code ?? 'ERR_UNKNOWN';
+      count(code);
+      counts.firstError ??= { target: formatEndpoint(target), code, message: err.message };
+      return;
+    } finally {
+      pending--;
+    }
+    opened();
+    s.onClose(closed);
+    // The runtime's close ends every socket with end(): noticing that call tells a close we asked
+    // for from one the server chose (the Loop has no public "closing" flag to ask instead).
+    const end = s.end.bind(s);
+    s.end = (data) => {
+      stopping = true;
+      end(data);
+    };
+    if (d.mode === 'echo') startEcho(s);
+    else startPush(s);
+  };
+
+  const openUdp = (): void => {
+    const { target, source } = next();
+    const udp = (loop as UdpLoop).udp;
+    try {
+      if (typeof udp !== 'function') throw Object.assign(new Error('this build of iapp has no UDP support (loop.udp)'), { code: 'ERR_NO_UDP' });
+      const u = udp.call(loop, { ...(source !== undefined ? { host: source } : {}), connect: { host: target.host!, port: target.port! } });
+      u.push(chunk);
+      udps.push(u);
+      opened();
+    } catch (e) {
+      const err = e as Error & { code?: string };
+      counts.failed++;
+      const code = err.code ?? 'ERR_UNKNOWN';
+      count(code);
+      counts.firstError ??= { target: formatEndpoint(target), code, message: err.message };
+    }
+  };
+
+  // Token bucket: `rate` per second, at most a tenth of a second's worth at once.
+  let tokens = 1;
+  let last = performance.now();
+  const burst = Math.max(1, d.rate / 10);
+  const tick = (): void => {
+    const now = performance.now();
+    tokens = Math.min(burst, tokens + ((now - last) * d.rate) / 1000);
+    last = now;
+    while (!stopping && tokens >= 1 && counts.open + pending < d.conns) {
+      tokens--;
+      if (d.udp) openUdp();
+      else void openTcp();
+    }
+  };
+  const timer = setInterval(tick, TICK_MS);
+  tick();
+
+  loop.onStats(() => ({ ...counts, errors: { ...counts.errors } }));
+
+  loop.onClose(() => {
+    stopping = true;
+    clearInterval(timer);
+    for (const u of udps) {
+      try {
+        u.close();
+      } catch {
+        // already closed with its loop
+      }
+    }
+    if (d.udp) {
+      try {
+        txBytes = loop.stats().bytesOut;
+      } catch {
+        // the native loop is gone: the last live stats are what the main process has
+      }
+    }
+    const report: ThreadReport = { ...counts, txBytes, rxBytes, latency: latency.count > 0 ? latency.encode() : '' };
+    writeFileSync(join(d.reportDir, `thread-${thread}.json`), JSON.stringify(report));
+  });
+
+  return { thread };
+}

@@ -1,0 +1,436 @@
+#!/usr/bin/env node
+// iapp-clt: opens many connections at a steady rate and pushes data through them (or runs echo
+// request/response and measures latency), reporting progress, throughput and a final summary
+// whose byte counts are exact, so they can be reconciled with iapp-srv's.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+
+import {
+  UsageError,
+  formatEndpoint,
+  parseChoice,
+  parseEndpoint,
+  parseInteger,
+  parseSeconds,
+  type Endpoint,
+} from '../src/cli/args.js';
+import { startFleet, type Fleet, type FleetThreadStats } from '../src/cli/fleet.js';
+import { Output, addErrors, formatBytes, formatCount, formatErrors, formatRate } from '../src/cli/report.js';
+import { Latency, type LatencySummary } from './latency.js';
+import type { LoopData, ThreadCounts, ThreadReport } from './loop.js';
+import { fdsNeeded, preflight, readMachine } from './preflight.js';
+
+const MAX_UDP_PAYLOAD = 65507; // 65535 − 8 (UDP header) − 20 (IPv4 header)
+const CONNECT_TIMEOUT_MS = 10_000;
+const CLOSE_TIMEOUT_MS = 5_000;
+/** With no connection at all after this long and failures seen, the target is taken as down. */
+const NOTHING_CONNECTS_MS = 1_000;
+
+const HELP = `Usage: iapp-clt [options]
+
+Opens connections to iapp-srv (or any TCP/Unix server) at a steady rate and pushes data through
+them, or runs request/response (--mode echo) and measures latency. Runs until --duration or
+Ctrl-C, then ends every connection, waits for them to close and prints a summary.
+
+Options:
+  --target HOST:PORT    where to connect; [IPv6]:PORT and unix:/path too. Repeat to spread
+                        connections round-robin (default 127.0.0.1:7000)
+  --source ADDR         local address to bind; repeat to use more than one address's
+                        ephemeral ports (e.g. --source 127.0.0.1 --source 127.0.0.2)
+  --threads N           loop threads in all processes together (default 8)
+  --procs P             processes to spread the threads over (default 1); each process has
+                        its own open-file limit
+  --conns N             connections per thread (default 4096; 1 with --udp)
+  --rate N              new connections per second per thread (default 128)
+  --size BYTES          bytes per write, request or datagram; k/m suffixes (default 65536)
+  --mode push|echo      push: send continuously, discard replies (default);
+                        echo: one request of --size bytes at a time, wait for the same number
+                        of bytes back, report latency percentiles
+  --udp                 targets are UDP: push datagrams of --size bytes (at most ${MAX_UDP_PAYLOAD})
+  --duration S          stop after S seconds (default: run until interrupted)
+  --stats S             seconds between throughput lines (default 1)
+  --json                JSON lines on stdout: {"type":"stats",...} per interval, then
+                        {"type":"summary",...}
+  -v, --verbose         report per-thread figures and handler errors
+  -h, --help            this text
+
+Exit status: 0 after a run (errors of single connections are counted, not fatal); 1 when
+nothing could connect or the client failed; 2 for bad flags or a run that cannot fit this
+machine's limits (open files per process, ephemeral ports).`;
+
+/** Everything a run is, after flags are checked. */
+interface Config {
+  targets: Endpoint[];
+  sources: string[];
+  threads: number;
+  procs: number;
+  conns: number;
+  rate: number;
+  size: number;
+  mode: 'push' | 'echo';
+  udp: boolean;
+  durationS: number | undefined;
+  statsS: number;
+  json: boolean;
+  verbose: boolean;
+  help: boolean;
+}
+
+/** Parses argv (without node and script). Throws UsageError for anything wrong. */
+function parseConfig(argv: string[]): Config {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        target: { type: 'string', multiple: true },
+        source: { type: 'string', multiple: true },
+        threads: { type: 'string' },
+        procs: { type: 'string' },
+        conns: { type: 'string' },
+        rate: { type: 'string' },
+        size: { type: 'string' },
+        mode: { type: 'string' },
+        udp: { type: 'boolean' },
+        duration: { type: 'string' },
+        stats: { type: 'string' },
+        json: { type: 'boolean' },
+        verbose: { type: 'boolean', short: 'v' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (e) {
+    // parseArgs says e.g. "Unknown option '--foo'. To specify a positional argument starting with a '-' …"
+    throw new UsageError((e as Error).message.split('. ')[0]!.replace(/\.$/, ''));
+  }
+  const v = parsed.values;
+  const udp = v.udp === true;
+  const targets = (v.target ?? ['127.0.0.1:7000']).map((t) => parseEndpoint('target', t, { defaultHost: '127.0.0.1' }));
+  const sources = v.source ?? [];
+  for (const s of sources) if (isIP(s) === 0) throw new UsageError(`--source ${s}: not a numeric IPv4 or IPv6 address`);
+  const threads = v.threads === undefined ? 8 : parseInteger('threads', v.threads, 1, 1024);
+  const procs = v.procs === undefined ? 1 : parseInteger('procs', v.procs, 1, 1024);
+  if (procs > threads) throw new UsageError(`--procs ${procs}: at most --threads (${threads}); every process runs at least one thread`);
+  const conns = v.conns === undefined ? (udp ? 1 : 4096) : parseInteger('conns', v.conns, 1, 10_000_000, true);
+  const rate = v.rate === undefined ? 128 : parseInteger('rate', v.rate, 1, 10_000_000, true);
+  const size = v.size === undefined ? 65536 : parseInteger('size', v.size, 1, 1 << 30, true);
+  const mode = v.mode === undefined ? 'push' : parseChoice('mode', v.mode, ['push', 'echo'] as const);
+  if (udp) {
+    if (mode === 'echo') throw new UsageError('--mode echo is for TCP and Unix targets; with --udp, clt pushes datagrams');
+    if (size > MAX_UDP_PAYLOAD) throw new UsageError(`--size ${size}: a UDP datagram carries at most ${MAX_UDP_PAYLOAD} bytes`);
+    const unix = targets.find((t) => t.path !== undefined);
+    if (unix) throw new UsageError(`--target ${formatEndpoint(unix)}: --udp needs HOST:PORT targets`);
+    if (sources.length > 0) throw new UsageError('--source is for TCP connections; with --udp the kernel picks the local address');
+  }
+  return {
+    targets,
+    sources,
+    threads,
+    procs,
+    conns,
+    rate,
+    size,
+    mode,
+    udp,
+    durationS: v.duration === undefined ? undefined : parseSeconds('duration', v.duration),
+    statsS: v.stats === undefined ? 1 : parseSeconds('stats', v.stats),
+    json: v.json === true,
+    verbose: v.verbose === true,
+    help: v.help === true,
+  };
+}
+
+/** Live figures summed over all threads. */
+interface Totals extends Omit<ThreadCounts, 'thread' | 'firstError'> {
+  txBytes: number;
+  rxBytes: number;
+  firstError: ThreadCounts['firstError'];
+}
+
+function sum(stats: FleetThreadStats[]): Totals {
+  const t: Totals = { established: 0, failed: 0, dropped: 0, open: 0, peak: 0, errors: {}, responses: 0, txBytes: 0, rxBytes: 0, firstError: undefined };
+  for (const s of stats) {
+    t.txBytes += s.bytesOut;
+    t.rxBytes += s.bytesIn;
+    const a = s.app as ThreadCounts | undefined;
+    if (!a) continue;
+    t.established += a.established;
+    t.failed += a.failed;
+    t.dropped += a.dropped;
+    t.open += a.open;
+    t.peak += a.peak;
+    t.responses += a.responses;
+    addErrors(t.errors, a.errors);
+    t.firstError ??= a.firstError;
+  }
+  return t;
+}
+
+function describe(c: Config): string {
+  const total = c.threads * c.conns;
+  const where = c.targets.map(formatEndpoint).join(', ');
+  const what = c.udp ? `UDP datagrams of ${formatCount(c.size)} B` : c.mode === 'echo' ? `echo requests of ${formatCount(c.size)} B` : `push, ${formatCount(c.size)} B writes`;
+  const procs = c.procs > 1 ? ` in ${c.procs} processes` : '';
+  return `iapp-clt: ${formatCount(total)} ${c.udp ? 'UDP sockets' : 'connections'} (${c.threads} threads${procs} × ${formatCount(c.conns)}) to ${where}, ${what}, ${formatCount(c.rate)}/s per thread${c.durationS ? `, ${c.durationS} s` : ''}`;
+}
+
+async function run(c: Config): Promise<number> {
+  const out = new Output(c.json);
+  const verdict = preflight(c, readMachine());
+  for (const w of verdict.warnings) process.stderr.write(`iapp-clt: warning: ${w}\n`);
+  if (verdict.error) {
+    for (const line of verdict.error.split('\n')) process.stderr.write(`iapp-clt: ${line}\n`);
+    return 2;
+  }
+
+  const reportDir = mkdtempSync(join(tmpdir(), 'iapp-clt-'));
+  const total = c.threads * c.conns;
+  let fleet: Fleet;
+  try {
+    fleet = await startFleet({
+      module: new URL('./loop.js', import.meta.url),
+      threads: c.threads,
+      procs: c.procs,
+      data: (ctx): LoopData => ({
+        targets: c.targets,
+        sources: c.sources,
+        mode: c.mode,
+        udp: c.udp,
+        size: c.size,
+        rate: c.rate,
+        conns: c.conns,
+        firstThread: ctx.firstThread,
+        totalThreads: c.threads,
+        connectTimeoutMs: CONNECT_TIMEOUT_MS,
+        reportDir,
+      }),
+    });
+  } catch (e) {
+    rmSync(reportDir, { recursive: true, force: true });
+    process.stderr.write(`iapp-clt: could not start: ${(e as Error).message}\n`);
+    return 1;
+  }
+  const startedAt = performance.now();
+
+  // Where /proc could not tell the limit beforehand, the runtime's raised limit says it now.
+  for (let p = 0; p < c.procs; p++) {
+    const hard = fleet.limits[p]?.hard;
+    if (hard !== undefined && fdsNeeded(c, p) > hard) {
+      await fleet.close({ timeoutMs: 0 });
+      rmSync(reportDir, { recursive: true, force: true });
+      process.stderr.write(`iapp-clt: process ${p} needs ${formatCount(fdsNeeded(c, p))} open files but may have ${formatCount(hard)}; use more --procs\n`);
+      return 2;
+    }
+  }
+
+  fleet.on('exit', (e: { proc: number; thread?: number; error?: Error }) => {
+    if (e.error) process.stderr.write(`iapp-clt: ${e.thread !== undefined ? `thread ${e.thread}` : `process ${e.proc}`} died: ${e.error.message}\n`);
+  });
+  fleet.on('handler-error', (e: { thread: number; error: Error }) => {
+    if (c.verbose) process.stderr.write(`iapp-clt: thread ${e.thread}: ${e.error.message}\n`);
+  });
+
+  out.line(describe(c));
+
+  let last: Totals | undefined;
+  let lastAt = startedAt;
+  let lastPrintAt = startedAt;
+  let printed: Totals | undefined;
+  let rampDone = false;
+  let sampling = false;
+  let stopping: Promise<number> | undefined;
+  let finish: (code: number) => void = () => {};
+  const finished = new Promise<number>((resolve) => (finish = resolve));
+  const rampEvery = Math.min(250, c.statsS * 1000);
+  const seconds = (ms: number): string => (ms / 1000).toFixed(1);
+
+  const cannotConnect = (t: Totals): string => {
+    const f = t.firstError!;
+    const hint = f.code === 'ECONNREFUSED' || f.code === 'ENOENT' ? ' Is iapp-srv running?' : '';
+    // The library's message reads "connect CODE TARGET: why: what to do"; keep the why.
+    const why = /^\S+ \S+ \S+: ([^:]+)/.exec(f.message)?.[1];
+    return `cannot connect to ${f.target}: ${f.code}${why ? ` (${why})` : ''}; ${formatCount(t.failed)} attempts, none succeeded.${hint}`;
+  };
+
+  const sample = async (): Promise<void> => {
+    if (sampling || stopping) return;
+    sampling = true;
+    const t = sum(await fleet.stats());
+    sampling = false;
+    if (stopping) return;
+    const now = performance.now();
+    if (t.established === 0 && t.failed > 0 && now - startedAt >= NOTHING_CONNECTS_MS) {
+      void stop(cannotConnect(t));
+      return;
+    }
+    const dt = (now - lastAt) / 1000;
+    const tx = last ? (t.txBytes - last.txBytes) / dt : 0;
+    if (!rampDone) {
+      if (t.open >= total) {
+        rampDone = true;
+        out.line(`all ${formatCount(total)} ${c.udp ? 'sockets' : 'connections'} open after ${seconds(now - startedAt)} s${t.failed ? ` (${formatCount(t.failed)} attempts failed: ${formatErrors(t.errors)})` : ''}`);
+      } else if (out.json === false && (process.stdout.isTTY || now - lastPrintAt >= c.statsS * 1000 - 1)) {
+        out.status(`connecting: ${formatCount(t.open)} / ${formatCount(total)} open, ${formatCount(t.failed)} failed, ${formatRate(tx)}`);
+      }
+    }
+    if (now - lastPrintAt >= c.statsS * 1000 - 1) {
+      const pdt = (now - lastPrintAt) / 1000;
+      const prev = printed ?? { txBytes: 0, rxBytes: 0, responses: 0 };
+      const txRate = (t.txBytes - prev.txBytes) / pdt;
+      const rxRate = (t.rxBytes - prev.rxBytes) / pdt;
+      const rps = (t.responses - prev.responses) / pdt;
+      out.record({
+        type: 'stats',
+        t: Math.round((now - startedAt) / 100) / 10,
+        open: t.open,
+        established: t.established,
+        failed: t.failed,
+        dropped: t.dropped,
+        txBytes: t.txBytes,
+        rxBytes: t.rxBytes,
+        txRate: Math.round(txRate),
+        rxRate: Math.round(rxRate),
+        ...(c.mode === 'echo' ? { responses: t.responses, responsesPerS: Math.round(rps) } : {}),
+        errors: t.errors,
+      });
+      if (rampDone) {
+        const echo = c.mode === 'echo' ? `  ${formatCount(Math.round(rps))} req/s` : '';
+        out.line(`${seconds(now - startedAt).padStart(6)} s  open ${formatCount(t.open)}  tx ${formatRate(txRate)}  rx ${formatRate(rxRate)}${echo}  failed ${formatCount(t.failed)}`);
+      }
+      printed = t;
+      lastPrintAt = now;
+    }
+    last = t;
+    lastAt = now;
+  };
+  const poller = setInterval(() => void sample(), rampEvery);
+
+  const stop = (fatal?: string): Promise<number> => {
+    stopping ??= (async () => {
+      clearInterval(poller);
+      clearTimeout(durationTimer);
+      const stopAt = performance.now();
+      if (!fatal) out.status(`stopping: ending every connection and waiting for it to close (up to ${CLOSE_TIMEOUT_MS / 1000} s)`);
+      const close = await fleet.close({ timeoutMs: fatal ? 0 : CLOSE_TIMEOUT_MS });
+      const endAt = performance.now();
+      const reports: ThreadReport[] = [];
+      for (let i = 0; i < c.threads; i++) {
+        try {
+          reports.push(JSON.parse(readFileSync(join(reportDir, `thread-${i}.json`), 'utf8')) as ThreadReport);
+        } catch {
+          // a thread that died or was terminated wrote nothing: the summary says it is incomplete
+        }
+      }
+      rmSync(reportDir, { recursive: true, force: true });
+      const latency = new Latency();
+      const t: Totals = { established: 0, failed: 0, dropped: 0, open: 0, peak: 0, errors: {}, responses: 0, txBytes: 0, rxBytes: 0, firstError: undefined };
+      for (const r of reports) {
+        t.established += r.established;
+        t.failed += r.failed;
+        t.dropped += r.dropped;
+        t.peak += r.peak;
+        t.responses += r.responses;
+        t.txBytes += r.txBytes;
+        t.rxBytes += r.rxBytes;
+        addErrors(t.errors, r.errors);
+        t.firstError ??= r.firstError;
+        latency.addEncoded(r.latency);
+      }
+      if (!fatal && t.established === 0 && t.failed > 0) fatal = cannotConnect(t);
+      if (fatal) {
+        process.stderr.write(`iapp-clt: ${fatal}\n`);
+        out.record({ type: 'error', message: fatal, errors: t.errors });
+        return 1;
+      }
+      const complete = reports.length === c.threads;
+      if (!complete) process.stderr.write(`iapp-clt: ${c.threads - reports.length} thread(s) did not report: counts are partial\n`);
+      if (close.reset > 0) process.stderr.write(`iapp-clt: ${formatCount(close.reset)} connections did not close within ${CLOSE_TIMEOUT_MS / 1000} s and were reset\n`);
+      const durationS = (endAt - startedAt) / 1000;
+      printSummary(out, c, t, latency.summary(), { durationS, runS: (stopAt - startedAt) / 1000, complete, reset: close.reset });
+      return 0;
+    })().then(
+      (code) => (finish(code), code),
+      (e: Error) => (process.stderr.write(`iapp-clt: ${e.stack ?? e.message}\n`), finish(1), 1),
+    );
+    return stopping;
+  };
+
+  const durationTimer = c.durationS !== undefined ? setTimeout(() => void stop(), c.durationS * 1000) : undefined;
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (++signals > 1) {
+      process.stderr.write(`iapp-clt: ${sig} again: exiting without a summary\n`);
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    }
+    void stop();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  void sample();
+  return finished;
+}
+
+function printSummary(out: Output, c: Config, t: Totals, lat: LatencySummary | undefined, r: { durationS: number; runS: number; complete: boolean; reset: number }): void {
+  const txRate = t.txBytes / r.durationS;
+  const rxRate = t.rxBytes / r.durationS;
+  out.record({
+    type: 'summary',
+    mode: c.udp ? 'udp' : c.mode,
+    targets: c.targets.map(formatEndpoint),
+    threads: c.threads,
+    procs: c.procs,
+    durationS: Math.round(r.durationS * 1000) / 1000,
+    connected: t.established,
+    failed: t.failed,
+    dropped: t.dropped,
+    peakConnections: t.peak,
+    reset: r.reset,
+    txBytes: t.txBytes,
+    rxBytes: t.rxBytes,
+    txRate: Math.round(txRate),
+    rxRate: Math.round(rxRate),
+    errors: t.errors,
+    ...(c.mode === 'echo' ? { responses: t.responses, latencyUs: lat ? { p50: lat.p50, p90: lat.p90, p99: lat.p99, p999: lat.p999, max: lat.max } : null } : {}),
+    complete: r.complete,
+  });
+  const rows: Record<string, string>[] = [
+    { '': 'established', value: formatCount(t.established), detail: `peak ${formatCount(t.peak)} open at once` },
+    { '': 'failed', value: formatCount(t.failed), detail: formatErrors(t.errors) },
+    { '': 'dropped', value: formatCount(t.dropped), detail: 'closed by the server during the run' },
+    { '': 'sent', value: formatBytes(t.txBytes), detail: formatRate(txRate) },
+    { '': 'received', value: formatBytes(t.rxBytes), detail: formatRate(rxRate) },
+    { '': 'duration', value: `${r.durationS.toFixed(2)} s`, detail: `${r.runS.toFixed(2)} s running, then closing` },
+  ];
+  if (c.mode === 'echo') {
+    rows.push({ '': 'responses', value: formatCount(t.responses), detail: `${formatCount(Math.round(t.responses / r.durationS))} per second` });
+    if (lat) for (const [k, v] of [['p50', lat.p50], ['p90', lat.p90], ['p99', lat.p99], ['p99.9', lat.p999], ['max', lat.max]] as const) rows.push({ '': `latency ${k}`, value: `${formatCount(v)} µs`, detail: '' });
+  }
+  out.line('');
+  out.table(rows);
+}
+
+async function main(): Promise<void> {
+  let c: Config;
+  try {
+    c = parseConfig(process.argv.slice(2));
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`iapp-clt: ${e.message} (see iapp-clt --help)\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  if (c.help) {
+    process.stdout.write(`${HELP}\n`);
+    process.exit(0);
+  }
+  const code = await run(c);
+  process.exit(code);
+}
+
+await main();
