@@ -17,7 +17,7 @@ import {
   parseSeconds,
   type Endpoint,
 } from '../src/cli/args.js';
-import { startFleet, type Fleet, type FleetThreadStats } from '../src/cli/fleet.js';
+import type { Fleet, FleetThreadStats } from '../src/cli/fleet.js';
 import { Output, addErrors, formatBytes, formatCount, formatErrors, formatRate } from '../src/cli/report.js';
 import { Latency, type LatencySummary } from './latency.js';
 import type { LoopData, ThreadCounts, ThreadReport } from './loop.js';
@@ -176,7 +176,7 @@ function describe(c: Config): string {
   const where = c.targets.map(formatEndpoint).join(', ');
   const what = c.udp ? `UDP datagrams of ${formatCount(c.size)} B` : c.mode === 'echo' ? `echo requests of ${formatCount(c.size)} B` : `push, ${formatCount(c.size)} B writes`;
   const procs = c.procs > 1 ? ` in ${c.procs} processes` : '';
-  return `iapp-clt: ${formatCount(total)} ${c.udp ? 'UDP sockets' : 'connections'} (${c.threads} threads${procs} × ${formatCount(c.conns)}) to ${where}, ${what}, ${formatCount(c.rate)}/s per thread${c.durationS ? `, ${c.durationS} s` : ''}`;
+  return `iapp-clt: ${formatCount(total)} ${c.udp ? 'UDP socket' : 'connection'}${total === 1 ? '' : 's'} (${c.threads} thread${c.threads === 1 ? '' : 's'}${procs} × ${formatCount(c.conns)}) to ${where}, ${what}, ${formatCount(c.rate)}/s per thread${c.durationS ? `, ${c.durationS} s` : ''}`;
 }
 
 async function run(c: Config): Promise<number> {
@@ -192,6 +192,8 @@ async function run(c: Config): Promise<number> {
   const total = c.threads * c.conns;
   let fleet: Fleet;
   try {
+    // Loaded only now: the fleet loads the native addon, which --help and flag errors do not need.
+    const { startFleet } = await import('../src/cli/fleet.js');
     fleet = await startFleet({
       module: new URL('./loop.js', import.meta.url),
       threads: c.threads,
