@@ -38,6 +38,7 @@ SocketOptions SockOpts(const Napi::Object& o) {
   s.no_delay = Bool(o, "noDelay", true);
   s.allow_half_open = Bool(o, "allowHalfOpen", false);
   s.high_water = static_cast<size_t>(Num(o, "highWaterMark", 256 * 1024));
+  s.quiet = Bool(o, "quiet", false);
   return s;
 }
 Napi::Object DescribeLocalPeer(Napi::Env env, int fd, bool peer) {
@@ -76,6 +77,9 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
                            InstanceMethod<&NativeLoop::ResumeListener>("resumeListener"),
                            InstanceMethod<&NativeLoop::CloseListener>("closeListener"),
                            InstanceMethod<&NativeLoop::Push>("push"),
+                           InstanceMethod<&NativeLoop::SetAnnounce>("setAnnounce"),
+                           InstanceMethod<&NativeLoop::EndQuiet>("endQuiet"),
+                           InstanceMethod<&NativeLoop::DestroyQuiet>("destroyQuiet"),
                            InstanceMethod<&NativeLoop::Udp>("udp"),
                            InstanceMethod<&NativeLoop::UdpSink>("udpSink"),
                            InstanceMethod<&NativeLoop::UdpPush>("udpPush"),
@@ -268,6 +272,25 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     return info.Env().Undefined();
   }
 
+  Napi::Value SetAnnounce(const Napi::CallbackInfo& info) {
+    if (auto* l = Find<Listener>(info)) l->SetAnnounce(info[1].ToBoolean());
+    return info.Env().Undefined();
+  }
+  // endQuiet() -> quiet sockets still open; when > 0 a quiet-done record follows their closing
+  Napi::Value EndQuiet(const Napi::CallbackInfo& info) {
+    if (loop_->closed()) return Napi::Number::New(info.Env(), 0);
+    loop_->EndQuiet();
+    return Napi::Number::New(info.Env(), static_cast<double>(loop_->WaitQuiet()));
+  }
+  // destroyQuiet() -> { count, unsent }
+  Napi::Value DestroyQuiet(const Napi::CallbackInfo& info) {
+    size_t unsent = 0, count = loop_->closed() ? 0 : loop_->DestroyQuiet(&unsent);
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("count", static_cast<double>(count));
+    o.Set("unsent", static_cast<double>(unsent));
+    return o;
+  }
+
   // push(id, chunk): send chunk repeatedly while writable, until end/destroy
   Napi::Value Push(const Napi::CallbackInfo& info) {
     Socket* s = Get<Socket>(info, "socket");
@@ -356,6 +379,7 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     o.Set("datagramsIn", static_cast<double>(s.datagrams_in));
     o.Set("datagramsOut", static_cast<double>(s.datagrams_out));
     o.Set("handles", static_cast<double>(loop_->handle_count()));
+    o.Set("quietSockets", static_cast<double>(loop_->quiet_open()));
     Napi::Object errors = Napi::Object::New(env);
     for (const auto& [err, count] : s.errors) errors.Set(std::to_string(err), static_cast<double>(count));
     o.Set("errors", errors);

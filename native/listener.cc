@@ -235,6 +235,7 @@ void Listener::OnEvent(uint32_t events) {
     if (c >= 0) {
       Socket* s = Socket::Adopt(loop_, c, false, spec_.socket);
       ++loop_->stats().accepted;
+      if (spec_.socket.quiet) continue;
       double* v = loop_->Emit(kRecAccept, id);
       v[0] = static_cast<double>(s->id);
       continue;

@@ -39,6 +39,8 @@ class Listener : public Handle {
   void OnPollError(int err) override;
   void Abandon() override;
 
+  // Whether sockets accepted from now on are announced to JS (see SocketOptions::quiet).
+  void SetAnnounce(bool on) { spec_.socket.quiet = !on; }
   void Pause();
   void Resume();
   void Close();

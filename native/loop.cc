@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "errors.h"
+#include "socket.h"
 #include "sys.h"
 
 namespace iapp {
@@ -347,6 +348,39 @@ void Loop::Prepare() {
 }  // namespace iapp
 
 namespace iapp {
+
+void Loop::QuietClosed() {
+  if (quiet_open_ > 0) --quiet_open_;
+  if (quiet_open_ == 0 && quiet_wait_) {
+    quiet_wait_ = false;
+    Emit(kRecQuietDone, 0);
+  }
+}
+
+std::vector<Handle*> Loop::QuietSockets() const {
+  // Collected first: ending or destroying a socket retires it from handles_.
+  std::vector<Handle*> out;
+  out.reserve(quiet_open_);
+  for (const auto& [id, h] : handles_)
+    if (h->kind == Handle::Kind::kSocket && static_cast<Socket*>(h)->quiet()) out.push_back(h);
+  return out;
+}
+
+size_t Loop::EndQuiet() {
+  for (Handle* h : QuietSockets()) static_cast<Socket*>(h)->End();
+  return quiet_open_;
+}
+
+size_t Loop::DestroyQuiet(size_t* unsent) {
+  auto all = QuietSockets();
+  for (Handle* h : all) *unsent += static_cast<Socket*>(h)->Destroy(true);
+  return all.size();
+}
+
+size_t Loop::WaitQuiet() {
+  quiet_wait_ = quiet_open_ > 0;
+  return quiet_open_;
+}
 
 std::shared_ptr<const std::vector<uint8_t>> Loop::SharedBuffer(const uint8_t* p, size_t n) {
   if (!shared_buf_ || shared_buf_->size() != n || memcmp(shared_buf_->data(), p, n) != 0)

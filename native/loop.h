@@ -28,6 +28,7 @@ enum RecordKind : int {
   kRecClose = 6,         // id: socket, v0: errno, v1: syscall, v2: unsent, v3: bytes in, v4: out
   kRecListenPaused = 7,  // id: listener, v0: errno, v1: connections shed
   kRecArena = 8,         // the next arena of the batch becomes current
+  kRecQuietDone = 9,     // the last quiet socket closed after WaitQuiet()
 };
 constexpr int kRecordStride = 8;
 constexpr int kRecordCapacity = 4096;  // records per call into JS
@@ -92,6 +93,15 @@ class Loop {
   }
   void RestoreReserveFd();
 
+  // Quiet sockets (SocketOptions::quiet): never seen by JS, ended or destroyed in bulk at shutdown.
+  void QuietOpened() { ++quiet_open_; }
+  void QuietClosed();
+  size_t quiet_open() const { return quiet_open_; }
+  size_t EndQuiet();      // ends every quiet socket after its queue flushes; returns how many stay open
+  size_t DestroyQuiet(size_t* unsent);  // resets every quiet socket; returns how many there were
+  // Emits kRecQuietDone when the count reaches zero. Returns the count now (no record if 0).
+  size_t WaitQuiet();
+
   // A copy of p[0..n) shared by everyone who asks for the same bytes: pushing sockets of a load
   // generator all send one buffer, not one copy each.
   std::shared_ptr<const std::vector<uint8_t>> SharedBuffer(const uint8_t* p, size_t n);
@@ -145,6 +155,9 @@ class Loop {
 
   LoopStats stats_;
   std::shared_ptr<const std::vector<uint8_t>> shared_buf_;
+  size_t quiet_open_ = 0;
+  bool quiet_wait_ = false;
+  std::vector<Handle*> QuietSockets() const;
 };
 
 }  // namespace iapp

@@ -41,6 +41,7 @@ Socket* Socket::Adopt(Loop* loop, int fd, bool connecting, const SocketOptions& 
   auto* s = new Socket(loop, fd, connecting, opts);
   s->inet_ = inet;
   loop->Register(s);
+  if (opts.quiet) loop->QuietOpened();
   s->Rearm();
   return s;
 }
@@ -204,7 +205,7 @@ void Socket::OnReadable() {
 
 void Socket::OnEof() {
   rd_eof_ = true;
-  loop_->Emit(kRecEnd, id);
+  if (!opts_.quiet) loop_->Emit(kRecEnd, id);
   if (!opts_.allow_half_open) end_requested_ = true;
   MaybeShutdown();
   if (!dead) Rearm();
@@ -321,7 +322,7 @@ void Socket::OnWritable() {
   if (queued_ == 0) {
     if (need_drain_) {
       need_drain_ = false;
-      loop_->Emit(kRecDrain, id);
+      if (!opts_.quiet) loop_->Emit(kRecDrain, id);
     }
     MaybeShutdown();
   }
@@ -359,12 +360,16 @@ void Socket::Finish(int err, int sys, bool reset) {
   LoopStats& st = loop_->stats();
   ++st.closed;
   if (err != 0) loop_->CountError(err);
-  double* v = loop_->Emit(kRecClose, id);
-  v[0] = err;
-  v[1] = sys;
-  v[2] = static_cast<double>(queued_);
-  v[3] = static_cast<double>(bytes_in_);
-  v[4] = static_cast<double>(bytes_out_);
+  if (opts_.quiet) {
+    loop_->QuietClosed();
+  } else {
+    double* v = loop_->Emit(kRecClose, id);
+    v[0] = err;
+    v[1] = sys;
+    v[2] = static_cast<double>(queued_);
+    v[3] = static_cast<double>(bytes_in_);
+    v[4] = static_cast<double>(bytes_out_);
+  }
   loop_->Retire(this);  // removes from the poller before the fd number can be reused
   if (reset) CloseWithReset(fd); else SysClose(fd);
   fd = -1;

@@ -19,6 +19,9 @@ struct SocketOptions {
   bool no_delay = true;
   bool allow_half_open = false;
   size_t high_water = 256 * 1024;
+  // Never announced to JS: a socket accepted straight into a native sink. It emits no records;
+  // the loop counts it and can end or destroy all such sockets at shutdown.
+  bool quiet = false;
 };
 
 class Socket : public Handle {
@@ -50,6 +53,7 @@ class Socket : public Handle {
   uint64_t bytes_in() const { return bytes_in_; }
   uint64_t bytes_out() const { return bytes_out_; }
   size_t queued() const { return queued_; }
+  bool quiet() const { return opts_.quiet; }
 
  private:
   Socket(Loop* loop, int fd, bool connecting, const SocketOptions& opts);

@@ -54,6 +54,8 @@ export class Listener {
   /** Sets the handler for new connections (replaces the one given to listen()). */
   onConnection(fn: (socket: Socket) => void): this {
     this.#onConnection = fn;
+    // A sink listener made without a handler keeps its sockets native; from now on they are announced.
+    if (!this.#closed) this.#host.native.setAnnounce(this.id, true);
     return this;
   }
 

@@ -154,6 +154,7 @@ export class Loop {
   #closing: Promise<LoopCloseSummary> | undefined;
   #onClose: (() => void)[] = [];
   #appStats: (() => unknown) | undefined;
+  #quietDone: (() => void) | undefined;
 
   /** @internal Made by the runtime's thread entry. */
   constructor(index: number, threads: number, group: string, report: (r: LoopReport) => void) {
@@ -204,6 +205,9 @@ export class Loop {
       noDelay: options.noDelay ?? true,
       allowHalfOpen: options.allowHalfOpen ?? false,
       highWaterMark: options.highWaterMark ?? 256 * 1024,
+      // A sink nobody watches needs no JS at all per connection: its sockets stay native
+      // (no Socket object, no records) until someone sets onConnection.
+      quiet: mode === ReadMode.Sink && onConnection === undefined,
     };
     let info;
     try {
@@ -297,10 +301,10 @@ export class Loop {
 
   /** Counters since the loop started. */
   stats(): LoopStats {
-    const { handles: _handles, errors: byErrno, ...counts } = this.native.stats();
+    const { handles: _handles, quietSockets, errors: byErrno, ...counts } = this.native.stats();
     const errors: Record<string, number> = {};
     for (const [errno, n] of Object.entries(byErrno)) errors[errnoName(Number(errno))] = n;
-    const out: LoopStats = { ...counts, sockets: this.#sockets.size, listeners: this.#listeners.size, errors };
+    const out: LoopStats = { ...counts, sockets: this.#sockets.size + quietSockets, listeners: this.#listeners.size, errors };
     if (this.#appStats) out.app = this.#appStats();
     return out;
   }
@@ -346,15 +350,21 @@ export class Loop {
       if (s.readyState === 'connecting') s.destroy();
       else s.end();
     }
+    // Sockets accepted into a native sink without a JS object end natively; one record says when
+    // the last of them has closed.
+    const quiet = this.native.endQuiet();
+    const quietDone = quiet > 0 ? new Promise<void>((r) => (this.#quietDone = r)) : undefined;
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
-      Promise.all(open.map((s) => s.closed)),
+      Promise.all([...open.map((s) => s.closed), quietDone]),
       new Promise((r) => (timer = setTimeout(r, timeoutMs))),
     ]);
     clearTimeout(timer);
     const left = [...this.#sockets.values()];
     let unsent = 0;
     for (const s of left) unsent += s.destroy({ reset: true });
+    const cut = this.native.destroyQuiet();
+    unsent += cut.unsent;
     await Promise.all(left.map((s) => s.closed));
     this.native.close();
     for (const fn of this.#onClose) {
@@ -364,7 +374,7 @@ export class Loop {
         this.handlerError(e);
       }
     }
-    return { sockets: open.length, reset: left.length, unsent };
+    return { sockets: open.length + quiet, reset: left.length + cut.count, unsent };
   }
 
   #checkOpen(): void {
@@ -432,6 +442,9 @@ export class Loop {
             this.#sockets.delete(id);
             socket?._closed(r[o + 2]!, addon.syscallNames[r[o + 3]!] ?? '', r[o + 4]!, r[o + 5]!, r[o + 6]!);
             socket = undefined;
+            break;
+          case Rec.QuietDone:
+            this.#quietDone?.();
             break;
           case Rec.ListenPaused:
             this.#listeners.get(id)?._paused(r[o + 2]!, r[o + 3]!);

@@ -17,6 +17,7 @@ export interface NativeListenSpec {
   noDelay?: boolean;
   allowHalfOpen?: boolean;
   highWaterMark?: number;
+  quiet?: boolean;
 }
 
 export interface NativeConnectSpec {
@@ -50,6 +51,7 @@ export interface NativeAddress {
 /** What the native loop counts; the public LoopStats adds what only JS knows. */
 export type NativeLoopStats = Omit<LoopStats, 'sockets' | 'listeners' | 'errors' | 'app'> & {
   handles: number;
+  quietSockets: number;
   /** By errno number (positive), as a string key. */
   errors: Record<string, number>;
 };
@@ -67,6 +69,9 @@ export interface NativeLoop {
   socketCounters(id: number, out: Float64Array): boolean;
   addresses(id: number): { local?: NativeAddress; remote?: NativeAddress };
   push(id: number, chunk: Uint8Array): void;
+  setAnnounce(listenerId: number, on: boolean): void;
+  endQuiet(): number;
+  destroyQuiet(): { count: number; unsent: number };
   udp(spec: NativeUdpSpec): NativeAddress & { id: number };
   udpSink(id: number, on: boolean): void;
   udpPush(id: number, chunk: Uint8Array | null): void;
@@ -122,6 +127,7 @@ export const enum Rec {
   Close = 6,
   ListenPaused = 7,
   Arena = 8,
+  QuietDone = 9,
 }
 
 /** Read modes; mirrors native/socket.h. */

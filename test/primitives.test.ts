@@ -60,6 +60,71 @@ describe('socket.push', () => {
   });
 });
 
+describe('a sink listener without a handler (quiet sockets)', () => {
+  it('accepts, counts and drains natively with no JS per connection, and ends its sockets on close', async () => {
+    const rt = await createRuntime({ module: fixture('primitives.mjs'), threads: 2, data: { op: 'quiet-sink' } });
+    const port = (rt.results[0] as { port: number }).port;
+    const before = await rt.stats();
+    const jsBefore = before.reduce((a, s) => a + s.jsCalls, 0);
+    const n = 200;
+    const clients: net.Socket[] = [];
+    const closedByServer: Promise<boolean>[] = [];
+    await Promise.all(
+      Array.from({ length: n }, (_, i) => {
+        return new Promise<void>((resolve, reject) => {
+          const c = net.connect({ host: '127.0.0.1', port }, () => c.write(Buffer.alloc(1000 + i, 7), () => resolve()));
+          c.on('error', reject);
+          c.resume();
+          clients.push(c);
+          closedByServer.push(new Promise((r) => c.on('end', () => { r(true); c.end(); })));
+        });
+      }),
+    );
+    const want = Array.from({ length: n }, (_, i) => 1000 + i).reduce((a, b) => a + b, 0);
+    let stats = await rt.stats();
+    await until('all bytes counted', async () => {
+      stats = await rt.stats();
+      return stats.reduce((a, s) => a + s.bytesIn, 0) >= want;
+    });
+    expect(stats.reduce((a, s) => a + s.bytesIn, 0)).toBe(want);
+    expect(stats.reduce((a, s) => a + s.accepted, 0)).toBe(n);
+    expect(stats.reduce((a, s) => a + s.sockets, 0)).toBe(n);
+    // No accept, data or close record went to JS: the loops were not entered per connection.
+    expect(stats.reduce((a, s) => a + s.jsCalls, 0) - jsBefore).toBe(0);
+    const summary = await rt.close({ timeoutMs: 5000 });
+    expect(summary.sockets).toBe(n);
+    expect(summary.reset).toBe(0);
+    // Every client saw an orderly end from the server (it half-closed them and they answered).
+    expect((await Promise.all(closedByServer)).every(Boolean)).toBe(true);
+  });
+
+  it('resets quiet sockets whose peers do not close by the deadline', async () => {
+    const rt = await createRuntime({ module: fixture('primitives.mjs'), threads: 1, data: { op: 'quiet-sink' } });
+    const port = (rt.results[0] as { port: number }).port;
+    const clients: net.Socket[] = [];
+    await Promise.all(
+      Array.from({ length: 5 }, () => new Promise<void>((resolve) => {
+        // allowHalfOpen: these clients never answer the server's end.
+        const c = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true }, () => resolve());
+        c.resume();
+        clients.push(c);
+      })),
+    );
+    await until('5 sockets', async () => (await rt.stats())[0]!.sockets === 5);
+    const summary = await rt.close({ timeoutMs: 200 });
+    expect(summary).toMatchObject({ sockets: 5, reset: 5 });
+    // The connections are gone on the server's side: a write from the client fails.
+    const codes = await Promise.all(
+      clients.map((c) => new Promise<string>((r) => {
+        c.on('error', (e: NodeJS.ErrnoException) => r(e.code ?? ''));
+        c.write('x');
+      })),
+    );
+    for (const c of clients) c.destroy();
+    for (const code of codes) expect(['ECONNRESET', 'EPIPE']).toContain(code);
+  });
+});
+
 describe('listen({ fd })', () => {
   it('serves an inherited listening socket in another process, on every loop', async () => {
     // The parent makes the socket and hands it over as fd 3, as a service manager would.
