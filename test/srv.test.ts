@@ -1,0 +1,327 @@
+// iapp-srv as a user runs it: a child process, real sockets on loopback, its JSON lines and exit
+// codes. Every server is stopped by its test (SIGTERM, --duration or --idle-exit).
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+
+const MAIN = fileURLToPath(new URL('../dist/srv/main.js', import.meta.url));
+type Json = Record<string, any>;
+
+interface Srv {
+  cp: ChildProcess;
+  lines: string[];
+  stderr: () => string;
+  /** The first stdout line (parsed as JSON) that `pred` accepts, seen before or later. */
+  waitJson: (pred: (o: Json) => boolean, what?: string) => Promise<Json>;
+  waitLine: (pred: (l: string) => boolean, what?: string) => Promise<string>;
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+const running = new Set<ChildProcess>();
+afterEach(() => {
+  for (const cp of running) cp.kill('SIGKILL');
+  running.clear();
+});
+
+function run(args: string[], cmd: string[] = [process.execPath, MAIN]): Srv {
+  const cp = spawn(cmd[0]!, [...cmd.slice(1), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(cp);
+  const lines: string[] = [];
+  let err = '';
+  cp.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+  const waiters: { pred: (l: string) => boolean; resolve: (l: string) => void }[] = [];
+  createInterface({ input: cp.stdout! }).on('line', (l) => {
+    lines.push(l);
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      if (waiters[i]!.pred(l)) {
+        waiters[i]!.resolve(l);
+        waiters.splice(i, 1);
+      }
+    }
+  });
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+    cp.once('exit', (code, signal) => {
+      running.delete(cp);
+      r({ code, signal });
+    }),
+  );
+  const waitLine = (pred: (l: string) => boolean, what = 'a line'): Promise<string> => {
+    const hit = lines.find(pred);
+    if (hit !== undefined) return Promise.resolve(hit);
+    return new Promise((resolve, reject) => {
+      waiters.push({ pred, resolve });
+      // The process ending first means the line will never come: say what was seen instead.
+      void exit.then(({ code }) =>
+        setImmediate(() => reject(new Error(`srv exited (${code}) before ${what}\nstdout:\n${lines.join('\n')}\nstderr:\n${err}`))),
+      );
+    });
+  };
+  const asJson = (l: string): Json | undefined => {
+    try {
+      return JSON.parse(l) as Json;
+    } catch {
+      return undefined;
+    }
+  };
+  return {
+    cp,
+    lines,
+    stderr: () => err,
+    exit,
+    waitLine,
+    waitJson: async (pred, what) => JSON.parse(await waitLine((l) => { const o = asJson(l); return o !== undefined && pred(o); }, what)) as Json,
+  };
+}
+
+/** Starts srv in JSON mode and waits for its "listening" line. */
+async function start(args: string[], cmd?: string[]): Promise<{ srv: Srv; listening: Json; port: number }> {
+  const srv = run(['--json', '--threads', '2', '--stats', '0.1', ...args], cmd);
+  const listening = await srv.waitJson((o) => o.type === 'listening', 'the listening line');
+  return { srv, listening, port: listening.addresses[0].port as number };
+}
+
+async function stop(srv: Srv, signal: NodeJS.Signals = 'SIGTERM'): Promise<Json> {
+  srv.cp.kill(signal);
+  const { code } = await srv.exit;
+  expect(code).toBe(0);
+  for (const l of srv.lines) expect(() => JSON.parse(l)).not.toThrow(); // nothing but JSON on stdout
+  const last = JSON.parse(srv.lines.at(-1)!) as Json;
+  expect(last.type).toBe('summary');
+  return last;
+}
+
+/** Sends `data` over one node:net connection and closes it. */
+function send(target: net.NetConnectOpts, data: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(target, () => c.end(data));
+    c.on('error', reject);
+    c.resume();
+    c.on('close', () => resolve());
+  });
+}
+
+/** Writes `data` on one connection and collects what comes back until the server closes. */
+function exchange(target: net.NetConnectOpts, data: Buffer | string, endAfterWrite = true): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const got: Buffer[] = [];
+    const c = net.connect(target, () => (endAfterWrite ? c.end(data) : c.write(data)));
+    c.on('data', (b) => got.push(b));
+    c.on('error', reject);
+    c.on('close', () => resolve(Buffer.concat(got)));
+  });
+}
+
+const tmp = mkdtempSync(join(tmpdir(), 'iapp-srv-test-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('iapp-srv', () => {
+  it('JSON lines: listening, stats, then a summary with the exact bytes sent (sink mode)', async () => {
+    const { srv, listening, port } = await start(['--listen', '127.0.0.1:0']);
+    expect(listening.mode).toBe('sink');
+    expect(listening.addresses[0]).toMatchObject({ proto: 'tcp', address: '127.0.0.1' });
+    expect(port).toBeGreaterThan(0);
+    const data = randomBytes(3 * 1024 * 1024 + 17);
+    await Promise.all([send({ port, host: '127.0.0.1' }, data), send({ port, host: '127.0.0.1' }, data.subarray(0, 1000))]);
+    const total = data.length + 1000;
+    const st = await srv.waitJson((o) => o.type === 'stats' && o.rxBytes === total && o.closed + 0 >= 0 && o.connections === 0, 'stats with all bytes');
+    expect(st.accepted).toBe(2);
+    const sum = await stop(srv);
+    expect(sum).toMatchObject({ rxBytes: total, txBytes: 0, accepted: 2, closed: 2, threads: 2, procs: 1, mode: 'sink', errors: {} });
+    expect(sum.peakConnections).toBeGreaterThanOrEqual(1);
+    expect(sum.durationS).toBeGreaterThan(0);
+    expect(sum.perThread.reduce((a: number, t: Json) => a + t.rxBytes, 0)).toBe(total);
+  });
+
+  it('data mode counts every byte in JavaScript', async () => {
+    const { srv, port } = await start(['--listen', '127.0.0.1:0', '--mode', 'data']);
+    const data = randomBytes(1024 * 1024 + 3);
+    await send({ port, host: '127.0.0.1' }, data);
+    await srv.waitJson((o) => o.type === 'stats' && o.rxBytes === data.length && o.connections === 0);
+    const sum = await stop(srv);
+    expect(sum).toMatchObject({ rxBytes: data.length, jsBytes: data.length, accepted: 1 });
+  });
+
+  it('echo mode returns exactly what was sent', async () => {
+    const { srv, port } = await start(['--listen', '127.0.0.1:0', '--mode', 'echo']);
+    const data = randomBytes(2 * 1024 * 1024 + 5);
+    const back = await exchange({ port, host: '127.0.0.1' }, data);
+    expect(back.equals(data)).toBe(true);
+    await srv.waitJson((o) => o.type === 'stats' && o.connections === 0 && o.rxBytes === data.length);
+    const sum = await stop(srv);
+    expect(sum).toMatchObject({ rxBytes: data.length, txBytes: data.length });
+  });
+
+  it('http mode answers pipelined requests in order, and 431 for huge headers', async () => {
+    const { srv, port } = await start(['--listen', '127.0.0.1:0', '--mode', 'http']);
+    const r = (path: string, method = 'GET', extra = ''): string => `${method} ${path} HTTP/1.1\r\nHost: t\r\n${extra}\r\n`;
+    const back = (await exchange({ port, host: '127.0.0.1' }, r('/a') + r('/b', 'HEAD') + r('/c', 'GET', 'Connection: close\r\n'), false)).toString('latin1');
+    const parts = back.split('HTTP/1.1 ').slice(1);
+    expect(parts).toHaveLength(3);
+    expect(parts.every((p) => p.startsWith('200 OK'))).toBe(true);
+    expect(parts[0]!.endsWith('ok\n')).toBe(true);
+    expect(parts[1]!.endsWith('\r\n\r\n')).toBe(true); // HEAD: no body, so the order is visible
+    expect(parts[2]).toContain('Connection: close');
+    const huge = await exchange({ port, host: '127.0.0.1' }, r('/', 'GET', `X-Big: ${'a'.repeat(20000)}\r\n`), false);
+    expect(huge.toString('latin1')).toMatch(/^HTTP\/1\.1 431 /);
+    const garbage = await exchange({ port, host: '127.0.0.1' }, 'hello\r\n\r\n', false);
+    expect(garbage.toString('latin1')).toMatch(/^HTTP\/1\.1 400 /);
+    await srv.waitJson((o) => o.type === 'stats' && o.requests === 3 && o.connections === 0);
+    const sum = await stop(srv);
+    expect(sum).toMatchObject({ requests: 3, httpErrors: 2, accepted: 3 });
+  });
+
+  it('listens on a Unix socket path and removes it at exit', async () => {
+    const path = join(tmp, 'srv.sock');
+    const { srv, listening } = await start(['--listen', `unix:${path}`]);
+    expect(listening.addresses[0]).toMatchObject({ proto: 'unix', address: path });
+    const data = randomBytes(500_000);
+    await send({ path }, data);
+    await srv.waitJson((o) => o.type === 'stats' && o.rxBytes === data.length && o.connections === 0);
+    expect((await stop(srv)).rxBytes).toBe(data.length);
+    expect(() => net.connect({ path }).destroy()).not.toThrow();
+    const refused = await new Promise<string>((r) => net.connect({ path }).on('error', (e: NodeJS.ErrnoException) => r(e.code!)));
+    expect(refused).toBe('ENOENT');
+  });
+
+  it('serves one Unix socket path from two processes', async () => {
+    const path = join(tmp, 'procs.sock');
+    const { srv } = await start(['--listen', `unix:${path}`, '--procs', '2']);
+    const data = randomBytes(100_000);
+    await Promise.all([1, 2, 3, 4].map(() => send({ path }, data)));
+    await srv.waitJson((o) => o.type === 'stats' && o.rxBytes === 4 * data.length && o.connections === 0);
+    const sum = await stop(srv);
+    expect(sum).toMatchObject({ rxBytes: 4 * data.length, accepted: 4, procs: 2 });
+    expect(sum.perThread.map((t: Json) => t.proc)).toEqual([0, 1]);
+  });
+
+  it('listens on IPv6 [::1]', async () => {
+    const { srv, listening, port } = await start(['--listen', '[::1]:0']);
+    expect(listening.addresses[0]).toMatchObject({ address: '::1', family: 'IPv6', text: `[::1]:${port}` });
+    await send({ port, host: '::1' }, Buffer.alloc(12345));
+    await srv.waitJson((o) => o.type === 'stats' && o.rxBytes === 12345 && o.connections === 0);
+    expect((await stop(srv)).rxBytes).toBe(12345);
+  });
+
+  it('exits 0 by itself after --idle-exit seconds without connections', async () => {
+    const { srv, port } = await start(['--listen', '127.0.0.1:0', '--idle-exit', '0.5']);
+    await send({ port, host: '127.0.0.1' }, Buffer.alloc(10));
+    const { code } = await srv.exit;
+    expect(code).toBe(0);
+    const sum = JSON.parse(srv.lines.at(-1)!) as Json;
+    expect(sum).toMatchObject({ type: 'summary', rxBytes: 10, accepted: 1 });
+    expect(sum.reason).toMatch(/idle/);
+  });
+
+  it('prints the human summary on SIGINT and exits 0', async () => {
+    const srv = run(['--listen', '127.0.0.1:0', '--threads', '2', '--stats', '0.1']);
+    await srv.waitLine((l) => l.startsWith('listening on 127.0.0.1:'));
+    expect(srv.lines[0]).toMatch(/^fd limit /);
+    await srv.waitLine((l) => /conns 0 +new 0/.test(l), 'a live line');
+    srv.cp.kill('SIGINT');
+    expect((await srv.exit).code).toBe(0);
+    const out = srv.lines.join('\n');
+    expect(out).toMatch(/^thread +accepted +closed +RX bytes/m);
+    expect(out).toMatch(/^total: 0 B received/m);
+  });
+
+  it('rejects bad flags with exit code 2 and one clear line', () => {
+    const cases: [string[], RegExp][] = [
+      [['--bogus'], /Unknown option '--bogus'/],
+      [['--mode', 'nope'], /--mode nope: must be one of sink, data, echo, http/],
+      [['--listen', '1.2.3.4'], /--listen 1\.2\.3\.4: no port/],
+      [['--threads', '0'], /--threads 0: must be from 1/],
+      [['--threads', '1', '--procs', '2'], /more processes than threads/],
+      [['--duration', 'soon'], /--duration soon: must be a number of seconds/],
+      [['stray'], /positional/i],
+    ];
+    for (const [args, msg] of cases) {
+      const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', timeout: 10_000 });
+      expect(r.status, args.join(' ')).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(msg);
+      expect(r.stderr.split('\n')[0]).toMatch(/^iapp-srv: /);
+    }
+    const help = spawnSync(process.execPath, [MAIN, '--help'], { encoding: 'utf8' });
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: iapp-srv/);
+  });
+
+  it('reports an address in use with exit code 1', async () => {
+    const blocker = net.createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+    const port = (blocker.address() as net.AddressInfo).port;
+    try {
+      const srv = run(['--listen', `127.0.0.1:${port}`, '--threads', '1']);
+      expect((await srv.exit).code).toBe(1);
+      expect(srv.stderr()).toMatch(/EADDRINUSE/);
+      expect(srv.stderr().trim().split('\n')).toHaveLength(1);
+    } finally {
+      blocker.close();
+    }
+    const r = spawnSync(process.execPath, [MAIN, '--listen', `unix:${tmp}/missing/dir.sock`], { encoding: 'utf8', timeout: 10_000 });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/directory .*missing does not exist/);
+  });
+
+  it('sinks what socat sends from stdin', async () => {
+    const { srv, port } = await start(['--listen', '127.0.0.1:0']);
+    const data = randomBytes(4 * 1024 * 1024);
+    const socat = spawn('socat', ['-u', '-', `TCP:127.0.0.1:${port}`], { stdio: ['pipe', 'ignore', 'pipe'] });
+    running.add(socat);
+    socat.stdin!.end(data);
+    const code = await new Promise((r) => socat.once('exit', r));
+    expect(code).toBe(0);
+    await srv.waitJson((o) => o.type === 'stats' && o.rxBytes === data.length && o.connections === 0);
+    expect((await stop(srv)).rxBytes).toBe(data.length);
+  });
+
+  it('counts UDP datagrams', async () => {
+    const { srv, listening } = await start(['--udp', '127.0.0.1:0']);
+    expect(listening.addresses[0]).toMatchObject({ proto: 'udp', address: '127.0.0.1' });
+    const port = listening.addresses[0].port as number;
+    const sock = dgram.createSocket('udp4');
+    const n = 5;
+    for (let i = 0; i < n; i++) await new Promise<void>((r, j) => sock.send(Buffer.alloc(100, i), port, '127.0.0.1', (e) => (e ? j(e) : r())));
+    sock.close();
+    await srv.waitJson((o) => o.type === 'stats' && o.datagramsIn >= 1);
+    const sum = await stop(srv);
+    // Loopback UDP may drop under load: at least one, never more than sent, 100 bytes each.
+    expect(sum.datagramsIn).toBeGreaterThanOrEqual(1);
+    expect(sum.datagramsIn).toBeLessThanOrEqual(n);
+    expect(sum.rxBytes).toBe(sum.datagramsIn * 100);
+  });
+
+  it('serves sockets passed by systemd-socket-activate', async () => {
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const port = (probe.address() as net.AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+    const srv = run(['--json', '--threads', '2', '--stats', '0.1'], ['systemd-socket-activate', '-l', `127.0.0.1:${port}`, '--fdname=web', process.execPath, MAIN]);
+    // systemd-socket-activate starts the program on the first connection, which then waits in
+    // the passed socket's backlog until srv serves it.
+    await new Promise<void>((resolve) => {
+      const check = (): void => {
+        if (!srv.stderr().includes('Listening on')) return;
+        srv.cp.stderr!.off('data', check);
+        resolve();
+      };
+      srv.cp.stderr!.on('data', check);
+      check();
+    });
+    const first = send({ port, host: '127.0.0.1' }, Buffer.alloc(54321));
+    const listening = await srv.waitJson((o) => o.type === 'listening', 'the listening line');
+    await first;
+    expect(listening.activated).toBe(true);
+    expect(listening.addresses).toEqual([expect.objectContaining({ proto: 'tcp', address: '127.0.0.1', port, fd: 3, name: 'web' })]);
+    await srv.waitJson((o) => o.type === 'stats' && o.rxBytes === 54321 && o.connections === 0);
+    expect((await stop(srv)).rxBytes).toBe(54321);
+  });
+});
