@@ -10,7 +10,9 @@ import { performance } from 'node:perf_hooks';
 import type { Endpoint } from '../src/cli/args.js';
 import type { Loop, LoopInfo } from '../src/loop.js';
 import type { CloseInfo, Socket } from '../src/socket.js';
+import type { UdpSocket } from '../src/udp.js';
 import { formatEndpoint } from '../src/cli/args.js';
+import { addErrors } from '../src/cli/report.js';
 import { Latency } from './latency.js';
 import { pick } from './preflight.js';
 
@@ -60,23 +62,16 @@ export interface ThreadCounts {
   firstError?: FirstError;
 }
 
-/** The final counts: bytes exact from each socket's close info, and the encoded histogram. */
+/**
+ * The final counts: bytes exact from each socket's close info (UDP: each socket's counters),
+ * and the encoded histogram.
+ */
 export interface ThreadReport extends ThreadCounts {
   txBytes: number;
   rxBytes: number;
+  datagramsOut: number;
   latency: string;
 }
-
-/** A socket of a library with native push (`socket.push`), landing with the push feature. */
-type Pushable = Socket & { push?: (chunk: Uint8Array) => Socket };
-/** The UDP part of the loop API, landing with the UDP feature. */
-interface UdpSocketLike {
-  push(chunk: Uint8Array): unknown;
-  close(): void;
-}
-type UdpLoop = Loop & {
-  udp?: (o: { host?: string; port?: number; connect: { host: string; port: number } }) => UdpSocketLike;
-};
 
 const TICK_MS = 10;
 
@@ -91,7 +86,7 @@ export function setup(loop: Loop, info: LoopInfo): { thread: number } {
   let pending = 0;
   let seq = 0;
   let stopping = false;
-  const udps: UdpSocketLike[] = [];
+  const udps: UdpSocket[] = [];
 
   const count = (code: string): void => {
     counts.errors[code] = (counts.errors[code] ?? 0) + 1;
@@ -117,26 +112,6 @@ export function setup(loop: Loop, info: LoopInfo): { thread: number } {
     rxBytes += ci.bytesRead;
     if (ci.error) count(ci.error.code);
     if (!stopping) counts.dropped++;
-  };
-
-  // Without native push (older library): write while the kernel takes it, a bounded number of
-  // writes per turn so one socket cannot hold the thread.
-  const pumpByWrites = (s: Socket): void => {
-    const pump = (): void => {
-      if (stopping || s.readyState !== 'open') return;
-      for (let i = 0; i < 16; i++) {
-        if (!s.writable) return;
-        if (!s.write(chunk)) return; // onDrain calls pump again
-      }
-      setImmediate(pump);
-    };
-    s.onDrain(pump);
-    pump();
-  };
-
-  const startPush = (s: Pushable): void => {
-    if (typeof s.push === 'function') s.push(chunk);
-    else pumpByWrites(s);
   };
 
   // One request outstanding: send `size` bytes, wait for `size` bytes back, time it, repeat.
@@ -196,15 +171,13 @@ export function setup(loop: Loop, info: LoopInfo): { thread: number } {
       end(data);
     };
     if (d.mode === 'echo') startEcho(s);
-    else startPush(s);
+    else s.push(chunk); // native from here on: no JS per write until end()
   };
 
   const openUdp = (): void => {
     const { target, source } = next();
-    const udp = (loop as UdpLoop).udp;
     try {
-      if (typeof udp !== 'function') throw Object.assign(new Error('this build of iapp has no UDP support (loop.udp)'), { code: 'ERR_NO_UDP' });
-      const u = udp.call(loop, { ...(source !== undefined ? { host: source } : {}), connect: { host: target.host!, port: target.port! } });
+      const u = loop.udp({ ...(source !== undefined ? { host: source } : {}), peer: { host: target.host!, port: target.port! } });
       u.push(chunk);
       udps.push(u);
       opened();
@@ -239,21 +212,23 @@ export function setup(loop: Loop, info: LoopInfo): { thread: number } {
   loop.onClose(() => {
     stopping = true;
     clearInterval(timer);
+    // The loop closed its UDP sockets; their counters keep the final values.
+    let datagramsOut = 0;
     for (const u of udps) {
-      try {
-        u.close();
-      } catch {
-        // already closed with its loop
-      }
+      u.close();
+      txBytes += u.bytesOut;
+      rxBytes += u.bytesIn;
+      datagramsOut += u.datagramsOut;
     }
     if (d.udp) {
+      // UDP send errors (ECONNREFUSED after an ICMP port-unreachable) are counted natively.
       try {
-        txBytes = loop.stats().bytesOut;
+        addErrors(counts.errors, loop.stats().errors);
       } catch {
-        // the native loop is gone: the last live stats are what the main process has
+        // the native loop is gone: the summary has the connect-side errors only
       }
     }
-    const report: ThreadReport = { ...counts, txBytes, rxBytes, latency: latency.count > 0 ? latency.encode() : '' };
+    const report: ThreadReport = { ...counts, txBytes, rxBytes, datagramsOut, latency: latency.count > 0 ? latency.encode() : '' };
     writeFileSync(join(d.reportDir, `thread-${thread}.json`), JSON.stringify(report));
   });
 

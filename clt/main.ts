@@ -149,14 +149,18 @@ function parseConfig(argv: string[]): Config {
 interface Totals extends Omit<ThreadCounts, 'thread' | 'firstError'> {
   txBytes: number;
   rxBytes: number;
+  datagramsOut: number;
   firstError: ThreadCounts['firstError'];
 }
 
-function sum(stats: FleetThreadStats[]): Totals {
-  const t: Totals = { established: 0, failed: 0, dropped: 0, open: 0, peak: 0, errors: {}, responses: 0, txBytes: 0, rxBytes: 0, firstError: undefined };
+function sum(stats: FleetThreadStats[], udp: boolean): Totals {
+  const t: Totals = { established: 0, failed: 0, dropped: 0, open: 0, peak: 0, errors: {}, responses: 0, txBytes: 0, rxBytes: 0, datagramsOut: 0, firstError: undefined };
   for (const s of stats) {
     t.txBytes += s.bytesOut;
     t.rxBytes += s.bytesIn;
+    t.datagramsOut += s.datagramsOut;
+    // UDP send errors (ECONNREFUSED after an ICMP port-unreachable) are counted natively only.
+    if (udp) addErrors(t.errors, s.errors);
     const a = s.app as ThreadCounts | undefined;
     if (!a) continue;
     t.established += a.established;
@@ -262,7 +266,7 @@ async function run(c: Config): Promise<number> {
   const sample = async (): Promise<void> => {
     if (sampling || stopping) return;
     sampling = true;
-    const t = sum(await fleet.stats());
+    const t = sum(await fleet.stats(), c.udp);
     sampling = false;
     if (stopping) return;
     const now = performance.now();
@@ -297,7 +301,9 @@ async function run(c: Config): Promise<number> {
         rxBytes: t.rxBytes,
         txRate: Math.round(txRate),
         rxRate: Math.round(rxRate),
-        ...(c.mode === 'echo' ? { responses: t.responses, responsesPerS: Math.round(rps) } : {}),
+        ...(c.udp ? { datagramsOut: t.datagramsOut } : {}),
+    ...(c.mode === 'echo' ? { responses: t.responses, responsesPerS: Math.round(rps) } : {}),
+        ...(c.udp ? { datagramsOut: t.datagramsOut } : {}),
         errors: t.errors,
       });
       if (rampDone) {
@@ -330,7 +336,7 @@ async function run(c: Config): Promise<number> {
       }
       rmSync(reportDir, { recursive: true, force: true });
       const latency = new Latency();
-      const t: Totals = { established: 0, failed: 0, dropped: 0, open: 0, peak: 0, errors: {}, responses: 0, txBytes: 0, rxBytes: 0, firstError: undefined };
+      const t: Totals = { established: 0, failed: 0, dropped: 0, open: 0, peak: 0, errors: {}, responses: 0, txBytes: 0, rxBytes: 0, datagramsOut: 0, firstError: undefined };
       for (const r of reports) {
         t.established += r.established;
         t.failed += r.failed;
@@ -339,6 +345,7 @@ async function run(c: Config): Promise<number> {
         t.responses += r.responses;
         t.txBytes += r.txBytes;
         t.rxBytes += r.rxBytes;
+        t.datagramsOut += r.datagramsOut;
         addErrors(t.errors, r.errors);
         t.firstError ??= r.firstError;
         latency.addEncoded(r.latency);
@@ -397,6 +404,7 @@ function printSummary(out: Output, c: Config, t: Totals, lat: LatencySummary | u
     txRate: Math.round(txRate),
     rxRate: Math.round(rxRate),
     errors: t.errors,
+    ...(c.udp ? { datagramsOut: t.datagramsOut } : {}),
     ...(c.mode === 'echo' ? { responses: t.responses, latencyUs: lat ? { p50: lat.p50, p90: lat.p90, p99: lat.p99, p999: lat.p999, max: lat.max } : null } : {}),
     complete: r.complete,
   });
@@ -404,7 +412,7 @@ function printSummary(out: Output, c: Config, t: Totals, lat: LatencySummary | u
     { '': 'established', value: formatCount(t.established), detail: `peak ${formatCount(t.peak)} open at once` },
     { '': 'failed', value: formatCount(t.failed), detail: formatErrors(t.errors) },
     { '': 'dropped', value: formatCount(t.dropped), detail: 'closed by the server during the run' },
-    { '': 'sent', value: formatBytes(t.txBytes), detail: formatRate(txRate) },
+    { '': 'sent', value: formatBytes(t.txBytes), detail: `${formatRate(txRate)}${c.udp ? `, ${formatCount(t.datagramsOut)} datagrams` : ''}` },
     { '': 'received', value: formatBytes(t.rxBytes), detail: formatRate(rxRate) },
     { '': 'duration', value: `${r.durationS.toFixed(2)} s`, detail: `${r.runS.toFixed(2)} s running, then closing` },
   ];

@@ -1,0 +1,45 @@
+// Nothing lost: after a clean run (clt ends and closes its sockets, srv drains), the bytes
+// iapp-clt says it sent are exactly the bytes iapp-srv says it received, over TCP and Unix
+// sockets, for several thread and process counts on both sides.
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterEach, describe, expect, it } from 'vitest';
+
+import { killAll, root, run } from './fixtures/clt-proc.js';
+
+const SRV = 'dist/srv/main.js';
+const CLT = 'dist/clt/main.js';
+
+afterEach(killAll);
+
+/** Runs srv on `listen`, clt against it, stops srv, and returns both summaries. */
+async function reconcile(listen: string, srvArgs: string[], cltArgs: string[]) {
+  const srv = run(SRV, ['--json', '--listen', listen, ...srvArgs]);
+  const listening = await srv.json('listening');
+  const target = (listening.addresses as { text: string }[])[0]!.text;
+  const clt = run(CLT, ['--json', '--duration', '1', '--rate', '1000', '--target', target, ...cltArgs]);
+  const sent = await clt.json('summary');
+  expect((await clt.exited).code, clt.stderr()).toBe(0);
+  srv.child.kill('SIGTERM');
+  const received = await srv.json('summary');
+  expect((await srv.exited).code, srv.stderr()).toBe(0);
+  return { sent, received };
+}
+
+describe.skipIf(!existsSync(join(root, SRV)))('clt and srv reconcile', () => {
+  it.each([
+    ['TCP, 2 clt threads, 1 srv thread', '127.0.0.1:0', ['--threads', '1'], ['--threads', '2', '--conns', '4']],
+    ['TCP, 4 clt threads in 2 processes, 2 srv threads', '127.0.0.1:0', ['--threads', '2'], ['--threads', '4', '--procs', '2', '--conns', '4']],
+    ['TCP, 3 clt threads, srv in 2 processes', '127.0.0.1:0', ['--threads', '2', '--procs', '2'], ['--threads', '3', '--conns', '5']],
+    ['Unix, 2 clt threads in 2 processes, 2 srv threads', `unix:${join(tmpdir(), `clt-rec-${process.pid}.sock`)}`, ['--threads', '2'], ['--threads', '2', '--procs', '2', '--conns', '4']],
+  ])('%s: txBytes of clt = rxBytes of srv', async (_name, listen, srvArgs, cltArgs) => {
+    const { sent, received } = await reconcile(listen, srvArgs, cltArgs);
+    expect(sent.failed).toBe(0);
+    expect(sent.connected).toBeGreaterThan(0);
+    expect(sent.reset).toBe(0);
+    expect(sent.txBytes).toBeGreaterThan(0);
+    expect(received.rxBytes).toBe(sent.txBytes);
+  });
+});
