@@ -55,7 +55,7 @@ export interface SrvAppStats {
   requests: number;
   /** HTTP requests refused (400, 408, 431, 501). */
   httpErrors: number;
-  /** Most connections open at once on this thread. */
+  /** Most connections open at once on this thread (not tracked in sink mode, which runs no JS per connection). */
   peak: number;
 }
 
@@ -80,8 +80,6 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
       http.delete(s);
     });
     switch (d.mode) {
-      case 'sink':
-        break; // the listener's mode already discards natively
       case 'data':
         s.onData((b) => {
           app.jsBytes += b.length;
@@ -119,14 +117,17 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
   };
 
   const listenMode = d.mode === 'sink' ? 'sink' : 'data';
+  // A sink listener without a handler keeps its sockets native: no JS object, no JS call per
+  // connection (the loop still counts them in stats().sockets).
+  const onConn = d.mode === 'sink' ? undefined : serve;
   const result: SrvLoopResult = { tcp: [], udp: [], activated: [] };
   const listeners: Listener[] = [];
 
   for (const spec of d.tcp) {
     let l: Listener;
-    if ('fd' in spec) l = loop.listen({ fd: spec.fd, mode: listenMode }, serve);
-    else if ('path' in spec) l = loop.listen({ path: spec.path, mode: listenMode, accept: 'shared' }, serve);
-    else l = loop.listen({ host: spec.host, port: spec.port, name: spec.name, accept: d.accept, mode: listenMode }, serve);
+    if ('fd' in spec) l = loop.listen({ fd: spec.fd, mode: listenMode }, onConn);
+    else if ('path' in spec) l = loop.listen({ path: spec.path, mode: listenMode, accept: 'shared' }, onConn);
+    else l = loop.listen({ host: spec.host, port: spec.port, name: spec.name, accept: d.accept, mode: listenMode }, onConn);
     listeners.push(l);
     result.tcp.push(describe(l));
   }
@@ -138,7 +139,7 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
     // A passed socket is a listening stream socket or a datagram socket; without getsockopt the
     // library tells which by refusing to listen on a datagram one.
     try {
-      const l = loop.listen({ fd: a.fd, mode: listenMode }, serve);
+      const l = loop.listen({ fd: a.fd, mode: listenMode }, onConn);
       listeners.push(l);
       result.activated.push({ ...describe(l), fd: a.fd, name: a.name });
     } catch (e) {

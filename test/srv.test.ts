@@ -12,6 +12,8 @@ import { fileURLToPath } from 'node:url';
 
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 
+import { listenFds } from '../dist/src/index.js';
+
 const MAIN = fileURLToPath(new URL('../dist/srv/main.js', import.meta.url));
 type Json = Record<string, any>;
 
@@ -129,9 +131,15 @@ describe('iapp-srv', () => {
     expect(listening.addresses[0]).toMatchObject({ proto: 'tcp', address: '127.0.0.1' });
     expect(port).toBeGreaterThan(0);
     const data = randomBytes(3 * 1024 * 1024 + 17);
-    await Promise.all([send({ port, host: '127.0.0.1' }, data), send({ port, host: '127.0.0.1' }, data.subarray(0, 1000))]);
+    // One connection held open until a live line shows it; the other sends and closes.
+    const held = net.connect({ port, host: '127.0.0.1' });
+    held.write(data.subarray(0, 1000));
+    await srv.waitJson((o) => o.type === 'stats' && o.connections === 1, 'a stats line with the open connection');
+    const heldClosed = new Promise((r) => held.on('close', r));
+    held.end();
+    await Promise.all([send({ port, host: '127.0.0.1' }, data), heldClosed]);
     const total = data.length + 1000;
-    const st = await srv.waitJson((o) => o.type === 'stats' && o.rxBytes === total && o.closed + 0 >= 0 && o.connections === 0, 'stats with all bytes');
+    const st = await srv.waitJson((o) => o.type === 'stats' && o.rxBytes === total && o.connections === 0, 'stats with all bytes');
     expect(st.accepted).toBe(2);
     const sum = await stop(srv);
     expect(sum).toMatchObject({ rxBytes: total, txBytes: 0, accepted: 2, closed: 2, threads: 2, procs: 1, mode: 'sink', errors: {} });
@@ -323,5 +331,69 @@ describe('iapp-srv', () => {
     expect(listening.addresses).toEqual([expect.objectContaining({ proto: 'tcp', address: '127.0.0.1', port, fd: 3, name: 'web' })]);
     await srv.waitJson((o) => o.type === 'stats' && o.rxBytes === 54321 && o.connections === 0);
     expect((await stop(srv)).rxBytes).toBe(54321);
+  });
+
+  it('answers 408 when a request head does not complete within --header-timeout', async () => {
+    const { srv, port } = await start(['--listen', '127.0.0.1:0', '--mode', 'http', '--header-timeout', '0.3']);
+    const back = await exchange({ port, host: '127.0.0.1' }, 'GET / HTTP/1.1\r\nHost: slow\r\n', false);
+    expect(back.toString('latin1')).toMatch(/^HTTP\/1\.1 408 /);
+    await srv.waitJson((o) => o.type === 'stats' && o.connections === 0 && o.accepted === 1);
+    expect((await stop(srv)).httpErrors).toBe(1);
+  });
+
+  it('shares a port chosen with :0 between two processes', async () => {
+    const { srv, listening, port } = await start(['--listen', '127.0.0.1:0', '--procs', '2']);
+    expect(listening.procs).toBe(2);
+    const data = Buffer.alloc(70_000, 1);
+    await Promise.all(Array.from({ length: 8 }, () => send({ port, host: '127.0.0.1' }, data)));
+    await srv.waitJson((o) => o.type === 'stats' && o.rxBytes === 8 * data.length && o.connections === 0);
+    const sum = await stop(srv);
+    expect(sum).toMatchObject({ rxBytes: 8 * data.length, accepted: 8, closed: 8 });
+  });
+
+  it('serves a datagram socket passed by systemd-socket-activate', async () => {
+    const probe = dgram.createSocket('udp4');
+    await new Promise<void>((r) => probe.bind(0, '127.0.0.1', r));
+    const port = probe.address().port;
+    await new Promise<void>((r) => probe.close(r));
+    const srv = run(['--json', '--threads', '2', '--stats', '0.1'], ['systemd-socket-activate', '--datagram', '-l', `127.0.0.1:${port}`, process.execPath, MAIN]);
+    await new Promise<void>((resolve) => {
+      const check = (): void => {
+        if (!srv.stderr().includes('Listening on')) return;
+        srv.cp.stderr!.off('data', check);
+        resolve();
+      };
+      srv.cp.stderr!.on('data', check);
+      check();
+    });
+    // The first datagram makes the activator start srv; it waits in the socket's queue.
+    const sock = dgram.createSocket('udp4');
+    await new Promise<void>((r, j) => sock.send(Buffer.alloc(64), port, '127.0.0.1', (e) => (e ? j(e) : r())));
+    sock.close();
+    const listening = await srv.waitJson((o) => o.type === 'listening');
+    expect(listening.addresses).toEqual([expect.objectContaining({ proto: 'udp', port, fd: 3 })]);
+    await srv.waitJson((o) => o.type === 'stats' && o.datagramsIn === 1);
+    expect((await stop(srv)).rxBytes).toBe(64);
+  });
+});
+
+describe('listenFds (socket activation variables)', () => {
+  it('returns the passed fds with their names and unsets the variables', () => {
+    const env: NodeJS.ProcessEnv = { LISTEN_PID: '42', LISTEN_FDS: '2', LISTEN_FDNAMES: 'web:dns', OTHER: 'x' };
+    expect(listenFds(env, 42)).toEqual([{ fd: 3, name: 'web' }, { fd: 4, name: 'dns' }]);
+    expect(env).toEqual({ OTHER: 'x' });
+  });
+
+  it('ignores variables meant for another process, and names of the wrong count', () => {
+    const env: NodeJS.ProcessEnv = { LISTEN_PID: '41', LISTEN_FDS: '1' };
+    expect(listenFds(env, 42)).toEqual([]);
+    expect(env).toEqual({});
+    expect(listenFds({ LISTEN_PID: '42', LISTEN_FDS: '1', LISTEN_FDNAMES: 'a:b' }, 42)).toEqual([{ fd: 3, name: 'unknown' }]);
+    expect(listenFds({}, 42)).toEqual([]);
+  });
+
+  it('throws on malformed variables', () => {
+    expect(() => listenFds({ LISTEN_PID: 'me', LISTEN_FDS: '1' }, 42)).toThrow(/LISTEN_PID/);
+    expect(() => listenFds({ LISTEN_PID: '42', LISTEN_FDS: 'two' }, 42)).toThrow(/LISTEN_FDS/);
   });
 });
