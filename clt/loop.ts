@@ -190,10 +190,11 @@ export function setup(loop: Loop, info: LoopInfo): { thread: number } {
     }
   };
 
-  // Token bucket: `rate` per second, at most a tenth of a second's worth at once.
+  // Token bucket: `rate` per second on average. Up to a second's worth may be taken at once, so a
+  // thread whose timers were held back by a busy loop catches up instead of losing the tokens.
   let tokens = 1;
   let last = performance.now();
-  const burst = Math.max(1, d.rate / 10);
+  const burst = Math.max(1, d.rate);
   const tick = (): void => {
     const now = performance.now();
     tokens = Math.min(burst, tokens + ((now - last) * d.rate) / 1000);

@@ -243,8 +243,7 @@ async function run(c: Config): Promise<number> {
 
   out.line(describe(c));
 
-  let last: Totals | undefined;
-  let lastAt = startedAt;
+  let lastTxRate = 0;
   let lastPrintAt = startedAt;
   let printed: Totals | undefined;
   let rampDone = false;
@@ -274,17 +273,8 @@ async function run(c: Config): Promise<number> {
       void stop(cannotConnect(t));
       return;
     }
-    const dt = (now - lastAt) / 1000;
-    const tx = last ? (t.txBytes - last.txBytes) / dt : 0;
-    if (!rampDone) {
-      if (t.open >= total) {
-        rampDone = true;
-        out.line(`all ${formatCount(total)} ${c.udp ? 'sockets' : 'connections'} open after ${seconds(now - startedAt)} s${t.failed ? ` (${formatCount(t.failed)} attempts failed: ${formatErrors(t.errors)})` : ''}`);
-      } else if (out.json === false && (process.stdout.isTTY || now - lastPrintAt >= c.statsS * 1000 - 1)) {
-        out.status(`connecting: ${formatCount(t.open)} / ${formatCount(total)} open, ${formatCount(t.failed)} failed, ${formatRate(tx)}`);
-      }
-    }
-    if (now - lastPrintAt >= c.statsS * 1000 - 1) {
+    const printedNow = now - lastPrintAt >= c.statsS * 1000 - 1;
+    if (printedNow) {
       const pdt = (now - lastPrintAt) / 1000;
       const prev = printed ?? { txBytes: 0, rxBytes: 0, responses: 0 };
       const txRate = (t.txBytes - prev.txBytes) / pdt;
@@ -301,8 +291,7 @@ async function run(c: Config): Promise<number> {
         rxBytes: t.rxBytes,
         txRate: Math.round(txRate),
         rxRate: Math.round(rxRate),
-        ...(c.udp ? { datagramsOut: t.datagramsOut } : {}),
-    ...(c.mode === 'echo' ? { responses: t.responses, responsesPerS: Math.round(rps) } : {}),
+        ...(c.mode === 'echo' ? { responses: t.responses, responsesPerS: Math.round(rps) } : {}),
         ...(c.udp ? { datagramsOut: t.datagramsOut } : {}),
         errors: t.errors,
       });
@@ -312,9 +301,16 @@ async function run(c: Config): Promise<number> {
       }
       printed = t;
       lastPrintAt = now;
+      lastTxRate = txRate;
     }
-    last = t;
-    lastAt = now;
+    if (!rampDone) {
+      if (t.open >= total) {
+        rampDone = true;
+        out.line(`all ${formatCount(total)} ${c.udp ? 'sockets' : 'connections'} open after ${seconds(now - startedAt)} s${t.failed ? ` (${formatCount(t.failed)} attempts failed: ${formatErrors(t.errors)})` : ''}`);
+      } else if (out.json === false && (process.stdout.isTTY || printedNow)) {
+        out.status(`connecting: ${formatCount(t.open)} / ${formatCount(total)} open, ${formatCount(t.failed)} failed, tx ${formatRate(lastTxRate)}`);
+      }
+    }
   };
   const poller = setInterval(() => void sample(), rampEvery);
 
@@ -323,7 +319,7 @@ async function run(c: Config): Promise<number> {
       clearInterval(poller);
       clearTimeout(durationTimer);
       const stopAt = performance.now();
-      if (!fatal) out.status(`stopping: ending every connection and waiting for it to close (up to ${CLOSE_TIMEOUT_MS / 1000} s)`);
+      if (!fatal) out.status(c.udp ? 'stopping: closing the UDP sockets' : `stopping: ending every connection and waiting for it to close (up to ${CLOSE_TIMEOUT_MS / 1000} s)`);
       const close = await fleet.close({ timeoutMs: fatal ? 0 : CLOSE_TIMEOUT_MS });
       const endAt = performance.now();
       const reports: ThreadReport[] = [];
@@ -408,14 +404,21 @@ function printSummary(out: Output, c: Config, t: Totals, lat: LatencySummary | u
     ...(c.mode === 'echo' ? { responses: t.responses, latencyUs: lat ? { p50: lat.p50, p90: lat.p90, p99: lat.p99, p999: lat.p999, max: lat.max } : null } : {}),
     complete: r.complete,
   });
-  const rows: Record<string, string>[] = [
-    { '': 'established', value: formatCount(t.established), detail: `peak ${formatCount(t.peak)} open at once` },
-    { '': 'failed', value: formatCount(t.failed), detail: formatErrors(t.errors) },
-    { '': 'dropped', value: formatCount(t.dropped), detail: 'closed by the server during the run' },
+  const rows: Record<string, string>[] = c.udp
+    ? [
+        { '': 'UDP sockets', value: formatCount(t.established), detail: '' },
+        { '': 'errors', value: formatCount(Object.values(t.errors).reduce((a, b) => a + b, 0)), detail: formatErrors(t.errors) },
+      ]
+    : [
+        { '': 'established', value: formatCount(t.established), detail: `peak ${formatCount(t.peak)} open at once` },
+        { '': 'failed', value: formatCount(t.failed), detail: formatErrors(t.errors) },
+        { '': 'dropped', value: formatCount(t.dropped), detail: 'closed by the server during the run' },
+      ];
+  rows.push(
     { '': 'sent', value: formatBytes(t.txBytes), detail: `${formatRate(txRate)}${c.udp ? `, ${formatCount(t.datagramsOut)} datagrams` : ''}` },
     { '': 'received', value: formatBytes(t.rxBytes), detail: formatRate(rxRate) },
     { '': 'duration', value: `${r.durationS.toFixed(2)} s`, detail: `${r.runS.toFixed(2)} s running, then closing` },
-  ];
+  );
   if (c.mode === 'echo') {
     rows.push({ '': 'responses', value: formatCount(t.responses), detail: `${formatCount(Math.round(t.responses / r.durationS))} per second` });
     if (lat) for (const [k, v] of [['p50', lat.p50], ['p90', lat.p90], ['p99', lat.p99], ['p99.9', lat.p999], ['max', lat.max]] as const) rows.push({ '': `latency ${k}`, value: `${formatCount(v)} µs`, detail: '' });
@@ -425,6 +428,10 @@ function printSummary(out: Output, c: Config, t: Totals, lat: LatencySummary | u
 }
 
 async function main(): Promise<void> {
+  // A reader that goes away (`| head`) ends the output, not the run with a stack trace.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+  });
   let c: Config;
   try {
     c = parseConfig(process.argv.slice(2));

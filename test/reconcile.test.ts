@@ -42,4 +42,20 @@ describe.skipIf(!existsSync(join(root, SRV)))('clt and srv reconcile', () => {
     expect(sent.txBytes).toBeGreaterThan(0);
     expect(received.rxBytes).toBe(sent.txBytes);
   });
+
+  it('UDP: datagrams pushed natively; srv gets at most what clt sent (UDP may drop)', async () => {
+    const srv = run(SRV, ['--json', '--udp', '127.0.0.1:0', '--threads', '1']);
+    const target = ((await srv.json('listening')).addresses as { text: string }[])[0]!.text.replace(/^udp /, '');
+    const clt = run(CLT, ['--json', '--udp', '--duration', '1', '--threads', '2', '--size', '1400', '--target', target]);
+    const sent = await clt.json('summary');
+    expect((await clt.exited).code, clt.stderr()).toBe(0);
+    srv.child.kill('SIGTERM');
+    const received = await srv.json('summary');
+    expect(sent).toMatchObject({ mode: 'udp', connected: 2, failed: 0 });
+    expect(sent.datagramsOut).toBeGreaterThan(0);
+    expect(sent.txBytes).toBe(sent.datagramsOut * 1400);
+    expect(received.datagramsIn).toBeGreaterThan(0);
+    expect(received.datagramsIn).toBeLessThanOrEqual(sent.datagramsOut);
+    expect(received.rxBytes).toBe(received.datagramsIn * 1400);
+  });
 });
