@@ -42,13 +42,7 @@ int BindAndListen(const ListenSpec& spec, const SockAddr& addr, bool reuseport, 
   }
   int r = 0;
   if (addr.family() != AF_UNIX) {
-    r = SetSockOptInt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
-#if defined(SO_REUSEPORT_LB)
-    // FreeBSD: SO_REUSEPORT alone does not spread connections; the _LB variant does.
-    if (r == 0 && reuseport) r = SetSockOptInt(fd, SOL_SOCKET, SO_REUSEPORT_LB, 1);
-#elif defined(SO_REUSEPORT)
-    if (r == 0 && reuseport) r = SetSockOptInt(fd, SOL_SOCKET, SO_REUSEPORT, 1);
-#endif
+    r = SetReuse(fd, reuseport);
     if (r == 0 && addr.family() == AF_INET6)
       r = SetSockOptInt(fd, IPPROTO_IPV6, IPV6_V6ONLY, spec.v6only ? 1 : 0);
     if (r < 0) {
@@ -121,110 +115,90 @@ void ReleaseGroupPort(const std::string& key) {
   if (it != Registry().end() && --it->second.refs <= 0) Registry().erase(it);
 }
 
+namespace {
+struct ReuseportCtx {
+  const ListenSpec* spec;
+  int* sys;
+};
+int BindReuseport(void* ctx, int port) {
+  auto* c = static_cast<ReuseportCtx*>(ctx);
+  SockAddr addr;
+  int r = MakeInetAddr(c->spec->host, port != 0 ? port : c->spec->port, &addr);
+  if (r < 0) {
+    *c->sys = kSysBind;
+    return r;
+  }
+  return BindAndListen(*c->spec, addr, true, c->sys);
+}
+
+// A shared listener is one socket per group and address: the first loop binds it and keeps the
+// original in the registry; every loop (the first too) works on its own dup.
+int OpenShared(const ListenSpec& spec, const SockAddr& addr, const std::string& key, int* sys) {
+  std::lock_guard<std::mutex> lock(registry_mu);
+  auto it = Registry().find(key);
+  int base;
+  if (it != Registry().end()) {
+    base = it->second.fd;
+  } else {
+    base = BindAndListen(spec, addr, false, sys);
+    if (base < 0) return base;
+  }
+  int fd = fcntl(base, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) {
+    int e = -errno;
+    *sys = kSysSocket;
+    if (it == Registry().end()) SysClose(base);
+    return e;
+  }
+  SetNonblockCloexec(fd);
+  if (it != Registry().end()) ++it->second.refs;
+  else Registry()[key] = Entry{base, 0, 1, !spec.path.empty()};
+  return fd;
+}
+}  // namespace
+
 Listener* Listener::Open(Loop* loop, const ListenSpec& spec, int* err, int* sys) {
+  ListenSpec s = spec;
+  SockAddr addr;
+  std::string key;
+  int fd;
   if (spec.fd >= 0) {
-    int fd = AdoptListening(spec.fd, sys);
-    if (fd < 0) {
-      *err = -fd;
+    fd = AdoptListening(spec.fd, sys);
+    s.shared = true;
+    s.path.clear();  // the path belongs to whoever made the socket: never unlink it
+  } else {
+    int r = spec.path.empty() ? MakeInetAddr(spec.host, spec.port, &addr) : MakeUnixAddr(spec.path, &addr);
+    if (r < 0) {
+      *err = -r;
+      *sys = kSysBind;
       return nullptr;
     }
-    ListenSpec adopted = spec;
-    adopted.shared = true;
-    adopted.path.clear();  // the path belongs to whoever made the socket: never unlink it
-    auto* l = new Listener(loop, adopted);
-    l->fd = fd;
-    l->local_.len = sizeof l->local_.ss;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&l->local_.ss), &l->local_.len);
-    loop->Register(l);
-    l->want = kWantRead | kExclusive;
-    loop->poller().Update(l);
-    return l;
-  }
-  SockAddr addr;
-  int r = spec.path.empty() ? MakeInetAddr(spec.host, spec.port, &addr)
-                            : MakeUnixAddr(spec.path, &addr);
-  if (r < 0) {
-    *err = -r;
-    *sys = kSysBind;
-    return nullptr;
-  }
-  const bool is_unix = !spec.path.empty();
-  const bool reuseport = !spec.shared && !is_unix;
-  std::string key;
-  if (spec.shared) {
-    key = "shared|" + spec.group + "|" + (is_unix ? spec.path : spec.host + "|" + std::to_string(spec.port));
-  } else if (reuseport && spec.port == 0) {
-    key = "port0|" + spec.group + "|" + spec.host;
-  }
-
-  int fd = -1;
-  bool created = false;
-  {
-    std::lock_guard<std::mutex> lock(registry_mu);
-    auto it = key.empty() ? Registry().end() : Registry().find(key);
-    if (spec.shared) {
-      if (it != Registry().end()) {
-        fd = fcntl(it->second.fd, F_DUPFD_CLOEXEC, 0);
-        if (fd < 0) {
-          *err = errno;
-          *sys = kSysSocket;
-          return nullptr;
-        }
-        SetNonblockCloexec(fd);
-        ++it->second.refs;
-      } else {
-        int base = BindAndListen(spec, addr, false, sys);
-        if (base < 0) {
-          *err = -base;
-          return nullptr;
-        }
-        fd = fcntl(base, F_DUPFD_CLOEXEC, 0);
-        if (fd < 0) {
-          *err = errno;
-          *sys = kSysSocket;
-          SysClose(base);
-          return nullptr;
-        }
-        Registry()[key] = Entry{base, 0, 1, is_unix};
-        created = true;
-      }
+    const bool is_unix = !spec.path.empty();
+    if (spec.shared || is_unix) {
+      s.shared = true;
+      key = "shared|" + spec.group + "|" + (is_unix ? spec.path : spec.host + "|" + std::to_string(spec.port));
+      fd = OpenShared(s, addr, key, sys);
+    } else if (spec.port == 0) {
+      // Port 0 with SO_REUSEPORT: the group's first loop gets a port, the others join it.
+      key = "port0|" + spec.group + "|" + spec.host;
+      ReuseportCtx ctx{&spec, sys};
+      fd = BindGroupPort(key, BindReuseport, &ctx);
     } else {
-      SockAddr bind_addr = addr;
-      if (it != Registry().end()) {
-        // Join the port the group's first loop got.
-        MakeInetAddr(spec.host, it->second.port, &bind_addr);
-      }
-      fd = BindAndListen(spec, bind_addr, reuseport, sys);
-      if (fd < 0) {
-        *err = -fd;
-        return nullptr;
-      }
-      created = true;
-      if (!key.empty()) {
-        if (it != Registry().end()) {
-          ++it->second.refs;
-        } else {
-          sockaddr_storage ss;
-          socklen_t len = sizeof ss;
-          getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
-          std::string h;
-          int port = 0;
-          DescribeAddr(reinterpret_cast<sockaddr*>(&ss), len, &h, &port);
-          Registry()[key] = Entry{-1, port, 1, false};
-        }
-      }
+      fd = BindAndListen(spec, addr, true, sys);
     }
   }
-
-  auto* l = new Listener(loop, spec);
+  if (fd < 0) {
+    *err = -fd;
+    return nullptr;
+  }
+  auto* l = new Listener(loop, s);
   l->fd = fd;
   l->registry_key_ = key;
   l->local_.len = sizeof l->local_.ss;
   getsockname(fd, reinterpret_cast<sockaddr*>(&l->local_.ss), &l->local_.len);
-  if (is_unix) l->local_ = addr;  // getsockname of a Unix socket may omit the path on some systems
-  (void)created;
+  if (!s.path.empty()) l->local_ = addr;  // getsockname of a Unix socket may omit the path on some systems
   loop->Register(l);
-  l->want = kWantRead | (spec.shared ? static_cast<uint32_t>(kExclusive) : 0u);
+  l->want = kWantRead | (s.shared ? static_cast<uint32_t>(kExclusive) : 0u);
   loop->poller().Update(l);
   return l;
 }

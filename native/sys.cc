@@ -113,6 +113,18 @@ int SetSockOptInt(int fd, int level, int name, int value) {
   return Neg(setsockopt(fd, level, name, &value, sizeof value));
 }
 
+int SetReuse(int fd, bool reuseport) {
+  int r = SetSockOptInt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+  if (r < 0 || !reuseport) return r;
+#if defined(SO_REUSEPORT_LB)
+  return SetSockOptInt(fd, SOL_SOCKET, SO_REUSEPORT_LB, 1);
+#elif defined(SO_REUSEPORT)
+  return SetSockOptInt(fd, SOL_SOCKET, SO_REUSEPORT, 1);
+#else
+  return 0;
+#endif
+}
+
 int CloseWithReset(int fd) {
   linger l{1, 0};
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);

@@ -24,6 +24,10 @@ ssize_t SysRecv(int fd, void* buf, size_t len);
 ssize_t SysDiscard(int fd, size_t len, bool trunc_ok);
 int SysSockError(int fd);
 int SetSockOptInt(int fd, int level, int name, int value);
+// SO_REUSEADDR, and with `reuseport` the option that lets several sockets bind one address and
+// spreads the load among them (SO_REUSEPORT; SO_REUSEPORT_LB on FreeBSD, where plain
+// SO_REUSEPORT does not spread). 0 or -errno.
+int SetReuse(int fd, bool reuseport);
 // A close that sends RST instead of FIN (SO_LINGER with a zero timeout).
 int CloseWithReset(int fd);
 // An fd held in reserve so that EMFILE on accept can still take one connection off the backlog.

@@ -42,12 +42,7 @@ int BindUdp(void* ctx, int port) {
     *c->sys = kSysSocket;
     return fd;
   }
-  r = SetSockOptInt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
-#if defined(SO_REUSEPORT_LB)
-  if (r == 0) r = SetSockOptInt(fd, SOL_SOCKET, SO_REUSEPORT_LB, 1);
-#elif defined(SO_REUSEPORT)
-  if (r == 0) r = SetSockOptInt(fd, SOL_SOCKET, SO_REUSEPORT, 1);
-#endif
+  r = SetReuse(fd, true);
   if (r < 0) {
     *c->sys = kSysSetsockopt;
     SysClose(fd);
