@@ -27,6 +27,7 @@ export interface SrvLoopData {
   /** Where each thread writes `<global thread>.json` with its final counters. */
   finalDir: string;
   firstThread: number;
+  proc: number;
 }
 
 /** One bound address, as reported back to the main process. */
@@ -175,7 +176,7 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
     clearInterval(timer);
     try {
       const s = loop.stats();
-      writeFileSync(join(d.finalDir, `${d.firstThread + info.index}.json`), JSON.stringify({ ...s, app }));
+      writeFileSync(join(d.finalDir, `${d.firstThread + info.index}.json`), JSON.stringify({ ...s, app, proc: d.proc }));
     } catch {
       // The summary falls back to the last sample of this thread.
     }

@@ -296,6 +296,7 @@ async function main(argv: string[]): Promise<number> {
           headerTimeoutMs: Math.round(cfg.headerTimeoutS * 1000),
           finalDir,
           firstThread: ctx.firstThread,
+          proc: ctx.proc,
         } satisfies SrvLoopData;
       },
     });
@@ -341,7 +342,8 @@ async function main(argv: string[]): Promise<number> {
   out.line(limitText);
   out.line(
     `iapp-srv: ${cfg.mode} mode, ${cfg.threads} thread${cfg.threads > 1 ? 's' : ''}` +
-      `${cfg.procs > 1 ? ` in ${cfg.procs} processes` : ''}, accept ${cfg.accept}`,
+      `${cfg.procs > 1 ? ` in ${cfg.procs} processes` : ''}` +
+      (cfg.tcp.some((e) => e.path === undefined) ? `, accept ${cfg.accept}` : ''),
   );
   for (const a of first.activated) out.line(`serving ${addressText(a)} (socket activation: fd ${a.fd}, name ${a.name})`);
   for (const a of addresses.slice(first.activated.length)) out.line(`listening on ${addressText(a)}`);
@@ -470,7 +472,7 @@ async function main(argv: string[]): Promise<number> {
       for (let i = 0; i < cfg.threads; i++) {
         try {
           const s = JSON.parse(readFileSync(join(finalDir, `${i}.json`), 'utf8')) as FleetThreadStats;
-          final.set(i, { ...s, thread: i, proc: final.get(i)?.proc ?? s.proc ?? 0 });
+          final.set(i, { ...s, thread: i });
         } catch {
           // keep the sample
         }
@@ -478,6 +480,9 @@ async function main(argv: string[]): Promise<number> {
       const perThread = [...final.values()].sort((a, b) => a.thread - b.thread);
       const tot = totalsOf(perThread);
       for (const s of perThread) peak = Math.max(peak, num((s.app as SrvAppStats | undefined)?.peak));
+      // Sink mode samples the open count; a connection that came and went between samples was
+      // still open once.
+      if (tot.accepted > 0) peak = Math.max(peak, 1);
       const overflowsNow = listenOverflows();
       const overflows = overflowsNow !== undefined && overflowsAtStart !== undefined ? overflowsNow - overflowsAtStart : undefined;
       const errors = addErrors({ ...tot.errors }, errorsSeen);
