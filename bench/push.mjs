@@ -1,0 +1,395 @@
+// The push scenario: how fast, and at what CPU cost, one client thread pushes 64 KiB writes into a
+// sink over N connections: iapp-clt against a node:net client and the C reference client.
+//
+//   node bench/push.mjs [--quick] [--duration S] [--runs N] [--only-conns 1,64] [--size B]
+//                       [--systems iapp-clt,net-push,c-push] [--sink c-trunc|iapp-srv]
+//                       [--no-pin] [--json] [--out FILE]
+//
+// Sink (the same for every client, restarted for every run, pinned to CPU 0): by default the C
+// MSG_TRUNC sink (bench/reference/sink.c --mode trunc: ~0.06 CPU-s/GB, the cheapest sink there is,
+// so the least likely to be the bottleneck); --sink iapp-srv uses `iapp-srv --mode sink --threads 1`.
+// Clients, each pinned to CPU 1 (one core, one thread of pushing):
+//   iapp-clt  node dist/clt/main.js --threads 1 --procs 1 --conns N --size B --duration S --mode push --json
+//   net-push  bench/peers/net-push.mjs: node:net, write() while it returns true, resume on 'drain'
+//   c-push    bench/reference/push.c: one epoll thread, one write() per socket per writable wake
+//
+// One run: start the sink, run the client under GNU time (CPU of its whole process tree, startup
+// included) for S seconds, wait until the kernel holds no more bytes toward the sink, stop the
+// sink and reconcile: sink rxBytes == client txBytes.
+//   GB/s      = client txBytes / client's own push time (first connect -> last write), GB = 1e9 B
+//   CPU-s/GB  = client user+sys CPU seconds, whole process tree, from start to exit / GB sent
+// Systems are interleaved (A B C A B C ...); ratios are medians of per-round ratios.
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { buildReferences } from './lib/reference.mjs';
+import { listenOverflows, machineInfo, now, pinningPlan, procCpuSeconds, startServer, summarize, waitDrained, waitQuiet } from './lib/harness.mjs';
+import { startJsonProc, treeCpuSeconds } from './lib/procs.mjs';
+
+const benchDir = dirname(fileURLToPath(import.meta.url));
+const root = join(benchDir, '..');
+const node = process.execPath;
+const CLT = join(root, 'dist', 'clt', 'main.js');
+const SRV = join(root, 'dist', 'srv', 'main.js');
+const IAPP = 'iapp-clt';
+const PEER = 'net-push';
+const REF = 'c-push';
+const DRAIN_TIMEOUT_S = 10;
+const QUIET_BUDGET_S = 30;
+
+const USAGE = `usage: node bench/push.mjs [options]
+  --quick              2 runs x 2 s per system and case (about 1 min)
+  --duration S         seconds of pushing per run (default 5; 2 with --quick)
+  --runs N             runs per system per case, interleaved (default 3; 2 with --quick)
+  --only-conns LIST    connection counts (default 1,64)
+  --size B             bytes per write (default 65536)
+  --systems LIST       iapp-clt,net-push,c-push (default all)
+  --sink WHICH         c-trunc (default) or iapp-srv
+  --no-pin             do not pin sink/client to CPUs 0/1
+  --json               one JSON line per case, system and metric on stdout
+  --out FILE           results file (default bench/results/push.json)`;
+
+let opts;
+try {
+  ({ values: opts } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      duration: { type: 'string' },
+      runs: { type: 'string' },
+      'only-conns': { type: 'string' },
+      size: { type: 'string', default: '65536' },
+      systems: { type: 'string' },
+      sink: { type: 'string', default: 'c-trunc' },
+      'no-pin': { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+      out: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  }));
+} catch (err) {
+  console.error(`${err.message}\n${USAGE}`);
+  process.exit(2);
+}
+if (opts.help) {
+  console.error(USAGE);
+  process.exit(0);
+}
+const log = (s = '') => process.stderr.write(`${s}\n`);
+const connsList = (opts['only-conns'] ?? '1,64').split(',').map(Number);
+const size = Number(opts.size);
+const duration = Number(opts.duration ?? (opts.quick ? 2 : 5));
+const runs = Number(opts.runs ?? (opts.quick ? 2 : 3));
+if (connsList.some((n) => !Number.isInteger(n) || n < 1 || n > 10000) || !Number.isInteger(size) || size < 1 || size > 16 << 20) {
+  console.error('--only-conns: integers 1..10000; --size: 1..16 MiB');
+  process.exit(2);
+}
+if (!(duration > 0 && duration <= 600) || !Number.isInteger(runs) || runs < 1 || runs > 100) {
+  console.error('--duration: (0, 600] seconds; --runs: 1..100');
+  process.exit(2);
+}
+if (!['c-trunc', 'iapp-srv'].includes(opts.sink)) {
+  console.error('--sink must be c-trunc or iapp-srv');
+  process.exit(2);
+}
+const outFile = opts.out ?? join(benchDir, 'results', 'push.json');
+
+let ref;
+try {
+  ref = buildReferences({ log });
+} catch (err) {
+  console.error(`push bench: ${err.message}`);
+  process.exit(1);
+}
+
+// ---- systems (clients) ---------------------------------------------------------------------------
+const clientArgs = {
+  [IAPP]: (port, conns) => [CLT, '--target', `127.0.0.1:${port}`, '--threads', '1', '--procs', '1', '--conns', String(conns),
+    '--rate', String(Math.max(1000, conns * 100)), '--size', String(size), '--duration', String(duration), '--mode', 'push', '--json', '--stats', '1'],
+  [PEER]: (port, conns) => [join(benchDir, 'peers', 'net-push.mjs'), '--host', '127.0.0.1', '--port', String(port), '--conns', String(conns), '--size', String(size), '--duration', String(duration)],
+  [REF]: (port, conns) => ['--host', '127.0.0.1', '--port', String(port), '--conns', String(conns), '--size', String(size), '--duration', String(duration)],
+};
+let systems = [
+  { name: IAPP, kind: 'iapp', cmd: node },
+  { name: PEER, kind: 'peer', cmd: node },
+  { name: REF, kind: 'reference', cmd: ref.push },
+];
+if (opts.systems) {
+  const want = opts.systems.split(',').map((s) => s.trim());
+  const unknown = want.filter((w) => !systems.some((s) => s.name === w));
+  if (unknown.length) {
+    console.error(`--systems: unknown ${unknown.join(', ')} (known: ${systems.map((s) => s.name).join(', ')})`);
+    process.exit(2);
+  }
+  systems = systems.filter((s) => want.includes(s.name));
+}
+if (systems.some((s) => s.name === IAPP) && !existsSync(CLT)) {
+  log(`NOTE: ${relative(root, CLT)} not built: skipping ${IAPP}`);
+  systems = systems.filter((s) => s.name !== IAPP);
+}
+if (opts.sink === 'iapp-srv' && !existsSync(SRV)) {
+  console.error(`--sink iapp-srv: ${relative(root, SRV)} not built`);
+  process.exit(1);
+}
+if (!systems.length) {
+  console.error('no systems to run');
+  process.exit(2);
+}
+const pin = pinningPlan({ disabled: opts['no-pin'] });
+const sinkDesc =
+  opts.sink === 'c-trunc'
+    ? 'bench/reference/sink.c --mode trunc (C, one epoll thread, recv(MSG_TRUNC))'
+    : 'iapp-srv --mode sink --threads 1 (native sink, one loop thread)';
+
+// ---- the sink ------------------------------------------------------------------------------------
+/** Starts the sink: { pid, port, cpu(), stop() -> { rxBytes, accepted } }. */
+async function startSink() {
+  if (opts.sink === 'c-trunc') {
+    const s = await startServer({ name: 'c-trunc', cmd: ref.sink, args: ['--mode', 'trunc', '--port', '0'], cwd: root }, { prefix: pin.server });
+    return { pid: s.pid, port: s.port, cpu: () => procCpuSeconds(s.pid), stop: () => s.stop(), kill: () => s.kill() };
+  }
+  const p = startJsonProc({ name: 'iapp-srv', cmd: node, args: [SRV, '--mode', 'sink', '--threads', '1', '--listen', '127.0.0.1:0', '--json', '--stats', '60'], cwd: root, prefix: pin.server });
+  const l = await p.waitFor((o) => o.type === 'listening', 20, 'listening line');
+  return {
+    pid: p.pid,
+    port: l.addresses[0].port,
+    cpu: () => treeCpuSeconds(p.pid),
+    async stop() {
+      const r = await p.stop({ timeoutS: 10 });
+      const sum = r.objects.filter((o) => o.type === 'summary').pop();
+      if (!sum) throw new Error(`iapp-srv printed no summary (${r.signal ?? `code ${r.code}`})${p.errTail()}`);
+      return sum;
+    },
+    kill: () => p.kill(),
+  };
+}
+
+// ---- one run -------------------------------------------------------------------------------------
+async function runOnce(sys, conns) {
+  const ovf0 = listenOverflows();
+  const sink = await startSink();
+  try {
+    const sinkCpu0 = sink.cpu();
+    const t0 = now();
+    const cl = startJsonProc({ name: sys.name, cmd: sys.cmd, args: clientArgs[sys.name](sink.port, conns), cwd: root, prefix: pin.client, timeCpu: true });
+    const timeoutS = duration + 60;
+    const res = await Promise.race([cl.done, new Promise((r) => setTimeout(() => r(null), timeoutS * 1000))]);
+    if (!res) {
+      await cl.kill();
+      throw new Error(`${sys.name} still running ${timeoutS} s after start (killed)`);
+    }
+    const tExit = now();
+    // The client's own report: iapp-clt's {"type":"summary"}, the others' single line.
+    const rep = res.objects.filter((o) => o.type === 'summary').pop() ?? res.objects.filter((o) => o.type === undefined).pop();
+    if (!rep) throw new Error(`${sys.name} exited (${res.signal ?? `code ${res.code}`}) without a report${cl.errTail()}`);
+    if (res.code !== 0) throw new Error(`${sys.name} exited with ${res.signal ?? `code ${res.code}`}${cl.errTail()}`);
+    const dr = await waitDrained(sink.port, { since: tExit, timeoutS: DRAIN_TIMEOUT_S });
+    const sinkCpu1 = sink.cpu();
+    const sres = await sink.stop();
+    const tx = Number(rep.txBytes);
+    const connected = Number(rep.connected ?? rep.established ?? NaN);
+    const pushS = Number(rep.durationS ?? NaN) > 0 ? Number(rep.durationS) : tExit - t0;
+    const cpuS = res.cpu?.cpuS ?? Number(rep.cpuS ?? NaN);
+    const wallS = tExit - t0;
+    const gb = tx / 1e9;
+    const flags = {};
+    if (sres.rxBytes !== tx) flags['rx!=tx'] = sres.rxBytes - tx;
+    if (connected !== conns) flags['connected!=conns'] = connected - conns;
+    if (sres.accepted !== conns) flags['accepted!=conns'] = sres.accepted - conns;
+    if (Number(rep.failed) > 0) flags.failed = Number(rep.failed);
+    if (Number(rep.broken) > 0) flags.broken = Number(rep.broken);
+    if (rep.errors && Object.keys(rep.errors).length) flags.errors = JSON.stringify(rep.errors);
+    if (dr.drained === false) flags[`not drained in ${DRAIN_TIMEOUT_S} s`] = dr.queued;
+    const ovf = listenOverflows() - ovf0;
+    if (ovf > 0) flags.ListenOverflows = ovf;
+    return {
+      txBytes: tx,
+      rxBytes: sres.rxBytes,
+      connected,
+      pushS,
+      wallS,
+      drainS: dr.endS - tExit,
+      cltCpuS: cpuS,
+      cltSelfCpuS: Number(rep.cpuS ?? NaN),
+      cltMaxRssKB: res.cpu?.maxRssKB ?? NaN,
+      sinkCpuS: sinkCpu1 - sinkCpu0,
+      gbps: gb / pushS,
+      // The sink's view: bytes received / (client start -> last byte read), startup included.
+      wallGbps: sres.rxBytes / 1e9 / (dr.endS - t0),
+      cpuPerGB: gb > 0 ? cpuS / gb : NaN,
+      cltUtil: cpuS / wallS,
+      sinkUtil: (sinkCpu1 - sinkCpu0) / (dr.endS - t0),
+      flags,
+      notes: Object.entries(flags).map(([k, v]) => `${k} ${v}`),
+    };
+  } catch (err) {
+    await sink.kill();
+    throw err;
+  }
+}
+
+// ---- summaries -----------------------------------------------------------------------------------
+function paired(rows, sys, peer, key) {
+  const out = [];
+  for (const r of rows.filter((x) => x.system === sys && x.ok)) {
+    const p = rows.find((x) => x.system === peer && x.run === r.run && x.ok);
+    if (p && p[key] > 0) out.push(r[key] / p[key]);
+  }
+  return summarize(out);
+}
+function summarizeCase(rows) {
+  return systems.map((s) => {
+    const mine = rows.filter((r) => r.system === s.name && r.ok);
+    const sum = {
+      system: s.name,
+      kind: s.kind,
+      runs: mine.length,
+      failedRuns: rows.filter((r) => r.system === s.name && !r.ok).length,
+      errors: rows.filter((r) => r.system === s.name && !r.ok).map((r) => r.error),
+      throughput: summarize(mine.map((r) => r.gbps)),
+      wallThroughput: summarize(mine.map((r) => r.wallGbps)),
+      cpuPerGB: summarize(mine.map((r) => r.cpuPerGB)),
+      cltUtil: summarize(mine.map((r) => r.cltUtil)),
+      sinkUtil: summarize(mine.map((r) => r.sinkUtil)),
+      notes: [...new Set(mine.flatMap((r) => Object.keys(r.flags)))].map((k) => `${k} in ${mine.filter((r) => k in r.flags).length}/${mine.length}`),
+      vs: {},
+    };
+    for (const peer of [REF, PEER]) {
+      if (peer === s.name || !systems.some((x) => x.name === peer)) continue;
+      sum.vs[peer] = { throughput: paired(rows, s.name, peer, 'gbps'), cpuPerGB: paired(rows, s.name, peer, 'cpuPerGB') };
+    }
+    return sum;
+  });
+}
+
+const f = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '-');
+const rng = (s, d = 2) => (s.n ? `${f(s.median, d)} (${f(s.min, d)}-${f(s.max, d)})` : '-');
+const pct = (s) => (s.n ? `${Math.round(s.median * 100)}%` : '-');
+
+function printTable(label, summary) {
+  log('');
+  log(`== push ${label}: ${runs} runs x ${duration} s per client, interleaved; sink ${opts.sink}`);
+  const cols = [
+    ['client', 9],
+    ['GB/s (min-max)', 18],
+    ['CPU-s/GB (min-max)', 21],
+    ['cltCPU', 7],
+    ['sinkCPU', 8],
+    [`GB/s ÷${REF}`, 18],
+    [`GB/s ÷${PEER}`, 18],
+    [`CPU/GB ÷${REF}`, 18],
+    [`CPU/GB ÷${PEER}`, 18],
+    ['notes', 0],
+  ];
+  log(cols.map(([h, w]) => h.padEnd(w)).join(' '));
+  for (const s of summary) {
+    const cell = (peer, m) => (s.vs[peer] ? rng(s.vs[peer][m]) : s.system === peer ? '1' : '-');
+    const notes = [...s.notes];
+    if (s.sinkUtil.n && s.sinkUtil.max >= 0.95) notes.push('sink saturated');
+    if (s.failedRuns) notes.unshift(`${s.failedRuns} failed run(s): ${[...new Set(s.errors)].join(' / ').slice(0, 300)}`);
+    const vals = [s.system, rng(s.throughput), rng(s.cpuPerGB, 3), pct(s.cltUtil), pct(s.sinkUtil), cell(REF, 'throughput'), cell(PEER, 'throughput'), cell(REF, 'cpuPerGB'), cell(PEER, 'cpuPerGB'), notes.join('; ')];
+    log(vals.map((v, i) => String(v).padEnd(cols[i][1])).join(' '));
+  }
+}
+
+function jsonLines(label, summary) {
+  const lines = [];
+  for (const s of summary) {
+    if (!s.runs) continue;
+    for (const [metric, unit] of [
+      ['throughput', 'GB/s'],
+      ['cpuPerGB', 'CPU-s/GB'],
+    ]) {
+      const st = s[metric];
+      const o = { scenario: 'push', case: label, system: s.system, metric, value: st.median, unit, min: st.min, max: st.max, runs: st.n };
+      if (s.kind === 'iapp' && s.vs[PEER]) {
+        const r = s.vs[PEER][metric];
+        Object.assign(o, { peer: PEER, ratio: r.median, ratioMin: r.min, ratioMax: r.max });
+      }
+      if (s.kind === 'iapp' && s.vs[REF]) {
+        const r = s.vs[REF][metric];
+        Object.assign(o, { refPeer: REF, refRatio: r.median, refRatioMin: r.min, refRatioMax: r.max });
+      }
+      lines.push(o);
+    }
+  }
+  return lines;
+}
+
+// ---- main ----------------------------------------------------------------------------------------
+const results = {
+  scenario: 'push',
+  started: new Date().toISOString(),
+  machine: machineInfo(),
+  config: {
+    duration,
+    runs,
+    size,
+    conns: connsList,
+    systems: systems.map((s) => ({ name: s.name, kind: s.kind, cmd: relative(root, s.cmd) || s.cmd })),
+    sink: sinkDesc,
+    pinning: pin.note,
+    definitions: {
+      throughput: "client txBytes / the client's own push time (first connect -> last write or flush), GB = 1e9 bytes",
+      wallThroughput: "sink rxBytes / (client spawn -> kernel queues toward the sink empty): startup included",
+      cpuPerGB: 'client user+system CPU seconds, whole process tree, spawn to exit (GNU time), per GB sent',
+      ratio: 'median over rounds of system/peer measured in the same round (lower is better for cpuPerGB)',
+    },
+  },
+  runs: [],
+  summary: [],
+};
+const save = () => {
+  mkdirSync(dirname(outFile), { recursive: true });
+  writeFileSync(outFile, `${JSON.stringify(results, null, 1)}\n`);
+};
+const estimate = connsList.length * systems.length * runs * (duration + 1.5);
+log(`push bench: ${connsList.length} case(s) x ${systems.length} client(s) x ${runs} runs x ${duration} s, ${size}-byte writes; about ${Math.ceil(estimate / 60)} min`);
+log(`clients: ${systems.map((s) => s.name).join(', ')}; sink: ${sinkDesc}`);
+log(`pinning: ${pin.note}`);
+const tStart = now();
+let quietWaited = 0;
+const failures = new Map();
+for (const conns of connsList) {
+  const label = `conns=${conns},size=${size}`;
+  const rows = [];
+  for (let run = 1; run <= runs; run++) {
+    for (const sys of systems) {
+      if ((failures.get(sys.name) ?? 0) >= 2) continue;
+      const q = await waitQuiet({ timeoutS: Math.min(5, Math.max(0, QUIET_BUDGET_S - quietWaited)) });
+      quietWaited += Math.max(0, q.waitedS - 0.2);
+      const base = { case: label, conns, size, system: sys.name, run };
+      let row;
+      try {
+        row = { ...base, ok: true, ...(await runOnce(sys, conns)) };
+        if (q.quiet === false) row.notes.push(`busy before ${f(q.busyCores)} cores`);
+        failures.set(sys.name, 0);
+        log(
+          `  ${label} run ${run} ${sys.name.padEnd(9)} ${f(row.gbps)} GB/s  ${f(row.cpuPerGB, 3)} CPU-s/GB  clt ${Math.round(row.cltUtil * 100)}%  sink ${Math.round(row.sinkUtil * 100)}%` +
+            (row.notes.length ? `  [${row.notes.join('; ')}]` : ''),
+        );
+      } catch (err) {
+        row = { ...base, ok: false, error: err.message, flags: {}, notes: [] };
+        const n = (failures.get(sys.name) ?? 0) + 1;
+        failures.set(sys.name, n);
+        log(`  ${sys.name} ${label} run ${run} failed: ${err.message}${n >= 2 ? ` (skipping ${sys.name} from now on)` : ''}`);
+      }
+      rows.push(row);
+      results.runs.push(row);
+    }
+  }
+  const summary = summarizeCase(rows);
+  results.summary.push({ case: label, conns, size, systems: summary });
+  printTable(label, summary);
+  if (opts.json) for (const o of jsonLines(label, summary)) process.stdout.write(`${JSON.stringify(o)}\n`);
+  save();
+}
+results.finished = new Date().toISOString();
+results.elapsedS = now() - tStart;
+save();
+log('');
+log(`GB = 1e9 bytes. GB/s = client txBytes / its own push time; CPU-s/GB = client user+sys CPU (whole process tree,`);
+log(`startup included, GNU time) per GB sent; cltCPU/sinkCPU = CPU-seconds per wall-second (100% = one core).`);
+log(`Ratios: median (min-max) over rounds of client/peer in the same round; for CPU/GB lower is better.`);
+log(`Sink: ${sinkDesc}. Pinning: ${pin.note}.`);
+log(`Results: ${relative(process.cwd(), outFile)} (${Math.round(results.elapsedS)} s)`);
