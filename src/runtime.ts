@@ -6,6 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 
 import { iappError } from './errors.js';
+import { Gather } from './gather.js';
 import type { LoopCloseSummary, LoopStats } from './loop.js';
 import { native } from './native.js';
 
@@ -101,8 +102,7 @@ export class Runtime extends EventEmitter {
   /** What each thread's `setup` returned, by thread index. */
   readonly results: unknown[] = [];
   #threads: Thread[] = [];
-  #seq = 0;
-  #statsWaiters = new Map<number, { left: number; out: ThreadStats[]; resolve: (s: ThreadStats[]) => void }>();
+  #stats = new Gather<Thread, ThreadStats>();
   #closing: Promise<CloseSummary> | undefined;
 
   /** @internal Use createRuntime(). */
@@ -136,7 +136,7 @@ export class Runtime extends EventEmitter {
             onReady();
             break;
           case 'stats':
-            this.#statsReply(m.seq, { thread: index, ...m.stats });
+            this.#stats.answer(m.seq, t, [{ thread: index, ...m.stats }]);
             break;
           case 'closed':
             t.closed?.(m.summary);
@@ -160,7 +160,7 @@ export class Runtime extends EventEmitter {
         t.alive = false;
         onFail(t.error ?? iappError('ERR_THREAD_EXITED', `loop thread ${index} exited (code ${exitCode}) before its setup finished`));
         t.closed?.({ sockets: 0, reset: 0, unsent: 0 });
-        this.#statsThreadGone();
+        this.#stats.gone(t);
         const e: ThreadExit = { thread: index, exitCode };
         if (t.error) e.error = t.error;
         this.emit('exit', e);
@@ -184,34 +184,10 @@ export class Runtime extends EventEmitter {
   }
 
   /** Counters of every live loop thread. */
-  stats(): Promise<ThreadStats[]> {
+  async stats(): Promise<ThreadStats[]> {
     const live = this.#threads.filter((t) => t.alive);
-    if (live.length === 0) return Promise.resolve([]);
-    const seq = ++this.#seq;
-    return new Promise((resolve) => {
-      this.#statsWaiters.set(seq, { left: live.length, out: [], resolve });
-      for (const t of live) t.worker.postMessage({ type: 'stats', seq } satisfies ControlRequest);
-    });
-  }
-
-  #statsReply(seq: number, s: ThreadStats): void {
-    const w = this.#statsWaiters.get(seq);
-    if (!w) return;
-    w.out.push(s);
-    if (--w.left === 0) {
-      this.#statsWaiters.delete(seq);
-      w.resolve(w.out.sort((a, b) => a.thread - b.thread));
-    }
-  }
-
-  #statsThreadGone(): void {
-    // A thread that died mid-request will not answer: settle with what the others said.
-    for (const [seq, w] of this.#statsWaiters) {
-      if (--w.left <= 0) {
-        this.#statsWaiters.delete(seq);
-        w.resolve(w.out.sort((a, b) => a.thread - b.thread));
-      }
-    }
+    const out = await this.#stats.ask(live, (t, seq) => t.worker.postMessage({ type: 'stats', seq } satisfies ControlRequest));
+    return out.sort((a, b) => a.thread - b.thread);
   }
 
   /**

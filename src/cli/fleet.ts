@@ -5,6 +5,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 
+import { Gather } from '../gather.js';
 import { createRuntime, type CloseSummary, type FileLimits, type Runtime, type ThreadStats } from '../runtime.js';
 
 /** What the per-process `data` function is told. */
@@ -113,8 +114,7 @@ class ProcessFleet extends EventEmitter implements Fleet {
   readonly results: unknown[] = [];
   readonly limits: FileLimits[] = [];
   #children: Child[] = [];
-  #seq = 0;
-  #waiters = new Map<number, { left: Set<Child>; out: FleetThreadStats[]; resolve: (s: FleetThreadStats[]) => void }>();
+  #stats = new Gather<Child, FleetThreadStats>();
   #closing: Promise<CloseSummary> | undefined;
 
   constructor(threads: number, procs: number) {
@@ -155,7 +155,7 @@ class ProcessFleet extends EventEmitter implements Fleet {
               reject(Object.assign(new Error(m.error.message), m.error.code ? { code: m.error.code } : {}));
               break;
             case 'stats':
-              this.#reply(m.seq, child, m.stats);
+              this.#stats.answer(m.seq, child, m.stats.map((t) => ({ ...t, thread: t.thread + s.firstThread, proc: s.proc })));
               break;
             case 'closed':
               child.closed?.(m.summary);
@@ -170,7 +170,7 @@ class ProcessFleet extends EventEmitter implements Fleet {
         });
         cp.once('exit', (code, signal) => {
           child.alive = false;
-          this.#gone(child);
+          this.#stats.gone(child);
           child.closed?.({ sockets: 0, reset: 0, unsent: 0, terminated: 0 });
           const error = new Error(`process ${s.proc} exited ${signal ? `on ${signal}` : `with code ${code}`}`);
           reject(error);
@@ -190,31 +190,10 @@ class ProcessFleet extends EventEmitter implements Fleet {
     }
   }
 
-  stats(): Promise<FleetThreadStats[]> {
+  async stats(): Promise<FleetThreadStats[]> {
     const live = this.#children.filter((c) => c.alive);
-    if (live.length === 0) return Promise.resolve([]);
-    const seq = ++this.#seq;
-    return new Promise((resolve) => {
-      this.#waiters.set(seq, { left: new Set(live), out: [], resolve });
-      for (const c of live) c.cp.send({ type: 'stats', seq } satisfies ToChild);
-    });
-  }
-
-  #reply(seq: number, c: Child, stats: ThreadStats[]): void {
-    const w = this.#waiters.get(seq);
-    if (!w || !w.left.delete(c)) return;
-    for (const s of stats) w.out.push({ ...s, thread: s.thread + c.firstThread, proc: c.proc });
-    if (w.left.size === 0) this.#settle(seq);
-  }
-
-  #gone(c: Child): void {
-    for (const [seq, w] of this.#waiters) if (w.left.delete(c) && w.left.size === 0) this.#settle(seq);
-  }
-
-  #settle(seq: number): void {
-    const w = this.#waiters.get(seq)!;
-    this.#waiters.delete(seq);
-    w.resolve(w.out.sort((a, b) => a.thread - b.thread));
+    const out = await this.#stats.ask(live, (c, seq) => c.cp.send({ type: 'stats', seq } satisfies ToChild));
+    return out.sort((a, b) => a.thread - b.thread);
   }
 
   close(options: { timeoutMs?: number } = {}): Promise<CloseSummary> {
