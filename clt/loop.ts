@@ -1,10 +1,7 @@
 // What every loop thread of iapp-clt runs: opens connections at a steady rate up to its share,
 // keeps them open (reopening any the server drops), and pushes data natively or runs echo
 // request/response with a latency histogram. The runtime's close ends every socket; this module
-// then writes the thread's exact final counts to a file the main process adds up, because the
-// thread is gone by the time the close resolves.
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+// then reports the thread's exact final counts as its stats (`app`), which the close hands back.
 import { performance } from 'node:perf_hooks';
 
 import type { Endpoint } from '../src/cli/args.js';
@@ -32,8 +29,6 @@ export interface LoopData {
   firstThread: number;
   totalThreads: number;
   connectTimeoutMs: number;
-  /** Where each thread writes `thread-<global index>.json` once its loop has closed. */
-  reportDir: string;
 }
 
 /** The first connect failure of a thread, for the "cannot connect" message. */
@@ -43,7 +38,7 @@ export interface FirstError {
   message: string;
 }
 
-/** A thread's counters, live (`stats().app`) and final (the report file). */
+/** A thread's counters, live (`stats().app` while running) and final (after the close). */
 export interface ThreadCounts {
   thread: number;
   /** Connections that were established (UDP: sockets opened). */
@@ -208,7 +203,8 @@ export function setup(loop: Loop, info: LoopInfo): { thread: number } {
   const timer = setInterval(tick, TICK_MS);
   tick();
 
-  loop.onStats(() => ({ ...counts, errors: { ...counts.errors } }));
+  let final: ThreadReport | undefined;
+  loop.onStats(() => final ?? { ...counts, errors: { ...counts.errors } });
 
   loop.onClose(() => {
     stopping = true;
@@ -229,8 +225,7 @@ export function setup(loop: Loop, info: LoopInfo): { thread: number } {
         // the native loop is gone: the summary has the connect-side errors only
       }
     }
-    const report: ThreadReport = { ...counts, txBytes, rxBytes, datagramsOut, latency: latency.count > 0 ? latency.encode() : '' };
-    writeFileSync(join(d.reportDir, `thread-${thread}.json`), JSON.stringify(report));
+    final = { ...counts, txBytes, rxBytes, datagramsOut, latency: latency.count > 0 ? latency.encode() : '' };
   });
 
   return { thread };

@@ -2,10 +2,7 @@
 // iapp-clt: opens many connections at a steady rate and pushes data through them (or runs echo
 // request/response and measures latency), reporting progress, throughput and a final summary
 // whose byte counts are exact, so they can be reconciled with iapp-srv's.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import {
@@ -192,7 +189,6 @@ async function run(c: Config): Promise<number> {
     return 2;
   }
 
-  const reportDir = mkdtempSync(join(tmpdir(), 'iapp-clt-'));
   const total = c.threads * c.conns;
   let fleet: Fleet;
   try {
@@ -213,11 +209,9 @@ async function run(c: Config): Promise<number> {
         firstThread: ctx.firstThread,
         totalThreads: c.threads,
         connectTimeoutMs: CONNECT_TIMEOUT_MS,
-        reportDir,
       }),
     });
   } catch (e) {
-    rmSync(reportDir, { recursive: true, force: true });
     process.stderr.write(`iapp-clt: could not start: ${(e as Error).message}\n`);
     return 1;
   }
@@ -228,7 +222,6 @@ async function run(c: Config): Promise<number> {
     const hard = fleet.limits[p]?.hard;
     if (hard !== undefined && fdsNeeded(c, p) > hard) {
       await fleet.close({ timeoutMs: 0 });
-      rmSync(reportDir, { recursive: true, force: true });
       process.stderr.write(`iapp-clt: process ${p} needs ${formatCount(fdsNeeded(c, p))} open files but may have ${formatCount(hard)}; use more --procs\n`);
       return 2;
     }
@@ -322,15 +315,9 @@ async function run(c: Config): Promise<number> {
       if (!fatal) out.status(c.udp ? 'stopping: closing the UDP sockets' : `stopping: ending every connection and waiting for it to close (up to ${CLOSE_TIMEOUT_MS / 1000} s)`);
       const close = await fleet.close({ timeoutMs: fatal ? 0 : CLOSE_TIMEOUT_MS });
       const endAt = performance.now();
-      const reports: ThreadReport[] = [];
-      for (let i = 0; i < c.threads; i++) {
-        try {
-          reports.push(JSON.parse(readFileSync(join(reportDir, `thread-${i}.json`), 'utf8')) as ThreadReport);
-        } catch {
-          // a thread that died or was terminated wrote nothing: the summary says it is incomplete
-        }
-      }
-      rmSync(reportDir, { recursive: true, force: true });
+      // Each thread's final report, taken after its close; a thread that died or was terminated
+      // has none, and the summary says it is incomplete.
+      const reports = close.stats.map((s) => s.app as ThreadReport | undefined).filter((r): r is ThreadReport => r?.latency !== undefined);
       const latency = new Latency();
       const t: Totals = { established: 0, failed: 0, dropped: 0, open: 0, peak: 0, errors: {}, responses: 0, txBytes: 0, rxBytes: 0, datagramsOut: 0, firstError: undefined };
       for (const r of reports) {

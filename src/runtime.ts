@@ -38,6 +38,11 @@ export interface ThreadExit {
 export interface CloseSummary extends LoopCloseSummary {
   /** Threads that had to be terminated because they did not end by themselves after closing. */
   terminated: number;
+  /**
+   * Each thread's final counters, taken after its drain (bytes read while closing included);
+   * threads that were already dead are left out.
+   */
+  stats: ThreadStats[];
 }
 
 export interface ThreadStats extends LoopStats {
@@ -52,7 +57,7 @@ export type SerializedError = { name: string; message: string; code?: string; st
 export type ThreadMessage =
   | { type: 'ready'; result: unknown }
   | { type: 'stats'; seq: number; stats: LoopStats }
-  | { type: 'closed'; summary: LoopCloseSummary }
+  | { type: 'closed'; summary: LoopCloseSummary; stats: LoopStats }
   | { type: 'handler-error'; error: SerializedError }
   | { type: 'accept-error'; error: SerializedError; shed: number; resumeInMs: number };
 /** @internal */
@@ -80,7 +85,7 @@ interface Thread {
   alive: boolean;
   error?: Error;
   exited: Promise<void>;
-  closed?: (s: LoopCloseSummary) => void;
+  closed?: (s: LoopCloseSummary, stats?: LoopStats) => void;
 }
 
 /**
@@ -139,7 +144,7 @@ export class Runtime extends EventEmitter {
             this.#stats.answer(m.seq, t, [{ thread: index, ...m.stats }]);
             break;
           case 'closed':
-            t.closed?.(m.summary);
+            t.closed?.(m.summary, m.stats);
             break;
           case 'handler-error': {
             const error = revive(m.error);
@@ -201,12 +206,15 @@ export class Runtime extends EventEmitter {
   }
 
   async #close(timeoutMs: number): Promise<CloseSummary> {
-    const total: CloseSummary = { sockets: 0, reset: 0, unsent: 0, terminated: 0 };
+    const total: CloseSummary = { sockets: 0, reset: 0, unsent: 0, terminated: 0, stats: [] };
     await Promise.all(
       this.#threads.map(async (t) => {
         if (t.alive) {
           const summary = await new Promise<LoopCloseSummary>((res) => {
-            t.closed = res;
+            t.closed = (s, stats) => {
+              if (stats) total.stats.push({ thread: t.index, ...stats });
+              res(s);
+            };
             t.worker.postMessage({ type: 'close', timeoutMs } satisfies ControlRequest);
           });
           total.sockets += summary.sockets;
@@ -225,6 +233,7 @@ export class Runtime extends EventEmitter {
         }
       }),
     );
+    total.stats.sort((a, b) => a.thread - b.thread);
     return total;
   }
 }

@@ -27,7 +27,8 @@ port.on('message', (m: ControlRequest) => {
     post({ type: 'stats', seq: m.seq, stats: loop.stats() });
   } else if (m.type === 'close') {
     void loop.close({ timeoutMs: m.timeoutMs }).then((summary) => {
-      post({ type: 'closed', summary });
+      // Counters after the drain: what was read while closing counts too.
+      post({ type: 'closed', summary, stats: loop.stats() });
       // Nothing of ours is left on this thread's libuv loop; dropping the port lets the thread end
       // as soon as the user's own timers and handles are gone (the runtime terminates it otherwise).
       port.close();

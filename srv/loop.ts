@@ -1,8 +1,5 @@
 // The module every iapp-srv loop thread runs: listens (or adopts passed sockets), serves in the
-// chosen mode, counts what JavaScript sees, and leaves its final counters in a file when it
-// closes so the summary includes what was drained during shutdown.
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+// chosen mode, and counts what JavaScript sees (loop.onStats).
 
 import type { Listener, Loop, LoopInfo, Socket, UdpSocket } from '../src/index.js';
 import { HttpConnection, TIMEOUT } from './http.js';
@@ -24,8 +21,6 @@ export interface SrvLoopData {
   /** Sockets from socket activation: adopted as listeners, or as UDP sockets if they are not. */
   activated: { fd: number; name: string }[];
   headerTimeoutMs: number;
-  /** Where each thread writes `<global thread>.json` with its final counters. */
-  finalDir: string;
   firstThread: number;
   proc: number;
 }
@@ -172,14 +167,6 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
   }
 
   loop.onStats(() => app);
-  loop.onClose(() => {
-    clearInterval(timer);
-    try {
-      const s = loop.stats();
-      writeFileSync(join(d.finalDir, `${d.firstThread + info.index}.json`), JSON.stringify({ ...s, app, proc: d.proc }));
-    } catch {
-      // The summary falls back to the last sample of this thread.
-    }
-  });
+  loop.onClose(() => clearInterval(timer));
   return result;
 }

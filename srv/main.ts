@@ -2,9 +2,9 @@
 // iapp-srv: a TCP/UDP sink server for load tests. Loop threads (over one or more processes)
 // accept connections and discard, count, echo or answer HTTP; this main thread samples the
 // counters, prints them, and prints a reconciled summary when it stops.
-import { existsSync, linkSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, linkSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
-import { availableParallelism, tmpdir } from 'node:os';
+import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -243,9 +243,7 @@ async function main(argv: string[]): Promise<number> {
   const parentUnix: ParentUnix[] = [];
   const inheritFds = activated.map((a) => a.fd);
   let fleet: Fleet | undefined;
-  const finalDir = mkdtempSync(join(tmpdir(), 'iapp-srv-'));
   const cleanup = (): void => {
-    rmSync(finalDir, { recursive: true, force: true });
     for (const u of parentUnix) {
       u.server.close();
       try {
@@ -294,7 +292,6 @@ async function main(argv: string[]): Promise<number> {
           udp,
           activated: activated.map((a, i) => ({ fd: ctx.fds[i]!, name: a.name })),
           headerTimeoutMs: Math.round(cfg.headerTimeoutS * 1000),
-          finalDir,
           firstThread: ctx.firstThread,
           proc: ctx.proc,
         } satisfies SrvLoopData;
@@ -469,14 +466,7 @@ async function main(argv: string[]): Promise<number> {
       // Final counters, including what was read while draining; a thread that left none (it
       // died or was terminated) counts with its last sample.
       const final = new Map<number, FleetThreadStats>(last.map((s) => [s.thread, s]));
-      for (let i = 0; i < cfg.threads; i++) {
-        try {
-          const s = JSON.parse(readFileSync(join(finalDir, `${i}.json`), 'utf8')) as FleetThreadStats;
-          final.set(i, { ...s, thread: i });
-        } catch {
-          // keep the sample
-        }
-      }
+      for (const s of closeSummary.stats) final.set(s.thread, s);
       const perThread = [...final.values()].sort((a, b) => a.thread - b.thread);
       const tot = totalsOf(perThread);
       for (const s of perThread) peak = Math.max(peak, num((s.app as SrvAppStats | undefined)?.peak));

@@ -15,7 +15,7 @@ process.on('SIGINT', () => {});
 async function close(timeoutMs: number): Promise<void> {
   if (closing) return;
   closing = true;
-  const summary = rt ? await rt.close({ timeoutMs }) : { sockets: 0, reset: 0, unsent: 0, terminated: 0 };
+  const summary = rt ? await rt.close({ timeoutMs }) : { sockets: 0, reset: 0, unsent: 0, terminated: 0, stats: [] };
   send({ type: 'closed', summary });
   process.disconnect?.();
 }

@@ -51,7 +51,12 @@ export interface Fleet extends EventEmitter {
   /** RLIMIT_NOFILE of each process after raising. */
   readonly limits: FileLimits[];
   stats(): Promise<FleetThreadStats[]>;
-  close(options?: { timeoutMs?: number }): Promise<CloseSummary>;
+  /** Graceful close of every thread; `stats` are the final counters, after the drain. */
+  close(options?: { timeoutMs?: number }): Promise<FleetCloseSummary>;
+}
+
+export interface FleetCloseSummary extends CloseSummary {
+  stats: FleetThreadStats[];
 }
 
 /** Threads of process `p` when `threads` are spread over `procs`. */
@@ -92,8 +97,9 @@ class LocalFleet extends EventEmitter implements Fleet {
   async stats(): Promise<FleetThreadStats[]> {
     return (await this.#rt.stats()).map((s) => ({ ...s, proc: 0 }));
   }
-  close(options?: { timeoutMs?: number }): Promise<CloseSummary> {
-    return this.#rt.close(options);
+  async close(options?: { timeoutMs?: number }): Promise<FleetCloseSummary> {
+    const s = await this.#rt.close(options);
+    return { ...s, stats: s.stats.map((t) => ({ ...t, proc: 0 })) };
   }
 }
 
@@ -115,7 +121,7 @@ class ProcessFleet extends EventEmitter implements Fleet {
   readonly limits: FileLimits[] = [];
   #children: Child[] = [];
   #stats = new Gather<Child, FleetThreadStats>();
-  #closing: Promise<CloseSummary> | undefined;
+  #closing: Promise<FleetCloseSummary> | undefined;
 
   constructor(threads: number, procs: number) {
     super();
@@ -171,7 +177,7 @@ class ProcessFleet extends EventEmitter implements Fleet {
         cp.once('exit', (code, signal) => {
           child.alive = false;
           this.#stats.gone(child);
-          child.closed?.({ sockets: 0, reset: 0, unsent: 0, terminated: 0 });
+          child.closed?.({ sockets: 0, reset: 0, unsent: 0, terminated: 0, stats: [] });
           const error = new Error(`process ${s.proc} exited ${signal ? `on ${signal}` : `with code ${code}`}`);
           reject(error);
           if (!child.closing) this.emit('exit', { proc: s.proc, error, exitCode: code ?? 1 });
@@ -196,13 +202,13 @@ class ProcessFleet extends EventEmitter implements Fleet {
     return out.sort((a, b) => a.thread - b.thread);
   }
 
-  close(options: { timeoutMs?: number } = {}): Promise<CloseSummary> {
+  close(options: { timeoutMs?: number } = {}): Promise<FleetCloseSummary> {
     this.#closing ??= this.#close(options.timeoutMs ?? 5000);
     return this.#closing;
   }
 
-  async #close(timeoutMs: number): Promise<CloseSummary> {
-    const total: CloseSummary = { sockets: 0, reset: 0, unsent: 0, terminated: 0 };
+  async #close(timeoutMs: number): Promise<FleetCloseSummary> {
+    const total: FleetCloseSummary = { sockets: 0, reset: 0, unsent: 0, terminated: 0, stats: [] };
     await Promise.all(
       this.#children.map(async (c) => {
         c.closing = true;
@@ -215,6 +221,7 @@ class ProcessFleet extends EventEmitter implements Fleet {
           total.reset += s.reset;
           total.unsent += s.unsent;
           total.terminated += s.terminated;
+          for (const t of s.stats) total.stats.push({ ...t, thread: t.thread + c.firstThread, proc: c.proc });
         }
         let timer: NodeJS.Timeout | undefined;
         const ended = await Promise.race([c.exited.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 2000)))]);
@@ -226,6 +233,7 @@ class ProcessFleet extends EventEmitter implements Fleet {
         }
       }),
     );
+    total.stats.sort((a, b) => a.thread - b.thread);
     return total;
   }
 }
