@@ -106,7 +106,7 @@ export function setup(loop: Loop, info: LoopInfo): { thread: number } {
     txBytes += ci.bytesWritten;
     rxBytes += ci.bytesRead;
     if (ci.error) count(ci.error.code);
-    if (!stopping) counts.dropped++;
+    if (!stopping && !loop.closing) counts.dropped++;
   };
 
   // One request outstanding: send `size` bytes, wait for `size` bytes back, time it, repeat.
@@ -114,7 +114,7 @@ export function setup(loop: Loop, info: LoopInfo): { thread: number } {
     let got = 0;
     let sentAt = 0;
     const send = (): void => {
-      if (stopping || !s.writable) return;
+      if (stopping || loop.closing || !s.writable) return;
       sentAt = performance.now();
       s.write(chunk);
     };
@@ -158,13 +158,6 @@ export function setup(loop: Loop, info: LoopInfo): { thread: number } {
     }
     opened();
     s.onClose(closed);
-    // The runtime's close ends every socket with end(): noticing that call tells a close we asked
-    // for from one the server chose (the Loop has no public "closing" flag to ask instead).
-    const end = s.end.bind(s);
-    s.end = (data) => {
-      stopping = true;
-      end(data);
-    };
     if (d.mode === 'echo') startEcho(s);
     else s.push(chunk); // native from here on: no JS per write until end()
   };
@@ -194,7 +187,7 @@ export function setup(loop: Loop, info: LoopInfo): { thread: number } {
     const now = performance.now();
     tokens = Math.min(burst, tokens + ((now - last) * d.rate) / 1000);
     last = now;
-    while (!stopping && tokens >= 1 && counts.open + pending < d.conns) {
+    while (!stopping && !loop.closing && tokens >= 1 && counts.open + pending < d.conns) {
       tokens--;
       if (d.udp) openUdp();
       else void openTcp();

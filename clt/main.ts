@@ -22,7 +22,6 @@ import { fdsNeeded, preflight, readMachine } from './preflight.js';
 
 const MAX_UDP_PAYLOAD = 65507; // 65535 − 8 (UDP header) − 20 (IPv4 header)
 const CONNECT_TIMEOUT_MS = 10_000;
-const CLOSE_TIMEOUT_MS = 5_000;
 /** With no connection at all after this long and failures seen, the target is taken as down. */
 const NOTHING_CONNECTS_MS = 1_000;
 
@@ -49,6 +48,9 @@ Options:
   --udp                 targets are UDP: push datagrams of --size bytes (at most ${MAX_UDP_PAYLOAD})
   --duration S          stop after S seconds (default: run until interrupted)
   --stats S             seconds between throughput lines (default 1)
+  --close-timeout S     at the end, how long connections may take to close after being
+                        ended (the server reads what is in flight) before they are reset
+                        (default 10)
   --json                JSON lines on stdout: {"type":"stats",...} per interval, then
                         {"type":"summary",...}
   -v, --verbose         report per-thread figures and handler errors
@@ -71,6 +73,7 @@ interface Config {
   udp: boolean;
   durationS: number | undefined;
   statsS: number;
+  closeTimeoutS: number;
   json: boolean;
   verbose: boolean;
   help: boolean;
@@ -95,6 +98,7 @@ function parseConfig(argv: string[]): Config {
         mode: { type: 'string' },
         udp: { type: 'boolean' },
         duration: { type: 'string' },
+        'close-timeout': { type: 'string' },
         stats: { type: 'string' },
         json: { type: 'boolean' },
         verbose: { type: 'boolean', short: 'v' },
@@ -136,6 +140,7 @@ function parseConfig(argv: string[]): Config {
     udp,
     durationS: v.duration === undefined ? undefined : parseSeconds('duration', v.duration),
     statsS: v.stats === undefined ? 1 : parseSeconds('stats', v.stats),
+    closeTimeoutS: v['close-timeout'] === undefined ? 10 : parseSeconds('close-timeout', v['close-timeout'], true),
     json: v.json === true,
     verbose: v.verbose === true,
     help: v.help === true,
@@ -276,14 +281,14 @@ async function run(c: Config): Promise<number> {
       out.record({
         type: 'stats',
         t: Math.round((now - startedAt) / 100) / 10,
-        open: t.open,
+        connections: t.open,
         established: t.established,
         failed: t.failed,
         dropped: t.dropped,
         txBytes: t.txBytes,
         rxBytes: t.rxBytes,
-        txRate: Math.round(txRate),
-        rxRate: Math.round(rxRate),
+        txBytesPerS: Math.round(txRate),
+        rxBytesPerS: Math.round(rxRate),
         ...(c.mode === 'echo' ? { responses: t.responses, responsesPerS: Math.round(rps) } : {}),
         ...(c.udp ? { datagramsOut: t.datagramsOut } : {}),
         errors: t.errors,
@@ -312,8 +317,8 @@ async function run(c: Config): Promise<number> {
       clearInterval(poller);
       clearTimeout(durationTimer);
       const stopAt = performance.now();
-      if (!fatal) out.status(c.udp ? 'stopping: closing the UDP sockets' : `stopping: ending every connection and waiting for it to close (up to ${CLOSE_TIMEOUT_MS / 1000} s)`);
-      const close = await fleet.close({ timeoutMs: fatal ? 0 : CLOSE_TIMEOUT_MS });
+      if (!fatal) out.status(c.udp ? 'stopping: closing the UDP sockets' : `stopping: ending every connection and waiting for it to close (up to ${c.closeTimeoutS} s)`);
+      const close = await fleet.close({ timeoutMs: fatal ? 0 : c.closeTimeoutS * 1000 });
       const endAt = performance.now();
       // Each thread's final report, taken after its close; a thread that died or was terminated
       // has none, and the summary says it is incomplete.
@@ -341,7 +346,7 @@ async function run(c: Config): Promise<number> {
       }
       const complete = reports.length === c.threads;
       if (!complete) process.stderr.write(`iapp-clt: ${c.threads - reports.length} thread(s) did not report: counts are partial\n`);
-      if (close.reset > 0) process.stderr.write(`iapp-clt: ${formatCount(close.reset)} connections did not close within ${CLOSE_TIMEOUT_MS / 1000} s and were reset\n`);
+      if (close.reset > 0) process.stderr.write(`iapp-clt: ${formatCount(close.reset)} connections did not close within ${c.closeTimeoutS} s and were reset (raise --close-timeout)\n`);
       const durationS = (endAt - startedAt) / 1000;
       printSummary(out, c, t, latency.summary(), { durationS, runS: (stopAt - startedAt) / 1000, complete, reset: close.reset });
       return 0;
@@ -384,8 +389,8 @@ function printSummary(out: Output, c: Config, t: Totals, lat: LatencySummary | u
     reset: r.reset,
     txBytes: t.txBytes,
     rxBytes: t.rxBytes,
-    txRate: Math.round(txRate),
-    rxRate: Math.round(rxRate),
+    txBytesPerS: Math.round(txRate),
+    rxBytesPerS: Math.round(rxRate),
     errors: t.errors,
     ...(c.udp ? { datagramsOut: t.datagramsOut } : {}),
     ...(c.mode === 'echo' ? { responses: t.responses, latencyUs: lat ? { p50: lat.p50, p90: lat.p90, p99: lat.p99, p999: lat.p999, max: lat.max } : null } : {}),
@@ -415,10 +420,6 @@ function printSummary(out: Output, c: Config, t: Totals, lat: LatencySummary | u
 }
 
 async function main(): Promise<void> {
-  // A reader that goes away (`| head`) ends the output, not the run with a stack trace.
-  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code !== 'EPIPE') throw e;
-  });
   let c: Config;
   try {
     c = parseConfig(process.argv.slice(2));

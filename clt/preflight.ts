@@ -5,10 +5,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 
 import { formatEndpoint, type Endpoint } from '../src/cli/args.js';
-
-// fleet.ts's spreading rule (process p gets one extra thread while p < threads % procs), kept
-// here so that preflight, --help and flag errors work without loading the native addon.
-const threadsOf = (threads: number, procs: number, p: number): number => Math.floor(threads / procs) + (p < threads % procs ? 1 : 0);
+import { threadsOf } from '../src/cli/spread.js';
 
 /** Fds a process keeps for itself besides the sockets: stdio, the addon's pollers, Node's own. */
 export const SPARE_FDS = 64;

@@ -206,7 +206,20 @@ void Udp::PushMore() {
     st.datagrams_out += n;
     bytes_out += static_cast<uint64_t>(n) * len;
     st.bytes_out += static_cast<uint64_t>(n) * len;
-    if (n < kBatch) return;
+    if (n < kBatch) {
+      // sendmmsg drops the error of the message that stopped it (ECONNREFUSED after an ICMP
+      // port-unreachable, for one): one plain send says what it was, or sends one more.
+      ssize_t r = send(fd, push_->data(), len, MSG_DONTWAIT);
+      if (r >= 0) {
+        ++datagrams_out;
+        ++st.datagrams_out;
+        bytes_out += r;
+        st.bytes_out += r;
+      } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ENOBUFS) {
+        loop_->CountError(errno);
+      }
+      return;
+    }
 #else
     for (int i = 0; i < kBatch; ++i) {
       ssize_t r = send(fd, push_->data(), len, 0);

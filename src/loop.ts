@@ -328,6 +328,11 @@ export class Loop {
     return this;
   }
 
+  /** True once `close()` has begun (runtime.close() or a direct call): sockets closing from then on were closed by us. */
+  get closing(): boolean {
+    return this.#closing !== undefined;
+  }
+
   /** Open sockets of this loop. */
   get sockets(): ReadonlyMap<number, Socket> {
     return this.#sockets;

@@ -110,7 +110,7 @@ describe('runs', () => {
     const s = await sink();
     const c = run(CLT, [...common, '--duration', '1.5', '--target', s.target]);
     const stats = await c.json('stats');
-    expect(stats.open).toBeLessThanOrEqual(8);
+    expect(stats.connections).toBeLessThanOrEqual(8);
     const sum = await c.json('summary');
     expect((await c.exited).code).toBe(0);
     for (const l of c.lines) expect(() => JSON.parse(l)).not.toThrow();
@@ -162,7 +162,7 @@ describe('runs', () => {
   it('runs until SIGTERM, then ends its connections and prints the summary', async () => {
     const s = await sink();
     const c = run(CLT, [...common, '--stats', '0.2', '--target', s.target]);
-    await c.line((l) => l.includes('"type":"stats"') && JSON.parse(l).open === 8, 'all connections open');
+    await c.line((l) => l.includes('"type":"stats"') && JSON.parse(l).connections === 8, 'all connections open');
     c.child.kill('SIGTERM');
     const sum = await c.json('summary');
     expect((await c.exited).code).toBe(0);

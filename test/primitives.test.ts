@@ -201,6 +201,22 @@ describe('listen({ fd })', () => {
   });
 });
 
+describe('udp to a closed port', () => {
+  it('counts ECONNREFUSED (from ICMP port-unreachable) while pushing, and keeps going', async () => {
+    const probe = dgram.createSocket('udp4');
+    await new Promise<void>((r) => probe.bind(0, '127.0.0.1', r));
+    const port = probe.address().port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    const sender = await createRuntime({ module: fixture('primitives.mjs'), threads: 1, data: { op: 'udp-send', port, size: 64, count: 0, push: true } });
+    try {
+      await until('refusals', async () => ((await sender.stats())[0]!.errors.ECONNREFUSED ?? 0) >= 10);
+      expect((await sender.stats())[0]!.datagramsOut).toBeGreaterThan(0);
+    } finally {
+      await sender.close();
+    }
+  });
+});
+
 describe('udp', () => {
   let sink: Runtime;
   let port = 0;

@@ -6,6 +6,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 
 import { Gather } from '../gather.js';
+import { threadsOf } from './spread.js';
 import { createRuntime, type CloseSummary, type FileLimits, type Runtime, type ThreadStats } from '../runtime.js';
 
 /** What the per-process `data` function is told. */
@@ -59,10 +60,6 @@ export interface FleetCloseSummary extends CloseSummary {
   stats: FleetThreadStats[];
 }
 
-/** Threads of process `p` when `threads` are spread over `procs`. */
-export function threadsOf(threads: number, procs: number, p: number): number {
-  return Math.floor(threads / procs) + (p < threads % procs ? 1 : 0);
-}
 
 /** Messages between the fleet and a child process. */
 export type ToChild =

@@ -47,6 +47,8 @@ export function addErrors(into: Record<string, number>, from: Record<string, num
  * (a plain line per update otherwise) and tables. JSON mode: one object per line on stdout,
  * nothing else on stdout.
  */
+const outputGuarded = new WeakSet<NodeJS.WriteStream>();
+
 export class Output {
   readonly json: boolean;
   readonly #tty: boolean;
@@ -55,6 +57,13 @@ export class Output {
   constructor(json: boolean, stream: NodeJS.WriteStream = process.stdout) {
     this.json = json;
     this.#tty = !json && stream.isTTY === true;
+    // A reader that goes away (`| head -1`) ends the output, not the run with a stack trace.
+    if (!outputGuarded.has(stream)) {
+      outputGuarded.add(stream);
+      stream.on('error', (e: NodeJS.ErrnoException) => {
+        if (e.code !== 'EPIPE') throw e;
+      });
+    }
   }
 
   /** One JSON object on its own line (JSON mode only). */
