@@ -15,6 +15,7 @@
 #include "listener.h"
 #include "loop.h"
 #include "socket.h"
+#include "sys.h"
 #include "udp.h"
 
 namespace iapp {
@@ -416,6 +417,32 @@ Napi::Value RaiseFileLimit(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// listenSocket({ host, port, path, backlog, ipv6Only }) -> { fd, address, port, family }
+Napi::Value ListenSocket(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = info[0].As<Napi::Object>();
+  ListenSpec spec;
+  spec.host = Str(o, "host");
+  spec.port = static_cast<int>(Num(o, "port", 0));
+  spec.path = Str(o, "path");
+  spec.backlog = static_cast<int>(Num(o, "backlog", 4096));
+  spec.v6only = Bool(o, "ipv6Only", false);
+  int sys = 0;
+  int fd = OpenListeningSocket(spec, &sys);
+  if (fd < 0)
+    ThrowSysError(env, -fd, SyscallName(sys), spec.path.empty() ? spec.host + ":" + std::to_string(spec.port) : spec.path);
+  Napi::Object res = DescribeLocalPeer(env, fd, false);
+  if (!spec.path.empty()) res.Set("address", spec.path);
+  res.Set("fd", fd);
+  return res;
+}
+
+// closeFd(fd): closes an fd listenSocket made (this process's copy only).
+Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+  SysClose(info[0].As<Napi::Number>().Int32Value());
+  return info.Env().Undefined();
+}
+
 Napi::Value SetErrorFactoryJs(const Napi::CallbackInfo& info) {
   SetErrorFactory(info.Env(), info[0].As<Napi::Function>());
   return info.Env().Undefined();
@@ -432,6 +459,8 @@ Napi::Object InitIapp(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeLoop", NativeLoop::Define(env));
   exports.Set("raiseFileLimit", Napi::Function::New(env, RaiseFileLimit));
   exports.Set("setErrorFactory", Napi::Function::New(env, SetErrorFactoryJs));
+  exports.Set("listenSocket", Napi::Function::New(env, ListenSocket));
+  exports.Set("closeFd", Napi::Function::New(env, CloseFd));
   Napi::Array names = Napi::Array::New(env, kSysCount);
   for (int i = 0; i < kSysCount; ++i) names.Set(i, SyscallName(i));
   exports.Set("syscallNames", names);

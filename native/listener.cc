@@ -90,6 +90,16 @@ int AdoptListening(int inherited, int* sys) {
 
 }  // namespace
 
+int OpenListeningSocket(const ListenSpec& spec, int* sys) {
+  SockAddr addr;
+  int r = spec.path.empty() ? MakeInetAddr(spec.host, spec.port, &addr) : MakeUnixAddr(spec.path, &addr);
+  if (r < 0) {
+    *sys = kSysBind;
+    return r;
+  }
+  return BindAndListen(spec, addr, false, sys);
+}
+
 int BindGroupPort(const std::string& key, int (*bind_fn)(void* ctx, int port), void* ctx) {
   std::lock_guard<std::mutex> lock(registry_mu);
   auto it = Registry().find(key);

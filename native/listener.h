@@ -26,6 +26,10 @@ struct ListenSpec {
 // with the port the group's first loop got (0 if it is the first); the port it binds is recorded
 // under `key` for the others. Returns bind_fn's fd or -errno. Each success takes a reference that
 // ReleaseGroupPort(key) gives back.
+// A bound, listening, non-blocking, close-on-exec socket that no loop watches: made on the main
+// thread for child processes to inherit. -errno with *sys on failure.
+int OpenListeningSocket(const ListenSpec& spec, int* sys);
+
 int BindGroupPort(const std::string& key, int (*bind_fn)(void* ctx, int port), void* ctx);
 void ReleaseGroupPort(const std::string& key);
 

@@ -16,4 +16,6 @@ export { Socket } from './socket.js';
 export type { CloseInfo } from './socket.js';
 export { Listener } from './listener.js';
 export { IappError } from './errors.js';
+export { listenSocket } from './listen-socket.js';
+export type { ListeningSocket } from './listen-socket.js';
 export { listenFds, LISTEN_FDS_START, type ActivatedSocket } from './activation.js';

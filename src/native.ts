@@ -91,6 +91,8 @@ interface Addon {
     records: Float64Array,
   ) => NativeLoop;
   raiseFileLimit(): { before: number; soft: number; hard: number };
+  listenSocket(spec: { host?: string; port?: number; path?: string; backlog?: number; ipv6Only?: boolean }): NativeAddress & { fd: number };
+  closeFd(fd: number): void;
   setErrorFactory(f: (errno: number, syscall: string, context: string) => Error): void;
   syscallNames: string[];
   constants: { recordStride: number; recordCapacity: number };

@@ -2,10 +2,9 @@
 // iapp-srv: a TCP/UDP sink server for load tests. Loop threads (over one or more processes)
 // accept connections and discard, count, echo or answer HTTP; this main thread samples the
 // counters, prints them, and prints a reconciled summary when it stops.
-import { existsSync, linkSync, readFileSync, statSync, unlinkSync } from 'node:fs';
-import net from 'node:net';
+import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { listenFds, type ActivatedSocket } from '../src/activation.js';
@@ -19,6 +18,7 @@ import {
   type Endpoint,
 } from '../src/cli/args.js';
 import { startFleet, type Fleet, type FleetThreadStats } from '../src/cli/fleet.js';
+import { listenSocket, type ListeningSocket } from '../src/listen-socket.js';
 import { Output, addErrors, formatBytes, formatCount, formatErrors, formatRate } from '../src/cli/report.js';
 import type { BoundAddress, Mode, SrvAppStats, SrvLoopData, SrvLoopResult, TcpSpec, UdpSpec } from './loop.js';
 
@@ -110,10 +110,6 @@ function parseConfig(argv: string[]): Config | 'help' {
   const udp = (v.udp ?? []).map((s) => parseEndpoint('udp', s, { allowPortZero: true, defaultHost: '::' }));
   for (const u of udp) if (u.path !== undefined) throw new UsageError(`--udp unix:${u.path}: UDP needs HOST:PORT`);
   const accept = v.accept !== undefined ? parseChoice('accept', v.accept, ['reuseport', 'shared'] as const) : 'reuseport';
-  if (accept === 'shared' && procs > 1 && tcp.some((e) => e.path === undefined))
-    throw new UsageError(
-      '--accept shared with --procs > 1: one TCP socket cannot be shared between processes here; use --accept reuseport, or one process',
-    );
   return {
     tcp,
     udp,
@@ -147,32 +143,22 @@ function listenOverflows(): number | undefined {
   return undefined;
 }
 
-/** A Unix listener made in this process for child processes (each adopts the fd). */
-interface ParentUnix {
-  path: string;
-  tmp: string;
-  server: net.Server;
-  fd: number;
-}
-
-// Child processes cannot each bind one path, so the socket is made here and passed. Node's own
-// server would accept on it too, so it is bound under a private name, and only after the
-// children hold it is it linked to the real path and closed here, in one tick (libuv cannot
-// accept in between). Closing unlinks only the private name.
-async function parentUnixListener(path: string, i: number): Promise<ParentUnix> {
-  if (existsSync(path)) throw new RuntimeError(`--listen unix:${path}: address in use (the file exists): remove it if no server uses it`);
-  const dir = dirname(path);
-  if (!existsSync(dir)) throw new RuntimeError(`--listen unix:${path}: directory ${dir} does not exist: create it or choose another path`);
-  const tmp = join(dir, `.iapp-srv-${process.pid}-${i}`);
-  const server = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (e: NodeJS.ErrnoException) =>
-      reject(new RuntimeError(`--listen unix:${path}: ${e.code ?? ''} ${e.message}`.trim())),
-    );
-    server.listen({ path: tmp, backlog: 4096 }, resolve);
-  });
-  const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
-  return { path, tmp, server, fd };
+/**
+ * One listening socket made here for every process to serve (`loop.listen({ fd })`): a Unix path
+ * cannot be bound by several processes, and `--accept shared` means one socket.
+ */
+function makeShared(e: Endpoint): ListeningSocket {
+  const what = formatEndpoint(e);
+  if (e.path !== undefined) {
+    if (existsSync(e.path)) throw new RuntimeError(`--listen ${what}: address in use (the file exists): remove it if no server uses it`);
+    const dir = dirname(e.path);
+    if (!existsSync(dir)) throw new RuntimeError(`--listen ${what}: directory ${dir} does not exist: create it or choose another path`);
+  }
+  try {
+    return listenSocket(e.path !== undefined ? { path: e.path } : { host: e.host, port: e.port });
+  } catch (err) {
+    throw new RuntimeError(`--listen ${what}: ${(err as Error).message}`);
+  }
 }
 
 /** A failure to report in one line with exit code 1. */
@@ -239,29 +225,24 @@ async function main(argv: string[]): Promise<number> {
     }
   }
 
-  // Passed to every process as fds 3, 4, …: activated sockets first, then parent-made Unix ones.
-  const parentUnix: ParentUnix[] = [];
+  // Passed to every process as fds 3, 4, …: activated sockets first, then the sockets made here
+  // to be shared by the processes (a Unix path cannot be bound by several; a TCP socket with
+  // --accept shared is one socket), by index in cfg.tcp.
+  const made = new Map<number, ListeningSocket>();
   const inheritFds = activated.map((a) => a.fd);
   let fleet: Fleet | undefined;
   const cleanup = (): void => {
-    for (const u of parentUnix) {
-      u.server.close();
-      try {
-        if (statSync(u.path).isSocket()) unlinkSync(u.path);
-      } catch {
-        // already gone
-      }
-    }
+    for (const m of made.values()) m.close();
   };
 
   let overflowsAtStart: number | undefined;
   try {
     if (cfg.procs > 1) {
       for (const [i, e] of cfg.tcp.entries()) {
-        if (e.path === undefined) continue;
-        const u = await parentUnixListener(e.path, i);
-        parentUnix.push(u);
-        inheritFds.push(u.fd);
+        if (e.path === undefined && cfg.accept !== 'shared') continue;
+        const m = makeShared(e);
+        made.set(i, m);
+        inheritFds.push(m.fd);
       }
     }
     overflowsAtStart = listenOverflows();
@@ -272,11 +253,10 @@ async function main(argv: string[]): Promise<number> {
       inheritFds,
       data: (ctx) => {
         const first = ctx.first as SrvLoopResult[] | undefined;
-        let unixSeen = 0;
+        let sharedSeen = 0;
         const tcp: TcpSpec[] = cfg.tcp.map((e, i) => {
-          if (e.path !== undefined) {
-            return cfg.procs > 1 ? { fd: ctx.fds[activated.length + unixSeen++]! } : { path: e.path };
-          }
+          if (made.has(i)) return { fd: ctx.fds[activated.length + sharedSeen++]! };
+          if (e.path !== undefined) return { path: e.path };
           // Port 0 across processes: the others join the port process 0 got.
           const port = e.port === 0 && first ? (first[0]!.tcp[i]!.port ?? 0) : e.port;
           return { host: e.host, port, name: `listen${i}` };
@@ -297,20 +277,6 @@ async function main(argv: string[]): Promise<number> {
         } satisfies SrvLoopData;
       },
     });
-    // The children hold the Unix sockets now: give them their real names (see parentUnixListener).
-    for (const u of parentUnix) {
-      try {
-        linkSync(u.tmp, u.path);
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        throw new RuntimeError(
-          code === 'EEXIST'
-            ? `--listen unix:${u.path}: address in use (the file exists): remove it if no server uses it`
-            : `--listen unix:${u.path}: ${(e as Error).message}`,
-        );
-      }
-      u.server.close();
-    }
   } catch (e) {
     await fleet?.close({ timeoutMs: 0 });
     cleanup();

@@ -210,6 +210,15 @@ describe('iapp-srv', () => {
     expect(sum.perThread.map((t: Json) => t.proc)).toEqual([0, 1]);
   });
 
+  it('shares one TCP socket between two processes with --accept shared', async () => {
+    const { srv, port } = await start(['--listen', '127.0.0.1:0', '--procs', '2', '--accept', 'shared']);
+    const data = randomBytes(50_000);
+    await Promise.all([1, 2, 3, 4, 5, 6].map(() => send({ port, host: '127.0.0.1' }, data)));
+    await srv.waitJson((o) => o.type === 'stats' && o.rxBytes === 6 * data.length && o.connections === 0);
+    const sum = await stop(srv);
+    expect(sum).toMatchObject({ rxBytes: 6 * data.length, accepted: 6, procs: 2 });
+  });
+
   it('listens on IPv6 [::1]', async () => {
     const { srv, listening, port } = await start(['--listen', '[::1]:0']);
     expect(listening.addresses[0]).toMatchObject({ address: '::1', family: 'IPv6', text: `[::1]:${port}` });
