@@ -295,7 +295,7 @@ async function run(c: Config): Promise<number> {
       });
       if (rampDone) {
         const echo = c.mode === 'echo' ? `  ${formatCount(Math.round(rps))} req/s` : '';
-        out.line(`${seconds(now - startedAt).padStart(6)} s  open ${formatCount(t.open)}  tx ${formatRate(txRate)}  rx ${formatRate(rxRate)}${echo}  failed ${formatCount(t.failed)}`);
+        out.line(`${seconds(now - startedAt).padStart(6)} s  conns ${formatCount(t.open)}  tx ${formatRate(txRate)}  rx ${formatRate(rxRate)}${echo}  failed ${formatCount(t.failed)}`);
       }
       printed = t;
       lastPrintAt = now;
@@ -407,8 +407,8 @@ function printSummary(out: Output, c: Config, t: Totals, lat: LatencySummary | u
         { '': 'dropped', value: formatCount(t.dropped), detail: 'closed by the server during the run' },
       ];
   rows.push(
-    { '': 'sent', value: formatBytes(t.txBytes), detail: `${formatRate(txRate)}${c.udp ? `, ${formatCount(t.datagramsOut)} datagrams` : ''}` },
-    { '': 'received', value: formatBytes(t.rxBytes), detail: formatRate(rxRate) },
+    { '': 'sent', value: formatBytes(t.txBytes), detail: `${formatCount(t.txBytes)} bytes, ${formatRate(txRate)}${c.udp ? `, ${formatCount(t.datagramsOut)} datagrams` : ''}` },
+    { '': 'received', value: formatBytes(t.rxBytes), detail: `${formatCount(t.rxBytes)} bytes, ${formatRate(rxRate)}` },
     { '': 'duration', value: `${r.durationS.toFixed(2)} s`, detail: `${r.runS.toFixed(2)} s running, then closing` },
   );
   if (c.mode === 'echo') {

@@ -178,7 +178,7 @@ describe('runs', () => {
     const text = c.lines.join('\n');
     expect(text).toMatch(/^iapp-clt: 2 connections \(1 thread × 2\) to 127\.0\.0\.1:\d+, push/);
     expect(text).toMatch(/all 2 connections open after/);
-    expect(text).toMatch(/\n\s+1\.\d s {2}open 2 {2}tx /);
+    expect(text).toMatch(/\n\s+1\.\d s {2}conns 2 {2}tx /);
     expect(text).toMatch(/established\s+2\s+peak 2 open at once/);
     expect(text).toMatch(/sent\s+[\d.]+ [kMG]?B\s+[\d.]+ [kMG]?bit\/s/);
     await sinkSummary(s.p);
