@@ -180,7 +180,7 @@ describe('runs', () => {
     expect(text).toMatch(/all 2 connections open after/);
     expect(text).toMatch(/\n\s+1\.\d s {2}conns 2 {2}tx /);
     expect(text).toMatch(/established\s+2\s+peak 2 open at once/);
-    expect(text).toMatch(/sent\s+[\d.]+ [kMG]?B\s+[\d.]+ [kMG]?bit\/s/);
+    expect(text).toMatch(/sent\s+[\d.]+ [kMG]?B\s+[\d,]+ bytes, [\d.]+ [kMG]?bit\/s/);
     await sinkSummary(s.p);
   });
 });
