@@ -155,8 +155,22 @@ interface Totals extends Omit<ThreadCounts, 'thread' | 'firstError'> {
   firstError: ThreadCounts['firstError'];
 }
 
+const noTotals = (): Totals => ({ established: 0, failed: 0, dropped: 0, open: 0, peak: 0, errors: {}, responses: 0, txBytes: 0, rxBytes: 0, datagramsOut: 0, firstError: undefined });
+
+/** Adds one thread's connection counts into `t`. */
+function addCounts(t: Totals, a: ThreadCounts): void {
+  t.established += a.established;
+  t.failed += a.failed;
+  t.dropped += a.dropped;
+  t.open += a.open;
+  t.peak += a.peak;
+  t.responses += a.responses;
+  addErrors(t.errors, a.errors);
+  t.firstError ??= a.firstError;
+}
+
 function sum(stats: FleetThreadStats[], udp: boolean): Totals {
-  const t: Totals = { established: 0, failed: 0, dropped: 0, open: 0, peak: 0, errors: {}, responses: 0, txBytes: 0, rxBytes: 0, datagramsOut: 0, firstError: undefined };
+  const t = noTotals();
   for (const s of stats) {
     t.txBytes += s.bytesOut;
     t.rxBytes += s.bytesIn;
@@ -164,15 +178,7 @@ function sum(stats: FleetThreadStats[], udp: boolean): Totals {
     // UDP send errors (ECONNREFUSED after an ICMP port-unreachable) are counted natively only.
     if (udp) addErrors(t.errors, s.errors);
     const a = s.app as ThreadCounts | undefined;
-    if (!a) continue;
-    t.established += a.established;
-    t.failed += a.failed;
-    t.dropped += a.dropped;
-    t.open += a.open;
-    t.peak += a.peak;
-    t.responses += a.responses;
-    addErrors(t.errors, a.errors);
-    t.firstError ??= a.firstError;
+    if (a) addCounts(t, a);
   }
   return t;
 }
@@ -324,18 +330,12 @@ async function run(c: Config): Promise<number> {
       // has none, and the summary says it is incomplete.
       const reports = close.stats.map((s) => s.app as ThreadReport | undefined).filter((r): r is ThreadReport => r?.latency !== undefined);
       const latency = new Latency();
-      const t: Totals = { established: 0, failed: 0, dropped: 0, open: 0, peak: 0, errors: {}, responses: 0, txBytes: 0, rxBytes: 0, datagramsOut: 0, firstError: undefined };
+      const t = noTotals();
       for (const r of reports) {
-        t.established += r.established;
-        t.failed += r.failed;
-        t.dropped += r.dropped;
-        t.peak += r.peak;
-        t.responses += r.responses;
+        addCounts(t, r);
         t.txBytes += r.txBytes;
         t.rxBytes += r.rxBytes;
         t.datagramsOut += r.datagramsOut;
-        addErrors(t.errors, r.errors);
-        t.firstError ??= r.firstError;
         latency.addEncoded(r.latency);
       }
       if (!fatal && t.established === 0 && t.failed > 0) fatal = cannotConnect(t);

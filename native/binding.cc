@@ -42,6 +42,20 @@ SocketOptions SockOpts(const Napi::Object& o) {
   s.quiet = Bool(o, "quiet", false);
   return s;
 }
+ListenSpec ListenSpecOf(const Napi::Object& o) {
+  ListenSpec spec;
+  spec.host = Str(o, "host");
+  spec.port = static_cast<int>(Num(o, "port", 0));
+  spec.path = Str(o, "path");
+  spec.backlog = static_cast<int>(Num(o, "backlog", 4096));
+  spec.shared = Bool(o, "shared", false);
+  spec.v6only = Bool(o, "ipv6Only", false);
+  spec.shed = Bool(o, "shed", false);
+  spec.group = Str(o, "group");
+  spec.fd = static_cast<int>(Num(o, "fd", -1));
+  spec.socket = SockOpts(o);
+  return spec;
+}
 Napi::Object DescribeLocalPeer(Napi::Env env, int fd, bool peer) {
   sockaddr_storage ss;
   socklen_t len = sizeof ss;
@@ -134,18 +148,7 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
 
   Napi::Value Listen(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Napi::Object o = info[0].As<Napi::Object>();
-    ListenSpec spec;
-    spec.host = Str(o, "host");
-    spec.port = static_cast<int>(Num(o, "port", 0));
-    spec.path = Str(o, "path");
-    spec.backlog = static_cast<int>(Num(o, "backlog", 4096));
-    spec.shared = Bool(o, "shared", false);
-    spec.v6only = Bool(o, "ipv6Only", false);
-    spec.shed = Bool(o, "shed", false);
-    spec.group = Str(o, "group");
-    spec.fd = static_cast<int>(Num(o, "fd", -1));
-    spec.socket = SockOpts(o);
+    ListenSpec spec = ListenSpecOf(info[0].As<Napi::Object>());
     int err = 0, sys = 0;
     Listener* l = Listener::Open(L(env), spec, &err, &sys);
     if (l == nullptr)
@@ -420,13 +423,7 @@ Napi::Value RaiseFileLimit(const Napi::CallbackInfo& info) {
 // listenSocket({ host, port, path, backlog, ipv6Only }) -> { fd, address, port, family }
 Napi::Value ListenSocket(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Object o = info[0].As<Napi::Object>();
-  ListenSpec spec;
-  spec.host = Str(o, "host");
-  spec.port = static_cast<int>(Num(o, "port", 0));
-  spec.path = Str(o, "path");
-  spec.backlog = static_cast<int>(Num(o, "backlog", 4096));
-  spec.v6only = Bool(o, "ipv6Only", false);
+  ListenSpec spec = ListenSpecOf(info[0].As<Napi::Object>());
   int sys = 0;
   int fd = OpenListeningSocket(spec, &sys);
   if (fd < 0)

@@ -51,11 +51,10 @@ int BindAndListen(const ListenSpec& spec, const SockAddr& addr, bool reuseport, 
       return r;
     }
   }
-  if (bind(fd, reinterpret_cast<const sockaddr*>(&addr.ss), addr.len) < 0) {
-    r = -errno;
+  fd = BindOrClose(fd, reinterpret_cast<const sockaddr*>(&addr.ss), addr.len);
+  if (fd < 0) {
     *sys = kSysBind;
-    SysClose(fd);
-    return r;
+    return fd;
   }
   if (listen(fd, spec.backlog) < 0) {
     r = -errno;

@@ -113,6 +113,13 @@ int SetSockOptInt(int fd, int level, int name, int value) {
   return Neg(setsockopt(fd, level, name, &value, sizeof value));
 }
 
+int BindOrClose(int fd, const sockaddr* addr, unsigned len) {
+  if (bind(fd, addr, len) == 0) return fd;
+  int r = -errno;
+  SysClose(fd);
+  return r;
+}
+
 int SetReuse(int fd, bool reuseport) {
   int r = SetSockOptInt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
   if (r < 0 || !reuseport) return r;

@@ -28,6 +28,8 @@ int SetSockOptInt(int fd, int level, int name, int value);
 // spreads the load among them (SO_REUSEPORT; SO_REUSEPORT_LB on FreeBSD, where plain
 // SO_REUSEPORT does not spread). 0 or -errno.
 int SetReuse(int fd, bool reuseport);
+// bind(); on failure closes fd. Returns fd or -errno.
+int BindOrClose(int fd, const sockaddr* addr, unsigned len);
 // A close that sends RST instead of FIN (SO_LINGER with a zero timeout).
 int CloseWithReset(int fd);
 // An fd held in reserve so that EMFILE on accept can still take one connection off the backlog.

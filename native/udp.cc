@@ -48,12 +48,8 @@ int BindUdp(void* ctx, int port) {
     SysClose(fd);
     return r;
   }
-  if (bind(fd, reinterpret_cast<const sockaddr*>(&addr.ss), addr.len) < 0) {
-    r = -errno;
-    *c->sys = kSysBind;
-    SysClose(fd);
-    return r;
-  }
+  fd = BindOrClose(fd, reinterpret_cast<const sockaddr*>(&addr.ss), addr.len);
+  if (fd < 0) *c->sys = kSysBind;
   return fd;
 }
 }  // namespace
