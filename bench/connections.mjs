@@ -15,10 +15,12 @@
 // both server addresses, so no (source, destination) pair needs more than half the 28,232
 // ephemeral ports.
 //
-// One run: start the server, wait for its listening line, let it settle, sample the RSS of its
-// process tree (VmRSS of the main pid and every descendant, summed) = before. Start the client;
-// wait until the server reports N open connections; hold them idle --hold seconds, sampling RSS;
-// the largest sample = peak. bytes per connection = (peak - before) / connections held.
+// One run: start the server, wait for its listening line, sample the RSS of its process tree
+// (VmRSS of the main pid and every descendant, summed) every 0.5 s from 10 s after start (past
+// V8's memory reducer) until 5 samples span < 1 MB;
+// their median = before. Start the client; wait until the server reports N open connections; hold
+// them idle --hold seconds, sampling RSS every 0.5 s; the median = peak (held).
+// bytes per connection = (peak - before) / connections held.
 // Then SIGTERM the client (it ends its connections), wait for the server to see them close,
 // SIGTERM the server and reconcile the summaries: client txBytes == server rxBytes, client
 // connected == server accepted.
@@ -27,7 +29,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { listenOverflows, machineInfo, now } from './lib/harness.mjs';
+import { listenOverflows, machineInfo, median, now } from './lib/harness.mjs';
 import { fdHardLimit, meminfo, pollUntil, startJsonProc, treeRss } from './lib/procs.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
@@ -36,7 +38,11 @@ const node = process.execPath;
 const SRV = join(root, 'dist', 'srv', 'main.js');
 const CLT = join(root, 'dist', 'clt', 'main.js');
 const ADDRS = ['127.0.0.1', '127.0.0.2'];
-const SETTLE_S = 2; // after listening, before the "before" sample
+// V8's memory reducer shrinks a fresh Node process's heap ~8-9 s after start (~3 MB per process
+// for iapp-srv); sampling "before" earlier would credit that drop to the connections.
+const SETTLE_MIN_S = 12; // seconds after the listening line before the first "before" sample
+const SETTLE_MAX_S = 25; // at most this long waiting for the server's RSS to settle
+const STABLE_BYTES = 1 << 20;
 const PEER = 'node:net';
 const IAPP = 'iapp-srv sink';
 
@@ -46,8 +52,8 @@ const USAGE = `usage: node bench/connections.mjs [options]
   --systems LIST     iapp,net (default both)
   --client WHICH     auto (iapp-clt if dist/clt/main.js runs, else node:net), clt, net
   --rate R           new connections per second, all client processes together
-                     (default conns/20, at least 500: ramps in about 20 s)
-  --hold S           seconds to hold every connection idle while sampling RSS (default 3)
+                     (default conns/20, at least 1000: ramps in about 20 s)
+  --hold S           seconds to hold every connection idle while sampling RSS (default 4)
   --json             one JSON line per system on stdout
   --out FILE         results file (default bench/results/connections.json)`;
 
@@ -60,7 +66,7 @@ try {
       systems: { type: 'string', default: 'iapp,net' },
       client: { type: 'string', default: 'auto' },
       rate: { type: 'string' },
-      hold: { type: 'string', default: '3' },
+      hold: { type: 'string', default: '4' },
       json: { type: 'boolean', default: false },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -80,7 +86,7 @@ if (!Number.isInteger(conns) || conns < 16 || conns > 2 * 28232) {
   console.error(`--conns must be an integer from 16 to ${2 * 28232} (two destination addresses' ephemeral ports)`);
   process.exit(2);
 }
-const rate = Number(opts.rate ?? Math.max(500, Math.ceil(conns / 20)));
+const rate = Number(opts.rate ?? Math.max(1000, Math.ceil(conns / 20)));
 const holdS = Number(opts.hold);
 if (!(rate > 0) || !(holdS > 0 && holdS <= 60)) {
   console.error('--rate must be > 0 and --hold in (0, 60]');
@@ -198,13 +204,24 @@ async function runSystem(sys) {
   try {
     row.targets = srv.targets;
     row.serverProcesses = procCount(srv.procs);
-    await sleep(SETTLE_S * 1000);
+    // Settle: node processes allocate and collect for a while after start (V8 moves RssAnon by
+    // a few MB). Wait until 5 samples 0.5 s apart span less than STABLE_BYTES (at most SETTLE_MAX_S).
+    const tSettle = now();
+    await sleep(Math.max(0, SETTLE_MIN_S - 2) * 1000);
     const before = [];
-    for (let i = 0; i < 3; i++) {
+    for (;;) {
       before.push(rssOf(srv.procs));
-      await sleep(200);
+      const w = before.slice(-5);
+      if (w.length === 5 && Math.max(...w) - Math.min(...w) < STABLE_BYTES) break;
+      if (now() - tSettle >= SETTLE_MAX_S) {
+        row.notes.push(`server RSS not stable before the run (last 2 s spanned ${fmtB(Math.max(...w) - Math.min(...w))})`);
+        break;
+      }
+      await sleep(500);
     }
-    row.rssBefore = before.sort((a, b) => a - b)[1];
+    row.settleS = now() - tSettle;
+    row.rssBeforeSamples = before.slice(-5);
+    row.rssBefore = median(before.slice(-5));
     const mem0 = meminfo();
     const t0 = now();
     cl = startClient(srv.targets);
@@ -237,7 +254,9 @@ async function runSystem(sys) {
     samples.push(rssOf(srv.procs));
     const held = srv.connections();
     const mem1 = meminfo();
-    row.rssPeak = Math.max(...samples);
+    // The plateau: the median of the samples while holding (GC moves single samples by MBs).
+    row.rssPeak = median(samples);
+    row.rssMax = Math.max(...samples);
     row.rssSamples = samples;
     row.held = held;
     row.bytesPerConn = held > 0 ? (row.rssPeak - row.rssBefore) / held : NaN;
@@ -311,7 +330,7 @@ const results = {
     clientNote,
     fdLimit,
     definitions: {
-      rssPerConn: 'bytes: (largest VmRSS sum of the server process tree while holding - VmRSS sum before the client started) / connections held',
+      rssPerConn: 'bytes: (median VmRSS sum of the server process tree while holding every connection - median of the settled samples before the client started) / connections held',
       slabPerConn: 'bytes: /proc/meminfo Slab growth / connections held: kernel memory of both ends (client and server sockets), for context',
       ratio: 'node:net bytes per connection / iapp bytes per connection (> 1: iapp uses less)',
     },
@@ -369,7 +388,8 @@ for (const r of results.runs) {
       ];
   log(vals.map((v, i) => String(v).padEnd(cols[i][1])).join(' '));
 }
-log(`RSS: VmRSS summed over the server's processes (main + children), largest sample while holding minus before the client.`);
+log(`RSS: VmRSS summed over the server's processes (main + children); median of 0.5 s samples while holding minus the settled`);
+log(`median before the client started (GC moves single samples by a few MB: about ±${fmtB((2 * STABLE_BYTES) / conns)} per connection at this count).`);
 log(`* slab/conn: kernel Slab growth per connection, both ends (client and server sockets), for context.`);
 if (iappRow) log(`target: iapp sink <= 1 KB per connection: ${iappRow.bytesPerConn <= 1024 ? 'met' : `NOT met (${fmtB(iappRow.bytesPerConn)})`}`);
 log(`Results: ${relative(process.cwd(), outFile)} (${Math.round(results.elapsedS)} s)`);
