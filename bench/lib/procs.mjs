@@ -260,7 +260,7 @@ export function startJsonProc({ name, cmd, args, cwd, prefix = [], timeCpu = fal
     /** Sends `sig`, waits up to timeoutS for the exit, then SIGKILLs the tree. */
     async stop({ sig = 'SIGTERM', timeoutS = 10 } = {}) {
       if (!exitInfo) h.signal(sig);
-      const r = await Promise.race([done, sleep(timeoutS * 1000).then(() => null)]);
+      const r = await Promise.race([done, sleep(timeoutS * 1000, null, { ref: false })]);
       if (r) return r;
       killTree(child.pid);
       const d = await done;
