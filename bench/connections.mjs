@@ -297,6 +297,8 @@ async function runSystem(sys) {
     if (row.connected !== row.accepted) row.notes.push(`client connected ${row.connected} != server accepted ${row.accepted}`);
     if (row.failed) row.notes.push(`${row.failed} connects failed ${JSON.stringify(row.clientErrors)}`);
     if (row.listenOverflows > 0) row.notes.push(`ListenOverflows +${row.listenOverflows}`);
+    const noise = (2 * STABLE_BYTES) / Math.max(1, held);
+    if (Math.abs(row.bytesPerConn) < noise) row.notes.push(`within the RSS noise (±${Math.round(noise)} B/conn at this count: use more connections)`);
     row.ok = held > 0 && Number.isFinite(row.bytesPerConn);
     return row;
   } catch (err) {
