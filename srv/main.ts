@@ -460,7 +460,7 @@ async function main(argv: string[]): Promise<number> {
         ...(cfg.mode === 'http' ? { requests: tot.requests, httpErrors: tot.httpErrors } : {}),
         errors,
         ...(overflows !== undefined ? { listenOverflows: overflows } : {}),
-        drain: closeSummary,
+        drain: { sockets: closeSummary.sockets, reset: closeSummary.reset, unsent: closeSummary.unsent, terminated: closeSummary.terminated },
         perThread: perThread.map((s) => ({
           thread: s.thread,
           proc: s.proc,
