@@ -24,13 +24,13 @@
 // Then SIGTERM the client (it ends its connections), wait for the server to see them close,
 // SIGTERM the server and reconcile the summaries: client txBytes == server rxBytes, client
 // connected == server accepted.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { listenOverflows, machineInfo, median, now } from './lib/harness.mjs';
-import { fdHardLimit, meminfo, pollUntil, startJsonProc, treeRss } from './lib/procs.mjs';
+import { listenOverflows, median, now } from './lib/harness.mjs';
+import { fdHardLimit, meminfo, pollUntil, startJsonProc, stopForSummaries, treeRss } from './lib/procs.mjs';
+import { log, logResultsFile, logTable, newResults, parseOptions, writeJsonLines, writeResults } from './lib/report.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const root = join(benchDir, '..');
@@ -57,30 +57,19 @@ const USAGE = `usage: node bench/connections.mjs [options]
   --json             one JSON line per system on stdout
   --out FILE         results file (default bench/results/connections.json)`;
 
-let opts;
-try {
-  ({ values: opts } = parseArgs({
-    options: {
-      quick: { type: 'boolean', default: false },
-      conns: { type: 'string' },
-      systems: { type: 'string', default: 'iapp,net' },
-      client: { type: 'string', default: 'auto' },
-      rate: { type: 'string' },
-      hold: { type: 'string', default: '4' },
-      json: { type: 'boolean', default: false },
-      out: { type: 'string' },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  }));
-} catch (err) {
-  console.error(`${err.message}\n${USAGE}`);
-  process.exit(2);
-}
-if (opts.help) {
-  console.error(USAGE);
-  process.exit(0);
-}
-const log = (s = '') => process.stderr.write(`${s}\n`);
+const opts = parseOptions(
+  {
+    quick: { type: 'boolean', default: false },
+    conns: { type: 'string' },
+    systems: { type: 'string', default: 'iapp,net' },
+    client: { type: 'string', default: 'auto' },
+    rate: { type: 'string' },
+    hold: { type: 'string', default: '4' },
+    json: { type: 'boolean', default: false },
+    out: { type: 'string' },
+  },
+  USAGE,
+);
 const conns = Number(opts.conns ?? (opts.quick ? 4096 : 32768));
 if (!Number.isInteger(conns) || conns < 16 || conns > 2 * 28232) {
   console.error(`--conns must be an integer from 16 to ${2 * 28232} (two destination addresses' ephemeral ports)`);
@@ -264,21 +253,9 @@ async function runSystem(sys) {
     row.memAvailDropPerConn = held > 0 && mem1.MemAvailable ? (mem0.MemAvailable - mem1.MemAvailable) / held : NaN;
     row.rssByPid = srv.procs.map((p) => treeRss(p.pid).byPid);
     // Stop the client, then the server.
-    const cres = await Promise.all(cl.procs.map((p) => p.stop({ timeoutS: 20 })));
-    row.clientSummaries = cres.map((r) => r.objects.filter((o) => o.type === 'summary').pop() ?? null);
-    for (const [i, r] of cres.entries()) {
-      if (r.killed) row.notes.push(`${cl.procs[i].name} did not exit within 20 s of SIGTERM (killed)`);
-      else if (r.code !== 0) row.notes.push(`${cl.procs[i].name} exited ${r.signal ?? `code ${r.code}`}${cl.procs[i].errTail()}`);
-      if (!row.clientSummaries[i]) row.notes.push(`${cl.procs[i].name} printed no summary`);
-    }
+    row.clientSummaries = await stopForSummaries(cl.procs, { timeoutS: 20, notes: row.notes });
     await pollUntil(() => srv.connections() === 0, { timeoutS: 10, everyMs: 250 });
-    const sres = await Promise.all(srv.procs.map((p) => p.stop({ timeoutS: 15 })));
-    row.serverSummaries = sres.map((r) => r.objects.filter((o) => o.type === 'summary').pop() ?? null);
-    for (const [i, r] of sres.entries()) {
-      if (r.killed) row.notes.push(`${srv.procs[i].name} did not exit within 15 s of SIGTERM (killed)`);
-      else if (r.code !== 0) row.notes.push(`${srv.procs[i].name} exited ${r.signal ?? `code ${r.code}`}${srv.procs[i].errTail()}`);
-      if (!row.serverSummaries[i]) row.notes.push(`${srv.procs[i].name} printed no summary`);
-    }
+    row.serverSummaries = await stopForSummaries(srv.procs, { timeoutS: 15, notes: row.notes });
     // Reconcile.
     const c = row.clientSummaries;
     const s = row.serverSummaries;
@@ -318,11 +295,9 @@ if (wantSystems.includes('iapp') && !existsSync(SRV)) {
   console.error(`${relative(root, SRV)} not built (npx tsc -p tsconfig.json)`);
   process.exit(1);
 }
-const results = {
-  scenario: 'connections',
-  started: new Date().toISOString(),
-  machine: machineInfo(),
-  config: {
+const results = newResults(
+  'connections',
+  {
     conns,
     rate,
     holdS,
@@ -337,8 +312,8 @@ const results = {
       ratio: 'node:net bytes per connection / iapp bytes per connection (> 1: iapp uses less)',
     },
   },
-  runs: [],
-};
+  { runs: [] },
+);
 const order = ['iapp', 'net'].filter((s) => wantSystems.includes(s));
 for (const sys of order) {
   log(`-- ${sys === 'iapp' ? IAPP : PEER}`);
@@ -353,8 +328,7 @@ const ratio = iappRow && peerRow && iappRow.bytesPerConn > 0 ? peerRow.bytesPerC
 results.ratio = ratio;
 results.finished = new Date().toISOString();
 results.elapsedS = now() - tStart;
-mkdirSync(dirname(outFile), { recursive: true });
-writeFileSync(outFile, `${JSON.stringify(results, null, 1)}\n`);
+writeResults(outFile, results);
 
 log('');
 log(`== connections: ${caseLabel} (${clientKind === 'clt' ? 'iapp-clt' : 'node:net client'}), server RSS per connection`);
@@ -371,36 +345,40 @@ const cols = [
   ['tx=rx', 6],
   ['notes', 0],
 ];
-log(cols.map(([h, w]) => h.padEnd(w)).join(' '));
-for (const r of results.runs) {
-  const vals = r.error
-    ? [r.system, '-', '-', '-', '-', '-', '-', '-', '-', '-', `FAILED: ${r.error}`]
-    : [
-        r.system,
-        r.held,
-        r.serverProcesses,
-        fmtB(r.rssBefore),
-        fmtB(r.rssPeak),
-        fmtB(r.bytesPerConn),
-        r.system === IAPP ? (Number.isFinite(ratio) ? `${ratio.toFixed(2)}x less` : '-') : r.system === PEER ? '1' : '-',
-        fmtB(r.slabPerConn),
-        `${r.rampS.toFixed(1)} s`,
-        r.reconciled ? 'yes' : 'NO',
-        r.notes.join('; '),
-      ];
-  log(vals.map((v, i) => String(v).padEnd(cols[i][1])).join(' '));
-}
+logTable(
+  cols,
+  results.runs.map((r) =>
+    r.error
+      ? [r.system, '-', '-', '-', '-', '-', '-', '-', '-', '-', `FAILED: ${r.error}`]
+      : [
+          r.system,
+          r.held,
+          r.serverProcesses,
+          fmtB(r.rssBefore),
+          fmtB(r.rssPeak),
+          fmtB(r.bytesPerConn),
+          r.system === IAPP ? (Number.isFinite(ratio) ? `${ratio.toFixed(2)}x less` : '-') : r.system === PEER ? '1' : '-',
+          fmtB(r.slabPerConn),
+          `${r.rampS.toFixed(1)} s`,
+          r.reconciled ? 'yes' : 'NO',
+          r.notes.join('; '),
+        ],
+  ),
+);
 log(`RSS: VmRSS summed over the server's processes (main + children); median of 0.5 s samples while holding minus the settled`);
 log(`median before the client started (GC moves single samples by a few MB: about ±${fmtB((2 * STABLE_BYTES) / conns)} per connection at this count).`);
 log(`* slab/conn: kernel Slab growth per connection, both ends (client and server sockets), for context.`);
 if (iappRow) log(`target: iapp sink <= 1 KB per connection: ${iappRow.bytesPerConn <= 1024 ? 'met' : `NOT met (${fmtB(iappRow.bytesPerConn)})`}`);
-log(`Results: ${relative(process.cwd(), outFile)} (${Math.round(results.elapsedS)} s)`);
+logResultsFile(outFile, results.elapsedS);
 if (opts.json) {
-  for (const r of results.runs) {
-    if (!r.ok) continue;
-    const o = { scenario: 'connections', case: caseLabel, system: r.system, metric: 'rss-per-conn', value: Math.round(r.bytesPerConn), unit: 'bytes', held: r.held };
-    if (r.system === IAPP && Number.isFinite(ratio)) Object.assign(o, { peer: PEER, ratio: Number(ratio.toFixed(3)) });
-    process.stdout.write(`${JSON.stringify(o)}\n`);
-  }
+  writeJsonLines(
+    results.runs
+      .filter((r) => r.ok)
+      .map((r) => {
+        const o = { scenario: 'connections', case: caseLabel, system: r.system, metric: 'rss-per-conn', value: Math.round(r.bytesPerConn), unit: 'bytes', held: r.held };
+        if (r.system === IAPP && Number.isFinite(ratio)) Object.assign(o, { peer: PEER, ratio: Number(ratio.toFixed(3)) });
+        return o;
+      }),
+  );
 }
 process.exit(results.runs.every((r) => r.ok) ? 0 : 1);

@@ -21,12 +21,11 @@
 //               from a mark taken once every connection carries bytes (ss: bytes_acked + Send-Q,
 //               /proc CPU of the tree) to the exit (GNU time). "w/ start": spawn to exit.
 // Systems are interleaved (A B C A B C ...); ratios are medians of per-round ratios.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { buildReferences } from './lib/reference.mjs';
-import { busyBetween, cpuTimes, listenOverflows, machineInfo, now, pinningPlan, procCpuSeconds, startServer, summarize, waitDrained, waitQuiet } from './lib/harness.mjs';
+import { busyBetween, cpuTimes, listenOverflows, now, pinningPlan, procCpuSeconds, startServer, waitDrained } from './lib/harness.mjs';
+import { FOREIGN_MAX, caseJsonLines, f, flagNotes, interleavedOptions, interleavedRunner, log, logResultsFile, logTable, newResults, parseOptions, pct, ratioCells, ratioColumns, referencesOrExit, rng, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
 import { spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startJsonProc, treeCpuSeconds } from './lib/procs.mjs';
@@ -64,10 +63,8 @@ function clientSockets(port) {
   }
   return { sockets, written };
 }
-const QUIET_BUDGET_S = 30;
 // A run during which other processes used more than FOREIGN_MAX of a core is repeated once (at
-// most MAX_RETRIES_SHARE of all runs), as in bench/sink.mjs.
-const FOREIGN_MAX = 0.25;
+// most MAX_RETRIES_SHARE of all runs), as in bench/sink.mjs (interleavedRunner, bench/lib/report.mjs).
 const MAX_RETRIES_SHARE = 0.15;
 
 const USAGE = `usage: node bench/push.mjs [options]
@@ -83,33 +80,14 @@ const USAGE = `usage: node bench/push.mjs [options]
   --json               one JSON line per case, system and metric on stdout
   --out FILE           results file (default bench/results/push.json)`;
 
-let opts;
-try {
-  ({ values: opts } = parseArgs({
-    options: {
-      quick: { type: 'boolean', default: false },
-      duration: { type: 'string' },
-      runs: { type: 'string' },
-      'only-conns': { type: 'string' },
-      size: { type: 'string', default: '65536' },
-      systems: { type: 'string' },
-      sink: { type: 'string', default: 'c-trunc' },
-      'noise-floor': { type: 'boolean', default: false },
-      'no-pin': { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-      out: { type: 'string' },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  }));
-} catch (err) {
-  console.error(`${err.message}\n${USAGE}`);
-  process.exit(2);
-}
-if (opts.help) {
-  console.error(USAGE);
-  process.exit(0);
-}
-const log = (s = '') => process.stderr.write(`${s}\n`);
+const opts = parseOptions(
+  {
+    ...interleavedOptions,
+    size: { type: 'string', default: '65536' },
+    sink: { type: 'string', default: 'c-trunc' },
+  },
+  USAGE,
+);
 const connsList = (opts['only-conns'] ?? '1,64').split(',').map(Number);
 const size = Number(opts.size);
 const duration = Number(opts.duration ?? (opts.quick ? 2 : 5));
@@ -128,13 +106,7 @@ if (!['c-trunc', 'iapp-srv'].includes(opts.sink)) {
 }
 const outFile = opts.out ?? join(benchDir, 'results', 'push.json');
 
-let ref;
-try {
-  ref = buildReferences({ log });
-} catch (err) {
-  console.error(`push bench: ${err.message}`);
-  process.exit(1);
-}
+const ref = referencesOrExit('push');
 
 // ---- systems (clients) ---------------------------------------------------------------------------
 const clientArgs = {
@@ -150,15 +122,7 @@ let systems = [
 ];
 clientArgs['c-push-2'] = clientArgs[REF];
 if (opts['noise-floor']) systems.push({ name: 'c-push-2', kind: 'noise', cmd: ref.push });
-if (opts.systems) {
-  const want = opts.systems.split(',').map((s) => s.trim());
-  const unknown = want.filter((w) => !systems.some((s) => s.name === w));
-  if (unknown.length) {
-    console.error(`--systems: unknown ${unknown.join(', ')} (known: ${systems.map((s) => s.name).join(', ')})`);
-    process.exit(2);
-  }
-  systems = systems.filter((s) => want.includes(s.name));
-}
+systems = selectSystems(systems, opts.systems);
 if (systems.some((s) => s.name === IAPP) && !existsSync(CLT)) {
   log(`NOTE: ${relative(root, CLT)} not built: skipping ${IAPP}`);
   systems = systems.filter((s) => s.name !== IAPP);
@@ -293,7 +257,7 @@ async function runOnce(sys, conns) {
       sinkUtil: (sinkCpu1 - sinkCpu0) / (dr.endS - t0),
       foreign,
       flags,
-      notes: Object.entries(flags).map(([k, v]) => `${k} ${v}`),
+      notes: flagNotes(flags),
     };
   } catch (err) {
     await sink.kill();
@@ -302,44 +266,20 @@ async function runOnce(sys, conns) {
 }
 
 // ---- summaries -----------------------------------------------------------------------------------
-function paired(rows, sys, peer, key) {
-  const out = [];
-  for (const r of rows.filter((x) => x.system === sys && x.ok)) {
-    const p = rows.find((x) => x.system === peer && x.run === r.run && x.ok);
-    if (p && p[key] > 0) out.push(r[key] / p[key]);
-  }
-  return summarize(out);
-}
-function summarizeCase(rows) {
-  return systems.map((s) => {
-    const mine = rows.filter((r) => r.system === s.name && r.ok);
-    const sum = {
-      system: s.name,
-      kind: s.kind,
-      runs: mine.length,
-      failedRuns: rows.filter((r) => r.system === s.name && !r.ok).length,
-      errors: rows.filter((r) => r.system === s.name && !r.ok).map((r) => r.error),
-      throughput: summarize(mine.map((r) => r.gbps)),
-      wallThroughput: summarize(mine.map((r) => r.wallGbps)),
-      cpuPerGB: summarize(mine.map((r) => r.cpuPerGB)),
-      cpuPerGBAll: summarize(mine.map((r) => r.cpuPerGBAll)),
-      markS: summarize(mine.map((r) => r.mark?.t)),
-      cltUtil: summarize(mine.map((r) => r.cltUtil)),
-      sinkUtil: summarize(mine.map((r) => r.sinkUtil)),
-      notes: [...new Set(mine.flatMap((r) => Object.keys(r.flags)))].map((k) => `${k} in ${mine.filter((r) => k in r.flags).length}/${mine.length}`),
-      vs: {},
-    };
-    for (const peer of [REF, PEER]) {
-      if (peer === s.name || !systems.some((x) => x.name === peer)) continue;
-      sum.vs[peer] = { throughput: paired(rows, s.name, peer, 'gbps'), cpuPerGB: paired(rows, s.name, peer, 'cpuPerGB') };
-    }
-    return sum;
+const summarizeCase = (rows) =>
+  summarizeSystems(rows, systems, {
+    metrics: {
+      throughput: 'gbps',
+      wallThroughput: 'wallGbps',
+      cpuPerGB: 'cpuPerGB',
+      cpuPerGBAll: 'cpuPerGBAll',
+      markS: (r) => r.mark?.t,
+      cltUtil: 'cltUtil',
+      sinkUtil: 'sinkUtil',
+    },
+    peers: [REF, PEER],
+    errors: true,
   });
-}
-
-const f = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '-');
-const rng = (s, d = 2) => (s.n ? `${f(s.median, d)} (${f(s.min, d)}-${f(s.max, d)})` : '-');
-const pct = (s) => (s.n ? `${Math.round(s.median * 100)}%` : '-');
 
 function printTable(label, summary) {
   log('');
@@ -352,133 +292,61 @@ function printTable(label, summary) {
     ['start', 6],
     ['cltCPU', 7],
     ['sinkCPU', 8],
-    [`GB/s ÷${REF}`, 18],
-    [`GB/s ÷${PEER}`, 18],
-    [`CPU/GB ÷${REF}`, 18],
-    [`CPU/GB ÷${PEER}`, 18],
+    ...ratioColumns([REF, PEER], 18),
     ['notes', 0],
   ];
-  log(cols.map(([h, w]) => h.padEnd(w)).join(' '));
-  for (const s of summary) {
-    const cell = (peer, m) => (s.vs[peer] ? rng(s.vs[peer][m]) : s.system === peer ? '1' : '-');
+  const rows = summary.map((s) => {
     const notes = [...s.notes];
     if (s.sinkUtil.n && s.sinkUtil.max >= 0.95) notes.push('sink saturated');
     if (s.failedRuns) notes.unshift(`${s.failedRuns} failed run(s): ${[...new Set(s.errors)].join(' / ').slice(0, 300)}`);
-    const vals = [s.system, rng(s.throughput), rng(s.cpuPerGB, 3), f(s.cpuPerGBAll.median, 3), `${f(s.markS.median, 1)}s`, pct(s.cltUtil), pct(s.sinkUtil), cell(REF, 'throughput'), cell(PEER, 'throughput'), cell(REF, 'cpuPerGB'), cell(PEER, 'cpuPerGB'), notes.join('; ')];
-    log(vals.map((v, i) => String(v).padEnd(cols[i][1])).join(' '));
-  }
-}
-
-function jsonLines(label, summary) {
-  const lines = [];
-  for (const s of summary) {
-    if (!s.runs) continue;
-    for (const [metric, unit] of [
-      ['throughput', 'GB/s'],
-      ['cpuPerGB', 'CPU-s/GB'],
-    ]) {
-      const st = s[metric];
-      const o = { scenario: 'push', case: label, system: s.system, metric, value: st.median, unit, min: st.min, max: st.max, runs: st.n };
-      if (s.kind === 'iapp' && s.vs[PEER]) {
-        const r = s.vs[PEER][metric];
-        Object.assign(o, { peer: PEER, ratio: r.median, ratioMin: r.min, ratioMax: r.max });
-      }
-      if (s.kind === 'iapp' && s.vs[REF]) {
-        const r = s.vs[REF][metric];
-        Object.assign(o, { refPeer: REF, refRatio: r.median, refRatioMin: r.min, refRatioMax: r.max });
-      }
-      lines.push(o);
-    }
-  }
-  return lines;
+    return [s.system, rng(s.throughput), rng(s.cpuPerGB, 3), f(s.cpuPerGBAll.median, 3), `${f(s.markS.median, 1)}s`, pct(s.cltUtil), pct(s.sinkUtil), ...ratioCells(s, [REF, PEER]), notes.join('; ')];
+  });
+  logTable(cols, rows);
 }
 
 // ---- main ----------------------------------------------------------------------------------------
-const results = {
-  scenario: 'push',
-  started: new Date().toISOString(),
-  machine: machineInfo(),
-  config: {
-    duration,
-    runs,
-    size,
-    conns: connsList,
-    systems: systems.map((s) => ({ name: s.name, kind: s.kind, cmd: relative(root, s.cmd) || s.cmd })),
-    sink: sinkDesc,
-    pinning: pin.note,
-    definitions: {
-      throughput: "client txBytes / the client's own push time (first connect -> last write or flush), GB = 1e9 bytes",
-      wallThroughput: "sink rxBytes / (client spawn -> kernel queues toward the sink empty): startup included",
-      cpuPerGB: 'client user+system CPU seconds of the whole process tree per GB sent, from the steady-state mark (every connection carrying bytes + 0.3 s; bytes from ss bytes_acked+Send-Q, CPU from /proc) to exit (GNU time)',
-      cpuPerGBAll: 'the same from spawn to exit: includes process start-up and connection set-up',
-      ratio: 'median over rounds of system/peer measured in the same round (lower is better for cpuPerGB)',
-    },
+const results = newResults('push', {
+  duration,
+  runs,
+  size,
+  conns: connsList,
+  systems: systems.map((s) => ({ name: s.name, kind: s.kind, cmd: relative(root, s.cmd) || s.cmd })),
+  sink: sinkDesc,
+  pinning: pin.note,
+  definitions: {
+    throughput: "client txBytes / the client's own push time (first connect -> last write or flush), GB = 1e9 bytes",
+    wallThroughput: "sink rxBytes / (client spawn -> kernel queues toward the sink empty): startup included",
+    cpuPerGB: 'client user+system CPU seconds of the whole process tree per GB sent, from the steady-state mark (every connection carrying bytes + 0.3 s; bytes from ss bytes_acked+Send-Q, CPU from /proc) to exit (GNU time)',
+    cpuPerGBAll: 'the same from spawn to exit: includes process start-up and connection set-up',
+    ratio: 'median over rounds of system/peer measured in the same round (lower is better for cpuPerGB)',
   },
-  runs: [],
-  summary: [],
-};
-const save = () => {
-  mkdirSync(dirname(outFile), { recursive: true });
-  writeFileSync(outFile, `${JSON.stringify(results, null, 1)}\n`);
-};
+});
+const save = () => writeResults(outFile, results);
 const estimate = connsList.length * systems.length * runs * (duration + 1.5);
 log(`push bench: ${connsList.length} case(s) x ${systems.length} client(s) x ${runs} runs x ${duration} s, ${size}-byte writes; about ${Math.ceil(estimate / 60)} min`);
 log(`clients: ${systems.map((s) => s.name).join(', ')}; sink: ${sinkDesc}`);
 log(`pinning: ${pin.note}`);
-const tStart = now();
-let quietWaited = 0;
-const failures = new Map();
-const plannedRuns = connsList.length * systems.length * runs;
-let retries = 0;
-let disturbed = 0;
+const runner = interleavedRunner({
+  results,
+  plannedRuns: connsList.length * systems.length * runs,
+  maxRetriesShare: MAX_RETRIES_SHARE,
+  failIndent: '  ',
+});
+const logRun = (row) =>
+  log(
+    `  ${row.case} run ${row.run} ${row.system.padEnd(9)} ${f(row.gbps)} GB/s  ${f(row.cpuPerGB, 3)} CPU-s/GB  clt ${Math.round(row.cltUtil * 100)}%  sink ${Math.round(row.sinkUtil * 100)}%` +
+      (row.notes.length ? `  [${row.notes.join('; ')}]` : ''),
+  );
 for (const conns of connsList) {
   const label = `conns=${conns},size=${size}`;
-  const rows = [];
-  for (let run = 1; run <= runs; run++) {
-    for (const sys of systems) {
-      if ((failures.get(sys.name) ?? 0) >= 2) continue;
-      let row;
-      for (let attempt = 0; ; attempt++) {
-        const q = await waitQuiet({ timeoutS: Math.min(5, Math.max(0, QUIET_BUDGET_S - quietWaited)) });
-        quietWaited += Math.max(0, q.waitedS - 0.2);
-        const base = { case: label, conns, size, system: sys.name, run, attempt };
-        try {
-          row = { ...base, ok: true, ...(await runOnce(sys, conns)) };
-          if (q.quiet === false) row.notes.push(`busy before ${f(q.busyCores)} cores`);
-          failures.set(sys.name, 0);
-          log(
-            `  ${label} run ${run} ${sys.name.padEnd(9)} ${f(row.gbps)} GB/s  ${f(row.cpuPerGB, 3)} CPU-s/GB  clt ${Math.round(row.cltUtil * 100)}%  sink ${Math.round(row.sinkUtil * 100)}%` +
-              (row.notes.length ? `  [${row.notes.join('; ')}]` : ''),
-          );
-        } catch (err) {
-          row = { ...base, ok: false, error: err.message, flags: {}, notes: [] };
-          const n = (failures.get(sys.name) ?? 0) + 1;
-          failures.set(sys.name, n);
-          log(`  ${sys.name} ${label} run ${run} failed: ${err.message}${n >= 2 ? ` (skipping ${sys.name} from now on)` : ''}`);
-          break;
-        }
-        if (!(row.foreign > FOREIGN_MAX)) break;
-        disturbed++;
-        if (attempt >= 1 || retries >= MAX_RETRIES_SHARE * plannedRuns) break;
-        retries++;
-        row.replaced = true;
-        results.runs.push(row);
-        log(`  (other processes used ${Math.round(row.foreign * 100)}% of a core during that run: repeating it)`);
-      }
-      rows.push(row);
-      results.runs.push(row);
-    }
-  }
+  const rows = await runner.runCase({ label, base: { conns, size }, systems, runs, runOnce: (sys) => runOnce(sys, conns), logRow: logRun });
   const summary = summarizeCase(rows);
   results.summary.push({ case: label, conns, size, systems: summary });
   printTable(label, summary);
-  if (opts.json) for (const o of jsonLines(label, summary)) process.stdout.write(`${JSON.stringify(o)}\n`);
+  if (opts.json) writeJsonLines(caseJsonLines('push', label, summary, { peer: PEER, ref: REF }));
   save();
 }
-results.finished = new Date().toISOString();
-results.elapsedS = now() - tStart;
-results.disturbedRuns = disturbed;
-results.repeatedRuns = retries;
+runner.finish();
 save();
 log('');
 log(`GB = 1e9 bytes. GB/s = client txBytes / its own push time; CPU-s/GB = client user+sys CPU (whole process tree)`);
@@ -486,5 +354,5 @@ log(`per GB sent after the steady mark (every connection carrying bytes, "start"
 log(`cltCPU/sinkCPU = CPU-seconds per wall-second (100% = one core).`);
 log(`Ratios: median (min-max) over rounds of client/peer in the same round; for CPU/GB lower is better.`);
 log(`Sink: ${sinkDesc}. Pinning: ${pin.note}.`);
-if (disturbed) log(`${disturbed} run(s) saw other load (> ${FOREIGN_MAX * 100}% of a core); ${retries} repeated. Noisy machine: treat with care.`);
-log(`Results: ${relative(process.cwd(), outFile)} (${Math.round(results.elapsedS)} s)`);
+runner.logDisturbed();
+logResultsFile(outFile, results.elapsedS);

@@ -16,36 +16,19 @@
 //   CPU-s/GB   = server user+sys CPU seconds (all threads) / GB received
 // Systems are interleaved (A B C A B C ...); ratios are medians of per-run ratios, where a run's
 // ratio compares runs of the same round, next to each other in time.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { buildReferences } from './lib/reference.mjs';
-import {
-  busyBetween,
-  cpuTimes,
-  listenOverflows,
-  machineInfo,
-  now,
-  pinningPlan,
-  procCpuSeconds,
-  runClient,
-  startServer,
-  summarize,
-  waitDrained,
-  waitQuiet,
-} from './lib/harness.mjs';
+import { busyBetween, cpuTimes, listenOverflows, now, pinningPlan, procCpuSeconds, runClient, startServer, waitDrained } from './lib/harness.mjs';
+import { FOREIGN_MAX, caseJsonLines, f, flagNotes, interleavedOptions, interleavedRunner, log, logResultsFile, logTable, newResults, parseOptions, pct, ratioCells, ratioColumns, referencesOrExit, rng, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const root = join(benchDir, '..');
 const DRAIN_TIMEOUT_S = 10; // 1024 sockets can hold >1.5 GB at the client's end; a slow sink needs seconds
 // Other work on the machine (another build or test run) distorts both sides. Before each run the
-// harness waits (up to QUIET_WAIT_S) for the CPUs to be nearly idle; a run during which more than
-// FOREIGN_MAX of a core went to other processes is repeated once (at most MAX_RETRIES_SHARE of
-// all runs are repeated, to bound the time).
-const QUIET_WAIT_S = 5;
-const QUIET_BUDGET_S = 30; // total waiting for quiet over the whole benchmark
-const FOREIGN_MAX = 0.25;
+// harness waits (up to 5 s, 30 s in all) for the CPUs to be nearly idle; a run during which more
+// than FOREIGN_MAX of a core went to other processes is repeated once (at most MAX_RETRIES_SHARE
+// of all runs are repeated, to bound the time). See interleavedRunner in bench/lib/report.mjs.
 const MAX_RETRIES_SHARE = 0.1;
 const PEER = 'net-sink'; // the node:net baseline
 const REF = 'c-trunc'; // the cheapest possible sink
@@ -62,31 +45,13 @@ const USAGE = `usage: node bench/sink.mjs [options]
   --json               print one JSON line per case, system and metric on stdout
   --out FILE           results file (default bench/results/sink.json)`;
 
-let opts;
-try {
-  ({ values: opts } = parseArgs({
-    options: {
-      quick: { type: 'boolean', default: false },
-      duration: { type: 'string' },
-      runs: { type: 'string' },
-      'only-conns': { type: 'string' },
-      sizes: { type: 'string' },
-      systems: { type: 'string' },
-      'noise-floor': { type: 'boolean', default: false },
-      'no-pin': { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-      out: { type: 'string' },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  }));
-} catch (err) {
-  console.error(`${err.message}\n${USAGE}`);
-  process.exit(2);
-}
-if (opts.help) {
-  console.error(USAGE);
-  process.exit(0);
-}
+const opts = parseOptions(
+  {
+    ...interleavedOptions,
+    sizes: { type: 'string' },
+  },
+  USAGE,
+);
 
 function numList(s, name) {
   const xs = s.split(',').map((x) => Number(x.trim()));
@@ -109,16 +74,9 @@ if (!Number.isInteger(runs) || runs < 3 || runs > 100) {
   process.exit(2);
 }
 const outFile = opts.out ?? join(benchDir, 'results', 'sink.json');
-const log = (s = '') => process.stderr.write(`${s}\n`);
 
 // ---- systems -------------------------------------------------------------------------------
-let ref;
-try {
-  ref = buildReferences({ log });
-} catch (err) {
-  console.error(`sink bench: ${err.message}`);
-  process.exit(1);
-}
+const ref = referencesOrExit('sink');
 const node = process.execPath;
 const iappScript = join(benchDir, 'servers', 'iapp-sink.mjs');
 const iapp = (mode) => ({ name: `iapp-${mode}`, kind: 'iapp', cmd: node, args: [iappScript, '--mode', mode, '--threads', '1', '--port', '0'] });
@@ -130,15 +88,7 @@ let systems = [
   { name: 'c-trunc', kind: 'reference', cmd: ref.sink, args: ['--mode', 'trunc', '--port', '0'] },
 ];
 if (opts['noise-floor']) systems.splice(1, 0, { ...systems[0], name: 'net-sink-2', kind: 'noise' });
-if (opts.systems) {
-  const want = opts.systems.split(',').map((s) => s.trim());
-  const unknown = want.filter((w) => !systems.some((s) => s.name === w));
-  if (unknown.length) {
-    console.error(`--systems: unknown ${unknown.join(', ')} (known: ${systems.map((s) => s.name).join(', ')})`);
-    process.exit(2);
-  }
-  systems = systems.filter((s) => want.includes(s.name));
-}
+systems = selectSystems(systems, opts.systems);
 if (systems.some((s) => s.kind === 'iapp') && !existsSync(iappScript)) {
   log(`NOTE: ${relative(root, iappScript)} not found: skipping ${systems.filter((s) => s.kind === 'iapp').map((s) => s.name).join(', ')}`);
   systems = systems.filter((s) => s.kind !== 'iapp');
@@ -203,7 +153,7 @@ async function runOnce(sys, c) {
     if (res.accepted !== c.conns) flags['accepted!=conns'] = res.accepted - c.conns;
     if (ovf1 - ovf0 > 0) flags.ListenOverflows = ovf1 - ovf0;
     if (foreign > FOREIGN_MAX) flags['other load (% of a core)'] = Math.round(foreign * 100);
-    const notes = Object.entries(flags).map(([k, v]) => `${k} ${v}`);
+    const notes = flagNotes(flags);
     return {
       rxBytes: res.rxBytes,
       txBytes: cl.txBytes,
@@ -235,48 +185,12 @@ async function runOnce(sys, c) {
 }
 
 // ---- summaries -------------------------------------------------------------------------------
-function pairedRatios(rows, sys, peer, key) {
-  const out = [];
-  for (const r of rows.filter((x) => x.system === sys && x.ok)) {
-    const p = rows.find((x) => x.system === peer && x.run === r.run && x.ok);
-    if (p && p[key] > 0) out.push(r[key] / p[key]);
-  }
-  return summarize(out);
-}
-
-function summarizeCase(c, rows) {
-  const names = systems.map((s) => s.name);
-  return names.map((name) => {
-    const mine = rows.filter((r) => r.system === name && r.ok);
-    const sum = {
-      system: name,
-      kind: systems.find((s) => s.name === name).kind,
-      runs: mine.length,
-      failedRuns: rows.filter((r) => r.system === name && !r.ok).length,
-      throughput: summarize(mine.map((r) => r.gbps)),
-      cpuPerGB: summarize(mine.map((r) => r.cpuPerGB)),
-      srvUtil: summarize(mine.map((r) => r.srvUtil)),
-      cltUtil: summarize(mine.map((r) => r.cltUtil)),
-      drainS: summarize(mine.map((r) => r.drainS)),
-      // "flag in k/n runs (max v)", over the runs that count
-      notes: [...new Set(mine.flatMap((r) => Object.keys(r.flags)))].map((k) => {
-        const vs = mine.filter((r) => k in r.flags).map((r) => r.flags[k]);
-        const big = vs.reduce((a, b) => (Math.abs(b) > Math.abs(a) ? b : a));
-        return `${k} in ${vs.length}/${mine.length} (max ${big})`;
-      }),
-      vs: {},
-    };
-    for (const peer of [PEER, REF]) {
-      if (peer === name || !names.includes(peer)) continue;
-      sum.vs[peer] = { throughput: pairedRatios(rows, name, peer, 'gbps'), cpuPerGB: pairedRatios(rows, name, peer, 'cpuPerGB') };
-    }
-    return sum;
+const summarizeCase = (rows) =>
+  summarizeSystems(rows, systems, {
+    metrics: { throughput: 'gbps', cpuPerGB: 'cpuPerGB', srvUtil: 'srvUtil', cltUtil: 'cltUtil', drainS: 'drainS' },
+    peers: [PEER, REF],
+    flagMax: true, // "flag in k/n runs (max v)", over the runs that count
   });
-}
-
-const f = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '-');
-const rng = (s, d = 2) => (s.n ? `${f(s.median, d)} (${f(s.min, d)}-${f(s.max, d)})` : '-');
-const pct = (s) => (s.n ? `${Math.round(s.median * 100)}%` : '-');
 
 function printTable(c, summary) {
   log('');
@@ -287,149 +201,66 @@ function printTable(c, summary) {
     ['CPU-s/GB (min-max)', 20],
     ['srvCPU', 7],
     ['cltCPU', 7],
-    [`GB/s ÷${PEER}`, 19],
-    [`GB/s ÷${REF}`, 19],
-    [`CPU/GB ÷${PEER}`, 19],
-    [`CPU/GB ÷${REF}`, 19],
+    ...ratioColumns([PEER, REF], 19),
     ['notes', 0],
   ];
-  log(cols.map(([h, w]) => h.padEnd(w)).join(' '));
-  for (const s of summary) {
-    const cell = (peer, m) => (s.vs[peer] ? rng(s.vs[peer][m]) : s.system === peer ? '1' : '-');
+  const rows = summary.map((s) => {
     const notes = [...s.notes];
     if (s.cltUtil.n && s.cltUtil.min >= 0.95 && s.srvUtil.median < 0.9) notes.push('client-bound');
     if (s.srvUtil.n && s.srvUtil.min >= 0.95) notes.push('server saturated');
     if (s.failedRuns) notes.unshift(`${s.failedRuns} failed run(s)`);
-    const vals = [
+    return [
       s.system,
       rng(s.throughput),
       rng(s.cpuPerGB, 3),
       pct(s.srvUtil),
       pct(s.cltUtil),
-      cell(PEER, 'throughput'),
-      cell(REF, 'throughput'),
-      cell(PEER, 'cpuPerGB'),
-      cell(REF, 'cpuPerGB'),
+      ...ratioCells(s, [PEER, REF]),
       notes.join('; '),
     ];
-    log(vals.map((v, i) => String(v).padEnd(cols[i][1])).join(' '));
-  }
-}
-
-function jsonLines(c, summary) {
-  const lines = [];
-  for (const s of summary) {
-    if (!s.runs) continue;
-    for (const [metric, unit] of [
-      ['throughput', 'GB/s'],
-      ['cpuPerGB', 'CPU-s/GB'],
-    ]) {
-      const st = s[metric];
-      const o = { scenario: 'sink', case: c.label, system: s.system, metric, value: st.median, unit, min: st.min, max: st.max, runs: st.n };
-      if ((s.kind === 'iapp' || s.kind === 'noise') && s.vs[PEER]) {
-        const r = s.vs[PEER][metric];
-        Object.assign(o, { peer: PEER, ratio: r.median, ratioMin: r.min, ratioMax: r.max });
-      }
-      if (s.kind === 'iapp' && s.vs[REF]) {
-        const r = s.vs[REF][metric];
-        Object.assign(o, { refPeer: REF, refRatio: r.median, refRatioMin: r.min, refRatioMax: r.max });
-      }
-      lines.push(o);
-    }
-  }
-  return lines;
+  });
+  logTable(cols, rows);
 }
 
 // ---- main ------------------------------------------------------------------------------------
-const results = {
-  scenario: 'sink',
-  started: new Date().toISOString(),
-  machine: machineInfo(),
-  config: {
-    duration,
-    runs,
-    cases: cases.map((c) => c.label),
-    systems: systems.map(({ name, kind, cmd, args }) => ({ name, kind, cmd: relative(root, cmd) || cmd, args: args.map((a) => (a.startsWith(root) ? relative(root, a) : a)) })),
-    client,
-    pinning: pin.note,
-    drainTimeoutS: DRAIN_TIMEOUT_S,
-    definitions: {
-      throughput: 'server rxBytes / (client start -> kernel queues toward the server empty), GB = 1e9 bytes',
-      cpuPerGB: 'server user+system CPU seconds, all threads (/proc/<pid>/stat), per GB received',
-      ratio: 'median over rounds of system/peer, both measured in the same round (lower is better for cpuPerGB)',
-    },
+const results = newResults('sink', {
+  duration,
+  runs,
+  cases: cases.map((c) => c.label),
+  systems: systems.map(({ name, kind, cmd, args }) => ({ name, kind, cmd: relative(root, cmd) || cmd, args: args.map((a) => (a.startsWith(root) ? relative(root, a) : a)) })),
+  client,
+  pinning: pin.note,
+  drainTimeoutS: DRAIN_TIMEOUT_S,
+  definitions: {
+    throughput: 'server rxBytes / (client start -> kernel queues toward the server empty), GB = 1e9 bytes',
+    cpuPerGB: 'server user+system CPU seconds, all threads (/proc/<pid>/stat), per GB received',
+    ratio: 'median over rounds of system/peer, both measured in the same round (lower is better for cpuPerGB)',
   },
-  runs: [],
-  summary: [],
-};
+});
+const save = () => writeResults(outFile, results);
 
-function save() {
-  mkdirSync(dirname(outFile), { recursive: true });
-  writeFileSync(outFile, `${JSON.stringify(results, null, 1)}\n`);
-}
-
-const failures = new Map(); // consecutive failures per system
-const tStart = now();
-const plannedRuns = cases.length * systems.length * runs;
-let retries = 0;
-let disturbed = 0;
-let quietWaitedS = 0;
+const runner = interleavedRunner({
+  results,
+  plannedRuns: cases.length * systems.length * runs,
+  maxRetriesShare: MAX_RETRIES_SHARE,
+  recordBusy: true,
+  progress: true,
+});
+const logRun = (row) =>
+  log(
+    `  ${row.case} run ${row.run} ${row.system.padEnd(10)} ${f(row.gbps)} GB/s  ${f(row.cpuPerGB, 3)} CPU-s/GB  ` +
+      `srv ${Math.round(row.srvUtil * 100)}%  clt ${Math.round(row.cltUtil * 100)}%  drain ${Math.round(row.drainS * 1000)} ms` +
+      (row.notes.length ? `  [${row.notes.join('; ')}]` : ''),
+  );
 for (const c of cases) {
-  const rows = [];
-  for (let run = 1; run <= runs; run++) {
-    for (const sys of systems) {
-      if ((failures.get(sys.name) ?? 0) >= 2) continue;
-      let row;
-      for (let attempt = 0; ; attempt++) {
-        if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${c.label} run ${run}/${runs} ${sys.name}...`);
-        const q = await waitQuiet({ timeoutS: Math.min(QUIET_WAIT_S, Math.max(0, QUIET_BUDGET_S - quietWaitedS)) });
-        quietWaitedS += Math.max(0, q.waitedS - 0.2);
-        const base = { case: c.label, conns: c.conns, size: c.size, system: sys.name, run, attempt, busyBefore: q.busyCores };
-        try {
-          row = { ...base, ok: true, ...(await runOnce(sys, c)) };
-          if (!q.quiet && q.quiet !== null) {
-            row.flags['busy before (cores)'] = Number(f(q.busyCores));
-            row.notes.push(`busy before ${f(q.busyCores)} cores`);
-          }
-          failures.set(sys.name, 0);
-        } catch (err) {
-          row = { ...base, ok: false, error: err.message, flags: {}, notes: [] };
-          const n = (failures.get(sys.name) ?? 0) + 1;
-          failures.set(sys.name, n);
-          if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
-          log(`${sys.name} ${c.label} run ${run} failed: ${err.message}${n >= 2 ? ` (skipping ${sys.name} from now on)` : ''}`);
-          break;
-        }
-        if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
-        log(
-          `  ${c.label} run ${run} ${sys.name.padEnd(10)} ${f(row.gbps)} GB/s  ${f(row.cpuPerGB, 3)} CPU-s/GB  ` +
-            `srv ${Math.round(row.srvUtil * 100)}%  clt ${Math.round(row.cltUtil * 100)}%  drain ${Math.round(row.drainS * 1000)} ms` +
-            (row.notes.length ? `  [${row.notes.join('; ')}]` : ''),
-        );
-        if (!(row.foreign > FOREIGN_MAX)) break;
-        disturbed++;
-        if (attempt >= 1 || retries >= MAX_RETRIES_SHARE * plannedRuns) break;
-        retries++;
-        row.replaced = true;
-        results.runs.push(row);
-        log(`  (other processes used ${Math.round(row.foreign * 100)}% of a core during that run: repeating it)`);
-      }
-      rows.push(row);
-      results.runs.push(row);
-    }
-  }
-  if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
-  const summary = summarizeCase(c, rows);
+  const rows = await runner.runCase({ label: c.label, base: { conns: c.conns, size: c.size }, systems, runs, runOnce: (sys) => runOnce(sys, c), logRow: logRun });
+  const summary = summarizeCase(rows);
   results.summary.push({ case: c.label, conns: c.conns, size: c.size, systems: summary });
   printTable(c, summary);
-  if (opts.json) for (const o of jsonLines(c, summary)) process.stdout.write(`${JSON.stringify(o)}\n`);
+  if (opts.json) writeJsonLines(caseJsonLines('sink', c.label, summary, { peer: PEER, ref: REF, peerKinds: ['iapp', 'noise'] }));
   save();
 }
-results.finished = new Date().toISOString();
-results.elapsedS = now() - tStart;
-results.disturbedRuns = disturbed;
-results.repeatedRuns = retries;
-results.quietWaitS = quietWaitedS;
+runner.finish({ quietWait: true });
 save();
 log('');
 log(`GB = 1e9 bytes. throughput = server rxBytes / (client start -> all bytes read); CPU-s/GB = server user+sys CPU`);
@@ -438,5 +269,5 @@ log(`Ratios: median (min-max) over rounds of system/peer in the same round; for 
 log(`client-bound: the client used >=95% of its core while the server idled part of the time; its GB/s then says`);
 log(`how well the server lets this client go (wake-ups, window updates), and CPU-s/GB is the figure to compare.`);
 log(`Client: ${client}. Pinning: ${pin.note}.`);
-if (disturbed) log(`${disturbed} run(s) saw other load (> ${FOREIGN_MAX * 100}% of a core); ${retries} repeated. Noisy machine: treat with care.`);
-log(`Results: ${relative(process.cwd(), outFile)} (${Math.round(results.elapsedS)} s)`);
+runner.logDisturbed();
+logResultsFile(outFile, results.elapsedS);

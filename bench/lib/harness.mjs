@@ -5,18 +5,21 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-/** Children still running, so that an interrupted harness does not leave servers behind. */
-const live = new Set();
+/**
+ * Children still running, each with how to kill it, so that an interrupted harness does not leave
+ * servers behind (bench/lib/procs.mjs registers whole process trees here too).
+ */
+const live = new Map();
 let exitHooked = false;
-function track(child) {
-  live.add(child);
+export function track(child, kill = (c) => c.kill('SIGKILL')) {
+  live.set(child, kill);
   child.once('exit', () => live.delete(child));
   if (!exitHooked) {
     exitHooked = true;
     const killAll = () => {
-      for (const c of live) {
+      for (const [c, k] of live) {
         try {
-          c.kill('SIGKILL');
+          k(c);
         } catch {}
       }
     };
@@ -223,7 +226,8 @@ function tail(stream, max = 4000) {
   return t;
 }
 
-function lineReader(stream, onLine) {
+/** Calls onLine for every complete line of a stream; with `flushEnd`, also for an unterminated last one. */
+export function lineReader(stream, onLine, { flushEnd = false } = {}) {
   let buf = '';
   stream.setEncoding('utf8');
   stream.on('data', (d) => {
@@ -234,6 +238,7 @@ function lineReader(stream, onLine) {
       buf = buf.slice(i + 1);
     }
   });
+  if (flushEnd) stream.on('end', () => buf && onLine(buf));
 }
 
 function exited(child) {

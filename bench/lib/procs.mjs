@@ -5,10 +5,8 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { lineReader, procCpuSeconds, track as trackChild } from './harness.mjs';
 
-/** Every child started here, so an interrupted harness leaves nothing behind. */
-const live = new Set();
-let hooked = false;
 function killTree(pid, signal = 'SIGKILL') {
   for (const p of treePids(pid).reverse()) {
     try {
@@ -16,25 +14,8 @@ function killTree(pid, signal = 'SIGKILL') {
     } catch {}
   }
 }
-function track(child) {
-  live.add(child);
-  child.once('exit', () => live.delete(child));
-  if (!hooked) {
-    hooked = true;
-    const killAll = () => {
-      for (const c of live) killTree(c.pid);
-    };
-    process.once('exit', killAll);
-    for (const sig of ['SIGINT', 'SIGTERM']) {
-      process.once(sig, () => {
-        process.stderr.write(`\n${sig}: stopping ${live.size} child process tree(s)\n`);
-        killAll();
-        process.exit(130);
-      });
-    }
-  }
-  return child;
-}
+/** Registers a child so that an interrupted harness kills its whole tree. */
+const track = (child) => trackChild(child, (c) => killTree(c.pid));
 
 /** `pid` and all its descendants (from /proc/<pid>/task/<tid>/children), parents first. */
 export function treePids(pid) {
@@ -80,16 +61,12 @@ export function treeRss(pid) {
   return { total, byPid };
 }
 
-const CLK_TCK = 100; // Linux USER_HZ for /proc/<pid>/stat
 /** User+system CPU seconds of the live processes of the tree (a process that exited is not counted). */
 export function treeCpuSeconds(pid) {
   let s = 0;
   for (const p of treePids(pid)) {
-    try {
-      const t = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const f = t.slice(t.lastIndexOf(')') + 2).split(' ');
-      s += (Number(f[11]) + Number(f[12])) / CLK_TCK;
-    } catch {}
+    const c = procCpuSeconds(p);
+    if (Number.isFinite(c)) s += c;
   }
   return s;
 }
@@ -114,20 +91,6 @@ export function fdHardLimit() {
   } catch {
     return NaN;
   }
-}
-
-function lineReader(stream, onLine) {
-  let buf = '';
-  stream.setEncoding('utf8');
-  stream.on('data', (d) => {
-    buf += d;
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      onLine(buf.slice(0, i));
-      buf = buf.slice(i + 1);
-    }
-  });
-  stream.on('end', () => buf && onLine(buf));
 }
 
 /**
@@ -172,7 +135,7 @@ export function startJsonProc({ name, cmd, args, cwd, prefix = [], timeCpu = fal
     }
     objects.push(o);
     for (const w of waiters) w.check(o);
-  });
+  }, { flushEnd: true });
   let exitInfo = null;
   const exited = new Promise((resolve) => {
     child.once('error', (e) => {
@@ -284,4 +247,19 @@ export async function pollUntil(fn, { timeoutS, everyMs = 250 }) {
     if (performance.now() - t0 >= timeoutS * 1000) return null;
     await sleep(everyMs);
   }
+}
+
+/**
+ * Stops every handle (SIGTERM, SIGKILL after `timeoutS`) and returns each one's last
+ * {"type":"summary"} object, or null; what went wrong goes to `notes`.
+ */
+export async function stopForSummaries(procs, { timeoutS, notes }) {
+  const res = await Promise.all(procs.map((p) => p.stop({ timeoutS })));
+  const summaries = res.map((r) => r.objects.filter((o) => o.type === 'summary').pop() ?? null);
+  for (const [i, r] of res.entries()) {
+    if (r.killed) notes.push(`${procs[i].name} did not exit within ${timeoutS} s of SIGTERM (killed)`);
+    else if (r.code !== 0) notes.push(`${procs[i].name} exited ${r.signal ?? `code ${r.code}`}${procs[i].errTail()}`);
+    if (!summaries[i]) notes.push(`${procs[i].name} printed no summary`);
+  }
+  return summaries;
 }
