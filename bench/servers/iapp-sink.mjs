@@ -7,7 +7,7 @@ const { values } = parseArgs({
   options: { mode: { type: 'string', default: 'sink' }, threads: { type: 'string', default: '1' }, port: { type: 'string', default: '0' } },
 });
 const rt = await createRuntime({
-  module: new URL('../../examples/sink-server.mjs', import.meta.url),
+  module: new URL('./iapp-sink-loop.mjs', import.meta.url),
   threads: Number(values.threads),
   data: { mode: values.mode, port: Number(values.port) },
 });
