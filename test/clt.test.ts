@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { connectionsPerPair, parseFileLimit, parsePortRange, preflight, procsNeeded } from '../dist/clt/preflight.js';
-import { killAll, run } from './fixtures/clt-proc.js';
+import { killAll, run } from './proc.js';
 
 const CLT = 'dist/clt/main.js';
 const SINK = 'test/fixtures/clt-sink.mjs';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { killAll, root, run } from './fixtures/clt-proc.js';
+import { killAll, root, run } from './proc.js';
 
 const SRV = 'dist/srv/main.js';
 const CLT = 'dist/clt/main.js';

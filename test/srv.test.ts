@@ -7,12 +7,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 
 import { listenFds } from '../dist/src/index.js';
+import { killAll, runCommand, track } from './proc.js';
 
 const MAIN = fileURLToPath(new URL('../dist/srv/main.js', import.meta.url));
 type Json = Record<string, any>;
@@ -27,60 +27,11 @@ interface Srv {
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-const running = new Set<ChildProcess>();
-afterEach(() => {
-  for (const cp of running) cp.kill('SIGKILL');
-  running.clear();
-});
+afterEach(killAll);
 
 function run(args: string[], cmd: string[] = [process.execPath, MAIN]): Srv {
-  const cp = spawn(cmd[0]!, [...cmd.slice(1), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  running.add(cp);
-  const lines: string[] = [];
-  let err = '';
-  cp.stderr!.on('data', (b: Buffer) => (err += b.toString()));
-  const waiters: { pred: (l: string) => boolean; resolve: (l: string) => void }[] = [];
-  createInterface({ input: cp.stdout! }).on('line', (l) => {
-    lines.push(l);
-    for (let i = waiters.length - 1; i >= 0; i--) {
-      if (waiters[i]!.pred(l)) {
-        waiters[i]!.resolve(l);
-        waiters.splice(i, 1);
-      }
-    }
-  });
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
-    cp.once('exit', (code, signal) => {
-      running.delete(cp);
-      r({ code, signal });
-    }),
-  );
-  const waitLine = (pred: (l: string) => boolean, what = 'a line'): Promise<string> => {
-    const hit = lines.find(pred);
-    if (hit !== undefined) return Promise.resolve(hit);
-    return new Promise((resolve, reject) => {
-      waiters.push({ pred, resolve });
-      // The process ending first means the line will never come: say what was seen instead.
-      void exit.then(({ code }) =>
-        setImmediate(() => reject(new Error(`srv exited (${code}) before ${what}\nstdout:\n${lines.join('\n')}\nstderr:\n${err}`))),
-      );
-    });
-  };
-  const asJson = (l: string): Json | undefined => {
-    try {
-      return JSON.parse(l) as Json;
-    } catch {
-      return undefined;
-    }
-  };
-  return {
-    cp,
-    lines,
-    stderr: () => err,
-    exit,
-    waitLine,
-    waitJson: async (pred, what) => JSON.parse(await waitLine((l) => { const o = asJson(l); return o !== undefined && pred(o); }, what)) as Json,
-  };
+  const p = runCommand(cmd, args);
+  return { cp: p.child, lines: p.lines, stderr: p.stderr, exit: p.exited, waitLine: p.line, waitJson: p.jsonWhere };
 }
 
 /** Starts srv in JSON mode and waits for its "listening" line. */
@@ -291,8 +242,7 @@ describe('iapp-srv', () => {
   it('sinks what socat sends from stdin', async () => {
     const { srv, port } = await start(['--listen', '127.0.0.1:0']);
     const data = randomBytes(4 * 1024 * 1024);
-    const socat = spawn('socat', ['-u', '-', `TCP:127.0.0.1:${port}`], { stdio: ['pipe', 'ignore', 'pipe'] });
-    running.add(socat);
+    const socat = track(spawn('socat', ['-u', '-', `TCP:127.0.0.1:${port}`], { stdio: ['pipe', 'ignore', 'pipe'] }));
     socat.stdin!.end(data);
     const code = await new Promise((r) => socat.once('exit', r));
     expect(code).toBe(0);
