@@ -2,6 +2,9 @@
 //   node bench/peers/net-sink.mjs [--host 127.0.0.1] [--port 0]
 // Prints `READY <port>` once listening; on SIGTERM/SIGINT prints {"rxBytes":N,"accepted":A} and
 // exits 0. A peer's EOF ends the socket (allowHalfOpen is false); resets are ignored.
+// As a node:cluster worker (bench/peers/net-cluster.mjs) it talks to the primary over IPC instead:
+// it sends {ready: port} once listening and answers {stats: true} with {rxBytes, accepted}.
+import cluster from 'node:cluster';
 import net from 'node:net';
 import { parseArgs } from 'node:util';
 
@@ -28,11 +31,18 @@ server.on('error', (err) => {
   process.exit(1);
 });
 server.listen({ host: values.host, port, backlog: 4096 }, () => {
-  process.stdout.write(`READY ${server.address().port}\n`);
+  if (cluster.isWorker) process.send({ ready: server.address().port });
+  else process.stdout.write(`READY ${server.address().port}\n`);
 });
 
-const stop = () => {
-  process.stdout.write(`${JSON.stringify({ rxBytes, accepted })}\n`, () => process.exit(0));
-};
-process.once('SIGTERM', stop);
-process.once('SIGINT', stop);
+if (cluster.isWorker) {
+  process.on('message', (m) => {
+    if (m?.stats) process.send({ rxBytes, accepted });
+  });
+} else {
+  const stop = () => {
+    process.stdout.write(`${JSON.stringify({ rxBytes, accepted })}\n`, () => process.exit(0));
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
