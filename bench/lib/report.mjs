@@ -104,14 +104,30 @@ export function writeJsonLines(objects) {
 /** "name value" for every flag of a run. */
 export const flagNotes = (flags) => Object.entries(flags).map(([k, v]) => `${k} ${v}`);
 
-/** summarize() of the per-run ratios sys/peer of `key`, pairing runs of the same round. */
+/**
+ * summarize() of the per-run ratios sys/peer of `key`, pairing runs of the same round, with
+ * `inverse`: summarize() of the same rounds' peer/sys (what the `--json` lines give for a metric
+ * where lower is better, so that their ratio > 1 always means the system beats its peer).
+ */
 export function pairedRatios(rows, sys, peer, key) {
   const out = [];
   for (const r of rows.filter((x) => x.system === sys && x.ok)) {
     const p = rows.find((x) => x.system === peer && x.run === r.run && x.ok);
     if (p && p[key] > 0) out.push(r[key] / p[key]);
   }
-  return summarize(out);
+  return { ...summarize(out), inverse: summarize(out.filter((x) => x > 0).map((x) => 1 / x)) };
+}
+
+/**
+ * The cost metrics (lower is better) of sink and push: their summaries' ratios are system/peer,
+ * so their `--json` ratio is inverted to peer/system (caseJsonLines `costMetrics`). A scenario
+ * that orients its ratios itself (bench/http.mjs takes ratios of 1/p99 and so on) passes none.
+ */
+export const COST_METRICS = ['cpuPerGB', 'cpuPerGBAll'];
+
+/** A pairedRatios() result turned into peer/system: {median, min, max, n}. */
+export function invertedRatio(r) {
+  return r.inverse ?? { median: 1 / r.median, min: 1 / r.max, max: 1 / r.min, n: r.n };
 }
 
 /**
@@ -152,7 +168,10 @@ export const ratioCells = (s, peers) => [...peers.map((p) => ratioCell(s, p, 'th
 /**
  * The `--json` lines of one case: per system that ran and metric, {scenario, case, system, metric,
  * value, unit, min, max, runs}, plus {peer, ratio, ratioMin, ratioMax} for kinds in `peerKinds` and
- * {refPeer, refRatio, refRatioMin, refRatioMax} for kinds in `refKinds`.
+ * {refPeer, refRatio, refRatioMin, refRatioMax} for kinds in `refKinds`. Ratios are oriented so
+ * that > 1 means the system is better than the peer: system/peer for throughput, peer/system for
+ * the metrics in `costMetrics` (CPU-s/GB); min-max are the per-round extremes of that ratio. (The
+ * printed tables keep system/peer, headed "÷peer", where lower is better for CPU/GB.)
  */
 export function caseJsonLines(
   scenario,
@@ -163,6 +182,7 @@ export function caseJsonLines(
     ref,
     peerKinds = ['iapp'],
     refKinds = ['iapp'],
+    costMetrics = COST_METRICS,
     metrics = [
       ['throughput', 'GB/s'],
       ['cpuPerGB', 'CPU-s/GB'],
@@ -176,11 +196,11 @@ export function caseJsonLines(
       const st = s[metric];
       const o = { scenario, case: label, system: s.system, metric, value: st.median, unit, min: st.min, max: st.max, runs: st.n };
       if (peerKinds.includes(s.kind) && s.vs[peer]) {
-        const r = s.vs[peer][metric];
+        const r = costMetrics.includes(metric) ? invertedRatio(s.vs[peer][metric]) : s.vs[peer][metric];
         Object.assign(o, { peer, ratio: r.median, ratioMin: r.min, ratioMax: r.max });
       }
       if (refKinds.includes(s.kind) && s.vs[ref]) {
-        const r = s.vs[ref][metric];
+        const r = costMetrics.includes(metric) ? invertedRatio(s.vs[ref][metric]) : s.vs[ref][metric];
         Object.assign(o, { refPeer: ref, refRatio: r.median, refRatioMin: r.min, refRatioMax: r.max });
       }
       lines.push(o);

@@ -1,0 +1,103 @@
+// A small SVG line chart for the bench report: axes with ticks, a linear or log-scale x (connection
+// counts) or categorical x (percentiles), a linear y from 0, one line per series with optional
+// min-max bars, and a legend. No dependencies; the output is a standalone SVG string.
+//
+//   lineChart({ title, x: { label, scale: 'log' | 'linear' | 'category', categories },
+//               y: { label }, series: [{ name, dash?, points: [{ x, y, min?, max? }] }] })
+
+const W = 640;
+const H = 380;
+const M = { top: 40, right: 170, bottom: 50, left: 64 }; // the legend sits in the right margin
+const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f'];
+
+const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
+const num = (v) => (Math.round(v * 10) / 10).toString();
+
+/** Tick label: 1, 64, 1K, 4K, 1M for counts; up to 3 significant digits otherwise. */
+function fmtTick(v) {
+  if (v !== 0 && Math.abs(v) >= 1000 && Number.isInteger(v)) {
+    for (const [d, s] of [[1 << 20, 'M'], [1 << 10, 'K'], [1e6, 'M'], [1e3, 'k']]) if (v % d === 0) return `${v / d}${s}`;
+  }
+  return String(Number(v.toPrecision(3)));
+}
+
+/** About `n` round linear ticks from 0 to at least `max`: [ticks, top]. */
+function linearTicks(max, n = 5) {
+  if (!(max > 0)) return [[0, 1], 1];
+  const raw = max / n;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw);
+  const top = Math.ceil(max / step) * step;
+  const ticks = [];
+  for (let v = 0; v <= top + step / 2; v += step) ticks.push(Number(v.toPrecision(12)));
+  return [ticks, top];
+}
+
+export function lineChart({ title, x, y, series }) {
+  const pw = W - M.left - M.right;
+  const ph = H - M.top - M.bottom;
+  const pts = series.flatMap((s) => s.points).filter((p) => Number.isFinite(p.y));
+  // x scale
+  let sx;
+  let xTicks;
+  if (x.scale === 'category') {
+    const cats = x.categories;
+    const step = pw / cats.length;
+    sx = (v) => M.left + step * (cats.indexOf(v) + 0.5);
+    xTicks = cats.map((c) => [sx(c), c]);
+  } else {
+    const xs = pts.map((p) => p.x);
+    let lo = Math.min(...xs);
+    let hi = Math.max(...xs);
+    if (x.scale === 'log') {
+      const a = Math.log(lo);
+      const b = Math.log(hi);
+      const pad = (b - a || 1) * 0.06;
+      sx = (v) => M.left + ((Math.log(v) - (a - pad)) / (b - a + 2 * pad)) * pw;
+      xTicks = [...new Set(xs)].sort((p, q) => p - q).map((v) => [sx(v), fmtTick(v)]); // the measured counts
+    } else {
+      if (hi === lo) hi = lo + 1;
+      sx = (v) => M.left + ((v - lo) / (hi - lo)) * pw;
+      xTicks = linearTicks(hi)[0].filter((v) => v >= lo).map((v) => [sx(v), fmtTick(v)]);
+    }
+  }
+  // y scale: linear from 0
+  const [yTicks, yTop] = linearTicks(Math.max(...pts.map((p) => Math.max(p.y, p.max ?? p.y)), 0));
+  const sy = (v) => M.top + ph - (v / yTop) * ph;
+
+  const out = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
+  out.push(`<rect width="${W}" height="${H}" fill="white"/>`);
+  out.push(`<text x="${M.left}" y="22" font-size="14" font-weight="bold">${esc(title)}</text>`);
+  // grid and axes
+  for (const v of yTicks) {
+    out.push(`<line x1="${M.left}" x2="${M.left + pw}" y1="${num(sy(v))}" y2="${num(sy(v))}" stroke="#e5e5e5"/>`);
+    out.push(`<text x="${M.left - 6}" y="${num(sy(v) + 4)}" text-anchor="end">${fmtTick(v)}</text>`);
+  }
+  for (const [px, label] of xTicks) {
+    out.push(`<line x1="${num(px)}" x2="${num(px)}" y1="${M.top + ph}" y2="${M.top + ph + 5}" stroke="#333"/>`);
+    out.push(`<text x="${num(px)}" y="${M.top + ph + 18}" text-anchor="middle">${esc(label)}</text>`);
+  }
+  out.push(`<line x1="${M.left}" x2="${M.left + pw}" y1="${M.top + ph}" y2="${M.top + ph}" stroke="#333"/>`);
+  out.push(`<line x1="${M.left}" x2="${M.left}" y1="${M.top}" y2="${M.top + ph}" stroke="#333"/>`);
+  out.push(`<text x="${M.left + pw / 2}" y="${H - 10}" text-anchor="middle">${esc(x.label)}</text>`);
+  out.push(`<text transform="translate(16 ${M.top + ph / 2}) rotate(-90)" text-anchor="middle">${esc(y.label)}</text>`);
+  // series
+  series.forEach((s, i) => {
+    const color = COLORS[i % COLORS.length];
+    const ps = s.points.filter((p) => Number.isFinite(p.y)).sort((p, q) => sx(p.x) - sx(q.x));
+    const dash = s.dash ? ' stroke-dasharray="6 4"' : '';
+    if (ps.length > 1) out.push(`<polyline fill="none" stroke="${color}" stroke-width="2"${dash} points="${ps.map((p) => `${num(sx(p.x))},${num(sy(p.y))}`).join(' ')}"/>`);
+    for (const p of ps) {
+      if (Number.isFinite(p.min) && Number.isFinite(p.max) && p.max > p.min) {
+        out.push(`<line x1="${num(sx(p.x))}" x2="${num(sx(p.x))}" y1="${num(sy(p.min))}" y2="${num(sy(p.max))}" stroke="${color}" stroke-opacity="0.5" stroke-width="5"/>`);
+      }
+      out.push(`<circle cx="${num(sx(p.x))}" cy="${num(sy(p.y))}" r="3.5" fill="${color}"/>`);
+    }
+    const ly = M.top + 10 + i * 20;
+    out.push(`<line x1="${W - M.right + 16}" x2="${W - M.right + 40}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="2"${dash}/>`);
+    out.push(`<text x="${W - M.right + 46}" y="${ly + 4}">${esc(s.name)}</text>`);
+  });
+  out.push('</svg>');
+  return `${out.join('\n')}\n`;
+}

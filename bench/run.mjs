@@ -1,0 +1,453 @@
+// The one-command benchmark: runs every scenario, keeps what each measured, writes a report.
+//
+//   node bench/run.mjs [--quick] [--only NAME[,NAME]]... [--json] [--report-only]
+//   npm run bench [-- --quick]
+//
+// Scenarios (each a script of its own, run one after the other, never two at once):
+//   sink         bench/sink.mjs         a server discarding what a C client pushes (GB/s, CPU-s/GB)
+//   push         bench/push.mjs         iapp-clt pushing into a C sink (GB/s, client CPU-s/GB)
+//   connections  bench/connections.mjs  server RSS per idle connection (32,768; 4,096 with --quick)
+//   http         bench/http.mjs         iapp-srv --mode http vs node:http (skipped if not there)
+// Budget on a 2-core machine: about 10 minutes, --quick about 2-4. ARGS below bounds each scenario
+// (a scenario's own defaults may be wider: run its script directly for the full matrix).
+//
+// Every scenario script takes --quick, --json and --out FILE; this runner adds --json and --out
+// bench/results/<name>.json, passes --quick through, shows the scenario's stderr (progress and
+// tables) on its own stderr with a "[name]" prefix and collects its stdout.
+//
+// The JSON-lines contract (each scenario's stdout with --json; this runner's stdout with --json):
+// one object per line, no other output on stdout,
+//   {"scenario", "case", "system", "metric", "value", "unit", ...}
+// where value is the median over the scenario's runs (min, max and runs next to it when it repeats
+// runs) and, on the rows of iapp's systems,
+//   "peer"  the system it is compared with (node:net, node:http, ...), measured in the same run,
+//   "ratio" iapp against that peer, ORIENTED SO THAT ratio > 1 MEANS IAPP IS BETTER: iapp/peer for
+//           throughput-like metrics, peer/iapp for costs (CPU per GB or per request, bytes per
+//           connection, latency); see lowerIsBetter() in bench/lib/report.mjs. With repeated runs
+//           it is the median of per-round ratios, with ratioMin/ratioMax.
+// Optional: "refPeer"/"refRatio"/"refRatioMin"/"refRatioMax", the same against the C reference.
+//
+// Writes bench/results/latest.json (machine, command line, per scenario its arguments, JSON lines,
+// results file, duration, exit status and peak concurrently busy threads) and
+// bench/results/REPORT.md with its charts (bench/results/*.svg). --report-only rewrites the report
+// and charts from latest.json without running anything. Exit status: 0 if every scenario that ran
+// exited 0, else 1.
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { lineChart } from './lib/chart.mjs';
+import { log, parseOptions, writeResults } from './lib/report.mjs';
+
+const benchDir = dirname(fileURLToPath(import.meta.url));
+const root = join(benchDir, '..');
+const resultsDir = join(benchDir, 'results');
+const latestFile = join(resultsDir, 'latest.json');
+const reportFile = join(resultsDir, 'REPORT.md');
+
+// Per scenario: its extra arguments (full run, --quick) and the expected seconds, for progress and
+// the time-out (3x + 2 min). The scenarios' own defaults keep to the budget: sink runs its headline
+// cases (64 and 1024 conns x 64 KiB) 3 times and the rest of its matrix once; http runs 3 s
+// instead of its default 5 s per run here.
+const SCENARIOS = [
+  { name: 'sink', full: [], quick: ['--quick'], estS: [270, 50] },
+  { name: 'push', full: [], quick: ['--quick'], estS: [120, 60] },
+  { name: 'connections', full: [], quick: ['--quick'], estS: [130, 60] },
+  { name: 'http', full: ['--duration', '3'], quick: ['--quick'], estS: [150, 30] },
+];
+const NAMES = SCENARIOS.map((s) => s.name);
+
+const USAGE = `usage: node bench/run.mjs [options]
+  --quick          every scenario's --quick (about 2-4 min instead of about 10)
+  --only LIST      only these scenarios (${NAMES.join(', ')}); repeatable or comma-separated
+  --json           print the scenarios' JSON lines on stdout (progress stays on stderr)
+  --report-only    rewrite REPORT.md and the charts from bench/results/latest.json; run nothing`;
+
+const opts = parseOptions(
+  {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string', multiple: true },
+    json: { type: 'boolean', default: false },
+    'report-only': { type: 'boolean', default: false },
+  },
+  USAGE,
+);
+const only = opts.only?.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
+const unknown = (only ?? []).filter((n) => !NAMES.includes(n));
+if (unknown.length) {
+  console.error(`--only: unknown ${unknown.join(', ')} (known: ${NAMES.join(', ')})\n${USAGE}`);
+  process.exit(2);
+}
+
+// `--json | head`: once the reader is gone, keep running (and writing the files) without stdout.
+let stdoutOpen = true;
+process.stdout.on('error', (err) => {
+  if (err.code !== 'EPIPE') throw err;
+  stdoutOpen = false;
+});
+const now = () => performance.now() / 1000;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---- threads: how many threads of a scenario's process tree were busy at once -----------------
+const TICK = 100; // USER_HZ on Linux
+function readStat(path) {
+  try {
+    const s = readFileSync(path, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' '); // fields from the 3rd (state) on
+    return { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) };
+  } catch {
+    return null;
+  }
+}
+/** Pids of `pid` and all its descendants. */
+function tree(pid) {
+  const kids = new Map();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    const st = readStat(`/proc/${d}/stat`);
+    if (st) kids.set(st.ppid, [...(kids.get(st.ppid) ?? []), Number(d)]);
+  }
+  const out = [];
+  for (const stack = [pid]; stack.length; ) {
+    const p = stack.pop();
+    out.push(p);
+    stack.push(...(kids.get(p) ?? []));
+  }
+  return out;
+}
+/**
+ * Samples the tree every `everyMs`: a thread counts as busy in a sample if it used more than a
+ * quarter of a core. Returns stop() -> { peakBusy, peakThreads, samples }.
+ */
+function threadSampler(pid, everyMs = 2000) {
+  if (process.platform !== 'linux') return { stop: () => null };
+  let prev = new Map();
+  let tPrev = now();
+  const st = { peakBusy: 0, peakThreads: 0, samples: 0 };
+  let running = true;
+  (async () => {
+    while (running) {
+      await sleep(everyMs);
+      if (!running) break;
+      const t = now();
+      const cur = new Map();
+      let busy = 0;
+      for (const p of tree(pid)) {
+        let tids = [];
+        try {
+          tids = readdirSync(`/proc/${p}/task`);
+        } catch {}
+        for (const tid of tids) {
+          const s = readStat(`/proc/${p}/task/${tid}/stat`);
+          if (!s) continue;
+          cur.set(tid, s.ticks);
+          if (prev.has(tid) && (s.ticks - prev.get(tid)) / TICK / (t - tPrev) > 0.25) busy++;
+        }
+      }
+      st.peakThreads = Math.max(st.peakThreads, cur.size);
+      if (prev.size) st.peakBusy = Math.max(st.peakBusy, busy);
+      st.samples++;
+      prev = cur;
+      tPrev = t;
+    }
+  })();
+  return {
+    stop() {
+      running = false;
+      return st;
+    },
+  };
+}
+
+// ---- running one scenario ------------------------------------------------------------------------
+let current = null; // the child running now, for SIGINT/SIGTERM
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    if (current) {
+      log(`\nrun: ${sig}: stopping ${current.name}`);
+      try {
+        process.kill(-current.child.pid, 'SIGTERM');
+      } catch {}
+    }
+    setTimeout(() => process.exit(130), current ? 3000 : 0).unref();
+  });
+}
+
+async function runScenario(sc, index, total) {
+  const script = join(benchDir, `${sc.name}.mjs`);
+  const outFile = join(resultsDir, `${sc.name}.json`);
+  const rec = { name: sc.name, script: relative(root, script) };
+  if (!existsSync(script)) {
+    rec.status = 'skipped';
+    rec.note = `${rec.script} is not there yet`;
+    log(`[${index}/${total}] ${sc.name}: skipped (${rec.note})`);
+    return rec;
+  }
+  const args = [script, ...(opts.quick ? sc.quick : sc.full), '--json', '--out', outFile];
+  rec.args = args.slice(1).map((a) => (a.startsWith(root) ? relative(root, a) : a));
+  const est = sc.estS[opts.quick ? 1 : 0];
+  const timeoutS = est * 3 + 120;
+  log(`[${index}/${total}] ${sc.name}: node ${rec.args.join(' ')} (about ${Math.ceil(est / 60)} min)`);
+  try {
+    unlinkSync(outFile); // a stale file must not pass for this run's results
+  } catch {}
+  const t0 = now();
+  rec.started = new Date().toISOString();
+  const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  current = { name: sc.name, child };
+  const sampler = threadSampler(child.pid);
+  rec.lines = [];
+  rec.otherStdout = [];
+  let outBuf = '';
+  child.stdout.setEncoding('utf8').on('data', (d) => {
+    outBuf += d;
+    for (let i; (i = outBuf.indexOf('\n')) >= 0; ) {
+      const line = outBuf.slice(0, i).trim();
+      outBuf = outBuf.slice(i + 1);
+      if (!line) continue;
+      try {
+        const o = JSON.parse(line);
+        rec.lines.push(o);
+        if (opts.json && stdoutOpen) process.stdout.write(`${JSON.stringify(o)}\n`);
+      } catch {
+        rec.otherStdout.push(line);
+        log(`[${sc.name}] (stdout, not JSON) ${line}`);
+      }
+    }
+  });
+  let errBuf = '';
+  child.stderr.setEncoding('utf8').on('data', (d) => {
+    errBuf += d;
+    // \r progress lines: keep only what follows the last \r of each line
+    for (let i; (i = errBuf.indexOf('\n')) >= 0; ) {
+      const line = errBuf.slice(0, i).split('\r').pop().replace(/\x1b\[K/g, '');
+      errBuf = errBuf.slice(i + 1);
+      log(`[${sc.name}] ${line}`);
+    }
+  });
+  const timer = setTimeout(() => {
+    rec.timedOut = true;
+    log(`[${sc.name}] still running after ${timeoutS} s: stopping it`);
+    try {
+      process.kill(-child.pid, 'SIGTERM');
+    } catch {}
+    setTimeout(() => {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {}
+    }, 5000).unref();
+  }, timeoutS * 1000);
+  const [code, signal] = await new Promise((r) => child.on('close', (c, s) => r([c, s])));
+  clearTimeout(timer);
+  current = null;
+  rec.threads = sampler.stop();
+  rec.durationS = Math.round((now() - t0) * 10) / 10;
+  rec.exitCode = code;
+  rec.signal = signal;
+  rec.status = code === 0 ? 'ok' : 'failed';
+  try {
+    rec.results = JSON.parse(readFileSync(outFile, 'utf8'));
+  } catch (err) {
+    rec.results = null;
+    rec.resultsError = `${relative(root, outFile)}: ${err.code === 'ENOENT' ? 'not written' : err.message}`;
+  }
+  log(`[${index}/${total}] ${sc.name}: ${rec.status} in ${Math.round(rec.durationS)} s (${signal ?? `exit ${code}`}), ${rec.lines.length} JSON lines`);
+  return rec;
+}
+
+// ---- the report --------------------------------------------------------------------------------
+const fmt = (x) => (Number.isFinite(x) ? (Math.abs(x) >= 100 ? Math.round(x).toLocaleString('en-US') : Math.abs(x) >= 10 ? x.toFixed(1) : Math.abs(x) >= 0.1 ? x.toFixed(2) : x.toPrecision(2)) : '-');
+const range = (lo, hi) => (Number.isFinite(lo) && Number.isFinite(hi) && lo !== hi ? ` (${fmt(lo)}–${fmt(hi)})` : '');
+const valueCell = (l) => (l ? `${fmt(l.value)}${range(l.min, l.max)}` : '-');
+const ratioCell = (r, lo, hi) => (Number.isFinite(r) ? `${fmt(r)}×${range(lo, hi)}` : '-');
+const sizeLabel = (b) => (b % 1024 === 0 ? `${b / 1024} KiB` : `${b} B`);
+const caseNum = (label, key) => Number(new RegExp(`${key}=(\\d+)`).exec(label)?.[1]);
+const md = (s) => String(s).replace(/\|/g, '\\|');
+/** Costs (CPU per unit of work, memory, latency): lower is better. */
+const lowerIsBetter = (metric) => /cpu-?per|per-?gb|rss|mem|latency|^p\d|per-conn/i.test(metric);
+
+/** The headline table's rows: [figure, iapp, peer, ratio, C, ratio vs C]. */
+function headlineRows(byName) {
+  const rows = [];
+  const lines = (name) => byName.get(name)?.lines ?? [];
+  const find = (name, pred) => lines(name).find(pred);
+  const row = (figure, l, name) => {
+    if (!l) return;
+    const peer = find(name, (x) => x.case === l.case && x.metric === l.metric && x.system === l.peer);
+    const ref = l.refPeer && find(name, (x) => x.case === l.case && x.metric === l.metric && x.system === l.refPeer);
+    rows.push([
+      `${figure}${l.unit ? ` (${l.unit})` : ''}`,
+      `**${fmt(l.value)}** ${md(l.system)}`,
+      peer ? `${fmt(peer.value)} ${md(peer.system)}` : '-',
+      `**${ratioCell(l.ratio, l.ratioMin, l.ratioMax)}**`,
+      ref ? `${fmt(ref.value)} ${md(ref.system)}` : '-',
+      l.refRatio !== undefined ? ratioCell(l.refRatio, l.refRatioMin, l.refRatioMax) : '-',
+    ]);
+  };
+  for (const conns of [64, 1024]) {
+    for (const [metric, what] of [['throughput', 'throughput'], ['cpuPerGB', 'server CPU per GB']]) {
+      const l = find('sink', (x) => x.system === 'iapp-sink' && x.metric === metric && caseNum(x.case, 'conns') === conns && caseNum(x.case, 'size') === 65536);
+      if (l) row(`sink, ${conns} conns × 64 KiB: ${what}`, l, 'sink');
+      else if (byName.has('sink')) rows.push([`sink, ${conns} conns × 64 KiB: ${what}`, 'not measured in this run', '', '', '', '']);
+    }
+  }
+  for (const l of lines('connections').filter((x) => x.peer)) row(`idle memory per connection, ${l.case}`, l, 'connections');
+  for (const l of lines('push').filter((x) => x.system === 'iapp-clt' && x.metric === 'throughput')) row(`iapp-clt push, ${l.case.replace(/conns=(\d+),size=(\d+)/, (_, c, s) => `${c} conns × ${sizeLabel(Number(s))}`)}`, l, 'push');
+  // http: requests per server CPU-second (whatever the scenario calls it), iapp rows with a peer
+  const perCpu = lines('http').filter((x) => x.peer && /cpu/i.test(`${x.metric} ${x.unit}`) && !lowerIsBetter(x.metric) && !(x.threads > 1));
+  for (const l of perCpu) row(`HTTP ${l.case}: ${l.metric}`, l, 'http');
+  if (byName.has('http') && !perCpu.length) rows.push(['HTTP requests per server CPU-second', byName.get('http').status === 'skipped' ? 'not run (bench/http.mjs not there yet)' : 'no such line in the http output', '', '', '', '']);
+  return rows;
+}
+
+/** Per-scenario tables from its JSON lines: rows (case, system), per metric its value and ratios. */
+function scenarioTable(rec) {
+  const out = [];
+  const cases = [...new Set(rec.lines.map((l) => l.case))];
+  const metrics = [...new Map(rec.lines.map((l) => [l.metric, l.unit])).entries()];
+  const hasRef = rec.lines.some((l) => l.refPeer);
+  const head = ['case', 'system'];
+  for (const [m, u] of metrics) head.push(`${m}${u ? ` (${u})` : ''}`, `${m} vs peer`, ...(hasRef ? [`${m} vs C`] : []));
+  out.push(`| ${head.map(md).join(' | ')} |`, `|${head.map(() => '---').join('|')}|`);
+  for (const c of cases) {
+    const systems = [...new Set(rec.lines.filter((l) => l.case === c).map((l) => l.system))];
+    systems.forEach((sys, i) => {
+      const cells = [i === 0 ? md(c) : '', md(sys)];
+      for (const [m] of metrics) {
+        const l = rec.lines.find((x) => x.case === c && x.system === sys && x.metric === m);
+        const isPeer = rec.lines.some((x) => x.case === c && x.metric === m && x.peer === sys);
+        cells.push(valueCell(l), l?.peer ? `${ratioCell(l.ratio, l.ratioMin, l.ratioMax)} ${md(l.peer)}` : isPeer ? '1' : '');
+        if (hasRef) cells.push(l?.refPeer ? ratioCell(l.refRatio, l.refRatioMin, l.refRatioMax) : '');
+      }
+      out.push(`| ${cells.join(' | ')} |`);
+    });
+  }
+  return out;
+}
+
+/** Writes the charts; returns [[file, caption], ...]. */
+function writeCharts(byName) {
+  const charts = [];
+  for (const f of readdirSync(resultsDir)) if (f.endsWith('.svg')) unlinkSync(join(resultsDir, f)); // none left from an older run
+  const sink = byName.get('sink')?.lines ?? [];
+  const sizes = [...new Set(sink.map((l) => caseNum(l.case, 'size')).filter(Number.isFinite))].sort((a, b) => a - b);
+  for (const size of sizes) {
+    for (const [metric, label, tag] of [['throughput', 'GB/s (median, bar: min–max)', 'throughput'], ['cpuPerGB', 'server CPU-s per GB (median, bar: min–max)', 'cpu']]) {
+      const ls = sink.filter((l) => l.metric === metric && caseNum(l.case, 'size') === size);
+      if (new Set(ls.map((l) => caseNum(l.case, 'conns'))).size < 2) continue;
+      const series = [...new Set(ls.map((l) => l.system))].map((name) => ({
+        name,
+        points: ls.filter((l) => l.system === name).map((l) => ({ x: caseNum(l.case, 'conns'), y: l.value, min: l.min, max: l.max })),
+      }));
+      const file = `sink-${tag}-${size >= 1024 ? `${size / 1024}k` : size}.svg`;
+      const title = `sink, ${sizeLabel(size)} writes: ${metric === 'throughput' ? 'throughput' : 'server CPU per GB'}`;
+      writeFileSync(join(resultsDir, file), lineChart({ title, x: { label: 'connections (log scale)', scale: 'log' }, y: { label }, series }));
+      charts.push([file, title]);
+    }
+  }
+  // http latency: lines whose metric names a percentile (p50, latency-p99, ...); x = the cases
+  const http = (byName.get('http')?.lines ?? []).filter((l) => /(^|[^a-z])p\d+(\.\d+)?$/i.test(l.metric));
+  if (http.length) {
+    const pct = (m) => `p${/p(\d+(?:\.\d+)?)$/i.exec(m)[1]}`;
+    const cats = [...new Set(http.map((l) => l.case))];
+    const keys = [...new Set(http.map((l) => `${l.system} ${pct(l.metric)}`))].sort();
+    const series = keys.map((name) => ({
+      name,
+      dash: !name.endsWith('p50'),
+      points: http.filter((l) => `${l.system} ${pct(l.metric)}` === name).map((l) => ({ x: l.case, y: l.value, min: l.min, max: l.max })),
+    }));
+    const file = 'http-latency.svg';
+    const title = 'http: latency percentiles per case';
+    writeFileSync(join(resultsDir, file), lineChart({ title, x: { label: 'case (generator, connections, pipelining, threads)', scale: 'category', categories: cats }, y: { label: `latency, ${http[0].unit ?? ''} (median, bar: min–max)` }, series }));
+    charts.push([file, title]);
+  }
+  return charts;
+}
+
+function writeReport(latest) {
+  const byName = new Map(latest.scenarios.map((s) => [s.name, s]));
+  const m = latest.machine;
+  const out = [];
+  out.push('# iapp benchmark report', '');
+  out.push(`\`${latest.command}\`, ${latest.started.replace('T', ' ').replace(/\..*/, '')} UTC, ${Math.round(latest.durationS)} s in all${latest.quick ? ' (--quick: shorter runs, fewer cases)' : ''}.`);
+  out.push(`Machine: ${m.cpu}, ${m.cores} cores, ${m.kernel}, Node ${m.node}; load average ${m.loadavg.map((x) => x.toFixed(2)).join(' ')} at the start.`, '');
+  out.push('Ratios: **> 1 means iapp is better** (iapp/peer for throughput, peer/iapp for CPU, memory and latency), the peer measured in the same run; medians of per-round ratios, (min–max) over rounds where the scenario repeats runs.', '');
+  out.push('## Headline', '');
+  out.push('| figure | iapp | node peer | iapp vs node | C reference | iapp vs C |', '|---|---|---|---|---|---|');
+  for (const r of headlineRows(byName)) out.push(`| ${r.join(' | ')} |`);
+  out.push('');
+  const charts = writeCharts(byName);
+  out.push('## Scenarios', '');
+  for (const rec of latest.scenarios) {
+    out.push(`### ${rec.name}`, '');
+    if (rec.status === 'skipped') {
+      out.push(`Skipped: ${rec.note}.`, '');
+      continue;
+    }
+    const cfg = rec.results?.config ?? {};
+    const facts = [`\`node ${rec.args.join(' ')}\``, `${Math.round(rec.durationS)} s`, rec.status === 'ok' ? 'exit 0' : `**${rec.timedOut ? 'timed out' : 'failed'}** (${rec.signal ?? `exit ${rec.exitCode}`})`];
+    if (cfg.runs && cfg.duration) facts.push(`${cfg.runs} runs × ${cfg.duration} s per system, interleaved`);
+    if (rec.results?.disturbedRuns) facts.push(`${rec.results.disturbedRuns} run(s) disturbed by other load, ${rec.results.repeatedRuns ?? 0} repeated`);
+    out.push(`${facts.join('; ')}.`);
+    if (rec.threads?.peakBusy > latest.machine.cores) {
+      out.push(`**More threads than cores:** up to ${rec.threads.peakBusy} threads of this scenario were busy at once (> 25 % of a core over a 2 s sample) on ${latest.machine.cores} cores, so they competed for CPU (${rec.threads.peakThreads} threads in all at the peak).`);
+    } else if (rec.threads?.samples) {
+      out.push(`Threads: at most ${rec.threads.peakBusy} busy at once (> 25 % of a core over a 2 s sample) on ${latest.machine.cores} cores.`);
+    }
+    for (const c of rec.results?.summary ?? []) if (c.note) out.push(`Note, ${md(c.case)}: ${md(c.note)}.`);
+    if (cfg.client) out.push(`Client: ${cfg.client}.`);
+    if (cfg.pinning) out.push(`Pinning: ${cfg.pinning}.`);
+    if (rec.resultsError) out.push(`Results file: ${rec.resultsError}.`);
+    out.push('');
+    if (rec.lines.length) out.push(...scenarioTable(rec), '');
+    else out.push('No JSON lines.', '');
+    for (const [file, title] of charts.filter(([f]) => f.startsWith(`${rec.name}-`))) out.push(`![${title}](${file})`, '');
+  }
+  out.push('Full data: `bench/results/latest.json` (every scenario\'s JSON lines and results file).', '');
+  writeFileSync(reportFile, out.join('\n'));
+  return charts;
+}
+
+// ---- main ------------------------------------------------------------------------------------
+if (opts['report-only']) {
+  const latest = JSON.parse(readFileSync(latestFile, 'utf8'));
+  const charts = writeReport(latest);
+  log(`Report: ${relative(process.cwd(), reportFile)} (${charts.length} chart(s))`);
+  process.exit(0);
+}
+
+const selected = SCENARIOS.filter((s) => !only || only.includes(s.name));
+const t0 = now();
+const cpus = os.cpus();
+const latest = {
+  command: ['node', ...process.argv.slice(1).map((a) => (a.startsWith(root) ? relative(root, a) : a))].join(' '),
+  quick: opts.quick,
+  started: new Date().toISOString(),
+  machine: {
+    cpu: cpus[0]?.model ?? 'unknown',
+    cores: os.availableParallelism?.() ?? cpus.length,
+    kernel: `${os.type()} ${os.release()}`,
+    node: process.version,
+    date: new Date().toISOString(),
+    hostname: os.hostname(),
+    loadavg: os.loadavg(),
+  },
+  scenarios: [],
+};
+const estTotal = selected.filter((s) => existsSync(join(benchDir, `${s.name}.mjs`))).reduce((a, s) => a + s.estS[opts.quick ? 1 : 0], 0);
+log(`bench: ${selected.map((s) => s.name).join(', ')}${opts.quick ? ' (--quick)' : ''}; about ${Math.ceil(estTotal / 60)} min on ${latest.machine.cores} cores`);
+if (latest.machine.loadavg[0] > 0.5) log(`NOTE: load average ${latest.machine.loadavg[0].toFixed(2)} before starting: other work on the machine adds noise`);
+for (const [i, sc] of selected.entries()) {
+  latest.scenarios.push(await runScenario(sc, i + 1, selected.length));
+  latest.durationS = now() - t0;
+  writeResults(latestFile, latest); // after each scenario, so an interrupted run keeps what it measured
+}
+latest.finished = new Date().toISOString();
+latest.durationS = now() - t0;
+writeResults(latestFile, latest);
+const charts = writeReport(latest);
+log('');
+log(latest.scenarios.map((s) => `${s.name}: ${s.status}${s.durationS !== undefined ? ` ${Math.round(s.durationS)} s` : ''}`).join('; '));
+log(`Results: ${relative(process.cwd(), latestFile)}; report: ${relative(process.cwd(), reportFile)} (${charts.length} chart(s)); ${Math.round(latest.durationS)} s in all`);
+process.exit(latest.scenarios.every((s) => s.status !== 'failed') ? 0 : 1);
