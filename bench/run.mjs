@@ -95,11 +95,12 @@ function readStat(path) {
   try {
     const s = readFileSync(path, 'utf8');
     const f = s.slice(s.lastIndexOf(')') + 2).split(' '); // fields from the 3rd (state) on
-    return { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) };
+    return { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]), startS: Number(f[19]) / TICK };
   } catch {
     return null;
   }
 }
+const uptimeS = () => Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
 /** Pids of `pid` and all its descendants. */
 function tree(pid) {
   const kids = new Map();
@@ -118,19 +119,20 @@ function tree(pid) {
 }
 /**
  * Samples the tree every `everyMs`: a thread counts as busy in a sample if it used more than a
- * quarter of a core. Returns stop() -> { peakBusy, peakThreads, samples }.
+ * quarter of a core since the previous sample (or since it started, if it is new). A thread that
+ * lives and dies between two samples is missed. Returns stop() -> { peakBusy, peakThreads, samples }.
  */
-function threadSampler(pid, everyMs = 2000) {
+function threadSampler(pid, everyMs = 1000) {
   if (process.platform !== 'linux') return { stop: () => null };
   let prev = new Map();
-  let tPrev = now();
+  let tPrev = uptimeS();
   const st = { peakBusy: 0, peakThreads: 0, samples: 0 };
   let running = true;
   (async () => {
     while (running) {
       await sleep(everyMs);
       if (!running) break;
-      const t = now();
+      const t = uptimeS();
       const cur = new Map();
       let busy = 0;
       for (const p of tree(pid)) {
@@ -142,11 +144,13 @@ function threadSampler(pid, everyMs = 2000) {
           const s = readStat(`/proc/${p}/task/${tid}/stat`);
           if (!s) continue;
           cur.set(tid, s.ticks);
-          if (prev.has(tid) && (s.ticks - prev.get(tid)) / TICK / (t - tPrev) > 0.25) busy++;
+          const since = Math.max(tPrev, s.startS);
+          const used = (s.ticks - (prev.get(tid) ?? 0)) / TICK;
+          if (t - since > 0.1 && used / (t - since) > 0.25) busy++;
         }
       }
       st.peakThreads = Math.max(st.peakThreads, cur.size);
-      if (prev.size) st.peakBusy = Math.max(st.peakBusy, busy);
+      st.peakBusy = Math.max(st.peakBusy, busy);
       st.samples++;
       prev = cur;
       tPrev = t;
@@ -185,7 +189,7 @@ async function runScenario(sc, index, total) {
     return rec;
   }
   const args = [script, ...(opts.quick ? sc.quick : sc.full), '--json', '--out', outFile];
-  rec.args = args.slice(1).map((a) => (a.startsWith(root) ? relative(root, a) : a));
+  rec.args = args.map((a) => (a.startsWith(root) ? relative(root, a) : a));
   const est = sc.estS[opts.quick ? 1 : 0];
   const timeoutS = est * 3 + 120;
   log(`[${index}/${total}] ${sc.name}: node ${rec.args.join(' ')} (about ${Math.ceil(est / 60)} min)`);
@@ -292,11 +296,15 @@ function headlineRows(byName) {
       else if (byName.has('sink')) rows.push([`sink, ${conns} conns × 64 KiB: ${what}`, 'not measured in this run', '', '', '', '']);
     }
   }
-  for (const l of lines('connections').filter((x) => x.peer)) row(`idle memory per connection, ${l.case}`, l, 'connections');
-  for (const l of lines('push').filter((x) => x.system === 'iapp-clt' && x.metric === 'throughput')) row(`iapp-clt push, ${l.case.replace(/conns=(\d+),size=(\d+)/, (_, c, s) => `${c} conns × ${sizeLabel(Number(s))}`)}`, l, 'push');
+  for (const l of lines('connections').filter((x) => /^iapp/.test(x.system))) {
+    // connections.mjs gives no ratio when iapp's figure is not positive (within the RSS noise)
+    const peer = l.peer ?? lines('connections').find((x) => x.case === l.case && x.metric === l.metric && !/^iapp/.test(x.system))?.system;
+    row(`idle memory per connection, ${l.case}`, { ...l, peer }, 'connections');
+  }
+  for (const l of lines('push').filter((x) => x.system === 'iapp-clt' && x.metric === 'throughput')) row(`iapp-clt push, ${l.case.replace(/conns=(\d+),size=(\d+)/, (_, c, s) => `${c} conn${c === '1' ? '' : 's'} × ${sizeLabel(Number(s))}`)}`, l, 'push');
   // http: requests per server CPU-second (whatever the scenario calls it), iapp rows with a peer
   const perCpu = lines('http').filter((x) => x.peer && /cpu/i.test(`${x.metric} ${x.unit}`) && !lowerIsBetter(x.metric) && !(x.threads > 1));
-  for (const l of perCpu) row(`HTTP ${l.case}: ${l.metric}`, l, 'http');
+  for (const l of perCpu) row(`HTTP ${l.case}: ${l.metric === 'rpsPerCpuS' ? 'requests per server CPU-second' : l.metric}`, l, 'http');
   if (byName.has('http') && !perCpu.length) rows.push(['HTTP requests per server CPU-second', byName.get('http').status === 'skipped' ? 'not run (bench/http.mjs not there yet)' : 'no such line in the http output', '', '', '', '']);
   return rows;
 }
@@ -317,8 +325,9 @@ function scenarioTable(rec) {
       for (const [m] of metrics) {
         const l = rec.lines.find((x) => x.case === c && x.system === sys && x.metric === m);
         const isPeer = rec.lines.some((x) => x.case === c && x.metric === m && x.peer === sys);
+        const isRef = rec.lines.some((x) => x.case === c && x.metric === m && x.refPeer === sys);
         cells.push(valueCell(l), l?.peer ? `${ratioCell(l.ratio, l.ratioMin, l.ratioMax)} ${md(l.peer)}` : isPeer ? '1' : '');
-        if (hasRef) cells.push(l?.refPeer ? ratioCell(l.refRatio, l.refRatioMin, l.refRatioMax) : '');
+        if (hasRef) cells.push(l?.refPeer ? `${ratioCell(l.refRatio, l.refRatioMin, l.refRatioMax)} ${md(l.refPeer)}` : isRef ? '1' : '');
       }
       out.push(`| ${cells.join(' | ')} |`);
     });
@@ -351,10 +360,12 @@ function writeCharts(byName) {
   if (http.length) {
     const pct = (m) => `p${/p(\d+(?:\.\d+)?)$/i.exec(m)[1]}`;
     const cats = [...new Set(http.map((l) => l.case))];
+    const systems = [...new Set(http.map((l) => l.system))];
     const keys = [...new Set(http.map((l) => `${l.system} ${pct(l.metric)}`))].sort();
     const series = keys.map((name) => ({
       name,
-      dash: !name.endsWith('p50'),
+      color: systems.indexOf(name.slice(0, name.lastIndexOf(' '))), // a colour per system
+      dash: !name.endsWith('p50'), // hollow markers for the higher percentiles
       points: http.filter((l) => `${l.system} ${pct(l.metric)}` === name).map((l) => ({ x: l.case, y: l.value, min: l.min, max: l.max })),
     }));
     const file = 'http-latency.svg';
@@ -377,6 +388,16 @@ function writeReport(latest) {
   out.push('| figure | iapp | node peer | iapp vs node | C reference | iapp vs C |', '|---|---|---|---|---|---|');
   for (const r of headlineRows(byName)) out.push(`| ${r.join(' | ')} |`);
   out.push('');
+  const caveats = [];
+  for (const rec of latest.scenarios) {
+    const notes = (rec.results?.runs ?? []).filter((r) => r.ok !== false && /^iapp/.test(r.system ?? '')).flatMap((r) => r.notes ?? []);
+    if (rec.name === 'connections') for (const n of new Set(notes)) caveats.push(`idle memory: ${n}`);
+    if (rec.results?.disturbedRuns) caveats.push(`${rec.name}: ${rec.results.disturbedRuns} run(s) saw other load on the machine (> 25 % of a core)`);
+    if (rec.status !== 'ok' && rec.status !== 'skipped') caveats.push(`${rec.name}: ${rec.status} (${rec.signal ?? `exit ${rec.exitCode}`})`);
+    if (rec.status === 'skipped') caveats.push(`${rec.name}: ${rec.note}`);
+  }
+  if (latest.quick) caveats.push('--quick: fewer cases, shorter runs (2 runs where a scenario says so): a first look, not figures to quote');
+  if (caveats.length) out.push(...caveats.map((c) => `- ${md(c)}`), '');
   const charts = writeCharts(byName);
   out.push('## Scenarios', '');
   for (const rec of latest.scenarios) {
@@ -391,11 +412,12 @@ function writeReport(latest) {
     if (rec.results?.disturbedRuns) facts.push(`${rec.results.disturbedRuns} run(s) disturbed by other load, ${rec.results.repeatedRuns ?? 0} repeated`);
     out.push(`${facts.join('; ')}.`);
     if (rec.threads?.peakBusy > latest.machine.cores) {
-      out.push(`**More threads than cores:** up to ${rec.threads.peakBusy} threads of this scenario were busy at once (> 25 % of a core over a 2 s sample) on ${latest.machine.cores} cores, so they competed for CPU (${rec.threads.peakThreads} threads in all at the peak).`);
+      out.push(`**More threads than cores:** up to ${rec.threads.peakBusy} threads of this scenario were busy at once (> 25 % of a core over a 1 s sample) on ${latest.machine.cores} cores, so they competed for CPU (${rec.threads.peakThreads} threads in all at the peak).`);
     } else if (rec.threads?.samples) {
-      out.push(`Threads: at most ${rec.threads.peakBusy} busy at once (> 25 % of a core over a 2 s sample) on ${latest.machine.cores} cores.`);
+      out.push(`Threads: at most ${rec.threads.peakBusy} busy at once (> 25 % of a core over a 1 s sample) on ${latest.machine.cores} cores.`);
     }
     for (const c of rec.results?.summary ?? []) if (c.note) out.push(`Note, ${md(c.case)}: ${md(c.note)}.`);
+    for (const sys of cfg.systems ?? []) if (sys.procs > latest.machine.cores) out.push(`Note: ${md(sys.name)} runs ${sys.procs} processes or threads on ${latest.machine.cores} cores${sys.what ? ` (${md(sys.what)})` : ''}.`);
     if (cfg.client) out.push(`Client: ${cfg.client}.`);
     if (cfg.pinning) out.push(`Pinning: ${cfg.pinning}.`);
     if (rec.resultsError) out.push(`Results file: ${rec.resultsError}.`);

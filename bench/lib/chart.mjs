@@ -1,13 +1,27 @@
 // A small SVG line chart for the bench report: axes with ticks, a linear or log-scale x (connection
-// counts) or categorical x (percentiles), a linear y from 0, one line per series with optional
-// min-max bars, and a legend. No dependencies; the output is a standalone SVG string.
+// counts) or categorical x (cases), a linear y from 0, one line per series with optional min-max
+// bars, and a legend. On a categorical x the points are not joined: each series' markers sit side
+// by side within their category. Dashed series get hollow markers. No dependencies; the output is
+// a standalone SVG string.
 //
 //   lineChart({ title, x: { label, scale: 'log' | 'linear' | 'category', categories },
-//               y: { label }, series: [{ name, dash?, points: [{ x, y, min?, max? }] }] })
+//               y: { label }, series: [{ name, color?, dash?, points: [{ x, y, min?, max? }] }] })
+// color: a CSS colour or an index into the palette (default: the series' own index).
 
 const W = 640;
 const H = 380;
 const M = { top: 40, right: 170, bottom: 50, left: 64 }; // the legend sits in the right margin
+const CHAR_W = 7; // about the width of a 12 px sans-serif character
+
+/** Splits a label into lines of at most `max` characters, at spaces. */
+function wrap(label, max) {
+  const lines = [];
+  for (const w of String(label).split(' ')) {
+    if (lines.length && `${lines.at(-1)} ${w}`.length <= max) lines[lines.length - 1] += ` ${w}`;
+    else lines.push(w);
+  }
+  return lines;
+}
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f'];
 
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
@@ -34,15 +48,20 @@ function linearTicks(max, n = 5) {
 }
 
 export function lineChart({ title, x, y, series }) {
+  const cat = x.scale === 'category';
+  const labelLines = cat ? Math.max(...x.categories.map((c) => wrap(c, Math.floor((W - M.left - M.right) / x.categories.length / CHAR_W)).length)) : 1;
+  const bottom = M.bottom + (labelLines - 1) * 14;
+  const h = H + (labelLines - 1) * 14;
   const pw = W - M.left - M.right;
-  const ph = H - M.top - M.bottom;
+  const ph = h - M.top - bottom;
   const pts = series.flatMap((s) => s.points).filter((p) => Number.isFinite(p.y));
   // x scale
   let sx;
   let xTicks;
-  if (x.scale === 'category') {
+  let step = 0;
+  if (cat) {
     const cats = x.categories;
-    const step = pw / cats.length;
+    step = pw / cats.length;
     sx = (v) => M.left + step * (cats.indexOf(v) + 0.5);
     xTicks = cats.map((c) => [sx(c), c]);
   } else {
@@ -66,8 +85,8 @@ export function lineChart({ title, x, y, series }) {
   const sy = (v) => M.top + ph - (v / yTop) * ph;
 
   const out = [];
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
-  out.push(`<rect width="${W}" height="${H}" fill="white"/>`);
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${h}" viewBox="0 0 ${W} ${h}" font-family="sans-serif" font-size="12">`);
+  out.push(`<rect width="${W}" height="${h}" fill="white"/>`);
   out.push(`<text x="${M.left}" y="22" font-size="14" font-weight="bold">${esc(title)}</text>`);
   // grid and axes
   for (const v of yTicks) {
@@ -76,23 +95,29 @@ export function lineChart({ title, x, y, series }) {
   }
   for (const [px, label] of xTicks) {
     out.push(`<line x1="${num(px)}" x2="${num(px)}" y1="${M.top + ph}" y2="${M.top + ph + 5}" stroke="#333"/>`);
-    out.push(`<text x="${num(px)}" y="${M.top + ph + 18}" text-anchor="middle">${esc(label)}</text>`);
+    const ls = cat ? wrap(label, Math.floor(step / CHAR_W)) : [label];
+    ls.forEach((l, i) => out.push(`<text x="${num(px)}" y="${M.top + ph + 18 + i * 14}" text-anchor="middle">${esc(l)}</text>`));
   }
   out.push(`<line x1="${M.left}" x2="${M.left + pw}" y1="${M.top + ph}" y2="${M.top + ph}" stroke="#333"/>`);
   out.push(`<line x1="${M.left}" x2="${M.left}" y1="${M.top}" y2="${M.top + ph}" stroke="#333"/>`);
-  out.push(`<text x="${M.left + pw / 2}" y="${H - 10}" text-anchor="middle">${esc(x.label)}</text>`);
+  out.push(`<text x="${M.left + pw / 2}" y="${h - 10}" text-anchor="middle">${esc(x.label)}</text>`);
   out.push(`<text transform="translate(16 ${M.top + ph / 2}) rotate(-90)" text-anchor="middle">${esc(y.label)}</text>`);
   // series
+  // side by side: markers within a category; only the min-max bars on a numeric x
+  const gap = cat ? Math.min(16, step / (series.length + 1)) : 5;
   series.forEach((s, i) => {
-    const color = COLORS[i % COLORS.length];
-    const ps = s.points.filter((p) => Number.isFinite(p.y)).sort((p, q) => sx(p.x) - sx(q.x));
+    const color = typeof s.color === 'string' ? s.color : COLORS[(s.color ?? i) % COLORS.length];
     const dash = s.dash ? ' stroke-dasharray="6 4"' : '';
-    if (ps.length > 1) out.push(`<polyline fill="none" stroke="${color}" stroke-width="2"${dash} points="${ps.map((p) => `${num(sx(p.x))},${num(sy(p.y))}`).join(' ')}"/>`);
+    const off = (i - (series.length - 1) / 2) * gap;
+    const ps = s.points.filter((p) => Number.isFinite(p.y)).sort((p, q) => sx(p.x) - sx(q.x));
+    if (!cat && ps.length > 1) out.push(`<polyline fill="none" stroke="${color}" stroke-width="2"${dash} points="${ps.map((p) => `${num(sx(p.x))},${num(sy(p.y))}`).join(' ')}"/>`);
     for (const p of ps) {
+      const px = sx(p.x) + off;
       if (Number.isFinite(p.min) && Number.isFinite(p.max) && p.max > p.min) {
-        out.push(`<line x1="${num(sx(p.x))}" x2="${num(sx(p.x))}" y1="${num(sy(p.min))}" y2="${num(sy(p.max))}" stroke="${color}" stroke-opacity="0.5" stroke-width="5"/>`);
+        out.push(`<line x1="${num(px)}" x2="${num(px)}" y1="${num(sy(p.min))}" y2="${num(sy(p.max))}" stroke="${color}" stroke-opacity="0.45" stroke-width="4"/>`);
       }
-      out.push(`<circle cx="${num(sx(p.x))}" cy="${num(sy(p.y))}" r="3.5" fill="${color}"/>`);
+      const cx = cat ? px : sx(p.x);
+      out.push(`<circle cx="${num(cx)}" cy="${num(sy(p.y))}" r="${cat ? 4.5 : 3.5}" fill="${s.dash ? 'white' : color}" stroke="${color}" stroke-width="2"/>`);
     }
     const ly = M.top + 10 + i * 20;
     out.push(`<line x1="${W - M.right + 16}" x2="${W - M.right + 40}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="2"${dash}/>`);
