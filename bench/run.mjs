@@ -370,7 +370,7 @@ function writeCharts(byName) {
     }));
     const file = 'http-latency.svg';
     const title = 'http: latency percentiles per case';
-    writeFileSync(join(resultsDir, file), lineChart({ title, x: { label: 'case (generator, connections, pipelining, threads)', scale: 'category', categories: cats }, y: { label: `latency, ${http[0].unit ?? ''} (median, bar: min–max)` }, series }));
+    writeFileSync(join(resultsDir, file), lineChart({ title, x: { label: 'case (generator, connections, pipelining, threads)', scale: 'category', categories: cats }, y: { label: `latency, ${http[0].unit ?? ''}, log scale (median, bar: min–max)`, scale: 'log' }, series }));
     charts.push([file, title]);
   }
   return charts;

@@ -1,11 +1,11 @@
 // A small SVG line chart for the bench report: axes with ticks, a linear or log-scale x (connection
-// counts) or categorical x (cases), a linear y from 0, one line per series with optional min-max
+// counts) or categorical x (cases), a linear y from 0 or a log y (latencies), one line per series with optional min-max
 // bars, and a legend. On a categorical x the points are not joined: each series' markers sit side
 // by side within their category. Dashed series get hollow markers. No dependencies; the output is
 // a standalone SVG string.
 //
 //   lineChart({ title, x: { label, scale: 'log' | 'linear' | 'category', categories },
-//               y: { label }, series: [{ name, color?, dash?, points: [{ x, y, min?, max? }] }] })
+//               y: { label, scale: 'linear' | 'log' }, series: [{ name, color?, dash?, points: [{ x, y, min?, max? }] }] })
 // color: a CSS colour or an index into the palette (default: the series' own index).
 
 const W = 640;
@@ -80,9 +80,22 @@ export function lineChart({ title, x, y, series }) {
       xTicks = linearTicks(hi)[0].filter((v) => v >= lo).map((v) => [sx(v), fmtTick(v)]);
     }
   }
-  // y scale: linear from 0
-  const [yTicks, yTop] = linearTicks(Math.max(...pts.map((p) => Math.max(p.y, p.max ?? p.y)), 0));
-  const sy = (v) => M.top + ph - (v / yTop) * ph;
+  // y scale: linear from 0, or log over whole decades (ticks 1, 2, 5 x 10^k when they are few)
+  const yMax = Math.max(...pts.map((p) => Math.max(p.y, p.max ?? p.y)), 0);
+  let sy;
+  let yTicks;
+  if (y.scale === 'log') {
+    const yMin = Math.min(...pts.map((p) => Math.min(p.y, p.min ?? p.y)).filter((v) => v > 0));
+    const d0 = Math.floor(Math.log10(yMin));
+    const d1 = Math.max(d0 + 1, Math.ceil(Math.log10(yMax)));
+    sy = (v) => M.top + ph - ((Math.log10(Math.max(v, 10 ** d0)) - d0) / (d1 - d0)) * ph;
+    yTicks = [];
+    for (let d = d0; d <= d1; d++) for (const m of d1 - d0 <= 2 ? [1, 2, 5] : [1]) if (d < d1 || m === 1) yTicks.push(Number((m * 10 ** d).toPrecision(3)));
+  } else {
+    const [ticks, yTop] = linearTicks(yMax);
+    sy = (v) => M.top + ph - (v / yTop) * ph;
+    yTicks = ticks;
+  }
 
   const out = [];
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${h}" viewBox="0 0 ${W} ${h}" font-family="sans-serif" font-size="12">`);
