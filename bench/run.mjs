@@ -8,12 +8,13 @@
 //   push         bench/push.mjs         iapp-clt pushing into a C sink (GB/s, client CPU-s/GB)
 //   connections  bench/connections.mjs  server RSS per idle connection (32,768; 4,096 with --quick)
 //   http         bench/http.mjs         iapp-srv --mode http vs node:http (skipped if not there)
-// Budget on a 2-core machine: about 10 minutes, --quick about 2-4. ARGS below bounds each scenario
-// (a scenario's own defaults may be wider: run its script directly for the full matrix).
+// Budget on a 2-core machine: about 10-12 minutes, --quick about 4. SCENARIOS below bounds each
+// scenario (run a scenario's script directly for its other options).
 //
 // Every scenario script takes --quick, --json and --out FILE; this runner adds --json and --out
-// bench/results/<name>.json, passes --quick through, shows the scenario's stderr (progress and
-// tables) on its own stderr with a "[name]" prefix and collects its stdout.
+// bench/results/<name>.json (the file the script writes by default, so a later direct run of the
+// script replaces it), passes --quick through, shows the scenario's stderr (progress and tables)
+// on its own stderr with a "[name]" prefix and collects its stdout.
 //
 // The JSON-lines contract (each scenario's stdout with --json; this runner's stdout with --json):
 // one object per line, no other output on stdout,
@@ -23,8 +24,10 @@
 //   "peer"  the system it is compared with (node:net, node:http, ...), measured in the same run,
 //   "ratio" iapp against that peer, ORIENTED SO THAT ratio > 1 MEANS IAPP IS BETTER: iapp/peer for
 //           throughput-like metrics, peer/iapp for costs (CPU per GB or per request, bytes per
-//           connection, latency); see lowerIsBetter() in bench/lib/report.mjs. With repeated runs
-//           it is the median of per-round ratios, with ratioMin/ratioMax.
+//           connection, latency). sink and push get this from caseJsonLines (COST_METRICS in
+//           bench/lib/report.mjs); http and connections orient their own. With repeated runs it
+//           is the median of per-round ratios (each round: iapp and peer next to each other in
+//           time), with ratioMin/ratioMax; full runs repeat 3 times, --quick runs may repeat twice.
 // Optional: "refPeer"/"refRatio"/"refRatioMin"/"refRatioMax", the same against the C reference.
 //
 // Writes bench/results/latest.json (machine, command line, per scenario its arguments, JSON lines,
@@ -59,7 +62,7 @@ const SCENARIOS = [
 const NAMES = SCENARIOS.map((s) => s.name);
 
 const USAGE = `usage: node bench/run.mjs [options]
-  --quick          every scenario's --quick (about 2-4 min instead of about 10)
+  --quick          every scenario's --quick (about 4 min instead of about 12)
   --only LIST      only these scenarios (${NAMES.join(', ')}); repeatable or comma-separated
   --json           print the scenarios' JSON lines on stdout (progress stays on stderr)
   --report-only    rewrite REPORT.md and the charts from bench/results/latest.json; run nothing`;
