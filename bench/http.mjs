@@ -46,7 +46,8 @@ const USAGE = `usage: node bench/http.mjs [options]
   --quick              autocannon p=1 and p=10 only, threads 1, 2 runs x 2 s (about 30 s)
   --duration S         seconds of load per run, whole seconds (default 5; 2 with --quick)
   --runs N             runs per system per case, interleaved (default 3; 2 with --quick)
-  --threads LIST       server threads (iapp-srv) = processes (node:http) (default 1,2; 1 with --quick)
+  --threads LIST       server threads (iapp-srv) = processes (node:http), e.g. 1,2 (default 1; 1,2 takes
+                       twice as long: about 5 min)
   --systems LIST       iapp-srv,node:http (default both)
   --no-pin             do not pin the server to CPU 0 and the load generator to CPU 1
   --json               one JSON line per case, system and metric on stdout
@@ -56,7 +57,7 @@ const { 'only-conns': _c, 'noise-floor': _n, ...options } = interleavedOptions;
 const opts = parseOptions({ ...options, threads: { type: 'string' } }, USAGE);
 const duration = Number(opts.duration ?? (opts.quick ? 2 : 5));
 const runs = Number(opts.runs ?? (opts.quick ? 2 : 3));
-const threadsList = (opts.threads ?? (opts.quick ? '1' : '1,2')).split(',').map(Number);
+const threadsList = (opts.threads ?? '1').split(',').map(Number);
 if (!Number.isInteger(duration) || duration < 1 || duration > 600 || !Number.isInteger(runs) || runs < 1 || runs > 100) {
   console.error('--duration: whole seconds 1..600; --runs: 1..100');
   process.exit(2);
@@ -336,7 +337,7 @@ const results = newResults('http', {
 });
 results.verdicts = [];
 const save = () => writeResults(outFile, results);
-const estimate = cases.length * systems.length * runs * (duration + 1.5);
+const estimate = cases.length * systems.length * runs * (duration + 2);
 log(`http bench: ${cases.length} case(s) x ${systems.length} server(s) x ${runs} runs x ${duration} s; about ${Math.ceil(estimate / 60)} min`);
 log(`servers: ${systems.map((s) => s.name).join(', ')}; generators: ${[...new Set(loads.map((l) => l.gen))].join(', ')}, ${CONNS} connections`);
 log(`pinning: ${pin.note}`);
