@@ -142,6 +142,11 @@ const cases = threadsList.flatMap((threads) =>
   })),
 );
 
+if (!cases.length) {
+  console.error('http bench: no load generator installed (autocannon: npm install; wrk: apt-get install wrk)');
+  process.exit(1);
+}
+
 // ---- servers -------------------------------------------------------------------------------------
 /** Each system's start(threads) -> { pid, port, stop() -> requests served, kill() }. */
 const systems = selectSystems(
