@@ -123,13 +123,14 @@ function tree(pid) {
 /**
  * Samples the tree every `everyMs`: a thread counts as busy in a sample if it used more than a
  * quarter of a core since the previous sample (or since it started, if it is new). A thread that
- * lives and dies between two samples is missed. Returns stop() -> { peakBusy, peakThreads, samples }.
+ * lives and dies between two samples is missed. Returns stop() -> { peakBusy, peakThreads,
+ * peakCores (the tree's CPU in a sample, in cores), samples }.
  */
 function threadSampler(pid, everyMs = 1000) {
   if (process.platform !== 'linux') return { stop: () => null };
   let prev = new Map();
   let tPrev = uptimeS();
-  const st = { peakBusy: 0, peakThreads: 0, samples: 0 };
+  const st = { peakBusy: 0, peakThreads: 0, peakCores: 0, samples: 0 };
   let running = true;
   (async () => {
     while (running) {
@@ -138,6 +139,7 @@ function threadSampler(pid, everyMs = 1000) {
       const t = uptimeS();
       const cur = new Map();
       let busy = 0;
+      let cores = 0;
       for (const p of tree(pid)) {
         let tids = [];
         try {
@@ -150,10 +152,12 @@ function threadSampler(pid, everyMs = 1000) {
           const since = Math.max(tPrev, s.startS);
           const used = (s.ticks - (prev.get(tid) ?? 0)) / TICK;
           if (t - since > 0.1 && used / (t - since) > 0.25) busy++;
+          cores += used / (t - tPrev);
         }
       }
       st.peakThreads = Math.max(st.peakThreads, cur.size);
       st.peakBusy = Math.max(st.peakBusy, busy);
+      st.peakCores = Math.max(st.peakCores, Math.round(cores * 100) / 100);
       st.samples++;
       prev = cur;
       tPrev = t;
@@ -414,10 +418,11 @@ function writeReport(latest) {
     if (cfg.runs && cfg.duration) facts.push(`${cfg.runs} runs × ${cfg.duration} s per system, interleaved`);
     if (rec.results?.disturbedRuns) facts.push(`${rec.results.disturbedRuns} run(s) disturbed by other load, ${rec.results.repeatedRuns ?? 0} repeated`);
     out.push(`${facts.join('; ')}.`);
-    if (rec.threads?.peakBusy > latest.machine.cores) {
-      out.push(`**More threads than cores:** up to ${rec.threads.peakBusy} threads of this scenario were busy at once (> 25 % of a core over a 1 s sample) on ${latest.machine.cores} cores, so they competed for CPU (${rec.threads.peakThreads} threads in all at the peak).`);
-    } else if (rec.threads?.samples) {
-      out.push(`Threads: at most ${rec.threads.peakBusy} busy at once (> 25 % of a core over a 1 s sample) on ${latest.machine.cores} cores.`);
+    const th = rec.threads;
+    if (th?.samples) {
+      const peak = th.peakCores !== undefined ? `; the scenario's processes used at most ${th.peakCores.toFixed(1)} cores in a sample` : '';
+      const busy = `${th.peakBusy} of its threads busy at once (each > 25 % of a core over a 1 s sample) on ${latest.machine.cores} cores${peak}`;
+      out.push(th.peakBusy > latest.machine.cores ? `**More threads than cores:** up to ${busy}.` : `Threads: at most ${busy}.`);
     }
     for (const c of rec.results?.summary ?? []) if (c.note) out.push(`Note, ${md(c.case)}: ${md(c.note)}.`);
     for (const sys of cfg.systems ?? []) if (sys.procs > latest.machine.cores) out.push(`Note: ${md(sys.name)} runs ${sys.procs} processes or threads on ${latest.machine.cores} cores${sys.what ? ` (${md(sys.what)})` : ''}.`);
