@@ -2,7 +2,7 @@
 // `iapp-srv --mode http` against a node:http server, both answering 200 `ok\n` with keep-alive.
 //
 //   node bench/http.mjs [--quick] [--duration S] [--runs N] [--threads 1,2] [--systems LIST]
-//                       [--no-pin] [--json] [--out FILE]
+//                       [--noise-floor] [--no-pin] [--json] [--out FILE]
 //
 // Servers (restarted for every run, pinned to CPU 0):
 //   iapp-srv   node dist/srv/main.js --mode http --listen 127.0.0.1:0 --threads T --json
@@ -49,11 +49,12 @@ const USAGE = `usage: node bench/http.mjs [options]
   --threads LIST       server threads (iapp-srv) = processes (node:http), e.g. 1,2 (default 1; 1,2 takes
                        twice as long: about 5 min)
   --systems LIST       iapp-srv,node:http (default both)
+  --noise-floor        add a second node:http ("node:http-2"): its ratios to node:http are the A/A floor
   --no-pin             do not pin the server to CPU 0 and the load generator to CPU 1
   --json               one JSON line per case, system and metric on stdout
   --out FILE           results file (default bench/results/http.json)`;
 
-const { 'only-conns': _c, 'noise-floor': _n, ...options } = interleavedOptions;
+const { 'only-conns': _c, ...options } = interleavedOptions;
 const opts = parseOptions({ ...options, threads: { type: 'string' } }, USAGE);
 const duration = Number(opts.duration ?? (opts.quick ? 2 : 5));
 const runs = Number(opts.runs ?? (opts.quick ? 2 : 3));
@@ -94,13 +95,13 @@ function wrkScript() {
 }
 
 /**
- * Each generator: cmd, args(url, pipelining), and parse(report) -> { completed, sent (max the
+ * Each generator: cmd, args(url, pipelining, seconds), and parse(report) -> { completed, sent (max the
  * server may have seen), durationS, p50, p99 (ms), errors }.
  */
 const generators = {
   autocannon: {
     cmd: AUTOCANNON,
-    args: (url, p) => ['-j', '-c', String(CONNS), '-p', String(p), '-d', String(duration), url],
+    args: (url, p, secs) => ['-j', '-c', String(CONNS), '-p', String(p), '-d', String(secs), url],
     parse: (o) => ({
       completed: o.requests.total,
       sent: o.requests.sent,
@@ -112,7 +113,7 @@ const generators = {
   },
   wrk: {
     cmd: WRK,
-    args: (url) => ['-t', pin.pinned ? '1' : '2', '-c', String(CONNS), '-d', `${duration}s`, '--latency', '-s', wrkScript(), url],
+    args: (url, p, secs) => ['-t', pin.pinned ? '1' : '2', '-c', String(CONNS), '-d', `${secs}s`, '--latency', '-s', wrkScript(), url],
     parse: (o) => ({
       completed: o.requests,
       sent: o.requests + CONNS, // wrk does not say; at most one request in flight per connection
@@ -149,6 +150,15 @@ if (!cases.length) {
 
 // ---- servers -------------------------------------------------------------------------------------
 /** Each system's start(threads) -> { pid, port, stop() -> requests served, kill() }. */
+const nodeHttp = {
+  name: PEER,
+  kind: 'peer',
+  async start(threads) {
+    const args = [join(benchDir, 'peers', 'node-http.mjs'), '--host', '127.0.0.1', '--port', '0', '--procs', String(threads)];
+    const s = await startServer({ name: this.name, cmd: node, args, cwd: root }, { prefix: pin.server });
+    return { pid: s.pid, port: s.port, stop: () => s.stop({ timeoutS: 10 }), kill: () => s.kill() };
+  },
+};
 const systems = selectSystems(
   [
     {
@@ -177,21 +187,14 @@ const systems = selectSystems(
         };
       },
     },
-    {
-      name: PEER,
-      kind: 'peer',
-      async start(threads) {
-        const args = [join(benchDir, 'peers', 'node-http.mjs'), '--host', '127.0.0.1', '--port', '0', '--procs', String(threads)];
-        const s = await startServer({ name: PEER, cmd: node, args, cwd: root }, { prefix: pin.server });
-        return { pid: s.pid, port: s.port, stop: () => s.stop({ timeoutS: 10 }), kill: () => s.kill() };
-      },
-    },
+    nodeHttp,
+    ...(opts['noise-floor'] ? [{ ...nodeHttp, name: `${PEER}-2`, kind: 'noise' }] : []),
   ],
   opts.systems,
 );
 
 // ---- one run -------------------------------------------------------------------------------------
-async function runOnce(sys, c) {
+async function runOnce(sys, c, secs = duration) {
   const gen = generators[c.gen];
   const ovf0 = listenOverflows();
   const srv = await sys.start(c.threads);
@@ -199,8 +202,8 @@ async function runOnce(sys, c) {
     const cpu0 = treeCpuSeconds(srv.pid);
     const cores0 = cpuTimes();
     const t0 = now();
-    const g = startJsonProc({ name: c.gen, cmd: gen.cmd, args: gen.args(`http://127.0.0.1:${srv.port}/`, c.pipelining), cwd: root, prefix: pin.client, timeCpu: true });
-    const limitS = duration + 30;
+    const g = startJsonProc({ name: c.gen, cmd: gen.cmd, args: gen.args(`http://127.0.0.1:${srv.port}/`, c.pipelining, secs), cwd: root, prefix: pin.client, timeCpu: true });
+    const limitS = secs + 30;
     const res = await Promise.race([g.done, sleep(limitS * 1000, null, { ref: false })]);
     if (!res) {
       await g.kill();
@@ -286,7 +289,7 @@ function printTable(c, summary) {
   const over = oversubscribed(c.threads);
   if (over) log(`   NOTE: ${over}`);
   const cols = [
-    ['system', 10],
+    ['system', 12],
     ['req/s (min-max)', 26],
     ['p50 ms', 7],
     ['p99 ms', 7],
@@ -352,6 +355,9 @@ const logRun = (row) =>
     `  ${row.case} run ${row.run} ${row.system.padEnd(9)} ${k(row.rps)} req/s  p50 ${f(row.p50)} p99 ${f(row.p99)} ms  ${f(row.cpuPer100k, 3)} CPU-s/100k  srv ${Math.round(row.srvUtil * 100)}%  gen ${Math.round(row.genUtil * 100)}%  served ${row.served} completed ${row.completed}` +
       (row.notes.length ? `  [${row.notes.join('; ')}]` : ''),
   );
+// The first run after a pause came out up to 45% slow on this VM, whichever system ran it: one
+// 1-second run of every system first, not counted.
+for (const sys of systems) await runOnce(sys, cases[0], 1).catch((err) => log(`  warm-up ${sys.name}: ${err.message}`));
 for (const c of cases) {
   const rows = await runner.runCase({
     label: c.label,
