@@ -55,7 +55,7 @@ const reportFile = join(resultsDir, 'REPORT.md');
 // instead of its default 5 s per run here.
 const SCENARIOS = [
   { name: 'sink', full: [], quick: ['--quick'], estS: [270, 50] },
-  { name: 'push', full: [], quick: ['--quick'], estS: [120, 60] },
+  { name: 'push', full: [], quick: ['--quick', '--duration', '1'], estS: [120, 35] },
   { name: 'connections', full: [], quick: ['--quick'], estS: [130, 60] },
   { name: 'http', full: ['--duration', '3'], quick: ['--quick'], estS: [150, 30] },
 ];

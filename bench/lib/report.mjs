@@ -120,8 +120,8 @@ export function pairedRatios(rows, sys, peer, key) {
 
 /**
  * The cost metrics (lower is better) of sink and push: their summaries' ratios are system/peer,
- * so their `--json` ratio is inverted to peer/system (caseJsonLines `costMetrics`). A scenario
- * that orients its ratios itself (bench/http.mjs takes ratios of 1/p99 and so on) passes none.
+ * so their `--json` ratio is inverted to peer/system (caseJsonLines `costMetrics`); bench/http.mjs
+ * passes its own list (latency percentiles and CPU per request).
  */
 export const COST_METRICS = ['cpuPerGB', 'cpuPerGBAll'];
 
