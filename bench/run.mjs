@@ -8,7 +8,7 @@
 //   push         bench/push.mjs         iapp-clt pushing into a C sink (GB/s, client CPU-s/GB)
 //   connections  bench/connections.mjs  server RSS per idle connection (32,768; 4,096 with --quick)
 //   http         bench/http.mjs         iapp-srv --mode http vs node:http (skipped if not there)
-// Budget on a 2-core machine: about 10-12 minutes, --quick about 4. SCENARIOS below bounds each
+// Budget on a 2-core machine: about 8 minutes, --quick about 2. SCENARIOS below bounds each
 // scenario (run a scenario's script directly for its other options).
 //
 // Every scenario script takes --quick, --json and --out FILE; this runner adds --json and --out
@@ -62,7 +62,7 @@ const SCENARIOS = [
 const NAMES = SCENARIOS.map((s) => s.name);
 
 const USAGE = `usage: node bench/run.mjs [options]
-  --quick          every scenario's --quick (about 4 min instead of about 12)
+  --quick          every scenario's --quick (about 2 min instead of about 8)
   --only LIST      only these scenarios (${NAMES.join(', ')}); repeatable or comma-separated
   --json           print the scenarios' JSON lines on stdout (progress stays on stderr)
   --report-only    rewrite REPORT.md and the charts from bench/results/latest.json; run nothing`;
