@@ -106,13 +106,15 @@ const ref = referencesOrExit('sink');
 const node = process.execPath;
 const iappScript = join(benchDir, 'servers', 'iapp-sink.mjs');
 const iperf3 = spawnSync('iperf3', ['--version'], { stdio: 'ignore', timeout: 5000 }).status === 0 ? 'iperf3' : null;
-const iapp = (mode) => ({
-  name: `iapp-${mode}`,
+const iapp = (mode, lowat) => ({
+  name: `iapp-${mode}${lowat ? '-lowat' : ''}`,
   kind: 'iapp',
   cmd: node,
-  args: [iappScript, '--mode', mode, '--threads', '1', '--port', '0'],
+  args: [iappScript, '--mode', mode, '--threads', '1', '--port', '0', ...(lowat ? ['--lowat', String(lowat)] : [])],
   procs: 1,
-  what: '1 loop thread (the main JS thread idles)',
+  what: `1 loop thread (the main JS thread idles)${lowat ? `; SO_RCVLOWAT ${lowat} (lowWaterMark)` : ''}`,
+  // Only when named in --systems: the default matrix measures the default settings.
+  optIn: Boolean(lowat),
 });
 let systems = [
   { name: 'net-sink', kind: 'peer', cmd: node, args: [join(benchDir, 'peers', 'net-sink.mjs'), '--port', '0'], procs: 1, what: '1 process' },
@@ -126,6 +128,7 @@ let systems = [
   },
   iapp('sink'),
   iapp('data'),
+  iapp('sink', 256 * 1024),
   { name: 'c-read', kind: 'reference', cmd: ref.sink, args: ['--mode', 'read', '--port', '0'], procs: 1, what: '1 thread, read() into a buffer' },
   { name: 'c-trunc', kind: 'reference', cmd: ref.sink, args: ['--mode', 'trunc', '--port', '0'], procs: 1, what: '1 thread, recv(MSG_TRUNC)' },
   {
@@ -140,7 +143,7 @@ let systems = [
   },
 ];
 if (opts['noise-floor']) systems.splice(1, 0, { ...systems[0], name: 'net-sink-2', kind: 'noise' });
-systems = selectSystems(systems, opts.systems ?? (opts.quick ? QUICK_SYSTEMS.join(',') : undefined));
+systems = selectSystems(systems, opts.systems ?? (opts.quick ? QUICK_SYSTEMS : systems.filter((s) => !s.optIn).map((s) => s.name)).join(','));
 if (systems.some((s) => s.kind === 'iapp') && !existsSync(iappScript)) {
   log(`NOTE: ${relative(root, iappScript)} not found: skipping ${systems.filter((s) => s.kind === 'iapp').map((s) => s.name).join(', ')}`);
   systems = systems.filter((s) => s.kind !== 'iapp');

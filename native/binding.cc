@@ -40,6 +40,7 @@ SocketOptions SockOpts(const Napi::Object& o) {
   s.allow_half_open = Bool(o, "allowHalfOpen", false);
   s.high_water = static_cast<size_t>(Num(o, "highWaterMark", 256 * 1024));
   s.quiet = Bool(o, "quiet", false);
+  s.rcvlowat = static_cast<int>(Num(o, "lowWaterMark", 0));
   return s;
 }
 ListenSpec ListenSpecOf(const Napi::Object& o) {

@@ -38,6 +38,10 @@ Socket* Socket::Adopt(Loop* loop, int fd, bool connecting, const SocketOptions& 
 #endif
   const bool inet = IsInet(fd);
   if (opts.no_delay && inet) SetSockOptInt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+  // Fewer wakes per GB: on loopback the sender's core runs the receiver's wake-up, so a reader
+  // woken for every segment slows its peer (measured: one stream into a sink went 1.3 -> 5.7 GB/s
+  // with 256 KiB).
+  if (opts.rcvlowat > 0) SetSockOptInt(fd, SOL_SOCKET, SO_RCVLOWAT, opts.rcvlowat);
   auto* s = new Socket(loop, fd, connecting, opts);
   s->inet_ = inet;
   loop->Register(s);

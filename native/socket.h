@@ -22,6 +22,9 @@ struct SocketOptions {
   // Never announced to JS: a socket accepted straight into a native sink. It emits no records;
   // the loop counts it and can end or destroy all such sockets at shutdown.
   bool quiet = false;
+  // SO_RCVLOWAT: the kernel wakes the loop only once this many bytes are queued (or at EOF, or
+  // when the window would stall). 0 leaves the kernel's default (1 byte).
+  int rcvlowat = 0;
 };
 
 class Socket : public Handle {

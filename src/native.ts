@@ -18,6 +18,7 @@ export interface NativeListenSpec {
   allowHalfOpen?: boolean;
   highWaterMark?: number;
   quiet?: boolean;
+  lowWaterMark?: number;
 }
 
 export interface NativeConnectSpec {
@@ -30,6 +31,7 @@ export interface NativeConnectSpec {
   noDelay?: boolean;
   allowHalfOpen?: boolean;
   highWaterMark?: number;
+  lowWaterMark?: number;
 }
 
 export interface NativeUdpSpec {

@@ -21,6 +21,8 @@ export interface SrvLoopData {
   /** Sockets from socket activation: adopted as listeners, or as UDP sockets if they are not. */
   activated: { fd: number; name: string }[];
   headerTimeoutMs: number;
+  /** SO_RCVLOWAT for accepted connections (sink and data modes). */
+  rcvlowat?: number;
   firstThread: number;
   proc: number;
 }
@@ -113,6 +115,7 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
   };
 
   const listenMode = d.mode === 'sink' ? 'sink' : 'data';
+  const lowWaterMark = d.rcvlowat !== undefined ? { lowWaterMark: d.rcvlowat } : {};
   // A sink listener without a handler keeps its sockets native: no JS object, no JS call per
   // connection (the loop still counts them in stats().sockets).
   const onConn = d.mode === 'sink' ? undefined : serve;
@@ -121,9 +124,9 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
 
   for (const spec of d.tcp) {
     let l: Listener;
-    if ('fd' in spec) l = loop.listen({ fd: spec.fd, mode: listenMode }, onConn);
-    else if ('path' in spec) l = loop.listen({ path: spec.path, mode: listenMode, accept: 'shared' }, onConn);
-    else l = loop.listen({ host: spec.host, port: spec.port, name: spec.name, accept: d.accept, mode: listenMode }, onConn);
+    if ('fd' in spec) l = loop.listen({ fd: spec.fd, mode: listenMode, ...lowWaterMark }, onConn);
+    else if ('path' in spec) l = loop.listen({ path: spec.path, mode: listenMode, accept: 'shared', ...lowWaterMark }, onConn);
+    else l = loop.listen({ host: spec.host, port: spec.port, name: spec.name, accept: d.accept, mode: listenMode, ...lowWaterMark }, onConn);
     listeners.push(l);
     result.tcp.push(describe(l));
   }
@@ -135,7 +138,7 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
     // A passed socket is a listening stream socket or a datagram socket; without getsockopt the
     // library tells which by refusing to listen on a datagram one.
     try {
-      const l = loop.listen({ fd: a.fd, mode: listenMode }, onConn);
+      const l = loop.listen({ fd: a.fd, mode: listenMode, ...lowWaterMark }, onConn);
       listeners.push(l);
       result.activated.push({ ...describe(l), fd: a.fd, name: a.name });
     } catch (e) {

@@ -47,6 +47,9 @@ Options:
   -i, --stats S            seconds between live lines (default 1)
       --header-timeout S   http mode: close a connection whose request head is not complete in S
                            seconds, with 408 (default 10)
+      --rcvlowat BYTES     sink and data modes: wake for a connection only once BYTES are queued
+                           (SO_RCVLOWAT; k/m suffixes). Fewer wakes let one fast sender go much
+                           faster; smaller amounts are counted when more arrive or at close
       --json               one JSON object per line on stdout: "listening", "stats", "summary"
   -v, --verbose            a live line per thread too
   -h, --help               this text
@@ -70,6 +73,7 @@ interface Config {
   idleExitS: number | undefined;
   statsS: number;
   headerTimeoutS: number;
+  rcvlowat: number | undefined;
   json: boolean;
   verbose: boolean;
 }
@@ -92,6 +96,7 @@ function parseConfig(argv: string[]): Config | 'help' {
         'idle-exit': { type: 'string' },
         stats: { type: 'string', short: 'i' },
         'header-timeout': { type: 'string' },
+        rcvlowat: { type: 'string' },
         json: { type: 'boolean' },
         verbose: { type: 'boolean', short: 'v' },
         help: { type: 'boolean', short: 'h' },
@@ -110,10 +115,15 @@ function parseConfig(argv: string[]): Config | 'help' {
   const udp = (v.udp ?? []).map((s) => parseEndpoint('udp', s, { allowPortZero: true, defaultHost: '::' }));
   for (const u of udp) if (u.path !== undefined) throw new UsageError(`--udp unix:${u.path}: UDP needs HOST:PORT`);
   const accept = v.accept !== undefined ? parseChoice('accept', v.accept, ['reuseport', 'shared'] as const) : 'reuseport';
+  const mode = v.mode !== undefined ? parseChoice('mode', v.mode, ['sink', 'data', 'echo', 'http'] as const) : 'sink';
+  const rcvlowat = v.rcvlowat !== undefined ? parseInteger('rcvlowat', v.rcvlowat, 1, 1 << 30, true) : undefined;
+  if (rcvlowat !== undefined && mode !== 'sink' && mode !== 'data')
+    throw new UsageError(`--rcvlowat is for --mode sink or data: a ${mode} reply would wait for more bytes than a request has`);
   return {
     tcp,
     udp,
-    mode: v.mode !== undefined ? parseChoice('mode', v.mode, ['sink', 'data', 'echo', 'http'] as const) : 'sink',
+    mode,
+    rcvlowat,
     threads,
     procs,
     accept,
@@ -272,6 +282,7 @@ async function main(argv: string[]): Promise<number> {
           udp,
           activated: activated.map((a, i) => ({ fd: ctx.fds[i]!, name: a.name })),
           headerTimeoutMs: Math.round(cfg.headerTimeoutS * 1000),
+          ...(cfg.rcvlowat !== undefined ? { rcvlowat: cfg.rcvlowat } : {}),
           firstThread: ctx.firstThread,
           proc: ctx.proc,
         } satisfies SrvLoopData;

@@ -98,6 +98,34 @@ describe('a sink listener without a handler (quiet sockets)', () => {
     expect((await Promise.all(closedByServer)).every(Boolean)).toBe(true);
   });
 
+  it('with a low-water mark, bytes below it are read at the peer\'s end, bytes above it as they come', async () => {
+    const rt = await createRuntime({ module: fixture('primitives.mjs'), threads: 1, data: { op: 'quiet-sink', lowWaterMark: 256 * 1024 } });
+    const port = (rt.results[0] as { port: number }).port;
+    const bytesIn = async (): Promise<number> => (await rt.stats())[0]!.bytesIn;
+    try {
+      // 1 MiB from a peer that keeps the connection open: woken at the mark, most of it is read.
+      const big = net.connect({ host: '127.0.0.1', port });
+      big.on('error', () => {});
+      big.write(Buffer.alloc(1 << 20, 1));
+      await until('the bulk read while open', async () => (await bytesIn()) >= 768 * 1024);
+      // 100 bytes sit below the mark until their sender ends: then they are read too.
+      const small = net.connect({ host: '127.0.0.1', port });
+      await new Promise<void>((r) => small.end(Buffer.alloc(100, 2), () => r()));
+      big.end();
+      await until('every byte', async () => (await bytesIn()) === (1 << 20) + 100);
+      small.destroy();
+      big.destroy();
+    } finally {
+      await rt.close();
+    }
+  });
+
+  it('refuses a low-water mark out of range', async () => {
+    const rt = await createRuntime({ module: fixture('primitives.mjs'), threads: 1, data: { op: 'quiet-sink', lowWaterMark: -5 } }).catch((e: Error) => e);
+    expect(rt).toBeInstanceOf(Error);
+    expect((rt as Error).message).toMatch(/lowWaterMark must be between 1 and/);
+  });
+
   it('resets quiet sockets whose peers do not close by the deadline', async () => {
     const rt = await createRuntime({ module: fixture('primitives.mjs'), threads: 1, data: { op: 'quiet-sink' } });
     const port = (rt.results[0] as { port: number }).port;

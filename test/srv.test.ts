@@ -170,6 +170,15 @@ describe('iapp-srv', () => {
     expect(sum).toMatchObject({ rxBytes: 6 * data.length, accepted: 6, procs: 2 });
   });
 
+  it('with --rcvlowat, still counts every byte: small sends at close, large ones as they come', async () => {
+    const { srv, port } = await start(['--listen', '127.0.0.1:0', '--rcvlowat', '256k']);
+    const sizes = [10, 1000, 300_000, 2_000_000];
+    await Promise.all(sizes.map((n) => send({ port, host: '127.0.0.1' }, Buffer.alloc(n, 7))));
+    const total = sizes.reduce((a, b) => a + b, 0);
+    await srv.waitJson((o) => o.type === 'stats' && o.rxBytes === total && o.connections === 0);
+    expect((await stop(srv)).rxBytes).toBe(total);
+  });
+
   it('listens on IPv6 [::1]', async () => {
     const { srv, listening, port } = await start(['--listen', '[::1]:0']);
     expect(listening.addresses[0]).toMatchObject({ address: '::1', family: 'IPv6', text: `[::1]:${port}` });
@@ -209,6 +218,7 @@ describe('iapp-srv', () => {
       [['--threads', '1', '--procs', '2'], /more processes than threads/],
       [['--duration', 'soon'], /--duration soon: must be a number of seconds/],
       [['stray'], /positional/i],
+      [['--rcvlowat', '64k', '--mode', 'echo'], /--rcvlowat is for --mode sink or data/],
     ];
     for (const [args, msg] of cases) {
       const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', timeout: 10_000 });

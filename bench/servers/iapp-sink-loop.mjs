@@ -2,7 +2,7 @@
 // sink mode there is no connection handler, so sockets are accepted and drained natively with no
 // JavaScript per connection; in data mode every byte reaches JavaScript (one call per loop wake).
 export function setup(loop, { data }) {
-  const options = { host: '127.0.0.1', port: data?.port ?? 0, mode: data?.mode ?? 'sink' };
+  const options = { host: '127.0.0.1', port: data?.port ?? 0, mode: data?.mode ?? 'sink', ...(data?.lowWaterMark ? { lowWaterMark: data.lowWaterMark } : {}) };
   const listener = options.mode === 'data' ? loop.listen(options, (socket) => socket.onData(() => {})) : loop.listen(options);
   return { port: listener.port };
 }

@@ -4,12 +4,12 @@ import { parseArgs } from 'node:util';
 import { createRuntime } from '../../dist/src/index.js';
 
 const { values } = parseArgs({
-  options: { mode: { type: 'string', default: 'sink' }, threads: { type: 'string', default: '1' }, port: { type: 'string', default: '0' } },
+  options: { mode: { type: 'string', default: 'sink' }, threads: { type: 'string', default: '1' }, port: { type: 'string', default: '0' }, lowat: { type: 'string' } },
 });
 const rt = await createRuntime({
   module: new URL('./iapp-sink-loop.mjs', import.meta.url),
   threads: Number(values.threads),
-  data: { mode: values.mode, port: Number(values.port) },
+  data: { mode: values.mode, port: Number(values.port), ...(values.lowat ? { lowWaterMark: Number(values.lowat) } : {}) },
 });
 console.log(`READY ${rt.results[0].port}`);
 const stop = async () => {
