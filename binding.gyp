@@ -12,7 +12,9 @@
       "native/loop.cc",
       "native/listener.cc",
       "native/socket.cc",
-      "native/udp.cc"
+      "native/udp.cc",
+      "native/inbox.cc",
+      "native/handoff.cc"
     ],
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
     "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -12,6 +12,8 @@
 
 #include "addr.h"
 #include "errors.h"
+#include "handoff.h"
+#include "inbox.h"
 #include "listener.h"
 #include "loop.h"
 #include "socket.h"
@@ -102,6 +104,15 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
                            InstanceMethod<&NativeLoop::UdpSend>("udpSend"),
                            InstanceMethod<&NativeLoop::UdpCounters>("udpCounters"),
                            InstanceMethod<&NativeLoop::UdpClose>("udpClose"),
+                           InstanceMethod<&NativeLoop::Attach>("attach"),
+                           InstanceMethod<&NativeLoop::Announce>("announce"),
+                           InstanceMethod<&NativeLoop::Post>("post"),
+                           InstanceMethod<&NativeLoop::Cancel>("cancel"),
+                           InstanceMethod<&NativeLoop::Subscribe>("subscribe"),
+                           InstanceMethod<&NativeLoop::Broadcast>("broadcast"),
+                           InstanceMethod<&NativeLoop::Members>("members"),
+                           InstanceMethod<&NativeLoop::Detach>("detach"),
+                           InstanceMethod<&NativeLoop::Adopt>("adopt"),
                            InstanceMethod<&NativeLoop::Stats>("stats"),
                            InstanceMethod<&NativeLoop::Close>("close"),
                        });
@@ -383,12 +394,140 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     o.Set("jsCalls", static_cast<double>(s.drains));
     o.Set("datagramsIn", static_cast<double>(s.datagrams_in));
     o.Set("datagramsOut", static_cast<double>(s.datagrams_out));
+    o.Set("messagesIn", static_cast<double>(s.messages_in));
+    o.Set("messagesOut", static_cast<double>(s.messages_out));
+    o.Set("detached", static_cast<double>(s.detached));
+    o.Set("adopted", static_cast<double>(s.adopted));
     o.Set("handles", static_cast<double>(loop_->handle_count()));
     o.Set("quietSockets", static_cast<double>(loop_->quiet_open()));
     Napi::Object errors = Napi::Object::New(env);
     for (const auto& [err, count] : s.errors) errors.Set(std::to_string(err), static_cast<double>(count));
     o.Set("errors", errors);
     return o;
+  }
+
+  // attach(groupId, self): this loop becomes endpoint `self` of the runtime's group.
+  Napi::Value Attach(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint32_t gid = info[0].As<Napi::Number>().Uint32Value();
+    auto group = FindGroup(gid);
+    if (group == nullptr) ThrowSysError(env, ENOENT, "attach", "the runtime's message group is gone");
+    int r = L(env)->Attach(std::move(group), gid, info[1].As<Napi::Number>().Int32Value());
+    if (r < 0) ThrowSysError(env, -r, "attach", "joining the runtime's message group");
+    return env.Undefined();
+  }
+
+  Napi::Value Announce(const Napi::CallbackInfo& info) {
+    if (!loop_->closed()) loop_->Announce();
+    return info.Env().Undefined();
+  }
+
+  // post(target, type, name, seq, flags, payload?: Uint8Array, bounded) -> 0 | -1 full |
+  // -2 exited | -3 no such endpoint. Hot path: no exceptions, no allocation but the copy.
+  Napi::Value Post(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (loop_->closed() || !loop_->attached()) return Napi::Number::New(env, -2);
+    MsgHeader h{};
+    h.type = static_cast<uint8_t>(info[1].As<Napi::Number>().Uint32Value());
+    h.name = info[2].As<Napi::Number>().Uint32Value();
+    h.seq = info[3].As<Napi::Number>().DoubleValue();
+    h.flags = static_cast<uint8_t>(info[4].As<Napi::Number>().Uint32Value());
+    const uint8_t* data = nullptr;
+    if (info[5].IsTypedArray()) {
+      auto u8 = info[5].As<Napi::Uint8Array>();
+      if (u8.ByteLength() > 0xffffffffu)
+        throw Napi::RangeError::New(env, "a message payload is limited to 4 GiB");
+      data = u8.Data();
+      h.len = static_cast<uint32_t>(u8.ByteLength());
+    }
+    int r = loop_->Post(info[0].As<Napi::Number>().Int32Value(), h, data, info[6].ToBoolean());
+    return Napi::Number::New(env, r);
+  }
+
+  // cancel(target, seq) -> removed before it ran
+  Napi::Value Cancel(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (loop_->closed() || !loop_->attached()) return Napi::Boolean::New(env, false);
+    int32_t target = info[0].As<Napi::Number>().Int32Value();
+    if (target < 0 || target >= loop_->group()->size()) return Napi::Boolean::New(env, false);
+    return Napi::Boolean::New(
+        env, loop_->group()->inbox(target)->Cancel(loop_->self(), info[1].As<Napi::Number>().DoubleValue()));
+  }
+
+  // subscribe(topic, on): announced to the membership topic's subscribers.
+  Napi::Value Subscribe(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (loop_->closed() || !loop_->attached()) return env.Undefined();
+    uint32_t topic = info[0].As<Napi::Number>().Uint32Value();
+    bool on = info[1].ToBoolean();
+    Group* g = loop_->group();
+    if (on ? g->Subscribe(topic, loop_->self()) : g->Unsubscribe(topic, loop_->self())) {
+      MsgHeader h{0, static_cast<uint8_t>(on ? kMsgSubscribed : kMsgUnsubscribed), 0, 0, loop_->self(), topic, 0};
+      g->Notify(h, false);
+    }
+    return env.Undefined();
+  }
+
+  // broadcast(topic, seq, flags, payload?) -> endpoints whose inbox was full (not reached);
+  // fills out[0] with the number reached.
+  Napi::Value Broadcast(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Array skipped = Napi::Array::New(env);
+    if (loop_->closed() || !loop_->attached()) return skipped;
+    MsgHeader h{};
+    h.type = kMsgBroadcast;
+    h.name = info[0].As<Napi::Number>().Uint32Value();
+    h.seq = info[1].As<Napi::Number>().DoubleValue();
+    h.flags = static_cast<uint8_t>(info[2].As<Napi::Number>().Uint32Value());
+    const uint8_t* data = nullptr;
+    if (info[3].IsTypedArray()) {
+      auto u8 = info[3].As<Napi::Uint8Array>();
+      data = u8.Data();
+      h.len = static_cast<uint32_t>(u8.ByteLength());
+    }
+    auto out = info[4].As<Napi::Float64Array>();
+    double reached = 0;
+    uint32_t k = 0;
+    for (int32_t who : loop_->group()->Subscribers(h.name)) {
+      int r = loop_->Post(who, h, data, true);
+      if (r == Inbox::kOk) ++reached;
+      else if (r == Inbox::kFull) skipped.Set(k++, who);
+    }
+    out[0] = reached;
+    return skipped;
+  }
+
+  Napi::Value Members(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Array a = Napi::Array::New(env);
+    if (loop_->closed() || !loop_->attached()) return a;
+    uint32_t k = 0;
+    for (int32_t m : loop_->group()->Members()) a.Set(k++, m);
+    return a;
+  }
+
+  // detach(socketId) -> token
+  Napi::Value Detach(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Socket* s = Get<Socket>(info, "socket");
+    auto d = std::make_unique<DetachedSocket>();
+    int r = s->Detach(d.get());
+    if (r < 0)
+      ThrowSysError(env, -r, "detach",
+                    r == -ENOTCONN ? "the socket is still connecting"
+                    : r == -EBUSY ? "the socket is pushing (push() cannot move between loops)"
+                                  : "the socket cannot be detached");
+    return Napi::Number::New(env, StoreDetached(loop_->group_id(), std::move(d)));
+  }
+
+  // adopt(token, mode) -> socket id
+  Napi::Value Adopt(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Loop* loop = L(env);
+    auto d = TakeDetached(info[0].As<Napi::Number>().DoubleValue());
+    if (d == nullptr) ThrowSysError(env, ENOENT, "adopt", "unknown socket token (already adopted, or its runtime closed)");
+    Socket* s = Socket::Restore(loop, std::move(*d), info[1].As<Napi::Number>().Int32Value());
+    return Napi::Number::New(env, static_cast<double>(s->id));
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
@@ -441,6 +580,32 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// createGroup(size, maxMessages, maxBytes) -> id
+Napi::Value CreateGroup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto g = std::make_shared<Group>(info[0].As<Napi::Number>().Int32Value(),
+                                   static_cast<size_t>(info[1].As<Napi::Number>().DoubleValue()),
+                                   static_cast<size_t>(info[2].As<Napi::Number>().DoubleValue()));
+  int r = g->Open();
+  if (r < 0) ThrowSysError(env, -r, "eventfd", "making the loops' inboxes");
+  return Napi::Number::New(env, RegisterGroup(std::move(g)));
+}
+
+// releaseGroup(id) -> sockets handed off but never adopted (now closed)
+Napi::Value ReleaseGroupJs(const Napi::CallbackInfo& info) {
+  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  ReleaseGroup(id);
+  return Napi::Number::New(info.Env(), static_cast<double>(CloseDetached(id)));
+}
+
+Napi::Value InternJs(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), Intern(info[0].As<Napi::String>().Utf8Value()));
+}
+
+Napi::Value InternedNameJs(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), InternedName(info[0].As<Napi::Number>().Uint32Value()));
+}
+
 Napi::Value SetErrorFactoryJs(const Napi::CallbackInfo& info) {
   SetErrorFactory(info.Env(), info[0].As<Napi::Function>());
   return info.Env().Undefined();
@@ -459,6 +624,10 @@ Napi::Object InitIapp(Napi::Env env, Napi::Object exports) {
   exports.Set("setErrorFactory", Napi::Function::New(env, SetErrorFactoryJs));
   exports.Set("listenSocket", Napi::Function::New(env, ListenSocket));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
+  exports.Set("createGroup", Napi::Function::New(env, CreateGroup));
+  exports.Set("releaseGroup", Napi::Function::New(env, ReleaseGroupJs));
+  exports.Set("intern", Napi::Function::New(env, InternJs));
+  exports.Set("internedName", Napi::Function::New(env, InternedNameJs));
   Napi::Array names = Napi::Array::New(env, kSysCount);
   for (int i = 0; i < kSysCount; ++i) names.Set(i, SyscallName(i));
   exports.Set("syscallNames", names);

@@ -80,6 +80,7 @@ int Loop::Open() {
 void Loop::Close() {
   if (closed_) return;
   closed_ = true;
+  CloseInbox();
   for (auto& [id, h] : handles_) {
     poller_.Remove(h);
     h->dead = true;
@@ -240,7 +241,8 @@ void Loop::Deliver() {
     const size_t n = total < static_cast<size_t>(kRecordCapacity) ? total : kRecordCapacity;
     size_t narenas = 0;
     for (size_t i = 0; i < n; ++i)
-      if (pending_[i * kRecordStride] == kRecArena) ++narenas;
+      if (pending_[i * kRecordStride] == kRecArena || pending_[i * kRecordStride] == kRecMsgArena)
+        ++narenas;
     napi_value fn, recv, argv[2], result;
     bool ok = napi_get_reference_value(env_, callback_, &fn) == napi_ok &&
               napi_get_global(env_, &recv) == napi_ok &&
@@ -386,6 +388,105 @@ std::shared_ptr<const std::vector<uint8_t>> Loop::SharedBuffer(const uint8_t* p,
   if (!shared_buf_ || shared_buf_->size() != n || memcmp(shared_buf_->data(), p, n) != 0)
     shared_buf_ = std::make_shared<const std::vector<uint8_t>>(p, p + n);
   return shared_buf_;
+}
+
+}  // namespace iapp
+
+namespace iapp {
+
+int Loop::Attach(std::shared_ptr<Group> group, uint32_t group_id, int32_t self) {
+  if (closed_) return -EBADF;
+  if (inbox_ != nullptr || self < 0 || self >= group->size()) return -EINVAL;
+  inbox_ = group->inbox(self);
+  group_ = std::move(group);
+  group_id_ = group_id;
+  self_ = self;
+  inbox_watcher_.fd = inbox_->wake_fd();
+  inbox_watcher_.want = kWantRead;
+  poller_.Update(&inbox_watcher_);
+  group_->Attached(self_, true);
+  // Messages posted before we attached are waiting: the waker is already set, and the poller
+  // reports it on the next wait.
+  return 0;
+}
+
+void Loop::Announce() {
+  if (group_ == nullptr) return;
+  MsgHeader h{0, kMsgStarted, 0, 0, self_, 0, 0};
+  group_->Notify(h, false);
+}
+
+int Loop::Post(int32_t target, MsgHeader h, const uint8_t* payload, bool bounded) {
+  if (group_ == nullptr || target < 0 || target >= group_->size()) return -3;
+  h.from = self_;
+  int r = group_->inbox(target)->Push(h, payload, bounded);
+  if (r == Inbox::kOk) ++stats_.messages_out;
+  return r;
+}
+
+void Loop::DrainInbox() {
+  if (inbox_ == nullptr || stopping_) return;
+  inbox_->ConsumeWake();
+  size_t n = inbox_->Take(&take_buf_, &waiters_buf_);
+  // Senders refused while the inbox was full may try again: it is empty now.
+  for (int32_t w : waiters_buf_) {
+    MsgHeader h{0, kMsgSpace, 0, 0, self_, 0, 0};
+    group_->inbox(w)->Push(h, nullptr, false);
+  }
+  if (n == 0) return;
+  // Payloads are copied once more, into one JS Buffer per take; handlers get views of it.
+  size_t total = 0;
+  for (size_t at = 0; at < take_buf_.size();) {
+    auto* h = reinterpret_cast<const MsgHeader*>(take_buf_.data() + at);
+    if (h->type != kMsgCancelled) total += h->len;
+    at += sizeof(MsgHeader) + ((h->len + 7) & ~7u);
+  }
+  uint8_t* arena = nullptr;
+  if (total > 0) {
+    void* data = nullptr;
+    napi_value buf;
+    napi_ref ref;
+    if (napi_create_buffer(env_, total, &data, &buf) != napi_ok ||
+        napi_create_reference(env_, buf, 1, &ref) != napi_ok) {
+      // The env is stopping: nothing can run these handlers any more.
+      return Stop();
+    }
+    arenas_.push_back(ref);
+    Emit(kRecMsgArena, 0);
+    arena = static_cast<uint8_t*>(data);
+  }
+  size_t off = 0;
+  for (size_t at = 0; at < take_buf_.size();) {
+    auto* h = reinterpret_cast<const MsgHeader*>(take_buf_.data() + at);
+    if (h->type != kMsgCancelled) {
+      if (h->len > 0) memcpy(arena + off, take_buf_.data() + at + sizeof(MsgHeader), h->len);
+      double* v = Emit(kRecMessage, static_cast<uint64_t>(h->from));
+      v[0] = h->type;
+      v[1] = h->seq;
+      v[2] = h->name;
+      v[3] = static_cast<double>(off);
+      v[4] = h->len;
+      v[5] = h->flags;
+      off += h->len;
+      ++stats_.messages_in;
+    }
+    at += sizeof(MsgHeader) + ((h->len + 7) & ~7u);
+  }
+  // A long log is not kept around after a burst.
+  if (take_buf_.capacity() > (4u << 20)) std::vector<uint8_t>().swap(take_buf_);
+}
+
+void Loop::CloseInbox() {
+  if (inbox_ == nullptr) return;
+  poller_.Remove(&inbox_watcher_);
+  size_t dropped = inbox_->Close();
+  group_->Attached(self_, false);
+  // Deliver or die: everyone learns that this endpoint is gone (pending calls to it reject), and
+  // how many of its messages were never handled.
+  MsgHeader h{0, kMsgExited, 0, 0, self_, 0, static_cast<double>(dropped)};
+  group_->Notify(h, true);
+  inbox_.reset();
+  group_.reset();
 }
 
 }  // namespace iapp

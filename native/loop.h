@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "inbox.h"
 #include "poller.h"
 #include "uv_glue.h"
 
@@ -29,6 +30,11 @@ enum RecordKind : int {
   kRecListenPaused = 7,  // id: listener, v0: errno, v1: connections shed
   kRecArena = 8,         // the next arena of the batch becomes current
   kRecQuietDone = 9,     // the last quiet socket closed after WaitQuiet()
+  // id: sender's endpoint, v0: MsgType, v1: seq, v2: name, v3: offset in the current message
+  // arena, v4: length, v5: payload flags
+  kRecMessage = 10,
+  kRecMsgArena = 11,     // the next arena of the batch holds the following messages' payloads
+  kRecDetached = 12,     // id: socket; every record of it read before detach() came before this
 };
 constexpr int kRecordStride = 8;
 constexpr int kRecordCapacity = 4096;  // records per call into JS
@@ -54,6 +60,8 @@ struct LoopStats {
   uint64_t accept_paused = 0, accept_shed = 0;
   uint64_t drains = 0, wakeups = 0;
   uint64_t datagrams_in = 0, datagrams_out = 0;
+  uint64_t messages_in = 0, messages_out = 0;
+  uint64_t detached = 0, adopted = 0;
   std::map<int, uint64_t> errors;  // errno -> count
 };
 
@@ -106,6 +114,18 @@ class Loop {
   // generator all send one buffer, not one copy each.
   std::shared_ptr<const std::vector<uint8_t>> SharedBuffer(const uint8_t* p, size_t n);
 
+  // Messaging (see inbox.h). Attach makes this loop endpoint `self` of the group: 0 or -errno.
+  int Attach(std::shared_ptr<Group> group, uint32_t group_id, int32_t self);
+  // Tells the membership topic's subscribers that this endpoint takes messages now.
+  void Announce();
+  bool attached() const { return inbox_ != nullptr; }
+  int32_t self() const { return self_; }
+  uint32_t group_id() const { return group_id_; }
+  Group* group() const { return group_.get(); }
+  // Inbox::PushResult, or -3 for a target that is not in the group.
+  int Post(int32_t target, MsgHeader h, const uint8_t* payload, bool bounded);
+  void DrainInbox();
+
   // Makes the prepare hook run before libuv next blocks (to flush changes and deliver records).
   void WantPrepare();
 
@@ -115,6 +135,7 @@ class Loop {
 
  private:
   void Deliver();
+  void CloseInbox();
   void FreeRetired();
   void ReleaseArena();
   bool ArenaFull() const;
@@ -152,6 +173,23 @@ class Loop {
   bool arena_undelivered_ = false;  // records point into the arena and have not gone to JS
   size_t drain_bytes_ = 0;          // read into arenas during this drain
   size_t arena_hint_ = 0;           // ... during the previous one
+
+  class InboxWatcher : public Watcher {
+   public:
+    explicit InboxWatcher(Loop* loop) : loop_(loop) {}
+    void OnEvent(uint32_t) override { loop_->DrainInbox(); }
+    void OnPollError(int err) override { loop_->CountError(err); }
+
+   private:
+    Loop* loop_;
+  };
+  std::shared_ptr<Group> group_;
+  std::shared_ptr<Inbox> inbox_;
+  uint32_t group_id_ = 0;
+  int32_t self_ = -1;
+  InboxWatcher inbox_watcher_{this};
+  std::vector<uint8_t> take_buf_;
+  std::vector<int32_t> waiters_buf_;
 
   LoopStats stats_;
   std::shared_ptr<const std::vector<uint8_t>> shared_buf_;

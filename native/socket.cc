@@ -388,3 +388,56 @@ void Socket::Abandon() {
 }
 
 }  // namespace iapp
+
+namespace iapp {
+
+int Socket::Detach(DetachedSocket* out) {
+  if (dead) return -EBADF;
+  if (connecting_) return -ENOTCONN;
+  if (push_) return -EBUSY;
+  if (opts_.quiet) return -EINVAL;
+  out->fd = fd;
+  out->opts = opts_;
+  out->inet = inet_;
+  out->rd_eof = rd_eof_;
+  out->end_requested = end_requested_;
+  out->wr_shut = wr_shut_;
+  out->need_drain = need_drain_;
+  out->unsent.reserve(queued_);
+  for (size_t i = qhead_; i < queue_.size(); ++i) {
+    const Chunk& c = queue_[i];
+    out->unsent.insert(out->unsent.end(), c.data.get() + c.off, c.data.get() + c.len);
+  }
+  out->bytes_in = bytes_in_;
+  out->bytes_out = bytes_out_;
+  ++loop_->stats().detached;
+  loop_->Emit(kRecDetached, id);
+  loop_->Retire(this);  // out of this loop's poller before another loop registers the fd
+  fd = -1;
+  queue_.clear();
+  qhead_ = 0;
+  queued_ = 0;
+  return 0;
+}
+
+Socket* Socket::Restore(Loop* loop, DetachedSocket&& d, int read_mode) {
+  SocketOptions opts = d.opts;
+  opts.read_mode = read_mode;
+  auto* s = new Socket(loop, d.fd, false, opts);
+  s->inet_ = d.inet;
+  s->rd_eof_ = d.rd_eof;
+  s->end_requested_ = d.end_requested;
+  s->wr_shut_ = d.wr_shut;
+  s->need_drain_ = d.need_drain;
+  s->bytes_in_ = d.bytes_in;
+  s->bytes_out_ = d.bytes_out;
+  s->Enqueue(d.unsent.data(), d.unsent.size());
+  d.fd = -1;
+  loop->Register(s);
+  ++loop->stats().adopted;
+  s->MaybeShutdown();
+  if (!s->dead) s->Rearm();
+  return s;
+}
+
+}  // namespace iapp

@@ -27,6 +27,15 @@ struct SocketOptions {
   int rcvlowat = 0;
 };
 
+// A socket between two loops: what detach() took from one loop for adopt() on another.
+struct DetachedSocket {
+  int fd = -1;
+  SocketOptions opts;
+  bool inet = false, rd_eof = false, end_requested = false, wr_shut = false, need_drain = false;
+  std::vector<uint8_t> unsent;  // the write queue, in order
+  uint64_t bytes_in = 0, bytes_out = 0;
+};
+
 class Socket : public Handle {
  public:
   static constexpr Kind kKind = Kind::kSocket;
@@ -39,6 +48,13 @@ class Socket : public Handle {
   void OnEvent(uint32_t events) override;
   void OnPollError(int err) override { Fail(err, kSysPoll); }
   void Abandon() override;
+
+  // Hands the fd and its state (queued bytes, counters) to *out and retires this socket without
+  // closing the fd; a kRecDetached record follows every record already emitted for it. 0, or
+  // -errno: EBADF (closed), ENOTCONN (still connecting), EBUSY (pushing), EINVAL (quiet).
+  int Detach(DetachedSocket* out);
+  // Registers a detached socket on `loop`, reading in `read_mode`.
+  static Socket* Restore(Loop* loop, DetachedSocket&& d, int read_mode);
 
   // Queues and tries to send. Returns 1 if below the high-water mark, 0 if the caller should wait
   // for drain (or the send failed: the socket is then closing and its close record counts the

@@ -19,3 +19,6 @@ export { IappError } from './errors.js';
 export { listenSocket } from './listen-socket.js';
 export type { ListeningSocket } from './listen-socket.js';
 export { listenFds, LISTEN_FDS_START, type ActivatedSocket } from './activation.js';
+export { MEMBERSHIP } from './messaging.js';
+export type { BroadcastResult, CallOptions, InboxOptions, MembershipEvent, MessageHandler, PostHandle, ThreadId } from './messaging.js';
+export type { SocketToken } from './socket.js';

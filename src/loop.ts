@@ -4,8 +4,9 @@ import { constants } from 'node:os';
 
 import { IappError, iappError } from './errors.js';
 import { Listener } from './listener.js';
+import { Messenger, type BroadcastResult, type CallOptions, type MessageHandler, type PostHandle, type ThreadId } from './messaging.js';
 import { native as addon, ReadMode, Rec, type NativeLoop } from './native.js';
-import { Socket } from './socket.js';
+import { Socket, type SocketToken } from './socket.js';
 import { UdpSocket } from './udp.js';
 
 /** How a socket reads: deliver to JS (`data`), discard natively (`sink`) or not at all yet (`paused`). */
@@ -110,6 +111,12 @@ export interface LoopStats {
   /** UDP datagrams received and sent (their bytes count in bytesIn and bytesOut). */
   datagramsIn: number;
   datagramsOut: number;
+  /** Messages this loop took from its inbox, and queued into other threads' inboxes. */
+  messagesIn: number;
+  messagesOut: number;
+  /** Sockets handed to other loops (detach) and taken from them (adopt). */
+  detached: number;
+  adopted: number;
   /** Failures by errno code: `{ ECONNRESET: 3 }`. */
   errors: Record<string, number>;
   /** What the application's `loop.onStats` function returned, if it set one. */
@@ -164,15 +171,113 @@ export class Loop {
   #onClose: (() => void)[] = [];
   #appStats: (() => unknown) | undefined;
   #quietDone: (() => void) | undefined;
+  #messenger: Messenger;
 
   /** @internal Made by the runtime's thread entry. */
-  constructor(index: number, threads: number, group: string, report: (r: LoopReport) => void) {
+  constructor(index: number, threads: number, group: string, messageGroup: number, report: (r: LoopReport) => void) {
     this.index = index;
     this.threads = threads;
     this.#group = group;
     this.#report = report;
     this.#records = new Float64Array(addon.constants.recordCapacity * STRIDE);
     this.native = new addon.NativeLoop((count, arenas) => this.#onBatch(count, arenas), this.#records);
+    this.#messenger = new Messenger(this.native, messageGroup, index, threads, (e) => this.handlerError(e));
+  }
+
+  /** @internal Setup has finished: run the messages that waited for it. */
+  _ready(): void {
+    this.#messenger.ready();
+  }
+
+  // ---- messages between threads (see src/messaging.ts) ----
+
+  /**
+   * Registers the handler that `post` and `call` reach under `name` on this loop (`undefined`
+   * removes it). A call gets the handler's return value, awaited if it is a promise; a throw or
+   * rejection rejects the caller with the error's name, message and code. Messages that arrive
+   * before setup has finished wait for it.
+   */
+  handle(name: string, fn: MessageHandler | undefined): this {
+    this.#messenger.handle(name, fn);
+    return this;
+  }
+
+  /**
+   * Runs the handler `name` on `thread` (a loop index or `'main'`) with `payload`: bytes
+   * (Uint8Array, copied; the handler gets a Buffer), any structured-cloneable value, or nothing.
+   * Messages from one thread to another run in the order they were posted. Throws ERR_INBOX_FULL
+   * when the target's inbox is at its bound (see `tryPost`, `space`) and ERR_THREAD_EXITED when
+   * the target is gone. Nothing is dropped silently: a target that exits with messages unhandled
+   * reports how many in its membership `exited` event.
+   */
+  post(thread: ThreadId, name: string, payload?: unknown): PostHandle {
+    return this.#messenger.post(thread, name, payload);
+  }
+
+  /** Like `post`, but returns undefined instead of throwing when the target's inbox is full. */
+  tryPost(thread: ThreadId, name: string, payload?: unknown): PostHandle | undefined {
+    return this.#messenger.tryPost(thread, name, payload);
+  }
+
+  /** Resolves once `thread` has emptied its inbox after refusing a message from this thread (at once if none was refused). */
+  space(thread: ThreadId): Promise<void> {
+    return this.#messenger.space(thread);
+  }
+
+  /**
+   * Runs the handler `name` on `thread` and resolves with what it returned. Rejects with the
+   * handler's error, ERR_CALL_TIMEOUT (`timeoutMs`, default 30 s), ERR_NO_HANDLER,
+   * ERR_INBOX_FULL, or ERR_THREAD_EXITED if the thread exits before answering.
+   */
+  call(thread: ThreadId, name: string, payload?: unknown, options?: CallOptions): Promise<unknown> {
+    return this.#messenger.call(thread, name, payload, options);
+  }
+
+  /**
+   * Calls `fn(payload, from)` for every broadcast on `topic`; returns the function that
+   * unsubscribes. The topic `MEMBERSHIP` ('iapp:membership') carries MembershipEvents.
+   */
+  subscribe(topic: string, fn: MessageHandler): () => void {
+    return this.#messenger.subscribe(topic, fn);
+  }
+
+  /** Queues `payload` once for every thread subscribed to `topic` (this one too, if it is). */
+  broadcast(topic: string, payload?: unknown): BroadcastResult {
+    return this.#messenger.broadcast(topic, payload);
+  }
+
+  /** Threads that take messages now (loops past their start, and 'main'). */
+  members(): ThreadId[] {
+    return this.#messenger.members();
+  }
+
+  /**
+   * Runs `task` on the runtime's shared worker pool (piscina): `file` is a module whose default
+   * export is the task function. Resolves on this loop with its result. For CPU-heavy work
+   * (hashing, compression, parsing big documents) that would otherwise stall every socket of
+   * this loop; not for I/O, which the loop does itself, nor for work under ~0.1 ms, where the
+   * copies and thread hops cost more than they save.
+   */
+  offload(file: string | URL, task?: unknown): Promise<unknown> {
+    const f = file instanceof URL ? file.href : file;
+    return this.#messenger.call('main', 'iapp:offload', { file: f, task }, { timeoutMs: 0 });
+  }
+
+  /**
+   * Adopts a socket another loop detached (`socket.detach()`), with its queued unsent bytes and
+   * counters; bytes it carried in the token are delivered first. Throws ENOENT for a token that
+   * was adopted already or whose runtime has closed.
+   */
+  adopt(token: SocketToken, options: { mode?: ReadModeName } = {}): Socket {
+    this.#checkOpen();
+    if (token === null || typeof token !== 'object' || typeof token.iappSocket !== 'number')
+      throw new TypeError('adopt needs the token socket.detach() resolved with');
+    const mode = modeOf(options.mode);
+    const id = this.native.adopt(token.iappSocket, mode);
+    const socket = new Socket(this, id, mode, false);
+    this.#sockets.set(id, socket);
+    if (token.pending && token.pending.byteLength > 0) socket._data(Buffer.from(token.pending.buffer, token.pending.byteOffset, token.pending.byteLength));
+    return socket;
   }
 
   /**
@@ -383,6 +488,7 @@ export class Loop {
     unsent += cut.unsent;
     await Promise.all(left.map((s) => s.closed));
     this.native.close();
+    this.#messenger._closed();
     for (const fn of this.#onClose) {
       try {
         fn();
@@ -457,6 +563,18 @@ export class Loop {
             socket = this.#sockets.get(id);
             this.#sockets.delete(id);
             socket?._closed(r[o + 2]!, addon.syscallNames[r[o + 3]!] ?? '', r[o + 4]!, r[o + 5]!, r[o + 6]!);
+            socket = undefined;
+            break;
+          case Rec.Message:
+            this.#messenger._message(id, r[o + 2]!, r[o + 3]!, r[o + 4]!, r[o + 5]!, r[o + 6]!, r[o + 7]!);
+            break;
+          case Rec.MsgArena:
+            this.#messenger._arena(arenas![nextArena++]!);
+            break;
+          case Rec.Detached:
+            socket = this.#sockets.get(id);
+            this.#sockets.delete(id);
+            socket?._detached();
             socket = undefined;
             break;
           case Rec.QuietDone:

@@ -85,6 +85,16 @@ export interface NativeLoop {
   closeListener(id: number): void;
   stats(): NativeLoopStats;
   close(): void;
+  attach(group: number, self: number): void;
+  announce(): void;
+  /** 0, -1 inbox full, -2 target exited (or this endpoint is closed), -3 no such endpoint. */
+  post(target: number, type: number, name: number, seq: number, flags: number, payload: Uint8Array | undefined, bounded: boolean): number;
+  cancel(target: number, seq: number): boolean;
+  subscribe(topic: number, on: boolean): void;
+  broadcast(topic: number, seq: number, flags: number, payload: Uint8Array | undefined, reached: Float64Array): number[];
+  members(): number[];
+  detach(socketId: number): number;
+  adopt(token: number, mode: number): number;
 }
 
 interface Addon {
@@ -95,6 +105,10 @@ interface Addon {
   raiseFileLimit(): { before: number; soft: number; hard: number };
   listenSocket(spec: { host?: string; port?: number; path?: string; backlog?: number; ipv6Only?: boolean }): NativeAddress & { fd: number };
   closeFd(fd: number): void;
+  createGroup(size: number, maxMessages: number, maxBytes: number): number;
+  releaseGroup(id: number): number;
+  intern(name: string): number;
+  internedName(id: number): string;
   setErrorFactory(f: (errno: number, syscall: string, context: string) => Error): void;
   syscallNames: string[];
   constants: { recordStride: number; recordCapacity: number };
@@ -132,6 +146,9 @@ export const enum Rec {
   ListenPaused = 7,
   Arena = 8,
   QuietDone = 9,
+  Message = 10,
+  MsgArena = 11,
+  Detached = 12,
 }
 
 /** Read modes; mirrors native/socket.h. */

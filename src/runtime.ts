@@ -8,7 +8,8 @@ import { Worker } from 'node:worker_threads';
 import { iappError } from './errors.js';
 import { Gather } from './gather.js';
 import type { LoopCloseSummary, LoopStats } from './loop.js';
-import { native } from './native.js';
+import { Messenger, type BroadcastResult, type CallOptions, type InboxOptions, type MessageHandler, type PostHandle, type ThreadId } from './messaging.js';
+import { native, Rec, type NativeLoop } from './native.js';
 
 export interface RuntimeOptions {
   /** Module (path or file URL) every loop thread loads; it exports `setup(loop, info)`. */
@@ -19,6 +20,10 @@ export interface RuntimeOptions {
   data?: unknown;
   /** Milliseconds to wait for the threads' `setup` to finish. Default 30000. */
   startTimeoutMs?: number;
+  /** Bounds of every thread's inbox (loops and main): past them, `post` reports ERR_INBOX_FULL. */
+  inbox?: InboxOptions;
+  /** Threads of the shared offload pool (`loop.offload`). Default: piscina's (based on CPUs). */
+  offloadThreads?: number;
 }
 
 /** The file-descriptor limit (RLIMIT_NOFILE) the runtime found and what it raised it to. */
@@ -43,6 +48,8 @@ export interface CloseSummary extends LoopCloseSummary {
    * threads that were already dead are left out.
    */
   stats: ThreadStats[];
+  /** Sockets detached and never adopted: closed now. */
+  unadopted?: number;
 }
 
 export interface ThreadStats extends LoopStats {
@@ -67,6 +74,7 @@ export interface ThreadData {
   module: string;
   data: unknown;
   group: string;
+  messageGroup: number;
 }
 
 function revive(e: SerializedError): Error {
@@ -109,6 +117,12 @@ export class Runtime extends EventEmitter {
   #threads: Thread[] = [];
   #stats = new Gather<Thread, ThreadStats>();
   #closing: Promise<CloseSummary> | undefined;
+  #messageGroup = 0;
+  #native: NativeLoop | undefined;
+  #messenger: Messenger | undefined;
+  #records = new Float64Array(native.constants.recordCapacity * native.constants.recordStride);
+  #pool: Promise<{ run(task: unknown, o: { filename: string }): Promise<unknown>; destroy(): Promise<void> }> | undefined;
+  #offloadThreads: number | undefined;
 
   /** @internal Use createRuntime(). */
   constructor(threads: number, limits: FileLimits) {
@@ -117,16 +131,88 @@ export class Runtime extends EventEmitter {
     this.limits = limits;
   }
 
+  // The main thread is an endpoint too ('main'): loops post and call it, and it calls them.
+  #openMessaging(options: RuntimeOptions): void {
+    const bound = options.inbox ?? {};
+    const messages = bound.messages ?? 65536;
+    const bytes = bound.bytes ?? 64 * 1024 * 1024;
+    if (!Number.isSafeInteger(messages) || messages < 1) throw new RangeError(`inbox.messages must be a positive integer, got ${String(bound.messages)}`);
+    if (!Number.isSafeInteger(bytes) || bytes < 1024) throw new RangeError(`inbox.bytes must be an integer >= 1024, got ${String(bound.bytes)}`);
+    this.#offloadThreads = options.offloadThreads;
+    this.#messageGroup = native.createGroup(this.threads + 1, messages, bytes);
+    const stride = native.constants.recordStride;
+    const r = this.#records;
+    this.#native = new native.NativeLoop((count, arenas) => {
+      let next = 0;
+      for (let i = 0, o = 0; i < count; i++, o += stride) {
+        if (r[o] === Rec.MsgArena) this.#messenger!._arena(arenas![next++]!);
+        else if (r[o] === Rec.Message) this.#messenger!._message(r[o + 1]!, r[o + 2]!, r[o + 3]!, r[o + 4]!, r[o + 5]!, r[o + 6]!, r[o + 7]!);
+      }
+    }, r);
+    this.#messenger = new Messenger(this.#native, this.#messageGroup, this.threads, this.threads, (error) => {
+      if (this.listenerCount('handler-error') > 0) this.emit('handler-error', { thread: 'main', error });
+      else process.emitWarning(`iapp: a message handler on the main thread failed: ${error.stack ?? error.message}`);
+    });
+    this.#messenger.handle('iapp:offload', (p: { file: string; task: unknown }) => this.#offload(p.file, p.task));
+    this.#messenger.ready();
+  }
+
+  #offload(file: string, task: unknown): Promise<unknown> {
+    this.#pool ??= import('piscina').then(({ Piscina }) => new Piscina(this.#offloadThreads ? { maxThreads: this.#offloadThreads, minThreads: 1 } : {}));
+    const filename = /^file:/.test(file) ? file : pathToFileURL(isAbsolute(file) ? file : resolve(file)).href;
+    return this.#pool.then((p) => p.run(task, { filename }));
+  }
+
+  #m(): Messenger {
+    if (!this.#messenger) throw iappError('ERR_LOOP_CLOSED', 'the runtime is not running');
+    return this.#messenger;
+  }
+
+  /** Registers a handler loops reach with `post('main', name)` / `call('main', name)`. See Loop.handle. */
+  handle(name: string, fn: MessageHandler | undefined): this {
+    this.#m().handle(name, fn);
+    return this;
+  }
+  /** Posts to a loop from the main thread. See Loop.post. */
+  post(thread: ThreadId, name: string, payload?: unknown): PostHandle {
+    return this.#m().post(thread, name, payload);
+  }
+  /** See Loop.tryPost. */
+  tryPost(thread: ThreadId, name: string, payload?: unknown): PostHandle | undefined {
+    return this.#m().tryPost(thread, name, payload);
+  }
+  /** See Loop.space. */
+  space(thread: ThreadId): Promise<void> {
+    return this.#m().space(thread);
+  }
+  /** Calls a handler on a loop from the main thread. See Loop.call. */
+  call(thread: ThreadId, name: string, payload?: unknown, options?: CallOptions): Promise<unknown> {
+    return this.#m().call(thread, name, payload, options);
+  }
+  /** See Loop.subscribe. */
+  subscribe(topic: string, fn: MessageHandler): () => void {
+    return this.#m().subscribe(topic, fn);
+  }
+  /** See Loop.broadcast. */
+  broadcast(topic: string, payload?: unknown): BroadcastResult {
+    return this.#m().broadcast(topic, payload);
+  }
+  /** See Loop.members. */
+  members(): ThreadId[] {
+    return this.#m().members();
+  }
+
   /** @internal */
   async _start(options: RuntimeOptions): Promise<void> {
     const module = options.module instanceof URL ? options.module.href
       : /^file:/.test(options.module) ? options.module
       : pathToFileURL(isAbsolute(options.module) ? options.module : resolve(options.module)).href;
     const group = randomUUID();
+    this.#openMessaging(options);
     const ready: Promise<void>[] = [];
     for (let index = 0; index < this.threads; index++) {
       const worker = new Worker(workerUrl, {
-        workerData: { index, threads: this.threads, module, data: options.data, group } satisfies ThreadData,
+        workerData: { index, threads: this.threads, module, data: options.data, group, messageGroup: this.#messageGroup } satisfies ThreadData,
         name: `iapp-loop-${index}`,
       });
       let onReady!: () => void;
@@ -234,6 +320,16 @@ export class Runtime extends EventEmitter {
       }),
     );
     total.stats.sort((a, b) => a.thread - b.thread);
+    // Every loop has exited: the main endpoint goes last, and the group with it (closing the fds
+    // of sockets handed off and never adopted).
+    this.#native?.close();
+    this.#messenger?._closed();
+    this.#messenger = undefined;
+    if (this.#messageGroup) total.unadopted = native.releaseGroup(this.#messageGroup);
+    this.#messageGroup = 0;
+    const pool = this.#pool;
+    this.#pool = undefined;
+    if (pool) await pool.then((p) => p.destroy(), () => undefined);
     return total;
   }
 }

@@ -9,6 +9,18 @@ export interface CloseInfo {
   unsent: number;
   bytesRead: number;
   bytesWritten: number;
+  /** Set when the socket left this loop with `detach()` (it lives on where it was adopted). */
+  detached?: boolean;
+}
+
+/**
+ * A socket on its way between loops (from `socket.detach()` to `loop.adopt()`): a plain,
+ * structured-cloneable object, so it can be the payload of a post or a call. Adopt it once.
+ */
+export interface SocketToken {
+  readonly iappSocket: number;
+  /** Bytes read before any handler took them: the adopting side delivers them first. */
+  readonly pending?: Uint8Array;
 }
 
 /** What a loop gives its sockets: the native loop and a way to report handler errors. */
@@ -50,6 +62,9 @@ export class Socket {
   #closeInfo: CloseInfo | undefined;
   #closed: Promise<CloseInfo> | undefined;
   #resolveClosed: ((info: CloseInfo) => void) | undefined;
+  #detaching: ((t: SocketToken) => void) | undefined;
+  #token = 0;
+  #detachCounts: [number, number] = [0, 0];
   #local: NativeAddress | undefined;
   #remote: NativeAddress | undefined;
   /** @internal connect() settles through this. */
@@ -129,7 +144,7 @@ export class Socket {
   #setMode(mode: ReadMode): void {
     if (mode !== ReadMode.Paused) this.#lastActive = mode;
     this.#mode = mode;
-    if (this.#state !== 'closed') this.#host.native.setReadMode(this.id, mode);
+    if (this.#state !== 'closed' && !this.#detaching) this.#host.native.setReadMode(this.id, mode);
   }
 
   /**
@@ -139,7 +154,7 @@ export class Socket {
    * sent is counted in the close info's `unsent`.
    */
   write(data: Uint8Array | readonly Uint8Array[] | string): boolean {
-    if (this.#ended || this.#state === 'closed') throw this.#closedError('write');
+    if (this.#ended || this.#state === 'closed' || this.#detaching) throw this.#closedError('write');
     const chunk = typeof data === 'string' ? Buffer.from(data) : data;
     let ok: boolean;
     try {
@@ -155,7 +170,7 @@ export class Socket {
 
   /** False while the queue is at or over the high-water mark, and after end/close. */
   get writable(): boolean {
-    return !this.#needDrain && !this.#ended && this.#state !== 'closed';
+    return !this.#needDrain && !this.#ended && this.#state !== 'closed' && !this.#detaching;
   }
 
   /**
@@ -166,7 +181,7 @@ export class Socket {
    * copied once per loop and shared by every socket pushing the same bytes.
    */
   push(chunk: Uint8Array): this {
-    if (this.#ended || this.#state === 'closed') throw this.#closedError('push');
+    if (this.#ended || this.#state === 'closed' || this.#detaching) throw this.#closedError('push');
     if (!ArrayBuffer.isView(chunk) || chunk.byteLength === 0) throw new TypeError('push needs a non-empty Uint8Array');
     this.#host.native.push(this.id, chunk);
     return this;
@@ -174,7 +189,7 @@ export class Socket {
 
   /** Writes `data` if given, then half-closes once everything queued has been sent. */
   end(data?: Uint8Array | readonly Uint8Array[] | string): void {
-    if (this.#ended || this.#state === 'closed') return;
+    if (this.#ended || this.#state === 'closed' || this.#detaching) return;
     if (data !== undefined) this.write(data);
     this.#ended = true;
     this.#host.native.end(this.id);
@@ -185,8 +200,25 @@ export class Socket {
    * With `reset`, the peer sees a reset (RST) instead of an orderly close.
    */
   destroy(options: { reset?: boolean } = {}): number {
-    if (this.#state === 'closed') return 0;
+    if (this.#state === 'closed' || this.#detaching) return 0;
     return this.#host.native.destroy(this.id, options.reset === true);
+  }
+
+  /**
+   * Takes the socket off this loop, for another loop of the runtime to `adopt()` (post the token
+   * to it). Reading stops at once; bytes this loop had already read still arrive here first: to
+   * `onData` if one is set, else they travel in the token and the adopting side gets them before
+   * anything else. Queued unsent bytes and the byte counters move with the socket. Resolves once
+   * nothing more of the socket can arrive here; from the call on, write/end/push throw and
+   * `closed` resolves with `detached: true`. A token nobody adopts is closed when the runtime
+   * closes. Throws for a socket that is connecting (ENOTCONN), pushing (EBUSY) or closed (EBADF).
+   */
+  detach(): Promise<SocketToken> {
+    if (this.#detaching || this.#state === 'closed') return Promise.reject(this.#closedError('detach'));
+    this.#host.native.socketCounters(this.id, counters);
+    this.#detachCounts = [counters[0]!, counters[1]!];
+    this.#token = this.#host.native.detach(this.id);
+    return new Promise((resolve) => (this.#detaching = resolve));
   }
 
   /** Sets TCP_NODELAY (on by default: small writes go out at once). */
@@ -231,7 +263,12 @@ export class Socket {
     return this.#addresses().remote?.family;
   }
 
+  #counterNow(i: 0 | 1): number {
+    return this.#detachCounts[i];
+  }
+
   #counter(i: number): number {
+    if (this.#detaching && !this.#closeInfo) return i < 2 ? this.#detachCounts[i]! : 0;
     if (this.#closeInfo) return i === 0 ? this.#closeInfo.bytesRead : i === 1 ? this.#closeInfo.bytesWritten : 0;
     return this.#host.native.socketCounters(this.id, counters) ? counters[i]! : 0;
   }
@@ -283,6 +320,19 @@ export class Socket {
   _drain(): void {
     this.#needDrain = false;
     this.#onDrain?.();
+  }
+
+  /** @internal Every record read before detach() has been delivered. */
+  _detached(): void {
+    const info: CloseInfo = { unsent: 0, bytesRead: this.#counterNow(0), bytesWritten: this.#counterNow(1), detached: true };
+    const pending = this.#pending;
+    this.#pending = undefined;
+    this.#state = 'closed';
+    this.#closeInfo = info;
+    const token: SocketToken = pending ? { iappSocket: this.#token, pending: Buffer.concat(pending) } : { iappSocket: this.#token };
+    this.#detaching?.(token);
+    this.#resolveClosed?.(info);
+    this.#onClose?.(info);
   }
 
   /** @internal */

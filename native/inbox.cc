@@ -1,0 +1,250 @@
+#include "inbox.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <unistd.h>
+#if defined(__linux__)
+#include <sys/eventfd.h>
+#endif
+
+#include "sys.h"
+
+namespace iapp {
+
+namespace {
+constexpr size_t Pad8(size_t n) { return (n + 7) & ~static_cast<size_t>(7); }
+}  // namespace
+
+Inbox::Inbox(size_t max_messages, size_t max_bytes)
+    : max_messages_(max_messages), max_bytes_(max_bytes) {}
+
+Inbox::~Inbox() {
+  if (wake_rd_ >= 0) SysClose(wake_rd_);
+  if (wake_wr_ >= 0 && wake_wr_ != wake_rd_) SysClose(wake_wr_);
+}
+
+int Inbox::Open() {
+#if defined(__linux__)
+  int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) return -errno;
+  wake_rd_ = wake_wr_ = fd;
+#else
+  // kqueue has EVFILT_USER, but a pipe needs no special case in the poller and costs one write
+  // per burst, not per message.
+  int p[2];
+  if (pipe(p) < 0) return -errno;
+  SetNonblockCloexec(p[0]);
+  SetNonblockCloexec(p[1]);
+  wake_rd_ = p[0];
+  wake_wr_ = p[1];
+#endif
+  return 0;
+}
+
+int Inbox::Push(const MsgHeader& h, const uint8_t* payload, bool bounded) {
+  bool wake;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return kClosed;
+    const size_t need = sizeof(MsgHeader) + Pad8(h.len);
+    // A message larger than the byte bound still goes into an empty inbox: refusing it forever
+    // would be worse than a queue briefly past its bound.
+    if (bounded && count_ > 0 &&
+        (count_ >= max_messages_ || log_.size() + need > max_bytes_)) {
+      if (std::find(waiters_.begin(), waiters_.end(), h.from) == waiters_.end())
+        waiters_.push_back(h.from);
+      return kFull;
+    }
+    const size_t at = log_.size();
+    log_.resize(at + need);
+    memcpy(log_.data() + at, &h, sizeof h);
+    if (h.len > 0) memcpy(log_.data() + at + sizeof h, payload, h.len);
+    ++count_;
+    wake = !wake_pending_;
+    wake_pending_ = true;
+  }
+  if (wake) {
+    // The waker's fd lives as long as this inbox, which the caller holds. An eventfd write can
+    // only fail at a counter of 2^64-2, a pipe write when 64 KiB of wakes are unread: the owner
+    // is woken either way.
+#if defined(__linux__)
+    uint64_t one = 1;
+    ssize_t r = write(wake_wr_, &one, sizeof one);
+#else
+    char one = 1;
+    ssize_t r = write(wake_wr_, &one, 1);
+#endif
+    (void)r;
+  }
+  return kOk;
+}
+
+bool Inbox::Cancel(int32_t from, double seq) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t at = 0; at < log_.size();) {
+    auto* h = reinterpret_cast<MsgHeader*>(log_.data() + at);
+    if (h->from == from && h->seq == seq && h->type == kMsgPost) {
+      h->type = kMsgCancelled;
+      return true;
+    }
+    at += sizeof(MsgHeader) + Pad8(h->len);
+  }
+  return false;
+}
+
+void Inbox::ConsumeWake() {
+#if defined(__linux__)
+  uint64_t n;
+  ssize_t r = read(wake_rd_, &n, sizeof n);
+#else
+  char buf[256];
+  ssize_t r;
+  while ((r = read(wake_rd_, buf, sizeof buf)) == static_cast<ssize_t>(sizeof buf)) {
+  }
+#endif
+  (void)r;
+}
+
+size_t Inbox::Take(std::vector<uint8_t>* out, std::vector<int32_t>* waiters) {
+  out->clear();
+  waiters->clear();
+  std::lock_guard<std::mutex> lock(mu_);
+  // Swapping keeps both buffers' capacity: a steady stream allocates nothing.
+  out->swap(log_);
+  waiters->swap(waiters_);
+  size_t n = count_;
+  count_ = 0;
+  wake_pending_ = false;
+  return n;
+}
+
+size_t Inbox::Close() {
+  std::lock_guard<std::mutex> lock(mu_);
+  closed_ = true;
+  size_t n = count_;
+  count_ = 0;
+  std::vector<uint8_t>().swap(log_);
+  waiters_.clear();
+  return n;
+}
+
+Group::Group(int size, size_t max_messages, size_t max_bytes) : attached_(size, false) {
+  for (int i = 0; i < size; ++i) inboxes_.push_back(std::make_shared<Inbox>(max_messages, max_bytes));
+}
+
+int Group::Open() {
+  for (auto& in : inboxes_) {
+    int r = in->Open();
+    if (r < 0) return r;
+  }
+  return 0;
+}
+
+void Group::Notify(const MsgHeader& h, bool everyone) {
+  if (everyone) {
+    for (int i = 0; i < size(); ++i)
+      if (i != h.from) inboxes_[i]->Push(h, nullptr, false);
+    return;
+  }
+  for (int32_t who : Subscribers(Intern(kMembershipTopic)))
+    if (who != h.from) inboxes_[who]->Push(h, nullptr, false);
+}
+
+bool Group::Subscribe(uint32_t topic, int32_t who) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& v = topics_[topic];
+  if (std::find(v.begin(), v.end(), who) != v.end()) return false;
+  v.push_back(who);
+  return true;
+}
+
+bool Group::Unsubscribe(uint32_t topic, int32_t who) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = topics_.find(topic);
+  if (it == topics_.end()) return false;
+  auto pos = std::find(it->second.begin(), it->second.end(), who);
+  if (pos == it->second.end()) return false;
+  it->second.erase(pos);
+  return true;
+}
+
+std::vector<int32_t> Group::Subscribers(uint32_t topic) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = topics_.find(topic);
+  return it == topics_.end() ? std::vector<int32_t>() : it->second;
+}
+
+void Group::Attached(int32_t who, bool on) {
+  std::lock_guard<std::mutex> lock(mu_);
+  attached_[static_cast<size_t>(who)] = on;
+  if (!on)
+    for (auto& [topic, v] : topics_) v.erase(std::remove(v.begin(), v.end(), who), v.end());
+}
+
+std::vector<int32_t> Group::Members() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<int32_t> out;
+  for (size_t i = 0; i < attached_.size(); ++i)
+    if (attached_[i]) out.push_back(static_cast<int32_t>(i));
+  return out;
+}
+
+namespace {
+std::mutex g_mu;
+uint32_t g_next_group = 1;
+std::unordered_map<uint32_t, std::shared_ptr<Group>>* g_groups;
+std::unordered_map<std::string, uint32_t>* g_names;
+std::vector<std::string>* g_name_list;
+
+// Leaked on purpose: worker threads may still look names up while the process exits, after
+// static destructors would have run.
+void InitGlobals() {
+  if (g_groups == nullptr) {
+    g_groups = new std::unordered_map<uint32_t, std::shared_ptr<Group>>();
+    g_names = new std::unordered_map<std::string, uint32_t>();
+    g_name_list = new std::vector<std::string>();
+  }
+}
+}  // namespace
+
+uint32_t RegisterGroup(std::shared_ptr<Group> g) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  InitGlobals();
+  uint32_t id = g_next_group++;
+  (*g_groups)[id] = std::move(g);
+  return id;
+}
+
+std::shared_ptr<Group> FindGroup(uint32_t id) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  InitGlobals();
+  auto it = g_groups->find(id);
+  return it == g_groups->end() ? nullptr : it->second;
+}
+
+void ReleaseGroup(uint32_t id) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  InitGlobals();
+  g_groups->erase(id);
+}
+
+uint32_t Intern(const std::string& name) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  InitGlobals();
+  auto it = g_names->find(name);
+  if (it != g_names->end()) return it->second;
+  uint32_t id = static_cast<uint32_t>(g_name_list->size()) + 1;
+  g_name_list->push_back(name);
+  g_names->emplace(name, id);
+  return id;
+}
+
+std::string InternedName(uint32_t id) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  InitGlobals();
+  return id >= 1 && id <= g_name_list->size() ? (*g_name_list)[id - 1] : std::string();
+}
+
+}  // namespace iapp

@@ -1,0 +1,472 @@
+// Messages between the threads of one runtime: posts, calls, broadcasts and membership, over the
+// native inboxes of native/inbox.cc. One Messenger per endpoint (each loop, and the runtime on the
+// main thread); Loop and Runtime expose its methods.
+import { deserialize, serialize } from 'node:v8';
+
+import { IappError, iappError } from './errors.js';
+import { native as addon, type NativeLoop } from './native.js';
+
+/** A loop thread by index, or the runtime's main thread. */
+export type ThreadId = number | 'main';
+
+/** Receives a posted or called message: the payload (a Buffer for bytes) and who sent it. */
+export type MessageHandler = (payload: any, from: ThreadId) => unknown; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/** What `post` returns. */
+export interface PostHandle {
+  /** Where the message went. */
+  readonly thread: ThreadId;
+  /**
+   * Removes the message if the target has not taken it from its inbox yet: true if it will not
+   * run. False if it was taken (it may be running, have run, or be about to run: the target takes
+   * its whole inbox at once and runs the batch) or its thread exited.
+   */
+  cancel(): boolean;
+}
+
+export interface CallOptions {
+  /** Milliseconds before the call rejects with ERR_CALL_TIMEOUT. Default 30000; 0: no limit. */
+  timeoutMs?: number;
+}
+
+/** What `broadcast` did. */
+export interface BroadcastResult {
+  /** Subscribed threads the message was queued for. */
+  reached: number;
+  /** Subscribed threads whose inbox was full: they did not get it. */
+  skipped: ThreadId[];
+}
+
+/** An event of the membership topic (`MEMBERSHIP`). */
+export interface MembershipEvent {
+  event: 'started' | 'exited' | 'subscribed' | 'unsubscribed';
+  thread: ThreadId;
+  /** For subscribed/unsubscribed: the topic. */
+  topic?: string;
+  /** For exited: messages that were in its inbox and never handled. */
+  dropped?: number;
+}
+
+/** Subscribe to this topic to hear of threads starting and exiting and subscriptions changing. */
+export const MEMBERSHIP = 'iapp:membership';
+
+/** Inbox bounds (per receiving thread, all senders together). */
+export interface InboxOptions {
+  /** Messages queued and not yet taken. Default 65536. */
+  messages?: number;
+  /** Bytes of queued payloads and headers. Default 64 MiB. */
+  bytes?: number;
+}
+
+// Mirrors native/inbox.h.
+const enum Msg {
+  Post = 1,
+  Call = 2,
+  Reply = 3,
+  ReplyError = 4,
+  Broadcast = 5,
+  Space = 6,
+  Started = 7,
+  Exited = 8,
+  Subscribed = 9,
+  Unsubscribed = 10,
+}
+const enum Enc {
+  None = 0,
+  Bytes = 1,
+  Clone = 2,
+}
+const FULL = -1;
+
+interface PendingCall {
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout | undefined;
+  target: number;
+}
+
+type Held = [from: number, type: number, seq: number, name: number, payload: Buffer | undefined, flags: number];
+
+function encode(payload: unknown): [Enc, Uint8Array | undefined] {
+  if (payload === undefined) return [Enc.None, undefined];
+  if (payload instanceof Uint8Array) return [Enc.Bytes, payload];
+  return [Enc.Clone, serialize(payload)];
+}
+
+function decode(flags: number, bytes: Buffer | undefined): unknown {
+  if (flags === Enc.Bytes) return bytes;
+  if (flags === Enc.Clone) return deserialize(bytes!);
+  return undefined;
+}
+
+class Handle implements PostHandle {
+  constructor(
+    readonly thread: ThreadId,
+    private readonly m: Messenger,
+    private readonly target: number,
+    private readonly seq: number,
+  ) {}
+  cancel(): boolean {
+    return this.m._cancel(this.target, this.seq);
+  }
+}
+
+/** @internal One endpoint's side of messaging; Loop and Runtime delegate to it. */
+export class Messenger {
+  readonly #native: NativeLoop;
+  readonly #self: number;
+  readonly #main: number;
+  readonly #report: (e: Error) => void;
+  #seq = 0;
+  #ids = new Map<string, number>();
+  #names = new Map<number, string>();
+  #handlers = new Map<number, MessageHandler>();
+  #topics = new Map<number, Set<MessageHandler>>();
+  #calls = new Map<number, PendingCall>();
+  #refused = new Set<number>();
+  #space = new Map<number, { resolve: () => void; reject: (e: Error) => void }[]>();
+  #exited = new Set<number>();
+  #arena: Buffer | undefined;
+  // Posts, calls and broadcasts wait here until the endpoint is ready (a loop's setup finished):
+  // handlers are registered by then. Replies are never held, so setup can await calls.
+  #held: Held[] | undefined = [];
+  #closed = false;
+
+  constructor(native: NativeLoop, group: number, self: number, threads: number, report: (e: Error) => void) {
+    this.#native = native;
+    this.#self = self;
+    this.#main = threads;
+    this.#report = report;
+    native.attach(group, self);
+  }
+
+  /** Starts running handlers (after setup) and tells the membership topic. */
+  ready(): void {
+    const held = this.#held;
+    this.#held = undefined;
+    this.#native.announce();
+    for (const h of held ?? []) this.#dispatch(...h);
+  }
+
+  handle(name: string, fn: MessageHandler | undefined): void {
+    if (typeof name !== 'string' || name === '') throw new TypeError('a handler name must be a non-empty string');
+    if (fn !== undefined && typeof fn !== 'function') throw new TypeError('a handler must be a function');
+    const id = this.#id(name);
+    if (fn) this.#handlers.set(id, fn);
+    else this.#handlers.delete(id);
+  }
+
+  post(thread: ThreadId, name: string, payload: unknown): PostHandle {
+    const h = this.tryPost(thread, name, payload);
+    if (h === undefined)
+      throw Object.assign(
+        iappError('ERR_INBOX_FULL', `the inbox of thread ${String(thread)} is full (its bound of messages or bytes)`, String(thread)),
+        { thread },
+      );
+    return h;
+  }
+
+  tryPost(thread: ThreadId, name: string, payload: unknown): PostHandle | undefined {
+    const t = this.#target(thread);
+    const seq = ++this.#seq;
+    const [flags, bytes] = encode(payload);
+    const r = this.#native.post(t, Msg.Post, this.#id(name), seq, flags, bytes, true);
+    if (r === FULL) {
+      this.#refused.add(t);
+      return undefined;
+    }
+    if (r !== 0) throw this.#exitedError(thread);
+    return new Handle(thread, this, t, seq);
+  }
+
+  space(thread: ThreadId): Promise<void> {
+    const t = this.#target(thread);
+    if (!this.#refused.has(t)) return Promise.resolve();
+    if (this.#exited.has(t)) return Promise.reject(this.#exitedError(thread));
+    return new Promise((resolve, reject) => {
+      let list = this.#space.get(t);
+      if (!list) this.#space.set(t, (list = []));
+      list.push({ resolve, reject });
+    });
+  }
+
+  call(thread: ThreadId, name: string, payload: unknown, options: CallOptions = {}): Promise<unknown> {
+    let t: number;
+    try {
+      t = this.#target(thread);
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0))
+      return Promise.reject(new TypeError(`timeoutMs must be a number >= 0, got ${String(options.timeoutMs)}`));
+    const seq = ++this.#seq;
+    const [flags, bytes] = encode(payload);
+    const r = this.#native.post(t, Msg.Call, this.#id(name), seq, flags, bytes, true);
+    if (r === FULL) {
+      this.#refused.add(t);
+      return Promise.reject(
+        Object.assign(iappError('ERR_INBOX_FULL', `the inbox of thread ${String(thread)} is full; await space(${JSON.stringify(thread)}) and call again`), { thread }),
+      );
+    }
+    if (r !== 0) return Promise.reject(this.#exitedError(thread));
+    return new Promise((resolve, reject) => {
+      const c: PendingCall = { resolve, reject, timer: undefined, target: t };
+      if (timeoutMs > 0 && timeoutMs < 2 ** 31) {
+        c.timer = setTimeout(() => {
+          this.#calls.delete(seq);
+          reject(iappError('ERR_CALL_TIMEOUT', `call '${name}' to thread ${String(thread)} got no answer within ${timeoutMs} ms`, name));
+        }, timeoutMs);
+      }
+      this.#calls.set(seq, c);
+    });
+  }
+
+  subscribe(topic: string, fn: MessageHandler): () => void {
+    if (typeof topic !== 'string' || topic === '') throw new TypeError('a topic must be a non-empty string');
+    if (typeof fn !== 'function') throw new TypeError('a subscriber must be a function');
+    const id = this.#id(topic);
+    let set = this.#topics.get(id);
+    if (!set) {
+      this.#topics.set(id, (set = new Set()));
+      this.#native.subscribe(id, true);
+    }
+    set.add(fn);
+    return () => {
+      const s = this.#topics.get(id);
+      if (!s?.delete(fn) || s.size > 0) return;
+      this.#topics.delete(id);
+      if (!this.#closed) this.#native.subscribe(id, false);
+    };
+  }
+
+  broadcast(topic: string, payload: unknown): BroadcastResult {
+    if (typeof topic !== 'string' || topic === '') throw new TypeError('a topic must be a non-empty string');
+    if (this.#closed) throw iappError('ERR_LOOP_CLOSED', 'this thread has stopped messaging');
+    const [flags, bytes] = encode(payload);
+    const out = new Float64Array(1);
+    const skipped = this.#native.broadcast(this.#id(topic), ++this.#seq, flags, bytes, out);
+    return { reached: out[0]!, skipped: skipped.map((s) => this.#threadId(s)) };
+  }
+
+  members(): ThreadId[] {
+    return this.#native.members().map((m) => this.#threadId(m));
+  }
+
+  /** @internal */
+  _cancel(target: number, seq: number): boolean {
+    return this.#native.cancel(target, seq);
+  }
+
+  /** @internal The next message records' payloads are in this arena. */
+  _arena(b: Buffer): void {
+    this.#arena = b;
+  }
+
+  /** @internal One message record. */
+  _message(from: number, type: number, seq: number, name: number, off: number, len: number, flags: number): void {
+    const payload = len > 0 ? this.#arena!.subarray(off, off + len) : flags === Enc.Bytes ? Buffer.alloc(0) : undefined;
+    if (this.#held !== undefined && (type === Msg.Post || type === Msg.Call || type === Msg.Broadcast)) {
+      this.#held.push([from, type, seq, name, payload, flags]);
+      return;
+    }
+    this.#dispatch(from, type, seq, name, payload, flags);
+  }
+
+  /** @internal The endpoint has closed: nothing more will arrive. */
+  _closed(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const [seq, c] of this.#calls) {
+      clearTimeout(c.timer);
+      this.#calls.delete(seq);
+      c.reject(iappError('ERR_LOOP_CLOSED', `this thread closed before thread ${String(this.#threadId(c.target))} answered`));
+    }
+    for (const [, list] of this.#space)
+      for (const w of list) w.reject(iappError('ERR_LOOP_CLOSED', 'this thread closed while waiting for inbox space'));
+    this.#space.clear();
+  }
+
+  #dispatch(from: number, type: number, seq: number, name: number, payload: Buffer | undefined, flags: number): void {
+    const sender = this.#threadId(from);
+    switch (type) {
+      case Msg.Post: {
+        const fn = this.#handlers.get(name);
+        if (!fn) {
+          this.#report(iappError('ERR_NO_HANDLER', `a message '${this.#name(name)}' from thread ${String(sender)} has no handler here (loop.handle('${this.#name(name)}', fn))`));
+          return;
+        }
+        try {
+          const r = fn(decode(flags, payload), sender);
+          if (r instanceof Promise) r.catch((e: unknown) => this.#report(asErr(e)));
+        } catch (e) {
+          this.#report(asErr(e));
+        }
+        return;
+      }
+      case Msg.Call: {
+        const fn = this.#handlers.get(name);
+        if (!fn) {
+          this.#replyError(from, seq, iappError('ERR_NO_HANDLER', `thread ${String(this.#threadId(this.#self))} has no handler '${this.#name(name)}'`));
+          return;
+        }
+        let r: unknown;
+        try {
+          r = fn(decode(flags, payload), sender);
+        } catch (e) {
+          this.#replyError(from, seq, asErr(e));
+          return;
+        }
+        if (r !== null && typeof r === 'object' && typeof (r as PromiseLike<unknown>).then === 'function')
+          (r as PromiseLike<unknown>).then((v) => this.#reply(from, seq, v), (e: unknown) => this.#replyError(from, seq, asErr(e)));
+        else this.#reply(from, seq, r);
+        return;
+      }
+      case Msg.Reply:
+      case Msg.ReplyError: {
+        const c = this.#calls.get(seq);
+        if (!c) return; // timed out already
+        this.#calls.delete(seq);
+        clearTimeout(c.timer);
+        let v: unknown;
+        try {
+          v = decode(flags, payload);
+        } catch (e) {
+          c.reject(asErr(e));
+          return;
+        }
+        if (type === Msg.Reply) c.resolve(v);
+        else c.reject(revive(v as SerializedError, sender));
+        return;
+      }
+      case Msg.Broadcast: {
+        const subs = this.#topics.get(name);
+        if (!subs) return; // unsubscribed while it was on its way
+        const value = decode(flags, payload);
+        for (const fn of subs) {
+          try {
+            fn(value, sender);
+          } catch (e) {
+            this.#report(asErr(e));
+          }
+        }
+        return;
+      }
+      case Msg.Space: {
+        this.#refused.delete(from);
+        const list = this.#space.get(from);
+        this.#space.delete(from);
+        for (const w of list ?? []) w.resolve();
+        return;
+      }
+      case Msg.Exited: {
+        this.#exited.add(from);
+        for (const [s, c] of this.#calls) {
+          if (c.target !== from) continue;
+          this.#calls.delete(s);
+          clearTimeout(c.timer);
+          c.reject(this.#exitedError(sender));
+        }
+        const list = this.#space.get(from);
+        this.#space.delete(from);
+        for (const w of list ?? []) w.reject(this.#exitedError(sender));
+        this.#membership({ event: 'exited', thread: sender, dropped: seq });
+        return;
+      }
+      case Msg.Started:
+        this.#exited.delete(from);
+        this.#membership({ event: 'started', thread: sender });
+        return;
+      case Msg.Subscribed:
+      case Msg.Unsubscribed:
+        this.#membership({ event: type === Msg.Subscribed ? 'subscribed' : 'unsubscribed', thread: sender, topic: this.#name(name) });
+        return;
+    }
+  }
+
+  #membership(ev: MembershipEvent): void {
+    const subs = this.#topics.get(this.#id(MEMBERSHIP));
+    for (const fn of subs ?? []) {
+      try {
+        fn(ev, ev.thread);
+      } catch (e) {
+        this.#report(asErr(e));
+      }
+    }
+  }
+
+  #reply(to: number, seq: number, value: unknown): void {
+    let enc: [Enc, Uint8Array | undefined];
+    try {
+      enc = encode(value);
+    } catch (e) {
+      this.#replyError(to, seq, asErr(e));
+      return;
+    }
+    // Replies are not bounded (the caller asked for them) and a caller that exited is told
+    // nothing: it has no one left to tell.
+    this.#native.post(to, Msg.Reply, 0, seq, enc[0], enc[1], false);
+  }
+
+  #replyError(to: number, seq: number, e: Error): void {
+    const err: SerializedError = { name: e.name, message: e.message };
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string') err.code = code;
+    this.#native.post(to, Msg.ReplyError, 0, seq, Enc.Clone, serialize(err), false);
+  }
+
+  #id(name: string): number {
+    let id = this.#ids.get(name);
+    if (id === undefined) {
+      id = addon.intern(name);
+      this.#ids.set(name, id);
+      this.#names.set(id, name);
+    }
+    return id;
+  }
+
+  #name(id: number): string {
+    let n = this.#names.get(id);
+    if (n === undefined) {
+      n = addon.internedName(id);
+      this.#names.set(id, n);
+    }
+    return n;
+  }
+
+  #target(thread: ThreadId): number {
+    if (thread === 'main') return this.#main;
+    if (typeof thread !== 'number' || !Number.isInteger(thread) || thread < 0 || thread >= this.#main)
+      throw Object.assign(
+        iappError('ERR_NO_SUCH_THREAD', `no thread ${String(thread)}: loops are numbered 0 to ${this.#main - 1}, and 'main' is the main thread`),
+        { thread },
+      );
+    return thread;
+  }
+
+  #threadId(i: number): ThreadId {
+    return i === this.#main ? 'main' : i;
+  }
+
+  #exitedError(thread: ThreadId): IappError {
+    return Object.assign(iappError('ERR_THREAD_EXITED', `thread ${String(thread)} has exited`), { thread });
+  }
+}
+
+interface SerializedError {
+  name: string;
+  message: string;
+  code?: string;
+}
+
+function asErr(e: unknown): Error {
+  return e instanceof Error ? e : new Error(String(e));
+}
+
+function revive(e: SerializedError, from: ThreadId): Error {
+  const err = new Error(e.message) as Error & { code?: string; thread?: ThreadId };
+  err.name = e.name;
+  if (e.code !== undefined) err.code = e.code;
+  err.thread = from;
+  return err;
+}
