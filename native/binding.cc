@@ -108,6 +108,8 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
                            InstanceMethod<&NativeLoop::Announce>("announce"),
                            InstanceMethod<&NativeLoop::Post>("post"),
                            InstanceMethod<&NativeLoop::Cancel>("cancel"),
+                           InstanceMethod<&NativeLoop::PostBatch>("postBatch"),
+                           InstanceMethod<&NativeLoop::Gauges>("gauges"),
                            InstanceMethod<&NativeLoop::Subscribe>("subscribe"),
                            InstanceMethod<&NativeLoop::Broadcast>("broadcast"),
                            InstanceMethod<&NativeLoop::Members>("members"),
@@ -442,6 +444,36 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     }
     int r = loop_->Post(info[0].As<Napi::Number>().Int32Value(), h, data, info[6].ToBoolean());
     return Napi::Number::New(env, r);
+  }
+
+  // postBatch(target, staging: Uint8Array, length, count) -> 0 | -2 exited | -3
+  Napi::Value PostBatch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (loop_->closed() || !loop_->attached()) return Napi::Number::New(env, -2);
+    auto u8 = info[1].As<Napi::Uint8Array>();
+    size_t len = static_cast<size_t>(info[2].As<Napi::Number>().DoubleValue());
+    if (len > u8.ByteLength()) throw Napi::RangeError::New(env, "staging length past its buffer");
+    int r = loop_->PostBatch(info[0].As<Napi::Number>().Int32Value(), u8.Data(), len,
+                             static_cast<size_t>(info[3].As<Napi::Number>().DoubleValue()));
+    return Napi::Number::New(env, r);
+  }
+
+  // gauges() -> ArrayBuffer over the group's int32 [pending messages, pending bytes] per
+  // endpoint, read by senders with Atomics.load to check the bound without a native call. The
+  // buffer keeps the gauge block alive, not the group.
+  Napi::Value Gauges(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!loop_->attached()) ThrowSysError(env, EBADF, "gauges", "the loop is not attached");
+    auto* keep = new std::shared_ptr<int32_t>(loop_->group()->gauges());
+    napi_value ab;
+    napi_status st = napi_create_external_arraybuffer(
+        env, keep->get(), loop_->group()->gauges_bytes(),
+        [](napi_env, void*, void* hint) { delete static_cast<std::shared_ptr<int32_t>*>(hint); }, keep, &ab);
+    if (st != napi_ok) {
+      delete keep;
+      ThrowSysError(env, ENOMEM, "gauges", "cannot share the inbox gauges");
+    }
+    return Napi::Value(env, ab);
   }
 
   // cancel(target, seq) -> removed before it ran

@@ -62,10 +62,31 @@ int Inbox::Push(const MsgHeader& h, const uint8_t* payload, bool bounded) {
     memcpy(log_.data() + at, &h, sizeof h);
     if (h.len > 0) memcpy(log_.data() + at + sizeof h, payload, h.len);
     ++count_;
+    Publish();
     wake = !wake_pending_;
     wake_pending_ = true;
   }
-  if (wake) {
+  if (wake) Wake();
+  return kOk;
+}
+
+int Inbox::PushBatch(const uint8_t* data, size_t len, size_t count) {
+  bool wake;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return kClosed;
+    log_.insert(log_.end(), data, data + len);
+    count_ += count;
+    Publish();
+    wake = !wake_pending_;
+    wake_pending_ = true;
+  }
+  if (wake) Wake();
+  return kOk;
+}
+
+void Inbox::Wake() {
+  {
     // The waker's fd lives as long as this inbox, which the caller holds. An eventfd write can
     // only fail at a counter of 2^64-2, a pipe write when 64 KiB of wakes are unread: the owner
     // is woken either way.
@@ -78,7 +99,6 @@ int Inbox::Push(const MsgHeader& h, const uint8_t* payload, bool bounded) {
 #endif
     (void)r;
   }
-  return kOk;
 }
 
 bool Inbox::Cancel(int32_t from, double seq) {
@@ -116,6 +136,7 @@ size_t Inbox::Take(std::vector<uint8_t>* out, std::vector<int32_t>* waiters) {
   waiters->swap(waiters_);
   size_t n = count_;
   count_ = 0;
+  Publish();
   wake_pending_ = false;
   return n;
 }
@@ -126,12 +147,18 @@ size_t Inbox::Close() {
   size_t n = count_;
   count_ = 0;
   std::vector<uint8_t>().swap(log_);
+  Publish();
   waiters_.clear();
   return n;
 }
 
-Group::Group(int size, size_t max_messages, size_t max_bytes) : attached_(size, false) {
-  for (int i = 0; i < size; ++i) inboxes_.push_back(std::make_shared<Inbox>(max_messages, max_bytes));
+Group::Group(int size, size_t max_messages, size_t max_bytes)
+    : gauges_(new int32_t[static_cast<size_t>(size) * 2](), std::default_delete<int32_t[]>()),
+      attached_(size, false) {
+  for (int i = 0; i < size; ++i) {
+    inboxes_.push_back(std::make_shared<Inbox>(max_messages, max_bytes));
+    inboxes_.back()->SetGauge(gauges_, gauges_.get() + static_cast<size_t>(i) * 2);
+  }
 }
 
 int Group::Open() {

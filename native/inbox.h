@@ -54,6 +54,14 @@ class Inbox {
   // Appends a message. `bounded` messages are refused past the bound (and the sender is told when
   // space frees up); replies and system messages are not.
   int Push(const MsgHeader& h, const uint8_t* payload, bool bounded);
+  // Appends `count` messages already laid out as in the log (headers and padded payloads), from
+  // one sender's staging buffer. Not bounded: the sender checked the bound before staging them.
+  int PushBatch(const uint8_t* data, size_t len, size_t count);
+  // Where this inbox publishes its pending messages and bytes for senders to read (relaxed).
+  void SetGauge(std::shared_ptr<int32_t> block, int32_t* gauge) {
+    gauge_block_ = std::move(block);
+    gauge_ = gauge;
+  }
   // Marks the sender's post `seq` cancelled if the owner has not taken it yet.
   bool Cancel(int32_t from, double seq);
   // Takes everything pending: swaps the log into *out (whose old contents are discarded) and
@@ -72,6 +80,14 @@ class Inbox {
   bool wake_pending_ = false;
   std::vector<int32_t> waiters_;
   const size_t max_messages_, max_bytes_;
+  std::shared_ptr<int32_t> gauge_block_;
+  int32_t* gauge_ = nullptr;
+  void Publish() {
+    if (gauge_ == nullptr) return;
+    __atomic_store_n(&gauge_[0], static_cast<int32_t>(count_), __ATOMIC_RELAXED);
+    __atomic_store_n(&gauge_[1], static_cast<int32_t>(log_.size() > 0x7fffffff ? 0x7fffffff : log_.size()), __ATOMIC_RELAXED);
+  }
+  void Wake();
   int wake_rd_ = -1, wake_wr_ = -1;  // the same fd for an eventfd
 };
 
@@ -92,8 +108,14 @@ class Group {
   std::vector<int32_t> Subscribers(uint32_t topic);
   void Attached(int32_t who, bool on);
   std::vector<int32_t> Members();
+  // Two int32 per endpoint: pending messages and bytes (what Inbox::Publish writes).
+  // Shared with JS as an external ArrayBuffer, which must not keep the inboxes (and their fds)
+  // alive until a garbage collection: the block is owned apart from the group.
+  std::shared_ptr<int32_t> gauges() const { return gauges_; }
+  size_t gauges_bytes() const { return inboxes_.size() * 2 * sizeof(int32_t); }
 
  private:
+  std::shared_ptr<int32_t> gauges_;
   std::vector<std::shared_ptr<Inbox>> inboxes_;
   std::mutex mu_;
   std::unordered_map<uint32_t, std::vector<int32_t>> topics_;

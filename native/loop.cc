@@ -424,6 +424,13 @@ int Loop::Post(int32_t target, MsgHeader h, const uint8_t* payload, bool bounded
   return r;
 }
 
+int Loop::PostBatch(int32_t target, const uint8_t* data, size_t len, size_t count) {
+  if (group_ == nullptr || target < 0 || target >= group_->size()) return -3;
+  int r = group_->inbox(target)->PushBatch(data, len, count);
+  if (r == Inbox::kOk) stats_.messages_out += count;
+  return r;
+}
+
 void Loop::DrainInbox() {
   if (inbox_ == nullptr || stopping_) return;
   inbox_->ConsumeWake();

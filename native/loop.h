@@ -124,6 +124,8 @@ class Loop {
   Group* group() const { return group_.get(); }
   // Inbox::PushResult, or -3 for a target that is not in the group.
   int Post(int32_t target, MsgHeader h, const uint8_t* payload, bool bounded);
+  int PostBatch(int32_t target, const uint8_t* data, size_t len, size_t count);
+  std::shared_ptr<Group> group_ref() const { return group_; }
   void DrainInbox();
 
   // Makes the prepare hook run before libuv next blocks (to flush changes and deliver records).

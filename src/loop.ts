@@ -4,7 +4,7 @@ import { constants } from 'node:os';
 
 import { IappError, iappError } from './errors.js';
 import { Listener } from './listener.js';
-import { Messenger, type BroadcastResult, type CallOptions, type MessageHandler, type PostHandle, type ThreadId } from './messaging.js';
+import { Messenger, type BroadcastResult, type InboxOptions, type CallOptions, type MessageHandler, type PostHandle, type ThreadId } from './messaging.js';
 import { native as addon, ReadMode, Rec, type NativeLoop } from './native.js';
 import { Socket, type SocketToken } from './socket.js';
 import { UdpSocket } from './udp.js';
@@ -174,14 +174,14 @@ export class Loop {
   #messenger: Messenger;
 
   /** @internal Made by the runtime's thread entry. */
-  constructor(index: number, threads: number, group: string, messageGroup: number, report: (r: LoopReport) => void) {
+  constructor(index: number, threads: number, group: string, messaging: { group: number; inbox: Required<InboxOptions> }, report: (r: LoopReport) => void) {
     this.index = index;
     this.threads = threads;
     this.#group = group;
     this.#report = report;
     this.#records = new Float64Array(addon.constants.recordCapacity * STRIDE);
     this.native = new addon.NativeLoop((count, arenas) => this.#onBatch(count, arenas), this.#records);
-    this.#messenger = new Messenger(this.native, messageGroup, index, threads, (e) => this.handlerError(e));
+    this.#messenger = new Messenger(this.native, messaging.group, index, threads, messaging.inbox, (e) => this.handlerError(e));
   }
 
   /** @internal Setup has finished: run the messages that waited for it. */
@@ -487,6 +487,7 @@ export class Loop {
     const cut = this.native.destroyQuiet();
     unsent += cut.unsent;
     await Promise.all(left.map((s) => s.closed));
+    this.#messenger._flush();
     this.native.close();
     this.#messenger._closed();
     for (const fn of this.#onClose) {

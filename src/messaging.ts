@@ -1,6 +1,7 @@
 // Messages between the threads of one runtime: posts, calls, broadcasts and membership, over the
 // native inboxes of native/inbox.cc. One Messenger per endpoint (each loop, and the runtime on the
 // main thread); Loop and Runtime expose its methods.
+import { endianness } from 'node:os';
 import { deserialize, serialize } from 'node:v8';
 
 import { IappError, iappError } from './errors.js';
@@ -77,6 +78,21 @@ const enum Enc {
   Clone = 2,
 }
 const FULL = -1;
+const EXITED = -2;
+// Posts are staged per target and handed over in one native call per target and turn (at the
+// next microtask, or when the staging buffer fills): a native call per message would cost more
+// than everything else a post does. The layout is native/inbox.h's MsgHeader, in host order.
+const HEADER = 24;
+const STAGE_BYTES = 64 * 1024;
+const DIRECT_BYTES = 8 * 1024; // bigger payloads go straight to the inbox (after what is staged)
+const LE = endianness() === 'LE';
+
+interface Staging {
+  buf: Buffer;
+  view: DataView;
+  len: number;
+  count: number;
+}
 
 interface PendingCall {
   resolve: (v: unknown) => void;
@@ -90,7 +106,14 @@ type Held = [from: number, type: number, seq: number, name: number, payload: Buf
 function encode(payload: unknown): [Enc, Uint8Array | undefined] {
   if (payload === undefined) return [Enc.None, undefined];
   if (payload instanceof Uint8Array) return [Enc.Bytes, payload];
-  return [Enc.Clone, serialize(payload)];
+  try {
+    return [Enc.Clone, serialize(payload)];
+  } catch (e) {
+    throw new TypeError(
+      `a message payload must be bytes or a structured-cloneable value (${(e as Error).message}); ` +
+        'functions, symbols and SharedArrayBuffers do not travel in messages: share a SharedArrayBuffer through createRuntime({ data })',
+    );
+  }
 }
 
 function decode(flags: number, bytes: Buffer | undefined): unknown {
@@ -131,13 +154,102 @@ export class Messenger {
   // handlers are registered by then. Replies are never held, so setup can await calls.
   #held: Held[] | undefined = [];
   #closed = false;
+  #out: (Staging | undefined)[] = [];
+  #dirty: number[] = [];
+  #scheduled = false;
+  readonly #gauges: Int32Array;
+  readonly #maxMessages: number;
+  readonly #maxBytes: number;
+  readonly #flushAll = (): void => {
+    this.#scheduled = false;
+    const dirty = this.#dirty;
+    this.#dirty = [];
+    for (const t of dirty) this.#flush(t);
+  };
 
-  constructor(native: NativeLoop, group: number, self: number, threads: number, report: (e: Error) => void) {
+  constructor(native: NativeLoop, group: number, self: number, threads: number, bounds: Required<InboxOptions>, report: (e: Error) => void) {
     this.#native = native;
     this.#self = self;
     this.#main = threads;
     this.#report = report;
+    this.#maxMessages = bounds.messages;
+    this.#maxBytes = bounds.bytes;
     native.attach(group, self);
+    this.#gauges = new Int32Array(native.gauges());
+  }
+
+  /** @internal Hands everything staged to the inboxes now (before the endpoint closes). */
+  _flush(): void {
+    this.#flushAll();
+  }
+
+  // 0, FULL or EXITED.
+  #send(t: number, type: Msg, name: number, seq: number, flags: Enc, bytes: Uint8Array | undefined, bounded: boolean): number {
+    if (this.#closed) return EXITED;
+    const plen = bytes === undefined ? 0 : bytes.byteLength;
+    const need = HEADER + ((plen + 7) & ~7);
+    let st = this.#out[t];
+    if (bounded) {
+      const g = this.#gauges;
+      const sc = st === undefined ? 0 : st.count;
+      const sb = st === undefined ? 0 : st.len;
+      if (Atomics.load(g, 2 * t) + sc + 1 > this.#maxMessages || Atomics.load(g, 2 * t + 1) + sb + need > this.#maxBytes) {
+        // At the bound, or near it: let the inbox decide (and note us for a space notice).
+        if (this.#flush(t) !== 0) return EXITED;
+        return this.#native.post(t, type, name, seq, flags, bytes, true);
+      }
+    }
+    if (need > DIRECT_BYTES) {
+      if (this.#flush(t) !== 0) return EXITED;
+      return this.#native.post(t, type, name, seq, flags, bytes, false);
+    }
+    if (st === undefined) {
+      const buf = Buffer.allocUnsafeSlow(STAGE_BYTES);
+      st = this.#out[t] = { buf, view: new DataView(buf.buffer, buf.byteOffset, buf.byteLength), len: 0, count: 0 };
+    } else if (st.len + need > STAGE_BYTES && this.#flush(t) !== 0) {
+      return EXITED;
+    }
+    const o = st.len;
+    const v = st.view;
+    v.setUint32(o, plen, LE);
+    v.setUint8(o + 4, type);
+    v.setUint8(o + 5, flags);
+    v.setInt32(o + 8, this.#self, LE);
+    v.setUint32(o + 12, name, LE);
+    v.setFloat64(o + 16, seq, LE);
+    if (plen > 0) st.buf.set(bytes!, o + HEADER);
+    st.len = o + need;
+    if (st.count++ === 0) this.#dirty.push(t);
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      queueMicrotask(this.#flushAll);
+    }
+    return 0;
+  }
+
+  #flush(t: number): number {
+    const st = this.#out[t];
+    if (st === undefined || st.count === 0) return 0;
+    const n = st.count;
+    const r = this.#native.postBatch(t, st.buf, st.len, n);
+    st.len = 0;
+    st.count = 0;
+    if (r !== 0)
+      this.#report(iappError('ERR_THREAD_EXITED', `${n} message(s) to thread ${String(this.#threadId(t))} were not delivered: it exited (calls among them reject)`));
+    return r;
+  }
+
+  #cancelStaged(t: number, seq: number): boolean {
+    const st = this.#out[t];
+    if (st === undefined) return false;
+    const v = st.view;
+    for (let o = 0; o < st.len; o += HEADER + ((v.getUint32(o, LE) + 7) & ~7)) {
+      if (v.getFloat64(o + 16, LE) === seq && v.getUint8(o + 4) === Msg.Post) {
+        v.setUint8(o + 4, 0);
+        return true;
+      }
+    }
+    return false;
   }
 
   /** Starts running handlers (after setup) and tells the membership topic. */
@@ -168,9 +280,10 @@ export class Messenger {
 
   tryPost(thread: ThreadId, name: string, payload: unknown): PostHandle | undefined {
     const t = this.#target(thread);
+    if (this.#exited.has(t)) throw this.#exitedError(thread);
     const seq = ++this.#seq;
     const [flags, bytes] = encode(payload);
-    const r = this.#native.post(t, Msg.Post, this.#id(name), seq, flags, bytes, true);
+    const r = this.#send(t, Msg.Post, this.#id(name), seq, flags, bytes, true);
     if (r === FULL) {
       this.#refused.add(t);
       return undefined;
@@ -200,9 +313,15 @@ export class Messenger {
     const timeoutMs = options.timeoutMs ?? 30_000;
     if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0))
       return Promise.reject(new TypeError(`timeoutMs must be a number >= 0, got ${String(options.timeoutMs)}`));
+    if (this.#exited.has(t)) return Promise.reject(this.#exitedError(thread));
     const seq = ++this.#seq;
-    const [flags, bytes] = encode(payload);
-    const r = this.#native.post(t, Msg.Call, this.#id(name), seq, flags, bytes, true);
+    let enc: [Enc, Uint8Array | undefined];
+    try {
+      enc = encode(payload);
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+    const r = this.#send(t, Msg.Call, this.#id(name), seq, enc[0], enc[1], true);
     if (r === FULL) {
       this.#refused.add(t);
       return Promise.reject(
@@ -244,6 +363,7 @@ export class Messenger {
     if (typeof topic !== 'string' || topic === '') throw new TypeError('a topic must be a non-empty string');
     if (this.#closed) throw iappError('ERR_LOOP_CLOSED', 'this thread has stopped messaging');
     const [flags, bytes] = encode(payload);
+    this.#flushAll(); // a broadcast comes after this thread's earlier posts, to every target
     const out = new Float64Array(1);
     const skipped = this.#native.broadcast(this.#id(topic), ++this.#seq, flags, bytes, out);
     return { reached: out[0]!, skipped: skipped.map((s) => this.#threadId(s)) };
@@ -255,7 +375,7 @@ export class Messenger {
 
   /** @internal */
   _cancel(target: number, seq: number): boolean {
-    return this.#native.cancel(target, seq);
+    return this.#cancelStaged(target, seq) || this.#native.cancel(target, seq);
   }
 
   /** @internal The next message records' payloads are in this arena. */
@@ -405,14 +525,14 @@ export class Messenger {
     }
     // Replies are not bounded (the caller asked for them) and a caller that exited is told
     // nothing: it has no one left to tell.
-    this.#native.post(to, Msg.Reply, 0, seq, enc[0], enc[1], false);
+    this.#send(to, Msg.Reply, 0, seq, enc[0], enc[1], false);
   }
 
   #replyError(to: number, seq: number, e: Error): void {
     const err: SerializedError = { name: e.name, message: e.message };
     const code = (e as { code?: unknown }).code;
     if (typeof code === 'string') err.code = code;
-    this.#native.post(to, Msg.ReplyError, 0, seq, Enc.Clone, serialize(err), false);
+    this.#send(to, Msg.ReplyError, 0, seq, Enc.Clone, serialize(err), false);
   }
 
   #id(name: string): number {

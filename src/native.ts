@@ -90,6 +90,8 @@ export interface NativeLoop {
   /** 0, -1 inbox full, -2 target exited (or this endpoint is closed), -3 no such endpoint. */
   post(target: number, type: number, name: number, seq: number, flags: number, payload: Uint8Array | undefined, bounded: boolean): number;
   cancel(target: number, seq: number): boolean;
+  postBatch(target: number, staging: Uint8Array, length: number, count: number): number;
+  gauges(): ArrayBuffer;
   subscribe(topic: number, on: boolean): void;
   broadcast(topic: number, seq: number, flags: number, payload: Uint8Array | undefined, reached: Float64Array): number[];
   members(): number[];

@@ -74,7 +74,7 @@ export interface ThreadData {
   module: string;
   data: unknown;
   group: string;
-  messageGroup: number;
+  messaging: { group: number; inbox: Required<InboxOptions> };
 }
 
 function revive(e: SerializedError): Error {
@@ -123,6 +123,7 @@ export class Runtime extends EventEmitter {
   #records = new Float64Array(native.constants.recordCapacity * native.constants.recordStride);
   #pool: Promise<{ run(task: unknown, o: { filename: string }): Promise<unknown>; destroy(): Promise<void> }> | undefined;
   #offloadThreads: number | undefined;
+  #inbox: Required<InboxOptions> = { messages: 65536, bytes: 64 * 1024 * 1024 };
 
   /** @internal Use createRuntime(). */
   constructor(threads: number, limits: FileLimits) {
@@ -137,7 +138,9 @@ export class Runtime extends EventEmitter {
     const messages = bound.messages ?? 65536;
     const bytes = bound.bytes ?? 64 * 1024 * 1024;
     if (!Number.isSafeInteger(messages) || messages < 1) throw new RangeError(`inbox.messages must be a positive integer, got ${String(bound.messages)}`);
-    if (!Number.isSafeInteger(bytes) || bytes < 1024) throw new RangeError(`inbox.bytes must be an integer >= 1024, got ${String(bound.bytes)}`);
+    if (!Number.isSafeInteger(messages) || messages > 2 ** 30) throw new RangeError(`inbox.messages must be at most 2^30, got ${String(bound.messages)}`);
+    if (!Number.isSafeInteger(bytes) || bytes < 1024 || bytes > 2 ** 30) throw new RangeError(`inbox.bytes must be an integer from 1024 to 2^30, got ${String(bound.bytes)}`);
+    this.#inbox = { messages, bytes };
     this.#offloadThreads = options.offloadThreads;
     this.#messageGroup = native.createGroup(this.threads + 1, messages, bytes);
     const stride = native.constants.recordStride;
@@ -149,7 +152,7 @@ export class Runtime extends EventEmitter {
         else if (r[o] === Rec.Message) this.#messenger!._message(r[o + 1]!, r[o + 2]!, r[o + 3]!, r[o + 4]!, r[o + 5]!, r[o + 6]!, r[o + 7]!);
       }
     }, r);
-    this.#messenger = new Messenger(this.#native, this.#messageGroup, this.threads, this.threads, (error) => {
+    this.#messenger = new Messenger(this.#native, this.#messageGroup, this.threads, this.threads, this.#inbox, (error) => {
       if (this.listenerCount('handler-error') > 0) this.emit('handler-error', { thread: 'main', error });
       else process.emitWarning(`iapp: a message handler on the main thread failed: ${error.stack ?? error.message}`);
     });
@@ -212,7 +215,7 @@ export class Runtime extends EventEmitter {
     const ready: Promise<void>[] = [];
     for (let index = 0; index < this.threads; index++) {
       const worker = new Worker(workerUrl, {
-        workerData: { index, threads: this.threads, module, data: options.data, group, messageGroup: this.#messageGroup } satisfies ThreadData,
+        workerData: { index, threads: this.threads, module, data: options.data, group, messaging: { group: this.#messageGroup, inbox: this.#inbox } } satisfies ThreadData,
         name: `iapp-loop-${index}`,
       });
       let onReady!: () => void;
@@ -322,6 +325,7 @@ export class Runtime extends EventEmitter {
     total.stats.sort((a, b) => a.thread - b.thread);
     // Every loop has exited: the main endpoint goes last, and the group with it (closing the fds
     // of sockets handed off and never adopted).
+    this.#messenger?._flush();
     this.#native?.close();
     this.#messenger?._closed();
     this.#messenger = undefined;

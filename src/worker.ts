@@ -8,7 +8,7 @@ import { native } from './native.js';
 import type { ControlRequest, ThreadData, ThreadMessage } from './runtime.js';
 
 const port = parentPort!;
-const { index, threads, module, data, group, messageGroup } = workerData as ThreadData;
+const { index, threads, module, data, group, messaging } = workerData as ThreadData;
 const post = (m: ThreadMessage): void => port.postMessage(m);
 
 native.setErrorFactory((errno, syscall, context) => IappError.fromErrno(errno, syscall, context));
@@ -17,7 +17,7 @@ function serializeError(e: Error): { message: string; code?: string; stack?: str
   return { name: e.name, message: e.message, code: (e as { code?: string }).code, stack: e.stack };
 }
 
-const loop = new Loop(index, threads, group, messageGroup, (r: LoopReport) => {
+const loop = new Loop(index, threads, group, messaging, (r: LoopReport) => {
   if (r.type === 'handler-error') post({ type: 'handler-error', error: serializeError(r.error) });
   else post({ type: 'accept-error', error: serializeError(r.error), shed: r.shed, resumeInMs: r.resumeInMs });
 });
