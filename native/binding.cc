@@ -106,6 +106,7 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
                            InstanceMethod<&NativeLoop::UdpClose>("udpClose"),
                            InstanceMethod<&NativeLoop::Attach>("attach"),
                            InstanceMethod<&NativeLoop::Announce>("announce"),
+                           InstanceMethod<&NativeLoop::SetBusyPoll>("setBusyPoll"),
                            InstanceMethod<&NativeLoop::Post>("post"),
                            InstanceMethod<&NativeLoop::Cancel>("cancel"),
                            InstanceMethod<&NativeLoop::PostBatch>("postBatch"),
@@ -417,6 +418,11 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     int r = L(env)->Attach(std::move(group), gid, info[1].As<Napi::Number>().Int32Value());
     if (r < 0) ThrowSysError(env, -r, "attach", "joining the runtime's message group");
     return env.Undefined();
+  }
+
+  Napi::Value SetBusyPoll(const Napi::CallbackInfo& info) {
+    loop_->SetBusyPoll(static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue() * 1000));
+    return info.Env().Undefined();
   }
 
   Napi::Value Announce(const Napi::CallbackInfo& info) {

@@ -71,6 +71,8 @@ class Inbox {
   size_t Close();
   // Called by the owner before Take(): resets the waker.
   void ConsumeWake();
+  // A racy peek for busy polling: true if messages are probably pending.
+  bool Pending() const { return gauge_ != nullptr && __atomic_load_n(&gauge_[0], __ATOMIC_RELAXED) > 0; }
 
  private:
   std::mutex mu_;

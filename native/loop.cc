@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 #include "errors.h"
 #include "socket.h"
@@ -341,6 +342,7 @@ void Loop::Prepare() {
       Deliver();
     }
     if (!closed_) FreeRetired();
+    if (inbox_active_ && !closed_ && !stopping_) BusyPoll();
   } catch (...) {
     Stop();
   }
@@ -424,6 +426,43 @@ int Loop::Post(int32_t target, MsgHeader h, const uint8_t* payload, bool bounded
   return r;
 }
 
+namespace {
+uint64_t MonoNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+// Total time one prepare hook may spend polling, so libuv's timers and our own sockets still get
+// their turn under a steady stream of messages.
+constexpr uint64_t kBusyPollCapNs = 1000000;
+}  // namespace
+
+void Loop::BusyPoll() {
+  inbox_active_ = false;
+  const uint64_t start = MonoNs();
+  uint64_t deadline = start + busy_poll_ns_;
+  for (uint64_t now = start; now < deadline && now - start < kBusyPollCapNs; now = MonoNs()) {
+    if (!inbox_->Pending()) {
+      for (int i = 0; i < 32; ++i) CpuRelax();
+      continue;
+    }
+    DrainInbox();
+    inbox_active_ = false;
+    Deliver();
+    if (closed_ || stopping_) return;
+    FreeRetired();
+    poller_.Flush();
+    deadline = MonoNs() + busy_poll_ns_;
+  }
+}
+
 int Loop::PostBatch(int32_t target, const uint8_t* data, size_t len, size_t count) {
   if (group_ == nullptr || target < 0 || target >= group_->size()) return -3;
   int r = group_->inbox(target)->PushBatch(data, len, count);
@@ -441,6 +480,10 @@ void Loop::DrainInbox() {
     group_->inbox(w)->Push(h, nullptr, false);
   }
   if (n == 0) return;
+  if (busy_poll_ns_ > 0) {
+    inbox_active_ = true;
+    WantPrepare();
+  }
   // Payloads are copied once more, into one JS Buffer per take; handlers get views of it.
   size_t total = 0;
   for (size_t at = 0; at < take_buf_.size();) {

@@ -127,6 +127,9 @@ class Loop {
   int PostBatch(int32_t target, const uint8_t* data, size_t len, size_t count);
   std::shared_ptr<Group> group_ref() const { return group_; }
   void DrainInbox();
+  // After inbox activity, poll the inbox for up to `ns` before libuv sleeps (0: never). Trades
+  // CPU for the latency of a thread wake-up.
+  void SetBusyPoll(uint64_t ns) { busy_poll_ns_ = ns; }
 
   // Makes the prepare hook run before libuv next blocks (to flush changes and deliver records).
   void WantPrepare();
@@ -191,6 +194,9 @@ class Loop {
   int32_t self_ = -1;
   InboxWatcher inbox_watcher_{this};
   std::vector<uint8_t> take_buf_;
+  uint64_t busy_poll_ns_ = 0;
+  bool inbox_active_ = false;
+  void BusyPoll();
   std::vector<int32_t> waiters_buf_;
 
   LoopStats stats_;

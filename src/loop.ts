@@ -174,7 +174,13 @@ export class Loop {
   #messenger: Messenger;
 
   /** @internal Made by the runtime's thread entry. */
-  constructor(index: number, threads: number, group: string, messaging: { group: number; inbox: Required<InboxOptions> }, report: (r: LoopReport) => void) {
+  constructor(
+    index: number,
+    threads: number,
+    group: string,
+    messaging: { group: number; inbox: Required<InboxOptions>; busyPollUs: number },
+    report: (r: LoopReport) => void,
+  ) {
     this.index = index;
     this.threads = threads;
     this.#group = group;
@@ -182,6 +188,7 @@ export class Loop {
     this.#records = new Float64Array(addon.constants.recordCapacity * STRIDE);
     this.native = new addon.NativeLoop((count, arenas) => this.#onBatch(count, arenas), this.#records);
     this.#messenger = new Messenger(this.native, messaging.group, index, threads, messaging.inbox, (e) => this.handlerError(e));
+    if (messaging.busyPollUs > 0) this.native.setBusyPoll(messaging.busyPollUs);
   }
 
   /** @internal Setup has finished: run the messages that waited for it. */
