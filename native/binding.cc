@@ -107,6 +107,7 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
                            InstanceMethod<&NativeLoop::Attach>("attach"),
                            InstanceMethod<&NativeLoop::Announce>("announce"),
                            InstanceMethod<&NativeLoop::SetBusyPoll>("setBusyPoll"),
+                           InstanceMethod<&NativeLoop::SetRef>("setRef"),
                            InstanceMethod<&NativeLoop::Post>("post"),
                            InstanceMethod<&NativeLoop::Cancel>("cancel"),
                            InstanceMethod<&NativeLoop::PostBatch>("postBatch"),
@@ -422,6 +423,11 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
 
   Napi::Value SetBusyPoll(const Napi::CallbackInfo& info) {
     loop_->SetBusyPoll(static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue() * 1000));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value SetRef(const Napi::CallbackInfo& info) {
+    loop_->SetRef(info[0].ToBoolean());
     return info.Env().Undefined();
   }
 

@@ -84,9 +84,11 @@ class Inbox {
   const size_t max_messages_, max_bytes_;
   std::shared_ptr<int32_t> gauge_block_;
   int32_t* gauge_ = nullptr;
+  // A closed inbox shows -1 messages: senders refuse at once (ERR_THREAD_EXITED), without waiting
+  // for the exit notice.
   void Publish() {
     if (gauge_ == nullptr) return;
-    __atomic_store_n(&gauge_[0], static_cast<int32_t>(count_), __ATOMIC_RELAXED);
+    __atomic_store_n(&gauge_[0], closed_ ? -1 : static_cast<int32_t>(count_), __ATOMIC_RELAXED);
     __atomic_store_n(&gauge_[1], static_cast<int32_t>(log_.size() > 0x7fffffff ? 0x7fffffff : log_.size()), __ATOMIC_RELAXED);
   }
   void Wake();

@@ -130,6 +130,10 @@ class Loop {
   // After inbox activity, poll the inbox for up to `ns` before libuv sleeps (0: never). Trades
   // CPU for the latency of a thread wake-up.
   void SetBusyPoll(uint64_t ns) { busy_poll_ns_ = ns; }
+  // Whether this loop alone keeps its thread alive (the main thread's endpoint does not).
+  void SetRef(bool on) {
+    if (uv_ != nullptr) UvWatchRef(uv_, on);
+  }
 
   // Makes the prepare hook run before libuv next blocks (to flush changes and deliver records).
   void WantPrepare();

@@ -75,6 +75,12 @@ void UvWatchWantPrepare(UvWatch* w) {
   uv_prepare_start(&w->prepare, OnPrepare);
 }
 
+void UvWatchRef(UvWatch* w, bool on) {
+  auto* h = reinterpret_cast<uv_handle_t*>(&w->poll);
+  if (on) uv_ref(h);
+  else uv_unref(h);
+}
+
 void UvWatchPause(UvWatch* w) {
   uv_poll_stop(&w->poll);
   uv_prepare_stop(&w->prepare);

@@ -20,6 +20,8 @@ struct UvWatch;
 UvWatch* UvWatchStart(napi_env env, int fd, UvHooks hooks, int* err);
 // Runs on_prepare once before the thread next blocks in libuv (idempotent until it runs).
 void UvWatchWantPrepare(UvWatch* w);
+// Whether the watch keeps the libuv loop (and so the thread or process) alive. Default: yes.
+void UvWatchRef(UvWatch* w, bool on);
 // Stops watching the poller fd (the handles stay open until UvWatchClose).
 void UvWatchPause(UvWatch* w);
 // Stops and closes the handles. `done` (may be null) runs once libuv has released them.

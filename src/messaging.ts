@@ -221,7 +221,7 @@ export class Messenger {
 
   // 0, FULL or EXITED.
   #send(t: number, type: Msg, name: number, seq: number, flags: Enc, bytes: Uint8Array | undefined, bounded: boolean): number {
-    if (this.#closed) return EXITED;
+    if (this.#closed || Atomics.load(this.#gauges, 2 * t) < 0) return EXITED;
     const plen = bytes === undefined ? 0 : bytes.byteLength;
     const need = HEADER + ((plen + 7) & ~7);
     let st = this.#out[t];
@@ -316,7 +316,7 @@ export class Messenger {
 
   tryPost(thread: ThreadId, name: string, payload: unknown): PostHandle | undefined {
     const t = this.#target(thread);
-    if (this.#exited.has(t)) throw this.#exitedError(thread);
+    if (this.#exited.has(t) || Atomics.load(this.#gauges, 2 * t) < 0) throw this.#exitedError(thread);
     const seq = ++this.#seq;
     const [flags, bytes] = encode(payload);
     const r = this.#send(t, Msg.Post, this.#id(name), seq, flags, bytes, true);
@@ -331,7 +331,7 @@ export class Messenger {
   space(thread: ThreadId): Promise<void> {
     const t = this.#target(thread);
     if (!this.#refused.has(t)) return Promise.resolve();
-    if (this.#exited.has(t)) return Promise.reject(this.#exitedError(thread));
+    if (this.#exited.has(t) || Atomics.load(this.#gauges, 2 * t) < 0) return Promise.reject(this.#exitedError(thread));
     return new Promise((resolve, reject) => {
       let list = this.#space.get(t);
       if (!list) this.#space.set(t, (list = []));
@@ -349,7 +349,7 @@ export class Messenger {
     const timeoutMs = options.timeoutMs ?? 30_000;
     if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0))
       return Promise.reject(new TypeError(`timeoutMs must be a number >= 0, got ${String(options.timeoutMs)}`));
-    if (this.#exited.has(t)) return Promise.reject(this.#exitedError(thread));
+    if (this.#exited.has(t) || Atomics.load(this.#gauges, 2 * t) < 0) return Promise.reject(this.#exitedError(thread));
     const seq = ++this.#seq;
     let enc: [Enc, Uint8Array | undefined];
     try {

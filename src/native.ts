@@ -89,6 +89,7 @@ export interface NativeLoop {
   announce(): void;
   /** Microseconds of inbox polling after activity before sleeping (0: never). */
   setBusyPoll(us: number): void;
+  setRef(on: boolean): void;
   /** 0, -1 inbox full, -2 target exited (or this endpoint is closed), -3 no such endpoint. */
   post(target: number, type: number, name: number, seq: number, flags: number, payload: Uint8Array | undefined, bounded: boolean): number;
   cancel(target: number, seq: number): boolean;

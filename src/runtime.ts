@@ -163,6 +163,8 @@ export class Runtime extends EventEmitter {
         else if (r[o] === Rec.Message) this.#messenger!._message(r[o + 1]!, r[o + 2]!, r[o + 3]!, r[o + 4]!, r[o + 5]!, r[o + 6]!, r[o + 7]!);
       }
     }, r);
+    // The loop threads keep the process alive, not the main thread's inbox.
+    this.#native.setRef(false);
     this.#messenger = new Messenger(this.#native, this.#messageGroup, this.threads, this.threads, this.#inbox, (error) => {
       if (this.listenerCount('handler-error') > 0) this.emit('handler-error', { thread: 'main', error });
       else process.emitWarning(`iapp: a message handler on the main thread failed: ${error.stack ?? error.message}`);

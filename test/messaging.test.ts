@@ -152,7 +152,18 @@ describe('messaging', () => {
 
   it('rejects calls pending on a loop that exits with ERR_THREAD_EXITED, and refuses later posts', async () => {
     await withRuntime({ threads: 3, data: { watchMembership: 0 } }, async (rt) => {
-      rt.on('exit', () => {});
+      // When the thread has ended, its inbox is closed: a post throws at once, even before the
+      // exit notice has reached this thread.
+      const postAtExit = new Promise<unknown>((r) =>
+        rt.once('exit', () => {
+          try {
+            rt.post(1, 'count');
+            r('posted');
+          } catch (e) {
+            r((e as IappError).code);
+          }
+        }),
+      );
       const fromMain = rt.call(1, 'never', undefined, { timeoutMs: 0 });
       const fromLoop = rt.call(0, 'callLoop', { target: 1, name: 'never' });
       // Wait until loop 0's call has reached loop 1: loop 1 answers FIFO after it.
@@ -169,6 +180,7 @@ describe('messaging', () => {
       expect(await codeOf(fromMain)).toBe('ERR_THREAD_EXITED');
       expect(await fromLoop).toMatchObject({ code: 'ERR_THREAD_EXITED' });
       expect(await exited).toMatchObject({ event: 'exited', thread: 1 });
+      expect(await postAtExit).toBe('ERR_THREAD_EXITED');
       expect(() => rt.post(1, 'count')).toThrow(expect.objectContaining({ code: 'ERR_THREAD_EXITED' }));
       expect(rt.members().sort()).toEqual([0, 2, 'main'].sort());
       const seen = (await rt.call(0, 'membership')) as MembershipEvent[];
@@ -208,6 +220,15 @@ describe('messaging', () => {
       await rt.call(0, 'hello');
       expect(mine).toEqual([{ n: 1 }, { n: 2 }]);
     });
+  });
+
+  it('gives the same answers with busy polling, and validates the runtime’s messaging options', async () => {
+    await withRuntime({ busyPollUs: 50 }, async (rt) => {
+      for (let i = 0; i < 100; i++) expect(await rt.call(0, 'callLoop', { target: 1, name: 'hello' })).toEqual({ ok: 'hi' });
+    });
+    await expect(createRuntime({ module: fixture('messaging.mjs'), busyPollUs: -1 })).rejects.toThrow(RangeError);
+    await expect(createRuntime({ module: fixture('messaging.mjs'), inbox: { messages: 0 } })).rejects.toThrow(RangeError);
+    await expect(withRuntime({}, async (rt) => rt.call(0, 'echo', () => 1))).rejects.toThrow(/structured-cloneable/);
   });
 
   it('runs offloaded work on the pool and resolves on the loop that asked', async () => {
