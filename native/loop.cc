@@ -403,9 +403,13 @@ int Loop::Attach(std::shared_ptr<Group> group, uint32_t group_id, int32_t self) 
   group_ = std::move(group);
   group_id_ = group_id;
   self_ = self;
-  inbox_watcher_.fd = inbox_->wake_fd();
-  inbox_watcher_.want = kWantRead;
-  poller_.Update(&inbox_watcher_);
+  int r = UvWatchInbox(uv_, inbox_->wake_fd(), [](void* arg) { static_cast<Loop*>(arg)->OnInbox(); });
+  if (r != 0) {
+    inbox_.reset();
+    group_.reset();
+    self_ = -1;
+    return r;
+  }
   group_->Attached(self_, true);
   // Messages posted before we attached are waiting: the waker is already set, and the poller
   // reports it on the next wait.
@@ -470,6 +474,26 @@ int Loop::PostBatch(int32_t target, const uint8_t* data, size_t len, size_t coun
   return r;
 }
 
+void Loop::OnInbox() {
+  if (closed_ || stopping_) return;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env_, &scope) != napi_ok) return Stop();
+  ++stats_.wakeups;
+  draining_ = true;
+  try {
+    DrainInbox();
+    Deliver();
+    if (!closed_) {
+      FreeRetired();
+      poller_.Flush();
+    }
+  } catch (...) {
+    Stop();
+  }
+  draining_ = false;
+  napi_close_handle_scope(env_, scope);
+}
+
 void Loop::DrainInbox() {
   if (inbox_ == nullptr || stopping_) return;
   inbox_->ConsumeWake();
@@ -528,7 +552,6 @@ void Loop::DrainInbox() {
 
 void Loop::CloseInbox() {
   if (inbox_ == nullptr) return;
-  poller_.Remove(&inbox_watcher_);
   size_t dropped = inbox_->Close();
   group_->Attached(self_, false);
   // Deliver or die: everyone learns that this endpoint is gone (pending calls to it reject), and

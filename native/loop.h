@@ -127,6 +127,7 @@ class Loop {
   int PostBatch(int32_t target, const uint8_t* data, size_t len, size_t count);
   std::shared_ptr<Group> group_ref() const { return group_; }
   void DrainInbox();
+  void OnInbox();  // libuv: the inbox's waker fired
   // After inbox activity, poll the inbox for up to `ns` before libuv sleeps (0: never). Trades
   // CPU for the latency of a thread wake-up.
   void SetBusyPoll(uint64_t ns) { busy_poll_ns_ = ns; }
@@ -183,20 +184,10 @@ class Loop {
   size_t drain_bytes_ = 0;          // read into arenas during this drain
   size_t arena_hint_ = 0;           // ... during the previous one
 
-  class InboxWatcher : public Watcher {
-   public:
-    explicit InboxWatcher(Loop* loop) : loop_(loop) {}
-    void OnEvent(uint32_t) override { loop_->DrainInbox(); }
-    void OnPollError(int err) override { loop_->CountError(err); }
-
-   private:
-    Loop* loop_;
-  };
   std::shared_ptr<Group> group_;
   std::shared_ptr<Inbox> inbox_;
   uint32_t group_id_ = 0;
   int32_t self_ = -1;
-  InboxWatcher inbox_watcher_{this};
   std::vector<uint8_t> take_buf_;
   uint64_t busy_poll_ns_ = 0;
   bool inbox_active_ = false;

@@ -2,11 +2,16 @@
 
 #include <uv.h>
 
+#include <initializer_list>
+
 namespace iapp {
 
 struct UvWatch {
   uv_poll_t poll;
   uv_prepare_t prepare;
+  uv_poll_t inbox;
+  bool inbox_on = false;
+  void (*on_inbox)(void*) = nullptr;
   UvHooks hooks;
   int open_handles = 0;
   bool prepare_on = false;
@@ -75,14 +80,33 @@ void UvWatchWantPrepare(UvWatch* w) {
   uv_prepare_start(&w->prepare, OnPrepare);
 }
 
+int UvWatchInbox(UvWatch* w, int fd, void (*on_inbox)(void* arg)) {
+  if (w->inbox_on) return UV_EEXIST;
+  int r = uv_poll_init(w->poll.loop, &w->inbox, fd);
+  if (r != 0) return r;
+  w->inbox.data = w;
+  w->on_inbox = on_inbox;
+  w->inbox_on = true;
+  ++w->open_handles;
+  if (!uv_has_ref(reinterpret_cast<uv_handle_t*>(&w->poll))) uv_unref(reinterpret_cast<uv_handle_t*>(&w->inbox));
+  return uv_poll_start(&w->inbox, UV_READABLE, [](uv_poll_t* h, int, int) {
+    auto* uw = static_cast<UvWatch*>(h->data);
+    uw->on_inbox(uw->hooks.arg);
+  });
+}
+
 void UvWatchRef(UvWatch* w, bool on) {
-  auto* h = reinterpret_cast<uv_handle_t*>(&w->poll);
-  if (on) uv_ref(h);
-  else uv_unref(h);
+  for (uv_poll_t* p : {&w->poll, &w->inbox}) {
+    if (p == &w->inbox && !w->inbox_on) continue;
+    auto* h = reinterpret_cast<uv_handle_t*>(p);
+    if (on) uv_ref(h);
+    else uv_unref(h);
+  }
 }
 
 void UvWatchPause(UvWatch* w) {
   uv_poll_stop(&w->poll);
+  if (w->inbox_on) uv_poll_stop(&w->inbox);
   uv_prepare_stop(&w->prepare);
   w->prepare_on = false;
 }
@@ -92,6 +116,10 @@ void UvWatchClose(UvWatch* w, void (*done)(void*), void* arg) {
   w->done_arg = arg;
   uv_poll_stop(&w->poll);
   uv_prepare_stop(&w->prepare);
+  if (w->inbox_on) {
+    uv_poll_stop(&w->inbox);
+    uv_close(reinterpret_cast<uv_handle_t*>(&w->inbox), OnClosed);
+  }
   uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), OnClosed);
   uv_close(reinterpret_cast<uv_handle_t*>(&w->prepare), OnClosed);
 }

@@ -20,6 +20,9 @@ struct UvWatch;
 UvWatch* UvWatchStart(napi_env env, int fd, UvHooks hooks, int* err);
 // Runs on_prepare once before the thread next blocks in libuv (idempotent until it runs).
 void UvWatchWantPrepare(UvWatch* w);
+// Also watches `fd` (the inbox's waker) directly in libuv, outside the poller: a message then
+// wakes the thread through one eventfd, not through the nested epoll. 0 or a libuv error.
+int UvWatchInbox(UvWatch* w, int fd, void (*on_inbox)(void* arg));
 // Whether the watch keeps the libuv loop (and so the thread or process) alive. Default: yes.
 void UvWatchRef(UvWatch* w, bool on);
 // Stops watching the poller fd (the handles stay open until UvWatchClose).
