@@ -8,6 +8,7 @@
 //   push         bench/push.mjs         iapp-clt pushing into a C sink (GB/s, client CPU-s/GB)
 //   connections  bench/connections.mjs  server RSS per idle connection (32,768; 4,096 with --quick)
 //   http         bench/http.mjs         iapp-srv --mode http vs node:http (skipped if not there)
+//   messaging    bench/messaging.mjs    cross-thread messages vs worker_threads MessagePort (msgs/s, round trip µs)
 // Budget on a 2-core machine: about 8 minutes, --quick about 2. SCENARIOS below bounds each
 // scenario (run a scenario's script directly for its other options).
 //
@@ -58,6 +59,7 @@ const SCENARIOS = [
   { name: 'push', full: [], quick: ['--quick', '--duration', '1'], estS: [120, 35] },
   { name: 'connections', full: [], quick: ['--quick'], estS: [130, 60] },
   { name: 'http', full: ['--duration', '3'], quick: ['--quick'], estS: [150, 30] },
+  { name: 'messaging', full: [], quick: ['--quick'], estS: [45, 20] },
 ];
 const NAMES = SCENARIOS.map((s) => s.name);
 

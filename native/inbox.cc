@@ -63,8 +63,9 @@ int Inbox::Push(const MsgHeader& h, const uint8_t* payload, bool bounded) {
     if (h.len > 0) memcpy(log_.data() + at + sizeof h, payload, h.len);
     ++count_;
     Publish();
-    wake = !wake_pending_;
+    wake = !wake_pending_ && !polling_;
     wake_pending_ = true;
+    if (wake) __atomic_store_n(&wake_written_, true, __ATOMIC_RELAXED);
   }
   if (wake) Wake();
   return kOk;
@@ -78,14 +79,16 @@ int Inbox::PushBatch(const uint8_t* data, size_t len, size_t count) {
     log_.insert(log_.end(), data, data + len);
     count_ += count;
     Publish();
-    wake = !wake_pending_;
+    wake = !wake_pending_ && !polling_;
     wake_pending_ = true;
+    if (wake) __atomic_store_n(&wake_written_, true, __ATOMIC_RELAXED);
   }
   if (wake) Wake();
   return kOk;
 }
 
 void Inbox::Wake() {
+  __atomic_store_n(&wake_written_, true, __ATOMIC_RELEASE);
   {
     // The waker's fd lives as long as this inbox, which the caller holds. An eventfd write can
     // only fail at a counter of 2^64-2, a pipe write when 64 KiB of wakes are unread: the owner
@@ -114,7 +117,16 @@ bool Inbox::Cancel(int32_t from, double seq) {
   return false;
 }
 
+bool Inbox::SetPolling(bool on) {
+  std::lock_guard<std::mutex> lock(mu_);
+  polling_ = on;
+  return !on && count_ > 0;
+}
+
 void Inbox::ConsumeWake() {
+  // Only a Take() resets wake_pending_, and senders signal only after that: a signal written
+  // between this read and the Take() that follows cannot happen, so none is lost.
+  if (!__atomic_exchange_n(&wake_written_, false, __ATOMIC_ACQ_REL)) return;
 #if defined(__linux__)
   uint64_t n;
   ssize_t r = read(wake_rd_, &n, sizeof n);

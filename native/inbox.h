@@ -69,8 +69,13 @@ class Inbox {
   size_t Take(std::vector<uint8_t>* out, std::vector<int32_t>* waiters);
   // Refuses every later push; returns how many messages were pending (never handled).
   size_t Close();
-  // Called by the owner before Take(): resets the waker.
+  // Called by the owner before Take(): resets the waker if a sender set it.
   void ConsumeWake();
+  // The owner polls the inbox (busy polling): senders then skip the waker's syscall. Turning it
+  // off returns true if messages arrived meanwhile, which the owner must then take itself.
+  bool SetPolling(bool on);
+  // Signals the waker (the owner will take what is pending on its next turn).
+  void Wake();
   // A racy peek for busy polling: true if messages are probably pending.
   bool Pending() const { return gauge_ != nullptr && __atomic_load_n(&gauge_[0], __ATOMIC_RELAXED) > 0; }
 
@@ -79,7 +84,9 @@ class Inbox {
   std::vector<uint8_t> log_;
   size_t count_ = 0;
   bool closed_ = false;
-  bool wake_pending_ = false;
+  bool wake_pending_ = false;  // a sender has signalled (or, while polling_, would have)
+  bool polling_ = false;
+  bool wake_written_ = false;  // the waker fd holds a signal to consume (atomic: read unlocked)
   std::vector<int32_t> waiters_;
   const size_t max_messages_, max_bytes_;
   std::shared_ptr<int32_t> gauge_block_;
@@ -91,7 +98,6 @@ class Inbox {
     __atomic_store_n(&gauge_[0], closed_ ? -1 : static_cast<int32_t>(count_), __ATOMIC_RELAXED);
     __atomic_store_n(&gauge_[1], static_cast<int32_t>(log_.size() > 0x7fffffff ? 0x7fffffff : log_.size()), __ATOMIC_RELAXED);
   }
-  void Wake();
   int wake_rd_ = -1, wake_wr_ = -1;  // the same fd for an eventfd
 };
 

@@ -450,9 +450,17 @@ constexpr uint64_t kBusyPollCapNs = 1000000;
 
 void Loop::BusyPoll() {
   inbox_active_ = false;
+  inbox_->SetPolling(true);
   const uint64_t start = MonoNs();
   uint64_t deadline = start + busy_poll_ns_;
-  for (uint64_t now = start; now < deadline && now - start < kBusyPollCapNs; now = MonoNs()) {
+  for (;;) {
+    uint64_t now = MonoNs();
+    if (now >= deadline || now - start >= kBusyPollCapNs) {
+      if (!inbox_->SetPolling(false)) return;
+      // A message came as we stopped. Past the cap, let libuv run first: signal ourselves.
+      if (now - start >= kBusyPollCapNs) return inbox_->Wake();
+      inbox_->SetPolling(true);
+    }
     if (!inbox_->Pending()) {
       for (int i = 0; i < 32; ++i) CpuRelax();
       continue;
@@ -460,7 +468,10 @@ void Loop::BusyPoll() {
     DrainInbox();
     inbox_active_ = false;
     Deliver();
-    if (closed_ || stopping_) return;
+    if (closed_ || stopping_) {
+      if (inbox_ != nullptr) inbox_->SetPolling(false);
+      return;
+    }
     FreeRetired();
     poller_.Flush();
     deadline = MonoNs() + busy_poll_ns_;
