@@ -9,7 +9,7 @@
 //   connections  bench/connections.mjs  server RSS per idle connection (32,768; 4,096 with --quick)
 //   http         bench/http.mjs         iapp-srv --mode http vs node:http (skipped if not there)
 //   messaging    bench/messaging.mjs    cross-thread messages vs worker_threads MessagePort (msgs/s, round trip µs)
-// Budget on a 2-core machine: about 8 minutes, --quick about 2. SCENARIOS below bounds each
+// Budget on a 2-core machine: about 9 minutes, --quick about 2.5. SCENARIOS below bounds each
 // scenario (run a scenario's script directly for its other options).
 //
 // Every scenario script takes --quick, --json and --out FILE; this runner adds --json and --out
@@ -59,7 +59,7 @@ const SCENARIOS = [
   { name: 'push', full: [], quick: ['--quick', '--duration', '1'], estS: [120, 35] },
   { name: 'connections', full: [], quick: ['--quick'], estS: [130, 60] },
   { name: 'http', full: ['--duration', '3'], quick: ['--quick'], estS: [150, 30] },
-  { name: 'messaging', full: [], quick: ['--quick'], estS: [45, 20] },
+  { name: 'messaging', full: [], quick: ['--quick'], estS: [60, 25] },
 ];
 const NAMES = SCENARIOS.map((s) => s.name);
 
@@ -315,6 +315,8 @@ function headlineRows(byName) {
   const perCpu = lines('http').filter((x) => x.peer && /cpu/i.test(`${x.metric} ${x.unit}`) && !lowerIsBetter(x.metric) && !(x.threads > 1));
   for (const l of perCpu) row(`HTTP ${l.case}: ${l.metric === 'rpsPerCpuS' ? 'requests per server CPU-second' : l.metric}`, l, 'http');
   if (byName.has('http') && !perCpu.length) rows.push(['HTTP requests per server CPU-second', byName.get('http').status === 'skipped' ? 'not run (bench/http.mjs not there yet)' : 'no such line in the http output', '', '', '', '']);
+  for (const l of lines('messaging').filter((x) => /^iapp/.test(x.system) && x.peer && (x.metric === 'throughput' || x.metric === 'latency-p50')))
+    row(`messages between threads, ${l.case}: ${l.metric === 'throughput' ? 'one way' : 'round trip p50'}`, l, 'messaging');
   return rows;
 }
 
