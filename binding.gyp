@@ -14,7 +14,8 @@
       "native/socket.cc",
       "native/udp.cc",
       "native/inbox.cc",
-      "native/handoff.cc"
+      "native/handoff.cc",
+      "native/timers.cc"
     ],
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
     "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -43,6 +43,7 @@ SocketOptions SockOpts(const Napi::Object& o) {
   s.high_water = static_cast<size_t>(Num(o, "highWaterMark", 256 * 1024));
   s.quiet = Bool(o, "quiet", false);
   s.rcvlowat = static_cast<int>(Num(o, "lowWaterMark", 0));
+  s.priority = static_cast<int>(Num(o, "priority", 0));
   return s;
 }
 ListenSpec ListenSpecOf(const Napi::Object& o) {
@@ -108,6 +109,12 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
                            InstanceMethod<&NativeLoop::Announce>("announce"),
                            InstanceMethod<&NativeLoop::SetBusyPoll>("setBusyPoll"),
                            InstanceMethod<&NativeLoop::SetRef>("setRef"),
+                           InstanceMethod<&NativeLoop::TimerViewsJs>("timerViews"),
+                           InstanceMethod<&NativeLoop::TimerAlloc>("timerAlloc"),
+                           InstanceMethod<&NativeLoop::TimerFree>("timerFree"),
+                           InstanceMethod<&NativeLoop::Now>("now"),
+                           InstanceMethod<&NativeLoop::TestClockJump>("testClockJump"),
+                           InstanceMethod<&NativeLoop::SetInboxPriority>("setInboxPriority"),
                            InstanceMethod<&NativeLoop::Post>("post"),
                            InstanceMethod<&NativeLoop::Cancel>("cancel"),
                            InstanceMethod<&NativeLoop::PostBatch>("postBatch"),
@@ -402,6 +409,8 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     o.Set("messagesOut", static_cast<double>(s.messages_out));
     o.Set("detached", static_cast<double>(s.detached));
     o.Set("adopted", static_cast<double>(s.adopted));
+    o.Set("timers", static_cast<double>(loop_->timers().allocated()));
+    o.Set("timersArmed", static_cast<double>(loop_->timers().armed()));
     o.Set("handles", static_cast<double>(loop_->handle_count()));
     o.Set("quietSockets", static_cast<double>(loop_->quiet_open()));
     Napi::Object errors = Napi::Object::New(env);
@@ -423,6 +432,81 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
 
   Napi::Value SetBusyPoll(const Napi::CallbackInfo& info) {
     loop_->SetBusyPoll(static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue() * 1000));
+    return info.Env().Undefined();
+  }
+
+  // timerViews(rel: Float64Array, abs: BigInt64Array, period: Float64Array, ctl: Int32Array,
+  // dirty: Int32Array, flags: Uint8Array): the arrays JS arms timers in, for `rel.length` timers.
+  // Throws ENOMEM if the native side cannot make room for that many.
+  Napi::Value TimerViewsJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Loop* loop = L(env);
+    auto rel = info[0].As<Napi::Float64Array>();
+    auto abs = info[1].As<Napi::TypedArrayOf<int64_t>>();
+    auto period = info[2].As<Napi::Float64Array>();
+    auto ctl = info[3].As<Napi::Int32Array>();
+    auto dirty = info[4].As<Napi::Int32Array>();
+    auto flags = info[5].As<Napi::Uint8Array>();
+    const size_t cap = rel.ElementLength();
+    if (abs.ElementLength() < cap || period.ElementLength() < cap || ctl.ElementLength() < 2 * cap ||
+        dirty.ElementLength() < cap + 1 || flags.ElementLength() < cap)
+      throw Napi::RangeError::New(env, "timer arrays too small");
+    int r = loop->timers().Reserve(cap);
+    if (r < 0) ThrowSysError(env, -r, "timer", "making room for timers");
+    timer_refs_.clear();
+    for (size_t i = 0; i < 6; ++i) timer_refs_.push_back(Napi::Persistent(info[i]));
+    TimerViews v;
+    v.rel = rel.Data();
+    v.abs = abs.Data();
+    v.period = period.Data();
+    v.ctl = ctl.Data();
+    v.dirty = dirty.Data();
+    v.flags = flags.Data();
+    v.capacity = cap;
+    loop->timers().SetViews(v);
+    return env.Undefined();
+  }
+
+  // timerAlloc(clock, priority) -> slot
+  Napi::Value TimerAlloc(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Loop* loop = L(env);
+    int prio = info[1].As<Napi::Number>().Int32Value();
+    int r = loop->timers().Alloc(info[0].As<Napi::Number>().Int32Value(), prio);
+    if (r < 0)
+      ThrowSysError(env, -r, r == -ENOSYS ? "timer" : "timerfd_create",
+                    r == -ENOSYS ? "timers need timerfd (Linux) in this version" : "allocating a timer");
+    loop->NotePriority(prio);
+    loop->TimersChanged();
+    return Napi::Number::New(env, r);
+  }
+
+  Napi::Value TimerFree(const Napi::CallbackInfo& info) {
+    if (!loop_->closed()) {
+      loop_->timers().Free(info[0].As<Napi::Number>().Int32Value());
+      loop_->TimersChanged();
+    }
+    return info.Env().Undefined();
+  }
+
+  // now(clock) -> bigint ns
+  Napi::Value Now(const Napi::CallbackInfo& info) {
+    return Napi::BigInt::New(info.Env(), loop_->timers().Now(info[0].As<Napi::Number>().Int32Value()));
+  }
+
+  // testClockJump(ns: bigint): test hook, see TimerSet::TestJump.
+  Napi::Value TestClockJump(const Napi::CallbackInfo& info) {
+    bool lossless;
+    int64_t ns = info[0].As<Napi::BigInt>().Int64Value(&lossless);
+    if (!loop_->closed()) {
+      loop_->timers().TestJump(ns);
+      loop_->WantPrepare();
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value SetInboxPriority(const Napi::CallbackInfo& info) {
+    loop_->SetInboxPriority(info[0].As<Napi::Number>().Int32Value());
     return info.Env().Undefined();
   }
 
@@ -580,6 +664,7 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
   }
 
   std::unique_ptr<Loop> loop_;
+  std::vector<Napi::Reference<Napi::Value>> timer_refs_;
 };
 
 // Raises RLIMIT_NOFILE's soft limit to the hard limit. Returns { before, soft, hard }.

@@ -206,6 +206,7 @@ Listener* Listener::Open(Loop* loop, const ListenSpec& spec, int* err, int* sys)
   l->local_.len = sizeof l->local_.ss;
   getsockname(fd, reinterpret_cast<sockaddr*>(&l->local_.ss), &l->local_.len);
   if (!s.path.empty()) l->local_ = addr;  // getsockname of a Unix socket may omit the path on some systems
+  l->priority = static_cast<int8_t>(spec.socket.priority);
   loop->Register(l);
   l->want = kWantRead | (s.shared ? static_cast<uint32_t>(kExclusive) : 0u);
   loop->poller().Update(l);

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <ctime>
 
+#include <algorithm>
+
 #include "errors.h"
 #include "socket.h"
 #include "sys.h"
@@ -82,6 +84,7 @@ void Loop::Close() {
   if (closed_) return;
   closed_ = true;
   CloseInbox();
+  timers_.Close();
   for (auto& [id, h] : handles_) {
     poller_.Remove(h);
     h->dead = true;
@@ -125,6 +128,10 @@ void Loop::RestoreReserveFd() {
 void Loop::Register(Handle* h) {
   h->id = next_id_++;
   handles_.emplace(h->id, h);
+  NotePriority(h->priority);
+  // Every registered watcher can have one queued change: with room for all of them, pausing,
+  // resuming or re-arming a watcher never allocates.
+  poller_.Reserve(handles_.size() + 8);
 }
 
 Handle* Loop::Find(uint64_t id) const {
@@ -290,14 +297,43 @@ void Loop::Drain() {
   draining_ = true;
   try {
     for (int round = 0; round < kMaxRounds && !closed_ && !stopping_; ++round) {
+      timers_.Apply();  // what JS armed since the last round, before anything can expire
       int n = poller_.Wait(events_.data(), kBatch, 0);
       if (n < 0) {
         CountError(-n);
         break;
       }
-      for (int i = 0; i < n && !closed_ && !stopping_; ++i) {
+      // Gather what is ready (socket events, due timers, messages), order it by priority, then
+      // dispatch: a control message or timer can go before a thousand bulk reads.
+      items_.clear();
+      expired_.clear();
+      for (int i = 0; i < n; ++i) {
         Watcher* w = events_[i].watcher;
-        if (!w->dead) w->OnEvent(events_[i].events);
+        if (timers_.IsTimerWatcher(w)) {
+          const int clock = timers_.ClockOf(w);
+          if (timers_.Consume(clock)) timers_.ClockJumped();
+          timers_.Expire(clock, &expired_);
+        } else {
+          items_.push_back(ReadyItem{w->priority, 0, events_[i].events, w, {}});
+        }
+      }
+      for (const ExpiredTimer& t : expired_) items_.push_back(ReadyItem{t.priority, 1, 0, nullptr, t});
+      if (round == 0 && inbox_ != nullptr && inbox_->Pending())
+        items_.push_back(ReadyItem{inbox_priority_, 2, 0, nullptr, {}});
+      if (mixed_priorities_)
+        std::stable_sort(items_.begin(), items_.end(),
+                         [](const ReadyItem& a, const ReadyItem& b) { return a.priority > b.priority; });
+      for (size_t i = 0; i < items_.size() && !closed_ && !stopping_; ++i) {
+        const ReadyItem& it = items_[i];
+        if (it.kind == 0) {
+          if (!it.watcher->dead) it.watcher->OnEvent(it.events);
+        } else if (it.kind == 1) {
+          double* v = Emit(kRecTimer, static_cast<uint64_t>(it.timer.slot));
+          v[0] = it.timer.gen;
+          v[1] = it.timer.expirations;
+        } else if (inbox_ != nullptr) {
+          DrainInbox();
+        }
         // Between two events, never inside one: JS may close sockets (retired, still valid
         // memory) or the whole loop (then the rest of this batch is dropped unread).
         if (ArenaFull()) {
@@ -333,6 +369,7 @@ void Loop::Prepare() {
   napi_handle_scope scope;
   if (napi_open_handle_scope(env_, &scope) != napi_ok) return Stop();
   try {
+    timers_.Apply();
     // Until nothing is left: a refused change can emit a record, and delivering can queue
     // changes. libuv does not look at prepare handles when it computes how long to block, so
     // anything left here would wait for an unrelated wake.
@@ -486,23 +523,13 @@ int Loop::PostBatch(int32_t target, const uint8_t* data, size_t len, size_t coun
 }
 
 void Loop::OnInbox() {
-  if (closed_ || stopping_) return;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env_, &scope) != napi_ok) return Stop();
-  ++stats_.wakeups;
-  draining_ = true;
-  try {
-    DrainInbox();
-    Deliver();
-    if (!closed_) {
-      FreeRetired();
-      poller_.Flush();
-    }
-  } catch (...) {
-    Stop();
-  }
-  draining_ = false;
-  napi_close_handle_scope(env_, scope);
+  // Messages are one more kind of ready item: the drain takes them with whatever else is ready,
+  // in priority order.
+  Drain();
+}
+
+void Loop::TimersChanged() {
+  if (uv_ != nullptr) UvWatchPrepareAlways(uv_, timers_.allocated() > 0);
 }
 
 void Loop::DrainInbox() {

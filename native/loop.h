@@ -11,6 +11,7 @@
 
 #include "inbox.h"
 #include "poller.h"
+#include "timers.h"
 #include "uv_glue.h"
 
 namespace iapp {
@@ -35,6 +36,8 @@ enum RecordKind : int {
   kRecMessage = 10,
   kRecMsgArena = 11,     // the next arena of the batch holds the following messages' payloads
   kRecDetached = 12,     // id: socket; every record of it read before detach() came before this
+  kRecTimer = 13,        // id: timer slot, v0: generation, v1: expirations
+  kRecChild = 14,        // id: child watch, v0: exit code (-1 if killed), v1: signal, v2: errno
 };
 constexpr int kRecordStride = 8;
 constexpr int kRecordCapacity = 4096;  // records per call into JS
@@ -131,6 +134,18 @@ class Loop {
   // After inbox activity, poll the inbox for up to `ns` before libuv sleeps (0: never). Trades
   // CPU for the latency of a thread wake-up.
   void SetBusyPoll(uint64_t ns) { busy_poll_ns_ = ns; }
+  TimerSet& timers() { return timers_; }
+  // Arming is a store by JS: the prepare hook applies it, so it runs before every block while
+  // any timer is allocated.
+  void TimersChanged();
+  void SetInboxPriority(int p) {
+    inbox_priority_ = static_cast<int8_t>(p);
+    NotePriority(p);
+  }
+  // Sorting a batch by priority is skipped until some watcher has a priority other than 0.
+  void NotePriority(int p) {
+    if (p != 0) mixed_priorities_ = true;
+  }
   // Whether this loop alone keeps its thread alive (the main thread's endpoint does not).
   void SetRef(bool on) {
     if (uv_ != nullptr) UvWatchRef(uv_, on);
@@ -190,6 +205,18 @@ class Loop {
   int32_t self_ = -1;
   std::vector<uint8_t> take_buf_;
   uint64_t busy_poll_ns_ = 0;
+  TimerSet timers_{this};
+  int8_t inbox_priority_ = 0;
+  bool mixed_priorities_ = false;
+  struct ReadyItem {
+    int8_t priority;
+    uint8_t kind;  // 0 watcher event, 1 expired timer, 2 inbox
+    uint32_t events;
+    Watcher* watcher;
+    ExpiredTimer timer;
+  };
+  std::vector<ReadyItem> items_;
+  std::vector<ExpiredTimer> expired_;
   bool inbox_active_ = false;
   void BusyPoll();
   std::vector<int32_t> waiters_buf_;

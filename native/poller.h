@@ -46,6 +46,8 @@ class Watcher {
   uint32_t armed = 0;    // what the kernel has; kNotArmed bits mean "needs re-arming"
   bool queued = false;   // in the poller's change list
   bool dead = false;     // closed: events still in a fetched batch must be ignored
+  // Within one drained batch, events of higher-priority watchers are dispatched first.
+  int8_t priority = 0;
 };
 
 struct PollEvent {
@@ -76,6 +78,12 @@ class Poller {
   // Submits queued changes. A watcher whose change the kernel refuses gets OnPollError(err).
   void Flush();
   bool HasChanges() const { return !changes_.empty(); }
+  // Makes room for `n` queued changes, so that Update() never allocates (called when a watcher
+  // is registered: the one step allowed to fail). May throw std::bad_alloc.
+  void Reserve(size_t n) {
+    changes_.reserve(n);
+    flushing_.reserve(n);
+  }
   // Flushes, then waits up to timeout_ms (0: poll) for at most `max` events. Returns the number of
   // events or -errno.
   int Wait(PollEvent* out, int max, int timeout_ms);

@@ -44,6 +44,7 @@ Socket* Socket::Adopt(Loop* loop, int fd, bool connecting, const SocketOptions& 
   if (opts.rcvlowat > 0) SetSockOptInt(fd, SOL_SOCKET, SO_RCVLOWAT, opts.rcvlowat);
   auto* s = new Socket(loop, fd, connecting, opts);
   s->inet_ = inet;
+  s->priority = static_cast<int8_t>(opts.priority);
   loop->Register(s);
   if (opts.quiet) loop->QuietOpened();
   s->Rearm();
@@ -433,6 +434,7 @@ Socket* Socket::Restore(Loop* loop, DetachedSocket&& d, int read_mode) {
   s->bytes_out_ = d.bytes_out;
   s->Enqueue(d.unsent.data(), d.unsent.size());
   d.fd = -1;
+  s->priority = static_cast<int8_t>(opts.priority);
   loop->Register(s);
   ++loop->stats().adopted;
   s->MaybeShutdown();

@@ -25,6 +25,8 @@ struct SocketOptions {
   // SO_RCVLOWAT: the kernel wakes the loop only once this many bytes are queued (or at EOF, or
   // when the window would stall). 0 leaves the kernel's default (1 byte).
   int rcvlowat = 0;
+  // Dispatch priority of the socket's events within a drained batch (higher first).
+  int priority = 0;
 };
 
 // A socket between two loops: what detach() took from one loop for adopt() on another.

@@ -15,6 +15,7 @@ struct UvWatch {
   UvHooks hooks;
   int open_handles = 0;
   bool prepare_on = false;
+  bool prepare_always = false;
   void (*done)(void*) = nullptr;
   void* done_arg = nullptr;
 };
@@ -29,8 +30,10 @@ void OnPoll(uv_poll_t* h, int status, int events) {
 
 void OnPrepare(uv_prepare_t* h) {
   auto* w = static_cast<UvWatch*>(h->data);
-  uv_prepare_stop(&w->prepare);
-  w->prepare_on = false;
+  if (!w->prepare_always) {
+    uv_prepare_stop(&w->prepare);
+    w->prepare_on = false;
+  }
   w->hooks.on_prepare(w->hooks.arg);
 }
 
@@ -104,11 +107,17 @@ void UvWatchRef(UvWatch* w, bool on) {
   }
 }
 
+void UvWatchPrepareAlways(UvWatch* w, bool on) {
+  w->prepare_always = on;
+  if (on) UvWatchWantPrepare(w);
+}
+
 void UvWatchPause(UvWatch* w) {
   uv_poll_stop(&w->poll);
   if (w->inbox_on) uv_poll_stop(&w->inbox);
   uv_prepare_stop(&w->prepare);
   w->prepare_on = false;
+  w->prepare_always = false;
 }
 
 void UvWatchClose(UvWatch* w, void (*done)(void*), void* arg) {

@@ -20,6 +20,8 @@ struct UvWatch;
 UvWatch* UvWatchStart(napi_env env, int fd, UvHooks hooks, int* err);
 // Runs on_prepare once before the thread next blocks in libuv (idempotent until it runs).
 void UvWatchWantPrepare(UvWatch* w);
+// Runs on_prepare before every block while `on` (timers armed by plain stores from JS need it).
+void UvWatchPrepareAlways(UvWatch* w, bool on);
 // Also watches `fd` (the inbox's waker) directly in libuv, outside the poller: a message then
 // wakes the thread through one eventfd, not through the nested epoll. 0 or a libuv error.
 int UvWatchInbox(UvWatch* w, int fd, void (*on_inbox)(void* arg));

@@ -22,3 +22,5 @@ export { listenFds, LISTEN_FDS_START, type ActivatedSocket } from './activation.
 export { MEMBERSHIP } from './messaging.js';
 export type { BroadcastResult, CallOptions, InboxOptions, MembershipEvent, MessageHandler, PostHandle, ThreadId } from './messaging.js';
 export type { SocketToken } from './socket.js';
+export { Timer } from './timer.js';
+export type { ClockName, Duration, TimerCallback, TimerOptions, When } from './timer.js';

@@ -7,6 +7,7 @@ import { Listener } from './listener.js';
 import { Messenger, type BroadcastResult, type InboxOptions, type CallOptions, type MessageHandler, type PostHandle, type ThreadId } from './messaging.js';
 import { native as addon, ReadMode, Rec, type NativeLoop } from './native.js';
 import { Socket, type SocketToken } from './socket.js';
+import { Timer, TimerTable, type ClockName, type TimerCallback, type TimerOptions } from './timer.js';
 import { UdpSocket } from './udp.js';
 
 /** How a socket reads: deliver to JS (`data`), discard natively (`sink`) or not at all yet (`paused`). */
@@ -29,6 +30,11 @@ export interface SocketOptions {
    * and bulk transfers, not request/response. Default: the kernel's (1 byte).
    */
   lowWaterMark?: number;
+  /**
+   * Dispatch priority of this socket's events (and a listener's accepts) within one drained
+   * batch: -128 to 127, higher first. Default 0.
+   */
+  priority?: number;
 }
 
 export interface ListenOptions extends SocketOptions {
@@ -117,6 +123,9 @@ export interface LoopStats {
   /** Sockets handed to other loops (detach) and taken from them (adopt). */
   detached: number;
   adopted: number;
+  /** Timers allocated on this loop, and armed now. */
+  timers: number;
+  timersArmed: number;
   /** Failures by errno code: `{ ECONNRESET: 3 }`. */
   errors: Record<string, number>;
   /** What the application's `loop.onStats` function returned, if it set one. */
@@ -145,6 +154,7 @@ function checkSocketOptions(o: SocketOptions): void {
     throw new TypeError(`mode must be 'data', 'sink' or 'paused', got ${String(o.mode)}`);
   checkInt('highWaterMark', o.highWaterMark, 1, 2 ** 40);
   checkInt('lowWaterMark', o.lowWaterMark, 1, 2 ** 30);
+  checkInt('priority', o.priority, -128, 127);
 }
 
 /**
@@ -172,6 +182,7 @@ export class Loop {
   #appStats: (() => unknown) | undefined;
   #quietDone: (() => void) | undefined;
   #messenger: Messenger;
+  #timers: TimerTable | undefined;
 
   /** @internal Made by the runtime's thread entry. */
   constructor(
@@ -194,6 +205,47 @@ export class Loop {
   /** @internal Setup has finished: run the messages that waited for it. */
   _ready(): void {
     this.#messenger.ready();
+  }
+
+  // ---- timers and clocks (see src/timer.ts) ----
+
+  /**
+   * Allocates a timer on this loop: the only step that can fail (ENOMEM; ENOSYS where timers
+   * are not available). Arm it with `arm()`/`armInterval()`, which cannot fail; `fn` runs on this
+   * loop's thread. `close()` the timer (or the loop) to release it.
+   */
+  timer(options: TimerOptions, fn: TimerCallback): Timer;
+  timer(fn: TimerCallback): Timer;
+  timer(a: TimerOptions | TimerCallback, b?: TimerCallback): Timer {
+    this.#checkOpen();
+    const [options, fn] = typeof a === 'function' ? [{}, a] : [a ?? {}, b];
+    if (typeof fn !== 'function') throw new TypeError('timer needs a callback');
+    if (options.clock !== undefined && options.clock !== 'monotonic' && options.clock !== 'realtime')
+      throw new TypeError(`clock must be 'monotonic' or 'realtime', got ${String(options.clock)}`);
+    checkInt('priority', options.priority, -128, 127);
+    this.#timers ??= new TimerTable(this.native);
+    return new Timer(this.native, this.#timers, options, fn, (e) => this.handlerError(e));
+  }
+
+  /** Now on `clock` (default monotonic), in integer nanoseconds. */
+  now(clock: ClockName = 'monotonic'): bigint {
+    return this.native.now(clock === 'realtime' ? 1 : 0);
+  }
+
+  /**
+   * Dispatch priority of messages to this loop within one drained batch (-128 to 127, higher
+   * first; default 0): with a high one, a control message is handled before the socket reads
+   * that were ready at the same moment.
+   */
+  setMessagePriority(priority: number): this {
+    checkInt('priority', priority, -128, 127);
+    this.native.setInboxPriority(priority);
+    return this;
+  }
+
+  /** @internal Test hook: moves this loop's view of the realtime clock, as a clock change would. */
+  _testClockJump(ns: bigint): void {
+    this.native.testClockJump(ns);
   }
 
   // ---- messages between threads (see src/messaging.ts) ----
@@ -327,6 +379,7 @@ export class Loop {
       allowHalfOpen: options.allowHalfOpen ?? false,
       highWaterMark: options.highWaterMark ?? 256 * 1024,
       ...(options.lowWaterMark !== undefined ? { lowWaterMark: options.lowWaterMark } : {}),
+      priority: options.priority ?? 0,
       // A sink nobody watches needs no JS at all per connection: its sockets stay native
       // (no Socket object, no records) until someone sets onConnection.
       quiet: mode === ReadMode.Sink && onConnection === undefined,
@@ -375,6 +428,7 @@ export class Loop {
       allowHalfOpen: options.allowHalfOpen ?? false,
       highWaterMark: options.highWaterMark ?? 256 * 1024,
       ...(options.lowWaterMark !== undefined ? { lowWaterMark: options.lowWaterMark } : {}),
+      priority: options.priority ?? 0,
     });
     const socket = new Socket(this, id, mode, true);
     this.#sockets.set(id, socket);
@@ -584,6 +638,9 @@ export class Loop {
             this.#sockets.delete(id);
             socket?._detached();
             socket = undefined;
+            break;
+          case Rec.Timer:
+            this.#timers?.fire(id, r[o + 2]!, r[o + 3]!);
             break;
           case Rec.QuietDone:
             this.#quietDone?.();

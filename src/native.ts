@@ -19,6 +19,7 @@ export interface NativeListenSpec {
   highWaterMark?: number;
   quiet?: boolean;
   lowWaterMark?: number;
+  priority?: number;
 }
 
 export interface NativeConnectSpec {
@@ -32,6 +33,7 @@ export interface NativeConnectSpec {
   allowHalfOpen?: boolean;
   highWaterMark?: number;
   lowWaterMark?: number;
+  priority?: number;
 }
 
 export interface NativeUdpSpec {
@@ -90,6 +92,12 @@ export interface NativeLoop {
   /** Microseconds of inbox polling after activity before sleeping (0: never). */
   setBusyPoll(us: number): void;
   setRef(on: boolean): void;
+  timerViews(rel: Float64Array, abs: BigInt64Array, period: Float64Array, ctl: Int32Array, dirty: Int32Array, flags: Uint8Array): void;
+  timerAlloc(clock: number, priority: number): number;
+  timerFree(slot: number): void;
+  now(clock: number): bigint;
+  testClockJump(ns: bigint): void;
+  setInboxPriority(priority: number): void;
   /** 0, -1 inbox full, -2 target exited (or this endpoint is closed), -3 no such endpoint. */
   post(target: number, type: number, name: number, seq: number, flags: number, payload: Uint8Array | undefined, bounded: boolean): number;
   cancel(target: number, seq: number): boolean;
@@ -154,6 +162,8 @@ export const enum Rec {
   Message = 10,
   MsgArena = 11,
   Detached = 12,
+  Timer = 13,
+  Child = 14,
 }
 
 /** Read modes; mirrors native/socket.h. */

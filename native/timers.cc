@@ -1,0 +1,267 @@
+#include "timers.h"
+
+#include <cerrno>
+#include <cmath>
+#include <ctime>
+#include <new>
+#include <unistd.h>
+#if defined(__linux__)
+#include <sys/timerfd.h>
+#endif
+
+#include "loop.h"
+#include "sys.h"
+
+namespace iapp {
+
+TimerSet::TimerSet(Loop* loop) : loop_(loop) {}
+
+TimerSet::~TimerSet() { Close(); }
+
+void TimerSet::Close() {
+  for (int c = 0; c < 2; ++c) {
+    if (fds_[c].fd >= 0) {
+      loop_->poller().Remove(&fds_[c]);
+      SysClose(fds_[c].fd);
+    }
+    fds_[c].fd = -1;
+  }
+}
+
+int TimerSet::Reserve(size_t n) {
+  if (n <= slots_.size()) return 0;
+  try {
+    slots_.reserve(n);
+    free_.reserve(n);
+    heap_[0].reserve(n);
+    heap_[1].reserve(n);
+    while (slots_.size() < n) slots_.emplace_back();
+  } catch (const std::bad_alloc&) {
+    return -ENOMEM;
+  }
+  return 0;
+}
+
+int TimerSet::OpenFd(int clock) {
+  if (fds_[clock].fd >= 0) return 0;
+#if defined(__linux__)
+  int fd = timerfd_create(clock == kRealtime ? CLOCK_REALTIME : CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (fd < 0) return -errno;
+  fds_[clock].fd = fd;
+  fds_[clock].want = kWantRead;
+  loop_->poller().Update(&fds_[clock]);
+  return 0;
+#else
+  // kqueue's EVFILT_TIMER is not an fd; this version drives timers with timerfd only.
+  (void)clock;
+  return -ENOSYS;
+#endif
+}
+
+int TimerSet::Alloc(int clock, int priority) {
+  if (clock != kMonotonic && clock != kRealtime) return -EINVAL;
+  int r = OpenFd(clock);
+  if (r < 0) return r;
+  int32_t slot = -1;
+  if (!free_.empty()) {
+    slot = free_.back();
+    free_.pop_back();
+  } else {
+    for (size_t i = allocated_; i < slots_.size(); ++i)
+      if (!slots_[i].used) {
+        slot = static_cast<int32_t>(i);
+        break;
+      }
+    if (slot < 0) return -ENOSPC;  // the caller reserves capacity first
+  }
+  Slot& s = slots_[static_cast<size_t>(slot)];
+  s = Slot{};
+  s.used = true;
+  s.clock = static_cast<int8_t>(clock);
+  s.priority = static_cast<int8_t>(priority);
+  ++allocated_;
+  return slot;
+}
+
+void TimerSet::Free(int slot) {
+  if (slot < 0 || static_cast<size_t>(slot) >= slots_.size() || !slots_[slot].used) return;
+  HeapRemove(slot);
+  slots_[slot].used = false;
+  --allocated_;
+  free_.push_back(slot);  // within the capacity reserved for it
+  ArmKernel(slots_[slot].clock);
+}
+
+int64_t TimerSet::Now(int clock) const {
+  timespec ts;
+  clock_gettime(clock == kRealtime ? CLOCK_REALTIME : CLOCK_MONOTONIC, &ts);
+  int64_t ns = static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+  return clock == kRealtime ? ns + realtime_offset_ : ns;
+}
+
+bool TimerSet::Before(int32_t a, int32_t b) const {
+  const Slot& x = slots_[a];
+  const Slot& y = slots_[b];
+  return x.deadline != y.deadline ? x.deadline < y.deadline : x.order < y.order;
+}
+
+void TimerSet::SiftUp(std::vector<int32_t>& h, size_t i) {
+  int32_t s = h[i];
+  while (i > 0) {
+    size_t p = (i - 1) / 2;
+    if (!Before(s, h[p])) break;
+    h[i] = h[p];
+    slots_[h[i]].heap_at = static_cast<int32_t>(i);
+    i = p;
+  }
+  h[i] = s;
+  slots_[s].heap_at = static_cast<int32_t>(i);
+}
+
+void TimerSet::SiftDown(std::vector<int32_t>& h, size_t i) {
+  int32_t s = h[i];
+  const size_t n = h.size();
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= n) break;
+    if (c + 1 < n && Before(h[c + 1], h[c])) ++c;
+    if (!Before(h[c], s)) break;
+    h[i] = h[c];
+    slots_[h[i]].heap_at = static_cast<int32_t>(i);
+    i = c;
+  }
+  h[i] = s;
+  slots_[s].heap_at = static_cast<int32_t>(i);
+}
+
+void TimerSet::HeapPush(int32_t slot) {
+  auto& h = heap_[slots_[slot].clock];
+  h.push_back(slot);  // capacity reserved at allocation: never reallocates
+  SiftUp(h, h.size() - 1);
+}
+
+void TimerSet::HeapRemove(int32_t slot) {
+  Slot& s = slots_[slot];
+  if (s.heap_at < 0) return;
+  auto& h = heap_[s.clock];
+  size_t i = static_cast<size_t>(s.heap_at);
+  s.heap_at = -1;
+  int32_t last = h.back();
+  h.pop_back();
+  if (last == slot) return;
+  h[i] = last;
+  slots_[last].heap_at = static_cast<int32_t>(i);
+  SiftDown(h, i);
+  SiftUp(h, static_cast<size_t>(slots_[last].heap_at));
+}
+
+void TimerSet::HeapFix(int32_t slot) {
+  auto& h = heap_[slots_[slot].clock];
+  size_t i = static_cast<size_t>(slots_[slot].heap_at);
+  SiftUp(h, i);
+  SiftDown(h, static_cast<size_t>(slots_[slot].heap_at));
+}
+
+void TimerSet::Apply() {
+  if (views_.dirty == nullptr) return;
+  const int32_t n = views_.dirty[0];
+  if (n == 0) return;
+  bool touched[2] = {false, false};
+  const int64_t now[2] = {Now(kMonotonic), Now(kRealtime)};
+  for (int32_t k = 0; k < n; ++k) {
+    const int32_t slot = views_.dirty[1 + k];
+    if (slot < 0 || static_cast<size_t>(slot) >= slots_.size()) continue;
+    views_.flags[slot] = 0;
+    Slot& s = slots_[slot];
+    if (!s.used) continue;
+    touched[s.clock] = true;
+    if (views_.ctl[2 * slot] == 0) {
+      HeapRemove(slot);
+      continue;
+    }
+    const double rel = views_.rel[slot];
+    s.deadline = std::isnan(rel) ? views_.abs[slot] : now[s.clock] + static_cast<int64_t>(rel);
+    const double period = views_.period[slot];
+    s.period = period > 0 ? static_cast<int64_t>(period) : 0;
+    s.gen = views_.ctl[2 * slot + 1];
+    s.order = next_order_++;
+    if (s.heap_at < 0) HeapPush(slot);
+    else HeapFix(slot);
+  }
+  views_.dirty[0] = 0;
+  for (int c = 0; c < 2; ++c)
+    if (touched[c]) ArmKernel(c);
+}
+
+void TimerSet::ArmKernel(int clock) {
+#if defined(__linux__)
+  if (fds_[clock].fd < 0) return;
+  auto& h = heap_[clock];
+  int64_t at = h.empty() ? -1 : slots_[h[0]].deadline - (clock == kRealtime ? realtime_offset_ : 0);
+  if (at == kernel_at_[clock]) return;
+  itimerspec its{};
+  if (at >= 0) {
+    const int64_t v = at > 0 ? at : 1;  // a zero it_value would disarm
+    its.it_value.tv_sec = static_cast<time_t>(v / 1000000000);
+    its.it_value.tv_nsec = static_cast<long>(v % 1000000000);
+  }
+  int flags = TFD_TIMER_ABSTIME;
+  if (clock == kRealtime) flags |= TFD_TIMER_CANCEL_ON_SET;
+  if (timerfd_settime(fds_[clock].fd, flags, &its, nullptr) < 0) {
+    // ECANCELED: the clock was set since the last read; the fd is readable and the drain will
+    // re-evaluate. Nothing else can fail with valid arguments.
+    kernel_at_[clock] = -2;
+    return;
+  }
+  kernel_at_[clock] = at;
+#else
+  (void)clock;
+#endif
+}
+
+bool TimerSet::Consume(int clock) {
+  uint64_t n;
+  ssize_t r = read(fds_[clock].fd, &n, sizeof n);
+  if (r < 0 && errno == ECANCELED) {
+    kernel_at_[clock] = -2;  // must be set again
+    return true;
+  }
+  return false;
+}
+
+void TimerSet::Expire(int clock, std::vector<ExpiredTimer>* out) {
+  auto& h = heap_[clock];
+  const int64_t now = Now(clock);
+  while (!h.empty()) {
+    const int32_t slot = h[0];
+    Slot& s = slots_[slot];
+    if (s.deadline > now) break;
+    double expirations = 1;
+    if (s.period > 0) {
+      const int64_t missed = (now - s.deadline) / s.period;
+      expirations = static_cast<double>(missed + 1);
+      s.deadline += (missed + 1) * s.period;
+      s.order = next_order_++;
+      HeapFix(slot);
+    } else {
+      HeapRemove(slot);
+      if (views_.ctl != nullptr && views_.ctl[2 * slot + 1] == s.gen) views_.ctl[2 * slot] = 0;
+    }
+    out->push_back(ExpiredTimer{slot, s.gen, s.priority, expirations});
+  }
+  ArmKernel(clock);
+}
+
+void TimerSet::ClockJumped() {
+  // Deadlines on the realtime clock are instants: they stay, and the kernel timer is set again
+  // from the new "now". What became due is expired by the caller's Expire().
+  kernel_at_[kRealtime] = -2;
+  ArmKernel(kRealtime);
+}
+
+void TimerSet::TestJump(int64_t ns) {
+  realtime_offset_ += ns;
+  ClockJumped();
+}
+
+}  // namespace iapp

@@ -1,0 +1,107 @@
+// Timers of one loop: one heap per clock and one kernel timer per clock (timerfd on Linux, an
+// EVFILT_TIMER-free fallback elsewhere: see timers.cc), whatever the number of timers.
+//
+// Allocate, then arm (Dasynq's rule). Allocating a timer reserves everything it will ever need:
+// its slot, its place in the heap's storage, the kernel timer of its clock. Arming and disarming
+// are plain stores by JavaScript into arrays shared with this class (no native call, no
+// allocation, nothing that can fail); the loop applies them before it next waits.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "poller.h"
+
+namespace iapp {
+
+class Loop;
+
+enum Clock : int { kMonotonic = 0, kRealtime = 1 };
+
+// The arrays JavaScript writes (src/timer.ts), per slot. Pointers into JS ArrayBuffers the loop
+// keeps referenced; replaced (never resized in place) when the capacity grows.
+struct TimerViews {
+  double* rel = nullptr;     // armed after this many ns from now; NaN: use abs
+  int64_t* abs = nullptr;    // armed at this instant of the timer's clock (ns)
+  double* period = nullptr;  // ns between expirations; 0: once
+  int32_t* ctl = nullptr;    // [2 * slot] state (0 disarmed, 1 armed), [2 * slot + 1] generation
+  int32_t* dirty = nullptr;  // [0] count, then slots whose arming changed
+  uint8_t* flags = nullptr;  // 1 while the slot is in the dirty list
+  size_t capacity = 0;
+};
+
+struct ExpiredTimer {
+  int32_t slot;
+  int32_t gen;
+  int8_t priority;
+  double expirations;
+};
+
+class TimerSet {
+ public:
+  explicit TimerSet(Loop* loop);
+  ~TimerSet();
+  // Makes slot capacity for `n` timers (the JS arrays must cover it): 0 or -ENOMEM.
+  int Reserve(size_t n);
+  void SetViews(const TimerViews& v) { views_ = v; }
+  size_t capacity() const { return slots_.size(); }
+  // Allocates a timer: its slot (>= 0) or -errno (ENOMEM, or the kernel timer's creation error).
+  int Alloc(int clock, int priority);
+  void Free(int slot);
+  size_t allocated() const { return allocated_; }
+  size_t armed() const { return heap_[0].size() + heap_[1].size(); }
+
+  // Applies what JavaScript armed or disarmed since the last call, and sets the kernel timers.
+  void Apply();
+  // Appends the timers due now (periodic ones re-armed) to *out.
+  void Expire(int clock, std::vector<ExpiredTimer>* out);
+  // The system clock was set: realtime deadlines are instants, so they stay, but what is due and
+  // when the kernel must wake us are computed again. Called on ECANCELED from the realtime
+  // timerfd, and by the test hook below.
+  void ClockJumped();
+  // Test only: moves this loop's view of the realtime clock by `ns` and runs ClockJumped().
+  void TestJump(int64_t ns);
+  int64_t Now(int clock) const;
+  bool IsTimerWatcher(const Watcher* w) const { return w == &fds_[0] || w == &fds_[1]; }
+  int ClockOf(const Watcher* w) const { return w == &fds_[1] ? kRealtime : kMonotonic; }
+  // Reads the kernel timer after it fired; returns true if the realtime clock jumped.
+  bool Consume(int clock);
+  void Close();
+
+ private:
+  struct Slot {
+    int64_t deadline = 0;
+    int64_t period = 0;
+    int32_t heap_at = -1;  // index in heap_[clock], -1 when not armed
+    int32_t gen = 0;
+    int8_t clock = 0;
+    int8_t priority = 0;
+    bool used = false;
+    uint64_t order = 0;  // arming order: equal deadlines fire in the order they were armed
+  };
+  class Fd : public Watcher {
+   public:
+    void OnEvent(uint32_t) override {}
+    void OnPollError(int) override {}
+  };
+  bool Before(int32_t a, int32_t b) const;
+  void SiftUp(std::vector<int32_t>& h, size_t i);
+  void SiftDown(std::vector<int32_t>& h, size_t i);
+  void HeapRemove(int32_t slot);
+  void HeapPush(int32_t slot);
+  void HeapFix(int32_t slot);
+  void ArmKernel(int clock);
+  int OpenFd(int clock);
+
+  Loop* loop_;
+  TimerViews views_;
+  std::vector<Slot> slots_;
+  std::vector<int32_t> free_;
+  std::vector<int32_t> heap_[2];
+  size_t allocated_ = 0;
+  uint64_t next_order_ = 0;
+  Fd fds_[2];
+  int64_t kernel_at_[2] = {-1, -1};  // what the kernel timer is set to (-1: disarmed)
+  int64_t realtime_offset_ = 0;      // test hook only
+};
+
+}  // namespace iapp

@@ -1,0 +1,197 @@
+// Timers of a loop (native/timers.cc). A timer is allocated once (the only step that can fail)
+// and then armed and disarmed by plain stores into arrays the native loop reads before it next
+// waits: arming calls nothing native, allocates nothing native and cannot fail.
+import { IappError } from './errors.js';
+import type { NativeLoop } from './native.js';
+
+/** `'monotonic'`: durations, unaffected by changes to the system clock. `'realtime'`: instants of the system (wall) clock. */
+export type ClockName = 'monotonic' | 'realtime';
+
+/**
+ * A duration: a `number` of milliseconds (a safe integer >= 0) or a `bigint` of nanoseconds.
+ * Never a fraction: time is integer nanoseconds throughout.
+ */
+export type Duration = number | bigint;
+
+/** When a timer fires: after a duration from now, or `{ at }` an instant (ns) of its clock (see `loop.now()`). */
+export type When = Duration | { at: bigint };
+
+export interface TimerOptions {
+  /** Default `'monotonic'`. */
+  clock?: ClockName;
+  /** Dispatch order within one drained batch, -128 to 127, higher first. Default 0. */
+  priority?: number;
+}
+
+/** Called when a timer fires; `expirations` > 1 when an interval timer missed periods. */
+export type TimerCallback = (expirations: number, timer: Timer) => void;
+
+const clockOf = (c: ClockName | undefined): number => (c === 'realtime' ? 1 : 0);
+
+function durationNs(d: Duration, what: string): number {
+  if (typeof d === 'bigint') {
+    if (d < 0n || d > BigInt(Number.MAX_SAFE_INTEGER)) throw new RangeError(`${what} must be from 0 to 2^53 ns, got ${d}`);
+    return Number(d);
+  }
+  if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0)
+    throw new TypeError(`${what} must be a whole number of milliseconds >= 0 or a bigint of nanoseconds, got ${String(d)}`);
+  if (d > 104 * 86_400_000) throw new RangeError(`${what} must be at most 104 days, got ${d} ms`);
+  return d * 1_000_000;
+}
+
+/** @internal The arrays shared with the native timer set, grown (replaced) as timers are allocated. */
+export class TimerTable {
+  rel!: Float64Array;
+  abs!: BigInt64Array;
+  period!: Float64Array;
+  ctl!: Int32Array;
+  dirty!: Int32Array;
+  flags!: Uint8Array;
+  readonly timers: (Timer | undefined)[] = [];
+  #native: NativeLoop;
+
+  constructor(native: NativeLoop) {
+    this.#native = native;
+  }
+
+  get capacity(): number {
+    return this.rel === undefined ? 0 : this.rel.length;
+  }
+
+  /** Room for one more timer: may allocate, and so fail (ENOMEM). */
+  reserve(n: number): void {
+    if (n <= this.capacity) return;
+    const cap = Math.max(64, this.capacity * 2, n);
+    let next: [Float64Array, BigInt64Array, Float64Array, Int32Array, Int32Array, Uint8Array];
+    try {
+      next = [new Float64Array(cap), new BigInt64Array(cap), new Float64Array(cap), new Int32Array(2 * cap), new Int32Array(cap + 1), new Uint8Array(cap)];
+    } catch {
+      throw new IappError(`cannot allocate room for ${cap} timers`, 'ENOMEM', -12, 'timer');
+    }
+    if (this.rel !== undefined) {
+      next[0].set(this.rel);
+      next[1].set(this.abs);
+      next[2].set(this.period);
+      next[3].set(this.ctl);
+      next[4].set(this.dirty);
+      next[5].set(this.flags);
+    }
+    this.#native.timerViews(...next);
+    [this.rel, this.abs, this.period, this.ctl, this.dirty, this.flags] = next;
+  }
+
+  /** A timer record: runs its callback unless it was re-armed or disarmed since. */
+  fire(slot: number, gen: number, expirations: number): void {
+    this.timers[slot]?._fire(gen, expirations);
+  }
+}
+
+/**
+ * A timer of one loop. Made by `loop.timer()`; `arm`, `armInterval` and `disarm` cannot fail
+ * (with valid arguments) and allocate nothing; the callback runs on the loop's thread. A timer
+ * disarmed or re-armed before its callback ran does not run for the earlier arming.
+ */
+export class Timer {
+  readonly clock: ClockName;
+  readonly priority: number;
+  #t: TimerTable;
+  #native: NativeLoop;
+  #slot: number;
+  #gen = 0;
+  #armed = false;
+  #interval = false;
+  #fn: TimerCallback;
+  #onError: (e: unknown) => void;
+
+  /** @internal */
+  constructor(native: NativeLoop, table: TimerTable, options: TimerOptions, fn: TimerCallback, onError: (e: unknown) => void) {
+    this.clock = options.clock ?? 'monotonic';
+    this.priority = options.priority ?? 0;
+    this.#native = native;
+    this.#t = table;
+    this.#fn = fn;
+    this.#onError = onError;
+    table.reserve(table.timers.length + 1);
+    this.#slot = native.timerAlloc(clockOf(this.clock), this.priority);
+    table.timers[this.#slot] = this;
+  }
+
+  /** Fires once, after `when` (a Duration from now) or at `{ at }`. Re-arming replaces the previous arming. */
+  arm(when: When): this {
+    this.#set(when, 0, 'arm');
+    this.#interval = false;
+    return this;
+  }
+
+  /** Fires every `period`, first after `first` (default: one period). */
+  armInterval(period: Duration, options: { first?: When } = {}): this {
+    const p = durationNs(period, 'period');
+    if (p === 0) throw new RangeError('period must be > 0');
+    this.#set(options.first ?? period, p, 'first');
+    this.#interval = true;
+    return this;
+  }
+
+  /** Stops the timer; its callback will not run for an earlier arming. */
+  disarm(): this {
+    if (this.#slot < 0) return this;
+    this.#armed = false;
+    this.#mark(0);
+    return this;
+  }
+
+  /** True from arm() until it fires (once) or disarm(). */
+  get armed(): boolean {
+    return this.#armed;
+  }
+
+  /** Releases the timer's slot; it cannot be armed again. */
+  close(): void {
+    if (this.#slot < 0) return;
+    this.disarm();
+    this.#t.timers[this.#slot] = undefined;
+    this.#native.timerFree(this.#slot);
+    this.#slot = -1;
+  }
+
+  #set(when: When, periodNs: number, what: string): void {
+    if (this.#slot < 0) throw new TypeError('the timer is closed');
+    const t = this.#t;
+    const i = this.#slot;
+    if (typeof when === 'object' && when !== null) {
+      if (typeof when.at !== 'bigint') throw new TypeError(`${what}: { at } must be a bigint of nanoseconds (see loop.now())`);
+      t.rel[i] = NaN;
+      t.abs[i] = when.at;
+    } else {
+      t.rel[i] = durationNs(when, what);
+    }
+    t.period[i] = periodNs;
+    this.#armed = true;
+    this.#mark(1);
+  }
+
+  #mark(state: number): void {
+    const t = this.#t;
+    const i = this.#slot;
+    this.#gen = (this.#gen + 1) | 0;
+    t.ctl[2 * i] = state;
+    t.ctl[2 * i + 1] = this.#gen;
+    if (t.flags[i] === 0) {
+      t.flags[i] = 1;
+      const n = t.dirty[0]!;
+      t.dirty[1 + n] = i;
+      t.dirty[0] = n + 1;
+    }
+  }
+
+  /** @internal */
+  _fire(gen: number, expirations: number): void {
+    if (gen !== this.#gen || !this.#armed) return;
+    if (!this.#interval) this.#armed = false;
+    try {
+      this.#fn(expirations, this);
+    } catch (e) {
+      this.#onError(e);
+    }
+  }
+}
