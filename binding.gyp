@@ -15,7 +15,8 @@
       "native/udp.cc",
       "native/inbox.cc",
       "native/handoff.cc",
-      "native/timers.cc"
+      "native/timers.cc",
+      "native/child.cc"
     ],
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
     "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],

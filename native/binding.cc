@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "addr.h"
+#include "child.h"
 #include "errors.h"
 #include "handoff.h"
 #include "inbox.h"
@@ -109,6 +110,9 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
                            InstanceMethod<&NativeLoop::Announce>("announce"),
                            InstanceMethod<&NativeLoop::SetBusyPoll>("setBusyPoll"),
                            InstanceMethod<&NativeLoop::SetRef>("setRef"),
+                           InstanceMethod<&NativeLoop::ChildReserve>("childReserve"),
+                           InstanceMethod<&NativeLoop::ChildAttach>("childAttach"),
+                           InstanceMethod<&NativeLoop::ChildClose>("childClose"),
                            InstanceMethod<&NativeLoop::TimerViewsJs>("timerViews"),
                            InstanceMethod<&NativeLoop::TimerAlloc>("timerAlloc"),
                            InstanceMethod<&NativeLoop::TimerFree>("timerFree"),
@@ -391,6 +395,7 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
   }
 
   Napi::Value Stats(const Napi::CallbackInfo& info) {
+    if (!loop_->closed()) loop_->timers().Apply();  // count what JS armed in this very turn
     Napi::Env env = info.Env();
     const LoopStats& s = loop_->stats();
     Napi::Object o = Napi::Object::New(env);
@@ -435,8 +440,32 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     return info.Env().Undefined();
   }
 
+  // childReserve(priority) -> watch id
+  Napi::Value ChildReserve(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int err = 0;
+    ChildWatch* w = ChildWatch::Reserve(L(env), info[0].As<Napi::Number>().Int32Value(), &err);
+    if (w == nullptr)
+      ThrowSysError(env, err, err == ENOSYS ? "childWatch" : "timerfd_create",
+                    err == ENOSYS ? "child watches need Linux in this version" : "reserving a child watch");
+    return Napi::Number::New(env, static_cast<double>(w->id));
+  }
+
+  // childAttach(id, pid) -> true with a pidfd, false when polling. Cannot fail.
+  Napi::Value ChildAttach(const Napi::CallbackInfo& info) {
+    ChildWatch* w = Find<ChildWatch>(info);
+    bool pidfd = w != nullptr && w->Attach(static_cast<pid_t>(info[1].As<Napi::Number>().Int32Value()));
+    return Napi::Boolean::New(info.Env(), pidfd);
+  }
+
+  Napi::Value ChildClose(const Napi::CallbackInfo& info) {
+    ChildWatch* w = Find<ChildWatch>(info);
+    if (w != nullptr) w->Close();
+    return info.Env().Undefined();
+  }
+
   // timerViews(rel: Float64Array, abs: BigInt64Array, period: Float64Array, ctl: Int32Array,
-  // dirty: Int32Array, flags: Uint8Array): the arrays JS arms timers in, for `rel.length` timers.
+  // dirty: Int32Array, flags: Uint8Array, order: Float64Array): the arrays JS arms timers in, for `rel.length` timers.
   // Throws ENOMEM if the native side cannot make room for that many.
   Napi::Value TimerViewsJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -447,14 +476,15 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     auto ctl = info[3].As<Napi::Int32Array>();
     auto dirty = info[4].As<Napi::Int32Array>();
     auto flags = info[5].As<Napi::Uint8Array>();
+    auto order = info[6].As<Napi::Float64Array>();
     const size_t cap = rel.ElementLength();
     if (abs.ElementLength() < cap || period.ElementLength() < cap || ctl.ElementLength() < 2 * cap ||
-        dirty.ElementLength() < cap + 1 || flags.ElementLength() < cap)
+        dirty.ElementLength() < cap + 1 || flags.ElementLength() < cap || order.ElementLength() < cap)
       throw Napi::RangeError::New(env, "timer arrays too small");
     int r = loop->timers().Reserve(cap);
     if (r < 0) ThrowSysError(env, -r, "timer", "making room for timers");
     timer_refs_.clear();
-    for (size_t i = 0; i < 6; ++i) timer_refs_.push_back(Napi::Persistent(info[i]));
+    for (size_t i = 0; i < 7; ++i) timer_refs_.push_back(Napi::Persistent(info[i]));
     TimerViews v;
     v.rel = rel.Data();
     v.abs = abs.Data();
@@ -462,6 +492,7 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     v.ctl = ctl.Data();
     v.dirty = dirty.Data();
     v.flags = flags.Data();
+    v.order = order.Data();
     v.capacity = cap;
     loop->timers().SetViews(v);
     return env.Undefined();
@@ -709,6 +740,25 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// spawn(file, args[], env[] | undefined, cwd, stdio) -> pid
+Napi::Value Spawn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string file = info[0].As<Napi::String>().Utf8Value();
+  std::vector<std::string> argv{file};
+  auto args = info[1].As<Napi::Array>();
+  for (uint32_t i = 0; i < args.Length(); ++i) argv.push_back(args.Get(i).As<Napi::String>().Utf8Value());
+  std::vector<std::string> envs;
+  bool has_env = info[2].IsArray();
+  if (has_env) {
+    auto e = info[2].As<Napi::Array>();
+    for (uint32_t i = 0; i < e.Length(); ++i) envs.push_back(e.Get(i).As<Napi::String>().Utf8Value());
+  }
+  std::string cwd = info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : std::string();
+  int r = SpawnChild(file, argv, has_env ? &envs : nullptr, cwd, info[4].As<Napi::Number>().Int32Value());
+  if (r < 0) ThrowSysError(env, -r, "posix_spawn", file);
+  return Napi::Number::New(env, r);
+}
+
 // createGroup(size, maxMessages, maxBytes) -> id
 Napi::Value CreateGroup(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -754,6 +804,7 @@ Napi::Object InitIapp(Napi::Env env, Napi::Object exports) {
   exports.Set("listenSocket", Napi::Function::New(env, ListenSocket));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
   exports.Set("createGroup", Napi::Function::New(env, CreateGroup));
+  exports.Set("spawn", Napi::Function::New(env, Spawn));
   exports.Set("releaseGroup", Napi::Function::New(env, ReleaseGroupJs));
   exports.Set("intern", Napi::Function::New(env, InternJs));
   exports.Set("internedName", Napi::Function::New(env, InternedNameJs));

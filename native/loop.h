@@ -46,7 +46,7 @@ constexpr int kRecordCapacity = 4096;  // records per call into JS
 // by JS can only miss, never hit another socket.
 class Handle : public Watcher {
  public:
-  enum class Kind { kSocket, kListener, kUdp };
+  enum class Kind { kSocket, kListener, kUdp, kChild };
   Handle(Loop* loop, Kind kind) : kind(kind), loop_(loop) {}
   const Kind kind;
   uint64_t id = 0;

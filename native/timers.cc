@@ -184,7 +184,7 @@ void TimerSet::Apply() {
     const double period = views_.period[slot];
     s.period = period > 0 ? static_cast<int64_t>(period) : 0;
     s.gen = views_.ctl[2 * slot + 1];
-    s.order = next_order_++;
+    s.order = views_.order[slot];
     if (s.heap_at < 0) HeapPush(slot);
     else HeapFix(slot);
   }
@@ -241,7 +241,6 @@ void TimerSet::Expire(int clock, std::vector<ExpiredTimer>* out) {
       const int64_t missed = (now - s.deadline) / s.period;
       expirations = static_cast<double>(missed + 1);
       s.deadline += (missed + 1) * s.period;
-      s.order = next_order_++;
       HeapFix(slot);
     } else {
       HeapRemove(slot);

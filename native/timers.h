@@ -23,6 +23,7 @@ struct TimerViews {
   double* rel = nullptr;     // armed after this many ns from now; NaN: use abs
   int64_t* abs = nullptr;    // armed at this instant of the timer's clock (ns)
   double* period = nullptr;  // ns between expirations; 0: once
+  double* order = nullptr;   // when it was armed (a per-loop count): ties between equal deadlines
   int32_t* ctl = nullptr;    // [2 * slot] state (0 disarmed, 1 armed), [2 * slot + 1] generation
   int32_t* dirty = nullptr;  // [0] count, then slots whose arming changed
   uint8_t* flags = nullptr;  // 1 while the slot is in the dirty list
@@ -76,7 +77,7 @@ class TimerSet {
     int8_t clock = 0;
     int8_t priority = 0;
     bool used = false;
-    uint64_t order = 0;  // arming order: equal deadlines fire in the order they were armed
+    double order = 0;  // arming order: equal deadlines fire in the order they were armed
   };
   class Fd : public Watcher {
    public:
@@ -98,7 +99,6 @@ class TimerSet {
   std::vector<int32_t> free_;
   std::vector<int32_t> heap_[2];
   size_t allocated_ = 0;
-  uint64_t next_order_ = 0;
   Fd fds_[2];
   int64_t kernel_at_[2] = {-1, -1};  // what the kernel timer is set to (-1: disarmed)
   int64_t realtime_offset_ = 0;      // test hook only

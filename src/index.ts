@@ -24,3 +24,5 @@ export type { BroadcastResult, CallOptions, InboxOptions, MembershipEvent, Messa
 export type { SocketToken } from './socket.js';
 export { Timer } from './timer.js';
 export type { ClockName, Duration, TimerCallback, TimerOptions, When } from './timer.js';
+export { ChildWatch } from './child.js';
+export type { ChildExit, SpawnedChild, SpawnOptions } from './child.js';

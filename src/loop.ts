@@ -7,6 +7,7 @@ import { Listener } from './listener.js';
 import { Messenger, type BroadcastResult, type InboxOptions, type CallOptions, type MessageHandler, type PostHandle, type ThreadId } from './messaging.js';
 import { native as addon, ReadMode, Rec, type NativeLoop } from './native.js';
 import { Socket, type SocketToken } from './socket.js';
+import { ChildWatch, type SpawnedChild, type SpawnOptions } from './child.js';
 import { Timer, TimerTable, type ClockName, type TimerCallback, type TimerOptions } from './timer.js';
 import { UdpSocket } from './udp.js';
 
@@ -183,6 +184,9 @@ export class Loop {
   #quietDone: (() => void) | undefined;
   #messenger: Messenger;
   #timers: TimerTable | undefined;
+  #children = new Map<number, ChildWatch>();
+  #force: (() => void) | undefined;
+  #forced = false;
 
   /** @internal Made by the runtime's thread entry. */
   constructor(
@@ -241,6 +245,55 @@ export class Loop {
     checkInt('priority', priority, -128, 127);
     this.native.setInboxPriority(priority);
     return this;
+  }
+
+  // ---- child processes (see src/child.ts) ----
+
+  /**
+   * Reserves a watch for a child process that does not exist yet: the only step that can fail
+   * (EMFILE, ENOMEM; ENOSYS off Linux). `watch.attach(pid)` cannot.
+   */
+  reserveChildWatch(options: { priority?: number } = {}): ChildWatch {
+    this.#checkOpen();
+    checkInt('priority', options.priority, -128, 127);
+    const id = this.native.childReserve(options.priority ?? 0);
+    const w = new ChildWatch(this.native, id, (x) => this.#children.delete(x.id), (e) => this.handlerError(e));
+    this.#children.set(id, w);
+    return w;
+  }
+
+  /**
+   * Starts `file` (looked up in PATH) with `args`, watched from before it exists: reserves the
+   * watch, spawns (posix_spawn, signals reset to their defaults), attaches. Throws if the watch
+   * cannot be reserved (nothing is started then) or the spawn fails (ENOENT, EACCES…).
+   */
+  spawn(file: string, args: readonly string[] = [], options: SpawnOptions = {}): SpawnedChild {
+    if (typeof file !== 'string' || file === '') throw new TypeError('spawn needs a file to run');
+    if (!Array.isArray(args) || args.some((a) => typeof a !== 'string')) throw new TypeError('spawn args must be an array of strings');
+    if (options.stdio !== undefined && options.stdio !== 'inherit' && options.stdio !== 'ignore')
+      throw new TypeError(`stdio must be 'inherit' or 'ignore', got ${String(options.stdio)}`);
+    const watch = this.reserveChildWatch({ priority: options.priority });
+    let pid: number;
+    try {
+      const env = options.env ? Object.entries(options.env).map(([k, v]) => `${k}=${v}`) : undefined;
+      pid = addon.spawn(file, args, env, options.cwd, options.stdio === 'ignore' ? 1 : 0);
+    } catch (e) {
+      watch.close();
+      throw e;
+    }
+    watch.attach(pid);
+    return {
+      pid,
+      exited: watch.exited,
+      watch,
+      kill: (signal: NodeJS.Signals | number = 'SIGTERM') => {
+        try {
+          return process.kill(pid, signal);
+        } catch {
+          return false;
+        }
+      },
+    };
   }
 
   /** @internal Test hook: moves this loop's view of the realtime clock, as a clock change would. */
@@ -540,6 +593,7 @@ export class Loop {
     await Promise.race([
       Promise.all([...open.map((s) => s.closed), quietDone]),
       new Promise((r) => (timer = setTimeout(r, timeoutMs))),
+      new Promise<void>((r) => (this.#force = r)),
     ]);
     clearTimeout(timer);
     const left = [...this.#sockets.values()];
@@ -549,6 +603,7 @@ export class Loop {
     unsent += cut.unsent;
     await Promise.all(left.map((s) => s.closed));
     this.#messenger._flush();
+    this.#children.clear();
     this.native.close();
     this.#messenger._closed();
     for (const fn of this.#onClose) {
@@ -558,7 +613,33 @@ export class Loop {
         this.handlerError(e);
       }
     }
-    return { sockets: open.length + quiet, reset: left.length + cut.count, unsent };
+    const summary: LoopCloseSummary = { sockets: open.length + quiet, reset: left.length + cut.count, unsent };
+    if (this.#forced) summary.forced = true;
+    return summary;
+  }
+
+  /**
+   * Cuts a graceful close short: what is still open is reset now instead of at the deadline.
+   * Does nothing before close() has begun.
+   */
+  forceClose(): void {
+    if (!this.#closing) return;
+    this.#forced = true;
+    this.#force?.();
+  }
+
+  /**
+   * Calls `fn(signal)` on this loop when the process receives `signal` (signals arrive on the
+   * main thread, as always in Node; the runtime forwards them to every loop that asked). Resolves
+   * once the main thread listens for it, so no signal is missed (or left to its default action)
+   * after that. Returns the function that stops listening.
+   */
+  async onSignal(signal: NodeJS.Signals, fn: (signal: NodeJS.Signals) => void): Promise<() => void> {
+    if (typeof signal !== 'string' || !/^SIG[A-Z0-9]+$/.test(signal)) throw new TypeError(`not a signal name: ${String(signal)}`);
+    if (typeof fn !== 'function') throw new TypeError('onSignal needs a function');
+    const off = this.#messenger.subscribe(`iapp:signal:${signal}`, (sig) => fn(sig as NodeJS.Signals));
+    await this.#messenger.call('main', 'iapp:signal', signal, { timeoutMs: 0 });
+    return off;
   }
 
   #checkOpen(): void {
@@ -639,6 +720,9 @@ export class Loop {
             socket?._detached();
             socket = undefined;
             break;
+          case Rec.Child:
+            this.#children.get(id)?._exited(r[o + 2]!, r[o + 3]!, r[o + 4]!);
+            break;
           case Rec.Timer:
             this.#timers?.fire(id, r[o + 2]!, r[o + 3]!);
             break;
@@ -664,6 +748,8 @@ export interface LoopCloseSummary {
   reset: number;
   /** Queued bytes those resets dropped. */
   unsent: number;
+  /** True when forceClose() (a second signal) cut the grace period short. */
+  forced?: boolean;
 }
 
 /** What `setup` receives besides the loop. */

@@ -92,12 +92,15 @@ export interface NativeLoop {
   /** Microseconds of inbox polling after activity before sleeping (0: never). */
   setBusyPoll(us: number): void;
   setRef(on: boolean): void;
-  timerViews(rel: Float64Array, abs: BigInt64Array, period: Float64Array, ctl: Int32Array, dirty: Int32Array, flags: Uint8Array): void;
+  timerViews(rel: Float64Array, abs: BigInt64Array, period: Float64Array, ctl: Int32Array, dirty: Int32Array, flags: Uint8Array, order: Float64Array): void;
   timerAlloc(clock: number, priority: number): number;
   timerFree(slot: number): void;
   now(clock: number): bigint;
   testClockJump(ns: bigint): void;
   setInboxPriority(priority: number): void;
+  childReserve(priority: number): number;
+  childAttach(id: number, pid: number): boolean;
+  childClose(id: number): void;
   /** 0, -1 inbox full, -2 target exited (or this endpoint is closed), -3 no such endpoint. */
   post(target: number, type: number, name: number, seq: number, flags: number, payload: Uint8Array | undefined, bounded: boolean): number;
   cancel(target: number, seq: number): boolean;
@@ -119,6 +122,7 @@ interface Addon {
   listenSocket(spec: { host?: string; port?: number; path?: string; backlog?: number; ipv6Only?: boolean }): NativeAddress & { fd: number };
   closeFd(fd: number): void;
   createGroup(size: number, maxMessages: number, maxBytes: number): number;
+  spawn(file: string, args: readonly string[], env: string[] | undefined, cwd: string | undefined, stdio: number): number;
   releaseGroup(id: number): number;
   intern(name: string): number;
   internedName(id: number): string;

@@ -64,7 +64,7 @@ export interface ThreadStats extends LoopStats {
 }
 
 /** @internal Messages between the runtime and its threads. */
-export type ControlRequest = { type: 'stats'; seq: number } | { type: 'close'; timeoutMs: number };
+export type ControlRequest = { type: 'stats'; seq: number } | { type: 'close'; timeoutMs: number } | { type: 'force' };
 /** @internal */
 export type SerializedError = { name: string; message: string; code?: string; stack?: string };
 /** @internal */
@@ -113,6 +113,7 @@ interface Thread {
  *   Without a listener it is printed as a process warning.
  * - `'accept-error'` `({ thread, error, shed, resumeInMs })`: a listener could not get an fd
  *   (EMFILE…) and pauses accepting for `resumeInMs`.
+ * - `'signal'` `({ signal, forced? })` and `'closed'` `(summary)`: see closeOnSignals().
  */
 export class Runtime extends EventEmitter {
   /** Number of loop threads. */
@@ -170,7 +171,53 @@ export class Runtime extends EventEmitter {
       else process.emitWarning(`iapp: a message handler on the main thread failed: ${error.stack ?? error.message}`);
     });
     this.#messenger.handle('iapp:offload', (p: { file: string; task: unknown }) => this.#offload(p.file, p.task));
+    this.#messenger.handle('iapp:signal', (signal: NodeJS.Signals) => this.#forwardSignal(signal));
     this.#messenger.ready();
+  }
+
+  // Signals arrive on the main thread; loops that asked (loop.onSignal) get them as a broadcast.
+  #forwarded = new Map<string, () => void>();
+  #forwardSignal(signal: NodeJS.Signals): void {
+    if (this.#forwarded.has(signal)) return;
+    const fn = (): void => {
+      try {
+        this.#messenger?.broadcast(`iapp:signal:${signal}`, signal);
+      } catch {
+        // the runtime is closing: nobody is left to tell
+      }
+    };
+    process.on(signal, fn);
+    this.#forwarded.set(signal, fn);
+  }
+
+  /**
+   * Graceful shutdown on signals: the first of `signals` (default SIGINT, SIGTERM) starts
+   * `close({ timeoutMs })` (default 5000) and emits `'signal'` `{ signal }`; a second one forces it
+   * (everything still open is reset at once, `summary.forced`). Emits `'closed'` with the close
+   * summary. The process then ends by itself when nothing else keeps it alive: the runtime never
+   * calls process.exit().
+   */
+  closeOnSignals(options: { signals?: NodeJS.Signals[]; timeoutMs?: number } = {}): this {
+    const signals = options.signals ?? ['SIGINT', 'SIGTERM'];
+    let seen = 0;
+    const on = (signal: NodeJS.Signals): void => {
+      if (++seen === 1) {
+        this.emit('signal', { signal });
+        void this.close({ timeoutMs: options.timeoutMs ?? 5000 }).then((summary) => {
+          for (const s of signals) process.off(s, on);
+          this.emit('closed', summary);
+        });
+      } else {
+        this.emit('signal', { signal, forced: true });
+        this.#forceClose();
+      }
+    };
+    for (const s of signals) process.on(s, on);
+    return this;
+  }
+
+  #forceClose(): void {
+    for (const t of this.#threads) if (t.alive) t.worker.postMessage({ type: 'force' } satisfies ControlRequest);
   }
 
   #offload(file: string, task: unknown): Promise<unknown> {
@@ -322,6 +369,7 @@ export class Runtime extends EventEmitter {
           total.sockets += summary.sockets;
           total.reset += summary.reset;
           total.unsent += summary.unsent;
+          if (summary.forced) total.forced = true;
         }
         let timer: NodeJS.Timeout | undefined;
         const ended = await Promise.race([
@@ -338,6 +386,8 @@ export class Runtime extends EventEmitter {
     total.stats.sort((a, b) => a.thread - b.thread);
     // Every loop has exited: the main endpoint goes last, and the group with it (closing the fds
     // of sockets handed off and never adopted).
+    for (const [signal, fn] of this.#forwarded) process.off(signal, fn);
+    this.#forwarded.clear();
     this.#messenger?._flush();
     this.#native?.close();
     this.#messenger?._closed();

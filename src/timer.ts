@@ -47,6 +47,9 @@ export class TimerTable {
   ctl!: Int32Array;
   dirty!: Int32Array;
   flags!: Uint8Array;
+  order!: Float64Array;
+  /** Armings so far: equal deadlines fire in arming order. */
+  armings = 0;
   readonly timers: (Timer | undefined)[] = [];
   #native: NativeLoop;
 
@@ -62,9 +65,17 @@ export class TimerTable {
   reserve(n: number): void {
     if (n <= this.capacity) return;
     const cap = Math.max(64, this.capacity * 2, n);
-    let next: [Float64Array, BigInt64Array, Float64Array, Int32Array, Int32Array, Uint8Array];
+    let next: [Float64Array, BigInt64Array, Float64Array, Int32Array, Int32Array, Uint8Array, Float64Array];
     try {
-      next = [new Float64Array(cap), new BigInt64Array(cap), new Float64Array(cap), new Int32Array(2 * cap), new Int32Array(cap + 1), new Uint8Array(cap)];
+      next = [
+        new Float64Array(cap),
+        new BigInt64Array(cap),
+        new Float64Array(cap),
+        new Int32Array(2 * cap),
+        new Int32Array(cap + 1),
+        new Uint8Array(cap),
+        new Float64Array(cap),
+      ];
     } catch {
       throw new IappError(`cannot allocate room for ${cap} timers`, 'ENOMEM', -12, 'timer');
     }
@@ -75,9 +86,10 @@ export class TimerTable {
       next[3].set(this.ctl);
       next[4].set(this.dirty);
       next[5].set(this.flags);
+      next[6].set(this.order);
     }
     this.#native.timerViews(...next);
-    [this.rel, this.abs, this.period, this.ctl, this.dirty, this.flags] = next;
+    [this.rel, this.abs, this.period, this.ctl, this.dirty, this.flags, this.order] = next;
   }
 
   /** A timer record: runs its callback unless it was re-armed or disarmed since. */
@@ -166,6 +178,7 @@ export class Timer {
       t.rel[i] = durationNs(when, what);
     }
     t.period[i] = periodNs;
+    t.order[i] = ++t.armings;
     this.#armed = true;
     this.#mark(1);
   }

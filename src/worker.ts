@@ -25,6 +25,8 @@ const loop = new Loop(index, threads, group, messaging, (r: LoopReport) => {
 port.on('message', (m: ControlRequest) => {
   if (m.type === 'stats') {
     post({ type: 'stats', seq: m.seq, stats: loop.stats() });
+  } else if (m.type === 'force') {
+    loop.forceClose();
   } else if (m.type === 'close') {
     void loop.close({ timeoutMs: m.timeoutMs }).then((summary) => {
       // Counters after the drain: what was read while closing counts too.

@@ -1,0 +1,164 @@
+#include "child.h"
+
+#include <cerrno>
+#include <csignal>
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#if defined(__linux__)
+#include <sys/timerfd.h>
+#endif
+
+#include "sys.h"
+
+extern char** environ;
+
+namespace iapp {
+
+namespace {
+#if defined(__linux__)
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+int PidfdOpen(pid_t pid) {
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) return -errno;
+  fcntl(fd, F_SETFD, FD_CLOEXEC);  // pidfds are close-on-exec already; kept explicit
+  return fd;
+}
+#endif
+constexpr long kPollNs = 20 * 1000 * 1000;  // how often a polling watch looks at its child
+}  // namespace
+
+ChildWatch* ChildWatch::Reserve(Loop* loop, int priority, int* err) {
+#if defined(__linux__)
+  // The reserved fd: a timerfd, which polls the child if no pidfd can be had at attach time.
+  int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (fd < 0) {
+    *err = errno;
+    return nullptr;
+  }
+  auto* w = new ChildWatch(loop);
+  w->fd = fd;
+  w->priority = static_cast<int8_t>(priority);
+  loop->Register(w);
+  return w;
+#else
+  // EVFILT_PROC would be the kqueue way; this version watches children on Linux only.
+  (void)loop;
+  (void)priority;
+  *err = ENOSYS;
+  return nullptr;
+#endif
+}
+
+bool ChildWatch::Attach(pid_t pid) {
+  pid_ = pid;
+#if defined(__linux__)
+  int pfd = PidfdOpen(pid);
+  if (pfd == -ESRCH) {
+    // No such process (or already reaped): that is the answer, delivered like an exit.
+    Report(-1, 0, ESRCH);
+    return true;
+  }
+  if (pfd >= 0) {
+    SysClose(fd);
+    fd = pfd;
+    want = kWantRead;
+    loop_->poller().Update(this);
+    return true;
+  }
+  polling_ = true;
+  itimerspec its{};
+  its.it_value.tv_nsec = kPollNs;
+  its.it_interval.tv_nsec = kPollNs;
+  timerfd_settime(fd, 0, &its, nullptr);  // valid arguments on an fd we own: cannot fail
+  want = kWantRead;
+  loop_->poller().Update(this);
+#endif
+  return !polling_;
+}
+
+void ChildWatch::OnEvent(uint32_t) {
+  if (polling_) {
+    uint64_t n;
+    ssize_t r = read(fd, &n, sizeof n);
+    (void)r;
+  }
+  Check();
+}
+
+void ChildWatch::Check() {
+  int status = 0;
+  pid_t r;
+  do r = waitpid(pid_, &status, WNOHANG);
+  while (r < 0 && errno == EINTR);
+  if (r == 0) return;  // still running (a polling watch looks again later)
+  if (r < 0) return Report(-1, 0, errno);  // ECHILD: not our child, or reaped by someone else
+  if (WIFEXITED(status)) return Report(WEXITSTATUS(status), 0, 0);
+  if (WIFSIGNALED(status)) return Report(-1, WTERMSIG(status), 0);
+}
+
+void ChildWatch::Report(int code, int signal, int err) {
+  if (dead) return;
+  double* v = loop_->Emit(kRecChild, id);
+  v[0] = code;
+  v[1] = signal;
+  v[2] = err;
+  Close();
+}
+
+void ChildWatch::Close() {
+  if (dead) return;
+  loop_->Retire(this);
+  if (fd >= 0) SysClose(fd);
+  fd = -1;
+}
+
+void ChildWatch::Abandon() {
+  if (fd >= 0) SysClose(fd);
+  fd = -1;
+}
+
+int SpawnChild(const std::string& file, const std::vector<std::string>& argv,
+               const std::vector<std::string>* envp, const std::string& cwd, int stdio) {
+  std::vector<char*> av;
+  for (const auto& a : argv) av.push_back(const_cast<char*>(a.c_str()));
+  av.push_back(nullptr);
+  std::vector<char*> ev;
+  if (envp != nullptr) {
+    for (const auto& e : *envp) ev.push_back(const_cast<char*>(e.c_str()));
+    ev.push_back(nullptr);
+  }
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  if (posix_spawn_file_actions_init(&fa) != 0) return -ENOMEM;
+  if (posix_spawnattr_init(&attr) != 0) {
+    posix_spawn_file_actions_destroy(&fa);
+    return -ENOMEM;
+  }
+  int r = 0;
+  if (stdio == 1)
+    for (int i = 0; i < 3 && r == 0; ++i)
+      r = posix_spawn_file_actions_addopen(&fa, i, "/dev/null", i == 0 ? O_RDONLY : O_WRONLY, 0);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 29))
+  if (r == 0 && !cwd.empty()) r = posix_spawn_file_actions_addchdir_np(&fa, cwd.c_str());
+#else
+  if (r == 0 && !cwd.empty()) r = ENOSYS;
+#endif
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  if (r == 0) r = posix_spawnattr_setsigmask(&attr, &none);
+  if (r == 0) r = posix_spawnattr_setsigdefault(&attr, &all);
+  if (r == 0) r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  pid_t pid = -1;
+  if (r == 0) r = posix_spawnp(&pid, file.c_str(), &fa, &attr, av.data(), envp != nullptr ? ev.data() : environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  return r != 0 ? -r : pid;
+}
+
+}  // namespace iapp

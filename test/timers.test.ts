@@ -1,0 +1,178 @@
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import { createInterface } from 'node:readline';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { createRuntime, type Runtime, type RuntimeOptions } from '../dist/src/index.js';
+import { fdCount, fixture } from './helpers.js';
+
+let fdsBefore = 0;
+beforeAll(() => {
+  fdsBefore = fdCount();
+});
+afterAll(() => {
+  expect(fdCount()).toBe(fdsBefore);
+});
+
+async function withLoop<T>(fn: (rt: Runtime) => Promise<T>, opts: Partial<RuntimeOptions> = {}): Promise<T> {
+  const rt = await createRuntime({ module: fixture('timers.mjs'), threads: 1, ...opts });
+  try {
+    return await fn(rt);
+  } finally {
+    await rt.close({ timeoutMs: 1000 });
+  }
+}
+
+describe('timers', () => {
+  it('arm and disarm never throw once allocated: 10,000 timers armed and disarmed a million times', async () => {
+    const r = (await withLoop((rt) => rt.call(0, 'armMany', { timers: 10_000, arms: 1_000_000 }))) as Record<string, number>;
+    expect(r).toEqual({ thrown: 0, allocatedBefore: 10_000, allocatedAfter: 10_000, armed: 5_000, closed: 0 });
+  });
+
+  it('fires equal deadlines in arming order, a higher priority first, and not a disarmed one', async () => {
+    expect(await withLoop((rt) => rt.call(0, 'order'))).toEqual(['hi', 'a', 'c', 'b']);
+  });
+
+  it('repeats an interval, stops when disarmed, and fires a re-armed timer once for its last arming', async () => {
+    await withLoop(async (rt) => {
+      expect(await rt.call(0, 'interval')).toEqual({ seen: 3, armed: false });
+      const fired = (await rt.call(0, 'rearmBeforeFire')) as number[];
+      expect(fired).toHaveLength(1);
+      expect(fired[0]).toBeGreaterThanOrEqual(40);
+    });
+  });
+
+  it('re-evaluates realtime timers when the system clock jumps, and leaves monotonic ones alone', async () => {
+    const hour = 3_600_000_000_000;
+    const events = await withLoop((rt) => rt.call(0, 'clockJump', { backNs: hour, forwardNs: 2 * hour }));
+    expect(events).toEqual(['checkpoint', 'realtime at now+50ms', 'realtime at now+1h']);
+  });
+
+  it('validates arguments: fractions of a millisecond, negative durations, bad instants, clocks and priorities', async () => {
+    const r = (await withLoop((rt) => rt.call(0, 'badArgs'))) as { out: string[]; closedArm: string };
+    expect(r.out).toEqual([
+      expect.stringMatching(/^TypeError: arm must be a whole number of milliseconds/),
+      expect.stringMatching(/^TypeError: arm must be a whole number of milliseconds/),
+      expect.stringMatching(/^TypeError: arm: \{ at \} must be a bigint/),
+      expect.stringMatching(/^RangeError: period must be > 0/),
+      expect.stringMatching(/^TypeError: clock must be 'monotonic' or 'realtime'/),
+      expect.stringMatching(/^RangeError: priority must be between -128 and 127/),
+    ]);
+    expect(r.closedArm).toBe('the timer is closed');
+  });
+});
+
+describe('priorities', () => {
+  // Loop 0 is held while 1,000 sockets get a byte and a control message arrives; returns how many
+  // of those reads ran before the message.
+  async function readsBeforeControl(messagePriority: number | undefined): Promise<number> {
+    const sab = new SharedArrayBuffer(8);
+    const flag = new Int32Array(sab);
+    return withLoop(
+      async (rt) => {
+        const port = (await rt.call(0, 'port')) as number;
+        const n = 1000;
+        const clients = await Promise.all(
+          Array.from({ length: n }, () => new Promise<net.Socket>((res, rej) => {
+            const s = net.connect(port, '127.0.0.1', () => res(s));
+            s.once('error', rej);
+          })),
+        );
+        try {
+          while ((await rt.call(0, 'sockets')) !== n) await rt.call(0, 'controlSaw');
+          const blocked = rt.call(0, 'block', undefined, { timeoutMs: 0 });
+          await Atomics.waitAsync(flag, 0, 0).value;
+          // While the loop is held: a byte on every socket, then the control message.
+          await Promise.all(clients.map((c) => new Promise<void>((r) => c.write('x', () => r()))));
+          rt.post(0, 'control');
+          await Promise.resolve();
+          Atomics.store(flag, 1, 1);
+          Atomics.notify(flag, 1);
+          await blocked;
+          return (await rt.call(0, 'controlSaw')) as number;
+        } finally {
+          for (const c of clients) c.destroy();
+        }
+      },
+      { data: { listen: true, sab, messagePriority } },
+    );
+  }
+
+  it('handles a control message before 1,000 pending reads when messages have the higher priority', async () => {
+    expect(await readsBeforeControl(10)).toBe(0);
+  });
+
+  it('without priorities, takes the reads of the first wait before the message', async () => {
+    // The first wait takes 512 events; the message comes after them.
+    expect(await readsBeforeControl(undefined)).toBeGreaterThanOrEqual(500);
+  });
+});
+
+describe('child processes', () => {
+  it('reports exit codes and signals, refuses a missing program, and reports pids it cannot watch', async () => {
+    await withLoop(async (rt) => {
+      expect(await rt.call(0, 'exitCode')).toEqual({ code: 3, signal: null });
+      expect(await rt.call(0, 'killed')).toEqual({ code: null, signal: 'SIGKILL' });
+      expect(await rt.call(0, 'missing')).toEqual({ code: 'ENOENT', syscall: 'posix_spawn' });
+      expect(await rt.call(0, 'notAChild')).toEqual({ gone: { code: null, error: 'ESRCH' } });
+    });
+  });
+
+  it('sends SIGTERM, then SIGKILL when the child ignores it past the grace period', async () => {
+    const r = await withLoop((rt) => rt.call(0, 'termThenKill', { node: process.execPath, graceMs: 100 }, { timeoutMs: 20_000 }));
+    expect(r).toEqual({ steps: ['SIGTERM', 'SIGKILL'], exit: { code: null, signal: 'SIGKILL' } });
+  });
+});
+
+describe('signals', () => {
+  it('forwards a signal to the loops that asked for it', async () => {
+    await withLoop(async (rt) => {
+      expect(await rt.call(0, 'signals')).toBe('listening');
+      const seen = new Promise<void>((r) => process.once('SIGUSR2', () => r()));
+      process.kill(process.pid, 'SIGUSR2');
+      await seen; // the runtime's listener ran before this one: the broadcast is on its way
+      expect(await rt.call(0, 'got')).toEqual(['SIGUSR2']);
+    });
+  });
+
+  async function runUntilClosed(graceMs: number, signals: number): Promise<{ lines: Record<string, unknown>[]; code: number | null }> {
+    const child = spawn(process.execPath, [fixture('signal-runtime.mjs'), String(graceMs)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const lines: Record<string, unknown>[] = [];
+    const waiters: [(l: Record<string, unknown>) => boolean, () => void][] = [];
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const l = JSON.parse(line) as Record<string, unknown>;
+      lines.push(l);
+      for (const [pred, res] of waiters) if (pred(l)) res();
+    });
+    const waitFor = (pred: (l: Record<string, unknown>) => boolean): Promise<void> =>
+      lines.some(pred) ? Promise.resolve() : new Promise((r) => waiters.push([pred, r]));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    await waitFor((l) => 'port' in l);
+    const port = lines.find((l) => 'port' in l)!.port as number;
+    // A peer that answers but never closes: only a reset ends it.
+    const peer = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    peer.on('error', () => {});
+    peer.write('ping');
+    await new Promise((r) => peer.once('data', r));
+    child.kill('SIGTERM');
+    await waitFor((l) => l.signal === 'SIGTERM');
+    if (signals > 1) child.kill('SIGTERM');
+    await waitFor((l) => 'closed' in l);
+    const code = await exited;
+    peer.destroy();
+    return { lines, code };
+  }
+
+  it('closes gracefully on SIGTERM and resets what is left at the deadline', async () => {
+    const { lines, code } = await runUntilClosed(200, 1);
+    expect(lines.find((l) => 'closed' in l)).toEqual({ closed: { sockets: 1, reset: 1, forced: false } });
+    expect(code).toBe(0);
+  });
+
+  it('a second SIGTERM forces the close at once (the grace period is a minute)', async () => {
+    const { lines, code } = await runUntilClosed(60_000, 2);
+    expect(lines).toContainEqual({ signal: 'SIGTERM', forced: true });
+    expect(lines.find((l) => 'closed' in l)).toEqual({ closed: { sockets: 1, reset: 1, forced: true } });
+    expect(code).toBe(0);
+  });
+});
