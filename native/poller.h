@@ -81,8 +81,10 @@ class Poller {
   // Makes room for `n` queued changes, so that Update() never allocates (called when a watcher
   // is registered: the one step allowed to fail). May throw std::bad_alloc.
   void Reserve(size_t n) {
-    changes_.reserve(n);
-    flushing_.reserve(n);
+    if (changes_.capacity() >= n) return;
+    const size_t cap = n > 2 * changes_.capacity() ? n : 2 * changes_.capacity();  // amortized
+    changes_.reserve(cap);
+    flushing_.reserve(cap);
   }
   // Flushes, then waits up to timeout_ms (0: poll) for at most `max` events. Returns the number of
   // events or -errno.
