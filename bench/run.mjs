@@ -9,7 +9,8 @@
 //   connections  bench/connections.mjs  server RSS per idle connection (32,768; 4,096 with --quick)
 //   http         bench/http.mjs         iapp-srv --mode http vs node:http (skipped if not there)
 //   messaging    bench/messaging.mjs    cross-thread messages vs worker_threads MessagePort (msgs/s, round trip µs)
-// Budget on a 2-core machine: about 9 minutes, --quick about 2.5. SCENARIOS below bounds each
+//   timers       bench/timers.mjs       loop timers vs setTimeout/clearTimeout (arm+disarm, arm+fire /s; bytes per timer)
+// Budget on a 2-core machine: about 10 minutes, --quick about 3. SCENARIOS below bounds each
 // scenario (run a scenario's script directly for its other options).
 //
 // Every scenario script takes --quick, --json and --out FILE; this runner adds --json and --out
@@ -60,6 +61,7 @@ const SCENARIOS = [
   { name: 'connections', full: [], quick: ['--quick'], estS: [130, 60] },
   { name: 'http', full: ['--duration', '3'], quick: ['--quick'], estS: [150, 30] },
   { name: 'messaging', full: [], quick: ['--quick'], estS: [60, 25] },
+  { name: 'timers', full: [], quick: ['--quick'], estS: [50, 25] },
 ];
 const NAMES = SCENARIOS.map((s) => s.name);
 
@@ -317,6 +319,8 @@ function headlineRows(byName) {
   if (byName.has('http') && !perCpu.length) rows.push(['HTTP requests per server CPU-second', byName.get('http').status === 'skipped' ? 'not run (bench/http.mjs not there yet)' : 'no such line in the http output', '', '', '', '']);
   for (const l of lines('messaging').filter((x) => /^iapp/.test(x.system) && x.peer && (x.metric === 'throughput' || x.metric === 'latency-p50')))
     row(`messages between threads, ${l.case}: ${l.metric === 'throughput' ? 'one way' : 'round trip p50'}`, l, 'messaging');
+  for (const l of lines('timers').filter((x) => x.system === 'iapp' && x.peer && /^arm(Disarm|Fire)Rate$/.test(x.metric) && /-100k$/.test(x.case)))
+    row(`timers, 100,000 armed: ${l.metric === 'armDisarmRate' ? 'arm+disarm' : 'arm+fire'}`, l, 'timers');
   return rows;
 }
 

@@ -364,20 +364,40 @@ void Loop::Drain() {
   napi_close_handle_scope(env_, scope);
 }
 
+void Loop::ExpireDue() {
+  for (int c = 0; c < 2; ++c) {
+    if (!timers_.Due(c)) continue;
+    expired_.clear();
+    timers_.Expire(c, &expired_);
+    if (mixed_priorities_)
+      std::stable_sort(expired_.begin(), expired_.end(),
+                       [](const ExpiredTimer& a, const ExpiredTimer& b) { return a.priority > b.priority; });
+    for (const ExpiredTimer& t : expired_) {
+      double* v = Emit(kRecTimer, static_cast<uint64_t>(t.slot));
+      v[0] = t.gen;
+      v[1] = t.expirations;
+    }
+  }
+}
+
 void Loop::Prepare() {
   if (closed_ || stopping_) return;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env_, &scope) != napi_ok) return Stop();
   try {
-    timers_.Apply();
-    // Until nothing is left: a refused change can emit a record, and delivering can queue
-    // changes. libuv does not look at prepare handles when it computes how long to block, so
-    // anything left here would wait for an unrelated wake.
-    for (int i = 0; i < 16 && !closed_ && !stopping_ && (poller_.HasChanges() || !pending_.empty());
-         ++i) {
+    // Until nothing is left: a refused change can emit a record, delivering can queue changes
+    // or arm timers, and timers already due (armed for now, or the loop was busy) go out here
+    // with no timerfd round trip. libuv does not look at prepare handles when it computes how
+    // long to block, so anything left here would wait for an unrelated wake.
+    for (int i = 0; i < 16 && !closed_ && !stopping_; ++i) {
+      timers_.Apply();
+      ExpireDue();
+      if (!poller_.HasChanges() && pending_.empty()) break;
       poller_.Flush();
       Deliver();
     }
+    // What the last delivery armed: the kernel timers must be set before libuv sleeps.
+    if (!closed_ && !stopping_) timers_.Apply();
     if (!closed_) FreeRetired();
     if (inbox_active_ && !closed_ && !stopping_) BusyPoll();
   } catch (...) {

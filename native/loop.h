@@ -160,6 +160,7 @@ class Loop {
 
  private:
   void Deliver();
+  void ExpireDue();  // emits the timers due now (outside a drain)
   void CloseInbox();
   void FreeRetired();
   void ReleaseArena();

@@ -99,67 +99,65 @@ int64_t TimerSet::Now(int clock) const {
   return clock == kRealtime ? ns + realtime_offset_ : ns;
 }
 
-bool TimerSet::Before(int32_t a, int32_t b) const {
-  const Slot& x = slots_[a];
-  const Slot& y = slots_[b];
-  return x.deadline != y.deadline ? x.deadline < y.deadline : x.order < y.order;
-}
-
-void TimerSet::SiftUp(std::vector<int32_t>& h, size_t i) {
-  int32_t s = h[i];
+void TimerSet::SiftUp(std::vector<Entry>& h, size_t i) {
+  Entry e = h[i];
   while (i > 0) {
     size_t p = (i - 1) / 2;
-    if (!Before(s, h[p])) break;
+    if (!Before(e, h[p])) break;
     h[i] = h[p];
-    slots_[h[i]].heap_at = static_cast<int32_t>(i);
+    slots_[h[i].slot].heap_at = static_cast<int32_t>(i);
     i = p;
   }
-  h[i] = s;
-  slots_[s].heap_at = static_cast<int32_t>(i);
+  h[i] = e;
+  slots_[e.slot].heap_at = static_cast<int32_t>(i);
 }
 
-void TimerSet::SiftDown(std::vector<int32_t>& h, size_t i) {
-  int32_t s = h[i];
+void TimerSet::SiftDown(std::vector<Entry>& h, size_t i) {
+  Entry e = h[i];
   const size_t n = h.size();
   for (;;) {
     size_t c = 2 * i + 1;
     if (c >= n) break;
     if (c + 1 < n && Before(h[c + 1], h[c])) ++c;
-    if (!Before(h[c], s)) break;
+    if (!Before(h[c], e)) break;
     h[i] = h[c];
-    slots_[h[i]].heap_at = static_cast<int32_t>(i);
+    slots_[h[i].slot].heap_at = static_cast<int32_t>(i);
     i = c;
   }
-  h[i] = s;
-  slots_[s].heap_at = static_cast<int32_t>(i);
+  h[i] = e;
+  slots_[e.slot].heap_at = static_cast<int32_t>(i);
 }
 
-void TimerSet::HeapPush(int32_t slot) {
-  auto& h = heap_[slots_[slot].clock];
-  h.push_back(slot);  // capacity reserved at allocation: never reallocates
-  SiftUp(h, h.size() - 1);
+void TimerSet::HeapSet(int32_t slot, int64_t deadline, double order) {
+  Slot& s = slots_[slot];
+  auto& h = heap_[s.clock];
+  if (s.heap_at < 0) {
+    h.push_back(Entry{deadline, order, slot});  // capacity reserved at allocation: never reallocates
+    SiftUp(h, h.size() - 1);
+    return;
+  }
+  const size_t i = static_cast<size_t>(s.heap_at);
+  const bool earlier = Before(Entry{deadline, order, slot}, h[i]);
+  h[i].deadline = deadline;
+  h[i].order = order;
+  if (earlier) SiftUp(h, i);
+  else SiftDown(h, i);
 }
 
 void TimerSet::HeapRemove(int32_t slot) {
   Slot& s = slots_[slot];
   if (s.heap_at < 0) return;
   auto& h = heap_[s.clock];
-  size_t i = static_cast<size_t>(s.heap_at);
+  const size_t i = static_cast<size_t>(s.heap_at);
   s.heap_at = -1;
-  int32_t last = h.back();
+  const Entry last = h.back();
   h.pop_back();
-  if (last == slot) return;
+  if (last.slot == slot) return;
+  const bool earlier = Before(last, h[i]);
   h[i] = last;
-  slots_[last].heap_at = static_cast<int32_t>(i);
-  SiftDown(h, i);
-  SiftUp(h, static_cast<size_t>(slots_[last].heap_at));
-}
-
-void TimerSet::HeapFix(int32_t slot) {
-  auto& h = heap_[slots_[slot].clock];
-  size_t i = static_cast<size_t>(slots_[slot].heap_at);
-  SiftUp(h, i);
-  SiftDown(h, static_cast<size_t>(slots_[slot].heap_at));
+  slots_[last.slot].heap_at = static_cast<int32_t>(i);
+  if (earlier) SiftUp(h, i);
+  else SiftDown(h, i);
 }
 
 void TimerSet::Apply() {
@@ -180,13 +178,11 @@ void TimerSet::Apply() {
       continue;
     }
     const double rel = views_.rel[slot];
-    s.deadline = std::isnan(rel) ? views_.abs[slot] : now[s.clock] + static_cast<int64_t>(rel);
+    const int64_t deadline = std::isnan(rel) ? views_.abs[slot] : now[s.clock] + static_cast<int64_t>(rel);
     const double period = views_.period[slot];
     s.period = period > 0 ? static_cast<int64_t>(period) : 0;
     s.gen = views_.ctl[2 * slot + 1];
-    s.order = views_.order[slot];
-    if (s.heap_at < 0) HeapPush(slot);
-    else HeapFix(slot);
+    HeapSet(slot, deadline, views_.order[slot]);
   }
   views_.dirty[0] = 0;
   for (int c = 0; c < 2; ++c)
@@ -197,7 +193,7 @@ void TimerSet::ArmKernel(int clock) {
 #if defined(__linux__)
   if (fds_[clock].fd < 0) return;
   auto& h = heap_[clock];
-  int64_t at = h.empty() ? -1 : slots_[h[0]].deadline - (clock == kRealtime ? realtime_offset_ : 0);
+  int64_t at = h.empty() ? -1 : h[0].deadline - (clock == kRealtime ? realtime_offset_ : 0);
   if (at == kernel_at_[clock]) return;
   itimerspec its{};
   if (at >= 0) {
@@ -233,15 +229,16 @@ void TimerSet::Expire(int clock, std::vector<ExpiredTimer>* out) {
   auto& h = heap_[clock];
   const int64_t now = Now(clock);
   while (!h.empty()) {
-    const int32_t slot = h[0];
+    const Entry top = h[0];
+    if (top.deadline > now) break;
+    const int32_t slot = top.slot;
     Slot& s = slots_[slot];
-    if (s.deadline > now) break;
     double expirations = 1;
     if (s.period > 0) {
-      const int64_t missed = (now - s.deadline) / s.period;
+      const int64_t missed = (now - top.deadline) / s.period;
       expirations = static_cast<double>(missed + 1);
-      s.deadline += (missed + 1) * s.period;
-      HeapFix(slot);
+      h[0].deadline = top.deadline + (missed + 1) * s.period;
+      SiftDown(h, 0);
     } else {
       HeapRemove(slot);
       if (views_.ctl != nullptr && views_.ctl[2 * slot + 1] == s.gen) views_.ctl[2 * slot] = 0;

@@ -227,8 +227,8 @@ export class Loop {
     if (options.clock !== undefined && options.clock !== 'monotonic' && options.clock !== 'realtime')
       throw new TypeError(`clock must be 'monotonic' or 'realtime', got ${String(options.clock)}`);
     checkInt('priority', options.priority, -128, 127);
-    this.#timers ??= new TimerTable(this.native);
-    return new Timer(this.native, this.#timers, options, fn, (e) => this.handlerError(e));
+    this.#timers ??= new TimerTable(this.native, (e) => this.handlerError(e));
+    return new Timer(this.#timers, options, fn);
   }
 
   /** Now on `clock` (default monotonic), in integer nanoseconds. */

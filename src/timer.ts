@@ -51,10 +51,14 @@ export class TimerTable {
   /** Armings so far: equal deadlines fire in arming order. */
   armings = 0;
   readonly timers: (Timer | undefined)[] = [];
-  #native: NativeLoop;
+  /** @internal */
+  readonly native: NativeLoop;
+  /** @internal Reports a callback that threw. */
+  readonly onError: (e: unknown) => void;
 
-  constructor(native: NativeLoop) {
-    this.#native = native;
+  constructor(native: NativeLoop, onError: (e: unknown) => void) {
+    this.native = native;
+    this.onError = onError;
   }
 
   get capacity(): number {
@@ -88,7 +92,7 @@ export class TimerTable {
       next[5].set(this.flags);
       next[6].set(this.order);
     }
-    this.#native.timerViews(...next);
+    this.native.timerViews(...next);
     [this.rel, this.abs, this.period, this.ctl, this.dirty, this.flags, this.order] = next;
   }
 
@@ -106,25 +110,22 @@ export class TimerTable {
 export class Timer {
   readonly clock: ClockName;
   readonly priority: number;
+  // Few fields and no closure per timer: a program may hold a hundred thousand of them.
   #t: TimerTable;
-  #native: NativeLoop;
   #slot: number;
   #gen = 0;
   #armed = false;
   #interval = false;
   #fn: TimerCallback;
-  #onError: (e: unknown) => void;
 
   /** @internal */
-  constructor(native: NativeLoop, table: TimerTable, options: TimerOptions, fn: TimerCallback, onError: (e: unknown) => void) {
+  constructor(table: TimerTable, options: TimerOptions, fn: TimerCallback) {
     this.clock = options.clock ?? 'monotonic';
     this.priority = options.priority ?? 0;
-    this.#native = native;
     this.#t = table;
     this.#fn = fn;
-    this.#onError = onError;
     table.reserve(table.timers.length + 1);
-    this.#slot = native.timerAlloc(clockOf(this.clock), this.priority);
+    this.#slot = table.native.timerAlloc(clockOf(this.clock), this.priority);
     table.timers[this.#slot] = this;
   }
 
@@ -162,7 +163,7 @@ export class Timer {
     if (this.#slot < 0) return;
     this.disarm();
     this.#t.timers[this.#slot] = undefined;
-    this.#native.timerFree(this.#slot);
+    this.#t.native.timerFree(this.#slot);
     this.#slot = -1;
   }
 
@@ -204,7 +205,7 @@ export class Timer {
     try {
       this.#fn(expirations, this);
     } catch (e) {
-      this.#onError(e);
+      this.#t.onError(e);
     }
   }
 }
