@@ -564,8 +564,8 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     const uint8_t* data = nullptr;
     if (info[5].IsTypedArray()) {
       auto u8 = info[5].As<Napi::Uint8Array>();
-      if (u8.ByteLength() > 0xffffffffu)
-        throw Napi::RangeError::New(env, "a message payload is limited to 4 GiB");
+      if (u8.ByteLength() > 0x7fffffffu)
+        throw Napi::RangeError::New(env, "a message payload is limited to 2 GiB");
       data = u8.Data();
       h.len = static_cast<uint32_t>(u8.ByteLength());
     }
@@ -627,8 +627,9 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     return env.Undefined();
   }
 
-  // broadcast(topic, seq, flags, payload?) -> endpoints whose inbox was full (not reached);
-  // fills out[0] with the number reached.
+  // broadcast(topic, seq, flags, payload?, out, bounded) -> endpoints whose inbox was full (not
+  // reached); fills out[0] with the number reached. Unbounded broadcasts (forwarded signals) go
+  // into full inboxes too.
   Napi::Value Broadcast(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Array skipped = Napi::Array::New(env);
@@ -641,14 +642,17 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     const uint8_t* data = nullptr;
     if (info[3].IsTypedArray()) {
       auto u8 = info[3].As<Napi::Uint8Array>();
+      if (u8.ByteLength() > 0x7fffffffu)
+        throw Napi::RangeError::New(env, "a message payload is limited to 2 GiB");
       data = u8.Data();
       h.len = static_cast<uint32_t>(u8.ByteLength());
     }
     auto out = info[4].As<Napi::Float64Array>();
+    const bool bounded = !info[5].IsBoolean() || info[5].As<Napi::Boolean>().Value();
     double reached = 0;
     uint32_t k = 0;
     for (int32_t who : loop_->group()->Subscribers(h.name)) {
-      int r = loop_->Post(who, h, data, true);
+      int r = loop_->Post(who, h, data, bounded);
       if (r == Inbox::kOk) ++reached;
       else if (r == Inbox::kFull) skipped.Set(k++, who);
     }
@@ -669,8 +673,14 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
   Napi::Value Detach(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Socket* s = Get<Socket>(info, "socket");
-    auto d = std::make_unique<DetachedSocket>();
-    int r = s->Detach(d.get());
+    std::unique_ptr<DetachedSocket> d;
+    int r;
+    try {
+      d = std::make_unique<DetachedSocket>();
+      r = s->Detach(d.get());
+    } catch (const std::bad_alloc&) {
+      r = -ENOMEM;  // nothing was moved: the socket stays on this loop
+    }
     if (r < 0)
       ThrowSysError(env, -r, "detach",
                     r == -ENOTCONN ? "the socket is still connecting"
@@ -685,12 +695,19 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     Loop* loop = L(env);
     auto d = TakeDetached(info[0].As<Napi::Number>().DoubleValue());
     if (d == nullptr) ThrowSysError(env, ENOENT, "adopt", "unknown socket token (already adopted, or its runtime closed)");
-    Socket* s = Socket::Restore(loop, std::move(*d), info[1].As<Napi::Number>().Int32Value());
+    Socket* s = nullptr;
+    try {
+      s = Socket::Restore(loop, std::move(*d), info[1].As<Napi::Number>().Int32Value());
+    } catch (const std::bad_alloc&) {
+      if (d->fd >= 0) CloseWithReset(d->fd);  // cannot be served here: the peer sees a reset
+      ThrowSysError(env, ENOMEM, "adopt", "no memory to adopt the socket; it was reset");
+    }
     return Napi::Number::New(env, static_cast<double>(s->id));
   }
 
+  // close(heldMessages?)
   Napi::Value Close(const Napi::CallbackInfo& info) {
-    loop_->Close();
+    loop_->Close(info[0].IsNumber() ? static_cast<size_t>(info[0].As<Napi::Number>().DoubleValue()) : 0);
     return info.Env().Undefined();
   }
 

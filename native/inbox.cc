@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <new>
 #include <unistd.h>
 #if defined(__linux__)
 #include <sys/eventfd.h>
@@ -58,7 +59,11 @@ int Inbox::Push(const MsgHeader& h, const uint8_t* payload, bool bounded) {
       return kFull;
     }
     const size_t at = log_.size();
-    log_.resize(at + need);
+    try {
+      log_.resize(at + need);
+    } catch (const std::bad_alloc&) {
+      return kNoMemory;
+    }
     memcpy(log_.data() + at, &h, sizeof h);
     if (h.len > 0) memcpy(log_.data() + at + sizeof h, payload, h.len);
     ++count_;
@@ -76,7 +81,11 @@ int Inbox::PushBatch(const uint8_t* data, size_t len, size_t count) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_) return kClosed;
-    log_.insert(log_.end(), data, data + len);
+    try {
+      log_.insert(log_.end(), data, data + len);
+    } catch (const std::bad_alloc&) {
+      return kNoMemory;
+    }
     count_ += count;
     Publish();
     wake = !wake_pending_ && !polling_;
@@ -123,10 +132,12 @@ bool Inbox::SetPolling(bool on) {
   return !on && count_ > 0;
 }
 
-void Inbox::ConsumeWake() {
-  // Only a Take() resets wake_pending_, and senders signal only after that: a signal written
-  // between this read and the Take() that follows cannot happen, so none is lost.
-  if (!__atomic_exchange_n(&wake_written_, false, __ATOMIC_ACQ_REL)) return;
+void Inbox::ConsumeWake(bool always) {
+  // Reading before Take() never loses a wake: a message whose signal this read consumed was
+  // pushed (and counted) before the signal was written, so the Take() that follows gets it. A
+  // signal written after a Take() that already took its message leaves the fd readable with
+  // nothing pending: the next read (always = true) clears it.
+  if (!__atomic_exchange_n(&wake_written_, false, __ATOMIC_ACQ_REL) && !always) return;
 #if defined(__linux__)
   uint64_t n;
   ssize_t r = read(wake_rd_, &n, sizeof n);

@@ -45,7 +45,7 @@ static_assert(sizeof(MsgHeader) == 24, "MsgHeader is packed into the log");
 
 class Inbox {
  public:
-  enum PushResult { kOk = 0, kFull = -1, kClosed = -2 };
+  enum PushResult { kOk = 0, kFull = -1, kClosed = -2, kNoMemory = -4 };
   Inbox(size_t max_messages, size_t max_bytes);
   ~Inbox();
   int Open();  // makes the waker: 0 or -errno
@@ -69,8 +69,10 @@ class Inbox {
   size_t Take(std::vector<uint8_t>* out, std::vector<int32_t>* waiters);
   // Refuses every later push; returns how many messages were pending (never handled).
   size_t Close();
-  // Called by the owner before Take(): resets the waker if a sender set it.
-  void ConsumeWake();
+  // Called by the owner before Take(): resets the waker if a sender set it. `always`: read it
+  // whatever the flag says (libuv reported it readable: a sender may have written it after a
+  // Take() already emptied the inbox, and a level-triggered fd left set would spin the loop).
+  void ConsumeWake(bool always = false);
   // The owner polls the inbox (busy polling): senders then skip the waker's syscall. Turning it
   // off returns true if messages arrived meanwhile, which the owner must then take itself.
   bool SetPolling(bool on);

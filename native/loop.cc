@@ -80,10 +80,18 @@ int Loop::Open() {
   return 0;
 }
 
-void Loop::Close() {
+void Loop::Close(size_t held) {
   if (closed_) return;
   closed_ = true;
-  CloseInbox();
+  // Messages taken from the inbox that JS has not run (records not yet delivered, and those JS
+  // held) are dropped with the loop: they count in the exit notice.
+  size_t undelivered = held;
+  for (size_t i = 0; i < pending_.size(); i += kRecordStride) {
+    if (pending_[i] != kRecMessage) continue;
+    const int type = static_cast<int>(pending_[i + 2]);
+    if (type == kMsgPost || type == kMsgCall || type == kMsgBroadcast) ++undelivered;
+  }
+  CloseInbox(undelivered);
   timers_.Close();
   for (auto& [id, h] : handles_) {
     poller_.Remove(h);
@@ -399,7 +407,10 @@ void Loop::Prepare() {
     // What the last delivery armed: the kernel timers must be set before libuv sleeps.
     if (!closed_ && !stopping_) timers_.Apply();
     if (!closed_) FreeRetired();
-    if (inbox_active_ && !closed_ && !stopping_) BusyPoll();
+    if (inbox_active_ && !closed_ && !stopping_) {
+      BusyPoll();
+      if (!closed_ && !stopping_) timers_.Apply();  // set the kernel timers before libuv sleeps
+    }
   } catch (...) {
     Stop();
   }
@@ -518,12 +529,17 @@ void Loop::BusyPoll() {
       if (now - start >= kBusyPollCapNs) return inbox_->Wake();
       inbox_->SetPolling(true);
     }
-    if (!inbox_->Pending()) {
+    const bool message = inbox_->Pending();
+    // Timers keep their time while we poll: what handlers armed is applied, what is due fires.
+    timers_.Apply();
+    const bool due = timers_.Due(kMonotonic) || timers_.Due(kRealtime);
+    if (!message && !due) {
       for (int i = 0; i < 32; ++i) CpuRelax();
       continue;
     }
-    DrainInbox();
+    if (message) DrainInbox();
     inbox_active_ = false;
+    ExpireDue();
     Deliver();
     if (closed_ || stopping_) {
       if (inbox_ != nullptr) inbox_->SetPolling(false);
@@ -531,7 +547,7 @@ void Loop::BusyPoll() {
     }
     FreeRetired();
     poller_.Flush();
-    deadline = MonoNs() + busy_poll_ns_;
+    if (message) deadline = MonoNs() + busy_poll_ns_;
   }
 }
 
@@ -543,6 +559,7 @@ int Loop::PostBatch(int32_t target, const uint8_t* data, size_t len, size_t coun
 }
 
 void Loop::OnInbox() {
+  if (inbox_ != nullptr) inbox_->ConsumeWake(true);
   // Messages are one more kind of ready item: the drain takes them with whatever else is ready,
   // in priority order.
   Drain();
@@ -571,7 +588,7 @@ void Loop::DrainInbox() {
   for (size_t at = 0; at < take_buf_.size();) {
     auto* h = reinterpret_cast<const MsgHeader*>(take_buf_.data() + at);
     if (h->type != kMsgCancelled) total += h->len;
-    at += sizeof(MsgHeader) + ((h->len + 7) & ~7u);
+    at += sizeof(MsgHeader) + ((static_cast<size_t>(h->len) + 7) & ~static_cast<size_t>(7));
   }
   uint8_t* arena = nullptr;
   if (total > 0) {
@@ -580,7 +597,10 @@ void Loop::DrainInbox() {
     napi_ref ref;
     if (napi_create_buffer(env_, total, &data, &buf) != napi_ok ||
         napi_create_reference(env_, buf, 1, &ref) != napi_ok) {
-      // The env is stopping: nothing can run these handlers any more.
+      // No JS buffer for them (the env is stopping, or memory ran out): these messages cannot
+      // be handled. Deliver or die: close the inbox, count them as dropped, so senders learn it
+      // and calls to this thread reject.
+      CloseInbox(n);
       return Stop();
     }
     arenas_.push_back(ref);
@@ -602,15 +622,15 @@ void Loop::DrainInbox() {
       off += h->len;
       ++stats_.messages_in;
     }
-    at += sizeof(MsgHeader) + ((h->len + 7) & ~7u);
+    at += sizeof(MsgHeader) + ((static_cast<size_t>(h->len) + 7) & ~static_cast<size_t>(7));
   }
   // A long log is not kept around after a burst.
   if (take_buf_.capacity() > (4u << 20)) std::vector<uint8_t>().swap(take_buf_);
 }
 
-void Loop::CloseInbox() {
+void Loop::CloseInbox(size_t undelivered) {
   if (inbox_ == nullptr) return;
-  size_t dropped = inbox_->Close();
+  size_t dropped = inbox_->Close() + undelivered;
   group_->Attached(self_, false);
   // Deliver or die: everyone learns that this endpoint is gone (pending calls to it reject), and
   // how many of its messages were never handled.

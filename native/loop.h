@@ -74,7 +74,9 @@ class Loop {
   Loop(Napi::Env env, Napi::Function callback, Napi::Float64Array records);
   ~Loop();
   int Open();    // 0 or a negative errno / libuv error
-  void Close();  // abandons every handle, closes the poller; idempotent
+  // Abandons every handle, closes the poller; idempotent. `held`: messages JS took and will not
+  // run, counted as dropped in the exit notice.
+  void Close(size_t held = 0);
   bool closed() const { return closed_; }
 
   Poller& poller() { return poller_; }
@@ -161,7 +163,7 @@ class Loop {
  private:
   void Deliver();
   void ExpireDue();  // emits the timers due now (outside a drain)
-  void CloseInbox();
+  void CloseInbox(size_t undelivered = 0);
   void FreeRetired();
   void ReleaseArena();
   bool ArenaFull() const;

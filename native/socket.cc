@@ -433,10 +433,13 @@ Socket* Socket::Restore(Loop* loop, DetachedSocket&& d, int read_mode) {
   s->bytes_in_ = d.bytes_in;
   s->bytes_out_ = d.bytes_out;
   s->Enqueue(d.unsent.data(), d.unsent.size());
-  d.fd = -1;
   s->priority = static_cast<int8_t>(opts.priority);
   loop->Register(s);
+  d.fd = -1;  // the socket owns it from here
   ++loop->stats().adopted;
+  // The old loop told its JS that the peer had ended; the adopting side must hear it too, or it
+  // would wait for data that will never come.
+  if (s->rd_eof_ && !opts.quiet) loop->Emit(kRecEnd, s->id);
   s->MaybeShutdown();
   if (!s->dead) s->Rearm();
   return s;

@@ -11,7 +11,10 @@ export interface ChildExit {
   code: number | null;
   /** The signal that ended it (`'SIGKILL'`), or null. */
   signal: string | null;
-  /** Set when the pid could not be watched: ESRCH (no such process), ECHILD (not our child, or reaped elsewhere). */
+  /**
+   * Set when the pid could not be watched: ESRCH (no such process), ECHILD (not our child, or
+   * reaped elsewhere), or ERR_LOOP_CLOSED (the loop closed before the child exited).
+   */
   error?: IappError;
 }
 
@@ -59,6 +62,11 @@ export class ChildWatch {
     return this.#pid;
   }
 
+  /** True once the child's exit has been seen (and it was reaped), or the watch gave up. */
+  get hasExited(): boolean {
+    return this.#exit !== undefined;
+  }
+
   /** Resolves when the child has exited (never rejects). */
   get exited(): Promise<ChildExit> {
     this.#exited ??= this.#exit ? Promise.resolve(this.#exit) : new Promise((r) => (this.#resolve = r));
@@ -76,6 +84,14 @@ export class ChildWatch {
     if (this.#exit) return;
     this.#native.childClose(this.id);
     this.#done(this);
+  }
+
+  /** @internal The loop closed first: the child is no longer watched (nor reaped). */
+  _abandoned(): void {
+    if (this.#exit) return;
+    const e: ChildExit = { code: null, signal: null, error: new IappError(`the loop closed before child ${this.#pid} exited; it is no longer watched`, 'ERR_LOOP_CLOSED') };
+    this.#exit = e;
+    this.#resolve?.(e);
   }
 
   /** @internal */

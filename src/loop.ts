@@ -287,6 +287,8 @@ export class Loop {
       exited: watch.exited,
       watch,
       kill: (signal: NodeJS.Signals | number = 'SIGTERM') => {
+        // Once reaped, the pid may belong to another process: never signal it then.
+        if (watch.hasExited) return false;
         try {
           return process.kill(pid, signal);
         } catch {
@@ -603,8 +605,9 @@ export class Loop {
     unsent += cut.unsent;
     await Promise.all(left.map((s) => s.closed));
     this.#messenger._flush();
+    for (const w of [...this.#children.values()]) w._abandoned();
     this.#children.clear();
-    this.native.close();
+    this.native.close(this.#messenger._heldCount());
     this.#messenger._closed();
     for (const fn of this.#onClose) {
       try {

@@ -85,6 +85,7 @@ const enum Enc {
 }
 const FULL = -1;
 const EXITED = -2;
+const NO_MEMORY = -4;
 // Posts are staged per target and handed over in one native call per target and turn (at the
 // next microtask, or when the staging buffer fills): a native call per message would cost more
 // than everything else a post does. The layout is native/inbox.h's MsgHeader, in host order.
@@ -115,9 +116,14 @@ type Held = [from: number, type: number, seq: number, name: number, payload: Buf
 const num = new Float64Array(1);
 const numBytes = new Uint8Array(num.buffer);
 
+const MAX_PAYLOAD = 2 ** 31 - 1;
+
 function encode(payload: unknown): [Enc, Uint8Array | undefined] {
   if (payload === undefined) return [Enc.None, undefined];
-  if (payload instanceof Uint8Array) return [Enc.Bytes, payload];
+  if (payload instanceof Uint8Array) {
+    if (payload.byteLength > MAX_PAYLOAD) throw new RangeError(`a message payload is limited to 2 GiB, got ${payload.byteLength} bytes`);
+    return [Enc.Bytes, payload];
+  }
   switch (typeof payload) {
     case 'number':
       num[0] = payload;
@@ -128,14 +134,17 @@ function encode(payload: unknown): [Enc, Uint8Array | undefined] {
       return [payload ? Enc.True : Enc.False, undefined];
   }
   if (payload === null) return [Enc.Null, undefined];
+  let bytes: Buffer;
   try {
-    return [Enc.Clone, serialize(payload)];
+    bytes = serialize(payload);
   } catch (e) {
     throw new TypeError(
       `a message payload must be bytes or a structured-cloneable value (${(e as Error).message}); ` +
         'functions, symbols and SharedArrayBuffers do not travel in messages: share a SharedArrayBuffer through createRuntime({ data })',
     );
   }
+  if (bytes.byteLength > MAX_PAYLOAD) throw new RangeError(`a message payload is limited to 2 GiB, got ${bytes.byteLength} bytes serialized`);
+  return [Enc.Clone, bytes];
 }
 
 function decode(flags: number, bytes: Buffer | undefined): unknown {
@@ -270,7 +279,8 @@ export class Messenger {
     const r = this.#native.postBatch(t, st.buf, st.len, n);
     st.len = 0;
     st.count = 0;
-    if (r !== 0)
+    if (r === NO_MEMORY) this.#report(new IappError(`${n} message(s) to thread ${String(this.#threadId(t))} were not delivered: no memory to queue them`, 'ENOMEM', -12, 'post'));
+    else if (r !== 0)
       this.#report(iappError('ERR_THREAD_EXITED', `${n} message(s) to thread ${String(this.#threadId(t))} were not delivered: it exited (calls among them reject)`));
     return r;
   }
@@ -324,6 +334,7 @@ export class Messenger {
       this.#refused.add(t);
       return undefined;
     }
+    if (r === NO_MEMORY) throw new IappError(`no memory to queue a message for thread ${String(thread)}`, 'ENOMEM', -12, 'post');
     if (r !== 0) throw this.#exitedError(thread);
     return new Handle(thread, this, t, seq);
   }
@@ -364,6 +375,7 @@ export class Messenger {
         Object.assign(iappError('ERR_INBOX_FULL', `the inbox of thread ${String(thread)} is full; await space(${JSON.stringify(thread)}) and call again`), { thread }),
       );
     }
+    if (r === NO_MEMORY) return Promise.reject(new IappError(`no memory to queue a call for thread ${String(thread)}`, 'ENOMEM', -12, 'post'));
     if (r !== 0) return Promise.reject(this.#exitedError(thread));
     return new Promise((resolve, reject) => {
       const deadline = timeoutMs > 0 ? performance.now() + timeoutMs : Infinity;
@@ -420,13 +432,13 @@ export class Messenger {
     };
   }
 
-  broadcast(topic: string, payload: unknown): BroadcastResult {
+  broadcast(topic: string, payload: unknown, bounded = true): BroadcastResult {
     if (typeof topic !== 'string' || topic === '') throw new TypeError('a topic must be a non-empty string');
     if (this.#closed) throw iappError('ERR_LOOP_CLOSED', 'this thread has stopped messaging');
     const [flags, bytes] = encode(payload);
     this.#flushAll(); // a broadcast comes after this thread's earlier posts, to every target
     const out = new Float64Array(1);
-    const skipped = this.#native.broadcast(this.#id(topic), ++this.#seq, flags, bytes, out);
+    const skipped = this.#native.broadcast(this.#id(topic), ++this.#seq, flags, bytes, out, bounded);
     return { reached: out[0]!, skipped: skipped.map((s) => this.#threadId(s)) };
   }
 
@@ -452,6 +464,11 @@ export class Messenger {
       return;
     }
     this.#dispatch(from, type, seq, name, payload, flags);
+  }
+
+  /** @internal Messages held for the end of setup, which will not run if the loop closes now. */
+  _heldCount(): number {
+    return this.#held?.length ?? 0;
   }
 
   /** @internal The endpoint has closed: nothing more will arrive. */

@@ -86,7 +86,8 @@ export interface NativeLoop {
   resumeListener(id: number): void;
   closeListener(id: number): void;
   stats(): NativeLoopStats;
-  close(): void;
+  /** `heldMessages`: messages JS took and will not run, counted as dropped in the exit notice. */
+  close(heldMessages?: number): void;
   attach(group: number, self: number): void;
   announce(): void;
   /** Microseconds of inbox polling after activity before sleeping (0: never). */
@@ -107,7 +108,7 @@ export interface NativeLoop {
   postBatch(target: number, staging: Uint8Array, length: number, count: number): number;
   gauges(): ArrayBuffer;
   subscribe(topic: number, on: boolean): void;
-  broadcast(topic: number, seq: number, flags: number, payload: Uint8Array | undefined, reached: Float64Array): number[];
+  broadcast(topic: number, seq: number, flags: number, payload: Uint8Array | undefined, reached: Float64Array, bounded: boolean): number[];
   members(): number[];
   detach(socketId: number): number;
   adopt(token: number, mode: number): number;

@@ -181,7 +181,8 @@ export class Runtime extends EventEmitter {
     if (this.#forwarded.has(signal)) return;
     const fn = (): void => {
       try {
-        this.#messenger?.broadcast(`iapp:signal:${signal}`, signal);
+        // Unbounded: a signal reaches a loop even when its inbox is full.
+        this.#messenger?.broadcast(`iapp:signal:${signal}`, signal, false);
       } catch {
         // the runtime is closing: nobody is left to tell
       }

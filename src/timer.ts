@@ -126,6 +126,9 @@ export class Timer {
     this.#fn = fn;
     table.reserve(table.timers.length + 1);
     this.#slot = table.native.timerAlloc(clockOf(this.clock), this.priority);
+    // Generations continue per slot: a record still queued for the slot's previous timer can
+    // never match this one.
+    this.#gen = table.ctl[2 * this.#slot + 1]!;
     table.timers[this.#slot] = this;
   }
 

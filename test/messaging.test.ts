@@ -231,6 +231,32 @@ describe('messaging', () => {
     await expect(withRuntime({}, async (rt) => rt.call(0, 'echo', () => 1))).rejects.toThrow(/structured-cloneable/);
   });
 
+  it('counts the messages a loop took but never ran when it closes in the middle of a batch', async () => {
+    await withRuntime({}, async (rt) => {
+      let handled = 0;
+      rt.handle('handled', () => void handled++);
+      const exited = new Promise<MembershipEvent>((r) => rt.subscribe(MEMBERSHIP, (ev: MembershipEvent) => ev.event === 'exited' && ev.thread === 1 && r(ev)));
+      // Everything is queued while loop 1 is held, so it takes it all in one batch.
+      const b = await block(rt, 1);
+      rt.post(1, 'closeSelf');
+      for (let i = 0; i < 10_000; i++) rt.post(1, 'tally');
+      await Promise.resolve();
+      b.release();
+      const ev = await exited;
+      expect(handled + ev.dropped!).toBe(10_000);
+      expect(ev.dropped).toBeGreaterThan(0);
+    });
+  });
+
+  it('fires timers armed in a handler while the loop busy-polls its inbox', async () => {
+    await withRuntime({ busyPollUs: 200 }, async (rt) => {
+      for (let i = 0; i < 5; i++) {
+        await rt.call(0, 'callLoop', { target: 1, name: 'hello' });
+        expect(await rt.call(1, 'timerWhilePolling', 20, { timeoutMs: 5000 })).toBeGreaterThanOrEqual(20);
+      }
+    });
+  });
+
   it('runs offloaded work on the pool and resolves on the loop that asked', async () => {
     await withRuntime({ offloadThreads: 1 }, async (rt) => {
       const file = fixture('offload-task.mjs');
@@ -304,6 +330,19 @@ describe('socket hand-off', () => {
       const stats = await rt.stats();
       expect(stats[0]!.detached).toBe(clients);
       expect(stats[1]!.adopted + stats[2]!.adopted).toBe(clients);
+    });
+  });
+
+  it('tells the adopting loop that the peer had already ended', async () => {
+    await withRuntime({ data: { eofAcceptor: 0, eofWorker: 1 } }, async (rt) => {
+      const port = (await rt.call(0, 'eofPort')) as number;
+      const sock = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+      sock.end('abc');
+      const parts: Buffer[] = [];
+      sock.on('data', (d: Buffer) => parts.push(d));
+      await new Promise((r) => sock.once('end', r));
+      sock.destroy();
+      expect(Buffer.concat(parts).toString()).toBe('adopted after end: abc');
     });
   });
 

@@ -42,6 +42,10 @@ describe('timers', () => {
     });
   });
 
+  it('never runs a new timer for a record of the timer whose slot it reused', async () => {
+    expect(await withLoop((rt) => rt.call(0, 'slotReuse'))).toEqual({ cFired: false, cArmed: true });
+  });
+
   it('re-evaluates realtime timers when the system clock jumps, and leaves monotonic ones alone', async () => {
     const hour = 3_600_000_000_000;
     const events = await withLoop((rt) => rt.call(0, 'clockJump', { backNs: hour, forwardNs: 2 * hour }));
@@ -111,7 +115,7 @@ describe('priorities', () => {
 describe('child processes', () => {
   it('reports exit codes and signals, refuses a missing program, and reports pids it cannot watch', async () => {
     await withLoop(async (rt) => {
-      expect(await rt.call(0, 'exitCode')).toEqual({ code: 3, signal: null });
+      expect(await rt.call(0, 'exitCode')).toEqual({ code: 3, signal: null, killAfterExit: false });
       expect(await rt.call(0, 'killed')).toEqual({ code: null, signal: 'SIGKILL' });
       expect(await rt.call(0, 'missing')).toEqual({ code: 'ENOENT', syscall: 'posix_spawn' });
       expect(await rt.call(0, 'notAChild')).toEqual({ gone: { code: null, error: 'ESRCH' } });
