@@ -16,7 +16,10 @@
       "native/inbox.cc",
       "native/handoff.cc",
       "native/timers.cc",
-      "native/child.cc"
+      "native/child.cc",
+      "native/pool.cc",
+      "native/file.cc",
+      "native/pipe.cc"
     ],
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
     "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],

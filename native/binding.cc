@@ -13,11 +13,14 @@
 #include "addr.h"
 #include "child.h"
 #include "errors.h"
+#include "file.h"
 #include "handoff.h"
 #include "inbox.h"
 #include "listener.h"
+#include "pool.h"
 #include "loop.h"
 #include "socket.h"
+#include "pipe.h"
 #include "sys.h"
 #include "udp.h"
 
@@ -128,6 +131,16 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
                            InstanceMethod<&NativeLoop::Members>("members"),
                            InstanceMethod<&NativeLoop::Detach>("detach"),
                            InstanceMethod<&NativeLoop::Adopt>("adopt"),
+                           InstanceMethod<&NativeLoop::FileOpen>("fileOpen"),
+                           InstanceMethod<&NativeLoop::FileClose>("fileClose"),
+                           InstanceMethod<&NativeLoop::FileStat>("fileStat"),
+                           InstanceMethod<&NativeLoop::FileTruncate>("fileTruncate"),
+                           InstanceMethod<&NativeLoop::FileRead>("fileRead"),
+                           InstanceMethod<&NativeLoop::FileWrite>("fileWrite"),
+                           InstanceMethod<&NativeLoop::FileSync>("fileSync"),
+                           InstanceMethod<&NativeLoop::FileCopy>("fileCopy"),
+                           InstanceMethod<&NativeLoop::SendFile>("sendFile"),
+                           InstanceMethod<&NativeLoop::PipeJs>("pipe"),
                            InstanceMethod<&NativeLoop::Stats>("stats"),
                            InstanceMethod<&NativeLoop::Close>("close"),
                        });
@@ -705,6 +718,115 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     return Napi::Number::New(env, static_cast<double>(s->id));
   }
 
+  // Files: each call starts one disk job and returns at once; a kRecFile record with the request
+  // number `req` (info[0]) brings the result. Offsets and lengths arrive as exact integers
+  // (checked in src/file.ts); -1 as a length means "to the end".
+  FileIo* Files(Napi::Env env) {
+    int err = 0;
+    FileIo* io = L(env)->files(&err);
+    if (io == nullptr) ThrowSysError(env, err, "eventfd", "cannot set up the loop's disk completions");
+    return io;
+  }
+  static uint64_t U64(const Napi::Value& v) {
+    double d = v.As<Napi::Number>().DoubleValue();
+    return d < 0 ? UINT64_MAX : static_cast<uint64_t>(d);
+  }
+  static std::vector<iovec> Iovecs(const Napi::Value& v) {
+    auto arr = v.As<Napi::Array>();
+    std::vector<iovec> iov(arr.Length());
+    for (uint32_t i = 0; i < iov.size(); ++i) {
+      auto u8 = arr.Get(i).As<Napi::Uint8Array>();
+      iov[i] = iovec{u8.Data(), u8.ByteLength()};
+    }
+    return iov;
+  }
+  Napi::Value Started(Napi::Env env, int r, const char* sys, const char* what) {
+    if (r < 0)
+      ThrowSysError(env, -r, sys, r == -EBADF ? std::string(what) + ": the file is closed" : what);
+    return env.Undefined();
+  }
+  Napi::Value FileOpen(const Napi::CallbackInfo& info) {
+    std::string path = info[1].As<Napi::String>().Utf8Value();
+    return Started(info.Env(),
+                   Files(info.Env())->OpenFile(info[0].As<Napi::Number>().DoubleValue(), path,
+                                               info[2].As<Napi::Number>().Int32Value(),
+                                               info[3].As<Napi::Number>().Int32Value()),
+                   "open", path.c_str());
+  }
+  Napi::Value FileClose(const Napi::CallbackInfo& info) {
+    return Started(info.Env(), Files(info.Env())->CloseFile(info[0].As<Napi::Number>().DoubleValue(), U64(info[1])),
+                   "close", "close");
+  }
+  Napi::Value FileStat(const Napi::CallbackInfo& info) {
+    return Started(info.Env(), Files(info.Env())->Stat(info[0].As<Napi::Number>().DoubleValue(), U64(info[1])),
+                   "fstat", "stat");
+  }
+  Napi::Value FileTruncate(const Napi::CallbackInfo& info) {
+    return Started(info.Env(),
+                   Files(info.Env())->Truncate(info[0].As<Napi::Number>().DoubleValue(), U64(info[1]), U64(info[2])),
+                   "ftruncate", "truncate");
+  }
+  Napi::Value FileRead(const Napi::CallbackInfo& info) {
+    return Started(info.Env(),
+                   Files(info.Env())->Read(info[0].As<Napi::Number>().DoubleValue(), U64(info[1]),
+                                           Iovecs(info[2]), U64(info[3])),
+                   "pread", "read");
+  }
+  Napi::Value FileWrite(const Napi::CallbackInfo& info) {
+    return Started(info.Env(),
+                   Files(info.Env())->Write(info[0].As<Napi::Number>().DoubleValue(), U64(info[1]),
+                                            Iovecs(info[2]), U64(info[3])),
+                   "pwrite", "write");
+  }
+  Napi::Value FileSync(const Napi::CallbackInfo& info) {
+    return Started(info.Env(),
+                   Files(info.Env())->Sync(info[0].As<Napi::Number>().DoubleValue(), U64(info[1]), info[2].ToBoolean()),
+                   "fsync", "sync");
+  }
+  // fileCopy(req, src, dst, srcOffset, dstOffset, length | -1)
+  Napi::Value FileCopy(const Napi::CallbackInfo& info) {
+    return Started(info.Env(),
+                   Files(info.Env())->Copy(info[0].As<Napi::Number>().DoubleValue(), U64(info[1]), U64(info[2]),
+                                           U64(info[3]), U64(info[4]), U64(info[5])),
+                   "copy_file_range", "copyFile");
+  }
+
+  // sendFile(socket, file, offset, length | -1, req): a kRecSendFile record reports the result.
+  Napi::Value SendFile(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Socket* s = Get<Socket>(info, "socket");
+    std::shared_ptr<FileRef> f = Files(env)->Find(U64(info[1]));
+    if (!f) ThrowSysError(env, EBADF, "sendfile", "sendFile: the file is closed");
+    int r = s->SendFile(std::move(f), U64(info[2]), U64(info[3]), info[4].As<Napi::Number>().DoubleValue());
+    if (r < 0)
+      ThrowSysError(env, -r, "sendfile",
+                    r == -EBUSY ? "sendFile: the socket is pushing or being piped into"
+                    : r == -EPIPE ? "sendFile after end()" : "sendFile on a closed socket");
+    return env.Undefined();
+  }
+
+  // pipe(src, dst, id, halfOpen): moves src's input into dst natively; a kRecPipe record ends it.
+  Napi::Value PipeJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Socket* src = Get<Socket>(info, "socket");
+    Loop* loop = L(env);
+    Handle* h = loop->Find(U64(info[1]));
+    if (h == nullptr || h->kind != Handle::Kind::kSocket) ThrowSysError(env, EBADF, "pipe", "pipe: the destination socket is closed");
+    auto* dst = static_cast<Socket*>(h);
+    if (info[3].ToBoolean()) {
+      src->AllowHalfOpen();
+      dst->AllowHalfOpen();
+    }
+    int err = 0, sys = 0;
+    Pipe* p = Pipe::Start(loop, src, dst, info[2].As<Napi::Number>().DoubleValue(), &err, &sys);
+    if (p == nullptr)
+      ThrowSysError(env, err, SyscallName(sys),
+                    err == EBUSY ? "pipe: a socket is already piped, pushing, connecting or has unsent writes"
+                    : err == EPIPE ? "pipe: the source has already ended" : "pipe");
+    p->Pump();
+    return env.Undefined();
+  }
+
   // close(heldMessages?)
   Napi::Value Close(const Napi::CallbackInfo& info) {
     loop_->Close(info[0].IsNumber() ? static_cast<size_t>(info[0].As<Napi::Number>().DoubleValue()) : 0);
@@ -777,6 +899,12 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
 }
 
 // createGroup(size, maxMessages, maxBytes) -> id
+// setDiskThreads(n): the most threads the process-wide disk pool may start.
+Napi::Value SetDiskThreads(const Napi::CallbackInfo& info) {
+  DiskPool::Get().SetMaxThreads(info[0].As<Napi::Number>().Int32Value());
+  return Napi::Number::New(info.Env(), DiskPool::Get().max_threads());
+}
+
 Napi::Value CreateGroup(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto g = std::make_shared<Group>(info[0].As<Napi::Number>().Int32Value(),
@@ -821,6 +949,7 @@ Napi::Object InitIapp(Napi::Env env, Napi::Object exports) {
   exports.Set("listenSocket", Napi::Function::New(env, ListenSocket));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
   exports.Set("createGroup", Napi::Function::New(env, CreateGroup));
+  exports.Set("setDiskThreads", Napi::Function::New(env, SetDiskThreads));
   exports.Set("spawn", Napi::Function::New(env, Spawn));
   exports.Set("releaseGroup", Napi::Function::New(env, ReleaseGroupJs));
   exports.Set("intern", Napi::Function::New(env, InternJs));

@@ -7,7 +7,9 @@ namespace iapp {
 const char* SyscallName(int sys) {
   static const char* const names[kSysCount] = {"",       "read",   "write",      "connect",
                                                "accept", "shutdown", "poll",     "socket",
-                                               "bind",   "listen", "setsockopt"};
+                                               "bind",   "listen", "setsockopt", "open", "pread", "pwrite", "fsync",
+                                               "fstat", "ftruncate", "close", "sendfile", "splice",
+                                               "copy_file_range", "pipe"};
   return sys >= 0 && sys < kSysCount ? names[sys] : "";
 }
 

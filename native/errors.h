@@ -20,6 +20,17 @@ enum Syscall : int {
   kSysBind,
   kSysListen,
   kSysSetsockopt,
+  kSysOpen,
+  kSysPread,
+  kSysPwrite,
+  kSysFsync,
+  kSysFstat,
+  kSysFtruncate,
+  kSysClose,
+  kSysSendfile,
+  kSysSplice,
+  kSysCopyFileRange,
+  kSysPipe,
   kSysCount
 };
 const char* SyscallName(int sys);

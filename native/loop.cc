@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "errors.h"
+#include "file.h"
 #include "socket.h"
 #include "sys.h"
 
@@ -93,6 +94,7 @@ void Loop::Close(size_t held) {
   }
   CloseInbox(undelivered);
   timers_.Close();
+  if (files_) files_->Close();
   for (auto& [id, h] : handles_) {
     poller_.Remove(h);
     h->dead = true;
@@ -127,6 +129,22 @@ void Loop::Close(size_t held) {
   async_ = nullptr;
   arena_ = nullptr;
   records_ = nullptr;
+}
+
+FileIo* Loop::files(int* err) {
+  if (files_) return files_.get();
+  if (closed_) {
+    *err = EBADF;
+    return nullptr;
+  }
+  auto io = std::unique_ptr<FileIo>(new (std::nothrow) FileIo(this));
+  int r = io ? io->Open() : -ENOMEM;
+  if (r < 0) {
+    *err = -r;
+    return nullptr;
+  }
+  files_ = std::move(io);
+  return files_.get();
 }
 
 void Loop::RestoreReserveFd() {

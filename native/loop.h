@@ -17,6 +17,7 @@
 namespace iapp {
 
 class Loop;
+class FileIo;
 struct CleanupCtx;
 
 // Event records handed to JS: kRecordStride doubles each, [kind, id, v0..v5]. Mirrored in
@@ -38,6 +39,12 @@ enum RecordKind : int {
   kRecDetached = 12,     // id: socket; every record of it read before detach() came before this
   kRecTimer = 13,        // id: timer slot, v0: generation, v1: expirations
   kRecChild = 14,        // id: child watch, v0: exit code (-1 if killed), v1: signal, v2: errno
+  // id: request, v0: result (bytes, file id, or -errno), v1: syscall; after a stat v2: size,
+  // v3: mtime (ms), v4: mode, v5: bytes allocated
+  kRecFile = 15,
+  kRecSendFile = 16,     // id: socket, v0: request, v1: bytes sent, v2: errno, v3: syscall
+  // id: pipe, v0: bytes moved, v1: errno, v2: syscall, v3: bytes read and lost, v4: src, v5: dst
+  kRecPipe = 17,
 };
 constexpr int kRecordStride = 8;
 constexpr int kRecordCapacity = 4096;  // records per call into JS
@@ -137,6 +144,9 @@ class Loop {
   // CPU for the latency of a thread wake-up.
   void SetBusyPoll(uint64_t ns) { busy_poll_ns_ = ns; }
   TimerSet& timers() { return timers_; }
+  // The loop's files and disk jobs, made on first use; null (with *err) if that failed.
+  FileIo* files(int* err);
+  FileIo* files_if_open() const { return files_.get(); }
   // Arming is a store by JS: the prepare hook applies it, so it runs before every block while
   // any timer is allocated.
   void TimersChanged();
@@ -209,6 +219,7 @@ class Loop {
   std::vector<uint8_t> take_buf_;
   uint64_t busy_poll_ns_ = 0;
   TimerSet timers_{this};
+  std::unique_ptr<FileIo> files_;
   int8_t inbox_priority_ = 0;
   bool mixed_priorities_ = false;
   struct ReadyItem {

@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 
 #include "errors.h"
+#include "file.h"
+#include "pipe.h"
 #include "sys.h"
 
 namespace iapp {
@@ -18,6 +20,7 @@ constexpr size_t kSinkReadMax = 1 << 20;       // MSG_TRUNC discards this much p
 constexpr size_t kSinkBudget = 16 << 20;
 constexpr size_t kChunkMin = 16 * 1024;        // small queued writes share chunks
 constexpr size_t kPushBudget = 4 << 20;        // pushed bytes per socket per event
+constexpr size_t kFileBudget = 16 << 20;       // sendfile bytes per socket per event
 
 bool IsInet(int fd) {
   sockaddr_storage ss;
@@ -93,7 +96,8 @@ void Socket::Rearm() {
   if (connecting_) {
     want = kWantWrite;
   } else {
-    if (opts_.read_mode != kReadPaused && !rd_eof_) want |= kWantRead;
+    if (!rd_eof_ && (pipe_out != nullptr ? PipeWantsRead() : opts_.read_mode != kReadPaused))
+      want |= kWantRead;
     if (WantsWrite()) want |= kWantWrite;
   }
   if (want != this->want) {
@@ -120,7 +124,8 @@ void Socket::OnEvent(uint32_t ev) {
     }
   }
   if ((ev & (kReadable | kHangup | kError)) && (want & kWantRead)) {
-    OnReadable();
+    if (pipe_out != nullptr) pipe_out->Pump();
+    else OnReadable();
     if (dead) return;
   }
   if (ev & kWritable) OnWritable();
@@ -130,7 +135,7 @@ void Socket::OnConnected() {
   connecting_ = false;
   ++loop_->stats().connected;
   loop_->Emit(kRecConnect, id);
-  if (queued_ > 0) {
+  if (qhead_ < queue_.size()) {
     if (Flush() < 0) return;
   }
   MaybeShutdown();
@@ -138,7 +143,7 @@ void Socket::OnConnected() {
 }
 
 void Socket::Push(std::shared_ptr<const std::vector<uint8_t>> buf) {
-  if (dead || end_requested_ || buf->empty()) return;
+  if (dead || end_requested_ || buf->empty() || pipe_in != nullptr) return;
   push_ = std::move(buf);
   push_off_ = 0;
   Rearm();
@@ -217,7 +222,8 @@ void Socket::OnEof() {
 }
 
 void Socket::MaybeShutdown() {
-  if (dead || connecting_ || !end_requested_ || queued_ > 0) return;
+  // A pipe feeding this socket still has bytes to deliver: it ends the socket when done.
+  if (dead || connecting_ || !end_requested_ || qhead_ < queue_.size() || pipe_in != nullptr) return;
   if (!wr_shut_) {
     if (shutdown(fd, SHUT_WR) < 0 && errno != ENOTCONN) return Fail(errno, kSysShutdown);
     wr_shut_ = true;
@@ -238,7 +244,7 @@ void Socket::Enqueue(const uint8_t* p, size_t n) {
     }
   }
   size_t cap = n < kChunkMin ? kChunkMin : n;
-  Chunk c{std::unique_ptr<uint8_t[]>(new uint8_t[cap]), cap, n, 0};
+  Chunk c{std::unique_ptr<uint8_t[]>(new uint8_t[cap]), cap, n, 0, nullptr};
   memcpy(c.data.get(), p, n);
   queue_.push_back(std::move(c));
   queued_ += n;
@@ -247,9 +253,10 @@ void Socket::Enqueue(const uint8_t* p, size_t n) {
 int Socket::Write(const iovec* iov, int n) {
   if (dead) return -EBADF;
   if (end_requested_ || wr_shut_) return -EPIPE;
+  if (pipe_in != nullptr) return -EBUSY;  // would land at an arbitrary point of the piped stream
   int i = 0;
   size_t skip = 0;  // bytes of iov[i] already sent
-  if (queued_ == 0 && !connecting_) {
+  if (qhead_ == queue_.size() && !connecting_) {
     // Fast path: send straight from the caller's buffers; only what the kernel refuses is copied.
     while (i < n) {
       int cnt = n - i < kIovMax ? n - i : kIovMax;
@@ -272,7 +279,7 @@ int Socket::Write(const iovec* iov, int n) {
   }
   for (; i < n; ++i, skip = 0)
     Enqueue(static_cast<const uint8_t*>(iov[i].iov_base) + skip, iov[i].iov_len - skip);
-  if (queued_ > 0) Rearm();
+  if (qhead_ < queue_.size()) Rearm();
   if (queued_ >= opts_.high_water) {
     need_drain_ = true;
     return 0;
@@ -280,11 +287,30 @@ int Socket::Write(const iovec* iov, int n) {
   return 1;
 }
 
+void Socket::PopHead() {
+  queue_[qhead_].data.reset();
+  queue_[qhead_].file.reset();
+  if (++qhead_ == queue_.size()) {
+    queue_.clear();
+    qhead_ = 0;
+  } else if (qhead_ >= 64 && qhead_ * 2 >= queue_.size()) {
+    // A queue that never empties must not grow without bound: drop the sent prefix.
+    queue_.erase(queue_.begin(), queue_.begin() + qhead_);
+    qhead_ = 0;
+  }
+}
+
 int Socket::Flush() {
   iovec iov[kIovMax];
-  while (queued_ > 0) {
+  while (qhead_ < queue_.size()) {
+    if (queue_[qhead_].file) {
+      int r = SendFileHead();
+      if (r <= 0) return r;
+      continue;
+    }
     int cnt = 0;
-    for (auto it = queue_.begin() + qhead_; it != queue_.end() && cnt < kIovMax; ++it, ++cnt) {
+    for (auto it = queue_.begin() + qhead_; it != queue_.end() && !it->file && cnt < kIovMax;
+         ++it, ++cnt) {
       iov[cnt].iov_base = it->data.get() + it->off;
       iov[cnt].iov_len = it->len - it->off;
     }
@@ -303,15 +329,7 @@ int Socket::Flush() {
       size_t rest = c.len - c.off;
       if (left >= rest) {
         left -= rest;
-        c.data.reset();
-        if (++qhead_ == queue_.size()) {
-          queue_.clear();
-          qhead_ = 0;
-        } else if (qhead_ >= 64 && qhead_ * 2 >= queue_.size()) {
-          // A queue that never empties must not grow without bound: drop the sent prefix.
-          queue_.erase(queue_.begin(), queue_.begin() + qhead_);
-          qhead_ = 0;
-        }
+        PopHead();
       } else {
         c.off += left;
         left = 0;
@@ -321,10 +339,81 @@ int Socket::Flush() {
   return 0;
 }
 
+int Socket::SendFile(std::shared_ptr<FileRef> file, uint64_t offset, uint64_t length, double req) {
+  if (dead) return -EBADF;
+  if (end_requested_ || wr_shut_) return -EPIPE;
+  if (push_ || pipe_in != nullptr) return -EBUSY;
+  Chunk c{nullptr, 0, 0, 0, std::move(file), offset, length, 0, req};
+  queue_.push_back(std::move(c));
+  ++files_queued_;
+  if (!connecting_ && Flush() < 0) return 0;  // failed: the record says so
+  if (!dead) Rearm();
+  return 0;
+}
+
+int Socket::SendFileHead() {
+  Chunk& c = queue_[qhead_];
+  size_t budget = kFileBudget;
+  while (c.fsent < c.flen && budget > 0) {
+    uint64_t at = c.foff + c.fsent;
+    const uint64_t rest = c.flen - c.fsent;
+    const size_t want = rest < budget ? static_cast<size_t>(rest) : budget;
+    ssize_t n = SysSendFile(fd, c.file->fd, &at, want);
+    if (n == -EAGAIN || n == -EWOULDBLOCK) return 0;
+    if (n < 0) {
+      Fail(static_cast<int>(-n), kSysSendfile);
+      return static_cast<int>(n);
+    }
+    if (n == 0) {
+      if (c.flen == UINT64_MAX) break;  // "to the end": done
+      // The file ended before the range did (truncated meanwhile?): the peer would wait for
+      // bytes that will never come, so the socket fails rather than go on out of step.
+      Fail(ENODATA, kSysSendfile);
+      return -ENODATA;
+    }
+    c.fsent += static_cast<uint64_t>(n);
+    budget -= static_cast<size_t>(n);
+    CountOut(static_cast<size_t>(n));
+  }
+  if (c.fsent < c.flen && c.flen != UINT64_MAX) return 0;  // budget spent: more at the next event
+  if (c.flen == UINT64_MAX && budget == 0) return 0;
+  double* v = loop_->Emit(kRecSendFile, id);
+  v[0] = c.req;
+  v[1] = static_cast<double>(c.fsent);
+  --files_queued_;
+  PopHead();
+  return 1;
+}
+
+void Socket::CountIn(size_t n) {
+  bytes_in_ += n;
+  loop_->stats().bytes_in += n;
+}
+
+void Socket::CountOut(size_t n) {
+  bytes_out_ += n;
+  loop_->stats().bytes_out += n;
+}
+
+void Socket::PipeEof() {
+  rd_eof_ = true;
+  if (!opts_.quiet) loop_->Emit(kRecEnd, id);
+  if (!opts_.allow_half_open) end_requested_ = true;
+  MaybeShutdown();
+  if (!dead) Rearm();
+}
+
+bool Socket::PipeWantsRead() const { return pipe_out->WantsRead(); }
+bool Socket::PipeWantsWrite() const { return pipe_in != nullptr && pipe_in->WantsWrite(); }
+
 void Socket::OnWritable() {
   if (Flush() < 0) return;
-  if (queued_ == 0 && push_ && !end_requested_ && PushMore() < 0) return;
-  if (queued_ == 0) {
+  if (qhead_ == queue_.size() && pipe_in != nullptr) {
+    pipe_in->Pump();
+    if (dead) return;
+  }
+  if (qhead_ == queue_.size() && push_ && !end_requested_ && PushMore() < 0) return;
+  if (qhead_ == queue_.size()) {
     if (need_drain_) {
       need_drain_ = false;
       if (!opts_.quiet) loop_->Emit(kRecDrain, id);
@@ -365,6 +454,18 @@ void Socket::Finish(int err, int sys, bool reset) {
   LoopStats& st = loop_->stats();
   ++st.closed;
   if (err != 0) loop_->CountError(err);
+  // File ranges not yet sent, and pipes through this socket, end with it (before its close).
+  for (size_t i = qhead_; i < queue_.size() && files_queued_ > 0; ++i) {
+    if (!queue_[i].file) continue;
+    double* v = loop_->Emit(kRecSendFile, id);
+    v[0] = queue_[i].req;
+    v[1] = static_cast<double>(queue_[i].fsent);
+    v[2] = err != 0 ? err : ECANCELED;
+    v[3] = err != 0 ? sys : kSysSendfile;
+    --files_queued_;
+  }
+  if (pipe_out != nullptr) pipe_out->SocketClosed(this, err, sys);
+  if (pipe_in != nullptr) pipe_in->SocketClosed(this, err, sys);
   if (opts_.quiet) {
     loop_->QuietClosed();
   } else {
@@ -384,6 +485,8 @@ void Socket::Finish(int err, int sys, bool reset) {
 }
 
 void Socket::Abandon() {
+  if (pipe_out != nullptr) pipe_out->Abandon();
+  if (pipe_in != nullptr) pipe_in->Abandon();
   if (fd >= 0) SysClose(fd);
   fd = -1;
 }
@@ -395,7 +498,7 @@ namespace iapp {
 int Socket::Detach(DetachedSocket* out) {
   if (dead) return -EBADF;
   if (connecting_) return -ENOTCONN;
-  if (push_) return -EBUSY;
+  if (push_ || files_queued_ > 0 || pipe_in != nullptr || pipe_out != nullptr) return -EBUSY;
   if (opts_.quiet) return -EINVAL;
   out->fd = fd;
   out->opts = opts_;

@@ -12,6 +12,9 @@
 
 namespace iapp {
 
+struct FileRef;
+class Pipe;
+
 enum ReadMode : int { kReadPaused = 0, kReadData = 1, kReadSink = 2 };
 
 struct SocketOptions {
@@ -70,6 +73,27 @@ class Socket : public Handle {
   // Sends `buf` again and again whenever writable (after anything queued), with no JS per write,
   // until End() or Destroy(). The buffer is shared with the loop's other pushing sockets.
   void Push(std::shared_ptr<const std::vector<uint8_t>> buf);
+  // Queues `length` bytes of `file` from `offset` (UINT64_MAX: to its end) after everything
+  // queued before, sent with sendfile(2) when their turn comes. A kRecSendFile record for `req`
+  // reports the bytes sent, and the error if the socket failed or the file was shorter than
+  // asked (ENODATA). 0 or -errno (closed, ended, pushing).
+  int SendFile(std::shared_ptr<FileRef> file, uint64_t offset, uint64_t length, double req);
+
+  // Pipe glue (pipe.cc): a socket is the source and/or the destination of at most one pipe
+  // each. The pipe moves the bytes; the socket keeps its counters and its close record.
+  Pipe* pipe_out = nullptr;
+  Pipe* pipe_in = nullptr;
+  bool connecting() const { return connecting_; }
+  bool rd_eof() const { return rd_eof_; }
+  bool queue_empty() const { return qhead_ == queue_.size(); }
+  bool idle_writer() const { return queue_empty() && !push_ && !end_requested_ && !wr_shut_; }
+  void CountIn(size_t n);
+  void CountOut(size_t n);
+  void PipeEof();           // the pipe read end of file from this socket
+  void PipeEnd() { End(); }  // the pipe has delivered everything: half-close
+  void PipeFail(int err, int sys) { Fail(err, sys); }
+  void Rearm();
+  void AllowHalfOpen() { opts_.allow_half_open = true; }
 
   uint64_t bytes_in() const { return bytes_in_; }
   uint64_t bytes_out() const { return bytes_out_; }
@@ -84,17 +108,26 @@ class Socket : public Handle {
   void OnEof();
   int Flush();                  // sends queued bytes: 0, or -errno after failing the socket
   void MaybeShutdown();
-  void Rearm();
   void Enqueue(const uint8_t* p, size_t n);
   int PushMore();               // sends from the push buffer: 0, or -errno after failing the socket
-  bool WantsWrite() const { return queued_ > 0 || (push_ && !end_requested_); }
+  bool WantsWrite() const {
+    return qhead_ < queue_.size() || (push_ && !end_requested_) || PipeWantsWrite();
+  }
+  bool PipeWantsRead() const;
+  bool PipeWantsWrite() const;
+  int SendFileHead();  // 1 when the head range is done, 0 to wait, -errno after failing
+  void PopHead();
   // Closes the fd and tells JS why. err: positive errno or 0 for a clean close.
   void Finish(int err, int sys, bool reset);
   void Fail(int err, int sys) { Finish(err, sys, false); }
 
+  // Bytes (data) or a file range (file): len is the byte count, off how much has gone.
   struct Chunk {
     std::unique_ptr<uint8_t[]> data;
     size_t cap, len, off;
+    std::shared_ptr<FileRef> file;
+    uint64_t foff = 0, flen = 0, fsent = 0;
+    double req = 0;
   };
 
   SocketOptions opts_;
@@ -108,7 +141,8 @@ class Socket : public Handle {
   // when empty, and most sockets of a sink or an idle server never queue anything.
   std::vector<Chunk> queue_;
   size_t qhead_ = 0;
-  size_t queued_ = 0;
+  size_t queued_ = 0;  // bytes in data chunks (what the high-water mark and `unsent` count)
+  size_t files_queued_ = 0;
   std::shared_ptr<const std::vector<uint8_t>> push_;
   size_t push_off_ = 0;
   uint64_t bytes_in_ = 0, bytes_out_ = 0;

@@ -6,6 +6,11 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#if defined(__linux__)
+#include <sys/sendfile.h>
+#else
+#include <sys/uio.h>
+#endif
 
 namespace iapp {
 
@@ -140,6 +145,31 @@ int CloseWithReset(int fd) {
 
 int OpenReserveFd() {
   return Neg(open("/dev/null", O_RDONLY | O_CLOEXEC));
+}
+
+ssize_t SysSendFile(int out, int in, uint64_t* off, size_t len) {
+#if defined(__linux__)
+  off_t o = static_cast<off_t>(*off);
+  ssize_t n;
+  do n = sendfile(out, in, &o, len);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return -errno;
+  *off = static_cast<uint64_t>(o);
+  return n;
+#elif defined(__FreeBSD__)
+  off_t sent = 0;
+  int r = sendfile(in, out, static_cast<off_t>(*off), len, nullptr, &sent, 0);
+  *off += static_cast<uint64_t>(sent);
+  if (r < 0 && sent == 0 && errno != EAGAIN && errno != EINTR) return -errno;
+  if (r < 0 && sent == 0) return -EAGAIN;
+  return sent;
+#else  // macOS: len in, bytes sent out
+  off_t n = static_cast<off_t>(len);
+  int r = sendfile(in, out, static_cast<off_t>(*off), &n, nullptr, 0);
+  *off += static_cast<uint64_t>(n);
+  if (r < 0 && n == 0) return errno == EINTR ? -EAGAIN : -errno;
+  return n;
+#endif
 }
 
 }  // namespace iapp

@@ -35,6 +35,11 @@ int CloseWithReset(int fd);
 // An fd held in reserve so that EMFILE on accept can still take one connection off the backlog.
 int OpenReserveFd();
 
+// Sends up to len bytes of file `in` from *off to socket `out` (sendfile(2); the BSD forms
+// elsewhere) and advances *off. Returns the bytes sent (0 at end of file) or -errno; a partial
+// send before EAGAIN returns what was sent.
+ssize_t SysSendFile(int out, int in, uint64_t* off, size_t len);
+
 constexpr int kIovMax = 1024;
 
 }  // namespace iapp

@@ -28,6 +28,20 @@ const hints: Record<string, string> = {
   ERR_THREAD_EXITED: 'the loop thread is gone; see the runtime\'s "exit" event for why',
 };
 
+/** The same codes mean something else for a file than for a socket. */
+const fileHints: Record<string, string> = {
+  ENOENT: 'no such file or directory: check the path',
+  EACCES: 'permission denied: check the permissions of the file and its directories',
+  EEXIST: 'the file exists (opened with an x flag, which creates only)',
+  EISDIR: 'it is a directory, not a file',
+  ENOTDIR: 'a component of the path is not a directory',
+  ENOSPC: 'the filesystem is full',
+  EBADF: 'the file is closed (or not open for this: read on a write-only file, write on a read-only one)',
+  ENODATA: 'the file ended before the range asked for: was it truncated while being sent?',
+  EFBIG: 'past the largest file size this filesystem allows',
+};
+const fileSyscalls = new Set(['open', 'pread', 'pwrite', 'fsync', 'fstat', 'ftruncate', 'close', 'sendfile', 'copy_file_range']);
+
 const brand = Symbol.for('iapp.IappError');
 
 /**
@@ -71,7 +85,7 @@ export function asError(e: unknown): Error {
 
 function describe(code: string, syscall: string, context: string): string {
   const head = [syscall, code, context].filter(Boolean).join(' ');
-  const hint = hints[code];
+  const hint = (fileSyscalls.has(syscall) ? fileHints[code] : undefined) ?? hints[code];
   return hint ? `${head}: ${hint}` : head;
 }
 

@@ -8,6 +8,8 @@ import { Messenger, type BroadcastResult, type InboxOptions, type CallOptions, t
 import { native as addon, ReadMode, Rec, type NativeLoop } from './native.js';
 import { Socket, type SocketToken } from './socket.js';
 import { ChildWatch, type SpawnedChild, type SpawnOptions } from './child.js';
+import { copyFile, File, FileRequests, type CopyOptions, type OpenOptions } from './file.js';
+import { Pipes, proxy, type PipeResult, type ProxyResult } from './pipe.js';
 import { Timer, TimerTable, type ClockName, type TimerCallback, type TimerOptions } from './timer.js';
 import { UdpSocket } from './udp.js';
 
@@ -187,6 +189,8 @@ export class Loop {
   #children = new Map<number, ChildWatch>();
   #force: (() => void) | undefined;
   #forced = false;
+  #files: FileRequests;
+  #pipes: Pipes;
 
   /** @internal Made by the runtime's thread entry. */
   constructor(
@@ -204,6 +208,58 @@ export class Loop {
     this.native = new addon.NativeLoop((count, arenas) => this.#onBatch(count, arenas), this.#records);
     this.#messenger = new Messenger(this.native, messaging.group, index, threads, messaging.inbox, (e) => this.handlerError(e));
     if (messaging.busyPollUs > 0) this.native.setBusyPoll(messaging.busyPollUs);
+    this.#files = new FileRequests(this.native);
+    this.#pipes = new Pipes(this.native);
+  }
+
+  // ---- files and copies (see src/file.ts, src/pipe.ts) ----
+
+  /**
+   * Opens a file for this loop. Its reads, writes and syncs run on the native disk pool and
+   * resolve here; a closed loop closes its files. Rejects with ENOENT, EACCES, EISDIR, … naming
+   * the path.
+   */
+  open(path: string, options: OpenOptions = {}): Promise<File> {
+    try {
+      this.#checkOpen();
+      return this.#files.open(path, options);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * Copies a file, or a range of it, into another on the disk pool (copy_file_range: no bytes
+   * through user space). Paths are opened and closed around the copy, the destination created
+   * or truncated; open Files are used as they are. Resolves with the bytes copied.
+   */
+  copyFile(src: File | string, dst: File | string, options: CopyOptions = {}): Promise<number> {
+    try {
+      this.#checkOpen();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return copyFile(this.#files, src, dst, options);
+  }
+
+  /**
+   * Moves everything `src` receives into `dst`, natively (splice through a kernel pipe on Linux:
+   * no JS and no copy per chunk), until `src` ends; then half-closes `dst`. Backpressure: `src`
+   * is read only as fast as `dst` takes it, with at most 256 KiB between them. Both sockets must
+   * be open and on this loop; `dst` takes no `write()` meanwhile (EBUSY). Resolves with the
+   * bytes moved; rejects with a `PipeError` if either socket fails or is destroyed first.
+   */
+  pipe(src: Socket, dst: Socket): Promise<PipeResult> {
+    return this.#pipes.pipe(src, dst, false);
+  }
+
+  /**
+   * A TCP proxy's core: `pipe` in both directions between `a` and `b`, ends passed on as
+   * half-closes. Resolves with the bytes each way once both directions have ended (the sockets
+   * then close). On any error both sockets are destroyed and it rejects with the counts.
+   */
+  proxy(a: Socket, b: Socket): Promise<ProxyResult> {
+    return proxy(this.#pipes, a, b);
   }
 
   /** @internal Setup has finished: run the messages that waited for it. */
@@ -598,6 +654,9 @@ export class Loop {
       new Promise<void>((r) => (this.#force = r)),
     ]);
     clearTimeout(timer);
+    // Disk jobs in flight finish (their results are not lost); the native close would wait for
+    // them anyway.
+    if (this.#files.pending > 0) await this.#files.idle();
     const left = [...this.#sockets.values()];
     let unsent = 0;
     for (const s of left) unsent += s.destroy({ reset: true });
@@ -731,6 +790,15 @@ export class Loop {
             break;
           case Rec.QuietDone:
             this.#quietDone?.();
+            break;
+          case Rec.File:
+            this.#files.complete(id, r, o);
+            break;
+          case Rec.SendFile:
+            this.#sockets.get(id)?._sendFileDone(r[o + 2]!, r[o + 3]!, r[o + 4]!, addon.syscallNames[r[o + 5]!] ?? '');
+            break;
+          case Rec.Pipe:
+            this.#pipes.complete(id, r[o + 2]!, r[o + 3]!, r[o + 4]!, r[o + 5]!);
             break;
           case Rec.ListenPaused:
             this.#listeners.get(id)?._paused(r[o + 2]!, r[o + 3]!);

@@ -112,6 +112,18 @@ export interface NativeLoop {
   members(): number[];
   detach(socketId: number): number;
   adopt(token: number, mode: number): number;
+  fileOpen(req: number, path: string, flags: number, mode: number): void;
+  fileClose(req: number, file: number): void;
+  fileStat(req: number, file: number): void;
+  fileTruncate(req: number, file: number, length: number): void;
+  fileRead(req: number, file: number, buffers: readonly Uint8Array[], offset: number): void;
+  fileWrite(req: number, file: number, buffers: readonly Uint8Array[], offset: number): void;
+  fileSync(req: number, file: number, dataOnly: boolean): void;
+  /** length -1: to the end of src. */
+  fileCopy(req: number, src: number, dst: number, srcOffset: number, dstOffset: number, length: number): void;
+  /** length -1: to the end of the file. */
+  sendFile(socket: number, file: number, offset: number, length: number, req: number): void;
+  pipe(src: number, dst: number, id: number, halfOpen: boolean): void;
 }
 
 interface Addon {
@@ -122,6 +134,8 @@ interface Addon {
   raiseFileLimit(): { before: number; soft: number; hard: number };
   listenSocket(spec: { host?: string; port?: number; path?: string; backlog?: number; ipv6Only?: boolean }): NativeAddress & { fd: number };
   closeFd(fd: number): void;
+  /** The most threads the process-wide disk pool may start; returns the value in force. */
+  setDiskThreads(n: number): number;
   createGroup(size: number, maxMessages: number, maxBytes: number): number;
   spawn(file: string, args: readonly string[], env: string[] | undefined, cwd: string | undefined, stdio: number): number;
   releaseGroup(id: number): number;
@@ -169,6 +183,9 @@ export const enum Rec {
   Detached = 12,
   Timer = 13,
   Child = 14,
+  File = 15,
+  SendFile = 16,
+  Pipe = 17,
 }
 
 /** Read modes; mirrors native/socket.h. */

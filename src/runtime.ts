@@ -31,6 +31,11 @@ export interface RuntimeOptions {
    * request/response between loops on a machine with cores to spare. Default 0 (never).
    */
   busyPollUs?: number;
+  /**
+   * Most threads of the native disk pool that runs file work (`loop.open()` and its files,
+   * `copyFile`) for every loop of the process; they start as work arrives. Default 4.
+   */
+  diskThreads?: number;
 }
 
 /** The file-descriptor limit (RLIMIT_NOFILE) the runtime found and what it raised it to. */
@@ -154,6 +159,11 @@ export class Runtime extends EventEmitter {
     if (typeof busy !== 'number' || !(busy >= 0 && busy <= 1_000_000)) throw new RangeError(`busyPollUs must be from 0 to 1000000, got ${String(options.busyPollUs)}`);
     this.#busyPollUs = busy;
     this.#offloadThreads = options.offloadThreads;
+    if (options.diskThreads !== undefined) {
+      if (!Number.isSafeInteger(options.diskThreads) || options.diskThreads < 1 || options.diskThreads > 1024)
+        throw new RangeError(`diskThreads must be an integer from 1 to 1024, got ${String(options.diskThreads)}`);
+      native.setDiskThreads(options.diskThreads);
+    }
     this.#messageGroup = native.createGroup(this.threads + 1, messages, bytes);
     const stride = native.constants.recordStride;
     const r = this.#records;

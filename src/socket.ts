@@ -1,4 +1,5 @@
 import { IappError, iappError } from './errors.js';
+import { checkSize, type File } from './file.js';
 import { ReadMode, type NativeAddress, type NativeLoop } from './native.js';
 
 /** How a socket ended. */
@@ -22,6 +23,9 @@ export interface SocketToken {
   /** Bytes read before any handler took them: the adopting side delivers them first. */
   readonly pending?: Uint8Array;
 }
+
+/** A failed `sendFile`: the error, and how much of the range did reach the socket. */
+export type SendFileError = IappError & { bytesSent: number };
 
 /** What a loop gives its sockets: the native loop and a way to report handler errors. */
 export interface SocketHost {
@@ -67,6 +71,8 @@ export class Socket {
   #detachCounts: [number, number] = [0, 0];
   #local: NativeAddress | undefined;
   #remote: NativeAddress | undefined;
+  #sendFiles: Map<number, { resolve: (n: number) => void; reject: (e: Error) => void; path: string }> | undefined;
+  #nextSendFile = 1;
   /** @internal connect() settles through this. */
   _connecting:
     | { resolve: (s: Socket) => void; reject: (e: Error) => void; target: string; timer?: NodeJS.Timeout }
@@ -185,6 +191,54 @@ export class Socket {
     if (!ArrayBuffer.isView(chunk) || chunk.byteLength === 0) throw new TypeError('push needs a non-empty Uint8Array');
     this.#host.native.push(this.id, chunk);
     return this;
+  }
+
+  /**
+   * Sends `length` bytes of `file` from `offset` (default: from 0 to the end of the file) with
+   * sendfile(2): the bytes go from the page cache to the socket without passing through JS or
+   * user space. Ordered with writes: it starts after everything written before it and writes
+   * made after it wait for it. Resolves with the bytes sent. Rejects (a `SendFileError` with
+   * `bytesSent`) if the socket fails or is destroyed first, and with ENODATA if the file ends
+   * before the range does (truncated meanwhile) — the socket is then closed, since its peer
+   * would wait for bytes that cannot come. The file may be closed once the call has returned.
+   */
+  sendFile(file: File, options: { offset?: number; length?: number } = {}): Promise<number> {
+    if (this.#ended || this.#state === 'closed' || this.#detaching) return Promise.reject(this.#closedError('sendFile'));
+    let offset: number, length: number;
+    try {
+      offset = checkSize('offset', options.offset ?? 0);
+      length = options.length === undefined ? -1 : checkSize('length', options.length);
+      if (file.closed) throw iappError('ERR_FILE_CLOSED', `sendFile: ${file.path} is closed`, file.path);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (length === 0) return Promise.resolve(0);
+    const req = this.#nextSendFile++;
+    try {
+      this.#host.native.sendFile(this.id, file.id, offset, length, req);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return new Promise((resolve, reject) => (this.#sendFiles ??= new Map()).set(req, { resolve, reject, path: file.path }));
+  }
+
+  /** @internal A sendFile finished (errno 0) or failed. */
+  _sendFileDone(req: number, bytes: number, errno: number, syscall: string): void {
+    const p = this.#sendFiles?.get(req);
+    if (!p) return;
+    this.#sendFiles!.delete(req);
+    if (errno === 0) return p.resolve(bytes);
+    const e = IappError.fromErrno(errno, syscall, p.path) as SendFileError;
+    e.bytesSent = bytes;
+    p.reject(e);
+  }
+
+  /** @internal For a pipe: data JS holds that arrived before any handler took it. */
+  _takePending(): Buffer[] | undefined {
+    const p = this.#pending;
+    this.#pending = undefined;
+    this.#pendingBytes = 0;
+    return p;
   }
 
   /** Writes `data` if given, then half-closes once everything queued has been sent. */

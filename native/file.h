@@ -1,0 +1,82 @@
+// Files on a loop: open/close/stat/truncate, reads and writes at offsets, fsync and file-to-file
+// copy. Every blocking call runs on the disk pool (pool.h); its result comes back to the owning
+// loop as a kRecFile record, batched with the loop's other events.
+#pragma once
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "poller.h"
+#include "pool.h"
+
+namespace iapp {
+
+class Loop;
+
+// An open file descriptor shared by the file table and the operations using it (a pool job, a
+// sendFile queued on a socket): the last holder closes it, so closing a File while a transfer
+// still reads from it cannot make the transfer read another file that reused the number.
+struct FileRef {
+  explicit FileRef(int f) : fd(f) {}
+  ~FileRef();
+  FileRef(const FileRef&) = delete;
+  FileRef& operator=(const FileRef&) = delete;
+  int fd;
+};
+
+enum FileOp : int { kFileOpen, kFileClose, kFileStat, kFileTruncate, kFileRead, kFileWrite,
+                    kFileSync, kFileCopy };
+
+class FileIo {
+ public:
+  explicit FileIo(Loop* loop) : loop_(loop) {}
+  ~FileIo() { Close(); }
+  int Open();    // 0 or -errno
+  void Close();  // waits for running jobs, closes every file; idempotent
+
+  // Each starts one operation and returns 0, or -errno if it could not be started (then no
+  // record follows). `req` comes back as the record's id.
+  int OpenFile(double req, std::string path, int flags, int mode);
+  int CloseFile(double req, uint64_t file);
+  int Stat(double req, uint64_t file);
+  int Truncate(double req, uint64_t file, uint64_t length);
+  // The iovecs point into JS buffers the caller keeps alive until the record arrives.
+  int Read(double req, uint64_t file, std::vector<iovec> iov, uint64_t offset);
+  int Write(double req, uint64_t file, std::vector<iovec> iov, uint64_t offset);
+  int Sync(double req, uint64_t file, bool datasync);
+  // length UINT64_MAX: up to the end of src.
+  int Copy(double req, uint64_t src, uint64_t dst, uint64_t src_off, uint64_t dst_off,
+           uint64_t length);
+
+  std::shared_ptr<FileRef> Find(uint64_t file) const;
+  size_t open_files() const { return files_.size(); }
+  size_t in_flight() const { return done_ ? done_->in_flight() : 0; }
+
+ private:
+  class Job;
+  class Waker : public Watcher {
+   public:
+    explicit Waker(FileIo* io) : io_(io) {}
+    void OnEvent(uint32_t) override { io_->Complete(); }
+    void OnPollError(int) override {}
+   private:
+    FileIo* io_;
+  };
+  int Start(Job* job);
+  void Complete();
+  void Finish(Job* job);
+
+  Loop* loop_;
+  Waker waker_{this};
+  std::shared_ptr<DoneQueue> done_;
+  std::unordered_map<uint64_t, std::shared_ptr<FileRef>> files_;
+  uint64_t next_id_ = 1;
+  bool closed_ = false;
+  std::vector<DiskJob*> taken_;
+};
+
+}  // namespace iapp

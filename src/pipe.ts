@@ -1,0 +1,90 @@
+import { IappError, iappError } from './errors.js';
+import { native as addon, type NativeLoop } from './native.js';
+import type { Socket } from './socket.js';
+
+/** How a pipe ended. */
+export interface PipeResult {
+  /** Bytes delivered to the destination. */
+  bytes: number;
+}
+
+/** A failed pipe: the error, the bytes delivered, and those read from the source but lost. */
+export type PipeError = IappError & { bytes: number; lost: number };
+
+/** How a proxy ended: the bytes each way. */
+export interface ProxyResult {
+  aToB: number;
+  bToA: number;
+}
+
+/** A failed proxy: the first error, and the bytes each way until then. */
+export type ProxyError = IappError & { aToB: number; bToA: number };
+
+/** A loop's pipes, settled by kRecPipe records. @internal */
+export class Pipes {
+  #native: NativeLoop;
+  #next = 1;
+  #pending = new Map<number, { resolve: (r: PipeResult) => void; reject: (e: Error) => void }>();
+
+  constructor(native: NativeLoop) {
+    this.#native = native;
+  }
+
+  pipe(src: Socket, dst: Socket, halfOpen: boolean): Promise<PipeResult> {
+    for (const s of [src, dst])
+      if (s.readyState !== 'open') return Promise.reject(iappError('ERR_SOCKET_CLOSED', `pipe: socket ${s.id} is ${s.readyState}, not open`));
+    // What arrived before any handler took it goes first, ahead of the piped bytes.
+    const early = src._takePending();
+    const id = this.#next++;
+    try {
+      if (early) for (const b of early) dst.write(b);
+      this.#native.pipe(src.id, dst.id, id, halfOpen);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return new Promise((resolve, reject) => this.#pending.set(id, { resolve, reject }));
+  }
+
+  /** A kRecPipe record. */
+  complete(id: number, bytes: number, errno: number, syscall: number, lost: number): void {
+    const p = this.#pending.get(id);
+    if (!p) return;
+    this.#pending.delete(id);
+    if (errno === 0) return p.resolve({ bytes });
+    const e = IappError.fromErrno(errno, addon.syscallNames[syscall] ?? '', 'pipe') as PipeError;
+    e.bytes = bytes;
+    e.lost = lost;
+    p.reject(e);
+  }
+}
+
+/**
+ * Both directions between `a` and `b`; resolves when both have ended (each end is passed on as
+ * a half-close, so a request/response protocol whose client half-closes still gets its answer).
+ * On the first error both sockets are destroyed and the promise rejects with the counts.
+ */
+export function proxy(pipes: Pipes, a: Socket, b: Socket): Promise<ProxyResult> {
+  const counts: ProxyResult = { aToB: 0, bToA: 0 };
+  const ab = pipes.pipe(a, b, true);
+  const ba = pipes.pipe(b, a, true);
+  const one = (p: Promise<PipeResult>, key: keyof ProxyResult): Promise<void> =>
+    p.then(
+      (r) => {
+        counts[key] = r.bytes;
+      },
+      (e: PipeError) => {
+        counts[key] = e.bytes ?? 0;
+        a.destroy();
+        b.destroy();
+        throw e;
+      },
+    );
+  return Promise.all([one(ab, 'aToB'), one(ba, 'bToA')]).then(
+    () => counts,
+    async (e: IappError) => {
+      // The other direction ends when the sockets close: wait for its count too.
+      await Promise.allSettled([ab, ba]);
+      throw Object.assign(e, counts) as ProxyError;
+    },
+  );
+}
