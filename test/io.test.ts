@@ -1,0 +1,116 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { createRuntime, type Runtime } from '../dist/src/index.js';
+import { fdCount, fixture } from './helpers.js';
+
+// Files here are sparse (a hole reads as zeros), so offsets past 4 and 8 GiB cost no disk.
+let dir = '';
+let rt: Runtime;
+let fdsBefore = 0;
+beforeAll(async () => {
+  fdsBefore = fdCount();
+  dir = mkdtempSync(join(tmpdir(), 'iapp-io-'));
+  rt = await createRuntime({ module: fixture('io.mjs'), threads: 1, diskThreads: 3 });
+});
+afterAll(async () => {
+  await rt.close({ timeoutMs: 2000 });
+  rmSync(dir, { recursive: true, force: true });
+  expect(fdCount()).toBe(fdsBefore);
+});
+
+const call = (name: string, arg: unknown = {}): Promise<Record<string, unknown>> =>
+  rt.call(0, name, arg, { timeoutMs: 30_000 }) as Promise<Record<string, unknown>>;
+
+describe('files', () => {
+  it('reads back by hash what it wrote at random offsets, past 4 and 8 GiB, with reads in flight at once', async () => {
+    const r = await call('files', { dir, seed: 1 });
+    expect(r.matches).toBe(r.spots);
+    expect(r.size).toBe(r.expectedSize);
+    expect(r.size).toBeGreaterThan(8 * 1024 ** 3);
+    expect(r).toMatchObject({ sparse: true, isFile: true, tail: 10, beyond: 0, readv: 70_013, readvMatch: true, truncated: 100 });
+    expect(r.afterClose).toMatchObject({ error: { code: 'ERR_FILE_CLOSED' } });
+  });
+
+  it('names what was wrong for bad paths, flags, offsets and closed files', async () => {
+    const r = await call('fileErrors', { dir });
+    expect(r.missing).toMatchObject({ error: { code: 'ENOENT', syscall: 'open', message: expect.stringContaining('check the path') } });
+    expect(r.dir).toMatchObject({ error: { code: 'EISDIR' } });
+    expect(r.exists).toMatchObject({ error: { code: 'EEXIST' } });
+    expect(r.readOnly).toMatchObject({ error: { code: 'EBADF', syscall: 'pwrite' } });
+    expect(r.badFlags).toMatchObject({ error: { message: expect.stringContaining("unknown flags \"rw\"") } });
+    expect(r.badOffset).toMatchObject({ error: { message: 'offset must be a non-negative integer (got -1)' } });
+    expect(r.hugeOffset).toMatchObject({ error: { message: expect.stringContaining('non-negative integer') } });
+    expect(r.closedTwice).toEqual({});
+  });
+
+  it('copies a file by paths and ranges past 4 GiB between open files, short at the end of the source', async () => {
+    const r = await call('copy', { dir });
+    expect(r).toMatchObject({ whole: 3_000_000, wholeMatch: true, range: 100_000, rangeMatch: true, short: 10 });
+    expect(r.missing).toMatchObject({ error: { code: 'ENOENT' } });
+  });
+});
+
+describe('sendFile', () => {
+  it('keeps writes and file ranges (one past 4 GiB, one whose file was closed at once) in order, byte for byte', async () => {
+    const r = await call('sendFile', { dir });
+    expect(r.counts).toEqual([1_500_000, 2_999_995, 1000]);
+    expect(r.bytes).toBe(r.expected);
+    expect(r.match).toBe(true);
+  });
+
+  it('sends to the end of the file when no length is given', async () => {
+    expect(await call('sendFileToEnd', { dir })).toEqual({ n: 777_770, bytes: 777_770, match: true });
+  });
+
+  it('rejects with the bytes sent so far when the peer resets mid-transfer', async () => {
+    const r = await call('sendFilePeerCloses', { dir });
+    const e = (r.r as { error: { code: string; bytesSent: number } }).error;
+    expect(['ECONNRESET', 'EPIPE']).toContain(e.code);
+    expect(e.bytesSent).toBeGreaterThanOrEqual(r.seen as number);
+    expect(e.bytesSent).toBeLessThan(512 * 1024 * 1024);
+  });
+
+  it('fails with ENODATA, and closes the socket, when the file is truncated during the transfer', async () => {
+    const r = await call('sendFileTruncated', { dir });
+    expect(r.r).toMatchObject({ error: { code: 'ENODATA', syscall: 'sendfile', message: expect.stringContaining('truncated') } });
+    // What was in the socket buffers before the cut went; the rest of the 256 MiB did not.
+    expect((r.r as { error: { bytesSent: number } }).error.bytesSent).toBeLessThan(64 * 1024 * 1024);
+    expect(r.closedWithError).toBe('ENODATA');
+  });
+
+  it('refuses bad offsets, closed files and ended sockets with clear errors', async () => {
+    const r = await call('sendFileBad', { dir });
+    expect(r.negative).toMatchObject({ error: { message: 'offset must be a non-negative integer (got -1)' } });
+    expect(r.closedFile).toMatchObject({ error: { code: 'ERR_FILE_CLOSED' } });
+    expect(r.afterEnd).toMatchObject({ error: { code: 'ERR_SOCKET_CLOSED' } });
+  });
+});
+
+describe('pipe and proxy', () => {
+  it('proxies 50 MB both ways to an echo server, byte for byte, and closes both sides after the ends pass', async () => {
+    const r = await call('proxy', { size: 50_000_000 });
+    expect(r).toEqual({ counts: { aToB: 50_000_000, bToA: 50_000_000 }, bytes: 50_000_000, match: true });
+  });
+
+  it('delivers bytes that arrived before the pipe started first, and refuses writes into a piped socket', async () => {
+    expect(await call('pipeEarly')).toEqual({ res: { bytes: 10 }, bytes: 22, writeWhilePiped: 'EBUSY' });
+  });
+
+  it('stops reading when the far side stops: the proxy holds no more than its pipe', async () => {
+    const r = await call('backpressure');
+    // The client's writes stall long before 512 MiB: the kernel buffers on the way are full.
+    expect(r.offered).toBeLessThan(128 * 1024 * 1024);
+    expect(r.held).toBeLessThanOrEqual(1024 * 1024);
+    expect(r.result).toHaveProperty('error');
+  });
+
+  it('rejects with the bytes moved when the destination resets', async () => {
+    const r = await call('pipeReset');
+    const e = (r.r as { error: { code: string; bytes: number } }).error;
+    expect(['ECONNRESET', 'EPIPE']).toContain(e.code);
+    expect(e.bytes).toBeGreaterThanOrEqual(r.seen as number);
+  });
+});
