@@ -25,7 +25,7 @@ const CRLF2 = Buffer.from('\r\n\r\n');
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) HTTP\/1\.([01])$/;
 
-function response(status: string, body: string, close: boolean, head = false): Buffer {
+export function response(status: string, body: string, close: boolean, head = false): Buffer {
   return Buffer.from(
     `HTTP/1.1 ${status}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
       `${close ? 'Connection: close\r\n' : ''}\r\n${head ? '' : body}`,
@@ -117,7 +117,10 @@ export class HttpConnection {
   }
 }
 
-interface Head {
+export interface Head {
+  method: string;
+  /** The request target as sent (origin form for a normal request). */
+  target: string;
   head: boolean;
   close: boolean;
   contentLength: number;
@@ -155,5 +158,5 @@ export function parseHead(text: string): Head | 'bad' | 'chunked' {
       }
     }
   }
-  return { head: m[1] === 'HEAD', close, contentLength };
+  return { method: m[1]!, target: m[2]!, head: m[1] === 'HEAD', close, contentLength };
 }

@@ -2,10 +2,11 @@
 // chosen mode, and counts what JavaScript sees (loop.onStats).
 
 import type { Listener, Loop, LoopInfo, Socket, UdpSocket } from '../src/index.js';
+import { FileConnection } from './files.js';
 import { HttpConnection, TIMEOUT } from './http.js';
 
 /** How accepted connections are served. */
-export type Mode = 'sink' | 'data' | 'echo' | 'http';
+export type Mode = 'sink' | 'data' | 'echo' | 'http' | 'file';
 
 /** A TCP or Unix listener to open, or a passed listening socket to adopt. */
 export type TcpSpec = { host: string; port: number; name: string } | { path: string } | { fd: number };
@@ -21,6 +22,8 @@ export interface SrvLoopData {
   /** Sockets from socket activation: adopted as listeners, or as UDP sockets if they are not. */
   activated: { fd: number; name: string }[];
   headerTimeoutMs: number;
+  /** file mode: the directory served (absolute). */
+  root?: string;
   /** SO_RCVLOWAT for accepted connections (sink and data modes). */
   rcvlowat?: number;
   firstThread: number;
@@ -51,8 +54,10 @@ export interface SrvAppStats {
   jsBytes: number;
   /** HTTP requests answered with 200. */
   requests: number;
-  /** HTTP requests refused (400, 408, 431, 501). */
+  /** HTTP requests refused (400, 404, 408, 431, 501, …). */
   httpErrors: number;
+  /** file mode: body bytes sent from files. */
+  fileBytes: number;
   /** Most connections open at once on this thread (not tracked in sink mode, which runs no JS per connection). */
   peak: number;
 }
@@ -66,9 +71,10 @@ function describe(l: Listener): BoundAddress {
 /** Loop-thread entry: see SrvLoopData. */
 export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
   const d = info.data as SrvLoopData;
-  const app: SrvAppStats = { jsBytes: 0, requests: 0, httpErrors: 0, peak: 0 };
+  const app: SrvAppStats = { jsBytes: 0, requests: 0, httpErrors: 0, fileBytes: 0, peak: 0 };
   let open = 0;
   const http = new Map<Socket, { conn: HttpConnection; since: number }>();
+  const files = new Map<Socket, FileConnection>();
 
   const serve = (s: Socket): void => {
     open++;
@@ -76,6 +82,7 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
     s.onClose(() => {
       open--;
       http.delete(s);
+      files.delete(s);
     });
     switch (d.mode) {
       case 'data':
@@ -90,6 +97,9 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
           if (!s.write(b)) s.pause();
         });
         s.onDrain(() => s.resume());
+        break;
+      case 'file':
+        files.set(s, new FileConnection(loop, d.root!, s, app));
         break;
       case 'http': {
         const state = { conn: new HttpConnection(), since: 0 };
@@ -155,6 +165,16 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
   }
 
   let timer: NodeJS.Timeout | undefined;
+  if (d.mode === 'file') {
+    timer = setInterval(() => {
+      const now = Date.now();
+      for (const [s, c] of files) {
+        if (c.since === 0 || now - c.since < d.headerTimeoutMs) continue;
+        files.delete(s);
+        c.abort(TIMEOUT);
+      }
+    }, Math.max(50, Math.min(1000, d.headerTimeoutMs / 4)));
+  }
   if (d.mode === 'http') {
     // A slow or stuck client must not hold a connection with half a request forever.
     timer = setInterval(() => {

@@ -2,9 +2,9 @@
 // iapp-srv: a TCP/UDP sink server for load tests. Loop threads (over one or more processes)
 // accept connections and discard, count, echo or answer HTTP; this main thread samples the
 // counters, prints them, and prints a reconciled summary when it stops.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { listenFds, type ActivatedSocket } from '../src/activation.js';
@@ -36,7 +36,9 @@ Options:
                            given or sockets are passed by socket activation. Port 0 picks one.
   -u, --udp HOST:PORT      UDP address to sink datagrams on; repeatable
   -m, --mode MODE          sink: discard natively (default); data: deliver to JavaScript and count;
-                           echo: send back what is read; http: answer HTTP/1.1 requests with 200
+                           echo: send back what is read; http: answer HTTP/1.1 requests with 200;
+                           file: serve the files under --root to HTTP/1.1 GET, with sendfile
+      --root DIR           file mode: the directory whose regular files are served
   -t, --threads N          loop threads over all processes (default: CPUs, here ${availableParallelism()})
   -p, --procs P            processes to spread the threads over (default 1; more to pass one
                            process's fd limit)
@@ -45,7 +47,7 @@ Options:
   -d, --duration S         stop after S seconds (default: run until SIGINT/SIGTERM)
       --idle-exit S        exit 0 after S seconds with no open connection and no new one
   -i, --stats S            seconds between live lines (default 1)
-      --header-timeout S   http mode: close a connection whose request head is not complete in S
+      --header-timeout S   http and file modes: close a connection whose request head is not complete in S
                            seconds, with 408 (default 10)
       --rcvlowat BYTES     sink and data modes: wake for a connection only once BYTES are queued
                            (SO_RCVLOWAT; k/m suffixes). Fewer wakes let one fast sender go much
@@ -66,6 +68,7 @@ interface Config {
   tcp: Endpoint[];
   udp: Endpoint[];
   mode: Mode;
+  root: string | undefined;
   threads: number;
   procs: number;
   accept: 'reuseport' | 'shared';
@@ -96,6 +99,7 @@ function parseConfig(argv: string[]): Config | 'help' {
         'idle-exit': { type: 'string' },
         stats: { type: 'string', short: 'i' },
         'header-timeout': { type: 'string' },
+        root: { type: 'string' },
         rcvlowat: { type: 'string' },
         json: { type: 'boolean' },
         verbose: { type: 'boolean', short: 'v' },
@@ -115,7 +119,21 @@ function parseConfig(argv: string[]): Config | 'help' {
   const udp = (v.udp ?? []).map((s) => parseEndpoint('udp', s, { allowPortZero: true, defaultHost: '::' }));
   for (const u of udp) if (u.path !== undefined) throw new UsageError(`--udp unix:${u.path}: UDP needs HOST:PORT`);
   const accept = v.accept !== undefined ? parseChoice('accept', v.accept, ['reuseport', 'shared'] as const) : 'reuseport';
-  const mode = v.mode !== undefined ? parseChoice('mode', v.mode, ['sink', 'data', 'echo', 'http'] as const) : 'sink';
+  const mode = v.mode !== undefined ? parseChoice('mode', v.mode, ['sink', 'data', 'echo', 'http', 'file'] as const) : 'sink';
+  let root: string | undefined;
+  if (mode === 'file') {
+    if (v.root === undefined) throw new UsageError('--mode file needs --root DIR: the directory to serve');
+    root = resolve(v.root);
+    let isDir = false;
+    try {
+      isDir = statSync(root).isDirectory();
+    } catch {
+      throw new UsageError(`--root ${v.root}: no such directory`);
+    }
+    if (!isDir) throw new UsageError(`--root ${v.root}: not a directory`);
+  } else if (v.root !== undefined) {
+    throw new UsageError('--root is for --mode file');
+  }
   const rcvlowat = v.rcvlowat !== undefined ? parseInteger('rcvlowat', v.rcvlowat, 1, 1 << 30, true) : undefined;
   if (rcvlowat !== undefined && mode !== 'sink' && mode !== 'data')
     throw new UsageError(`--rcvlowat is for --mode sink or data: a ${mode} reply would wait for more bytes than a request has`);
@@ -123,6 +141,7 @@ function parseConfig(argv: string[]): Config | 'help' {
     tcp,
     udp,
     mode,
+    root,
     rcvlowat,
     threads,
     procs,
@@ -282,6 +301,7 @@ async function main(argv: string[]): Promise<number> {
           udp,
           activated: activated.map((a, i) => ({ fd: ctx.fds[i]!, name: a.name })),
           headerTimeoutMs: Math.round(cfg.headerTimeoutS * 1000),
+          ...(cfg.root !== undefined ? { root: cfg.root } : {}),
           ...(cfg.rcvlowat !== undefined ? { rcvlowat: cfg.rcvlowat } : {}),
           firstThread: ctx.firstThread,
           proc: ctx.proc,
@@ -386,7 +406,7 @@ async function main(argv: string[]): Promise<number> {
           rxBytesPerS: Math.round(rate),
           txBytes: tot.txBytes,
           datagramsIn: tot.datagramsIn,
-          ...(cfg.mode === 'http' ? { requests: tot.requests, requestsPerS: Math.round(reqRate) } : {}),
+          ...((cfg.mode === 'http' || cfg.mode === 'file') ? { requests: tot.requests, requestsPerS: Math.round(reqRate) } : {}),
           errors: errorsNow,
           ...(cfg.verbose
             ? {
@@ -405,8 +425,8 @@ async function main(argv: string[]): Promise<number> {
           `${t.toFixed(1).padStart(7)}s  conns ${formatCount(tot.connections)}  new ${formatCount(newConns)}  closed ${formatCount(closed)}` +
             `  RX ${formatRate(rate)}  total ${formatBytes(tot.rxBytes)}` +
             (cfg.udp.length > 0 || dgrams > 0 ? `  datagrams ${formatCount(dgrams)}` : '') +
-            (cfg.mode === 'http' ? `  ${formatCount(Math.round(reqRate))} req/s` : '') +
-            (cfg.mode === 'echo' ? `  TX total ${formatBytes(tot.txBytes)}` : ''),
+            ((cfg.mode === 'http' || cfg.mode === 'file') ? `  ${formatCount(Math.round(reqRate))} req/s` : '') +
+            ((cfg.mode === 'echo' || cfg.mode === 'file') ? `  TX total ${formatBytes(tot.txBytes)}` : ''),
         );
         if (cfg.verbose) {
           for (const s of stats) {
@@ -468,7 +488,7 @@ async function main(argv: string[]): Promise<number> {
         peakConnections: peak,
         datagramsIn: tot.datagramsIn,
         ...(cfg.mode !== 'sink' ? { jsBytes: tot.jsBytes } : {}),
-        ...(cfg.mode === 'http' ? { requests: tot.requests, httpErrors: tot.httpErrors } : {}),
+        ...((cfg.mode === 'http' || cfg.mode === 'file') ? { requests: tot.requests, httpErrors: tot.httpErrors } : {}),
         errors,
         ...(overflows !== undefined ? { listenOverflows: overflows } : {}),
         drain: { sockets: closeSummary.sockets, reset: closeSummary.reset, unsent: closeSummary.unsent, terminated: closeSummary.terminated },
@@ -496,8 +516,8 @@ async function main(argv: string[]): Promise<number> {
             ...(cfg.udp.length > 0 || first.activated.some((a) => a.proto === 'udp')
               ? { datagrams: num(s.datagramsIn) }
               : {}),
-            ...(cfg.mode === 'echo' ? { 'TX bytes': s.bytesOut } : {}),
-            ...(cfg.mode === 'http' ? { requests: num((s.app as SrvAppStats | undefined)?.requests) } : {}),
+            ...(cfg.mode === 'echo' || cfg.mode === 'file' ? { 'TX bytes': s.bytesOut } : {}),
+            ...((cfg.mode === 'http' || cfg.mode === 'file') ? { requests: num((s.app as SrvAppStats | undefined)?.requests) } : {}),
             errors: formatErrors(s.errors),
           })),
         );
@@ -510,6 +530,7 @@ async function main(argv: string[]): Promise<number> {
           `connections: ${formatCount(tot.accepted)} accepted, ${formatCount(tot.closed)} closed, peak ${formatCount(peak)} open` +
             (tot.datagramsIn > 0 || cfg.udp.length > 0 ? `; datagrams: ${formatCount(tot.datagramsIn)}` : ''),
         );
+        if (cfg.mode === 'file') out.line(`file: ${formatCount(tot.requests)} requests answered, ${formatCount(tot.httpErrors)} refused or not found`);
         if (cfg.mode === 'http') out.line(`http: ${formatCount(tot.requests)} requests answered, ${formatCount(tot.httpErrors)} refused`);
         if (cfg.mode === 'echo') out.line(`echo: ${formatBytes(tot.txBytes)} sent back (${formatCount(tot.txBytes)} bytes)`);
         out.line(`errors: ${formatErrors(errors)}`);
