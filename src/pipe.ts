@@ -24,7 +24,7 @@ export type ProxyError = IappError & { aToB: number; bToA: number };
 export class Pipes {
   #native: NativeLoop;
   #next = 1;
-  #pending = new Map<number, { resolve: (r: PipeResult) => void; reject: (e: Error) => void }>();
+  #pending = new Map<number, { resolve: (r: PipeResult) => void; reject: (e: Error) => void; early: number }>();
 
   constructor(native: NativeLoop) {
     this.#native = native;
@@ -34,15 +34,20 @@ export class Pipes {
     for (const s of [src, dst])
       if (s.readyState !== 'open') return Promise.reject(iappError('ERR_SOCKET_CLOSED', `pipe: socket ${s.id} is ${s.readyState}, not open`));
     // What arrived before any handler took it goes first, ahead of the piped bytes.
-    const early = src._takePending();
+    const held = src._takePending();
     const id = this.#next++;
+    let early = 0;
     try {
-      if (early) for (const b of early) dst.write(b);
+      if (held)
+        for (const b of held) {
+          dst.write(b);
+          early += b.length;
+        }
       this.#native.pipe(src.id, dst.id, id, halfOpen);
     } catch (e) {
       return Promise.reject(e);
     }
-    return new Promise((resolve, reject) => this.#pending.set(id, { resolve, reject }));
+    return new Promise((resolve, reject) => this.#pending.set(id, { resolve, reject, early }));
   }
 
   /** A kRecPipe record. */
@@ -50,6 +55,7 @@ export class Pipes {
     const p = this.#pending.get(id);
     if (!p) return;
     this.#pending.delete(id);
+    bytes += p.early; // written ahead of the pipe: delivered, or counted unsent in dst's close
     if (errno === 0) return p.resolve({ bytes });
     const e = IappError.fromErrno(errno, addon.syscallNames[syscall] ?? '', 'pipe') as PipeError;
     e.bytes = bytes;
