@@ -107,6 +107,8 @@ describe('parseHead', () => {
 
   it('reads method, Connection and Content-Length', () => {
     expect(parseHead('HEAD / HTTP/1.1\r\nconnection: Keep-Alive, Close\r\ncontent-length: 7')).toEqual({
+      method: 'HEAD',
+      target: '/',
       head: true,
       close: true,
       contentLength: 7,
