@@ -19,6 +19,7 @@
       "native/child.cc",
       "native/pool.cc",
       "native/file.cc",
+      "native/uring.cc",
       "native/pipe.cc"
     ],
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -139,6 +139,7 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
                            InstanceMethod<&NativeLoop::FileWrite>("fileWrite"),
                            InstanceMethod<&NativeLoop::FileSync>("fileSync"),
                            InstanceMethod<&NativeLoop::FileCopy>("fileCopy"),
+                           InstanceMethod<&NativeLoop::DiskEngineJs>("diskEngine"),
                            InstanceMethod<&NativeLoop::SendFile>("sendFile"),
                            InstanceMethod<&NativeLoop::PipeJs>("pipe"),
                            InstanceMethod<&NativeLoop::Stats>("stats"),
@@ -724,7 +725,9 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
   FileIo* Files(Napi::Env env) {
     int err = 0;
     FileIo* io = L(env)->files(&err);
-    if (io == nullptr) ThrowSysError(env, err, "eventfd", "cannot set up the loop's disk completions");
+    if (io == nullptr)
+      ThrowSysError(env, err, "io_uring_setup",
+                    "cannot set up the loop's disk engine (diskEngine 'io_uring' needs a kernel that allows io_uring; 'auto' falls back to the pool)");
     return io;
   }
   static uint64_t U64(const Napi::Value& v) {
@@ -789,6 +792,11 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
                    Files(info.Env())->Copy(info[0].As<Napi::Number>().DoubleValue(), U64(info[1]), U64(info[2]),
                                            U64(info[3]), U64(info[4]), U64(info[5])),
                    "copy_file_range", "copyFile");
+  }
+
+  // diskEngine() -> 'io_uring' | 'pool': what runs this loop's reads, writes and syncs.
+  Napi::Value DiskEngineJs(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), Files(info.Env())->uses_ring() ? "io_uring" : "pool");
   }
 
   // sendFile(socket, file, offset, length | -1, req): a kRecSendFile record reports the result.
@@ -899,6 +907,12 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
 }
 
 // createGroup(size, maxMessages, maxBytes) -> id
+// setDiskEngine(0 auto | 1 pool | 2 io_uring): for loops whose files are set up from now on.
+Napi::Value SetDiskEngineJs(const Napi::CallbackInfo& info) {
+  SetDiskEngine(info[0].As<Napi::Number>().Int32Value());
+  return info.Env().Undefined();
+}
+
 // setDiskThreads(n): the most threads the process-wide disk pool may start.
 Napi::Value SetDiskThreads(const Napi::CallbackInfo& info) {
   DiskPool::Get().SetMaxThreads(info[0].As<Napi::Number>().Int32Value());
@@ -950,6 +964,7 @@ Napi::Object InitIapp(Napi::Env env, Napi::Object exports) {
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
   exports.Set("createGroup", Napi::Function::New(env, CreateGroup));
   exports.Set("setDiskThreads", Napi::Function::New(env, SetDiskThreads));
+  exports.Set("setDiskEngine", Napi::Function::New(env, SetDiskEngineJs));
   exports.Set("spawn", Napi::Function::New(env, Spawn));
   exports.Set("releaseGroup", Napi::Function::New(env, ReleaseGroupJs));
   exports.Set("intern", Napi::Function::New(env, InternJs));

@@ -1,5 +1,6 @@
 #include "file.h"
 
+#include <atomic>
 #include <cerrno>
 #include <climits>
 #include <fcntl.h>
@@ -11,6 +12,13 @@
 #include "sys.h"
 
 namespace iapp {
+
+namespace {
+std::atomic<int> g_engine{kEngineAuto};
+constexpr unsigned kRingEntries = 256;  // operations in flight on one loop's ring
+}  // namespace
+
+void SetDiskEngine(int engine) { g_engine.store(engine, std::memory_order_relaxed); }
 
 FileRef::~FileRef() {
   if (fd >= 0) SysClose(fd);
@@ -51,6 +59,7 @@ class FileIo::Job : public DiskJob {
   uint64_t off = 0, off2 = 0, len = 0;
   bool datasync = false;
   int64_t result = 0;  // bytes, a new fd, or -errno
+  uint64_t base = 0;   // bytes the ring moved before handing the rest to the pool
   int sys = kSysNone;
   struct stat st {};
 
@@ -119,7 +128,7 @@ class FileIo::Job : public DiskJob {
       done += static_cast<uint64_t>(n);
       Advance(iov, &i, static_cast<size_t>(n));
     }
-    result = static_cast<int64_t>(done);
+    result = static_cast<int64_t>(base + done);
   }
   void Copy() {
     uint64_t done = 0;
@@ -187,11 +196,148 @@ int FileIo::Open() {
   auto q = std::make_shared<DoneQueue>();
   int r = q->Open();
   if (r < 0) return r;
+  const int engine = g_engine.load(std::memory_order_relaxed);
+  if (engine != kEnginePool) {
+    auto ring = std::unique_ptr<Uring>(new (std::nothrow) Uring());
+    int rr = ring ? ring->Open(kRingEntries) : -ENOMEM;
+    if (rr == 0) {
+      ring_ = std::move(ring);
+      ring_waker_.fd = ring_->event_fd();
+      ring_waker_.want = kWantRead;
+      loop_->poller().Update(&ring_waker_);
+    } else if (engine == kEngineUring) {
+      return rr;  // asked for explicitly: say why not
+    }
+  }
   done_ = std::move(q);
   waker_.fd = done_->wake_fd();
   waker_.want = kWantRead;
   loop_->poller().Update(&waker_);
   return 0;
+}
+
+// A read, write or sync on the ring. A short read or write goes on from where it stopped.
+struct FileIo::RingOp {
+  FileOp kind;
+  double req;
+  std::shared_ptr<FileRef> file;
+  std::vector<iovec> iov;
+  size_t i = 0;  // first iovec not yet done
+  uint64_t off = 0, done = 0;
+  bool datasync = false;
+};
+
+bool FileIo::Queue(RingOp* op) {
+  if (!ring_) return false;
+  const uint64_t ud = reinterpret_cast<uintptr_t>(op);
+  const int fd = op->file->fd;
+  bool ok;
+  if (op->kind == kFileSync) {
+    ok = ring_->Fsync(fd, op->datasync, ud);
+  } else {
+    const unsigned n = static_cast<unsigned>(op->iov.size() - op->i);
+    if (n > static_cast<unsigned>(kIovLimit)) return false;
+    ok = op->kind == kFileWrite ? ring_->Writev(fd, &op->iov[op->i], n, op->off + op->done, ud)
+                                : ring_->Readv(fd, &op->iov[op->i], n, op->off + op->done, ud);
+  }
+  if (ok && !ring_queued_) {
+    ring_queued_ = true;
+    loop_->WantPrepare();
+  }
+  return ok;
+}
+
+void FileIo::SubmitRing() {
+  if (!ring_queued_ || !ring_) return;
+  ring_queued_ = false;
+  int r = ring_->Submit();
+  // EAGAIN/EBUSY leave the entries queued (0 returned): try again before the next sleep.
+  if (r == 0) {
+    ring_queued_ = true;
+    loop_->WantPrepare();
+  }
+}
+
+void FileIo::ReapRing() {
+  UringCompletion c[64];
+  for (;;) {
+    const size_t n = ring_->Reap(c, 64);
+    for (size_t k = 0; k < n; ++k) {
+      std::unique_ptr<RingOp> op(reinterpret_cast<RingOp*>(static_cast<uintptr_t>(c[k].user_data)));
+      const int32_t res = c[k].res;
+      const int sys = op->kind == kFileWrite ? kSysPwrite : op->kind == kFileRead ? kSysPread : kSysFsync;
+      if (res < 0) {
+        Emit(op->req, res, sys);
+        continue;
+      }
+      if (op->kind == kFileSync) {
+        Emit(op->req, 0, kSysNone);
+        continue;
+      }
+      if (res == 0) {  // end of file (a write that takes nothing is an error)
+        if (op->kind == kFileWrite) Emit(op->req, -EIO, sys);
+        else Emit(op->req, static_cast<int64_t>(op->done), kSysNone);
+        continue;
+      }
+      op->done += static_cast<uint64_t>(res);
+      Advance(op->iov, &op->i, static_cast<size_t>(res));
+      if (op->i == op->iov.size()) {
+        Emit(op->req, static_cast<int64_t>(op->done), kSysNone);
+        continue;
+      }
+      if (Queue(op.get())) {
+        op.release();
+        continue;
+      }
+      // The ring is full: the pool finishes the rest.
+      Job* job = new (std::nothrow) Job();
+      if (job == nullptr) {
+        Emit(op->req, -ENOMEM, sys);
+        continue;
+      }
+      job->op = op->kind;
+      job->req = op->req;
+      job->file = std::move(op->file);
+      job->iov.assign(op->iov.begin() + static_cast<std::ptrdiff_t>(op->i), op->iov.end());
+      job->off = op->off + op->done;
+      job->base = op->done;
+      int r = Start(job);
+      if (r < 0) Emit(op->req, r, sys);
+    }
+    if (n < 64) break;
+  }
+  SubmitRing();
+}
+
+int FileIo::Transfer(FileOp kind, double req, uint64_t file, std::vector<iovec> iov, uint64_t offset) {
+  std::shared_ptr<FileRef> ref = Find(file);
+  if (!ref) return -EBADF;
+  if (ring_ && !closed_) {
+    auto* op = new (std::nothrow) RingOp();
+    if (op == nullptr) return -ENOMEM;
+    op->kind = kind;
+    op->req = req;
+    op->file = ref;
+    op->iov = std::move(iov);
+    op->off = offset;
+    Advance(op->iov, &op->i, 0);
+    if (op->i == op->iov.size() && kind != kFileSync) {  // nothing to move
+      Emit(req, 0, kSysNone);
+      delete op;
+      return 0;
+    }
+    if (Queue(op)) return 0;
+    iov = std::move(op->iov);  // full: the pool does it
+    delete op;
+  }
+  Job* job = new (std::nothrow) Job();
+  if (job == nullptr) return -ENOMEM;
+  job->op = kind;
+  job->req = req;
+  job->file = std::move(ref);
+  job->iov = std::move(iov);
+  job->off = offset;
+  return Start(job);
 }
 
 void FileIo::Close() {
@@ -209,6 +355,15 @@ void FileIo::Close() {
     taken_.clear();
     loop_->poller().Remove(&waker_);
     waker_.fd = -1;
+  }
+  if (ring_) {
+    // The same for the ring: the kernel may still write into JS buffers.
+    std::vector<UringCompletion> rest;
+    ring_->WaitAll(&rest);
+    for (const UringCompletion& c : rest) delete reinterpret_cast<RingOp*>(static_cast<uintptr_t>(c.user_data));
+    loop_->poller().Remove(&ring_waker_);
+    ring_waker_.fd = -1;
+    ring_->Close();
   }
   files_.clear();
 }
@@ -256,6 +411,12 @@ void FileIo::Finish(Job* job) {
     v[4] = job->st.st_mode;
     v[5] = static_cast<double>(job->st.st_blocks) * 512;
   }
+}
+
+void FileIo::Emit(double req, int64_t result, int sys) {
+  double* v = loop_->Emit(kRecFile, static_cast<uint64_t>(req));
+  v[0] = static_cast<double>(result);
+  v[1] = sys;
 }
 
 namespace {
@@ -313,20 +474,26 @@ int FileIo::Truncate(double req, uint64_t file, uint64_t length) {
 }
 
 int FileIo::Read(double req, uint64_t file, std::vector<iovec> iov, uint64_t offset) {
-  IAPP_FILE_JOB(job, kFileRead);
-  job->iov = std::move(iov);
-  job->off = offset;
-  return Start(job);
+  return Transfer(kFileRead, req, file, std::move(iov), offset);
 }
 
 int FileIo::Write(double req, uint64_t file, std::vector<iovec> iov, uint64_t offset) {
-  IAPP_FILE_JOB(job, kFileWrite);
-  job->iov = std::move(iov);
-  job->off = offset;
-  return Start(job);
+  return Transfer(kFileWrite, req, file, std::move(iov), offset);
 }
 
 int FileIo::Sync(double req, uint64_t file, bool datasync) {
+  if (ring_ && !closed_) {
+    std::shared_ptr<FileRef> ref = Find(file);
+    if (!ref) return -EBADF;
+    auto* op = new (std::nothrow) RingOp();
+    if (op == nullptr) return -ENOMEM;
+    op->kind = kFileSync;
+    op->req = req;
+    op->file = std::move(ref);
+    op->datasync = datasync;
+    if (Queue(op)) return 0;
+    delete op;
+  }
   IAPP_FILE_JOB(job, kFileSync);
   job->datasync = datasync;
   return Start(job);

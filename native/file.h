@@ -12,6 +12,7 @@
 
 #include "poller.h"
 #include "pool.h"
+#include "uring.h"
 
 namespace iapp {
 
@@ -28,6 +29,12 @@ struct FileRef {
   int fd;
 };
 
+// Which engine runs a loop's reads, writes and syncs: io_uring where the kernel allows a ring
+// (auto), or always the thread pool. Open, stat, truncate, close and copies use the pool.
+enum DiskEngine : int { kEngineAuto = 0, kEnginePool = 1, kEngineUring = 2 };
+// The engine loops opened from now on use (process-wide).
+void SetDiskEngine(int engine);
+
 enum FileOp : int { kFileOpen, kFileClose, kFileStat, kFileTruncate, kFileRead, kFileWrite,
                     kFileSync, kFileCopy };
 
@@ -35,7 +42,7 @@ class FileIo {
  public:
   explicit FileIo(Loop* loop) : loop_(loop) {}
   ~FileIo() { Close(); }
-  int Open();    // 0 or -errno
+  int Open();    // 0 or -errno (kEngineUring without a ring: the ring's error)
   void Close();  // waits for running jobs, closes every file; idempotent
 
   // Each starts one operation and returns 0, or -errno if it could not be started (then no
@@ -53,25 +60,43 @@ class FileIo {
            uint64_t length);
 
   std::shared_ptr<FileRef> Find(uint64_t file) const;
+  bool uses_ring() const { return ring_ != nullptr; }
+  // Hands the operations queued on the ring to the kernel (the loop calls it before it sleeps,
+  // so the reads of one turn go in one syscall).
+  void SubmitRing();
   size_t open_files() const { return files_.size(); }
   size_t in_flight() const { return done_ ? done_->in_flight() : 0; }
 
  private:
   class Job;
+  struct RingOp;
   class Waker : public Watcher {
    public:
-    explicit Waker(FileIo* io) : io_(io) {}
-    void OnEvent(uint32_t) override { io_->Complete(); }
+    Waker(FileIo* io, bool ring) : io_(io), ring_(ring) {}
+    void OnEvent(uint32_t) override {
+      if (ring_) io_->ReapRing();
+      else io_->Complete();
+    }
     void OnPollError(int) override {}
    private:
     FileIo* io_;
+    bool ring_;
   };
   int Start(Job* job);
   void Complete();
   void Finish(Job* job);
+  void Emit(double req, int64_t result, int sys);
+  // Queues a read, write or sync on the ring; false (nothing queued) when there is no ring or it
+  // is full, and the pool takes the operation instead.
+  bool Queue(RingOp* op);
+  int Transfer(FileOp kind, double req, uint64_t file, std::vector<iovec> iov, uint64_t offset);
+  void ReapRing();
 
   Loop* loop_;
-  Waker waker_{this};
+  Waker waker_{this, false};
+  Waker ring_waker_{this, true};
+  std::unique_ptr<Uring> ring_;
+  bool ring_queued_ = false;
   std::shared_ptr<DoneQueue> done_;
   std::unordered_map<uint64_t, std::shared_ptr<FileRef>> files_;
   uint64_t next_id_ = 1;

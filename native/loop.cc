@@ -416,6 +416,7 @@ void Loop::Prepare() {
     // with no timerfd round trip. libuv does not look at prepare handles when it computes how
     // long to block, so anything left here would wait for an unrelated wake.
     for (int i = 0; i < 16 && !closed_ && !stopping_; ++i) {
+      if (files_) files_->SubmitRing();
       timers_.Apply();
       ExpireDue();
       if (!poller_.HasChanges() && pending_.empty()) break;

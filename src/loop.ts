@@ -214,6 +214,11 @@ export class Loop {
 
   // ---- files and copies (see src/file.ts, src/pipe.ts) ----
 
+  /** What runs this loop's file reads, writes and syncs (see the runtime's `diskEngine`). */
+  get diskEngine(): 'io_uring' | 'pool' {
+    return this.native.diskEngine();
+  }
+
   /**
    * Opens a file for this loop. Its reads, writes and syncs run on the native disk pool and
    * resolve here; a closed loop closes its files. Rejects with ENOENT, EACCES, EISDIR, … naming

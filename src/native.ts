@@ -124,6 +124,7 @@ export interface NativeLoop {
   /** length -1: to the end of the file. */
   sendFile(socket: number, file: number, offset: number, length: number, req: number): void;
   pipe(src: number, dst: number, id: number, halfOpen: boolean): void;
+  diskEngine(): 'io_uring' | 'pool';
 }
 
 interface Addon {
@@ -136,6 +137,8 @@ interface Addon {
   closeFd(fd: number): void;
   /** The most threads the process-wide disk pool may start; returns the value in force. */
   setDiskThreads(n: number): number;
+  /** 0 auto, 1 pool, 2 io_uring: for loops whose files are set up from now on (process-wide). */
+  setDiskEngine(engine: number): void;
   createGroup(size: number, maxMessages: number, maxBytes: number): number;
   spawn(file: string, args: readonly string[], env: string[] | undefined, cwd: string | undefined, stdio: number): number;
   releaseGroup(id: number): number;

@@ -36,6 +36,13 @@ export interface RuntimeOptions {
    * `copyFile`) for every loop of the process; they start as work arrives. Default 4.
    */
   diskThreads?: number;
+  /**
+   * What runs file reads, writes and syncs: `'auto'` (default) uses io_uring where the kernel
+   * allows it (one ring per loop, submitted once per loop turn) and the disk pool elsewhere;
+   * `'pool'` always the pool; `'io_uring'` fails a loop's first file operation where there is no
+   * ring. Opens, stats, truncates, closes and copies always run on the pool.
+   */
+  diskEngine?: 'auto' | 'io_uring' | 'pool';
 }
 
 /** The file-descriptor limit (RLIMIT_NOFILE) the runtime found and what it raised it to. */
@@ -163,6 +170,12 @@ export class Runtime extends EventEmitter {
       if (!Number.isSafeInteger(options.diskThreads) || options.diskThreads < 1 || options.diskThreads > 1024)
         throw new RangeError(`diskThreads must be an integer from 1 to 1024, got ${String(options.diskThreads)}`);
       native.setDiskThreads(options.diskThreads);
+    }
+    const engines = { auto: 0, pool: 1, io_uring: 2 } as const;
+    if (options.diskEngine !== undefined) {
+      const e = engines[options.diskEngine];
+      if (e === undefined) throw new TypeError(`diskEngine must be 'auto', 'io_uring' or 'pool', got ${String(options.diskEngine)}`);
+      native.setDiskEngine(e);
     }
     this.#messageGroup = native.createGroup(this.threads + 1, messages, bytes);
     const stride = native.constants.recordStride;

@@ -34,6 +34,20 @@ describe('files', () => {
     expect(r.afterClose).toMatchObject({ error: { code: 'ERR_FILE_CLOSED' } });
   });
 
+  it('does the same through the thread pool as through io_uring (where the kernel has it)', async () => {
+    const engine = await call('engine');
+    expect(['io_uring', 'pool']).toContain(engine);
+    const pool = await createRuntime({ module: fixture('io.mjs'), threads: 1, diskEngine: 'pool' });
+    try {
+      expect(await pool.call(0, 'engine')).toBe('pool');
+      const r = (await pool.call(0, 'files', { dir, seed: 2 }, { timeoutMs: 30_000 })) as Record<string, unknown>;
+      expect(r.matches).toBe(r.spots);
+      expect(r).toMatchObject({ readvMatch: true, truncated: 100, tail: 10, beyond: 0 });
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('names what was wrong for bad paths, flags, offsets and closed files', async () => {
     const r = await call('fileErrors', { dir });
     expect(r.missing).toMatchObject({ error: { code: 'ENOENT', syscall: 'open', message: expect.stringContaining('check the path') } });
