@@ -3,13 +3,13 @@
 // request/response and measures latency), reporting progress, throughput and a final summary
 // whose byte counts are exact, so they can be reconciled with iapp-srv's.
 import { isIP } from 'node:net';
-import { parseArgs } from 'node:util';
 
 import {
   UsageError,
   formatEndpoint,
   parseChoice,
   parseEndpoint,
+  parseFlags,
   parseInteger,
   parseSeconds,
   type Endpoint,
@@ -81,35 +81,23 @@ interface Config {
 
 /** Parses argv (without node and script). Throws UsageError for anything wrong. */
 function parseConfig(argv: string[]): Config {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        target: { type: 'string', multiple: true },
-        source: { type: 'string', multiple: true },
-        threads: { type: 'string' },
-        procs: { type: 'string' },
-        conns: { type: 'string' },
-        rate: { type: 'string' },
-        size: { type: 'string' },
-        mode: { type: 'string' },
-        udp: { type: 'boolean' },
-        duration: { type: 'string' },
-        'close-timeout': { type: 'string' },
-        stats: { type: 'string' },
-        json: { type: 'boolean' },
-        verbose: { type: 'boolean', short: 'v' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (e) {
-    // parseArgs says e.g. "Unknown option '--foo'. To specify a positional argument starting with a '-' …"
-    throw new UsageError((e as Error).message.split('. ')[0]!.replace(/\.$/, ''));
-  }
-  const v = parsed.values;
+  const v = parseFlags(argv, {
+    target: { type: 'string', multiple: true },
+    source: { type: 'string', multiple: true },
+    threads: { type: 'string' },
+    procs: { type: 'string' },
+    conns: { type: 'string' },
+    rate: { type: 'string' },
+    size: { type: 'string' },
+    mode: { type: 'string' },
+    udp: { type: 'boolean' },
+    duration: { type: 'string' },
+    'close-timeout': { type: 'string' },
+    stats: { type: 'string' },
+    json: { type: 'boolean' },
+    verbose: { type: 'boolean', short: 'v' },
+    help: { type: 'boolean', short: 'h' },
+  });
   const udp = v.udp === true;
   const targets = (v.target ?? ['127.0.0.1:7000']).map((t) => parseEndpoint('target', t, { defaultHost: '127.0.0.1' }));
   const sources = v.source ?? [];

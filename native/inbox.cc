@@ -3,12 +3,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fcntl.h>
 #include <new>
 #include <unistd.h>
-#if defined(__linux__)
-#include <sys/eventfd.h>
-#endif
 
 #include "sys.h"
 
@@ -21,28 +17,9 @@ constexpr size_t Pad8(size_t n) { return (n + 7) & ~static_cast<size_t>(7); }
 Inbox::Inbox(size_t max_messages, size_t max_bytes)
     : max_messages_(max_messages), max_bytes_(max_bytes) {}
 
-Inbox::~Inbox() {
-  if (wake_rd_ >= 0) SysClose(wake_rd_);
-  if (wake_wr_ >= 0 && wake_wr_ != wake_rd_) SysClose(wake_wr_);
-}
+Inbox::~Inbox() { CloseWaker(wake_rd_, wake_wr_); }
 
-int Inbox::Open() {
-#if defined(__linux__)
-  int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (fd < 0) return -errno;
-  wake_rd_ = wake_wr_ = fd;
-#else
-  // kqueue has EVFILT_USER, but a pipe needs no special case in the poller and costs one write
-  // per burst, not per message.
-  int p[2];
-  if (pipe(p) < 0) return -errno;
-  SetNonblockCloexec(p[0]);
-  SetNonblockCloexec(p[1]);
-  wake_rd_ = p[0];
-  wake_wr_ = p[1];
-#endif
-  return 0;
-}
+int Inbox::Open() { return OpenWaker(&wake_rd_, &wake_wr_); }
 
 int Inbox::Push(const MsgHeader& h, const uint8_t* payload, bool bounded) {
   bool wake;
@@ -98,19 +75,8 @@ int Inbox::PushBatch(const uint8_t* data, size_t len, size_t count) {
 
 void Inbox::Wake() {
   __atomic_store_n(&wake_written_, true, __ATOMIC_RELEASE);
-  {
-    // The waker's fd lives as long as this inbox, which the caller holds. An eventfd write can
-    // only fail at a counter of 2^64-2, a pipe write when 64 KiB of wakes are unread: the owner
-    // is woken either way.
-#if defined(__linux__)
-    uint64_t one = 1;
-    ssize_t r = write(wake_wr_, &one, sizeof one);
-#else
-    char one = 1;
-    ssize_t r = write(wake_wr_, &one, 1);
-#endif
-    (void)r;
-  }
+  // The waker's fd lives as long as this inbox, which the caller holds.
+  SignalWaker(wake_wr_);
 }
 
 bool Inbox::Cancel(int32_t from, double seq) {
@@ -138,16 +104,7 @@ void Inbox::ConsumeWake(bool always) {
   // signal written after a Take() that already took its message leaves the fd readable with
   // nothing pending: the next read (always = true) clears it.
   if (!__atomic_exchange_n(&wake_written_, false, __ATOMIC_ACQ_REL) && !always) return;
-#if defined(__linux__)
-  uint64_t n;
-  ssize_t r = read(wake_rd_, &n, sizeof n);
-#else
-  char buf[256];
-  ssize_t r;
-  while ((r = read(wake_rd_, buf, sizeof buf)) == static_cast<ssize_t>(sizeof buf)) {
-  }
-#endif
-  (void)r;
+  DrainWaker(wake_rd_);
 }
 
 size_t Inbox::Take(std::vector<uint8_t>* out, std::vector<int32_t>* waiters) {

@@ -1,37 +1,19 @@
 #include "pool.h"
 
 #include <cerrno>
-#include <fcntl.h>
 #include <system_error>
 #include <thread>
 #include <unistd.h>
 #if defined(__linux__)
-#include <sys/eventfd.h>
 #endif
 
 #include "sys.h"
 
 namespace iapp {
 
-DoneQueue::~DoneQueue() {
-  if (wake_wr_ >= 0 && wake_wr_ != wake_rd_) SysClose(wake_wr_);
-  if (wake_rd_ >= 0) SysClose(wake_rd_);
-}
+DoneQueue::~DoneQueue() { CloseWaker(wake_rd_, wake_wr_); }
 
-int DoneQueue::Open() {
-#if defined(__linux__)
-  wake_rd_ = wake_wr_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  return wake_rd_ < 0 ? -errno : 0;
-#else
-  int p[2];
-  if (pipe(p) < 0) return -errno;
-  SetNonblockCloexec(p[0]);
-  SetNonblockCloexec(p[1]);
-  wake_rd_ = p[0];
-  wake_wr_ = p[1];
-  return 0;
-#endif
-}
+int DoneQueue::Open() { return OpenWaker(&wake_rd_, &wake_wr_); }
 
 void DoneQueue::Push(DiskJob* job) {
   bool wake;
@@ -40,17 +22,7 @@ void DoneQueue::Push(DiskJob* job) {
     wake = done_.empty();
     done_.push_back(job);
   }
-  if (wake) {
-    // Only the empty -> non-empty edge writes the waker; a full counter or pipe already wakes.
-#if defined(__linux__)
-    uint64_t one = 1;
-    ssize_t r = write(wake_wr_, &one, sizeof one);
-#else
-    char one = 1;
-    ssize_t r = write(wake_wr_, &one, 1);
-#endif
-    (void)r;
-  }
+  if (wake) SignalWaker(wake_wr_);  // only the empty -> non-empty edge needs a wake
   if (in_flight_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
     std::lock_guard<std::mutex> lk(mu_);
     idle_.notify_all();
@@ -58,9 +30,8 @@ void DoneQueue::Push(DiskJob* job) {
 }
 
 void DoneQueue::Take(std::vector<DiskJob*>* out) {
-  char buf[64];
-  while (read(wake_rd_, buf, sizeof buf) > 0) {
-  }
+  // Cleared before taking: a job pushed after this read either is taken below or wakes again.
+  DrainWaker(wake_rd_);
   std::lock_guard<std::mutex> lk(mu_);
   out->swap(done_);
 }

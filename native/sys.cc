@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #if defined(__linux__)
+#include <sys/eventfd.h>
 #include <sys/sendfile.h>
 #else
 #include <sys/uio.h>
@@ -145,6 +146,53 @@ int CloseWithReset(int fd) {
 
 int OpenReserveFd() {
   return Neg(open("/dev/null", O_RDONLY | O_CLOEXEC));
+}
+
+int OpenWaker(int* rd, int* wr) {
+#if defined(__linux__)
+  int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) return -errno;
+  *rd = *wr = fd;
+#else
+  // kqueue has EVFILT_USER, but a pipe needs no special case in the poller and costs one write
+  // per burst, not per event.
+  int p[2];
+  if (pipe(p) < 0) return -errno;
+  SetNonblockCloexec(p[0]);
+  SetNonblockCloexec(p[1]);
+  *rd = p[0];
+  *wr = p[1];
+#endif
+  return 0;
+}
+
+void SignalWaker(int wr) {
+#if defined(__linux__)
+  uint64_t one = 1;
+  ssize_t r = write(wr, &one, sizeof one);
+#else
+  char one = 1;
+  ssize_t r = write(wr, &one, 1);
+#endif
+  (void)r;
+}
+
+void DrainWaker(int rd) {
+#if defined(__linux__)
+  uint64_t n;
+  ssize_t r = read(rd, &n, sizeof n);
+#else
+  char buf[256];
+  ssize_t r;
+  while ((r = read(rd, buf, sizeof buf)) == static_cast<ssize_t>(sizeof buf)) {
+  }
+#endif
+  (void)r;
+}
+
+void CloseWaker(int rd, int wr) {
+  if (rd >= 0) SysClose(rd);
+  if (wr >= 0 && wr != rd) SysClose(wr);
 }
 
 ssize_t SysSendFile(int out, int in, uint64_t* off, size_t len) {

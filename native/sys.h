@@ -35,6 +35,14 @@ int CloseWithReset(int fd);
 // An fd held in reserve so that EMFILE on accept can still take one connection off the backlog.
 int OpenReserveFd();
 
+// A waker another thread writes to wake a loop: an eventfd on Linux (rd == wr), a non-blocking
+// pipe elsewhere. OpenWaker: 0 or -errno. Signal never fails in a way that loses the wake (a full
+// counter or pipe is already readable). Drain clears it.
+int OpenWaker(int* rd, int* wr);
+void SignalWaker(int wr);
+void DrainWaker(int rd);
+void CloseWaker(int rd, int wr);
+
 // Sends up to len bytes of file `in` from *off to socket `out` (sendfile(2); the BSD forms
 // elsewhere) and advances *off. Returns the bytes sent (0 at end of file) or -errno; a partial
 // send before EAGAIN returns what was sent.

@@ -73,16 +73,16 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
   const d = info.data as SrvLoopData;
   const app: SrvAppStats = { jsBytes: 0, requests: 0, httpErrors: 0, fileBytes: 0, peak: 0 };
   let open = 0;
-  const http = new Map<Socket, { conn: HttpConnection; since: number }>();
-  const files = new Map<Socket, FileConnection>();
+  // http and file modes: connections a header timeout may end (`since`: when the current
+  // request head began, 0 when none is in progress).
+  const heads = new Map<Socket, { readonly since: number; abort(answer: Buffer): void }>();
 
   const serve = (s: Socket): void => {
     open++;
     if (open > app.peak) app.peak = open;
     s.onClose(() => {
       open--;
-      http.delete(s);
-      files.delete(s);
+      heads.delete(s);
     });
     switch (d.mode) {
       case 'data':
@@ -99,11 +99,20 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
         s.onDrain(() => s.resume());
         break;
       case 'file':
-        files.set(s, new FileConnection(loop, d.root!, s, app));
+        heads.set(s, new FileConnection(loop, d.root!, s, app));
         break;
       case 'http': {
         const state = { conn: new HttpConnection(), since: 0 };
-        http.set(s, state);
+        heads.set(s, {
+          get since() {
+            return state.since;
+          },
+          abort(answer) {
+            app.httpErrors++;
+            s.onData(() => {});
+            if (s.readyState === 'open') s.end(answer);
+          },
+        });
         s.onData((b) => {
           app.jsBytes += b.length;
           const r = state.conn.feed(b);
@@ -114,7 +123,7 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
             if (!s.write(r.out)) s.pause();
           }
           if (r.close) {
-            http.delete(s);
+            heads.delete(s);
             s.end();
           }
         });
@@ -165,26 +174,14 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
   }
 
   let timer: NodeJS.Timeout | undefined;
-  if (d.mode === 'file') {
-    timer = setInterval(() => {
-      const now = Date.now();
-      for (const [s, c] of files) {
-        if (c.since === 0 || now - c.since < d.headerTimeoutMs) continue;
-        files.delete(s);
-        c.abort(TIMEOUT);
-      }
-    }, Math.max(50, Math.min(1000, d.headerTimeoutMs / 4)));
-  }
-  if (d.mode === 'http') {
+  if (d.mode === 'http' || d.mode === 'file') {
     // A slow or stuck client must not hold a connection with half a request forever.
     timer = setInterval(() => {
       const now = Date.now();
-      for (const [s, st] of http) {
-        if (st.since === 0 || now - st.since < d.headerTimeoutMs) continue;
-        http.delete(s);
-        app.httpErrors++;
-        s.onData(() => {});
-        if (s.readyState === 'open') s.end(TIMEOUT);
+      for (const [s, c] of heads) {
+        if (c.since === 0 || now - c.since < d.headerTimeoutMs) continue;
+        heads.delete(s);
+        c.abort(TIMEOUT);
       }
     }, Math.max(50, Math.min(1000, d.headerTimeoutMs / 4)));
   }

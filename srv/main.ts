@@ -5,7 +5,6 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 
 import { listenFds, type ActivatedSocket } from '../src/activation.js';
 import {
@@ -13,6 +12,7 @@ import {
   formatEndpoint,
   parseChoice,
   parseEndpoint,
+  parseFlags,
   parseInteger,
   parseSeconds,
   type Endpoint,
@@ -82,35 +82,23 @@ interface Config {
 }
 
 function parseConfig(argv: string[]): Config | 'help' {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        listen: { type: 'string', short: 'l', multiple: true },
-        udp: { type: 'string', short: 'u', multiple: true },
-        mode: { type: 'string', short: 'm' },
-        threads: { type: 'string', short: 't' },
-        procs: { type: 'string', short: 'p' },
-        accept: { type: 'string' },
-        duration: { type: 'string', short: 'd' },
-        'idle-exit': { type: 'string' },
-        stats: { type: 'string', short: 'i' },
-        'header-timeout': { type: 'string' },
-        root: { type: 'string' },
-        rcvlowat: { type: 'string' },
-        json: { type: 'boolean' },
-        verbose: { type: 'boolean', short: 'v' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (e) {
-    // parseArgs's messages name the flag; drop its advice about '--' (we take no positionals).
-    throw new UsageError((e as Error).message.replace(/\. To specify a positional.*$/s, ''));
-  }
-  const v = parsed.values;
+  const v = parseFlags(argv, {
+    listen: { type: 'string', short: 'l', multiple: true },
+    udp: { type: 'string', short: 'u', multiple: true },
+    mode: { type: 'string', short: 'm' },
+    threads: { type: 'string', short: 't' },
+    procs: { type: 'string', short: 'p' },
+    accept: { type: 'string' },
+    duration: { type: 'string', short: 'd' },
+    'idle-exit': { type: 'string' },
+    stats: { type: 'string', short: 'i' },
+    'header-timeout': { type: 'string' },
+    root: { type: 'string' },
+    rcvlowat: { type: 'string' },
+    json: { type: 'boolean' },
+    verbose: { type: 'boolean', short: 'v' },
+    help: { type: 'boolean', short: 'h' },
+  });
   if (v.help) return 'help';
   const threads = v.threads !== undefined ? parseInteger('threads', v.threads, 1, 1024) : availableParallelism();
   const procs = v.procs !== undefined ? parseInteger('procs', v.procs, 1, 256) : 1;

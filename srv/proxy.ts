@@ -3,9 +3,8 @@
 // a target and moves the bytes both ways with splice (no JavaScript per chunk); this main thread
 // prints the traffic each interval and a summary when it stops.
 import { availableParallelism } from 'node:os';
-import { parseArgs } from 'node:util';
 
-import { UsageError, formatEndpoint, parseEndpoint, parseInteger, parseSeconds, type Endpoint } from '../src/cli/args.js';
+import { UsageError, formatEndpoint, parseFlags, parseEndpoint, parseInteger, parseSeconds, type Endpoint } from '../src/cli/args.js';
 import { Output, formatBytes, formatCount, formatErrors, formatRate } from '../src/cli/report.js';
 import { createRuntime, type Runtime, type ThreadStats } from '../src/index.js';
 import type { ProxyLoopData, ProxyStats } from './proxy-loop.js';
@@ -45,27 +44,16 @@ interface Config {
 }
 
 function parseConfig(argv: string[]): Config | 'help' {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        listen: { type: 'string', short: 'l' },
-        target: { type: 'string', short: 'T', multiple: true },
-        threads: { type: 'string', short: 't' },
-        'connect-timeout': { type: 'string' },
-        duration: { type: 'string', short: 'd' },
-        stats: { type: 'string', short: 'i' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (e) {
-    throw new UsageError((e as Error).message.replace(/\. To specify a positional.*$/s, ''));
-  }
-  const v = parsed.values;
+  const v = parseFlags(argv, {
+    listen: { type: 'string', short: 'l' },
+    target: { type: 'string', short: 'T', multiple: true },
+    threads: { type: 'string', short: 't' },
+    'connect-timeout': { type: 'string' },
+    duration: { type: 'string', short: 'd' },
+    stats: { type: 'string', short: 'i' },
+    json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
   if (v.help) return 'help';
   if (v.listen === undefined) throw new UsageError('--listen HOST:PORT is required: where clients connect');
   if (!v.target?.length) throw new UsageError('--target HOST:PORT is required: where to send them');
@@ -112,7 +100,7 @@ async function main(): Promise<number> {
     cfg = parseConfig(process.argv.slice(2));
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
-    process.stderr.write(`iapp-proxy: ${e.message}\nTry iapp-proxy --help.\n`);
+    process.stderr.write(`iapp-proxy: ${e.message}\nRun 'iapp-proxy --help' for the flags.\n`);
     return 2;
   }
   if (cfg === 'help') {

@@ -1,10 +1,25 @@
 // Flag values shared by the command-line programs (srv, clt): addresses, counts, durations, and
 // the one error type a bad flag becomes.
 import { isIP } from 'node:net';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 /** A bad flag or flag value: printed as one line, exit code 2. */
 export class UsageError extends Error {
   override name = 'UsageError';
+}
+
+/**
+ * Parses flags strictly (no positionals); a bad flag becomes a UsageError with parseArgs's message
+ * ("Unknown option '--foo'"), without its advice about passing positionals after '--'.
+ */
+type FlagSpec = NonNullable<ParseArgsConfig['options']>;
+type Flags<O extends FlagSpec> = ReturnType<typeof parseArgs<{ args: string[]; strict: true; allowPositionals: false; options: O }>>['values'];
+export function parseFlags<O extends FlagSpec>(argv: string[], options: O): Flags<O> {
+  try {
+    return parseArgs({ args: argv, strict: true, allowPositionals: false, options }).values;
+  } catch (e) {
+    throw new UsageError((e as Error).message.replace(/\. To specify a positional.*$/s, '').replace(/\.$/, ''));
+  }
 }
 
 /** A TCP/UDP endpoint or a Unix socket path, as given on the command line. */
