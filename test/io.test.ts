@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { createRuntime, type Runtime } from '../dist/src/index.js';
-import { fdCount, fixture } from './helpers.js';
+import { events, fdCount, fixture } from './helpers.js';
 
 // Files here are sparse (a hole reads as zeros), so offsets past 4 and 8 GiB cost no disk.
 let dir = '';
@@ -45,6 +45,21 @@ describe('files', () => {
       expect(r).toMatchObject({ readvMatch: true, truncated: 100, tail: 10, beyond: 0 });
     } finally {
       await pool.close();
+    }
+  });
+
+  it('closes a loop with reads and writes in flight: they finish first, and every file is closed', async () => {
+    for (const diskEngine of ['auto', 'pool'] as const) {
+      const busy = await createRuntime({ module: fixture('io.mjs'), threads: 1, diskEngine });
+      const ev = events();
+      try {
+        const settled = ev.waitFor(() => true);
+        expect(await busy.call(0, 'busy', { dir, channel: ev.name })).toBe('started');
+        await busy.close();
+        expect(await settled).toEqual({ ok: 200, failed: 0 });
+      } finally {
+        ev.close();
+      }
     }
   });
 
