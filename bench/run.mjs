@@ -10,7 +10,11 @@
 //   http         bench/http.mjs         iapp-srv --mode http vs node:http (skipped if not there)
 //   messaging    bench/messaging.mjs    cross-thread messages vs worker_threads MessagePort (msgs/s, round trip µs)
 //   timers       bench/timers.mjs       loop timers vs setTimeout/clearTimeout (arm+disarm, arm+fire /s; bytes per timer)
-// Budget on a 2-core machine: about 10 minutes, --quick about 3. SCENARIOS below bounds each
+//   proxy        bench/proxy.mjs        C client -> loop.proxy() vs node:net pipe() -> C sink (GB/s, proxy CPU-s/GB)
+//   sendfile     bench/sendfile.mjs     a cached 1 GiB file to 1 and 64 clients: socket.sendFile vs createReadStream().pipe (GB/s, CPU-s/GB)
+//   copy         bench/copy.mjs         a cached 1 GiB file: loop.copyFile vs fs.promises.copyFile and a stream copy (GB/s)
+//   disk         bench/disk.mjs         file reads via a loop's File (io_uring, pool) vs fs.promises FileHandle (reads/s, GB/s, CPU-s per M reads/GB)
+// Budget on a 2-core machine: about 14 minutes, --quick about 5. SCENARIOS below bounds each
 // scenario (run a scenario's script directly for its other options).
 //
 // Every scenario script takes --quick, --json and --out FILE; this runner adds --json and --out
@@ -62,11 +66,15 @@ const SCENARIOS = [
   { name: 'http', full: ['--duration', '3'], quick: ['--quick'], estS: [150, 30] },
   { name: 'messaging', full: [], quick: ['--quick'], estS: [60, 25] },
   { name: 'timers', full: [], quick: ['--quick'], estS: [50, 25] },
+  { name: 'proxy', full: [], quick: ['--quick'], estS: [55, 25] },
+  { name: 'sendfile', full: [], quick: ['--quick'], estS: [60, 25] },
+  { name: 'copy', full: [], quick: ['--quick'], estS: [70, 20] },
+  { name: 'disk', full: [], quick: ['--quick'], estS: [45, 20] },
 ];
 const NAMES = SCENARIOS.map((s) => s.name);
 
 const USAGE = `usage: node bench/run.mjs [options]
-  --quick          every scenario's --quick (about 2 min instead of about 8)
+  --quick          every scenario's --quick (about 5 min instead of about 14)
   --only LIST      only these scenarios (${NAMES.join(', ')}); repeatable or comma-separated
   --json           print the scenarios' JSON lines on stdout (progress stays on stderr)
   --report-only    rewrite REPORT.md and the charts from bench/results/latest.json; run nothing`;
@@ -331,7 +339,7 @@ function scenarioTable(rec) {
   const metrics = [...new Map(rec.lines.map((l) => [l.metric, l.unit])).entries()];
   const hasRef = rec.lines.some((l) => l.refPeer);
   const head = ['case', 'system'];
-  for (const [m, u] of metrics) head.push(`${m}${u ? ` (${u})` : ''}`, `${m} vs peer`, ...(hasRef ? [`${m} vs C`] : []));
+  for (const [m, u] of metrics) head.push(`${m}${u ? ` (${u})` : ''}`, `${m} vs peer`, ...(hasRef ? [`${m} vs ref`] : []));
   out.push(`| ${head.map(md).join(' | ')} |`, `|${head.map(() => '---').join('|')}|`);
   for (const c of cases) {
     const systems = [...new Set(rec.lines.filter((l) => l.case === c).map((l) => l.system))];

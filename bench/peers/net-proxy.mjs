@@ -1,0 +1,58 @@
+// node:net TCP proxy for bench/proxy.mjs, the Node baseline next to iapp's loop.proxy():
+//   node bench/peers/net-proxy.mjs --target HOST:PORT [--port 0]
+// One process; per accepted socket c: u = net.connect(target); c.pipe(u); u.pipe(c) (stream
+// backpressure both ways, ends passed on by pipe()); an error on either side destroys both.
+// Prints `READY <port>`; on SIGTERM/SIGINT prints {"accepted","proxied","aToB","bToA","failed",
+// "errors"} and exits 0 (aToB/bToA: bytes written to the target / back to the client, counted
+// when both sockets have closed).
+import net from 'node:net';
+import { parseArgs } from 'node:util';
+
+const { values } = parseArgs({ options: { target: { type: 'string' }, port: { type: 'string', default: '0' } } });
+const m = /^([\d.]+):(\d+)$/.exec(values.target ?? '');
+if (!m) {
+  console.error('net-proxy: --target HOST:PORT (numeric IPv4) is required');
+  process.exit(2);
+}
+const target = { host: m[1], port: Number(m[2]) };
+const st = { accepted: 0, proxied: 0, aToB: 0, bToA: 0, failed: 0, errors: {} };
+
+const server = net.createServer((c) => {
+  st.accepted++;
+  const u = net.connect(target);
+  let failed = false;
+  let closed = 0;
+  const fail = (err) => {
+    if (!failed) {
+      failed = true;
+      st.failed++;
+      st.errors[err.code ?? 'unknown'] = (st.errors[err.code ?? 'unknown'] ?? 0) + 1;
+    }
+    c.destroy();
+    u.destroy();
+  };
+  const onClose = () => {
+    if (++closed < 2) return;
+    st.aToB += u.bytesWritten;
+    st.bToA += c.bytesWritten;
+    if (!failed) st.proxied++;
+  };
+  c.on('error', fail);
+  u.on('error', fail);
+  c.on('close', onClose);
+  u.on('close', onClose);
+  c.pipe(u);
+  u.pipe(c);
+});
+server.on('error', (err) => {
+  console.error(`net-proxy: ${err.message}`);
+  process.exit(1);
+});
+server.listen({ host: '127.0.0.1', port: Number(values.port), backlog: 4096 }, () => {
+  process.stdout.write(`READY ${server.address().port}\n`);
+});
+const stop = () => {
+  process.stdout.write(`${JSON.stringify(st)}\n`, () => process.exit(0));
+};
+process.once('SIGTERM', stop);
+process.once('SIGINT', stop);
