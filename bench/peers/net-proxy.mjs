@@ -7,14 +7,10 @@
 // when both sockets have closed).
 import net from 'node:net';
 import { parseArgs } from 'node:util';
+import { countFailure, parseTarget, serveNet } from '../lib/serve.mjs';
 
 const { values } = parseArgs({ options: { target: { type: 'string' }, port: { type: 'string', default: '0' } } });
-const m = /^([\d.]+):(\d+)$/.exec(values.target ?? '');
-if (!m) {
-  console.error('net-proxy: --target HOST:PORT (numeric IPv4) is required');
-  process.exit(2);
-}
-const target = { host: m[1], port: Number(m[2]) };
+const target = parseTarget('net-proxy', values.target);
 const st = { accepted: 0, proxied: 0, aToB: 0, bToA: 0, failed: 0, errors: {} };
 
 const server = net.createServer((c) => {
@@ -25,8 +21,7 @@ const server = net.createServer((c) => {
   const fail = (err) => {
     if (!failed) {
       failed = true;
-      st.failed++;
-      st.errors[err.code ?? 'unknown'] = (st.errors[err.code ?? 'unknown'] ?? 0) + 1;
+      countFailure(st, err);
     }
     c.destroy();
     u.destroy();
@@ -44,15 +39,4 @@ const server = net.createServer((c) => {
   c.pipe(u);
   u.pipe(c);
 });
-server.on('error', (err) => {
-  console.error(`net-proxy: ${err.message}`);
-  process.exit(1);
-});
-server.listen({ host: '127.0.0.1', port: Number(values.port), backlog: 4096 }, () => {
-  process.stdout.write(`READY ${server.address().port}\n`);
-});
-const stop = () => {
-  process.stdout.write(`${JSON.stringify(st)}\n`, () => process.exit(0));
-};
-process.once('SIGTERM', stop);
-process.once('SIGINT', stop);
+serveNet('net-proxy', server, Number(values.port), st);

@@ -9,19 +9,14 @@
 import { createReadStream, statSync } from 'node:fs';
 import net from 'node:net';
 import { parseArgs } from 'node:util';
+import { countFailure, serveNet, usage } from '../lib/serve.mjs';
 
 const { values } = parseArgs({ options: { path: { type: 'string' }, length: { type: 'string' }, port: { type: 'string', default: '0' } } });
-if (!values.path) {
-  console.error('node-stream-file: --path FILE is required');
-  process.exit(2);
-}
+if (!values.path) usage('node-stream-file', '--path FILE is required');
 const path = values.path;
 const size = statSync(path).size;
 const length = values.length ? Number(values.length) : size;
-if (!(Number.isSafeInteger(length) && length > 0 && length <= size)) {
-  console.error(`node-stream-file: --length must be 1..${size}`);
-  process.exit(2);
-}
+if (!(Number.isSafeInteger(length) && length > 0 && length <= size)) usage('node-stream-file', `--length must be 1..${size}`);
 const st = { accepted: 0, served: 0, txBytes: 0, failed: 0, errors: {} };
 
 const server = net.createServer((socket) => {
@@ -31,8 +26,7 @@ const server = net.createServer((socket) => {
   const fail = (err) => {
     if (!failed) {
       failed = true;
-      st.failed++;
-      st.errors[err.code ?? 'unknown'] = (st.errors[err.code ?? 'unknown'] ?? 0) + 1;
+      countFailure(st, err);
     }
     rs.destroy();
     socket.destroy();
@@ -45,15 +39,4 @@ const server = net.createServer((socket) => {
   });
   rs.pipe(socket);
 });
-server.on('error', (err) => {
-  console.error(`node-stream-file: ${err.message}`);
-  process.exit(1);
-});
-server.listen({ host: '127.0.0.1', port: Number(values.port), backlog: 4096 }, () => {
-  process.stdout.write(`READY ${server.address().port}\n`);
-});
-const stop = () => {
-  process.stdout.write(`${JSON.stringify(st)}\n`, () => process.exit(0));
-};
-process.once('SIGTERM', stop);
-process.once('SIGINT', stop);
+serveNet('node-stream-file', server, Number(values.port), st);
