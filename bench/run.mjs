@@ -329,6 +329,14 @@ function headlineRows(byName) {
     row(`messages between threads, ${l.case}: ${l.metric === 'throughput' ? 'one way' : 'round trip p50'}`, l, 'messaging');
   for (const l of lines('timers').filter((x) => x.system === 'iapp' && x.peer && /^arm(Disarm|Fire)Rate$/.test(x.metric) && /-100k$/.test(x.case)))
     row(`timers, 100,000 armed: ${l.metric === 'armDisarmRate' ? 'arm+disarm' : 'arm+fire'}`, l, 'timers');
+  const conns = (c) => c.replace(/conns=(\d+),size=\d+/, (_, n) => `${n} conn${n === '1' ? '' : 's'}`);
+  for (const l of lines('proxy').filter((x) => /^iapp/.test(x.system) && x.peer && (x.metric === 'throughput' || x.metric === 'cpuPerGB')))
+    row(`proxy, ${conns(l.case)}: ${l.metric === 'throughput' ? 'throughput' : 'proxy CPU per GB'}`, l, 'proxy');
+  for (const l of lines('sendfile').filter((x) => /^iapp/.test(x.system) && x.peer && x.metric === 'throughput'))
+    row(`sendFile, ${l.case.replace(/clients=(\d+),each=(\w+)/, (_, n, e) => `${n} client${n === '1' ? '' : 's'} × ${e}`)}`, l, 'sendfile');
+  for (const l of lines('copy').filter((x) => /^iapp/.test(x.system) && x.peer && x.metric === 'throughput')) row(`copyFile, ${l.case.replace('size=', '')}`, l, 'copy');
+  for (const l of lines('disk').filter((x) => x.system === 'iapp-uring' && x.peer && (x.metric === 'readRate' || x.metric === 'throughput')))
+    row(`file reads, ${l.case === 'rand-4k-qd64' ? 'random 4 KiB, 64 in flight' : l.case === 'seq-1m-qd4' ? 'sequential 1 MiB, 4 in flight' : l.case} (io_uring)`, l, 'disk');
   return rows;
 }
 
@@ -408,7 +416,7 @@ function writeReport(latest) {
   out.push(`Machine: ${m.cpu}, ${m.cores} cores, ${m.kernel}, Node ${m.node}; load average ${m.loadavg.map((x) => x.toFixed(2)).join(' ')} at the start.`, '');
   out.push('Ratios: **> 1 means iapp is better** (iapp/peer for throughput, peer/iapp for CPU, memory and latency), the peer measured in the same run; medians of per-round ratios, (min–max) over rounds where the scenario repeats runs.', '');
   out.push('## Headline', '');
-  out.push('| figure | iapp | node peer | iapp vs node | C reference | iapp vs C |', '|---|---|---|---|---|---|');
+  out.push('| figure | iapp | node peer | iapp vs node | reference (C; for disk, the pool) | iapp vs reference |', '|---|---|---|---|---|---|');
   for (const r of headlineRows(byName)) out.push(`| ${r.join(' | ')} |`);
   out.push('');
   const caveats = [];
