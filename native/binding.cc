@@ -432,6 +432,9 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     o.Set("timersArmed", static_cast<double>(loop_->timers().armed()));
     o.Set("handles", static_cast<double>(loop_->handle_count()));
     o.Set("quietSockets", static_cast<double>(loop_->quiet_open()));
+    const FileIo* io = loop_->files_if_open();
+    o.Set("filesOpen", static_cast<double>(io ? io->open_files() : 0));
+    o.Set("diskPending", static_cast<double>(io ? io->in_flight() : 0));
     Napi::Object errors = Napi::Object::New(env);
     for (const auto& [err, count] : s.errors) errors.Set(std::to_string(err), static_cast<double>(count));
     o.Set("errors", errors);

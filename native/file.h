@@ -65,7 +65,8 @@ class FileIo {
   // so the reads of one turn go in one syscall).
   void SubmitRing();
   size_t open_files() const { return files_.size(); }
-  size_t in_flight() const { return done_ ? done_->in_flight() : 0; }
+  // Operations started and not completed (on the ring: once submitted).
+  size_t in_flight() const { return (done_ ? done_->in_flight() : 0) + (ring_ ? ring_->in_flight() : 0); }
 
  private:
   class Job;

@@ -129,6 +129,9 @@ export interface LoopStats {
   /** Timers allocated on this loop, and armed now. */
   timers: number;
   timersArmed: number;
+  /** Files open on this loop, and disk operations started and not yet completed. */
+  filesOpen: number;
+  diskPending: number;
   /** Failures by errno code: `{ ECONNRESET: 3 }`. */
   errors: Record<string, number>;
   /** What the application's `loop.onStats` function returned, if it set one. */

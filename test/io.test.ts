@@ -32,6 +32,8 @@ describe('files', () => {
     expect(r.size).toBeGreaterThan(8 * 1024 ** 3);
     expect(r).toMatchObject({ sparse: true, isFile: true, tail: 10, beyond: 0, readv: 70_013, readvMatch: true, truncated: 100 });
     expect(r.afterClose).toMatchObject({ error: { code: 'ERR_FILE_CLOSED' } });
+    expect(r.statsWhileOpen).toEqual({ filesOpen: 1, diskPending: expect.any(Number) });
+    expect(r.filesOpenAfter).toBe(0);
   });
 
   it('does the same through the thread pool as through io_uring (where the kernel has it)', async () => {
