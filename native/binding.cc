@@ -142,6 +142,7 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
                            InstanceMethod<&NativeLoop::DiskEngineJs>("diskEngine"),
                            InstanceMethod<&NativeLoop::SendFile>("sendFile"),
                            InstanceMethod<&NativeLoop::PipeJs>("pipe"),
+                           InstanceMethod<&NativeLoop::PipeGo>("pipeGo"),
                            InstanceMethod<&NativeLoop::Stats>("stats"),
                            InstanceMethod<&NativeLoop::Close>("close"),
                        });
@@ -226,7 +227,10 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
 
   Napi::Value WriteResult(Napi::Env env, int r) {
     if (r < 0)
-      ThrowSysError(env, -r, "write", r == -EPIPE ? "write after end()" : "write to a closed socket");
+      ThrowSysError(env, -r, "write",
+                    r == -EPIPE ? "write after end()"
+                    : r == -EBUSY ? "a pipe writes into this socket: its bytes would land mid-stream"
+                                  : "write to a closed socket");
     return Napi::Boolean::New(env, r == 1);
   }
 
@@ -340,7 +344,8 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
   Napi::Value Push(const Napi::CallbackInfo& info) {
     Socket* s = Get<Socket>(info, "socket");
     auto u8 = info[1].As<Napi::Uint8Array>();
-    s->Push(loop_->SharedBuffer(u8.Data(), u8.ByteLength()));
+    if (s->Push(loop_->SharedBuffer(u8.Data(), u8.ByteLength())) < 0)
+      ThrowSysError(info.Env(), EBUSY, "push", "a pipe writes into this socket");
     return info.Env().Undefined();
   }
 
@@ -824,18 +829,26 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     Handle* h = loop->Find(U64(info[1]));
     if (h == nullptr || h->kind != Handle::Kind::kSocket) ThrowSysError(env, EBADF, "pipe", "pipe: the destination socket is closed");
     auto* dst = static_cast<Socket*>(h);
-    if (info[3].ToBoolean()) {
-      src->AllowHalfOpen();
-      dst->AllowHalfOpen();
-    }
     int err = 0, sys = 0;
     Pipe* p = Pipe::Start(loop, src, dst, info[2].As<Napi::Number>().DoubleValue(), &err, &sys);
     if (p == nullptr)
       ThrowSysError(env, err, SyscallName(sys),
-                    err == EBUSY ? "pipe: a socket is already piped, pushing, connecting or has unsent writes"
+                    err == EBUSY ? "pipe: a socket is already piped, pushing, connecting, or the destination has ended"
                     : err == EPIPE ? "pipe: the source has already ended" : "pipe");
-    p->Pump();
+    if (info[3].ToBoolean()) {
+      src->AllowHalfOpen();
+      dst->AllowHalfOpen();
+    }
     return env.Undefined();
+  }
+
+  // pipeGo(src, id): JS has passed on what src had delivered; the held pipe starts moving.
+  Napi::Value PipeGo(const Napi::CallbackInfo& info) {
+    Socket* src = Find<Socket>(info);
+    if (src != nullptr && src->pipe_out != nullptr && src->pipe_out->held() &&
+        src->pipe_out->id() == info[1].As<Napi::Number>().DoubleValue())
+      src->pipe_out->Go();
+    return info.Env().Undefined();
   }
 
   // close(heldMessages?)

@@ -45,6 +45,7 @@ enum RecordKind : int {
   kRecSendFile = 16,     // id: socket, v0: request, v1: bytes sent, v2: errno, v3: syscall
   // id: pipe, v0: bytes moved, v1: errno, v2: syscall, v3: bytes read and lost, v4: src, v5: dst
   kRecPipe = 17,
+  kRecPipeHeld = 18,     // id: pipe; every data record of its source emitted before came first
 };
 constexpr int kRecordStride = 8;
 constexpr int kRecordCapacity = 4096;  // records per call into JS

@@ -19,7 +19,7 @@ constexpr size_t kBudget = 4 << 20;       // bytes read per pump, so one pipe ca
 
 Pipe* Pipe::Start(Loop* loop, Socket* src, Socket* dst, double id, int* err, int* sys) {
   *sys = kSysPipe;
-  if (src->pipe_out != nullptr || dst->pipe_in != nullptr || !dst->idle_writer() ||
+  if (src->pipe_out != nullptr || dst->pipe_in != nullptr || !dst->open_writer() ||
       src->rd_eof() || src->connecting() || dst->connecting()) {
     *err = src->rd_eof() ? EPIPE : EBUSY;
     return nullptr;
@@ -53,10 +53,16 @@ Pipe* Pipe::Start(Loop* loop, Socket* src, Socket* dst, double id, int* err, int
   p->dst_id_ = dst->id;
   src->pipe_out = p;
   dst->pipe_in = p;
-  // The pipe decides when src is read; the data mode's arena is not used meanwhile.
+  // The pipe decides when src is read (not while held); the data mode's arena is not used.
   src->Rearm();
   dst->Rearm();
+  loop->Emit(kRecPipeHeld, static_cast<uint64_t>(id));
   return p;
+}
+
+void Pipe::Go() {
+  held_ = false;
+  Pump();
 }
 
 Pipe::~Pipe() {
@@ -68,7 +74,7 @@ Pipe::~Pipe() {
 
 bool Pipe::WantsRead() const {
   // While dst is blocked, reading src would only find the pipe full and spin.
-  return !src_eof_ && (buffered_ == 0 || !dst_blocked_) && buffered_ < cap_;
+  return !held_ && !src_eof_ && (buffered_ == 0 || !dst_blocked_) && buffered_ < cap_;
 }
 
 bool Pipe::WantsWrite() const { return buffered_ > 0; }
@@ -102,6 +108,7 @@ ssize_t Pipe::Out(size_t n) {
 }
 
 void Pipe::Pump() {
+  if (held_) return;
   size_t budget = kBudget;
   for (;;) {
     bool progress = false;
@@ -170,9 +177,9 @@ void Pipe::Done(int err, int sys) {
   Socket* s = src_;
   Socket* d = dst_;
   delete this;
-  // The sockets pick their poll interest again without the pipe.
-  if (s != nullptr && !s->dead) s->Rearm();
-  if (d != nullptr && !d->dead) d->Rearm();
+  // The sockets go on without the pipe: an end requested meanwhile happens now.
+  if (s != nullptr && !s->dead) s->PipeDetached();
+  if (d != nullptr && !d->dead) d->PipeDetached();
 }
 
 void Pipe::SocketClosed(Socket* s, int err, int sys) {

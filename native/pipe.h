@@ -15,9 +15,15 @@ class Socket;
 
 class Pipe {
  public:
-  // Links src -> dst (same loop) and starts moving. Null with *err (positive errno) if the
-  // kernel pipe cannot be made or a socket is busy (already piped, pushing, sending a file).
+  // Links src -> dst (same loop), held: src stops being read at once, and a kRecPipeHeld record
+  // follows every data record of src already emitted, so JS can pass on what it holds before
+  // Go() starts the moving. Null with *err (positive errno) if the kernel pipe cannot be made
+  // or a socket is busy (already piped, pushing, ended, connecting). Bytes already queued on
+  // dst go first.
   static Pipe* Start(Loop* loop, Socket* src, Socket* dst, double id, int* err, int* sys);
+  bool held() const { return held_; }
+  double id() const { return id_; }
+  void Go();
   ~Pipe();
 
   // Moves bytes until src has nothing more to give, dst takes no more, or a budget is spent.
@@ -42,6 +48,7 @@ class Pipe {
   double id_;
   uint64_t src_id_ = 0, dst_id_ = 0;
   size_t cap_ = 0, buffered_ = 0;
+  bool held_ = true;
   bool src_eof_ = false;
   bool dst_blocked_ = false;
   uint64_t moved_ = 0;

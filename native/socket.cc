@@ -20,7 +20,7 @@ constexpr size_t kSinkReadMax = 1 << 20;       // MSG_TRUNC discards this much p
 constexpr size_t kSinkBudget = 16 << 20;
 constexpr size_t kChunkMin = 16 * 1024;        // small queued writes share chunks
 constexpr size_t kPushBudget = 4 << 20;        // pushed bytes per socket per event
-constexpr size_t kFileBudget = 16 << 20;       // sendfile bytes per socket per event
+constexpr size_t kFileBudget = 4 << 20;        // sendfile bytes per socket per event
 
 bool IsInet(int fd) {
   sockaddr_storage ss;
@@ -142,11 +142,13 @@ void Socket::OnConnected() {
   if (!dead) Rearm();
 }
 
-void Socket::Push(std::shared_ptr<const std::vector<uint8_t>> buf) {
-  if (dead || end_requested_ || buf->empty() || pipe_in != nullptr) return;
+int Socket::Push(std::shared_ptr<const std::vector<uint8_t>> buf) {
+  if (pipe_in != nullptr) return -EBUSY;
+  if (dead || end_requested_ || buf->empty()) return 0;
   push_ = std::move(buf);
   push_off_ = 0;
   Rearm();
+  return 0;
 }
 
 int Socket::PushMore() {
@@ -253,7 +255,9 @@ void Socket::Enqueue(const uint8_t* p, size_t n) {
 int Socket::Write(const iovec* iov, int n) {
   if (dead) return -EBADF;
   if (end_requested_ || wr_shut_) return -EPIPE;
-  if (pipe_in != nullptr) return -EBUSY;  // would land at an arbitrary point of the piped stream
+  // Into a running pipe's stream a write would land at an arbitrary point. A held pipe takes
+  // the bytes its source had delivered to JS: those go first.
+  if (pipe_in != nullptr && !pipe_in->held()) return -EBUSY;
   int i = 0;
   size_t skip = 0;  // bytes of iov[i] already sent
   if (qhead_ == queue_.size() && !connecting_) {
@@ -302,9 +306,10 @@ void Socket::PopHead() {
 
 int Socket::Flush() {
   iovec iov[kIovMax];
+  size_t file_budget = kFileBudget;  // per socket per event, however many ranges are queued
   while (qhead_ < queue_.size()) {
     if (queue_[qhead_].file) {
-      int r = SendFileHead();
+      int r = SendFileHead(&file_budget);
       if (r <= 0) return r;
       continue;
     }
@@ -344,6 +349,7 @@ int Socket::SendFile(std::shared_ptr<FileRef> file, uint64_t offset, uint64_t le
   if (end_requested_ || wr_shut_) return -EPIPE;
   if (push_ || pipe_in != nullptr) return -EBUSY;
   Chunk c{nullptr, 0, 0, 0, std::move(file), offset, length, 0, req};
+  queue_.reserve(queue_.size() + 1);  // may throw before anything changed
   queue_.push_back(std::move(c));
   ++files_queued_;
   if (!connecting_ && Flush() < 0) return 0;  // failed: the record says so
@@ -351,9 +357,9 @@ int Socket::SendFile(std::shared_ptr<FileRef> file, uint64_t offset, uint64_t le
   return 0;
 }
 
-int Socket::SendFileHead() {
+int Socket::SendFileHead(size_t* budget_left) {
   Chunk& c = queue_[qhead_];
-  size_t budget = kFileBudget;
+  size_t& budget = *budget_left;
   while (c.fsent < c.flen && budget > 0) {
     uint64_t at = c.foff + c.fsent;
     const uint64_t rest = c.flen - c.fsent;
@@ -399,6 +405,11 @@ void Socket::PipeEof() {
   rd_eof_ = true;
   if (!opts_.quiet) loop_->Emit(kRecEnd, id);
   if (!opts_.allow_half_open) end_requested_ = true;
+  MaybeShutdown();
+  if (!dead) Rearm();
+}
+
+void Socket::PipeDetached() {
   MaybeShutdown();
   if (!dead) Rearm();
 }

@@ -72,7 +72,8 @@ class Socket : public Handle {
   void SetHighWater(size_t n) { opts_.high_water = n; }
   // Sends `buf` again and again whenever writable (after anything queued), with no JS per write,
   // until End() or Destroy(). The buffer is shared with the loop's other pushing sockets.
-  void Push(std::shared_ptr<const std::vector<uint8_t>> buf);
+  // 0, or -EBUSY when a pipe writes into this socket.
+  int Push(std::shared_ptr<const std::vector<uint8_t>> buf);
   // Queues `length` bytes of `file` from `offset` (UINT64_MAX: to its end) after everything
   // queued before, sent with sendfile(2) when their turn comes. A kRecSendFile record for `req`
   // reports the bytes sent, and the error if the socket failed or the file was shorter than
@@ -86,12 +87,14 @@ class Socket : public Handle {
   bool connecting() const { return connecting_; }
   bool rd_eof() const { return rd_eof_; }
   bool queue_empty() const { return qhead_ == queue_.size(); }
-  bool idle_writer() const { return queue_empty() && !push_ && !end_requested_ && !wr_shut_; }
+  // Can take a pipe's output: not pushing, ending or shut (queued bytes go first).
+  bool open_writer() const { return !push_ && !end_requested_ && !wr_shut_; }
   void CountIn(size_t n);
   void CountOut(size_t n);
   void PipeEof();           // the pipe read end of file from this socket
   void PipeEnd() { End(); }  // the pipe has delivered everything: half-close
   void PipeFail(int err, int sys) { Fail(err, sys); }
+  void PipeDetached();  // the pipe is gone: do what waited for it (an end), poll again
   void Rearm();
   void AllowHalfOpen() { opts_.allow_half_open = true; }
 
@@ -106,7 +109,8 @@ class Socket : public Handle {
   void OnReadable();
   void OnWritable();
   void OnEof();
-  int Flush();                  // sends queued bytes: 0, or -errno after failing the socket
+  // Sends queued bytes (file ranges up to kFileBudget per call): 0, or -errno after failing.
+  int Flush();
   void MaybeShutdown();
   void Enqueue(const uint8_t* p, size_t n);
   int PushMore();               // sends from the push buffer: 0, or -errno after failing the socket
@@ -115,7 +119,8 @@ class Socket : public Handle {
   }
   bool PipeWantsRead() const;
   bool PipeWantsWrite() const;
-  int SendFileHead();  // 1 when the head range is done, 0 to wait, -errno after failing
+  // 1 when the head range is done, 0 to wait, -errno after failing; spends from *budget.
+  int SendFileHead(size_t* budget);
   void PopHead();
   // Closes the fd and tells JS why. err: positive errno or 0 for a clean close.
   void Finish(int err, int sys, bool reset);

@@ -805,6 +805,9 @@ export class Loop {
           case Rec.SendFile:
             this.#sockets.get(id)?._sendFileDone(r[o + 2]!, r[o + 3]!, r[o + 4]!, addon.syscallNames[r[o + 5]!] ?? '');
             break;
+          case Rec.PipeHeld:
+            this.#pipes.held(id);
+            break;
           case Rec.Pipe:
             this.#pipes.complete(id, r[o + 2]!, r[o + 3]!, r[o + 4]!, r[o + 5]!);
             break;

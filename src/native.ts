@@ -124,6 +124,7 @@ export interface NativeLoop {
   /** length -1: to the end of the file. */
   sendFile(socket: number, file: number, offset: number, length: number, req: number): void;
   pipe(src: number, dst: number, id: number, halfOpen: boolean): void;
+  pipeGo(src: number, id: number): void;
   diskEngine(): 'io_uring' | 'pool';
 }
 
@@ -189,6 +190,7 @@ export const enum Rec {
   File = 15,
   SendFile = 16,
   Pipe = 17,
+  PipeHeld = 18,
 }
 
 /** Read modes; mirrors native/socket.h. */

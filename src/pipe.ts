@@ -24,7 +24,7 @@ export type ProxyError = IappError & { aToB: number; bToA: number };
 export class Pipes {
   #native: NativeLoop;
   #next = 1;
-  #pending = new Map<number, { resolve: (r: PipeResult) => void; reject: (e: Error) => void; early: number }>();
+  #pending = new Map<number, { resolve: (r: PipeResult) => void; reject: (e: Error) => void; src: Socket; dst: Socket; early: number }>();
 
   constructor(native: NativeLoop) {
     this.#native = native;
@@ -33,21 +33,37 @@ export class Pipes {
   pipe(src: Socket, dst: Socket, halfOpen: boolean): Promise<PipeResult> {
     for (const s of [src, dst])
       if (s.readyState !== 'open') return Promise.reject(iappError('ERR_SOCKET_CLOSED', `pipe: socket ${s.id} is ${s.readyState}, not open`));
-    // What arrived before any handler took it goes first, ahead of the piped bytes.
-    const held = src._takePending();
     const id = this.#next++;
-    let early = 0;
     try {
-      if (held)
-        for (const b of held) {
-          dst.write(b);
-          early += b.length;
-        }
+      // Held natively from here: src is no longer read, and its data already on the way to JS
+      // (in this batch, or the next) is kept until the held record says it has all arrived.
       this.#native.pipe(src.id, dst.id, id, halfOpen);
     } catch (e) {
       return Promise.reject(e);
     }
-    return new Promise((resolve, reject) => this.#pending.set(id, { resolve, reject, early }));
+    src._hold(true);
+    dst._pipedInto(true);
+    return new Promise((resolve, reject) => this.#pending.set(id, { resolve, reject, src, dst, early: 0 }));
+  }
+
+  /** A kRecPipeHeld record: what src delivered before the pipe goes to dst first, then it moves. */
+  held(id: number): void {
+    const p = this.#pending.get(id);
+    if (!p) return;
+    p.src._hold(false);
+    const early = p.src._takePending();
+    p.dst._pipedInto(false);
+    try {
+      if (early)
+        for (const b of early) {
+          p.dst.write(b);
+          p.early += b.length;
+        }
+    } catch {
+      // dst closed meanwhile: the pipe's own record (next) says so
+    }
+    p.dst._pipedInto(true);
+    this.#native.pipeGo(p.src.id, id);
   }
 
   /** A kRecPipe record. */
@@ -55,6 +71,8 @@ export class Pipes {
     const p = this.#pending.get(id);
     if (!p) return;
     this.#pending.delete(id);
+    p.src._hold(false);
+    p.dst._pipedInto(false);
     bytes += p.early; // written ahead of the pipe: delivered, or counted unsent in dst's close
     if (errno === 0) return p.resolve({ bytes });
     const e = IappError.fromErrno(errno, addon.syscallNames[syscall] ?? '', 'pipe') as PipeError;

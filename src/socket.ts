@@ -1,3 +1,5 @@
+import { constants as osConstants } from 'node:os';
+
 import { IappError, iappError } from './errors.js';
 import { checkSize, type File } from './file.js';
 import { ReadMode, type NativeAddress, type NativeLoop } from './native.js';
@@ -34,6 +36,7 @@ export interface SocketHost {
 }
 
 const counters = new Float64Array(3);
+const EBUSY = osConstants.errno.EBUSY;
 const PENDING_LIMIT = 1 << 20;
 
 /**
@@ -161,6 +164,7 @@ export class Socket {
    */
   write(data: Uint8Array | readonly Uint8Array[] | string): boolean {
     if (this.#ended || this.#state === 'closed' || this.#detaching) throw this.#closedError('write');
+    if (this.#pipedInto) throw IappError.fromErrno(EBUSY, 'write', 'a pipe writes into this socket: the bytes would land mid-stream');
     const chunk = typeof data === 'string' ? Buffer.from(data) : data;
     let ok: boolean;
     try {
@@ -231,6 +235,18 @@ export class Socket {
     const e = IappError.fromErrno(errno, syscall, p.path) as SendFileError;
     e.bytesSent = bytes;
     p.reject(e);
+  }
+
+  #holding = false;
+  /** @internal While a pipe starts, data is kept for it (not given to the handler). */
+  _hold(on: boolean): void {
+    this.#holding = on;
+  }
+
+  #pipedInto = false;
+  /** @internal A pipe writes into this socket: write() and push() would land mid-stream. */
+  _pipedInto(on: boolean): void {
+    this.#pipedInto = on;
   }
 
   /** @internal For a pipe: data JS holds that arrived before any handler took it. */
@@ -359,7 +375,8 @@ export class Socket {
   /** @internal */
   _data(chunk: Buffer): void {
     const fn = this.#onData;
-    if (fn) return fn(chunk);
+    if (fn && !this.#holding) return fn(chunk);
+    // Kept for a handler to come, or for a pipe about to start.
     (this.#pending ??= []).push(chunk);
     this.#pendingBytes += chunk.length;
     if (this.#pendingBytes >= PENDING_LIMIT && this.#mode === ReadMode.Data) this.pause();

@@ -130,6 +130,10 @@ describe('pipe and proxy', () => {
     expect(await call('pipeEarly')).toEqual({ res: { bytes: 22 }, bytes: 22, writeWhilePiped: 'EBUSY' });
   });
 
+  it('started from a data handler mid-batch, moves the rest of the stream in order and nothing more reaches the handler', async () => {
+    expect(await call('pipeMidBatch')).toEqual({ handlerCalls: 1, res: true, bytes: true, match: true });
+  });
+
   it('stops reading when the far side stops: the proxy holds no more than its pipe', async () => {
     const r = await call('backpressure');
     // The client's writes stall long before 512 MiB: the kernel buffers on the way are full.
