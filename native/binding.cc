@@ -733,9 +733,12 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
   FileIo* Files(Napi::Env env) {
     int err = 0;
     FileIo* io = L(env)->files(&err);
-    if (io == nullptr)
-      ThrowSysError(env, err, "io_uring_setup",
-                    "cannot set up the loop's disk engine (diskEngine 'io_uring' needs a kernel that allows io_uring; 'auto' falls back to the pool)");
+    if (io == nullptr) {
+      if (DiskEngineSetting() == kEngineUring)
+        ThrowSysError(env, err, "io_uring_setup",
+                      "diskEngine 'io_uring' needs a kernel that allows io_uring ('auto' falls back to the pool)");
+      ThrowSysError(env, err, "eventfd", "cannot set up the loop's disk completions");
+    }
     return io;
   }
   static uint64_t U64(const Napi::Value& v) {
@@ -799,7 +802,7 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     return Started(info.Env(),
                    Files(info.Env())->Copy(info[0].As<Napi::Number>().DoubleValue(), U64(info[1]), U64(info[2]),
                                            U64(info[3]), U64(info[4]), U64(info[5])),
-                   "copy_file_range", "copyFile");
+                   "copy_file_range", "copyFile (overlapping ranges of one file are refused)");
   }
 
   // diskEngine() -> 'io_uring' | 'pool': what runs this loop's reads, writes and syncs.

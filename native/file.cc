@@ -19,6 +19,7 @@ constexpr unsigned kRingEntries = 256;  // operations in flight on one loop's ri
 }  // namespace
 
 void SetDiskEngine(int engine) { g_engine.store(engine, std::memory_order_relaxed); }
+int DiskEngineSetting() { return g_engine.load(std::memory_order_relaxed); }
 
 FileRef::~FileRef() {
   if (fd >= 0) SysClose(fd);
@@ -26,6 +27,7 @@ FileRef::~FileRef() {
 
 namespace {
 constexpr size_t kCopyBuf = 1 << 20;  // the read/write fallback of copy
+constexpr uint64_t kCopyChunk = 64 << 20;  // per copy_file_range call, so a close can cut in
 #ifndef IOV_MAX
 constexpr int kIovLimit = 1024;
 #else
@@ -58,6 +60,13 @@ class FileIo::Job : public DiskJob {
   std::vector<iovec> iov;
   uint64_t off = 0, off2 = 0, len = 0;
   bool datasync = false;
+  bool regular = false;  // open: what it opened
+  const std::atomic<bool>* cancel = nullptr;  // the loop is closing: stop between chunks
+  bool Cancelled() {
+    if (cancel == nullptr || !cancel->load(std::memory_order_relaxed)) return false;
+    result = -ECANCELED;
+    return true;
+  }
   int64_t result = 0;  // bytes, a new fd, or -errno
   uint64_t base = 0;   // bytes the ring moved before handing the rest to the pool
   int sys = kSysNone;
@@ -66,10 +75,14 @@ class FileIo::Job : public DiskJob {
   void Run() override {
     switch (op) {
       case kFileOpen: {
+        // Non-blocking: opening a FIFO must not wait for its other end (it would hold a pool
+        // thread, and the loop's close, forever). Regular files ignore the flag.
         int fd;
-        do fd = open(path.c_str(), flags | O_CLOEXEC, mode);
+        do fd = open(path.c_str(), flags | O_CLOEXEC | O_NONBLOCK, mode);
         while (fd < 0 && errno == EINTR);
         Set(fd, kSysOpen);
+        if (fd >= 0 && fstat(fd, &st) == 0)
+          regular = S_ISREG(st.st_mode) || S_ISBLK(st.st_mode);
         break;
       }
       case kFileClose:
@@ -110,6 +123,7 @@ class FileIo::Job : public DiskJob {
     uint64_t done = 0;
     Advance(iov, &i, 0);
     while (i < iov.size()) {
+      if (done > 0 && Cancelled()) return;
       const int cnt = static_cast<int>(iov.size() - i < static_cast<size_t>(kIovLimit) ? iov.size() - i : kIovLimit);
       const off_t at = static_cast<off_t>(off + done);
       ssize_t n = write ? pwritev(file->fd, &iov[i], cnt, at) : preadv(file->fd, &iov[i], cnt, at);
@@ -135,8 +149,9 @@ class FileIo::Job : public DiskJob {
 #if defined(__linux__)
     bool fallback = false;
     while (done < len) {
+      if (Cancelled()) return;
       loff_t a = static_cast<loff_t>(off + done), b = static_cast<loff_t>(off2 + done);
-      const uint64_t want = len - done < (1u << 30) ? len - done : (1u << 30);
+      const uint64_t want = len - done < kCopyChunk ? len - done : kCopyChunk;
       ssize_t n = copy_file_range(file->fd, &a, dst->fd, &b, want, 0);
       if (n < 0) {
         if (errno == EINTR) continue;
@@ -151,7 +166,12 @@ class FileIo::Job : public DiskJob {
         sys = kSysCopyFileRange;
         return;
       }
-      if (n == 0) break;  // end of src
+      if (n == 0) {
+        // End of src, or a file whose size lies (procfs, sysfs: copy_file_range copies nothing
+        // from them): the plain loop settles which.
+        if (done == 0) fallback = true;
+        break;
+      }
       done += static_cast<uint64_t>(n);
     }
     if (!fallback) {
@@ -166,6 +186,7 @@ class FileIo::Job : public DiskJob {
       return;
     }
     while (done < len) {
+      if (Cancelled()) return;
       const size_t want = len - done < kCopyBuf ? static_cast<size_t>(len - done) : kCopyBuf;
       ssize_t n = pread(file->fd, buf.get(), want, static_cast<off_t>(off + done));
       if (n < 0 && errno == EINTR) continue;
@@ -251,11 +272,35 @@ void FileIo::SubmitRing() {
   if (!ring_queued_ || !ring_) return;
   ring_queued_ = false;
   int r = ring_->Submit();
-  // EAGAIN/EBUSY leave the entries queued (0 returned): try again before the next sleep.
-  if (r == 0) {
-    ring_queued_ = true;
-    loop_->WantPrepare();
+  if (r < 0) {
+    // The kernel took none of them and will not: the pool does them instead.
+    std::vector<uint64_t> back;
+    ring_->DropQueued(&back);
+    for (uint64_t ud : back) ToPool(std::unique_ptr<RingOp>(reinterpret_cast<RingOp*>(static_cast<uintptr_t>(ud))));
+    return;
   }
+  if (ring_->queued() > 0) {
+    // Not all taken (EAGAIN, EBUSY, a short count): again at the next wake, which the ring's
+    // own eventfd makes now (libuv does not wait for prepare hooks).
+    ring_queued_ = true;
+    SignalWaker(ring_->event_fd());
+  }
+}
+
+void FileIo::ToPool(std::unique_ptr<RingOp> op) {
+  const int sys = op->kind == kFileWrite ? kSysPwrite : op->kind == kFileRead ? kSysPread : kSysFsync;
+  Job* job = new (std::nothrow) Job();
+  if (job == nullptr) return Emit(op->req, -ENOMEM, sys);
+  job->op = op->kind;
+  job->req = op->req;
+  job->file = std::move(op->file);
+  job->datasync = op->datasync;
+  if (op->i < op->iov.size())
+    job->iov.assign(op->iov.begin() + static_cast<std::ptrdiff_t>(op->i), op->iov.end());
+  job->off = op->off + op->done;
+  job->base = op->done;
+  int r = Start(job);
+  if (r < 0) Emit(op->req, r, sys);
 }
 
 void FileIo::ReapRing() {
@@ -289,20 +334,7 @@ void FileIo::ReapRing() {
         op.release();
         continue;
       }
-      // The ring is full: the pool finishes the rest.
-      Job* job = new (std::nothrow) Job();
-      if (job == nullptr) {
-        Emit(op->req, -ENOMEM, sys);
-        continue;
-      }
-      job->op = op->kind;
-      job->req = op->req;
-      job->file = std::move(op->file);
-      job->iov.assign(op->iov.begin() + static_cast<std::ptrdiff_t>(op->i), op->iov.end());
-      job->off = op->off + op->done;
-      job->base = op->done;
-      int r = Start(job);
-      if (r < 0) Emit(op->req, r, sys);
+      ToPool(std::move(op));  // the ring is full: the pool finishes the rest
     }
     if (n < 64) break;
   }
@@ -312,7 +344,7 @@ void FileIo::ReapRing() {
 int FileIo::Transfer(FileOp kind, double req, uint64_t file, std::vector<iovec> iov, uint64_t offset) {
   std::shared_ptr<FileRef> ref = Find(file);
   if (!ref) return -EBADF;
-  if (ring_ && !closed_) {
+  if (ring_ && !closed_ && broken_ == 0 && ref->regular) {
     auto* op = new (std::nothrow) RingOp();
     if (op == nullptr) return -ENOMEM;
     op->kind = kind;
@@ -344,9 +376,14 @@ void FileIo::Close() {
   if (closed_) return;
   closed_ = true;
   if (done_) {
-    // Jobs still running read or write buffers JS owns: wait for them before JS may free those.
+    // Jobs not started need not run; long ones stop between chunks; those still running read or
+    // write buffers JS owns: wait for them before JS may free those.
+    done_->cancelled.store(true, std::memory_order_relaxed);
+    DiskPool::Get().Withdraw(done_.get(), &taken_);
     done_->WaitIdle();
-    done_->Take(&taken_);
+    std::vector<DiskJob*> finished;
+    done_->Take(&finished);
+    taken_.insert(taken_.end(), finished.begin(), finished.end());
     for (DiskJob* j : taken_) {
       auto* job = static_cast<Job*>(j);
       if (job->op == kFileOpen && job->result >= 0) SysClose(static_cast<int>(job->result));
@@ -357,7 +394,11 @@ void FileIo::Close() {
     waker_.fd = -1;
   }
   if (ring_) {
-    // The same for the ring: the kernel may still write into JS buffers.
+    // The same for the ring: what the kernel has not taken is dropped, what it has may still
+    // write into JS buffers.
+    std::vector<uint64_t> unsent;
+    ring_->DropQueued(&unsent);
+    for (uint64_t ud : unsent) delete reinterpret_cast<RingOp*>(static_cast<uintptr_t>(ud));
     std::vector<UringCompletion> rest;
     ring_->WaitAll(&rest);
     for (const UringCompletion& c : rest) delete reinterpret_cast<RingOp*>(static_cast<uintptr_t>(c.user_data));
@@ -374,7 +415,8 @@ std::shared_ptr<FileRef> FileIo::Find(uint64_t file) const {
 }
 
 int FileIo::Start(Job* job) {
-  int r = closed_ ? -EBADF : DiskPool::Get().Submit(done_, job);
+  if (done_) job->cancel = &done_->cancelled;
+  int r = closed_ ? -EBADF : broken_ != 0 ? -broken_ : DiskPool::Get().Submit(done_, job);
   if (r < 0) delete job;
   return r;
 }
@@ -389,14 +431,19 @@ void FileIo::Finish(Job* job) {
   std::unique_ptr<Job> owned(job);
   if (job->op == kFileOpen && job->result >= 0) {
     const uint64_t id = next_id_++;
+    std::shared_ptr<FileRef> ref;
     try {
-      files_.emplace(id, std::make_shared<FileRef>(static_cast<int>(job->result)));
-      job->result = static_cast<int64_t>(id);
+      ref = std::make_shared<FileRef>(static_cast<int>(job->result), job->regular);
     } catch (const std::bad_alloc&) {
       SysClose(static_cast<int>(job->result));
-      job->result = -ENOMEM;
-      job->sys = kSysOpen;
     }
+    try {
+      if (ref) files_.emplace(id, ref);
+      job->result = ref ? static_cast<int64_t>(id) : -ENOMEM;
+    } catch (const std::bad_alloc&) {
+      job->result = -ENOMEM;  // ref's destructor closes the fd, once
+    }
+    if (job->result < 0) job->sys = kSysOpen;
   }
   double* v = loop_->Emit(kRecFile, static_cast<uint64_t>(job->req));
   v[0] = static_cast<double>(job->result);
@@ -482,9 +529,9 @@ int FileIo::Write(double req, uint64_t file, std::vector<iovec> iov, uint64_t of
 }
 
 int FileIo::Sync(double req, uint64_t file, bool datasync) {
-  if (ring_ && !closed_) {
-    std::shared_ptr<FileRef> ref = Find(file);
-    if (!ref) return -EBADF;
+  std::shared_ptr<FileRef> found = Find(file);
+  if (ring_ && !closed_ && broken_ == 0 && found && found->regular) {
+    std::shared_ptr<FileRef> ref = std::move(found);
     auto* op = new (std::nothrow) RingOp();
     if (op == nullptr) return -ENOMEM;
     op->kind = kFileSync;
@@ -503,6 +550,9 @@ int FileIo::Copy(double req, uint64_t src, uint64_t dst, uint64_t src_off, uint6
                  uint64_t length) {
   std::shared_ptr<FileRef> d = Find(dst);
   if (!d) return -EBADF;
+  // Within one file, overlapping ranges would read what the copy has just written.
+  if (src == dst && (length == UINT64_MAX || (src_off < dst_off + length && dst_off < src_off + length)))
+    return -EINVAL;
   uint64_t file = src;
   IAPP_FILE_JOB(job, kFileCopy);
   job->dst = std::move(d);

@@ -22,11 +22,14 @@ class Loop;
 // sendFile queued on a socket): the last holder closes it, so closing a File while a transfer
 // still reads from it cannot make the transfer read another file that reused the number.
 struct FileRef {
-  explicit FileRef(int f) : fd(f) {}
+  FileRef(int f, bool reg) : fd(f), regular(reg) {}
   ~FileRef();
   FileRef(const FileRef&) = delete;
   FileRef& operator=(const FileRef&) = delete;
   int fd;
+  // A regular file or block device: reads and writes finish. Others (FIFOs, terminals) are
+  // opened non-blocking and never go to the ring, so nothing waits on them forever.
+  bool regular;
 };
 
 // Which engine runs a loop's reads, writes and syncs: io_uring where the kernel allows a ring
@@ -34,6 +37,7 @@ struct FileRef {
 enum DiskEngine : int { kEngineAuto = 0, kEnginePool = 1, kEngineUring = 2 };
 // The engine loops opened from now on use (process-wide).
 void SetDiskEngine(int engine);
+int DiskEngineSetting();
 
 enum FileOp : int { kFileOpen, kFileClose, kFileStat, kFileTruncate, kFileRead, kFileWrite,
                     kFileSync, kFileCopy };
@@ -78,7 +82,7 @@ class FileIo {
       if (ring_) io_->ReapRing();
       else io_->Complete();
     }
-    void OnPollError(int) override {}
+    void OnPollError(int err) override { io_->broken_ = err; }
    private:
     FileIo* io_;
     bool ring_;
@@ -92,8 +96,11 @@ class FileIo {
   bool Queue(RingOp* op);
   int Transfer(FileOp kind, double req, uint64_t file, std::vector<iovec> iov, uint64_t offset);
   void ReapRing();
+  void ToPool(std::unique_ptr<RingOp> op);
 
   Loop* loop_;
+  friend class Waker;
+  int broken_ = 0;  // the kernel refused to watch a waker: every operation fails with this
   Waker waker_{this, false};
   Waker ring_waker_{this, true};
   std::unique_ptr<Uring> ring_;

@@ -76,6 +76,24 @@ int DiskPool::Submit(std::shared_ptr<DoneQueue> done, DiskJob* job) {
   return 0;
 }
 
+void DiskPool::Withdraw(DoneQueue* done, std::vector<DiskJob*>* out) {
+  std::lock_guard<std::mutex> lk(mu_);
+  size_t keep = head_;
+  for (size_t i = head_; i < queue_.size(); ++i) {
+    if (queue_[i].done.get() == done) {
+      out->push_back(queue_[i].job);
+      done->in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+    } else {
+      queue_[keep++] = std::move(queue_[i]);
+    }
+  }
+  queue_.resize(keep);
+  if (head_ == queue_.size()) {
+    queue_.clear();
+    head_ = 0;
+  }
+}
+
 void DiskPool::Work() {
   std::unique_lock<std::mutex> lk(mu_);
   for (;;) {

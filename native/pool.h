@@ -30,6 +30,8 @@ class DoneQueue {
   // writes into memory JS is about to free).
   void WaitIdle();
   size_t in_flight() const { return in_flight_.load(std::memory_order_acquire); }
+  // Set at loop close: long jobs (copies, big transfers) stop between chunks.
+  std::atomic<bool> cancelled{false};
 
  private:
   friend class DiskPool;
@@ -49,6 +51,9 @@ class DiskPool {
   // Queues job to run and then be pushed onto `done`. 0, or -EAGAIN if no thread could be
   // started (the job is not queued; the caller still owns it).
   int Submit(std::shared_ptr<DoneQueue> done, DiskJob* job);
+  // Takes back the jobs of `done` no thread has started (into *out): at loop close they need
+  // not run, and the close need not wait for them.
+  void Withdraw(DoneQueue* done, std::vector<DiskJob*>* out);
 
  private:
   struct Item {

@@ -85,16 +85,16 @@ int Uring::Open(unsigned entries) {
   return 0;
 }
 
-unsigned Uring::Queued() const {
+unsigned Uring::queued() const {
   return sq_local_tail_ - __atomic_load_n(sq_head_, __ATOMIC_ACQUIRE);
 }
 
 bool Uring::Prep(uint8_t op, int fd, const void* addr, uint32_t len, uint64_t off,
                  uint32_t op_flags, uint64_t user_data) {
   if (!open()) return false;
-  const unsigned queued = Queued();
+  const unsigned waiting = queued();
   // Capping at the CQ size as well means the CQ never overflows while the caller keeps reaping.
-  if (queued >= sq_entries_ || queued + in_flight_ >= cq_entries_) return false;
+  if (waiting >= sq_entries_ || waiting + in_flight_ >= cq_entries_) return false;
   io_uring_sqe* sqe = &sqes_[sq_local_tail_ & sq_mask_];
   memset(sqe, 0, sizeof *sqe);
   sqe->opcode = op;
@@ -124,9 +124,17 @@ bool Uring::Fsync(int fd, bool datasync, uint64_t user_data) {
   return Prep(IORING_OP_FSYNC, fd, nullptr, 0, 0, datasync ? IORING_FSYNC_DATASYNC : 0, user_data);
 }
 
+void Uring::DropQueued(std::vector<uint64_t>* out) {
+  if (!open()) return;
+  const unsigned head = __atomic_load_n(sq_head_, __ATOMIC_ACQUIRE);
+  for (unsigned i = head; i != sq_local_tail_; ++i) out->push_back(sqes_[i & sq_mask_].user_data);
+  sq_local_tail_ = head;
+  __atomic_store_n(sq_tail_, head, __ATOMIC_RELEASE);
+}
+
 int Uring::Submit() {
   if (!open()) return -EBADF;
-  const unsigned pending = Queued();
+  const unsigned pending = queued();
   if (pending == 0) return 0;
   __atomic_store_n(sq_tail_, sq_local_tail_, __ATOMIC_RELEASE);
   int r;
@@ -208,6 +216,8 @@ bool Uring::Readv(int, const iovec*, unsigned, uint64_t, uint64_t) { return fals
 bool Uring::Writev(int, const iovec*, unsigned, uint64_t, uint64_t) { return false; }
 bool Uring::Fsync(int, bool, uint64_t) { return false; }
 int Uring::Submit() { return -EBADF; }
+unsigned Uring::queued() const { return 0; }
+void Uring::DropQueued(std::vector<uint64_t>*) {}
 size_t Uring::Reap(UringCompletion*, size_t) { return 0; }
 void Uring::WaitAll(std::vector<UringCompletion>*) {}
 void Uring::Close() {}

@@ -53,6 +53,11 @@ class Uring {
   size_t Reap(UringCompletion* out, size_t max);
   // Submitted and not yet reaped.
   size_t in_flight() const { return in_flight_; }
+  // Queued and not yet taken by the kernel.
+  unsigned queued() const;
+  // After Submit() failed for good: takes back every entry the kernel has not taken (their
+  // user_data into *out), so the caller can do them another way. Not for SQPOLL rings.
+  void DropQueued(std::vector<uint64_t>* out);
   // Submits what is queued, then blocks until everything submitted has completed and been reaped
   // into `sink`, so that no kernel write lands in memory freed after the loop closes.
   void WaitAll(std::vector<UringCompletion>* sink);
@@ -65,7 +70,6 @@ class Uring {
 #if defined(__linux__)
   bool Prep(uint8_t op, int fd, const void* addr, uint32_t len, uint64_t off, uint32_t op_flags,
             uint64_t user_data);
-  unsigned Queued() const;
 
   void* sq_ring_ = nullptr;
   size_t sq_ring_size_ = 0;

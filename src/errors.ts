@@ -39,6 +39,7 @@ const fileHints: Record<string, string> = {
   EBADF: 'the file is closed (or not open for this: read on a write-only file, write on a read-only one)',
   ENODATA: 'the file ended before the range asked for: was it truncated while being sent?',
   EFBIG: 'past the largest file size this filesystem allows',
+  ESPIPE: 'not seekable (a FIFO, pipe or socket): a File reads and writes at offsets',
 };
 const fileSyscalls = new Set(['open', 'pread', 'pwrite', 'fsync', 'fstat', 'ftruncate', 'close', 'sendfile', 'copy_file_range']);
 
