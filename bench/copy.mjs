@@ -45,7 +45,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { busyBetween, cpuTimes, now, runClient } from './lib/harness.mjs';
 import { vmProbe } from './lib/vmprobe.mjs';
-import { FOREIGN_MAX, caseJsonLines, f, flagNotes, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, pct, rng, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
+import { FOREIGN_MAX, caseJsonLines, f, flagNotes, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, pct, rng, runnableSystems, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
 import { makeTestFile, removeAtExit, removeTestFiles, sampleDiff, scratchPath, warm } from './lib/testfile.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
@@ -106,15 +106,7 @@ let systems = [
   { name: STREAM, kind: 'alt', script: peerScript, extra: ['--method', 'stream'], what: 'await pipeline(fs.createReadStream(src), fs.createWriteStream(dst))' },
 ];
 if (opts['noise-floor']) systems.push({ ...systems[1], name: NOISE, kind: 'noise' });
-systems = selectSystems(systems, opts.systems);
-if (systems.some((s) => s.kind === 'iapp') && !existsSync(INDEX)) {
-  log(`NOTE: ${relative(root, INDEX)} not built (npx tsc -p tsconfig.json): skipping ${IAPP}`);
-  systems = systems.filter((s) => s.kind !== 'iapp');
-}
-if (!systems.length) {
-  console.error('no systems to run');
-  process.exit(2);
-}
+systems = runnableSystems(selectSystems(systems, opts.systems), INDEX);
 const src = scratchPath('copy', 'src');
 const dst = scratchPath('copy', 'dst');
 removeAtExit(dst);

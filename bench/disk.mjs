@@ -40,7 +40,7 @@ import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { busyBetween, cpuTimes, now, runClient } from './lib/harness.mjs';
-import { FOREIGN_MAX, caseJsonLines, f, flagNotes, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, rng, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
+import { FOREIGN_MAX, caseJsonLines, f, flagNotes, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, rng, runnableSystems, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
 import { freeBytes, removeAtExit, removeTestFiles, scratchPath, warm } from './lib/testfile.mjs';
 import { writeDataFile } from './peers/node-fs-read.mjs';
 
@@ -119,15 +119,7 @@ let systems = [
   { name: PEER, kind: 'peer', script: peerScript, extra: [], what: 'fs.promises.open(), filehandle.read(buf, 0, len, pos) on the main thread, libuv threadpool 4' },
 ];
 if (opts['noise-floor']) systems.push({ name: NOISE, kind: 'noise', script: peerScript, extra: [], what: `a second ${PEER}` });
-systems = selectSystems(systems, opts.systems);
-if (systems.some((s) => s.script === iappScript) && !existsSync(INDEX)) {
-  log(`NOTE: ${relative(root, INDEX)} not built (npx tsc -p tsconfig.json): skipping ${URING} and ${POOL}`);
-  systems = systems.filter((s) => s.script !== iappScript);
-}
-if (!systems.length) {
-  console.error('no systems to run');
-  process.exit(2);
-}
+systems = runnableSystems(selectSystems(systems, opts.systems), INDEX, (s) => s.script === iappScript);
 
 // ---- one run -------------------------------------------------------------------------------------
 const runArgs = (sys, c, path) => [sys.script, ...sys.extra, '--path', path, '--size', String(fileSize), '--pattern', c.pattern, '--block', String(c.block), '--qd', String(c.qd), '--duration', String(durationS), '--warmup-s', String(warmS), '--full-every', String(c.fullEvery), '--case', c.label];

@@ -35,7 +35,7 @@ import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { busyBetween, cpuTimes, now, runClient } from './lib/harness.mjs';
-import { FOREIGN_MAX, caseJsonLines, f, flagNotes, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, rng, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
+import { FOREIGN_MAX, caseJsonLines, f, flagNotes, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, rng, runnableSystems, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const root = join(benchDir, '..');
@@ -111,15 +111,7 @@ let systems = [
   { name: PEER, kind: 'peer', script: join(benchDir, 'peers', 'messageport.mjs') },
 ];
 if (opts['noise-floor']) systems.push({ name: NOISE, kind: 'noise', script: join(benchDir, 'peers', 'messageport.mjs') });
-systems = selectSystems(systems, opts.systems);
-if (systems.some((s) => s.kind === 'iapp') && !existsSync(INDEX)) {
-  log(`NOTE: ${relative(root, INDEX)} not built (npx tsc -p tsconfig.json): skipping ${IAPP}`);
-  systems = systems.filter((s) => s.kind !== 'iapp');
-}
-if (!systems.length) {
-  console.error('no systems to run');
-  process.exit(2);
-}
+systems = runnableSystems(selectSystems(systems, opts.systems), INDEX);
 
 /** Threads the case keeps busy (the main thread of the run's process only waits). */
 const busyThreads = (kase) => (kase === 'rtt' ? 2 : Number(kase.split('-')[1]) + 1);

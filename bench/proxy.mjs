@@ -45,7 +45,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { busyBetween, cpuTimes, listenOverflows, now, pinningPlan, procCpuSeconds, runClient, startServer } from './lib/harness.mjs';
 import { treeCpuSeconds } from './lib/procs.mjs';
 import { vmProbe } from './lib/vmprobe.mjs';
-import { FOREIGN_MAX, caseJsonLines, f, flagNotes, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, pct, ratioCells, ratioColumns, referencesOrExit, rng, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
+import { FOREIGN_MAX, caseJsonLines, f, flagNotes, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, pct, ratioCells, ratioColumns, referencesOrExit, rng, runnableSystems, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const root = join(benchDir, '..');
@@ -111,15 +111,7 @@ let systems = [
   { name: DIRECT, kind: 'ceiling', direct: true, what: 'no proxy: the client straight into the sink, once per case (the load pair\'s ceiling)' },
 ];
 if (opts['noise-floor']) systems.splice(2, 0, { ...systems[1], name: NOISE, kind: 'noise' });
-systems = selectSystems(systems, opts.systems);
-if (systems.some((s) => s.kind === 'iapp') && !existsSync(INDEX)) {
-  log(`NOTE: ${relative(root, INDEX)} not built (npx tsc -p tsconfig.json): skipping ${IAPP}`);
-  systems = systems.filter((s) => s.kind !== 'iapp');
-}
-if (!systems.length) {
-  console.error('no systems to run');
-  process.exit(2);
-}
+systems = runnableSystems(selectSystems(systems, opts.systems), INDEX);
 const pin = pinningPlan({ disabled: !opts.pin });
 const pinning = pin.pinned
   ? 'proxy pinned to CPU 0, client and sink to CPU 1 (taskset); harness unpinned and mostly asleep'

@@ -42,7 +42,7 @@ import { busyBetween, cpuTimes, listenOverflows, now, pinningPlan, runClient, st
 import { treeCpuSeconds } from './lib/procs.mjs';
 import { buildReference } from './lib/reference.mjs';
 import { vmProbe } from './lib/vmprobe.mjs';
-import { FOREIGN_MAX, caseJsonLines, f, flagNotes, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, pct, ratioCells, ratioColumns, rng, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
+import { FOREIGN_MAX, caseJsonLines, f, flagNotes, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, pct, ratioCells, ratioColumns, rng, runnableSystems, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
 import { makeTestFile, removeTestFiles, scratchPath, warm } from './lib/testfile.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
@@ -122,15 +122,7 @@ let systems = [
   { name: PEER, kind: 'peer', script: peerScript, extra: [], what: 'node:net, fs.createReadStream(path, { start: 0, end: length - 1 }).pipe(socket) per connection, 1 process' },
 ];
 if (opts['noise-floor']) systems.push({ ...systems[1], name: NOISE, kind: 'noise' });
-systems = selectSystems(systems, opts.systems);
-if (systems.some((s) => s.kind === 'iapp') && !existsSync(INDEX)) {
-  log(`NOTE: ${relative(root, INDEX)} not built (npx tsc -p tsconfig.json): skipping ${IAPP}`);
-  systems = systems.filter((s) => s.kind !== 'iapp');
-}
-if (!systems.length) {
-  console.error('no systems to run');
-  process.exit(2);
-}
+systems = runnableSystems(selectSystems(systems, opts.systems), INDEX);
 const cases = clientsList.map((clients) => {
   const each = clients * fileSize <= total ? fileSize : Math.floor(total / clients / MiB) * MiB;
   if (each < MiB) {

@@ -1,7 +1,7 @@
 // Reporting shared by the bench scenarios: option parsing, the interleaved run loop with its
 // quiet-machine checks and repeats, per-system summaries with paired ratios, the printed tables,
 // the `--json` lines and the results file.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildReferences } from './reference.mjs';
@@ -75,6 +75,25 @@ export function selectSystems(systems, list) {
 }
 
 /** The results object's head: { scenario, started, machine, config, ...rest }. */
+/**
+ * The systems a scenario can run: `selected` (from selectSystems) without those that need the
+ * library (`needsLibrary(system)`, default: kind 'iapp') when `index` (dist/src/index.js) is not
+ * built, said in a NOTE. Exits 2 when nothing is left.
+ */
+export function runnableSystems(selected, index, needsLibrary = (s) => s.kind === 'iapp') {
+  let systems = selected;
+  const skipped = systems.filter(needsLibrary);
+  if (skipped.length && !existsSync(index)) {
+    log(`NOTE: ${index} not built (npx tsc -p tsconfig.json): skipping ${skipped.map((s) => s.name).join(' and ')}`);
+    systems = systems.filter((s) => !needsLibrary(s));
+  }
+  if (!systems.length) {
+    console.error('no systems to run');
+    process.exit(2);
+  }
+  return systems;
+}
+
 export function newResults(scenario, config, rest = { runs: [], summary: [] }) {
   return { scenario, started: new Date().toISOString(), machine: machineInfo(), config, ...rest };
 }
