@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "errors.h"
 #include "file.h"
@@ -364,7 +365,12 @@ int Socket::SendFileHead(size_t* budget_left) {
     uint64_t at = c.foff + c.fsent;
     const uint64_t rest = c.flen - c.fsent;
     const size_t want = rest < budget ? static_cast<size_t>(rest) : budget;
-    ssize_t n = SysSendFile(fd, c.file->fd, &at, want);
+    ssize_t n = c.copy ? -EINVAL : SysSendFile(fd, c.file->fd, &at, want);
+    if ((n == -EINVAL || n == -ENOSYS || n == -EOPNOTSUPP) && (c.copy || c.fsent == 0)) {
+      // A file sendfile cannot read (procfs, some FUSE filesystems): pread and send instead.
+      c.copy = true;
+      n = SendFileCopy(c, want);
+    }
     if (n == -EAGAIN || n == -EWOULDBLOCK) return 0;
     if (n < 0) {
       Fail(static_cast<int>(-n), kSysSendfile);
@@ -389,6 +395,17 @@ int Socket::SendFileHead(size_t* budget_left) {
   --files_queued_;
   PopHead();
   return 1;
+}
+
+ssize_t Socket::SendFileCopy(const Chunk& c, size_t want) {
+  uint8_t buf[64 * 1024];
+  ssize_t n;
+  do n = pread(c.file->fd, buf, want < sizeof buf ? want : sizeof buf, static_cast<off_t>(c.foff + c.fsent));
+  while (n < 0 && errno == EINTR);
+  if (n <= 0) return n < 0 ? -errno : 0;
+  // What the socket does not take now is read again next time (pread at the same offset).
+  iovec iov{buf, static_cast<size_t>(n)};
+  return SysSendv(fd, &iov, 1);
 }
 
 void Socket::CountIn(size_t n) {

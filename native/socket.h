@@ -133,7 +133,9 @@ class Socket : public Handle {
     std::shared_ptr<FileRef> file;
     uint64_t foff = 0, flen = 0, fsent = 0;
     double req = 0;
+    bool copy = false;  // sendfile refused this file: pread and send
   };
+  ssize_t SendFileCopy(const Chunk& c, size_t want);  // bytes sent, 0 at end of file, or -errno
 
   SocketOptions opts_;
   bool connecting_;

@@ -103,6 +103,12 @@ describe('sendFile', () => {
     expect(await call('sendFileToEnd', { dir })).toEqual({ n: 777_770, bytes: 777_770, match: true });
   });
 
+  it('reads and sends a file sendfile(2) refuses (procfs) instead of failing', async () => {
+    const r = await call('sendFileProc', { path: '/proc/self/limits' });
+    expect(r.n).toBeGreaterThan(100);
+    expect(r).toMatchObject({ bytes: r.n, match: true });
+  });
+
   it('rejects with the bytes sent so far when the peer resets mid-transfer', async () => {
     const r = await call('sendFilePeerCloses', { dir });
     const e = (r.r as { error: { code: string; bytesSent: number } }).error;
