@@ -20,7 +20,9 @@
       "native/pool.cc",
       "native/file.cc",
       "native/uring.cc",
-      "native/pipe.cc"
+      "native/pipe.cc",
+      "native/faults.cc",
+      "native/live.cc"
     ],
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
     "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NODE_ADDON_API_CPP_EXCEPTIONS_ALL"],

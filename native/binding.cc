@@ -13,7 +13,9 @@
 #include "addr.h"
 #include "child.h"
 #include "errors.h"
+#include "faults.h"
 #include "file.h"
+#include "live.h"
 #include "handoff.h"
 #include "inbox.h"
 #include "listener.h"
@@ -527,7 +529,7 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     int prio = info[1].As<Napi::Number>().Int32Value();
     int r = loop->timers().Alloc(info[0].As<Napi::Number>().Int32Value(), prio);
     if (r < 0)
-      ThrowSysError(env, -r, r == -ENOSYS ? "timer" : "timerfd_create",
+      ThrowSysError(env, -r, r == -ENOSYS ? "timer" : loop->timers().failed_syscall(),
                     r == -ENOSYS ? "timers need timerfd (Linux) in this version" : "allocating a timer");
     loop->NotePriority(prio);
     loop->TimersChanged();
@@ -963,6 +965,46 @@ Napi::Value InternedNameJs(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), InternedName(info[0].As<Napi::Number>().Uint32Value()));
 }
 
+// setFaults([[site, errno, rate, max, after], ...]): replaces the fault injection spec (src/faults.ts
+// checks it). Returns false if there are too many entries.
+Napi::Value SetFaultsJs(const Napi::CallbackInfo& info) {
+  Napi::Array a = info[0].As<Napi::Array>();
+  std::vector<FaultEntry> entries;
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Array e = a.Get(i).As<Napi::Array>();
+    const int site = e.Get(0u).As<Napi::Number>().Int32Value();
+    if (site < 0 || site >= kFaultSiteCount) return Napi::Boolean::New(info.Env(), false);
+    entries.push_back(FaultEntry{static_cast<FaultSite>(site), e.Get(1u).As<Napi::Number>().Int32Value(),
+                                 e.Get(2u).As<Napi::Number>().DoubleValue(),
+                                 static_cast<uint64_t>(e.Get(3u).As<Napi::Number>().DoubleValue()),
+                                 static_cast<uint64_t>(e.Get(4u).As<Napi::Number>().DoubleValue())});
+  }
+  return Napi::Boolean::New(info.Env(), SetFaults(entries));
+}
+
+// faultCounts() -> injections per site, in kFaultSites order.
+Napi::Value FaultCountsJs(const Napi::CallbackInfo& info) {
+  Napi::Array out = Napi::Array::New(info.Env(), kFaultSiteCount);
+  for (int i = 0; i < kFaultSiteCount; ++i)
+    out.Set(i, Napi::Number::New(info.Env(), static_cast<double>(FaultCount(static_cast<FaultSite>(i)))));
+  return out;
+}
+
+// fault(site) -> the errno to inject at a site JS owns (starting a loop thread), or 0.
+Napi::Value FaultJs(const Napi::CallbackInfo& info) {
+  const int site = info[0].As<Napi::Number>().Int32Value();
+  return Napi::Number::New(info.Env(), site >= 0 && site < kFaultSiteCount ? Fault(static_cast<FaultSite>(site)) : 0);
+}
+
+// liveHandles() -> { loops, sockets, ..., diskThreads }: native objects alive, process-wide.
+Napi::Value LiveHandlesJs(const Napi::CallbackInfo& info) {
+  Napi::Object out = Napi::Object::New(info.Env());
+  for (int i = 0; i < kLiveCount; ++i)
+    out.Set(kLiveNames[i], Napi::Number::New(info.Env(), static_cast<double>(g_live[i].load(std::memory_order_relaxed))));
+  out.Set("diskThreads", Napi::Number::New(info.Env(), DiskPool::Get().threads()));
+  return out;
+}
+
 Napi::Value SetErrorFactoryJs(const Napi::CallbackInfo& info) {
   SetErrorFactory(info.Env(), info[0].As<Napi::Function>());
   return info.Env().Undefined();
@@ -988,6 +1030,13 @@ Napi::Object InitIapp(Napi::Env env, Napi::Object exports) {
   exports.Set("releaseGroup", Napi::Function::New(env, ReleaseGroupJs));
   exports.Set("intern", Napi::Function::New(env, InternJs));
   exports.Set("internedName", Napi::Function::New(env, InternedNameJs));
+  exports.Set("setFaults", Napi::Function::New(env, SetFaultsJs));
+  exports.Set("faultCounts", Napi::Function::New(env, FaultCountsJs));
+  exports.Set("fault", Napi::Function::New(env, FaultJs));
+  Napi::Array sites = Napi::Array::New(env, kFaultSiteCount);
+  for (int i = 0; i < kFaultSiteCount; ++i) sites.Set(i, kFaultSites[i]);
+  exports.Set("faultSites", sites);
+  exports.Set("liveHandles", Napi::Function::New(env, LiveHandlesJs));
   Napi::Array names = Napi::Array::New(env, kSysCount);
   for (int i = 0; i < kSysCount; ++i) names.Set(i, SyscallName(i));
   exports.Set("syscallNames", names);

@@ -1,5 +1,7 @@
 #include "pipe.h"
 
+#include "faults.h"
+
 #include <cerrno>
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -81,6 +83,7 @@ bool Pipe::WantsWrite() const { return buffered_ > 0; }
 
 ssize_t Pipe::In(size_t n) {
 #if defined(__linux__)
+  if (int e = Fault(kFaultSplice)) return -e;
   ssize_t r;
   do r = splice(src_->fd, nullptr, p_[1], nullptr, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
   while (r < 0 && errno == EINTR);
@@ -95,6 +98,7 @@ ssize_t Pipe::In(size_t n) {
 
 ssize_t Pipe::Out(size_t n) {
 #if defined(__linux__)
+  if (int e = Fault(kFaultSplice)) return -e;
   ssize_t r;
   do r = splice(p_[0], nullptr, dst_->fd, nullptr, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
   while (r < 0 && errno == EINTR);

@@ -5,6 +5,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "faults.h"
 #include "poller.h"
 #include "sys.h"
 
@@ -71,8 +72,9 @@ int Poller::Apply(Watcher* w) {
     }
     op = EPOLL_CTL_ADD;
   }
-  if (epoll_ctl(fd_, op, w->fd, &e) < 0) {
-    int err = errno;
+  const int injected = Fault(kFaultPollCtl);
+  if (injected != 0 || epoll_ctl(fd_, op, w->fd, &e) < 0) {
+    int err = injected != 0 ? injected : errno;
     // A failed ADD leaves nothing registered; a failed MOD leaves the old registration, which
     // Remove() must still delete.
     if (op == EPOLL_CTL_ADD) w->armed = 0;
@@ -80,6 +82,15 @@ int Poller::Apply(Watcher* w) {
   }
   w->armed = w->want;
   return 0;
+}
+
+int Poller::ApplyNow(Watcher* w) {
+  if (w->queued) {
+    w->queued = false;
+    auto it = std::find(changes_.begin(), changes_.end(), w);
+    if (it != changes_.end()) changes_.erase(it);
+  }
+  return fd_ < 0 ? -EBADF : Apply(w);
 }
 
 void Poller::Flush() {

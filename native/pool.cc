@@ -1,5 +1,7 @@
 #include "pool.h"
 
+#include "faults.h"
+
 #include <cerrno>
 #include <system_error>
 #include <thread>
@@ -59,6 +61,7 @@ int DiskPool::Submit(std::shared_ptr<DoneQueue> done, DiskJob* job) {
   const size_t waiting = queue_.size() - head_;
   if (idle_ <= static_cast<int>(waiting) && threads_ < max_threads_) {
     try {
+      if (int e = Fault(kFaultThread)) throw std::system_error(e, std::generic_category());
       std::thread(&DiskPool::Work, this).detach();
       ++threads_;
     } catch (const std::system_error&) {

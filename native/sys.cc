@@ -1,5 +1,7 @@
 #include "sys.h"
 
+#include "faults.h"
+
 #include <cerrno>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -49,6 +51,7 @@ int SysSocket(int family, int type) {
 }
 
 int SysAccept(int fd, sockaddr* addr, unsigned* len) {
+  if (int e = Fault(kFaultAccept)) return -e;
   socklen_t l = len ? *len : 0;
 #if defined(__linux__) || defined(__FreeBSD__)
   int c;
@@ -71,6 +74,7 @@ int SysAccept(int fd, sockaddr* addr, unsigned* len) {
 }
 
 ssize_t SysSendv(int fd, const iovec* iov, int iovcnt) {
+  if (int e = Fault(kFaultSend)) return -e;
   msghdr msg{};
   msg.msg_iov = const_cast<iovec*>(iov);
   msg.msg_iovlen = iovcnt;
@@ -86,6 +90,7 @@ ssize_t SysSendv(int fd, const iovec* iov, int iovcnt) {
 }
 
 ssize_t SysRecv(int fd, void* buf, size_t len) {
+  if (int e = Fault(kFaultRecv)) return -e;
   ssize_t n;
   do n = recv(fd, buf, len, 0);
   while (n < 0 && errno == EINTR);
@@ -93,6 +98,7 @@ ssize_t SysRecv(int fd, void* buf, size_t len) {
 }
 
 ssize_t SysDiscard(int fd, size_t len, bool trunc_ok) {
+  if (int e = Fault(kFaultRecv)) return -e;
   ssize_t n;
 #if defined(__linux__)
   if (trunc_ok) {
@@ -174,6 +180,9 @@ void SignalWaker(int wr) {
   char one = 1;
   ssize_t r = write(wr, &one, 1);
 #endif
+  // A full counter (or pipe) is already readable, so a failed write loses no wake: the result is
+  // ignored on purpose. Injection replaces it after the real write to show exactly that.
+  if (int e = Fault(kFaultWaker)) r = -e;
   (void)r;
 }
 
@@ -196,6 +205,7 @@ void CloseWaker(int rd, int wr) {
 }
 
 ssize_t SysSendFile(int out, int in, uint64_t* off, size_t len) {
+  if (int e = Fault(kFaultSendfile)) return -e;
 #if defined(__linux__)
   off_t o = static_cast<off_t>(*off);
   ssize_t n;

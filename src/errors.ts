@@ -25,6 +25,9 @@ const hints: Record<string, string> = {
   EBADF: 'it is already closed',
   ENETUNREACH: 'no route to that network from this machine',
   EHOSTUNREACH: 'no route to that host from this machine',
+  EAGAIN:
+    'a resource is exhausted for now (for a thread: the user\'s process limit, ulimit -u, or memory): use fewer threads or retry later',
+  ERR_THREAD_START: 'the process may be out of threads or memory: use fewer threads',
   ERR_THREAD_EXITED: 'the loop thread is gone; see the runtime\'s "exit" event for why',
 };
 
@@ -77,6 +80,39 @@ export class IappError extends Error {
     const code = names.get(errno) ?? `E${errno}`;
     return new IappError(describe(code, syscall, context), code, -errno, syscall, context);
   }
+}
+
+/** An error as it crosses between threads (structured clone keeps no class and no own fields). */
+export interface WireError {
+  name: string;
+  message: string;
+  code?: string;
+  errno?: number;
+  syscall?: string;
+  context?: string;
+  stack?: string;
+}
+
+/** What of `e` crosses to another thread: everything a handler of the error may look at. */
+export function toWire(e: Error, withStack = true): WireError {
+  const w: WireError = { name: e.name, message: e.message };
+  const x = e as Partial<IappError>;
+  if (typeof x.code === 'string') w.code = x.code;
+  if (typeof x.errno === 'number') w.errno = x.errno;
+  if (typeof x.syscall === 'string') w.syscall = x.syscall;
+  if (typeof x.context === 'string') w.context = x.context;
+  if (withStack && e.stack !== undefined) w.stack = e.stack;
+  return w;
+}
+
+/** The error again on this side: an IappError (code, errno, syscall) when it was one. */
+export function fromWire(w: WireError): Error {
+  const err = w.code !== undefined && (w.errno !== undefined || w.syscall !== undefined || w.name === 'IappError')
+    ? new IappError(w.message, w.code, w.errno ?? 0, w.syscall ?? '', w.context ?? '')
+    : Object.assign(new Error(w.message), w.code !== undefined ? { code: w.code } : {});
+  err.name = w.name;
+  if (w.stack !== undefined) err.stack = w.stack;
+  return err;
 }
 
 /** Ensures `e` is an Error (handlers may throw anything). */

@@ -146,6 +146,12 @@ interface Addon {
   intern(name: string): number;
   internedName(id: number): string;
   setErrorFactory(f: (errno: number, syscall: string, context: string) => Error): void;
+  /** [site, errno, rate, max, after] per rule; false if there are too many. */
+  setFaults(entries: number[][]): boolean;
+  faultCounts(): number[];
+  fault(site: number): number;
+  faultSites: string[];
+  liveHandles(): import('./live.js').LiveHandles;
   syscallNames: string[];
   constants: { recordStride: number; recordCapacity: number };
 }

@@ -5,7 +5,8 @@ import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 
-import { iappError } from './errors.js';
+import { fromWire, IappError, iappError, type WireError } from './errors.js';
+import { faultAt } from './faults.js';
 import { Gather } from './gather.js';
 import type { LoopCloseSummary, LoopStats } from './loop.js';
 import { Messenger, type BroadcastResult, type CallOptions, type InboxOptions, type MessageHandler, type PostHandle, type ThreadId } from './messaging.js';
@@ -78,7 +79,7 @@ export interface ThreadStats extends LoopStats {
 /** @internal Messages between the runtime and its threads. */
 export type ControlRequest = { type: 'stats'; seq: number } | { type: 'close'; timeoutMs: number } | { type: 'force' };
 /** @internal */
-export type SerializedError = { name: string; message: string; code?: string; stack?: string };
+export type SerializedError = WireError;
 /** @internal */
 export type ThreadMessage =
   | { type: 'ready'; result: unknown }
@@ -96,13 +97,7 @@ export interface ThreadData {
   messaging: { group: number; inbox: Required<InboxOptions>; busyPollUs: number };
 }
 
-function revive(e: SerializedError): Error {
-  const err = new Error(e.message) as Error & { code?: string };
-  err.name = e.name;
-  if (e.code !== undefined) err.code = e.code;
-  if (e.stack !== undefined) err.stack = e.stack;
-  return err;
-}
+const revive = fromWire;
 
 const workerUrl = new URL('./worker.js', import.meta.url);
 
@@ -298,10 +293,20 @@ export class Runtime extends EventEmitter {
     this.#openMessaging(options);
     const ready: Promise<void>[] = [];
     for (let index = 0; index < this.threads; index++) {
-      const worker = new Worker(workerUrl, {
-        workerData: { index, threads: this.threads, module, data: options.data, group, messaging: { group: this.#messageGroup, inbox: this.#inbox, busyPollUs: this.#busyPollUs } } satisfies ThreadData,
-        name: `iapp-loop-${index}`,
-      });
+      let worker: Worker;
+      try {
+        const injected = faultAt('thread');
+        if (injected) throw IappError.fromErrno(injected, 'pthread_create', `loop thread ${index}`);
+        worker = new Worker(workerUrl, {
+          workerData: { index, threads: this.threads, module, data: options.data, group, messaging: { group: this.#messageGroup, inbox: this.#inbox, busyPollUs: this.#busyPollUs } } satisfies ThreadData,
+          name: `iapp-loop-${index}`,
+        });
+      } catch (e) {
+        // The threads already started are closed below, like a failed setup.
+        const err = e instanceof IappError ? e : iappError('ERR_THREAD_START', `cannot start loop thread ${index}: ${(e as Error).message}`);
+        ready.push(Promise.reject(err));
+        break;
+      }
       let onReady!: () => void;
       let onFail!: (e: Error) => void;
       ready.push(new Promise<void>((res, rej) => ((onReady = res), (onFail = rej))));

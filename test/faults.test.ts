@@ -1,0 +1,279 @@
+// Fault injection (src/faults.ts): each test makes one syscall fail the way the world can, then
+// checks that the process stays up, that the affected operation reports a clear error, that the
+// other connections keep every byte, and that the counters add up.
+import { createHash, randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+
+import { createRuntime, faultCounts, injectFaults, parseFaults, type Runtime } from '../dist/src/index.js';
+import { fixture, netExchange } from './helpers.js';
+
+type Err = { code: string; errno: number; syscall: string; message: string };
+type Close = { error?: Err; unsent: number; bytesRead: number; bytesWritten: number; result?: Record<string, unknown> };
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+let dir = '';
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'iapp-faults-'));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+afterEach(() => injectFaults(''));
+
+async function server(): Promise<Runtime> {
+  return createRuntime({ module: fixture('faults.mjs'), threads: 1 });
+}
+const call = <T>(rt: Runtime, name: string, arg: unknown = {}): Promise<T> => rt.call(0, name, arg, { timeoutMs: 20_000 }) as Promise<T>;
+
+/** `n` node:net clients at once, each sending `size` random bytes and half-closing: what came back. */
+async function clients(port: number, n: number, size: number): Promise<{ sent: string; got?: string; bytes: number; error?: string }[]> {
+  return Promise.all(
+    Array.from({ length: n }, async () => {
+      const data = randomBytes(size);
+      try {
+        const { reply } = await netExchange({ host: '127.0.0.1', port }, data);
+        return { sent: sha(data), got: sha(reply), bytes: reply.length };
+      } catch (e) {
+        return { sent: sha(data), bytes: 0, error: (e as NodeJS.ErrnoException).code };
+      }
+    }),
+  );
+}
+
+/** Every server socket's bytes add up: what it read was written back or reported unsent. */
+function expectReconciled(closes: Close[]): void {
+  for (const c of closes) expect(c.bytesRead).toBe(c.bytesWritten + c.unsent);
+}
+
+describe('rules', () => {
+  it('parses specs and refuses bad ones, naming the part', () => {
+    expect(parseFaults('accept:EMFILE:0.5, send:EAGAIN:1:10:2')).toEqual([
+      { site: 'accept', code: 'EMFILE', rate: 0.5 },
+      { site: 'send', code: 'EAGAIN', rate: 1, max: 10, after: 2 },
+    ]);
+    expect(() => parseFaults('acept:EMFILE')).toThrow(/unknown site 'acept'.*sites: accept, recv/);
+    expect(() => parseFaults('accept:EMFIL')).toThrow(/unknown errno name 'EMFIL'/);
+    expect(() => parseFaults('accept:EMFILE:2')).toThrow(/rate must be between 0 and 1/);
+    expect(() => parseFaults('accept:EMFILE:1:-1')).toThrow(/max must be a whole number/);
+    expect(() => parseFaults('accept')).toThrow(/wrong number of fields/);
+    expect(() => injectFaults(Array.from({ length: 17 }, () => ({ site: 'recv' as const, code: 'EIO' })))).toThrow(/at most 16/);
+  });
+
+  it('reads IAPP_FAULTS at start, and a bad one stops the program with the reason', () => {
+    const script = "import('./dist/src/index.js').then((m) => console.log(JSON.stringify(m.parseFaults(process.env.IAPP_FAULTS))))";
+    const good = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, IAPP_FAULTS: 'recv:ECONNRESET:0.1' }, encoding: 'utf8' });
+    expect(good.status).toBe(0);
+    const bad = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, IAPP_FAULTS: 'recv:NOPE' }, encoding: 'utf8' });
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/bad fault rule 'recv:NOPE': unknown errno name/);
+  });
+});
+
+describe('accept', () => {
+  for (const code of ['EMFILE', 'ENFILE', 'ENOBUFS']) {
+    it(`${code}: the listener pauses, reports, resumes, and every connection is served`, async () => {
+      const rt = await server();
+      const reported: { code: string; syscall: string }[] = [];
+      rt.on('accept-error', (e: { error: { code: string; syscall: string } }) => reported.push({ code: e.error.code, syscall: e.error.syscall }));
+      try {
+        const port = await call<number>(rt, 'listen', { kind: 'echo' });
+        injectFaults(`accept:${code}:1:3`);
+        const out = await clients(port, 10, 64 * 1024);
+        for (const o of out) expect(o.got).toBe(o.sent);
+        const closes = await call<Close[]>(rt, 'closes', { count: 10 });
+        expect(closes.filter((c) => c.error)).toEqual([]);
+        expectReconciled(closes);
+        expect(faultCounts().accept).toBe(3);
+        expect(reported).toEqual(Array(3).fill({ code, syscall: 'accept' }));
+        const [st] = await rt.stats();
+        expect(st!.accepted).toBe(10);
+      } finally {
+        await rt.close();
+      }
+    });
+  }
+});
+
+describe('socket reads and writes', () => {
+  const cases: { rule: string; error?: { code: string; syscall: string } }[] = [
+    { rule: 'recv:ECONNRESET:1:1', error: { code: 'ECONNRESET', syscall: 'read' } },
+    { rule: 'send:EPIPE:1:1', error: { code: 'EPIPE', syscall: 'write' } },
+    { rule: 'send:ENOBUFS:1:1', error: { code: 'ENOBUFS', syscall: 'write' } },
+    { rule: 'send:EAGAIN:0.9' },
+    { rule: 'recv:EAGAIN:0.9' },
+  ];
+  for (const { rule, error } of cases) {
+    it(`${rule}: ${error ? 'one socket fails with a clear error' : 'a storm only slows things down'}, the others keep every byte`, async () => {
+      const rt = await server();
+      try {
+        const port = await call<number>(rt, 'listen', { kind: 'echo' });
+        injectFaults(rule);
+        const size = 512 * 1024;
+        const out = await clients(port, 8, size);
+        const closes = await call<Close[]>(rt, 'closes', { count: 8 });
+        injectFaults('');
+        const failed = closes.filter((c) => c.error);
+        expectReconciled(closes);
+        if (error) {
+          expect(failed).toHaveLength(1);
+          expect(failed[0]!.error).toMatchObject(error);
+          expect(failed[0]!.error!.message).toContain(error.code);
+          expect(out.filter((o) => o.got === o.sent)).toHaveLength(7);
+        } else {
+          expect(failed).toEqual([]);
+          for (const o of out) expect(o.got).toBe(o.sent);
+        }
+        for (const c of closes.filter((x) => !x.error)) expect(c.bytesRead).toBe(size);
+        const [st] = await rt.stats();
+        expect(st!.bytesIn).toBe(closes.reduce((a, c) => a + c.bytesRead, 0));
+      } finally {
+        await rt.close();
+      }
+    });
+  }
+});
+
+describe('sendFile and pipes', () => {
+  for (const code of ['EIO', 'ENOMEM']) {
+    it(`sendfile ${code}: that sendFile() rejects with what was sent, the other downloads are whole`, async () => {
+      const path = join(dir, `send-${code}`);
+      const data = randomBytes(3 << 20);
+      writeFileSync(path, data);
+      const rt = await server();
+      try {
+        const port = await call<number>(rt, 'listen', { kind: 'sendfile', path });
+        injectFaults(`sendfile:${code}:1:1:3`);
+        const out = await clients(port, 6, 0);
+        const closes = await call<Close[]>(rt, 'closes', { count: 6 });
+        const failed = closes.filter((c) => c.result?.error);
+        expect(failed).toHaveLength(1);
+        expect(failed[0]!.result!.error).toMatchObject({ code, syscall: 'sendfile' });
+        expect(failed[0]!.result!.bytesSent).toBe(failed[0]!.bytesWritten);
+        for (const c of closes.filter((x) => !x.result?.error)) expect(c.result).toEqual({ sent: data.length });
+        // The failed call may have been the last one (which finds the end of the file): its
+        // client then has it all. Otherwise it has at most what sendFile() said it sent.
+        const bytesSent = failed[0]!.result!.bytesSent as number;
+        const whole = out.filter((o) => o.got === sha(data));
+        expect(whole.length).toBe(bytesSent === data.length ? 6 : 5);
+        for (const o of out.filter((x) => x.got !== sha(data))) expect(o.bytes).toBeLessThanOrEqual(bytesSent);
+      } finally {
+        await rt.close();
+      }
+    });
+
+    it(`splice ${code}: that proxy rejects and closes both ends, the other proxies deliver every byte`, async () => {
+      const rt = await server();
+      try {
+        const upstream = await call<number>(rt, 'listen', { kind: 'echo' });
+        const port = await call<number>(rt, 'listen', { kind: 'proxy', upstream });
+        injectFaults(`splice:${code}:1:1:5`);
+        const size = 1 << 20;
+        const out = await clients(port, 6, size);
+        // Six proxy results and six upstream sockets.
+        const reports = await call<Close[]>(rt, 'closes', { count: 12 });
+        const results = reports.filter((r) => r.result).map((r) => r.result!);
+        const failed = results.filter((r) => r.error);
+        expect(failed).toHaveLength(1);
+        expect(failed[0]!.error).toMatchObject({ code, syscall: 'splice' });
+        expect(results.filter((r) => !r.error)).toEqual(Array(5).fill({ aToB: size, bToA: size }));
+        expect(out.filter((o) => o.got === o.sent)).toHaveLength(5);
+        expectReconciled(reports.filter((r) => !r.result));
+      } finally {
+        await rt.close();
+      }
+    });
+  }
+});
+
+describe('epoll_ctl', () => {
+  it('ENOMEM on a new socket: that socket closes with the error, the others are served', async () => {
+    const rt = await server();
+    try {
+      const port = await call<number>(rt, 'listen', { kind: 'echo' });
+      // One connection first: the listener is then registered, and the fault can only hit a socket.
+      await clients(port, 1, 10);
+      await call<Close[]>(rt, 'closes', { count: 1 });
+      injectFaults('pollctl:ENOMEM:1:1');
+      const out = await clients(port, 5, 64 * 1024);
+      const closes = await call<Close[]>(rt, 'closes', { count: 5 });
+      const failed = closes.filter((c) => c.error);
+      expect(failed.map((c) => c.error)).toMatchObject([{ code: 'ENOMEM', syscall: 'epoll_ctl' }]);
+      expect(out.filter((o) => o.got === o.sent)).toHaveLength(4);
+      expectReconciled(closes);
+    } finally {
+      await rt.close();
+    }
+  });
+
+  it('ENOMEM on a listener: it is paused, reported and retried', async () => {
+    const rt = await server();
+    const reported: string[] = [];
+    rt.on('accept-error', (e: { error: { code: string } }) => reported.push(e.error.code));
+    try {
+      injectFaults('pollctl:ENOMEM:1:1');
+      const port = await call<number>(rt, 'listen', { kind: 'echo' });
+      const out = await clients(port, 3, 1000);
+      for (const o of out) expect(o.got).toBe(o.sent);
+      expect(reported).toEqual(['ENOMEM']);
+    } finally {
+      await rt.close();
+    }
+  });
+
+  it('ENOMEM when a timer fd is registered: that allocation throws, later ones work and fire', async () => {
+    const rt = await server();
+    try {
+      const r = await call<{ out: (string | Err)[]; fired: number }>(rt, 'timers', { count: 3, ms: 5, rules: 'pollctl:ENOMEM:1:1' });
+      expect(r.out[0]).toMatchObject({ code: 'ENOMEM', syscall: 'epoll_ctl' });
+      expect(r.out.slice(1)).toEqual(['ok', 'ok']);
+      expect(r.fired).toBe(2);
+    } finally {
+      await rt.close();
+    }
+  });
+});
+
+describe('wakers and threads', () => {
+  it('eventfd write EAGAIN loses no wake: every message between threads arrives', async () => {
+    const rt = await server();
+    try {
+      injectFaults('waker:EAGAIN');
+      const answers = await Promise.all(Array.from({ length: 300 }, (_, i) => call<number>(rt, 'ping', i)));
+      for (let i = 0; i < 50; i++) answers.push(await call<number>(rt, 'ping', 300 + i));
+      expect(answers).toEqual(Array.from({ length: 350 }, (_, i) => i));
+      expect(faultCounts().waker).toBeGreaterThan(0);
+    } finally {
+      await rt.close();
+    }
+  });
+
+  it('EAGAIN starting a loop thread: createRuntime rejects with it, and the threads already started are closed', async () => {
+    injectFaults('thread:EAGAIN:1:1:2');
+    await expect(createRuntime({ module: fixture('faults.mjs'), threads: 3 })).rejects.toMatchObject({
+      code: 'EAGAIN',
+      syscall: 'pthread_create',
+      message: expect.stringContaining('loop thread 2'),
+    });
+    const rt = await server();
+    expect(await call<string>(rt, 'ping', 'again')).toBe('again');
+    await rt.close();
+  });
+
+  it('EAGAIN starting the first disk thread: that open rejects with it, the next one works', () => {
+    // A fresh process, so that no disk thread exists yet; the loop thread's start goes through.
+    const script = join(dir, 'first-disk-thread.mjs');
+    writeFileSync(script, `
+      import { createRuntime, injectFaults } from ${JSON.stringify(new URL('../dist/src/index.js', import.meta.url).href)};
+      const rt = await createRuntime({ module: ${JSON.stringify(fixture('faults.mjs'))}, threads: 1 });
+      injectFaults('thread:EAGAIN:1:1');
+      console.log(JSON.stringify(await rt.call(0, 'openTwice', { path: ${JSON.stringify(fixture('faults.mjs'))} })));
+      await rt.close();`);
+    const r = spawnSync(process.execPath, [script], { encoding: 'utf8', timeout: 20_000 });
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout) as (string | Err)[];
+    expect(out[0]).toMatchObject({ code: 'EAGAIN' });
+    expect(out[1]).toBe('ok');
+  });
+});
