@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "live.h"
 #include "poller.h"
 #include "pool.h"
 #include "uring.h"
@@ -26,6 +27,7 @@ struct FileRef {
   ~FileRef();
   FileRef(const FileRef&) = delete;
   FileRef& operator=(const FileRef&) = delete;
+  Live<kLiveFile> live;
   int fd;
   // A regular file or block device: reads and writes finish. Others (FIFOs, terminals) are
   // opened non-blocking and never go to the ring, so nothing waits on them forever.

@@ -15,6 +15,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "live.h"
+
 namespace iapp {
 
 // Message types; mirrored in src/messaging.ts.
@@ -105,6 +107,8 @@ class Inbox {
 
 // The endpoints of one runtime: loops 0..n-2 and the main thread (n-1), and who subscribed to what.
 class Group {
+  Live<kLiveGroup> live_;
+
  public:
   Group(int size, size_t max_messages, size_t max_bytes);
   int Open();  // 0 or -errno

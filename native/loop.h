@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "inbox.h"
+#include "live.h"
 #include "poller.h"
 #include "timers.h"
 #include "uv_glue.h"
@@ -55,7 +56,8 @@ constexpr int kRecordCapacity = 4096;  // records per call into JS
 class Handle : public Watcher {
  public:
   enum class Kind { kSocket, kListener, kUdp, kChild };
-  Handle(Loop* loop, Kind kind) : kind(kind), loop_(loop) {}
+  Handle(Loop* loop, Kind kind) : kind(kind), loop_(loop) { g_live[LiveOf(kind)].fetch_add(1, std::memory_order_relaxed); }
+  ~Handle() override { g_live[LiveOf(kind)].fetch_sub(1, std::memory_order_relaxed); }
   const Kind kind;
   uint64_t id = 0;
   // Closes the fd now without telling JS (the loop is going away).
@@ -63,6 +65,11 @@ class Handle : public Watcher {
 
  protected:
   Loop* loop_;
+
+ private:
+  static LiveKind LiveOf(Kind k) {
+    return k == Kind::kSocket ? kLiveSocket : k == Kind::kListener ? kLiveListener : k == Kind::kUdp ? kLiveUdp : kLiveChild;
+  }
 };
 
 struct LoopStats {
@@ -77,6 +84,8 @@ struct LoopStats {
 };
 
 class Loop {
+  Live<kLiveLoop> live_;
+
  public:
   // Throws (Napi::Error) if a reference or async context cannot be made: called from JS only.
   Loop(Napi::Env env, Napi::Function callback, Napi::Float64Array records);

@@ -8,12 +8,16 @@
 #include <memory>
 #include <sys/types.h>
 
+#include "live.h"
+
 namespace iapp {
 
 class Loop;
 class Socket;
 
 class Pipe {
+  Live<kLivePipe> live_;
+
  public:
   // Links src -> dst (same loop), held: src stops being read at once, and a kRecPipeHeld record
   // follows every data record of src already emitted, so JS can pass on what it holds before

@@ -48,6 +48,11 @@ class DiskPool {
   // The most threads the pool may start (it starts them as work arrives). Process-wide.
   void SetMaxThreads(int n);
   int max_threads() const { return max_threads_; }
+  // Threads started so far (they stay until the process exits, parked when idle).
+  int threads() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return threads_;
+  }
   // Queues job to run and then be pushed onto `done`. 0, or -EAGAIN if no thread could be
   // started (the job is not queued; the caller still owns it).
   int Submit(std::shared_ptr<DoneQueue> done, DiskJob* job);
