@@ -9,7 +9,13 @@ const char* SyscallName(int sys) {
                                                "accept", "shutdown", "poll",     "socket",
                                                "bind",   "listen", "setsockopt", "open", "pread", "pwrite", "fsync",
                                                "fstat", "ftruncate", "close", "sendfile", "splice",
-                                               "copy_file_range", "pipe"};
+                                               "copy_file_range", "pipe",
+#if defined(IAPP_KQUEUE)
+                                               "kevent",
+#else
+                                               "epoll_ctl",
+#endif
+  };
   return sys >= 0 && sys < kSysCount ? names[sys] : "";
 }
 

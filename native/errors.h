@@ -31,6 +31,7 @@ enum Syscall : int {
   kSysSplice,
   kSysCopyFileRange,
   kSysPipe,
+  kSysPollCtl,  // epoll_ctl / kevent refused to watch an fd
   kSysCount
 };
 const char* SyscallName(int sys);

@@ -75,6 +75,9 @@ class Poller {
   // Removes the watcher from the kernel now (before its fd is closed: a dup'ed fd would otherwise
   // keep delivering events for a freed watcher). Returns 0 or -errno.
   int Remove(Watcher* w);
+  // Submits the watcher's current `want` now, for a registration whose failure the caller must
+  // report itself (a loop-wide fd such as a timerfd, which has nobody to tell later). 0 or -errno.
+  int ApplyNow(Watcher* w);
   // Submits queued changes. A watcher whose change the kernel refuses gets OnPollError(err).
   void Flush();
   bool HasChanges() const { return !changes_.empty(); }

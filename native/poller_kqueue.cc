@@ -122,6 +122,30 @@ int Poller::Apply(Watcher* w) {
   return added;
 }
 
+int Poller::ApplyNow(Watcher* w) {
+  if (w->queued) {
+    w->queued = false;
+    auto it = std::find(changes_.begin(), changes_.end(), w);
+    if (it != changes_.end()) changes_.erase(it);
+  }
+  if (fd_ < 0) return -EBADF;
+  std::vector<struct kevent> saved;
+  saved.swap(kev_);
+  const int n = Apply(w);
+  int err = 0;
+  if (n > 0) {
+    timespec zero{0, 0};
+    int r = kevent(fd_, kev_.data(), n, kev_.data(), n, &zero);
+    if (r < 0) err = errno;
+    for (int i = 0; i < r && err == 0; ++i)
+      if ((kev_[i].flags & EV_ERROR) && kev_[i].data != 0 && kev_[i].data != ENOENT)
+        err = static_cast<int>(kev_[i].data);
+  }
+  if (err != 0) w->armed = 0;
+  kev_.swap(saved);
+  return -err;
+}
+
 void Poller::Flush() {
   if (changes_.empty() || fd_ < 0) return;
   flushing_.swap(changes_);

@@ -51,7 +51,7 @@ class Socket : public Handle {
                          const SocketOptions& opts, int* err, int* sys);
 
   void OnEvent(uint32_t events) override;
-  void OnPollError(int err) override { Fail(err, kSysPoll); }
+  void OnPollError(int err) override { Fail(err, kSysPollCtl); }
   void Abandon() override;
 
   // Hands the fd and its state (queued bytes, counters) to *out and retires this socket without

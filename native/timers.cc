@@ -46,10 +46,19 @@ int TimerSet::OpenFd(int clock) {
   if (fds_[clock].fd >= 0) return 0;
 #if defined(__linux__)
   int fd = timerfd_create(clock == kRealtime ? CLOCK_REALTIME : CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  failed_syscall_ = "timerfd_create";
   if (fd < 0) return -errno;
+  failed_syscall_ = "epoll_ctl";
   fds_[clock].fd = fd;
   fds_[clock].want = kWantRead;
-  loop_->poller().Update(&fds_[clock]);
+  // Now, not at the next flush: a timerfd the poller refused would leave every timer of this
+  // clock silent, so the allocation that opened it must fail instead.
+  if (int r = loop_->poller().ApplyNow(&fds_[clock]); r < 0) {
+    SysClose(fd);
+    fds_[clock].fd = -1;
+    fds_[clock].want = 0;
+    return r;
+  }
   return 0;
 #else
   // kqueue's EVFILT_TIMER is not an fd; this version drives timers with timerfd only.

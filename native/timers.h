@@ -46,6 +46,8 @@ class TimerSet {
   void SetViews(const TimerViews& v) { views_ = v; }
   size_t capacity() const { return slots_.size(); }
   // Allocates a timer: its slot (>= 0) or -errno (ENOMEM, or the kernel timer's creation error).
+  // Which call failed when Alloc() returned an error.
+  const char* failed_syscall() const { return failed_syscall_; }
   int Alloc(int clock, int priority);
   void Free(int slot);
   size_t allocated() const { return allocated_; }
@@ -74,6 +76,7 @@ class TimerSet {
   void Close();
 
  private:
+  const char* failed_syscall_ = "timerfd_create";
   struct Slot {
     int64_t period = 0;
     int32_t heap_at = -1;  // index in heap_[clock], -1 when not armed
