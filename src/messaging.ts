@@ -4,7 +4,7 @@
 import { endianness } from 'node:os';
 import { deserialize, serialize } from 'node:v8';
 
-import { IappError, iappError } from './errors.js';
+import { fromWire, IappError, iappError, toWire, type WireError } from './errors.js';
 import { native as addon, type NativeLoop } from './native.js';
 
 /** A loop thread by index, or the runtime's main thread. */
@@ -533,7 +533,7 @@ export class Messenger {
           return;
         }
         if (type === Msg.Reply) c.resolve(v);
-        else c.reject(revive(v as SerializedError, sender));
+        else c.reject(revive(v as WireError, sender));
         return;
       }
       case Msg.Broadcast: {
@@ -605,10 +605,8 @@ export class Messenger {
   }
 
   #replyError(to: number, seq: number, e: Error): void {
-    const err: SerializedError = { name: e.name, message: e.message };
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string') err.code = code;
-    this.#send(to, Msg.ReplyError, 0, seq, Enc.Clone, serialize(err), false);
+    // No stack: the caller's own is the useful one, and it keeps replies small.
+    this.#send(to, Msg.ReplyError, 0, seq, Enc.Clone, serialize(toWire(e, false)), false);
   }
 
   #id(name: string): number {
@@ -649,20 +647,11 @@ export class Messenger {
   }
 }
 
-interface SerializedError {
-  name: string;
-  message: string;
-  code?: string;
-}
 
 function asErr(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));
 }
 
-function revive(e: SerializedError, from: ThreadId): Error {
-  const err = new Error(e.message) as Error & { code?: string; thread?: ThreadId };
-  err.name = e.name;
-  if (e.code !== undefined) err.code = e.code;
-  err.thread = from;
-  return err;
+function revive(e: WireError, from: ThreadId): Error {
+  return Object.assign(fromWire(e), { thread: from });
 }

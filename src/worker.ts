@@ -2,7 +2,7 @@
 // answers the runtime's control messages. Not imported by users.
 import { parentPort, workerData } from 'node:worker_threads';
 
-import { IappError } from './errors.js';
+import { IappError, toWire } from './errors.js';
 import { Loop, type LoopReport } from './loop.js';
 import { native } from './native.js';
 import type { ControlRequest, ThreadData, ThreadMessage } from './runtime.js';
@@ -13,13 +13,9 @@ const post = (m: ThreadMessage): void => port.postMessage(m);
 
 native.setErrorFactory((errno, syscall, context) => IappError.fromErrno(errno, syscall, context));
 
-function serializeError(e: Error): { message: string; code?: string; stack?: string; name: string } {
-  return { name: e.name, message: e.message, code: (e as { code?: string }).code, stack: e.stack };
-}
-
 const loop = new Loop(index, threads, group, messaging, (r: LoopReport) => {
-  if (r.type === 'handler-error') post({ type: 'handler-error', error: serializeError(r.error) });
-  else post({ type: 'accept-error', error: serializeError(r.error), shed: r.shed, resumeInMs: r.resumeInMs });
+  if (r.type === 'handler-error') post({ type: 'handler-error', error: toWire(r.error) });
+  else post({ type: 'accept-error', error: toWire(r.error), shed: r.shed, resumeInMs: r.resumeInMs });
 });
 
 port.on('message', (m: ControlRequest) => {
