@@ -1,0 +1,24 @@
+// Counts of live native objects, for leak checks in tests and for users chasing a leak.
+import { native } from './native.js';
+
+/** Native objects alive in this process, all loops together. */
+export interface LiveHandles {
+  loops: number;
+  sockets: number;
+  listeners: number;
+  udp: number;
+  /** Child process watches. */
+  children: number;
+  /** Open files, including ranges queued by sendFile() that still hold a closed File's fd. */
+  files: number;
+  pipes: number;
+  /** Message groups (one per runtime). */
+  groups: number;
+  /** Disk pool threads started so far; they stay, parked, until the process exits. */
+  diskThreads: number;
+}
+
+/** What is alive now. Every count but `diskThreads` returns to its start once all runtimes are closed. */
+export function liveHandles(): LiveHandles {
+  return native.liveHandles();
+}
