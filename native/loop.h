@@ -84,8 +84,6 @@ struct LoopStats {
 };
 
 class Loop {
-  Live<kLiveLoop> live_;
-
  public:
   // Throws (Napi::Error) if a reference or async context cannot be made: called from JS only.
   Loop(Napi::Env env, Napi::Function callback, Napi::Float64Array records);
@@ -181,6 +179,7 @@ class Loop {
   void Prepare();
 
  private:
+  bool counted_ = false;  // in g_live[kLiveLoop]: opened and not yet closed
   void Deliver();
   void ExpireDue();  // emits the timers due now (outside a drain)
   void CloseInbox(size_t undelivered = 0);

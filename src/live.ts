@@ -3,6 +3,7 @@ import { native } from './native.js';
 
 /** Native objects alive in this process, all loops together. */
 export interface LiveHandles {
+  /** Loops opened and not yet closed (a runtime has one per thread and one on the main thread). */
   loops: number;
   sockets: number;
   listeners: number;
