@@ -159,6 +159,9 @@ interface Addon {
 const require = createRequire(import.meta.url);
 
 function load(): Addon {
+  // Another build of the addon (the sanitizer build of `npm run test:asan`), by absolute path.
+  const chosen = process.env.IAPP_ADDON;
+  if (chosen) return require(chosen) as Addon;
   const tried: string[] = [];
   for (const p of ['../../build/Release/iapp.node', '../../build/Debug/iapp.node']) {
     try {
