@@ -15,11 +15,11 @@ const CLT = 'dist/clt/main.js';
 afterEach(killAll);
 
 /** Runs srv on `listen`, clt against it, stops srv, and returns both summaries. */
-async function reconcile(listen: string, srvArgs: string[], cltArgs: string[]) {
-  const srv = run(SRV, ['--json', '--listen', listen, ...srvArgs]);
+async function reconcile(listen: string, srvArgs: string[], cltArgs: string[], faults?: { srv: string; clt: string }) {
+  const srv = run(SRV, ['--json', '--listen', listen, ...srvArgs], faults && { IAPP_FAULTS: faults.srv });
   const listening = await srv.json('listening');
   const target = (listening.addresses as { text: string }[])[0]!.text;
-  const clt = run(CLT, ['--json', '--duration', '1', '--rate', '1000', '--target', target, ...cltArgs]);
+  const clt = run(CLT, ['--json', '--duration', '1', '--rate', '1000', '--target', target, ...cltArgs], faults && { IAPP_FAULTS: faults.clt });
   const sent = await clt.json('summary');
   expect((await clt.exited).code, clt.stderr()).toBe(0);
   srv.child.kill('SIGTERM');
@@ -41,6 +41,23 @@ describe.skipIf(!existsSync(join(root, SRV)))('clt and srv reconcile', () => {
     expect(sent.reset).toBe(0);
     expect(sent.txBytes).toBeGreaterThan(0);
     expect(received.rxBytes).toBe(sent.txBytes);
+  });
+
+  it('with EAGAIN storms on both sides and EMFILE on accept (injected): still exact, and srv reports the pauses', async () => {
+    const { sent, received } = await reconcile(
+      '127.0.0.1:0',
+      ['--threads', '2'],
+      ['--threads', '2', '--conns', '6'],
+      { srv: 'recv:EAGAIN:0.5,accept:EMFILE:1:2', clt: 'send:EAGAIN:0.5' },
+    );
+    expect(sent).toMatchObject({ failed: 0, reset: 0, connected: 12 });
+    expect(sent.txBytes).toBeGreaterThan(0);
+    expect(received.rxBytes).toBe(sent.txBytes);
+    expect(received.accepted).toBe(12);
+    // Each injected EMFILE once, in the total and in the threads (it used to count twice).
+    expect(received.errors).toEqual({ EMFILE: 2 });
+    const perThread = received.perThread as { errors: Record<string, number> }[];
+    expect(perThread.reduce((a, t) => a + (t.errors.EMFILE ?? 0), 0)).toBe(2);
   });
 
   it('UDP: datagrams pushed natively; srv gets at most what clt sent (UDP may drop)', async () => {
