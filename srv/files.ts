@@ -59,6 +59,7 @@ export class FileConnection {
   // Empty-line bytes skipped before the head being read (they count toward its limit and time).
   #blank = 0;
   #busy = false;
+  #paused = false;
   #done = false;
 
   constructor(loop: Loop, root: string, s: Socket, counters: FileCounters, options: { maxBodyBytes?: number } = {}) {
@@ -87,6 +88,12 @@ export class FileConnection {
     if (this.#done) return;
     this.#buf = this.#buf ? Buffer.concat([this.#buf, b]) : Buffer.from(b);
     if (!this.#busy) void this.#next();
+    else if (this.#buf.length > MAX_HEAD && !this.#paused) {
+      // A peer pipelining while a file goes out must not grow this buffer without bound:
+      // stop reading until the requests before are answered.
+      this.#paused = true;
+      this.#s.pause();
+    }
   }
 
   // Answers every complete request in the buffer, one at a time.
@@ -125,6 +132,10 @@ export class FileConnection {
       this.#done = true;
     } finally {
       this.#busy = false;
+      if (this.#paused) {
+        this.#paused = false;
+        if (!this.#done && this.#s.readyState === 'open') this.#s.resume();
+      }
     }
   }
 

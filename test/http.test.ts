@@ -192,6 +192,25 @@ function fileConn(maxBodyBytes?: number) {
 }
 
 describe('FileConnection', () => {
+  it('stops reading while a file goes out and more than a head is waiting, and reads again after', async () => {
+    const f = fileConn();
+    f.feed(req('GET /a.txt HTTP/1.1'));
+    await f.settle();
+    expect(f.sends).toHaveLength(1); // the first file is being sent, held by the test
+    for (let i = 0; i < 40; i++) f.feed(req('GET /b.txt HTTP/1.1', [`X-Pad: ${'p'.repeat(400)}`]));
+    expect(f.calls).toEqual(['pause']);
+    f.sends.shift()!();
+    // Then the pipelined requests are answered one by one, and reading resumes once none is left.
+    for (let i = 0; i < 40; i++) {
+      await f.settle();
+      f.sends.shift()?.();
+    }
+    await f.settle();
+    expect(f.counters.requests).toBe(41);
+    expect(f.calls).toEqual(['pause', 'resume']);
+    expect(f.conn.buffered).toBe(0);
+  });
+
   it('answers a declared body over the limit with 413, smaller bodies with 501, and a CRLF-only peer starts the header clock', async () => {
     const big = fileConn(100);
     big.feed(req('GET /a HTTP/1.1', ['Content-Length: 101']));
