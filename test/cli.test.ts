@@ -2,7 +2,7 @@
 // spread over processes.
 import { describe, expect, it } from 'vitest';
 
-import { UsageError, formatEndpoint, parseEndpoint, parseInteger, parseSeconds } from '../dist/src/cli/args.js';
+import { MAX_SECONDS, UsageError, formatEndpoint, parseEndpoint, parseInteger, parseSeconds } from '../dist/src/cli/args.js';
 import { threadsOf } from '../dist/src/cli/spread.js';
 
 describe('parseEndpoint', () => {
@@ -49,6 +49,13 @@ describe('numbers', () => {
     expect(parseSeconds('duration', '0.5')).toBe(0.5);
     expect(parseSeconds('close-timeout', '0', true)).toBe(0);
     for (const v of ['0', '-1', 'x', '', 'Infinity']) expect(() => parseSeconds('duration', v), v).toThrow(UsageError);
+  });
+
+  it('refuses durations a timer cannot hold, which would fire at once', () => {
+    expect(parseSeconds('duration', String(MAX_SECONDS))).toBe(MAX_SECONDS);
+    // One millisecond past the timer's limit, and far past it.
+    expect(() => parseSeconds('duration', String(MAX_SECONDS + 0.648))).toThrow(/--duration .*at most 2147483 seconds/);
+    expect(() => parseSeconds('stats', '1e10')).toThrow(UsageError);
   });
 });
 

@@ -81,11 +81,18 @@ export function parseInteger(flag: string, value: string, min: number, max: numb
   return n;
 }
 
-/** A duration in seconds (decimals allowed), > 0 unless `allowZero`. */
+/**
+ * The longest duration a flag takes: Node's timers hold at most 2^31-1 ms, and a longer delay
+ * fires after 1 ms instead (so `--duration 1e7` would stop a run at once).
+ */
+export const MAX_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+
+/** A duration in seconds (decimals allowed), > 0 unless `allowZero`, at most MAX_SECONDS. */
 export function parseSeconds(flag: string, value: string, allowZero = false): number {
   const n = Number(value);
   if (value.trim() === '' || !Number.isFinite(n) || n < 0 || (n === 0 && !allowZero))
     throw new UsageError(`--${flag} ${value}: must be a number of seconds${allowZero ? '' : ' above 0'}`);
+  if (n > MAX_SECONDS) throw new UsageError(`--${flag} ${value}: must be at most ${MAX_SECONDS} seconds (about 24 days)`);
   return n;
 }
 
