@@ -2,7 +2,7 @@
 // spread over processes.
 import { describe, expect, it } from 'vitest';
 
-import { MAX_SECONDS, UsageError, formatEndpoint, parseEndpoint, parseInteger, parseSeconds } from '../dist/src/cli/args.js';
+import { MAX_SECONDS, UsageError, formatEndpoint, parseEndpoint, parseFlags, parseInteger, parseSeconds } from '../dist/src/cli/args.js';
 import { threadsOf } from '../dist/src/cli/spread.js';
 
 describe('parseEndpoint', () => {
@@ -56,6 +56,25 @@ describe('numbers', () => {
     // One millisecond past the timer's limit, and far past it.
     expect(() => parseSeconds('duration', String(MAX_SECONDS + 0.648))).toThrow(/--duration .*at most 2147483 seconds/);
     expect(() => parseSeconds('stats', '1e10')).toThrow(UsageError);
+  });
+});
+
+describe('parseFlags', () => {
+  it('reports a bad flag on one line, naming it', () => {
+    const spec = { mode: { type: 'string', short: 'm' }, json: { type: 'boolean' } } as const;
+    // parseArgs explains an ambiguous value ('--mode -x') over three lines.
+    for (const argv of [['--mode', '-x'], ['--bogus'], ['--json=1'], ['stray']]) {
+      let err: unknown;
+      try {
+        parseFlags(argv, spec);
+      } catch (e) {
+        err = e;
+      }
+      expect(err, argv.join(' ')).toBeInstanceOf(UsageError);
+      expect((err as Error).message).not.toContain('\n');
+      expect((err as Error).message).toContain(argv[0] === 'stray' ? "'stray'" : argv[0]!.replace(/=.*/, ''));
+    }
+    expect(parseFlags(['--mode=-x'], spec)).toEqual({ mode: '-x' });
   });
 });
 

@@ -10,7 +10,7 @@ export class UsageError extends Error {
 
 /**
  * Parses flags strictly (no positionals); a bad flag becomes a UsageError with parseArgs's message
- * ("Unknown option '--foo'"), without its advice about passing positionals after '--'.
+ * ("Unknown option '--foo'") on one line, without its advice about passing positionals after '--'.
  */
 type FlagSpec = NonNullable<ParseArgsConfig['options']>;
 type Flags<O extends FlagSpec> = ReturnType<typeof parseArgs<{ args: string[]; strict: true; allowPositionals: false; options: O }>>['values'];
@@ -18,7 +18,9 @@ export function parseFlags<O extends FlagSpec>(argv: string[], options: O): Flag
   try {
     return parseArgs({ args: argv, strict: true, allowPositionals: false, options }).values;
   } catch (e) {
-    throw new UsageError((e as Error).message.replace(/\. To specify a positional.*$/s, '').replace(/\.$/, ''));
+    // One line, as every failure is printed: parseArgs explains an ambiguous value over three.
+    const message = (e as Error).message.replace(/\. To specify a positional.*$/s, '').replace(/\s*\n\s*/g, ' ');
+    throw new UsageError(message.replace(/\.$/, ''));
   }
 }
 
