@@ -6,6 +6,12 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 /** A bad flag or flag value: printed as one line, exit code 2. */
 export class UsageError extends Error {
   override name = 'UsageError';
+
+  constructor(message: string) {
+    // A value may hold a newline or other control characters: shown escaped, the message stays
+    // one line and shows what was typed.
+    super(message.replace(/[\u0000-\u001f]/g, (c) => JSON.stringify(c).slice(1, -1)));
+  }
 }
 
 /**
