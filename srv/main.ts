@@ -53,7 +53,8 @@ Options:
       --header-timeout S   http and file modes: close a connection whose request head is not complete in S
                            seconds, with 408 (default 10)
       --max-body BYTES     http and file modes: a request declaring a longer body (Content-Length)
-                           is answered 413 and the connection closed (k/m/g suffixes; default 1m)
+                           is answered 413 and the connection closed (k/m/g suffixes, 0 refuses
+                           every body; default 1m)
       --rcvlowat BYTES     sink and data modes: wake for a connection only once BYTES are queued
                            (SO_RCVLOWAT; k/m suffixes). Fewer wakes let one fast sender go much
                            faster; smaller amounts are counted when more arrive or at close
