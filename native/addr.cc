@@ -12,6 +12,8 @@ namespace iapp {
 
 int MakeInetAddr(const std::string& host, int port, SockAddr* out) {
   if (port < 0 || port > 65535) return -EINVAL;
+  // inet_pton and if_nametoindex stop at a NUL: "127.0.0.1\0junk" would be taken as 127.0.0.1.
+  if (host.find('\0') != std::string::npos) return -EINVAL;
   *out = SockAddr{};
   auto* v4 = reinterpret_cast<sockaddr_in*>(&out->ss);
   if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
@@ -44,6 +46,8 @@ int MakeUnixAddr(const std::string& path, SockAddr* out) {
   *out = SockAddr{};
   auto* un = reinterpret_cast<sockaddr_un*>(&out->ss);
   if (path.empty()) return -EINVAL;
+  // The kernel would take the path up to the NUL: a different file than the one asked for.
+  if (path.find('\0') != std::string::npos) return -EINVAL;
   if (path.size() >= sizeof(un->sun_path)) return -ENAMETOOLONG;
   un->sun_family = AF_UNIX;
   memcpy(un->sun_path, path.data(), path.size());

@@ -149,6 +149,17 @@ const modeOf = (m: ReadModeName | undefined): ReadMode =>
   m === 'sink' ? ReadMode.Sink : m === 'paused' ? ReadMode.Paused : ReadMode.Data;
 const errnoName = (n: number): string => IappError.fromErrno(n, '').code;
 
+/**
+ * Whether `host` can be a DNS or hosts-file name: dot-separated labels of 1 to 63 letters,
+ * digits, '-' or '_', 253 bytes at most, a final dot allowed. Anything else is refused before a
+ * lookup: the resolver would cut it at a NUL (and resolve another name) or ask a DNS server
+ * about a string no server can answer.
+ */
+function isHostName(host: string): boolean {
+  const name = host.endsWith('.') ? host.slice(0, -1) : host;
+  return name.length >= 1 && name.length <= 253 && name.split('.').every((l) => /^[A-Za-z0-9_-]{1,63}$/.test(l));
+}
+
 function checkInt(name: string, v: unknown, min: number, max: number): void {
   if (v === undefined) return;
   if (typeof v !== 'number' || !Number.isInteger(v)) throw new TypeError(`${name} must be an integer, got ${String(v)}`);
@@ -529,6 +540,8 @@ export class Loop {
       throw new TypeError('connect needs a port or a Unix path');
     let host = options.host ?? '127.0.0.1';
     if (options.path === undefined && isIP(host) === 0) {
+      if (!isHostName(host))
+        throw iappError('ENOTFOUND', `cannot resolve host '${host}': not a host name (letters, digits, '-', '_' and dots) nor a numeric address`, host);
       try {
         host = (await lookup(host)).address;
       } catch (e) {

@@ -1,6 +1,7 @@
 // The only module that loads the addon. Everything native is typed here.
 import { createRequire } from 'node:module';
 
+import { IappError } from './errors.js';
 import type { LoopStats } from './loop.js';
 
 export interface NativeListenSpec {
@@ -179,6 +180,9 @@ function load(): Addon {
 }
 
 export const native: Addon = load();
+// Per thread (each has its own instance of the addon): syscall failures become IappErrors here
+// too, on the main thread (listenSocket, the runtime's own inbox), not only on loop threads.
+native.setErrorFactory((errno, syscall, context) => IappError.fromErrno(errno, syscall, context));
 
 /** Event record kinds; mirrors native/loop.h. */
 export const enum Rec {

@@ -2,16 +2,13 @@
 // answers the runtime's control messages. Not imported by users.
 import { parentPort, workerData } from 'node:worker_threads';
 
-import { IappError, toWire } from './errors.js';
+import { toWire } from './errors.js';
 import { Loop, type LoopReport } from './loop.js';
-import { native } from './native.js';
 import type { ControlRequest, ThreadData, ThreadMessage } from './runtime.js';
 
 const port = parentPort!;
 const { index, threads, module, data, group, messaging } = workerData as ThreadData;
 const post = (m: ThreadMessage): void => port.postMessage(m);
-
-native.setErrorFactory((errno, syscall, context) => IappError.fromErrno(errno, syscall, context));
 
 const loop = new Loop(index, threads, group, messaging, (r: LoopReport) => {
   if (r.type === 'handler-error') post({ type: 'handler-error', error: toWire(r.error) });

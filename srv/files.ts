@@ -4,7 +4,7 @@
 import { extname, join, resolve, sep } from 'node:path';
 
 import type { File, Loop, Socket } from '../src/index.js';
-import { BAD_REQUEST, NOT_IMPLEMENTED, TOO_LARGE, parseHead, response } from './http.js';
+import { BAD_REQUEST, BODY_TOO_LARGE, MAX_BODY_BYTES, NOT_IMPLEMENTED, TOO_LARGE, parseHead, response } from './http.js';
 
 const CRLF2 = Buffer.from('\r\n\r\n');
 const MAX_HEAD = 8192;
@@ -54,16 +54,26 @@ export class FileConnection {
   readonly #root: string;
   readonly #s: Socket;
   readonly #n: FileCounters;
+  readonly #maxBody: number;
   #buf: Buffer | undefined;
+  // Empty-line bytes skipped before the head being read (they count toward its limit and time).
+  #blank = 0;
   #busy = false;
+  #paused = false;
   #done = false;
 
-  constructor(loop: Loop, root: string, s: Socket, counters: FileCounters) {
+  constructor(loop: Loop, root: string, s: Socket, counters: FileCounters, options: { maxBodyBytes?: number } = {}) {
     this.#loop = loop;
     this.#root = root;
     this.#s = s;
     this.#n = counters;
+    this.#maxBody = options.maxBodyBytes ?? MAX_BODY_BYTES;
     s.onData((b) => this.#feed(b));
+  }
+
+  /** Bytes received and not yet parsed. */
+  get buffered(): number {
+    return this.#buf?.length ?? 0;
   }
 
   /** Ends the connection with `answer` (the header timeout's 408). */
@@ -78,6 +88,12 @@ export class FileConnection {
     if (this.#done) return;
     this.#buf = this.#buf ? Buffer.concat([this.#buf, b]) : Buffer.from(b);
     if (!this.#busy) void this.#next();
+    else if (this.#buf.length > MAX_HEAD && !this.#paused) {
+      // A peer pipelining while a file goes out must not grow this buffer without bound:
+      // stop reading until the requests before are answered.
+      this.#paused = true;
+      this.#s.pause();
+    }
   }
 
   // Answers every complete request in the buffer, one at a time.
@@ -87,18 +103,23 @@ export class FileConnection {
       while (!this.#done && this.#buf) {
         let pos = 0;
         while (pos < this.#buf.length && (this.#buf[pos] === 0x0d || this.#buf[pos] === 0x0a)) pos++;
+        this.#blank += pos;
         const end = this.#buf.indexOf(CRLF2, pos);
         if (end < 0) {
-          if (this.#buf.length - pos > MAX_HEAD) return this.#fail(TOO_LARGE);
+          if (this.#blank + this.#buf.length - pos > MAX_HEAD) return this.#fail(TOO_LARGE);
           this.#buf = pos < this.#buf.length ? this.#buf.subarray(pos) : undefined;
-          this.since = this.#buf ? this.since || Date.now() : 0;
+          // Empty lines alone start the clock too: a peer sending only those is still waited on.
+          this.since = this.#buf || this.#blank > 0 ? this.since || Date.now() : 0;
           return;
         }
-        if (end - pos > MAX_HEAD) return this.#fail(TOO_LARGE);
+        if (this.#blank + end + 4 - pos > MAX_HEAD) return this.#fail(TOO_LARGE);
         const head = parseHead(this.#buf.toString('latin1', pos, end));
         this.#buf = end + 4 < this.#buf.length ? this.#buf.subarray(end + 4) : undefined;
+        this.#blank = 0;
         this.since = 0;
         if (head === 'bad') return this.#fail(BAD_REQUEST);
+        // Bodies are not read here; one past the limit gets the http mode's 413, others 501.
+        if (head !== 'chunked' && head.contentLength > this.#maxBody) return this.#fail(BODY_TOO_LARGE);
         if (head === 'chunked' || head.contentLength > 0) return this.#fail(NOT_IMPLEMENTED);
         await this.#answer(head.method, head.target, head.close);
         if (head.close) {
@@ -111,6 +132,10 @@ export class FileConnection {
       this.#done = true;
     } finally {
       this.#busy = false;
+      if (this.#paused) {
+        this.#paused = false;
+        if (!this.#done && this.#s.readyState === 'open') this.#s.resume();
+      }
     }
   }
 

@@ -7,9 +7,20 @@ export const BODY = 'ok\n';
 
 /** Limits of one connection's parser. */
 export interface HttpOptions {
-  /** Request line plus headers, in bytes, past which the answer is 431. Default 8 KiB. */
+  /**
+   * Request line plus headers, in bytes, past which the answer is 431. Empty lines before a
+   * request line count too. Default 8 KiB.
+   */
   maxHeaderBytes?: number;
+  /**
+   * Largest request body (by Content-Length) skipped; a longer one is answered 413 and the
+   * connection closed. Default 1 MiB.
+   */
+  maxBodyBytes?: number;
 }
+
+/** Default of `maxBodyBytes`. */
+export const MAX_BODY_BYTES = 1024 * 1024;
 
 /** What feeding bytes to a connection produced. */
 export interface HttpFeed {
@@ -42,6 +53,8 @@ const OK_HEAD_CLOSE = response('200 OK', BODY, true, true);
 export const BAD_REQUEST = response('400 Bad Request', 'bad request\n', true);
 /** Answer to a request whose headers exceed the limit; the connection is then closed. */
 export const TOO_LARGE = response('431 Request Header Fields Too Large', 'request header fields too large\n', true);
+/** Answer to a request whose declared body exceeds `maxBodyBytes`; the connection is then closed. */
+export const BODY_TOO_LARGE = response('413 Content Too Large', 'request body too large\n', true);
 /** Answer to chunked request bodies, which this responder does not decode. */
 export const NOT_IMPLEMENTED = response('501 Not Implemented', 'chunked request bodies are not supported\n', true);
 /** Answer sent when a request's headers do not arrive in time; the connection is then closed. */
@@ -53,17 +66,27 @@ export const TIMEOUT = response('408 Request Timeout', 'request timeout\n', true
  */
 export class HttpConnection {
   readonly #max: number;
+  readonly #maxBody: number;
   #pending: Buffer | undefined;
+  // Empty-line bytes seen since the last request head ended. They are allowed before a request
+  // line, but a peer sending nothing else must still meet the header timeout and the size limit.
+  #blank = 0;
   #bodyLeft = 0;
   #closed = false;
 
   constructor(options: HttpOptions = {}) {
     this.#max = options.maxHeaderBytes ?? 8192;
+    this.#maxBody = options.maxBodyBytes ?? MAX_BODY_BYTES;
   }
 
   /** True while part of a request's head has arrived but not its end (for a header timeout). */
   get partial(): boolean {
-    return this.#pending !== undefined && this.#pending.length > 0;
+    return this.#blank > 0 || (this.#pending !== undefined && this.#pending.length > 0);
+  }
+
+  /** Bytes held between feeds: the incomplete head, never more than `maxHeaderBytes`. */
+  get buffered(): number {
+    return this.#pending?.length ?? 0;
   }
 
   /** Parses `chunk` (which may be a slice of a buffer that will be reused: it is not kept). */
@@ -89,20 +112,24 @@ export class HttpConnection {
       // Empty lines before a request line are allowed (RFC 9112 §2.2).
       if (data[pos] === 0x0d || data[pos] === 0x0a) {
         pos++;
+        if (++this.#blank > this.#max) return fail(TOO_LARGE);
         continue;
       }
       const end = data.indexOf(CRLF2, pos);
       if (end < 0) {
-        if (data.length - pos > this.#max) return fail(TOO_LARGE);
+        if (this.#blank + data.length - pos > this.#max) return fail(TOO_LARGE);
         this.#pending = Buffer.from(data.subarray(pos));
         break;
       }
-      if (end + 4 - pos > this.#max) return fail(TOO_LARGE);
+      if (this.#blank + end + 4 - pos > this.#max) return fail(TOO_LARGE);
       const head = data.toString('latin1', pos, end);
       pos = end + 4;
+      this.#blank = 0;
       const req = parseHead(head);
       if (req === 'bad') return fail(BAD_REQUEST);
       if (req === 'chunked') return fail(NOT_IMPLEMENTED);
+      // Skipping costs no memory, but a body nobody will use is refused before it is read.
+      if (req.contentLength > this.#maxBody) return fail(BODY_TOO_LARGE);
       res.requests++;
       this.#bodyLeft = req.contentLength;
       const close = req.close;
@@ -123,6 +150,10 @@ export interface Head {
   target: string;
   head: boolean;
   close: boolean;
+  /**
+   * From Content-Length, 0 without one. Any run of digits is taken, so a value too large to be
+   * exact (even Infinity) stays larger than any body limit a caller compares it with.
+   */
   contentLength: number;
 }
 
@@ -144,7 +175,7 @@ export function parseHead(text: string): Head | 'bad' | 'chunked' {
     const value = line.slice(colon + 1).trim();
     switch (name.toLowerCase()) {
       case 'content-length':
-        if (!/^\d{1,15}$/.test(value) || (sawLength && Number(value) !== contentLength)) return 'bad';
+        if (!/^\d+$/.test(value) || (sawLength && Number(value) !== contentLength)) return 'bad';
         contentLength = Number(value);
         sawLength = true;
         break;

@@ -22,6 +22,8 @@ export interface SrvLoopData {
   /** Sockets from socket activation: adopted as listeners, or as UDP sockets if they are not. */
   activated: { fd: number; name: string }[];
   headerTimeoutMs: number;
+  /** http and file modes: the largest request body (Content-Length) accepted; past it, 413. */
+  maxBodyBytes: number;
   /** file mode: the directory served (absolute). */
   root?: string;
   /** SO_RCVLOWAT for accepted connections (sink and data modes). */
@@ -54,7 +56,7 @@ export interface SrvAppStats {
   jsBytes: number;
   /** HTTP requests answered with 200. */
   requests: number;
-  /** HTTP requests refused (400, 404, 408, 431, 501, …). */
+  /** HTTP requests refused (400, 404, 408, 413, 431, 501, …). */
   httpErrors: number;
   /** file mode: body bytes sent from files. */
   fileBytes: number;
@@ -99,10 +101,10 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
         s.onDrain(() => s.resume());
         break;
       case 'file':
-        heads.set(s, new FileConnection(loop, d.root!, s, app));
+        heads.set(s, new FileConnection(loop, d.root!, s, app, { maxBodyBytes: d.maxBodyBytes }));
         break;
       case 'http': {
-        const state = { conn: new HttpConnection(), since: 0 };
+        const state = { conn: new HttpConnection({ maxBodyBytes: d.maxBodyBytes }), since: 0 };
         heads.set(s, {
           get since() {
             return state.since;

@@ -20,10 +20,13 @@ import {
 import { startFleet, type Fleet, type FleetThreadStats } from '../src/cli/fleet.js';
 import { listenSocket, type ListeningSocket } from '../src/listen-socket.js';
 import { Output, addErrors, formatBytes, formatCount, formatErrors, formatRate } from '../src/cli/report.js';
+import { MAX_BODY_BYTES } from './http.js';
 import type { BoundAddress, Mode, SrvAppStats, SrvLoopData, SrvLoopResult, TcpSpec, UdpSpec } from './loop.js';
 
 const DEFAULT_LISTEN = '[::]:7000';
 const DRAIN_MS = 2000;
+// Larger than any Content-Length a client could send in practice, so "no limit" in effect.
+const MAX_BODY_CAP = 2 ** 50;
 
 const HELP = `Usage: iapp-srv [options]
 
@@ -49,6 +52,9 @@ Options:
   -i, --stats S            seconds between live lines (default 1)
       --header-timeout S   http and file modes: close a connection whose request head is not complete in S
                            seconds, with 408 (default 10)
+      --max-body BYTES     http and file modes: a request declaring a longer body (Content-Length)
+                           is answered 413 and the connection closed (k/m/g suffixes, 0 refuses
+                           every body; default 1m)
       --rcvlowat BYTES     sink and data modes: wake for a connection only once BYTES are queued
                            (SO_RCVLOWAT; k/m suffixes). Fewer wakes let one fast sender go much
                            faster; smaller amounts are counted when more arrive or at close
@@ -76,6 +82,7 @@ interface Config {
   idleExitS: number | undefined;
   statsS: number;
   headerTimeoutS: number;
+  maxBodyBytes: number;
   rcvlowat: number | undefined;
   json: boolean;
   verbose: boolean;
@@ -93,6 +100,7 @@ function parseConfig(argv: string[]): Config | 'help' {
     'idle-exit': { type: 'string' },
     stats: { type: 'string', short: 'i' },
     'header-timeout': { type: 'string' },
+    'max-body': { type: 'string' },
     root: { type: 'string' },
     rcvlowat: { type: 'string' },
     json: { type: 'boolean' },
@@ -125,11 +133,14 @@ function parseConfig(argv: string[]): Config | 'help' {
   const rcvlowat = v.rcvlowat !== undefined ? parseInteger('rcvlowat', v.rcvlowat, 1, 1 << 30, true) : undefined;
   if (rcvlowat !== undefined && mode !== 'sink' && mode !== 'data')
     throw new UsageError(`--rcvlowat is for --mode sink or data: a ${mode} reply would wait for more bytes than a request has`);
+  if (v['max-body'] !== undefined && mode !== 'http' && mode !== 'file') throw new UsageError('--max-body is for --mode http or file');
+  const maxBodyBytes = v['max-body'] !== undefined ? parseInteger('max-body', v['max-body'], 0, MAX_BODY_CAP, true) : MAX_BODY_BYTES;
   return {
     tcp,
     udp,
     mode,
     root,
+    maxBodyBytes,
     rcvlowat,
     threads,
     procs,
@@ -289,6 +300,7 @@ async function main(argv: string[]): Promise<number> {
           udp,
           activated: activated.map((a, i) => ({ fd: ctx.fds[i]!, name: a.name })),
           headerTimeoutMs: Math.round(cfg.headerTimeoutS * 1000),
+          maxBodyBytes: cfg.maxBodyBytes,
           ...(cfg.root !== undefined ? { root: cfg.root } : {}),
           ...(cfg.rcvlowat !== undefined ? { rcvlowat: cfg.rcvlowat } : {}),
           firstThread: ctx.firstThread,

@@ -2,7 +2,7 @@
 // spread over processes.
 import { describe, expect, it } from 'vitest';
 
-import { UsageError, formatEndpoint, parseEndpoint, parseInteger, parseSeconds } from '../dist/src/cli/args.js';
+import { MAX_SECONDS, UsageError, formatEndpoint, parseEndpoint, parseFlags, parseInteger, parseSeconds } from '../dist/src/cli/args.js';
 import { threadsOf } from '../dist/src/cli/spread.js';
 
 describe('parseEndpoint', () => {
@@ -49,6 +49,32 @@ describe('numbers', () => {
     expect(parseSeconds('duration', '0.5')).toBe(0.5);
     expect(parseSeconds('close-timeout', '0', true)).toBe(0);
     for (const v of ['0', '-1', 'x', '', 'Infinity']) expect(() => parseSeconds('duration', v), v).toThrow(UsageError);
+  });
+
+  it('refuses durations a timer cannot hold, which would fire at once', () => {
+    expect(parseSeconds('duration', String(MAX_SECONDS))).toBe(MAX_SECONDS);
+    // One millisecond past the timer's limit, and far past it.
+    expect(() => parseSeconds('duration', String(MAX_SECONDS + 0.648))).toThrow(/--duration .*at most 2147483 seconds/);
+    expect(() => parseSeconds('stats', '1e10')).toThrow(UsageError);
+  });
+});
+
+describe('parseFlags', () => {
+  it('reports a bad flag on one line, naming it', () => {
+    const spec = { mode: { type: 'string', short: 'm' }, json: { type: 'boolean' } } as const;
+    // parseArgs explains an ambiguous value ('--mode -x') over three lines.
+    for (const argv of [['--mode', '-x'], ['--bogus'], ['--json=1'], ['stray']]) {
+      let err: unknown;
+      try {
+        parseFlags(argv, spec);
+      } catch (e) {
+        err = e;
+      }
+      expect(err, argv.join(' ')).toBeInstanceOf(UsageError);
+      expect((err as Error).message).not.toContain('\n');
+      expect((err as Error).message).toContain(argv[0] === 'stray' ? "'stray'" : argv[0]!.replace(/=.*/, ''));
+    }
+    expect(parseFlags(['--mode=-x'], spec)).toEqual({ mode: '-x' });
   });
 });
 

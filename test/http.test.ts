@@ -1,7 +1,8 @@
 // The HTTP responder of iapp-srv --mode http, by itself: framing, pipelining, limits, errors.
 import { describe, expect, it } from 'vitest';
 
-import { BAD_REQUEST, BODY, HttpConnection, NOT_IMPLEMENTED, TOO_LARGE, parseHead } from '../dist/srv/http.js';
+import { FileConnection } from '../dist/srv/files.js';
+import { BAD_REQUEST, BODY, BODY_TOO_LARGE, HttpConnection, MAX_BODY_BYTES, NOT_IMPLEMENTED, TOO_LARGE, parseHead } from '../dist/srv/http.js';
 
 const req = (line = 'GET / HTTP/1.1', headers: string[] = ['Host: x']): string => `${line}\r\n${headers.map((h) => `${h}\r\n`).join('')}\r\n`;
 const text = (bufs: Buffer[]): string => Buffer.concat(bufs).toString('latin1');
@@ -83,6 +84,46 @@ describe('HttpConnection', () => {
     expect(r.requests).toBe(1);
   });
 
+  it('refuses a declared body over maxBodyBytes with 413 and closes, after the requests before it', () => {
+    const c = new HttpConnection({ maxBodyBytes: 100 });
+    const atLimit = req('POST /a HTTP/1.1', ['Content-Length: 100']) + 'x'.repeat(100);
+    const r = c.feed(Buffer.from(atLimit + req('POST /b HTTP/1.1', ['Content-Length: 101']) + req()));
+    expect(statuses(text(r.out))).toEqual(['200', '413']);
+    expect(r.out[1]).toBe(BODY_TOO_LARGE);
+    expect(r.requests).toBe(1);
+    expect(r.close).toBe(true);
+    expect(c.feed(Buffer.from(req())).out).toEqual([]);
+    expect(statuses(BODY_TOO_LARGE.toString('latin1'))).toEqual(['413']);
+    expect(BODY_TOO_LARGE.toString('latin1')).toContain('Connection: close');
+  });
+
+  it('defaults to 1 MiB, and a Content-Length too long to be exact is 413, not 400', () => {
+    expect(MAX_BODY_BYTES).toBe(1024 * 1024);
+    const ok = new HttpConnection().feed(Buffer.from(req('POST / HTTP/1.1', [`Content-Length: ${MAX_BODY_BYTES}`])));
+    expect(ok).toMatchObject({ requests: 1, close: false });
+    const over = new HttpConnection().feed(Buffer.from(req('POST / HTTP/1.1', [`Content-Length: ${MAX_BODY_BYTES + 1}`])));
+    expect(over.out).toEqual([BODY_TOO_LARGE]);
+    for (const digits of [16, 25, 400]) {
+      const r = new HttpConnection({ maxBodyBytes: 2 ** 50 }).feed(Buffer.from(req('POST / HTTP/1.1', [`Content-Length: ${'9'.repeat(digits)}`])));
+      expect(r.out, `${digits} digits`).toEqual([BODY_TOO_LARGE]);
+    }
+  });
+
+  it('counts empty lines before a request line toward the head: header timeout and size limit', () => {
+    // A peer sending only CRLFs used to look idle to the header timeout and was held forever.
+    const c = new HttpConnection({ maxHeaderBytes: 64 });
+    expect(c.feed(Buffer.from('\r\n')).out).toEqual([]);
+    expect(c.partial).toBe(true);
+    expect(c.buffered).toBe(0);
+    const r = c.feed(Buffer.from('\r\n'.repeat(40)));
+    expect(r.out).toEqual([TOO_LARGE]);
+    expect(r.close).toBe(true);
+    // Within the limit they are skipped, and the clock stops once the request has come.
+    const d = new HttpConnection({ maxHeaderBytes: 64 });
+    expect(d.feed(Buffer.from('\r\n\r\n' + req())).requests).toBe(1);
+    expect(d.partial).toBe(false);
+  });
+
   it('refuses chunked bodies with 501', () => {
     const r = new HttpConnection().feed(Buffer.from(req('POST / HTTP/1.1', ['Transfer-Encoding: chunked'])));
     expect(r.out).toEqual([NOT_IMPLEMENTED]);
@@ -113,5 +154,81 @@ describe('parseHead', () => {
       close: true,
       contentLength: 7,
     });
+  });
+});
+
+// FileConnection with a stand-in socket and loop: only the parts of their API it uses, so the
+// test controls when a file has been sent.
+function fileConn(maxBodyBytes?: number) {
+  const written: string[] = [];
+  const calls: string[] = [];
+  let onData: (b: Buffer) => void = () => {};
+  const sends: (() => void)[] = [];
+  let state: 'open' | 'closed' = 'open';
+  const socket = {
+    get readyState() {
+      return state;
+    },
+    onData: (fn: (b: Buffer) => void) => void (onData = fn),
+    write: (b: Buffer | string) => void written.push(b.toString()),
+    end: (b?: Buffer) => {
+      if (b) written.push(b.toString('latin1'));
+      calls.push('end');
+      state = 'closed';
+    },
+    pause: () => void calls.push('pause'),
+    resume: () => void calls.push('resume'),
+    sendFile: (_f: unknown, o: { length: number }) => new Promise<number>((r) => sends.push(() => r(o.length))),
+  };
+  const file = { stat: async () => ({ isFile: true, size: 10, mtimeMs: 0 }), close: async () => {} };
+  const loop = { open: async () => file };
+  const counters = { requests: 0, httpErrors: 0, fileBytes: 0 };
+  const conn = new FileConnection(loop as never, '/srv', socket as never, counters, maxBodyBytes === undefined ? {} : { maxBodyBytes });
+  // Lets the connection's awaits (open, stat, close) run.
+  const settle = async (): Promise<void> => {
+    for (let i = 0; i < 20; i++) await Promise.resolve();
+  };
+  return { conn, feed: (s: string | Buffer) => onData(Buffer.from(s)), written, calls, sends, counters, settle };
+}
+
+describe('FileConnection', () => {
+  it('stops reading while a file goes out and more than a head is waiting, and reads again after', async () => {
+    const f = fileConn();
+    f.feed(req('GET /a.txt HTTP/1.1'));
+    await f.settle();
+    expect(f.sends).toHaveLength(1); // the first file is being sent, held by the test
+    for (let i = 0; i < 40; i++) f.feed(req('GET /b.txt HTTP/1.1', [`X-Pad: ${'p'.repeat(400)}`]));
+    expect(f.calls).toEqual(['pause']);
+    f.sends.shift()!();
+    // Then the pipelined requests are answered one by one, and reading resumes once none is left.
+    for (let i = 0; i < 40; i++) {
+      await f.settle();
+      f.sends.shift()?.();
+    }
+    await f.settle();
+    expect(f.counters.requests).toBe(41);
+    expect(f.calls).toEqual(['pause', 'resume']);
+    expect(f.conn.buffered).toBe(0);
+  });
+
+  it('answers a declared body over the limit with 413, smaller bodies with 501, and a CRLF-only peer starts the header clock', async () => {
+    const big = fileConn(100);
+    big.feed(req('GET /a HTTP/1.1', ['Content-Length: 101']));
+    await big.settle();
+    expect(statuses(big.written.join(''))).toEqual(['413']);
+    expect(big.calls).toEqual(['end']);
+    expect(big.counters.httpErrors).toBe(1);
+    const small = fileConn(100);
+    small.feed(req('GET /a HTTP/1.1', ['Content-Length: 100']));
+    await small.settle();
+    expect(statuses(small.written.join(''))).toEqual(['501']);
+    const blank = fileConn();
+    expect(blank.conn.since).toBe(0);
+    blank.feed('\r\n\r\n');
+    await blank.settle();
+    expect(blank.conn.since).toBeGreaterThan(0);
+    blank.feed('\r\n'.repeat(5000));
+    await blank.settle();
+    expect(statuses(blank.written.join(''))).toEqual(['431']);
   });
 });

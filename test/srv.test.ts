@@ -3,7 +3,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -343,6 +343,191 @@ describe('iapp-srv', () => {
     expect(listening.addresses).toEqual([expect.objectContaining({ proto: 'udp', port, fd: 3 })]);
     await srv.waitJson((o) => o.type === 'stats' && o.datagramsIn === 1);
     expect((await stop(srv)).rxBytes).toBe(64);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Bad input over real sockets: slow heads, oversized heads and bodies.
+
+/** A file for --mode file to serve, under its own root. */
+function wwwRoot(): { root: string; body: string } {
+  const root = join(tmp, 'www');
+  const body = '<p>served</p>\n';
+  mkdirSync(root, { recursive: true });
+  writeFileSync(join(root, 'index.html'), body);
+  return { root, body };
+}
+
+const modeArgs = (mode: 'http' | 'file'): string[] => (mode === 'http' ? ['--mode', 'http'] : ['--mode', 'file', '--root', wwwRoot().root]);
+const expectedBody = (mode: 'http' | 'file'): string => (mode === 'http' ? 'ok\n' : wwwRoot().body);
+
+/** What a connection got back and whether the server closed it (sent its FIN) by itself. */
+interface Reply {
+  text: string;
+  serverEnded: boolean;
+}
+
+/** Sends `data` without ending, and collects the reply until the server closes the connection. */
+function untilServerCloses(port: number, data: string): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const got: Buffer[] = [];
+    let serverEnded = false;
+    const c = net.connect({ port, host: '127.0.0.1' }, () => c.write(data));
+    c.on('data', (b) => got.push(b));
+    c.on('end', () => (serverEnded = true));
+    c.on('error', reject);
+    c.on('close', () => resolve({ text: Buffer.concat(got).toString('latin1'), serverEnded }));
+  });
+}
+
+/**
+ * A client that sends `bytes` one byte every `everyMs` and never completes a request. Resolves
+ * when the server has closed the connection, with the reply and how long after the first byte
+ * that was; gives up (closing it itself) after `limitMs`.
+ */
+function slowClient(port: number, bytes: Buffer, everyMs: number, limitMs: number): Promise<{ text: string; afterMs: number; serverEnded: boolean }> {
+  return new Promise((resolve, reject) => {
+    const got: Buffer[] = [];
+    let sent = 0;
+    let first = 0;
+    let serverEnded = false;
+    let timer: NodeJS.Timeout | undefined;
+    const limit = setTimeout(() => c.destroy(), limitMs);
+    const c = net.connect({ port, host: '127.0.0.1' }, () => {
+      first = performance.now();
+      const next = (): void => {
+        if (sent < bytes.length && !serverEnded && c.writable) c.write(bytes.subarray(sent, ++sent));
+      };
+      next();
+      timer = setInterval(next, everyMs);
+    });
+    c.on('data', (b) => got.push(b));
+    c.on('end', () => {
+      serverEnded = true;
+      clearInterval(timer);
+    });
+    c.on('error', (e) => {
+      clearInterval(timer);
+      clearTimeout(limit);
+      reject(e);
+    });
+    c.on('close', () => {
+      clearInterval(timer);
+      clearTimeout(limit);
+      resolve({ text: Buffer.concat(got).toString('latin1'), afterMs: performance.now() - first, serverEnded });
+    });
+  });
+}
+
+/**
+ * One keep-alive connection asking `GET path` again and again, each request once the previous
+ * answer is complete, until `done` settles (or `max` requests). Checks every answer.
+ */
+async function steadyClient(port: number, path: string, body: string, done: Promise<unknown>, max = 5000): Promise<{ served: number; slowestMs: number }> {
+  const c = net.connect({ port, host: '127.0.0.1' });
+  await new Promise<void>((r, j) => c.once('connect', r).once('error', j));
+  let stop = false;
+  void done.finally(() => (stop = true));
+  let buf = Buffer.alloc(0);
+  let served = 0;
+  let slowestMs = 0;
+  const closed = new Promise<void>((r) => c.once('close', () => r()));
+  try {
+    while (!stop && served < max) {
+      const t0 = performance.now();
+      c.write(`GET ${path} HTTP/1.1\r\nHost: steady\r\n\r\n`);
+      // Wait for one whole response: its head, then Content-Length bytes of body.
+      for (;;) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end >= 0) {
+          const head = buf.toString('latin1', 0, end);
+          const length = Number(/\r\ncontent-length: (\d+)/i.exec(head)?.[1]);
+          if (buf.length >= end + 4 + length) {
+            expect(head).toMatch(/^HTTP\/1\.1 200 /);
+            expect(buf.toString('latin1', end + 4, end + 4 + length)).toBe(body);
+            buf = buf.subarray(end + 4 + length);
+            break;
+          }
+        }
+        const more = await Promise.race([new Promise<Buffer>((r) => c.once('data', r)), closed.then(() => undefined)]);
+        if (more === undefined) throw new Error(`the steady client's connection was closed after ${served} answers`);
+        buf = Buffer.concat([buf, more]);
+      }
+      served++;
+      slowestMs = Math.max(slowestMs, performance.now() - t0);
+    }
+  } finally {
+    c.end();
+    await closed;
+  }
+  return { served, slowestMs };
+}
+
+describe('iapp-srv under bad input', () => {
+  for (const mode of ['http', 'file'] as const) {
+    it(`${mode} mode: 50 slowloris connections all get 408 and are closed at --header-timeout, while a normal client is served`, async () => {
+      const { srv, port } = await start(['--listen', '127.0.0.1:0', ...modeArgs(mode), '--header-timeout', '1']);
+      // 40 dribble a header that never ends; 10 dribble only empty lines, which a server must
+      // skip before a request line and so may not treat as a head.
+      const head = Buffer.from(`GET /slow HTTP/1.1\r\nX-Slow: ${'a'.repeat(40)}`);
+      const blank = Buffer.from('\r\n'.repeat(30));
+      // A client the server never closes gives up after 8 s, and the test fails on it.
+      const slow = Array.from({ length: 50 }, (_, i) => slowClient(port, i < 40 ? head : blank, 100, 8000));
+      const all = Promise.all(slow);
+      const steady = await steadyClient(port, mode === 'http' ? '/' : '/index.html', expectedBody(mode), all);
+      const results = await all;
+      for (const [i, r] of results.entries()) {
+        expect(r.text, `slow client ${i}`).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+        expect(r.serverEnded, `slow client ${i}`).toBe(true);
+        // Not before the timeout, and within it plus the server's check interval (a quarter of
+        // it) and a margin for a busy machine. Each client's bytes last 4 s or more, so a
+        // late close cannot come from the bytes running out.
+        expect(r.afterMs, `slow client ${i}`).toBeGreaterThanOrEqual(950);
+        expect(r.afterMs, `slow client ${i}`).toBeLessThan(3500);
+      }
+      expect(steady.served).toBeGreaterThanOrEqual(10);
+      expect(steady.slowestMs).toBeLessThan(3000);
+      await srv.waitJson((o) => o.type === 'stats' && o.connections === 0 && o.accepted === 51, 'stats with every connection closed');
+      const sum = await stop(srv);
+      expect(sum).toMatchObject({ accepted: 51, closed: 51, httpErrors: 50, requests: steady.served });
+    });
+
+    it(`${mode} mode: 431 for a head over 8 KiB, 413 for a body over --max-body, and the server closes each connection`, async () => {
+      const { srv, port } = await start(['--listen', '127.0.0.1:0', ...modeArgs(mode), '--max-body', '1k']);
+      const big = await untilServerCloses(port, `GET / HTTP/1.1\r\nHost: t\r\nX-Big: ${'b'.repeat(9000)}`);
+      expect(big.text).toMatch(/^HTTP\/1\.1 431 /);
+      expect(big.text).toContain('Connection: close');
+      expect(big.serverEnded).toBe(true);
+      // Declared, not sent: the answer must not wait for the body.
+      for (const length of ['1025', '99999999999999999999']) {
+        const r = await untilServerCloses(port, `GET / HTTP/1.1\r\nHost: t\r\nContent-Length: ${length}\r\n\r\n`);
+        expect(r.text, length).toMatch(/^HTTP\/1\.1 413 Content Too Large\r\n/);
+        expect(r.text).toContain('Connection: close');
+        expect(r.serverEnded).toBe(true);
+      }
+      let expectedRequests = 0;
+      if (mode === 'http') {
+        // At the limit, the body is read past and the next request answered.
+        const ok = await untilServerCloses(port, `POST / HTTP/1.1\r\nContent-Length: 1024\r\n\r\n${'x'.repeat(1024)}GET / HTTP/1.1\r\nConnection: close\r\n\r\n`);
+        expect([...ok.text.matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((m) => m[1])).toEqual(['200', '200']);
+        expectedRequests = 2;
+      }
+      await srv.waitJson((o) => o.type === 'stats' && o.connections === 0 && o.requests === expectedRequests, 'stats with every connection closed');
+      const sum = await stop(srv);
+      expect(sum).toMatchObject({ httpErrors: 3, requests: expectedRequests });
+    });
+  }
+
+  it('refuses --max-body outside http and file modes, and values that are no size', () => {
+    for (const [args, msg] of [
+      [['--max-body', '1k'], /--max-body is for --mode http or file/],
+      [['--mode', 'http', '--max-body', 'lots'], /--max-body lots: not a whole number/],
+      [['--mode', 'http', '--max-body=-1'], /--max-body -1: not a whole number/],
+    ] as [string[], RegExp][]) {
+      const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', timeout: 10_000 });
+      expect(r.status, args.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(msg);
+    }
   });
 });
 

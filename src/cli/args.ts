@@ -6,11 +6,17 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 /** A bad flag or flag value: printed as one line, exit code 2. */
 export class UsageError extends Error {
   override name = 'UsageError';
+
+  constructor(message: string) {
+    // A value may hold a newline or other control characters: shown escaped, the message stays
+    // one line and shows what was typed.
+    super(message.replace(/[\u0000-\u001f]/g, (c) => JSON.stringify(c).slice(1, -1)));
+  }
 }
 
 /**
  * Parses flags strictly (no positionals); a bad flag becomes a UsageError with parseArgs's message
- * ("Unknown option '--foo'"), without its advice about passing positionals after '--'.
+ * ("Unknown option '--foo'") on one line, without its advice about passing positionals after '--'.
  */
 type FlagSpec = NonNullable<ParseArgsConfig['options']>;
 type Flags<O extends FlagSpec> = ReturnType<typeof parseArgs<{ args: string[]; strict: true; allowPositionals: false; options: O }>>['values'];
@@ -18,7 +24,9 @@ export function parseFlags<O extends FlagSpec>(argv: string[], options: O): Flag
   try {
     return parseArgs({ args: argv, strict: true, allowPositionals: false, options }).values;
   } catch (e) {
-    throw new UsageError((e as Error).message.replace(/\. To specify a positional.*$/s, '').replace(/\.$/, ''));
+    // One line, as every failure is printed: parseArgs explains an ambiguous value over three.
+    const message = (e as Error).message.replace(/\. To specify a positional.*$/s, '').replace(/\s*\n\s*/g, ' ');
+    throw new UsageError(message.replace(/\.$/, ''));
   }
 }
 
@@ -81,11 +89,18 @@ export function parseInteger(flag: string, value: string, min: number, max: numb
   return n;
 }
 
-/** A duration in seconds (decimals allowed), > 0 unless `allowZero`. */
+/**
+ * The longest duration a flag takes: Node's timers hold at most 2^31-1 ms, and a longer delay
+ * fires after 1 ms instead (so `--duration 1e7` would stop a run at once).
+ */
+export const MAX_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+
+/** A duration in seconds (decimals allowed), > 0 unless `allowZero`, at most MAX_SECONDS. */
 export function parseSeconds(flag: string, value: string, allowZero = false): number {
   const n = Number(value);
   if (value.trim() === '' || !Number.isFinite(n) || n < 0 || (n === 0 && !allowZero))
     throw new UsageError(`--${flag} ${value}: must be a number of seconds${allowZero ? '' : ' above 0'}`);
+  if (n > MAX_SECONDS) throw new UsageError(`--${flag} ${value}: must be at most ${MAX_SECONDS} seconds (about 24 days)`);
   return n;
 }
 
