@@ -27,7 +27,7 @@ enum RecordKind : int {
   kRecAccept = 1,        // id: listener, v0: new socket id
   kRecConnect = 2,       // id: socket
   kRecData = 3,          // id: socket, v0: offset in the current arena, v1: length
-  kRecEnd = 4,           // id: socket (peer half-closed)
+  kRecEnd = 4,           // id: socket (peer half-closed), v0: 1 if JS must end it (not half-open)
   kRecDrain = 5,         // id: socket (write queue emptied after write() returned false)
   kRecClose = 6,         // id: socket, v0: errno, v1: syscall, v2: unsent, v3: bytes in, v4: out
   kRecListenPaused = 7,  // id: listener, v0: errno, v1: connections shed

@@ -218,8 +218,14 @@ void Socket::OnReadable() {
 
 void Socket::OnEof() {
   rd_eof_ = true;
-  if (!opts_.quiet) loop_->Emit(kRecEnd, id);
-  if (!opts_.allow_half_open) end_requested_ = true;
+  if (opts_.quiet) {
+    if (!opts_.allow_half_open) end_requested_ = true;
+  } else {
+    // Without half-open, JS ends the socket after its end handler: the data read with the FIN is
+    // still on its way to JS in this batch, and the replies written to it must go out before the
+    // FIN. Ending here would refuse them.
+    loop_->Emit(kRecEnd, id)[0] = opts_.allow_half_open ? 0 : 1;
+  }
   MaybeShutdown();
   if (!dead) Rearm();
 }

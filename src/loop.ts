@@ -779,7 +779,7 @@ export class Loop {
             break;
           case Rec.End:
             socket = this.#sockets.get(id);
-            socket?._end();
+            socket?._end(r[o + 2] === 1);
             break;
           case Rec.Drain:
             socket = this.#sockets.get(id);

@@ -61,6 +61,8 @@ export class Socket {
   #ended = false;
   #needDrain = false;
   #pending: Buffer[] | undefined;
+  /** The peer ended while data waited for a handler: end once it has been delivered. */
+  #endAfterPending = false;
   #pendingBytes = 0;
   #onData: ((chunk: Buffer) => void) | undefined;
   #onEnd: (() => void) | undefined;
@@ -96,6 +98,10 @@ export class Socket {
     this.#pending = undefined;
     this.#pendingBytes = 0;
     if (pending) for (const b of pending) fn(b);
+    if (this.#endAfterPending) {
+      this.#endAfterPending = false;
+      this.end();
+    }
     if (this.#mode !== ReadMode.Data) this.#setMode(ReadMode.Data);
     return this;
   }
@@ -134,6 +140,10 @@ export class Socket {
     this.#pendingBytes = 0;
     this.#onData = undefined;
     this.#setMode(ReadMode.Sink);
+    if (this.#endAfterPending) {
+      this.#endAfterPending = false;
+      this.end();
+    }
     return this;
   }
 
@@ -254,6 +264,11 @@ export class Socket {
     const p = this.#pending;
     this.#pending = undefined;
     this.#pendingBytes = 0;
+    if (this.#endAfterPending) {
+      // The pipe delivers them; this side ends after anything piped into it (native waits).
+      this.#endAfterPending = false;
+      this.end();
+    }
     return p;
   }
 
@@ -382,9 +397,16 @@ export class Socket {
     if (this.#pendingBytes >= PENDING_LIMIT && this.#mode === ReadMode.Data) this.pause();
   }
 
-  /** @internal */
-  _end(): void {
+  /**
+   * @internal The peer half-closed. Without allowHalfOpen the socket is ended here, after the end
+   * handler — and after the data that came with the FIN has reached a data handler, so that
+   * replies to it go out before this side's FIN.
+   */
+  _end(autoEnd: boolean): void {
     this.#onEnd?.();
+    if (!autoEnd) return;
+    if (this.#pending && !this.#detaching) this.#endAfterPending = true;
+    else this.end();
   }
 
   /** @internal */

@@ -64,6 +64,34 @@ describe('integrity', () => {
   });
 });
 
+describe('end of input', () => {
+  it('without allowHalfOpen, replies to data that came with the FIN go out before this side ends', async () => {
+    // The client sends everything and its FIN at once, so the last read and the end arrive in
+    // one batch. The socket used to end natively at once, and the echo of that read was refused.
+    const { rt, port } = await startServer('echo', { host: '127.0.0.1', port: 0 }, { threads: 1 });
+    try {
+      let started = 0;
+      let short = 0;
+      const one = (size: number): Promise<boolean> =>
+        new Promise((resolve) => {
+          const c = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+          let back = 0;
+          c.on('data', (b) => (back += b.length));
+          c.on('error', () => {});
+          c.once('close', () => resolve(back === size));
+          c.end(Buffer.alloc(size, 1));
+        });
+      const worker = async (): Promise<void> => {
+        while (started < 600) if (!(await one(65536 * (1 + (started++ % 3))))) short++;
+      };
+      await Promise.all(Array.from({ length: 16 }, worker));
+      expect(short).toBe(0);
+    } finally {
+      await rt.close();
+    }
+  });
+});
+
 describe('addresses', () => {
   it('serves a Unix socket path from every loop and removes the file on close', async () => {
     const path = join(tmpdir(), `iapp-${process.pid}-${Date.now()}.sock`);
