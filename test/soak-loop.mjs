@@ -6,6 +6,8 @@
 // stopPump, verifyMessages, finishTimers, report); counters reach main through loop.onStats.
 // Each check that fails is recorded with enough detail to find the case again.
 
+import { MEMBERSHIP } from '../dist/src/index.js';
+
 // Failures kept with full detail; beyond that only counted, so a broken run stays readable and
 // bounded in memory.
 const KEEP_FAILURES = 20;
@@ -336,6 +338,11 @@ function messaging(loop, peers, rnd, fail, d, poke) {
   let ticks = 0;
   let stopped = false;
   const callsInFlight = new Set();
+  // A peer that died is reported once by the runtime; posting on to it would only repeat that.
+  const gone = new Set();
+  loop.subscribe(MEMBERSHIP, (ev) => {
+    if (ev.event === 'exited' && peers.includes(ev.thread)) gone.add(ev.thread);
+  });
 
   // Three kinds of payload, so each of the message encodings is in the stream: a plain number,
   // bytes (seq + a pattern derived from it, checked on arrival) and a cloned object.
@@ -386,10 +393,18 @@ function messaging(loop, peers, rnd, fail, d, poke) {
     ticks++;
     const batch = d.msgBatch * Math.min(expirations, 8);
     for (const p of peers) {
-      if (blocked.has(p)) continue;
+      if (blocked.has(p) || gone.has(p)) continue;
       for (let k = 0; k < batch; k++) {
         const seq = nextSeq.get(p);
-        if (!loop.tryPost(p, 'seq', payload(seq))) {
+        let posted;
+        try {
+          posted = loop.tryPost(p, 'seq', payload(seq));
+        } catch (e) {
+          if (e.code !== 'ERR_THREAD_EXITED') throw e;
+          gone.add(p); // before the membership event says so
+          break;
+        }
+        if (!posted) {
           // Inbox full: the same number goes again once there is room, so nothing is skipped.
           c.inboxFull++;
           blocked.add(p);
@@ -432,6 +447,10 @@ function messaging(loop, peers, rnd, fail, d, poke) {
       const out = [];
       for (const p of peers) {
         const sent = nextSeq.get(p);
+        if (gone.has(p)) {
+          fail('message-missing', { to: p, detail: `loop ${p} exited; ${sent} messages were sent to it` });
+          continue;
+        }
         const r = await loop.call(p, 'seqCheck', sent, { timeoutMs: 30_000 });
         out.push({ to: p, sent, last: r.last });
         if (r.last !== sent - 1) fail('message-missing', { to: p, detail: `sent #0…#${sent - 1}, the receiver's last was #${r.last}` });

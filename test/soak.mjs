@@ -32,6 +32,10 @@ passed; 1: a check failed (each failure says which and why); 2: bad flags.
 
 class UsageError extends Error {}
 
+// Thread deaths and handler errors, from either runtime: checked at the end, and printed if the
+// run cannot get that far (a call to a dead loop rejects).
+const problems = [];
+
 function parseFlags(argv) {
   let values;
   try {
@@ -154,9 +158,8 @@ async function main() {
   hardStop.unref();
 
   const fdsStart = fdCount();
-  const problems = []; // thread deaths and handler errors, from either runtime
   const watch = (rt, name) => {
-    rt.on('exit', ({ thread, error }) => error && problems.push(`${name} loop ${thread} died: ${error.stack ?? error.message}`));
+    rt.on('exit', ({ thread, error }) => error && problems.unshift(`${name} loop ${thread} died: ${error.stack ?? error.message}`));
     rt.on('handler-error', ({ thread, error }) => problems.push(`${name} loop ${thread}: a handler threw: ${error.stack ?? error.message}`));
   };
   const common = {
@@ -419,6 +422,7 @@ main().then(
     // Something the checks did not foresee (a call to a dead loop, a setup that threw): the
     // runtimes may still hold the process open, so it ends here.
     process.stderr.write(`soak: FAILED: ${e.stack ?? e}\n`);
+    for (const p of problems.slice(0, 10)) process.stderr.write(`  ${p.split('\n').slice(0, 3).join('\n  ')}\n`);
     process.exit(1);
   },
 );
