@@ -92,11 +92,10 @@ function echoServer(loop, fail, d, poke) {
   };
   let quiet;
   let reads = 0;
-  // How the server's side ends after the client's end. 'manual': allowHalfOpen and end() from
-  // onEnd, after every byte before the FIN went through onData. 'auto': the library's default
-  // (allowHalfOpen: false), which today loses the echo of bytes read in the same drain as the FIN:
-  // the native side ends the socket on reading the FIN, before JavaScript has seen those bytes,
-  // so their write() throws ERR_SOCKET_CLOSED and the connection still closes cleanly.
+  // How the server's side ends after the client's end. 'auto': the library's default
+  // (allowHalfOpen: false), where the socket ends itself after the end handler, once the bytes
+  // read with the FIN went through onData (this soak found that it used to end first and lose
+  // their echo). 'manual': allowHalfOpen and end() from onEnd.
   const manual = d.halfClose === 'manual';
   const listener = loop.listen({ host: '127.0.0.1', port: 0, name: 'soak', allowHalfOpen: manual }, (s) => {
     c.accepted++;
