@@ -21,7 +21,10 @@ export interface SocketOptions {
   mode?: ReadModeName;
   /** TCP_NODELAY. Default true. */
   noDelay?: boolean;
-  /** Keep the write side open after the peer half-closes. Default false: end() automatically. */
+  /**
+   * Keep the write side open after the peer half-closes. Default false: end() automatically, right
+   * after the onEnd handler (replies to the data that came before the FIN go out first).
+   */
   allowHalfOpen?: boolean;
   /** Write queue size at which write() returns false. Default 256 KiB. */
   highWaterMark?: number;
