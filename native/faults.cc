@@ -5,7 +5,7 @@
 namespace iapp {
 
 const char* const kFaultSites[kFaultSiteCount] = {
-    "accept", "recv", "send", "sendfile", "splice", "pollctl", "waker", "thread",
+    "accept", "recv", "send", "sendfile", "splice", "pollctl", "waker", "thread", "disk",
 };
 
 std::atomic<bool> g_faults_on{false};
@@ -40,13 +40,15 @@ uint32_t Draw() {
 
 int FaultRoll(FaultSite site) {
   const int used = g_used.load(std::memory_order_acquire);
+  int chosen = 0;
   for (int i = 0; i < used; ++i) {
     Slot& e = g_slots[i];
     if (e.site.load(std::memory_order_relaxed) != site) continue;
+    // Every rule of the site counts every call toward its `after`, whichever rule injects.
     uint64_t k = e.skip.load(std::memory_order_relaxed);
     while (k > 0 && !e.skip.compare_exchange_weak(k, k - 1, std::memory_order_relaxed)) {
     }
-    if (k > 0) continue;
+    if (k > 0 || chosen != 0) continue;
     const uint64_t t = e.threshold.load(std::memory_order_relaxed);
     if (t == 0 || Draw() >= t) continue;
     const uint64_t max = e.max.load(std::memory_order_relaxed);
@@ -59,10 +61,10 @@ int FaultRoll(FaultSite site) {
     } else {
       e.hits.fetch_add(1, std::memory_order_relaxed);
     }
-    g_counts[site].fetch_add(1, std::memory_order_relaxed);
-    return e.err.load(std::memory_order_relaxed);
+    chosen = e.err.load(std::memory_order_relaxed);
   }
-  return 0;
+  if (chosen != 0) g_counts[site].fetch_add(1, std::memory_order_relaxed);
+  return chosen;
 }
 
 bool SetFaults(const std::vector<FaultEntry>& entries) {

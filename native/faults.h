@@ -18,6 +18,7 @@ enum FaultSite {
   kFaultPollCtl,   // epoll_ctl ADD/MOD (kevent changes)
   kFaultWaker,     // the eventfd/pipe write that wakes another loop (the write still happens)
   kFaultThread,    // creating a disk pool thread or a loop thread
+  kFaultDisk,      // file reads, writes and syncs, on the pool or io_uring (the result replaced)
   kFaultSiteCount,
 };
 

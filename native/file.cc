@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "errors.h"
+#include "faults.h"
 #include "loop.h"
 #include "sys.h"
 
@@ -100,6 +101,11 @@ class FileIo::Job : public DiskJob {
         Transfer(op == kFileWrite);
         break;
       case kFileSync:
+        if (int e = Fault(kFaultDisk)) {
+          result = -e;
+          sys = kSysFsync;
+          break;
+        }
 #if defined(__APPLE__)
         Set(fsync(file->fd), kSysFsync);
 #else
@@ -126,7 +132,10 @@ class FileIo::Job : public DiskJob {
       if (done > 0 && Cancelled()) return;
       const int cnt = static_cast<int>(iov.size() - i < static_cast<size_t>(kIovLimit) ? iov.size() - i : kIovLimit);
       const off_t at = static_cast<off_t>(off + done);
-      ssize_t n = write ? pwritev(file->fd, &iov[i], cnt, at) : preadv(file->fd, &iov[i], cnt, at);
+      const int injected = Fault(kFaultDisk);
+      ssize_t n = injected != 0 ? (errno = injected, -1)
+                  : write       ? pwritev(file->fd, &iov[i], cnt, at)
+                                : preadv(file->fd, &iov[i], cnt, at);
       if (n < 0) {
         if (errno == EINTR) continue;
         result = -errno;
@@ -309,7 +318,10 @@ void FileIo::ReapRing() {
     const size_t n = ring_->Reap(c, 64);
     for (size_t k = 0; k < n; ++k) {
       std::unique_ptr<RingOp> op(reinterpret_cast<RingOp*>(static_cast<uintptr_t>(c[k].user_data)));
-      const int32_t res = c[k].res;
+      // An injected fault replaces what the kernel answered (a write has then landed, as it may
+      // have before a real EIO).
+      const int injected = Fault(kFaultDisk);
+      const int32_t res = injected != 0 ? -injected : c[k].res;
       const int sys = op->kind == kFileWrite ? kSysPwrite : op->kind == kFileRead ? kSysPread : kSysFsync;
       if (res < 0) {
         Emit(op->req, res, sys);

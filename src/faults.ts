@@ -23,7 +23,9 @@ export type FaultSite =
   /** The eventfd write that wakes another loop (EAGAIN): the write still happens. */
   | 'waker'
   /** Starting a loop thread or a disk pool thread (EAGAIN). */
-  | 'thread';
+  | 'thread'
+  /** File reads, writes and syncs, on either disk engine: the kernel's answer replaced (EIO, ENOSPC…). */
+  | 'disk';
 
 /**
  * One rule: at `site`, after letting `after` calls through, fail with `code` on a share `rate`
@@ -37,7 +39,7 @@ export interface FaultRule {
   rate?: number;
   /** Most injections by this rule. Default: no limit. */
   max?: number;
-  /** Calls at this site to let through first. Default 0. */
+  /** Calls at this site to let through first (every call counts, whichever rule injects). Default 0. */
   after?: number;
 }
 

@@ -235,6 +235,34 @@ describe('epoll_ctl', () => {
   });
 });
 
+describe('disk', () => {
+  for (const diskEngine of ['io_uring', 'pool'] as const) {
+    it(`${diskEngine}: a read, a write and a sync that fail reject with the error; the others in flight complete`, async () => {
+      const rt = await createRuntime({ module: fixture('faults.mjs'), threads: 1, diskEngine });
+      try {
+        // Of 16 reads and then 16 writes in flight, the 6th read fails with EIO, the 5th write with
+        // ENOSPC, and the sync after them with EIO.
+        const r = await call<{ reads: (boolean | Err)[]; writes: (number | Err)[]; sync: string | Err; whole: boolean; engine: string; injected: number }>(
+          rt,
+          'disk',
+          { path: join(dir, `disk-${diskEngine}`), size: 1 << 20, rules: 'disk:EIO:1:1:5,disk:ENOSPC:1:1:20,disk:EIO:1:1:32' },
+        );
+        expect(r.engine).toBe(diskEngine);
+        expect(r.reads.filter((x) => x === true)).toHaveLength(15);
+        expect(r.reads.filter((x) => typeof x === 'object')).toMatchObject([{ code: 'EIO', syscall: 'pread' }]);
+        expect(r.writes.filter((x) => x === 65536)).toHaveLength(15);
+        expect(r.writes.filter((x) => typeof x === 'object')).toMatchObject([{ code: 'ENOSPC', syscall: 'pwrite', message: expect.stringContaining('the filesystem is full') }]);
+        expect(r.sync).toMatchObject({ code: 'EIO', syscall: 'fsync' });
+        // The write that "failed" was the same bytes: the file is still whole.
+        expect(r.whole).toBe(true);
+        expect(r.injected).toBe(3);
+      } finally {
+        await rt.close();
+      }
+    });
+  }
+});
+
 describe('wakers and threads', () => {
   it('eventfd write EAGAIN loses no wake: every message between threads arrives', async () => {
     const rt = await server();
