@@ -114,6 +114,7 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
                            InstanceMethod<&NativeLoop::Attach>("attach"),
                            InstanceMethod<&NativeLoop::Announce>("announce"),
                            InstanceMethod<&NativeLoop::SetBusyPoll>("setBusyPoll"),
+                           InstanceMethod<&NativeLoop::SetTurnBudget>("setTurnBudget"),
                            InstanceMethod<&NativeLoop::SetRef>("setRef"),
                            InstanceMethod<&NativeLoop::ChildReserve>("childReserve"),
                            InstanceMethod<&NativeLoop::ChildAttach>("childAttach"),
@@ -435,6 +436,7 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     o.Set("messagesOut", static_cast<double>(s.messages_out));
     o.Set("detached", static_cast<double>(s.detached));
     o.Set("adopted", static_cast<double>(s.adopted));
+    o.Set("turnsCut", static_cast<double>(s.turns_cut));
     o.Set("timers", static_cast<double>(loop_->timers().allocated()));
     o.Set("timersArmed", static_cast<double>(loop_->timers().armed()));
     o.Set("handles", static_cast<double>(loop_->handle_count()));
@@ -461,6 +463,12 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
 
   Napi::Value SetBusyPoll(const Napi::CallbackInfo& info) {
     loop_->SetBusyPoll(static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue() * 1000));
+    return info.Env().Undefined();
+  }
+
+  // setTurnBudget(us): native work per loop turn before returning to libuv; 0 for no limit.
+  Napi::Value SetTurnBudget(const Napi::CallbackInfo& info) {
+    loop_->SetTurnBudget(static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue() * 1000));
     return info.Env().Undefined();
   }
 
@@ -1042,6 +1050,7 @@ Napi::Object InitIapp(Napi::Env env, Napi::Object exports) {
   exports.Set("syscallNames", names);
   Napi::Object c = Napi::Object::New(env);
   c.Set("recordStride", kRecordStride);
+  c.Set("defaultTurnBudgetUs", static_cast<double>(Loop::kDefaultTurnBudgetNs) / 1000);
   c.Set("recordCapacity", kRecordCapacity);
   exports.Set("constants", c);
   return exports;

@@ -219,9 +219,8 @@ void Listener::OnEvent(uint32_t events) {
     if (c >= 0) {
       Socket* s = Socket::Adopt(loop_, c, false, spec_.socket);
       ++loop_->stats().accepted;
-      if (spec_.socket.quiet) continue;
-      double* v = loop_->Emit(kRecAccept, id);
-      v[0] = static_cast<double>(s->id);
+      if (!spec_.socket.quiet) loop_->Emit(kRecAccept, id)[0] = static_cast<double>(s->id);
+      if (loop_->VisitSpent()) return;  // still readable: the next turn accepts the rest
       continue;
     }
     const int err = -c;

@@ -15,7 +15,8 @@ namespace iapp {
 
 namespace {
 constexpr int kBatch = 512;           // events per epoll_wait/kevent
-constexpr int kMaxRounds = 8;         // waits per drain before returning to libuv (fairness)
+constexpr int kMaxRounds = 8;         // polls per turn at most
+constexpr int kMaxVisits = kBatch * kMaxRounds;  // the turn's backstop when the clock is not asked
 // Arenas: reads land in a JS Buffer held only by a handle scope (never a persistent reference:
 // that would let it survive scavenges into the old generation, where only a major GC frees it).
 // When an arena is full, what was read into it is delivered and the arena is let go, so at most
@@ -108,6 +109,7 @@ void Loop::Close(size_t held) {
     retired_.push_back(h);
   }
   handles_.clear();
+  backlog_.clear();
   for (Handle* h : retired_) delete h;
   retired_.clear();
   poller_.Close();
@@ -182,6 +184,11 @@ void Loop::Retire(Handle* h) {
 
 void Loop::FreeRetired() {
   if (retired_.empty()) return;
+  // The backlog must not outlive what it points to: retired watchers are all marked dead.
+  if (!backlog_.empty())
+    backlog_.erase(std::remove_if(backlog_.begin(), backlog_.end(),
+                                  [](const ReadyItem& it) { return it.watcher->dead; }),
+                   backlog_.end());
   std::vector<Handle*> batch;
   batch.swap(retired_);
   for (Handle* h : batch) delete h;
@@ -328,72 +335,165 @@ void Loop::Drain() {
   ++stats_.wakeups;
   draining_ = true;
   try {
-    for (int round = 0; round < kMaxRounds && !closed_ && !stopping_; ++round) {
-      timers_.Apply();  // what JS armed since the last round, before anything can expire
-      int n = poller_.Wait(events_.data(), kBatch, 0);
-      if (n < 0) {
-        CountError(-n);
-        break;
-      }
-      // Gather what is ready (socket events, due timers, messages), order it by priority, then
-      // dispatch: a control message or timer can go before a thousand bulk reads.
-      items_.clear();
-      expired_.clear();
-      for (int i = 0; i < n; ++i) {
-        Watcher* w = events_[i].watcher;
-        if (timers_.IsTimerWatcher(w)) {
-          const int clock = timers_.ClockOf(w);
-          if (timers_.Consume(clock)) timers_.ClockJumped();
-          timers_.Expire(clock, &expired_);
-        } else {
-          items_.push_back(ReadyItem{w->priority, 0, events_[i].events, w, {}});
-        }
-      }
-      for (const ExpiredTimer& t : expired_) items_.push_back(ReadyItem{t.priority, 1, 0, nullptr, t});
-      if (round == 0 && inbox_ != nullptr && inbox_->Pending())
-        items_.push_back(ReadyItem{inbox_priority_, 2, 0, nullptr, {}});
-      if (mixed_priorities_)
-        std::stable_sort(items_.begin(), items_.end(),
-                         [](const ReadyItem& a, const ReadyItem& b) { return a.priority > b.priority; });
-      for (size_t i = 0; i < items_.size() && !closed_ && !stopping_; ++i) {
-        const ReadyItem& it = items_[i];
-        if (it.kind == 0) {
-          if (!it.watcher->dead) it.watcher->OnEvent(it.events);
-        } else if (it.kind == 1) {
-          double* v = Emit(kRecTimer, static_cast<uint64_t>(it.timer.slot));
-          v[0] = it.timer.gen;
-          v[1] = it.timer.expirations;
-        } else if (inbox_ != nullptr) {
-          DrainInbox();
-        }
-        // Between two events, never inside one: JS may close sockets (retired, still valid
-        // memory) or the whole loop (then the rest of this batch is dropped unread).
-        if (ArenaFull()) {
-          Deliver();
-          ReleaseArena();
-        }
-      }
-      FreeRetired();
-      if (n < kBatch) break;
-    }
-    Deliver();
-    // The arena's data is in JS now: let it go (JS keeps what it still holds), and size the next
-    // one for a drain like this one.
-    ReleaseArena();
-    arena_hint_ = drain_bytes_;
-    drain_bytes_ = 0;
-    if (!closed_) {
-      FreeRetired();
-      poller_.Flush();
-    }
+    Turn();
   } catch (...) {
     // Nothing in the drain path throws by design (allocation failure aside): never unwind into
     // libuv.
     Stop();
   }
+  turn_deadline_ = visit_deadline_ = kNoDeadline;
   ReleaseArena();
   draining_ = false;
   napi_close_handle_scope(env_, scope);
+}
+
+// One turn of the loop: libuv saw the poller readable and called Drain(). Everything native the
+// loop does for ready watchers happens here, in this order, and the turn ends by handing the
+// records to JS in one call and returning to libuv, which then runs Node's timers, immediates
+// and other handles before it polls again.
+//
+// The budget: native work that is always ready (a pushing socket is always writable, a busy sink
+// always readable) must not keep the turn going. A turn visits ready watchers until it has spent
+// turn_budget_ns_ of native work or made kMaxVisits visits. A visit stops after a quarter of the
+// budget (the primitive asks VisitSpent() after every syscall, so it overruns by at most one
+// call), so a turn serves several watchers. The watchers a turn did not visit become the
+// backlog, which the next turn starts with, before it polls again. Readiness is
+// level-triggered: a watcher left ready keeps the poller readable, so libuv comes back at once.
+// Nothing is lost, and every ready watcher is visited once before any is visited twice.
+//
+// Priorities: a turn gathers expired timers and pending messages first, then the backlog or
+// freshly polled events, and sorts them by priority (once any priority other than 0 is in use).
+// So a timer or message of higher priority than the backlog runs before more of it, in the very
+// next turn. Timers and messages are never held back by the budget, and their records go to JS
+// before the native work that follows them; the time their handlers take is not counted as
+// native work.
+void Loop::Turn() {
+  uint64_t now = turn_budget_ns_ > 0 ? MonotonicNs() : 0;
+  turn_deadline_ = turn_budget_ns_ > 0 ? now + turn_budget_ns_ : kNoDeadline;
+  const uint64_t share = turn_budget_ns_ / kVisitShare;
+  int visits = 0;
+  bool spent = false;
+  for (int round = 0; round < kMaxRounds && !spent && !closed_ && !stopping_; ++round) {
+    // 1. Gather: due timers, messages, then the backlog or the poller's ready events.
+    int fetched = 0;
+    const bool from_backlog = Gather(round == 0, &fetched);
+    if (fetched < 0) {
+      CountError(-fetched);
+      break;
+    }
+    // 2. Order: a control message or timer can go before a thousand bulk reads.
+    if (mixed_priorities_)
+      std::stable_sort(items_.begin(), items_.end(),
+                       [](const ReadyItem& a, const ReadyItem& b) { return a.priority > b.priority; });
+    // 3. Dispatch. Records of timers and messages go to JS before the native work that follows
+    // them (that is what a busy loop must not keep waiting); once the budget is spent, watcher
+    // events wait in the backlog.
+    bool urgent = false;
+    for (size_t i = 0; i < items_.size() && !closed_ && !stopping_; ++i) {
+      const ReadyItem& it = items_[i];
+      if (it.kind != ReadyItem::kWatcher) {
+        Dispatch(it);
+        urgent = true;
+        continue;
+      }
+      if (spent) {
+        backlog_.push_back(it);
+        continue;
+      }
+      if (urgent) {
+        urgent = false;
+        Deliver();
+        if (closed_ || stopping_) break;
+        if (turn_deadline_ != kNoDeadline) {
+          const uint64_t after = MonotonicNs();
+          turn_deadline_ += after - now;  // handlers' time is not native work
+          now = after;
+        }
+      }
+      ++visits;
+      if (turn_deadline_ != kNoDeadline) visit_deadline_ = std::min(turn_deadline_, now + share);
+      Dispatch(it);
+      if (turn_deadline_ != kNoDeadline) now = MonotonicNs();
+      spent = visits >= kMaxVisits || now >= turn_deadline_;
+      // Between two events, never inside one: JS may close sockets (retired, still valid
+      // memory) or the whole loop (then the rest of this batch is dropped unread).
+      if (ArenaFull()) {
+        Deliver();
+        ReleaseArena();
+      }
+    }
+    FreeRetired();
+    // A backlog was the whole of this round's watcher work: poll for what else is ready.
+    if (!from_backlog && fetched < kBatch) break;
+  }
+  if (closed_) backlog_.clear();
+  if (spent) ++stats_.turns_cut;
+  // 4. Hand everything to JS in one call (more if it does not fit one records array). What the
+  // handlers start themselves (a sendFile, say) is not the turn's native work.
+  turn_deadline_ = visit_deadline_ = kNoDeadline;
+  Deliver();
+  // The arena's data is in JS now: let it go (JS keeps what it still holds), and size the next
+  // one for a turn like this one.
+  ReleaseArena();
+  arena_hint_ = drain_bytes_;
+  drain_bytes_ = 0;
+  // 5. Submit the interest changes the turn and its handlers made.
+  if (!closed_) {
+    FreeRetired();
+    poller_.Flush();
+  }
+}
+
+bool Loop::Gather(bool inbox, int* fetched) {
+  items_.clear();
+  timers_.Apply();  // what JS armed since the last round, before anything can expire
+  for (int c = 0; c < 2; ++c) {
+    if (!timers_.Due(c)) continue;
+    expired_.clear();
+    timers_.Expire(c, &expired_);
+    for (const ExpiredTimer& t : expired_) items_.push_back(ReadyItem{t.priority, ReadyItem::kTimer, 0, nullptr, t});
+  }
+  if (inbox && inbox_ != nullptr && inbox_->Pending())
+    items_.push_back(ReadyItem{inbox_priority_, ReadyItem::kInbox, 0, nullptr, {}});
+  if (!backlog_.empty()) {
+    items_.insert(items_.end(), backlog_.begin(), backlog_.end());
+    backlog_.clear();
+    return true;
+  }
+  const int n = poller_.Wait(events_.data(), kBatch, 0);
+  *fetched = n;
+  for (int i = 0; i < n; ++i) {
+    Watcher* w = events_[i].watcher;
+    if (timers_.IsTimerWatcher(w)) {
+      // Timers were taken from the heap above; this reads the kernel timer and catches what
+      // became due since, and a jump of the system clock.
+      const int clock = timers_.ClockOf(w);
+      if (timers_.Consume(clock)) timers_.ClockJumped();
+      expired_.clear();
+      timers_.Expire(clock, &expired_);
+      for (const ExpiredTimer& t : expired_) items_.push_back(ReadyItem{t.priority, ReadyItem::kTimer, 0, nullptr, t});
+    } else {
+      items_.push_back(ReadyItem{w->priority, ReadyItem::kWatcher, events_[i].events, w, {}});
+    }
+  }
+  return false;
+}
+
+void Loop::Dispatch(const ReadyItem& it) {
+  switch (it.kind) {
+    case ReadyItem::kWatcher:
+      if (!it.watcher->dead) it.watcher->OnEvent(it.events);
+      break;
+    case ReadyItem::kTimer: {
+      double* v = Emit(kRecTimer, static_cast<uint64_t>(it.timer.slot));
+      v[0] = it.timer.gen;
+      v[1] = it.timer.expirations;
+      break;
+    }
+    case ReadyItem::kInbox:
+      if (inbox_ != nullptr) DrainInbox();
+      break;
+  }
 }
 
 void Loop::ExpireDue() {
@@ -524,11 +624,6 @@ int Loop::Post(int32_t target, MsgHeader h, const uint8_t* payload, bool bounded
 }
 
 namespace {
-uint64_t MonoNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
-}
 inline void CpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
@@ -544,10 +639,10 @@ constexpr uint64_t kBusyPollCapNs = 1000000;
 void Loop::BusyPoll() {
   inbox_active_ = false;
   inbox_->SetPolling(true);
-  const uint64_t start = MonoNs();
+  const uint64_t start = MonotonicNs();
   uint64_t deadline = start + busy_poll_ns_;
   for (;;) {
-    uint64_t now = MonoNs();
+    uint64_t now = MonotonicNs();
     if (now >= deadline || now - start >= kBusyPollCapNs) {
       if (!inbox_->SetPolling(false)) return;
       // A message came as we stopped. Past the cap, let libuv run first: signal ourselves.
@@ -572,7 +667,7 @@ void Loop::BusyPoll() {
     }
     FreeRetired();
     poller_.Flush();
-    if (message) deadline = MonoNs() + busy_poll_ns_;
+    if (message) deadline = MonotonicNs() + busy_poll_ns_;
   }
 }
 

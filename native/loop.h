@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "inbox.h"
+#include "sys.h"
 #include "live.h"
 #include "poller.h"
 #include "timers.h"
@@ -20,6 +21,16 @@ namespace iapp {
 class Loop;
 class FileIo;
 struct CleanupCtx;
+
+// One unit of work a turn found ready: a watcher's event, an expired timer, or the inbox.
+struct ReadyItem {
+  enum Kind : uint8_t { kWatcher, kTimer, kInbox };
+  int8_t priority;
+  Kind kind;
+  uint32_t events;
+  Watcher* watcher;
+  ExpiredTimer timer;
+};
 
 // Event records handed to JS: kRecordStride doubles each, [kind, id, v0..v5]. Mirrored in
 // src/native.ts.
@@ -80,6 +91,7 @@ struct LoopStats {
   uint64_t datagrams_in = 0, datagrams_out = 0;
   uint64_t messages_in = 0, messages_out = 0;
   uint64_t detached = 0, adopted = 0;
+  uint64_t turns_cut = 0;  // turns that spent their budget and left ready work for the next one
   std::map<int, uint64_t> errors;  // errno -> count
 };
 
@@ -166,6 +178,16 @@ class Loop {
   void NotePriority(int p) {
     if (p != 0) mixed_priorities_ = true;
   }
+  // Native work one turn may do before it returns to libuv (see Turn()), in ns; 0: no limit.
+  void SetTurnBudget(uint64_t ns) { turn_budget_ns_ = ns; }
+  uint64_t turn_budget() const { return turn_budget_ns_; }
+  // True once the running visit (one watcher's event in a turn) has had its share: a quarter of
+  // the turn's budget, or what is left of it. A primitive that loops over syscalls in one visit
+  // (push, flush, sink and data reads, splice, sendfile, accept, datagram batches) asks after
+  // each call and stops, still ready, to be visited again: a visit always makes progress, a turn
+  // serves several watchers, and none overruns by more than one call. Always false outside the
+  // turn's native work: what JS handlers start themselves keeps its own per-call limits.
+  bool VisitSpent() const { return visit_deadline_ != kNoDeadline && MonotonicNs() >= visit_deadline_; }
   // Whether this loop alone keeps its thread alive (the main thread's endpoint does not).
   void SetRef(bool on) {
     if (uv_ != nullptr) UvWatchRef(uv_, on);
@@ -178,7 +200,14 @@ class Loop {
   void Drain();
   void Prepare();
 
+  static constexpr uint64_t kDefaultTurnBudgetNs = 500000;
+  static constexpr int kVisitShare = 4;  // a visit takes at most 1/kVisitShare of the budget
+
  private:
+  static constexpr uint64_t kNoDeadline = UINT64_MAX;
+  void Turn();
+  bool Gather(bool inbox, int* fetched);
+  void Dispatch(const ReadyItem& it);
   bool counted_ = false;  // in g_live[kLiveLoop]: opened and not yet closed
   void Deliver();
   void ExpireDue();  // emits the timers due now (outside a drain)
@@ -231,14 +260,14 @@ class Loop {
   std::unique_ptr<FileIo> files_;
   int8_t inbox_priority_ = 0;
   bool mixed_priorities_ = false;
-  struct ReadyItem {
-    int8_t priority;
-    uint8_t kind;  // 0 watcher event, 1 expired timer, 2 inbox
-    uint32_t events;
-    Watcher* watcher;
-    ExpiredTimer timer;
-  };
   std::vector<ReadyItem> items_;
+  // Watcher events a turn fetched and could not visit before its budget ran out, in order: the
+  // next turn starts with them (they are level-triggered and still ready, or a visit finds
+  // EAGAIN), so every ready watcher is visited once before any is visited twice.
+  std::vector<ReadyItem> backlog_;
+  uint64_t turn_budget_ns_ = kDefaultTurnBudgetNs;
+  uint64_t turn_deadline_ = kNoDeadline;
+  uint64_t visit_deadline_ = kNoDeadline;
   std::vector<ExpiredTimer> expired_;
   bool inbox_active_ = false;
   void BusyPoll();

@@ -159,6 +159,9 @@ void Pipe::Pump() {
       }
     }
     if (!progress) break;
+    // The turn's budget is spent: readiness brings the pipe back, unless all that is left is to
+    // finish (src ended, nothing buffered), which no event would ever trigger.
+    if (loop_->VisitSpent() && !(src_eof_ && buffered_ == 0)) break;
   }
   if (src_ != nullptr) src_->Rearm();
   dst_->Rearm();

@@ -171,6 +171,7 @@ int Socket::PushMore() {
     push_off_ = (push_off_ + static_cast<size_t>(w)) % len;
     budget -= static_cast<size_t>(w) < budget ? w : budget;
     if (static_cast<size_t>(w) < iov.iov_len) return 0;  // the kernel buffer is full
+    if (loop_->VisitSpent()) return 0;  // still writable: the next turn goes on
   }
   return 0;
 }
@@ -187,7 +188,7 @@ void Socket::OnReadable() {
         st.bytes_in += n;
         budget -= static_cast<size_t>(n) < budget ? n : budget;
         // A short read means the receive queue is empty: skip the EAGAIN round trip.
-        if (static_cast<size_t>(n) < kSinkReadMax) return;
+        if (static_cast<size_t>(n) < kSinkReadMax || loop_->VisitSpent()) return;
         continue;
       }
       if (n == 0) return OnEof();
@@ -207,7 +208,7 @@ void Socket::OnReadable() {
       st.bytes_in += n;
       loop_->ArenaCommit(id, at, static_cast<size_t>(n));
       budget -= static_cast<size_t>(n) < budget ? n : budget;
-      if (static_cast<size_t>(n) < room) return;
+      if (static_cast<size_t>(n) < room || loop_->VisitSpent()) return;
       continue;
     }
     if (n == 0) return OnEof();
@@ -347,6 +348,7 @@ int Socket::Flush() {
         left = 0;
       }
     }
+    if (loop_->VisitSpent()) return 0;  // the rest at the next writable event
   }
   return 0;
 }
@@ -367,6 +369,7 @@ int Socket::SendFile(std::shared_ptr<FileRef> file, uint64_t offset, uint64_t le
 int Socket::SendFileHead(size_t* budget_left) {
   Chunk& c = queue_[qhead_];
   size_t& budget = *budget_left;
+  bool at_end = false;  // a range "to the end" reached it
   while (c.fsent < c.flen && budget > 0) {
     uint64_t at = c.foff + c.fsent;
     const uint64_t rest = c.flen - c.fsent;
@@ -383,7 +386,10 @@ int Socket::SendFileHead(size_t* budget_left) {
       return static_cast<int>(n);
     }
     if (n == 0) {
-      if (c.flen == UINT64_MAX) break;  // "to the end": done
+      if (c.flen == UINT64_MAX) {
+        at_end = true;
+        break;
+      }
       // The file ended before the range did (truncated meanwhile?): the peer would wait for
       // bytes that will never come, so the socket fails rather than go on out of step.
       Fail(ENODATA, kSysSendfile);
@@ -392,9 +398,9 @@ int Socket::SendFileHead(size_t* budget_left) {
     c.fsent += static_cast<uint64_t>(n);
     budget -= static_cast<size_t>(n);
     CountOut(static_cast<size_t>(n));
+    if (loop_->VisitSpent()) break;
   }
-  if (c.fsent < c.flen && c.flen != UINT64_MAX) return 0;  // budget spent: more at the next event
-  if (c.flen == UINT64_MAX && budget == 0) return 0;
+  if (c.fsent < c.flen && !at_end) return 0;  // budget or turn spent: more at the next event
   double* v = loop_->Emit(kRecSendFile, id);
   v[0] = c.req;
   v[1] = static_cast<double>(c.fsent);

@@ -163,7 +163,7 @@ void Udp::Drain() {
     for (int i = 0; i < n; ++i) st.bytes_in += msgs[i].msg_len;
     datagrams_in += n;
     st.datagrams_in += n;
-    if (n < kBatch) return;
+    if (n < kBatch || loop_->VisitSpent()) return;
 #else
     for (int i = 0; i < kBatch; ++i) {
       ssize_t r = recv(fd, scratch, kMaxDatagram, 0);
@@ -176,6 +176,7 @@ void Udp::Drain() {
       ++datagrams_in;
       ++st.datagrams_in;
     }
+    if (loop_->VisitSpent()) return;
 #endif
   }
 }
@@ -216,6 +217,7 @@ void Udp::PushMore() {
       }
       return;
     }
+    if (loop_->VisitSpent()) return;
 #else
     for (int i = 0; i < kBatch; ++i) {
       ssize_t r = send(fd, push_->data(), len, 0);
@@ -229,6 +231,7 @@ void Udp::PushMore() {
       bytes_out += r;
       st.bytes_out += r;
     }
+    if (loop_->VisitSpent()) return;
 #endif
   }
 }

@@ -93,6 +93,8 @@ export interface NativeLoop {
   announce(): void;
   /** Microseconds of inbox polling after activity before sleeping (0: never). */
   setBusyPoll(us: number): void;
+  /** Microseconds of native work per loop turn before returning to libuv (0: no limit). */
+  setTurnBudget(us: number): void;
   setRef(on: boolean): void;
   timerViews(rel: Float64Array, abs: BigInt64Array, period: Float64Array, ctl: Int32Array, dirty: Int32Array, flags: Uint8Array, order: Float64Array): void;
   timerAlloc(clock: number, priority: number): number;
@@ -154,7 +156,7 @@ interface Addon {
   faultSites: string[];
   liveHandles(): import('./live.js').LiveHandles;
   syscallNames: string[];
-  constants: { recordStride: number; recordCapacity: number };
+  constants: { recordStride: number; recordCapacity: number; defaultTurnBudgetUs: number };
 }
 
 const require = createRequire(import.meta.url);
