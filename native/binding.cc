@@ -15,6 +15,7 @@
 #include "errors.h"
 #include "faults.h"
 #include "file.h"
+#include "conns.h"
 #include "live.h"
 #include "handoff.h"
 #include "inbox.h"
@@ -437,6 +438,8 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     o.Set("detached", static_cast<double>(s.detached));
     o.Set("adopted", static_cast<double>(s.adopted));
     o.Set("turnsCut", static_cast<double>(s.turns_cut));
+    o.Set("connections", static_cast<double>(s.connections));
+    o.Set("peakConnections", static_cast<double>(s.peak_connections));
     o.Set("timers", static_cast<double>(loop_->timers().allocated()));
     o.Set("timersArmed", static_cast<double>(loop_->timers().armed()));
     o.Set("handles", static_cast<double>(loop_->handle_count()));
@@ -1004,6 +1007,26 @@ Napi::Value FaultJs(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), site >= 0 && site < kFaultSiteCount ? Fault(static_cast<FaultSite>(site)) : 0);
 }
 
+// connections() -> { open, peak }: established connections of every loop of this process (or of
+// every process sharing its block), now and most at once.
+Napi::Value ConnectionsJs(const Napi::CallbackInfo& info) {
+  Napi::Object out = Napi::Object::New(info.Env());
+  ConnCounts* c = ProcessConns();
+  out.Set("open", static_cast<double>(c->open.load(std::memory_order_relaxed)));
+  out.Set("peak", static_cast<double>(c->peak.load(std::memory_order_relaxed)));
+  return out;
+}
+
+// shareConnections(fd?) -> fd: without an fd, makes a block other processes can map (the fd to
+// pass them) and counts into it; with one, counts into that block from now on.
+Napi::Value ShareConnectionsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const bool make = info.Length() < 1 || info[0].IsUndefined();
+  int r = make ? CreateSharedConns() : AttachSharedConns(info[0].As<Napi::Number>().Int32Value());
+  if (r < 0) ThrowSysError(env, -r, make ? "memfd_create" : "mmap", "sharing the connection counts between processes");
+  return Napi::Number::New(env, make ? r : info[0].As<Napi::Number>().Int32Value());
+}
+
 // liveHandles() -> { loops, sockets, ..., diskThreads }: native objects alive, process-wide.
 Napi::Value LiveHandlesJs(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(info.Env());
@@ -1045,6 +1068,8 @@ Napi::Object InitIapp(Napi::Env env, Napi::Object exports) {
   for (int i = 0; i < kFaultSiteCount; ++i) sites.Set(i, kFaultSites[i]);
   exports.Set("faultSites", sites);
   exports.Set("liveHandles", Napi::Function::New(env, LiveHandlesJs));
+  exports.Set("connections", Napi::Function::New(env, ConnectionsJs));
+  exports.Set("shareConnections", Napi::Function::New(env, ShareConnectionsJs));
   Napi::Array names = Napi::Array::New(env, kSysCount);
   for (int i = 0; i < kSysCount; ++i) names.Set(i, SyscallName(i));
   exports.Set("syscallNames", names);

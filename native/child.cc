@@ -44,6 +44,7 @@ ChildWatch* ChildWatch::Reserve(Loop* loop, int priority, int* err) {
   w->fd = fd;
   w->priority = static_cast<int8_t>(priority);
   loop->Register(w);
+  loop->SetControl(w, true);
   return w;
 #else
   // EVFILT_PROC would be the kqueue way; this version watches children on Linux only.

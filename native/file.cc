@@ -235,6 +235,7 @@ int FileIo::Open() {
       ring_waker_.fd = ring_->event_fd();
       ring_waker_.want = kWantRead;
       loop_->poller().Update(&ring_waker_);
+      loop_->SetControl(&ring_waker_, true);
     } else if (engine == kEngineUring) {
       return rr;  // asked for explicitly: say why not
     }
@@ -243,6 +244,7 @@ int FileIo::Open() {
   waker_.fd = done_->wake_fd();
   waker_.want = kWantRead;
   loop_->poller().Update(&waker_);
+  loop_->SetControl(&waker_, true);
   return 0;
 }
 
@@ -403,6 +405,7 @@ void FileIo::Close() {
     }
     taken_.clear();
     loop_->poller().Remove(&waker_);
+    loop_->SetControl(&waker_, false);
     waker_.fd = -1;
   }
   if (ring_) {
@@ -415,6 +418,7 @@ void FileIo::Close() {
     ring_->WaitAll(&rest);
     for (const UringCompletion& c : rest) delete reinterpret_cast<RingOp*>(static_cast<uintptr_t>(c.user_data));
     loop_->poller().Remove(&ring_waker_);
+    loop_->SetControl(&ring_waker_, false);
     ring_waker_.fd = -1;
     ring_->Close();
   }

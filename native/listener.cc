@@ -208,6 +208,7 @@ Listener* Listener::Open(Loop* loop, const ListenSpec& spec, int* err, int* sys)
   if (!s.path.empty()) l->local_ = addr;  // getsockname of a Unix socket may omit the path on some systems
   l->priority = static_cast<int8_t>(spec.socket.priority);
   loop->Register(l);
+  loop->SetControl(l, true);
   l->want = kWantRead | (s.shared ? static_cast<uint32_t>(kExclusive) : 0u);
   loop->poller().Update(l);
   return l;

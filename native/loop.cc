@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <poll.h>
 
 #include <algorithm>
 
@@ -110,6 +111,8 @@ void Loop::Close(size_t held) {
   }
   handles_.clear();
   backlog_.clear();
+  for (Watcher* w : control_) w->control_at = -1;
+  control_.clear();
   for (Handle* h : retired_) delete h;
   retired_.clear();
   poller_.Close();
@@ -176,6 +179,7 @@ Handle* Loop::Find(uint64_t id) const {
 void Loop::Retire(Handle* h) {
   if (h->dead) return;
   h->dead = true;
+  SetControl(h, false);
   poller_.Remove(h);
   handles_.erase(h->id);
   retired_.push_back(h);
@@ -456,6 +460,7 @@ bool Loop::Gather(bool inbox, int* fetched) {
   if (inbox && inbox_ != nullptr && inbox_->Pending())
     items_.push_back(ReadyItem{inbox_priority_, ReadyItem::kInbox, 0, nullptr, {}});
   if (!backlog_.empty()) {
+    PollControl();
     items_.insert(items_.end(), backlog_.begin(), backlog_.end());
     backlog_.clear();
     return true;
@@ -477,6 +482,45 @@ bool Loop::Gather(bool inbox, int* fetched) {
     }
   }
   return false;
+}
+
+void Loop::SetControl(Watcher* w, bool on) {
+  if (on == (w->control_at >= 0)) return;
+  if (on) {
+    w->control_at = static_cast<int32_t>(control_.size());
+    control_.push_back(w);
+    control_fds_.reserve(control_.size());  // PollControl() never allocates
+    return;
+  }
+  Watcher* last = control_.back();
+  control_[w->control_at] = last;
+  last->control_at = w->control_at;
+  control_.pop_back();
+  w->control_at = -1;
+}
+
+void Loop::PollControl() {
+  if (control_.empty()) return;
+  control_fds_.clear();
+  for (Watcher* w : control_) {
+    short ev = 0;
+    if (w->want & kWantRead) ev |= POLLIN;
+    if (w->want & kWantWrite) ev |= POLLOUT;
+    control_fds_.push_back(pollfd{ev != 0 ? w->fd : -1, ev, 0});  // -1: ignored (paused)
+  }
+  const int n = poll(control_fds_.data(), control_fds_.size(), 0);
+  if (n <= 0) return;  // nothing ready, or EINTR/ENOMEM: the poller reports them in time
+  for (size_t i = 0; i < control_fds_.size(); ++i) {
+    const short r = control_fds_[i].revents;
+    if (r == 0 || (r & POLLNVAL)) continue;
+    uint32_t bits = 0;
+    if (r & POLLIN) bits |= kReadable;
+    if (r & POLLOUT) bits |= kWritable;
+    if (r & POLLHUP) bits |= kHangup;
+    if (r & POLLERR) bits |= kError;
+    Watcher* w = control_[i];
+    items_.push_back(ReadyItem{w->priority, ReadyItem::kWatcher, bits, w, {}});
+  }
 }
 
 void Loop::Dispatch(const ReadyItem& it) {

@@ -5,10 +5,12 @@
 
 #include <cstdint>
 #include <map>
+#include <poll.h>
 #include <memory>
 #include <unordered_map>
 #include <vector>
 
+#include "conns.h"
 #include "inbox.h"
 #include "sys.h"
 #include "live.h"
@@ -92,6 +94,7 @@ struct LoopStats {
   uint64_t messages_in = 0, messages_out = 0;
   uint64_t detached = 0, adopted = 0;
   uint64_t turns_cut = 0;  // turns that spent their budget and left ready work for the next one
+  uint64_t connections = 0, peak_connections = 0;  // established now, and most at once
   std::map<int, uint64_t> errors;  // errno -> count
 };
 
@@ -109,6 +112,16 @@ class Loop {
   Poller& poller() { return poller_; }
   LoopStats& stats() { return stats_; }
   void CountError(int err) { ++stats_.errors[err]; }
+  // An established connection opened or closed on this loop: counted here and for the process.
+  void ConnOpened() {
+    if (++stats_.connections > stats_.peak_connections) stats_.peak_connections = stats_.connections;
+    ConnCounts* p = ProcessConns();
+    RaisePeak(p->peak, p->open.fetch_add(1, std::memory_order_relaxed) + 1);
+  }
+  void ConnClosed() {
+    --stats_.connections;
+    ProcessConns()->open.fetch_sub(1, std::memory_order_relaxed);
+  }
   size_t handle_count() const { return handles_.size(); }
 
   void Register(Handle* h);          // assigns h->id; the loop owns h from here
@@ -193,7 +206,11 @@ class Loop {
     if (uv_ != nullptr) UvWatchRef(uv_, on);
   }
 
-  // Makes the prepare hook run before libuv next blocks (to flush changes and deliver records).
+  // The control set: watchers whose events start or end something (listeners, connecting
+  // sockets, disk completions, child exits), few and cheap to serve. While a backlog of bulk work
+  // waits, every turn checks them with one poll(2) before the backlog, so a new connection or a
+  // finished read does not wait for a whole round of busy sockets. Cannot fail once reserved.
+  void SetControl(Watcher* w, bool on);
   void WantPrepare();
 
   // libuv callbacks
@@ -265,6 +282,9 @@ class Loop {
   // next turn starts with them (they are level-triggered and still ready, or a visit finds
   // EAGAIN), so every ready watcher is visited once before any is visited twice.
   std::vector<ReadyItem> backlog_;
+  std::vector<Watcher*> control_;
+  std::vector<::pollfd> control_fds_;
+  void PollControl();
   uint64_t turn_budget_ns_ = kDefaultTurnBudgetNs;
   uint64_t turn_deadline_ = kNoDeadline;
   uint64_t visit_deadline_ = kNoDeadline;

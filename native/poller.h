@@ -48,6 +48,8 @@ class Watcher {
   bool dead = false;     // closed: events still in a fetched batch must be ignored
   // Within one drained batch, events of higher-priority watchers are dispatched first.
   int8_t priority = 0;
+  // Index in the loop's control set (Loop::SetControl), -1 when not in it.
+  int32_t control_at = -1;
 };
 
 struct PollEvent {

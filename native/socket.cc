@@ -51,6 +51,8 @@ Socket* Socket::Adopt(Loop* loop, int fd, bool connecting, const SocketOptions& 
   s->priority = static_cast<int8_t>(opts.priority);
   loop->Register(s);
   if (opts.quiet) loop->QuietOpened();
+  if (connecting) loop->SetControl(s, true);
+  else s->Established();
   s->Rearm();
   return s;
 }
@@ -132,9 +134,16 @@ void Socket::OnEvent(uint32_t ev) {
   if (ev & kWritable) OnWritable();
 }
 
+void Socket::Established() {
+  established_ = true;
+  loop_->ConnOpened();
+}
+
 void Socket::OnConnected() {
   connecting_ = false;
+  loop_->SetControl(this, false);
   ++loop_->stats().connected;
+  Established();
   loop_->Emit(kRecConnect, id);
   if (qhead_ < queue_.size()) {
     if (Flush() < 0) return;
@@ -516,6 +525,8 @@ void Socket::Finish(int err, int sys, bool reset) {
     v[3] = static_cast<double>(bytes_in_);
     v[4] = static_cast<double>(bytes_out_);
   }
+  if (established_) loop_->ConnClosed();
+  established_ = false;
   loop_->Retire(this);  // removes from the poller before the fd number can be reused
   if (reset) CloseWithReset(fd); else SysClose(fd);
   fd = -1;
@@ -525,6 +536,8 @@ void Socket::Finish(int err, int sys, bool reset) {
 }
 
 void Socket::Abandon() {
+  if (established_) loop_->ConnClosed();
+  established_ = false;
   if (pipe_out != nullptr) pipe_out->Abandon();
   if (pipe_in != nullptr) pipe_in->Abandon();
   if (fd >= 0) SysClose(fd);
@@ -555,6 +568,8 @@ int Socket::Detach(DetachedSocket* out) {
   out->bytes_in = bytes_in_;
   out->bytes_out = bytes_out_;
   ++loop_->stats().detached;
+  if (established_) loop_->ConnClosed();  // the adopting loop counts it from here
+  established_ = false;
   loop_->Emit(kRecDetached, id);
   loop_->Retire(this);  // out of this loop's poller before another loop registers the fd
   fd = -1;
@@ -578,6 +593,7 @@ Socket* Socket::Restore(Loop* loop, DetachedSocket&& d, int read_mode) {
   s->Enqueue(d.unsent.data(), d.unsent.size());
   s->priority = static_cast<int8_t>(opts.priority);
   loop->Register(s);
+  s->Established();
   d.fd = -1;  // the socket owns it from here
   ++loop->stats().adopted;
   // The old loop told its JS that the peer had ended; the adopting side must hear it too, or it

@@ -106,6 +106,7 @@ class Socket : public Handle {
  private:
   Socket(Loop* loop, int fd, bool connecting, const SocketOptions& opts);
   void OnConnected();
+  void Established();
   void OnReadable();
   void OnWritable();
   void OnEof();
@@ -141,6 +142,7 @@ class Socket : public Handle {
   bool connecting_;
   bool inet_ = false;  // TCP (not a Unix socket)
   bool rd_eof_ = false;
+  bool established_ = false;  // counted as an open connection (Loop::ConnOpened)
   bool end_requested_ = false;
   bool wr_shut_ = false;
   bool need_drain_ = false;

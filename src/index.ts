@@ -26,6 +26,8 @@ export { File } from './file.js';
 export { faultCounts, injectFaults, parseFaults } from './faults.js';
 export type { FaultRule, FaultSite } from './faults.js';
 export { liveHandles } from './live.js';
+export { connectionCounts } from './conns.js';
+export type { ConnectionCounts } from './conns.js';
 export type { LiveHandles } from './live.js';
 export type { CopyOptions, FileStat, OpenFlags, OpenOptions } from './file.js';
 export type { PipeError, PipeResult, ProxyError, ProxyResult } from './pipe.js';

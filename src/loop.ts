@@ -135,6 +135,9 @@ export interface LoopStats {
    * always ready (pushing, sinking, piping).
    */
   turnsCut: number;
+  /** Established connections of this loop open now, and most at once (exact, counted natively). */
+  connections: number;
+  peakConnections: number;
   /** Timers allocated on this loop, and armed now. */
   timers: number;
   timersArmed: number;

@@ -155,6 +155,9 @@ interface Addon {
   fault(site: number): number;
   faultSites: string[];
   liveHandles(): import('./live.js').LiveHandles;
+  connections(): import('./conns.js').ConnectionCounts;
+  /** Without an fd: makes a block to share and returns its fd; with one: counts into it. */
+  shareConnections(fd?: number): number;
   syscallNames: string[];
   constants: { recordStride: number; recordCapacity: number; defaultTurnBudgetUs: number };
 }

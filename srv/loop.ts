@@ -60,8 +60,6 @@ export interface SrvAppStats {
   httpErrors: number;
   /** file mode: body bytes sent from files. */
   fileBytes: number;
-  /** Most connections open at once on this thread (not tracked in sink mode, which runs no JS per connection). */
-  peak: number;
 }
 
 function describe(l: Listener): BoundAddress {
@@ -73,19 +71,13 @@ function describe(l: Listener): BoundAddress {
 /** Loop-thread entry: see SrvLoopData. */
 export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
   const d = info.data as SrvLoopData;
-  const app: SrvAppStats = { jsBytes: 0, requests: 0, httpErrors: 0, fileBytes: 0, peak: 0 };
-  let open = 0;
+  const app: SrvAppStats = { jsBytes: 0, requests: 0, httpErrors: 0, fileBytes: 0 };
   // http and file modes: connections a header timeout may end (`since`: when the current
   // request head began, 0 when none is in progress).
   const heads = new Map<Socket, { readonly since: number; abort(answer: Buffer): void }>();
 
   const serve = (s: Socket): void => {
-    open++;
-    if (open > app.peak) app.peak = open;
-    s.onClose(() => {
-      open--;
-      heads.delete(s);
-    });
+    s.onClose(() => heads.delete(s));
     switch (d.mode) {
       case 'data':
         s.onData((b) => {

@@ -211,7 +211,7 @@ function totalsOf(stats: FleetThreadStats[]): Totals {
   const t: Totals = { connections: 0, accepted: 0, closed: 0, rxBytes: 0, txBytes: 0, datagramsIn: 0, requests: 0, jsBytes: 0, httpErrors: 0, errors: {} };
   for (const s of stats) {
     const app = s.app as SrvAppStats | undefined;
-    t.connections += s.sockets;
+    t.connections += s.connections;
     t.accepted += s.accepted;
     t.closed += s.closed;
     t.rxBytes += s.bytesIn;
@@ -370,7 +370,6 @@ async function main(argv: string[]): Promise<number> {
   // Sampling: live lines every --stats seconds; idle checks more often when --idle-exit is short.
   let last: FleetThreadStats[] = [];
   let prev = { t: 0, totals: totalsOf([]), perThread: new Map<number, FleetThreadStats>() };
-  let peak = 0;
   let lastActivity = elapsed();
   let sampling = false;
   let stopping: Promise<number> | undefined;
@@ -386,7 +385,6 @@ async function main(argv: string[]): Promise<number> {
       const t = elapsed();
       last = stats;
       const tot = totalsOf(stats);
-      peak = Math.max(peak, tot.connections, ...stats.map((s) => num((s.app as SrvAppStats | undefined)?.peak)));
       if (tot.connections > 0 || tot.accepted !== prev.totals.accepted || tot.datagramsIn !== prev.totals.datagramsIn) lastActivity = t;
       if (print) {
         const dt = t - prev.t || 1;
@@ -413,7 +411,7 @@ async function main(argv: string[]): Promise<number> {
                 perThread: stats.map((s) => ({
                   thread: s.thread,
                   proc: s.proc,
-                  connections: s.sockets,
+                  connections: s.connections,
                   accepted: s.accepted,
                   rxBytes: s.bytesIn,
                   rxBytesPerS: Math.round((s.bytesIn - (prev.perThread.get(s.thread)?.bytesIn ?? 0)) / dt),
@@ -432,7 +430,7 @@ async function main(argv: string[]): Promise<number> {
           for (const s of stats) {
             const r = (s.bytesIn - (prev.perThread.get(s.thread)?.bytesIn ?? 0)) / dt;
             out.line(
-              `           thread ${s.thread}${cfg.procs > 1 ? ` (proc ${s.proc})` : ''}: conns ${formatCount(s.sockets)}` +
+              `           thread ${s.thread}${cfg.procs > 1 ? ` (proc ${s.proc})` : ''}: conns ${formatCount(s.connections)}` +
                 `  accepted ${formatCount(s.accepted)}  RX ${formatRate(r)}  total ${formatBytes(s.bytesIn)}`,
             );
           }
@@ -466,10 +464,8 @@ async function main(argv: string[]): Promise<number> {
       for (const s of closeSummary.stats) final.set(s.thread, s);
       const perThread = [...final.values()].sort((a, b) => a.thread - b.thread);
       const tot = totalsOf(perThread);
-      for (const s of perThread) peak = Math.max(peak, num((s.app as SrvAppStats | undefined)?.peak));
-      // Sink mode samples the open count; a connection that came and went between samples was
-      // still open once.
-      if (tot.accepted > 0) peak = Math.max(peak, 1);
+      // Exact, from the counts every loop of every process keeps natively.
+      const peak = fleet.connections().peak;
       const overflowsNow = listenOverflows();
       const overflows = overflowsNow !== undefined && overflowsAtStart !== undefined ? overflowsNow - overflowsAtStart : undefined;
       const errors = tot.errors;

@@ -1,5 +1,6 @@
 // A child process of a Fleet (fleet.ts): runs a Runtime with its share of the loop threads and
 // answers the parent over the IPC channel. Not imported by users.
+import { shareConnectionCounts } from '../conns.js';
 import { createRuntime, type Runtime } from '../runtime.js';
 import type { FromChild, ToChild } from './fleet.js';
 
@@ -23,6 +24,14 @@ async function close(timeoutMs: number): Promise<void> {
 process.on('message', (m: ToChild) => {
   switch (m.type) {
     case 'start':
+      try {
+        shareConnectionCounts(m.connsFd); // before any loop opens a connection
+      } catch (e) {
+        const err = e as Error & { code?: string };
+        send({ type: 'failed', error: { message: err.message, ...(err.code ? { code: err.code } : {}) } });
+        process.disconnect?.();
+        break;
+      }
       createRuntime({ module: m.module, threads: m.threads, data: m.data, ...(m.startTimeoutMs ? { startTimeoutMs: m.startTimeoutMs } : {}) }).then(
         (r) => {
           rt = r;

@@ -5,6 +5,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 
+import { shareConnectionCounts, connectionCounts, type ConnectionCounts } from '../conns.js';
 import { Gather } from '../gather.js';
 import { threadsOf } from './spread.js';
 import { createRuntime, type CloseSummary, type FileLimits, type Runtime, type ThreadStats } from '../runtime.js';
@@ -52,6 +53,11 @@ export interface Fleet extends EventEmitter {
   /** RLIMIT_NOFILE of each process after raising. */
   readonly limits: FileLimits[];
   stats(): Promise<FleetThreadStats[]>;
+  /**
+   * Established connections of every thread of every process, open now and most at once: exact,
+   * counted natively into one block the processes share.
+   */
+  connections(): ConnectionCounts;
   /** Graceful close of every thread; `stats` are the final counters, after the drain. */
   close(options?: { timeoutMs?: number }): Promise<FleetCloseSummary>;
 }
@@ -63,7 +69,7 @@ export interface FleetCloseSummary extends CloseSummary {
 
 /** Messages between the fleet and a child process. */
 export type ToChild =
-  | { type: 'start'; module: string; threads: number; data: unknown; startTimeoutMs?: number }
+  | { type: 'start'; module: string; threads: number; data: unknown; startTimeoutMs?: number; connsFd: number }
   | { type: 'stats'; seq: number }
   | { type: 'close'; timeoutMs: number };
 export type FromChild =
@@ -93,6 +99,9 @@ class LocalFleet extends EventEmitter implements Fleet {
   }
   async stats(): Promise<FleetThreadStats[]> {
     return (await this.#rt.stats()).map((s) => ({ ...s, proc: 0 }));
+  }
+  connections(): ConnectionCounts {
+    return connectionCounts();
   }
   async close(options?: { timeoutMs?: number }): Promise<FleetCloseSummary> {
     const s = await this.#rt.close(options);
@@ -127,8 +136,11 @@ class ProcessFleet extends EventEmitter implements Fleet {
   }
 
   async start(o: FleetOptions): Promise<void> {
-    const inherit = o.inheritFds ?? [];
-    const fds = inherit.map((_, i) => 3 + i);
+    // One block of connection counts for every process: the children count into it, this
+    // process reads it. Passed after the program's own fds.
+    const connsFd = shareConnectionCounts();
+    const inherit = [...(o.inheritFds ?? []), connsFd];
+    const fds = inherit.slice(0, -1).map((_, i) => 3 + i);
     let firstThread = 0;
     const specs = Array.from({ length: o.procs }, (_, proc) => {
       const threads = threadsOf(o.threads, o.procs, proc);
@@ -180,7 +192,7 @@ class ProcessFleet extends EventEmitter implements Fleet {
           if (!child.closing) this.emit('exit', { proc: s.proc, error, exitCode: code ?? 1 });
         });
       });
-      cp.send({ type: 'start', module: href(o.module), threads: s.threads, data: o.data({ ...s, fds, first }), startTimeoutMs: o.startTimeoutMs } satisfies ToChild);
+      cp.send({ type: 'start', module: href(o.module), threads: s.threads, data: o.data({ ...s, fds, first }), startTimeoutMs: o.startTimeoutMs, connsFd: 3 + fds.length } satisfies ToChild);
       await ready;
     };
     try {
@@ -191,6 +203,10 @@ class ProcessFleet extends EventEmitter implements Fleet {
       await this.close({ timeoutMs: 0 });
       throw e;
     }
+  }
+
+  connections(): ConnectionCounts {
+    return connectionCounts();
   }
 
   async stats(): Promise<FleetThreadStats[]> {
