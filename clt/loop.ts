@@ -1,7 +1,10 @@
 // What every loop thread of iapp-clt runs: opens connections at a steady rate up to its share,
-// keeps them open (reopening any the server drops), and pushes data natively or runs echo
-// request/response with a latency histogram. The runtime's close ends every socket; this module
-// then reports the thread's exact final counts as its stats (`app`), which the close hands back.
+// keeps them open (reopening any the server drops), and pushes data natively, runs echo
+// request/response with a latency histogram, holds them idle, or (connect mode) ends each one as
+// soon as it is established and opens the next. The rate is paced by a native loop timer, which
+// the loop's turn budget keeps on time however busy its sockets are. The runtime's close ends
+// every socket; this module then reports the thread's exact final counts as its stats (`app`),
+// which the close hands back.
 import { performance } from 'node:perf_hooks';
 
 import type { Endpoint } from '../src/cli/args.js';
@@ -17,7 +20,7 @@ import { pick } from './preflight.js';
 export interface LoopData {
   targets: Endpoint[];
   sources: string[];
-  mode: 'push' | 'echo';
+  mode: 'push' | 'echo' | 'hold' | 'connect';
   udp: boolean;
   /** Bytes per write (push), per request (echo) or per datagram (UDP). */
   size: number;
@@ -47,6 +50,8 @@ export interface ThreadCounts {
   failed: number;
   /** Established connections that closed while the run went on (the server closed or reset them). */
   dropped: number;
+  /** Connect mode: connections ended by clt once established, and closed. */
+  cycled: number;
   /** Connections open now, and at most at once. */
   open: number;
   peak: number;
@@ -54,6 +59,8 @@ export interface ThreadCounts {
   errors: Record<string, number>;
   /** Echo responses received. */
   responses: number;
+  /** Milliseconds from this thread's start until all its `conns` were open at once (not in connect mode). */
+  rampMs?: number;
   firstError?: FirstError;
 }
 
@@ -74,8 +81,9 @@ export function setup(loop: Loop, info: LoopInfo): { thread: number } {
   const d = info.data as LoopData;
   const thread = d.firstThread + info.index;
   const chunk = Buffer.alloc(d.size, 0x61);
+  const startedAt = performance.now();
   const latency = new Latency();
-  const counts: ThreadCounts = { thread, established: 0, failed: 0, dropped: 0, open: 0, peak: 0, errors: {}, responses: 0 };
+  const counts: ThreadCounts = { thread, established: 0, failed: 0, dropped: 0, cycled: 0, open: 0, peak: 0, errors: {}, responses: 0 };
   let txBytes = 0;
   let rxBytes = 0;
   let pending = 0;
@@ -99,6 +107,7 @@ export function setup(loop: Loop, info: LoopInfo): { thread: number } {
     counts.established++;
     counts.open++;
     if (counts.open > counts.peak) counts.peak = counts.open;
+    if (counts.open === d.conns && counts.rampMs === undefined && d.mode !== 'connect') counts.rampMs = performance.now() - startedAt;
   };
 
   const closed = (ci: CloseInfo): void => {
@@ -106,7 +115,9 @@ export function setup(loop: Loop, info: LoopInfo): { thread: number } {
     txBytes += ci.bytesWritten;
     rxBytes += ci.bytesRead;
     if (ci.error) count(ci.error.code);
-    if (!stopping && !loop.closing) counts.dropped++;
+    if (d.mode === 'connect' && !ci.error) counts.cycled++;
+    else if (!stopping && !loop.closing) counts.dropped++;
+    refill(); // its place goes to the next connection at once, if the rate allows
   };
 
   // One request outstanding: send `size` bytes, wait for `size` bytes back, time it, repeat.
@@ -152,6 +163,7 @@ export function setup(loop: Loop, info: LoopInfo): { thread: number } {
       const code = err.code ?? 'ERR_UNKNOWN';
       count(code);
       counts.firstError ??= { target: formatEndpoint(target), code, message: err.message };
+      refill();
       return;
     } finally {
       pending--;
@@ -159,7 +171,8 @@ export function setup(loop: Loop, info: LoopInfo): { thread: number } {
     opened();
     s.onClose(closed);
     if (d.mode === 'echo') startEcho(s);
-    else s.push(chunk); // native from here on: no JS per write until end()
+    else if (d.mode === 'push') s.push(chunk); // native from here on: no JS per write until end()
+    else if (d.mode === 'connect') s.end(); // the server's close frees its place
   };
 
   const openUdp = (): void => {
@@ -178,12 +191,14 @@ export function setup(loop: Loop, info: LoopInfo): { thread: number } {
     }
   };
 
-  // Token bucket: `rate` per second on average. Up to a second's worth may be taken at once, so a
-  // thread whose timers were held back by a busy loop catches up instead of losing the tokens.
+  // Token bucket: `rate` per second on average, taken on every tick and whenever a connection
+  // leaves a place free. Up to a second's worth may be taken at once, so a thread whose CPU was
+  // taken by other processes catches up instead of losing the tokens. The tick is a native loop
+  // timer: the turn budget runs it on time even while every socket of the loop is busy.
   let tokens = 1;
   let last = performance.now();
   const burst = Math.max(1, d.rate);
-  const tick = (): void => {
+  const refill = (): void => {
     const now = performance.now();
     tokens = Math.min(burst, tokens + ((now - last) * d.rate) / 1000);
     last = now;
@@ -193,15 +208,16 @@ export function setup(loop: Loop, info: LoopInfo): { thread: number } {
       else void openTcp();
     }
   };
-  const timer = setInterval(tick, TICK_MS);
-  tick();
+  const ticker = loop.timer(refill);
+  ticker.armInterval(TICK_MS);
+  refill();
 
   let final: ThreadReport | undefined;
   loop.onStats(() => final ?? { ...counts, errors: { ...counts.errors } });
 
   loop.onClose(() => {
     stopping = true;
-    clearInterval(timer);
+    ticker.close();
     // The loop closed its UDP sockets; their counters keep the final values.
     let datagramsOut = 0;
     for (const u of udps) {

@@ -42,9 +42,12 @@ Options:
   --conns N             connections per thread (default 4096; 1 with --udp)
   --rate N              new connections per second per thread (default 128)
   --size BYTES          bytes per write, request or datagram; k/m suffixes (default 65536)
-  --mode push|echo      push: send continuously, discard replies (default);
+  --mode MODE           push: send continuously, discard replies (default);
                         echo: one request of --size bytes at a time, wait for the same number
-                        of bytes back, report latency percentiles
+                        of bytes back, report latency percentiles;
+                        hold: open the connections and keep them idle;
+                        connect: end each connection as soon as it is established and open
+                        the next (--conns at once at most): measures connects per second
   --udp                 targets are UDP: push datagrams of --size bytes (at most ${MAX_UDP_PAYLOAD})
   --duration S          stop after S seconds (default: run until interrupted)
   --stats S             seconds between throughput lines (default 1)
@@ -69,7 +72,7 @@ interface Config {
   conns: number;
   rate: number;
   size: number;
-  mode: 'push' | 'echo';
+  mode: 'push' | 'echo' | 'hold' | 'connect';
   udp: boolean;
   durationS: number | undefined;
   statsS: number;
@@ -108,9 +111,9 @@ function parseConfig(argv: string[]): Config {
   const conns = v.conns === undefined ? (udp ? 1 : 4096) : parseInteger('conns', v.conns, 1, 10_000_000, true);
   const rate = v.rate === undefined ? 128 : parseInteger('rate', v.rate, 1, 10_000_000, true);
   const size = v.size === undefined ? 65536 : parseInteger('size', v.size, 1, 1 << 30, true);
-  const mode = v.mode === undefined ? 'push' : parseChoice('mode', v.mode, ['push', 'echo'] as const);
+  const mode = v.mode === undefined ? 'push' : parseChoice('mode', v.mode, ['push', 'echo', 'hold', 'connect'] as const);
   if (udp) {
-    if (mode === 'echo') throw new UsageError('--mode echo is for TCP and Unix targets; with --udp, clt pushes datagrams');
+    if (mode !== 'push') throw new UsageError(`--mode ${mode} is for TCP and Unix targets; with --udp, clt pushes datagrams`);
     if (size > MAX_UDP_PAYLOAD) throw new UsageError(`--size ${size}: a UDP datagram carries at most ${MAX_UDP_PAYLOAD} bytes`);
     const unix = targets.find((t) => t.path !== undefined);
     if (unix) throw new UsageError(`--target ${formatEndpoint(unix)}: --udp needs HOST:PORT targets`);
@@ -137,19 +140,25 @@ function parseConfig(argv: string[]): Config {
 
 /** Live figures summed over all threads. */
 interface Totals extends Omit<ThreadCounts, 'thread' | 'firstError'> {
+  /** Threads that have had all their connections open. */
+  ramped: number;
   txBytes: number;
   rxBytes: number;
   datagramsOut: number;
   firstError: ThreadCounts['firstError'];
 }
 
-const noTotals = (): Totals => ({ established: 0, failed: 0, dropped: 0, open: 0, peak: 0, errors: {}, responses: 0, txBytes: 0, rxBytes: 0, datagramsOut: 0, firstError: undefined });
+const noTotals = (): Totals => ({ ramped: 0, established: 0, failed: 0, dropped: 0, cycled: 0, open: 0, peak: 0, errors: {}, responses: 0, txBytes: 0, rxBytes: 0, datagramsOut: 0, firstError: undefined });
 
 /** Adds one thread's connection counts into `t`. */
 function addCounts(t: Totals, a: ThreadCounts): void {
   t.established += a.established;
   t.failed += a.failed;
   t.dropped += a.dropped;
+  t.cycled += a.cycled;
+  // The run's ramp ends when its slowest thread has all its connections open.
+  if (a.rampMs !== undefined) t.rampMs = Math.max(t.rampMs ?? 0, a.rampMs);
+  t.ramped += a.rampMs !== undefined ? 1 : 0;
   t.open += a.open;
   t.peak += a.peak;
   t.responses += a.responses;
@@ -174,9 +183,12 @@ function sum(stats: FleetThreadStats[], udp: boolean): Totals {
 function describe(c: Config): string {
   const total = c.threads * c.conns;
   const where = c.targets.map(formatEndpoint).join(', ');
-  const what = c.udp ? `UDP datagrams of ${formatCount(c.size)} B` : c.mode === 'echo' ? `echo requests of ${formatCount(c.size)} B` : `push, ${formatCount(c.size)} B writes`;
+  const what = c.udp
+    ? `UDP datagrams of ${formatCount(c.size)} B`
+    : { echo: `echo requests of ${formatCount(c.size)} B`, push: `push, ${formatCount(c.size)} B writes`, hold: 'held idle', connect: 'each ended once established' }[c.mode];
   const procs = c.procs > 1 ? ` in ${c.procs} processes` : '';
-  return `iapp-clt: ${formatCount(total)} ${c.udp ? 'UDP socket' : 'connection'}${total === 1 ? '' : 's'} (${c.threads} thread${c.threads === 1 ? '' : 's'}${procs} × ${formatCount(c.conns)}) to ${where}, ${what}, ${formatCount(c.rate)}/s per thread${c.durationS ? `, ${c.durationS} s` : ''}`;
+  const count = `${formatCount(total)} ${c.udp ? 'UDP socket' : 'connection'}${total === 1 ? '' : 's'}${c.mode === 'connect' ? ' at once' : ''}`;
+  return `iapp-clt: ${count} (${c.threads} thread${c.threads === 1 ? '' : 's'}${procs} × ${formatCount(c.conns)}) to ${where}, ${what}, ${formatCount(c.rate)}/s per thread${c.durationS ? `, ${c.durationS} s` : ''}`;
 }
 
 async function run(c: Config): Promise<number> {
@@ -236,9 +248,12 @@ async function run(c: Config): Promise<number> {
   out.line(describe(c));
 
   let lastTxRate = 0;
+  let lastOpenRate = 0;
   let lastPrintAt = startedAt;
   let printed: Totals | undefined;
-  let rampDone = false;
+  // Connect mode has no ramp: connections come and go all along.
+  let rampDone = c.mode === 'connect';
+  const perThread = (n: number): string => `${formatCount(Math.round(n))}/s, ${formatCount(Math.round(n / c.threads))}/s per thread`;
   let sampling = false;
   let stopping: Promise<number> | undefined;
   let finish: (code: number) => void = () => {};
@@ -268,10 +283,11 @@ async function run(c: Config): Promise<number> {
     const printedNow = now - lastPrintAt >= c.statsS * 1000 - 1;
     if (printedNow) {
       const pdt = (now - lastPrintAt) / 1000;
-      const prev = printed ?? { txBytes: 0, rxBytes: 0, responses: 0 };
+      const prev = printed ?? { txBytes: 0, rxBytes: 0, responses: 0, established: 0 };
       const txRate = (t.txBytes - prev.txBytes) / pdt;
       const rxRate = (t.rxBytes - prev.rxBytes) / pdt;
       const rps = (t.responses - prev.responses) / pdt;
+      const openRate = (t.established - prev.established) / pdt;
       out.record({
         type: 'stats',
         t: Math.round((now - startedAt) / 100) / 10,
@@ -279,6 +295,7 @@ async function run(c: Config): Promise<number> {
         established: t.established,
         failed: t.failed,
         dropped: t.dropped,
+        newPerS: Math.round(openRate),
         txBytes: t.txBytes,
         rxBytes: t.rxBytes,
         txBytesPerS: Math.round(txRate),
@@ -289,18 +306,22 @@ async function run(c: Config): Promise<number> {
       });
       if (rampDone) {
         const echo = c.mode === 'echo' ? `  ${formatCount(Math.round(rps))} req/s` : '';
-        out.line(`${seconds(now - startedAt).padStart(6)} s  conns ${formatCount(t.open)}  tx ${formatRate(txRate)}  rx ${formatRate(rxRate)}${echo}  failed ${formatCount(t.failed)}`);
+        const traffic = c.mode === 'connect' ? `  connects ${perThread(openRate)}` : `  tx ${formatRate(txRate)}  rx ${formatRate(rxRate)}${echo}`;
+        out.line(`${seconds(now - startedAt).padStart(6)} s  conns ${formatCount(t.open)}${traffic}  failed ${formatCount(t.failed)}`);
       }
       printed = t;
       lastPrintAt = now;
       lastTxRate = txRate;
+      lastOpenRate = openRate;
     }
     if (!rampDone) {
-      if (t.open >= total) {
+      if (t.ramped === c.threads) {
         rampDone = true;
-        out.line(`all ${formatCount(total)} ${c.udp ? 'sockets' : 'connections'} open after ${seconds(now - startedAt)} s${t.failed ? ` (${formatCount(t.failed)} attempts failed: ${formatErrors(t.errors)})` : ''}`);
+        // Timed by each thread itself: the moment its last connection opened.
+        const rampS = (t.rampMs ?? 0) / 1000;
+        out.line(`all ${formatCount(total)} ${c.udp ? 'sockets' : 'connections'} open after ${rampS.toFixed(1)} s (${perThread(total / rampS)})${t.failed ? `, ${formatCount(t.failed)} attempts failed: ${formatErrors(t.errors)}` : ''}`);
       } else if (out.json === false && (process.stdout.isTTY || printedNow)) {
-        out.status(`connecting: ${formatCount(t.open)} / ${formatCount(total)} open, ${formatCount(t.failed)} failed, tx ${formatRate(lastTxRate)}`);
+        out.status(`connecting: ${formatCount(t.open)} / ${formatCount(total)} open, ${perThread(lastOpenRate)}, ${formatCount(t.failed)} failed${c.mode === 'push' || c.udp ? `, tx ${formatRate(lastTxRate)}` : ''}`);
       }
     }
   };
@@ -336,7 +357,10 @@ async function run(c: Config): Promise<number> {
       if (!complete) process.stderr.write(`iapp-clt: ${c.threads - reports.length} thread(s) did not report: counts are partial\n`);
       if (close.reset > 0) process.stderr.write(`iapp-clt: ${formatCount(close.reset)} connections did not close within ${c.closeTimeoutS} s and were reset (raise --close-timeout)\n`);
       const durationS = (endAt - startedAt) / 1000;
-      printSummary(out, c, t, latency.summary(), { durationS, runS: (stopAt - startedAt) / 1000, complete, reset: close.reset });
+      // Exact, from the counts every loop of every process keeps natively (UDP sockets are not
+      // connections: their count is clt's own).
+      if (!c.udp) t.peak = fleet.connections().peak;
+      printSummary(out, c, t, latency.summary(), { durationS, runS: (stopAt - startedAt) / 1000, complete, reset: close.reset, rampS: t.ramped === c.threads ? (t.rampMs ?? 0) / 1000 : undefined });
       return 0;
     })().then(
       (code) => (finish(code), code),
@@ -360,9 +384,19 @@ async function run(c: Config): Promise<number> {
   return finished;
 }
 
-function printSummary(out: Output, c: Config, t: Totals, lat: LatencySummary | undefined, r: { durationS: number; runS: number; complete: boolean; reset: number }): void {
+function printSummary(
+  out: Output,
+  c: Config,
+  t: Totals,
+  lat: LatencySummary | undefined,
+  r: { durationS: number; runS: number; complete: boolean; reset: number; rampS: number | undefined },
+): void {
   const txRate = t.txBytes / r.durationS;
   const rxRate = t.rxBytes / r.durationS;
+  // How fast connections opened: all of them over the ramp when every thread had its share open,
+  // else what opened over the run (connect mode: every connect of the run).
+  const openS = r.rampS ?? r.runS;
+  const openRate = openS > 0 ? (r.rampS !== undefined ? c.threads * c.conns : t.established) / openS : 0;
   out.record({
     type: 'summary',
     mode: c.udp ? 'udp' : c.mode,
@@ -373,7 +407,11 @@ function printSummary(out: Output, c: Config, t: Totals, lat: LatencySummary | u
     connected: t.established,
     failed: t.failed,
     dropped: t.dropped,
+    ...(c.mode === 'connect' ? { cycled: t.cycled } : {}),
     peakConnections: t.peak,
+    rampS: r.rampS === undefined ? null : Math.round(r.rampS * 1000) / 1000,
+    openPerS: Math.round(openRate),
+    openPerSPerThread: Math.round(openRate / c.threads),
     reset: r.reset,
     txBytes: t.txBytes,
     rxBytes: t.rxBytes,
@@ -391,6 +429,11 @@ function printSummary(out: Output, c: Config, t: Totals, lat: LatencySummary | u
       ]
     : [
         { '': 'established', value: formatCount(t.established), detail: `peak ${formatCount(t.peak)} open at once` },
+        {
+          '': c.mode === 'connect' ? 'connects' : 'open rate',
+          value: `${formatCount(Math.round(openRate))}/s`,
+          detail: `${formatCount(Math.round(openRate / c.threads))}/s per thread, ${r.rampS !== undefined ? `all open after ${r.rampS.toFixed(1)} s` : `over ${openS.toFixed(1)} s`}`,
+        },
         { '': 'failed', value: formatCount(t.failed), detail: formatErrors(t.errors) },
         { '': 'dropped', value: formatCount(t.dropped), detail: 'closed by the server during the run' },
       ];
