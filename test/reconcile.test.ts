@@ -60,6 +60,40 @@ describe.skipIf(!existsSync(join(root, SRV)))('clt and srv reconcile', () => {
     expect(perThread.reduce((a, t) => a + (t.errors.EMFILE ?? 0), 0)).toBe(2);
   });
 
+  it('clt holds its connect rate while every connection pushes, and both sides report the exact peak', async () => {
+    // 2 threads x 150 at 100/s: all open after ~1.5 s. Before loop turns had a budget, a loop
+    // busy pushing ran its pacing timer seconds late. Bounds are loose (1.5x the ideal time) for
+    // loaded machines and sanitizer builds.
+    const { sent, received } = await reconcile('127.0.0.1:0', ['--threads', '1'], ['--threads', '2', '--conns', '150', '--rate', '100', '--size', '512', '--duration', '3']);
+    expect(sent).toMatchObject({ connected: 300, failed: 0, reset: 0, peakConnections: 300 });
+    expect(sent.rampS).not.toBeNull();
+    expect(sent.rampS).toBeLessThan(2.25);
+    expect(sent.openPerSPerThread).toBeGreaterThan(66);
+    expect(received.peakConnections).toBe(300);
+    expect(received.rxBytes).toBe(sent.txBytes);
+  });
+
+  it('hold: idle connections, and the exact peak of srv processes counted together', async () => {
+    const { sent, received } = await reconcile('127.0.0.1:0', ['--threads', '2', '--procs', '2'], ['--threads', '3', '--conns', '5', '--mode', 'hold']);
+    expect(sent).toMatchObject({ mode: 'hold', connected: 15, failed: 0, peakConnections: 15, txBytes: 0 });
+    expect(received).toMatchObject({ accepted: 15, peakConnections: 15, rxBytes: 0 });
+  });
+
+  it('connect: each connection ended once established and the next opened; srv accepted every one', async () => {
+    const { sent, received } = await reconcile('127.0.0.1:0', ['--threads', '1'], ['--threads', '1', '--conns', '4', '--rate', '100000', '--mode', 'connect']);
+    expect(sent).toMatchObject({ mode: 'connect', failed: 0, rampS: null });
+    expect(sent.connected).toBeGreaterThan(100);
+    expect(sent.openPerS).toBeGreaterThan(100);
+    // Every established connection was ended and closed by the server: at most the last few
+    // were still open when the run stopped.
+    expect(sent.cycled).toBeGreaterThanOrEqual(sent.connected - 4);
+    expect(sent.peakConnections).toBeLessThanOrEqual(4);
+    // srv may have accepted a few whose connect clt gave up at the stop.
+    expect(received.accepted).toBeGreaterThanOrEqual(sent.connected);
+    expect(received.accepted).toBeLessThanOrEqual(sent.connected + 4);
+    expect(received.peakConnections).toBeLessThanOrEqual(4);
+  });
+
   it('UDP: datagrams pushed natively; srv gets at most what clt sent (UDP may drop)', async () => {
     const srv = run(SRV, ['--json', '--udp', '127.0.0.1:0', '--threads', '1']);
     const target = ((await srv.json('listening')).addresses as { text: string }[])[0]!.text.replace(/^udp /, '');
