@@ -576,7 +576,8 @@ void Loop::Prepare() {
     // What the last delivery armed: the kernel timers must be set before libuv sleeps.
     if (!closed_ && !stopping_) timers_.Apply();
     if (!closed_) FreeRetired();
-    if (inbox_active_ && !closed_ && !stopping_) {
+    // Polling the inbox is for an idle loop: with a backlog, sockets are waiting for this thread.
+    if (inbox_active_ && backlog_.empty() && !closed_ && !stopping_) {
       BusyPoll();
       if (!closed_ && !stopping_) timers_.Apply();  // set the kernel timers before libuv sleeps
     }
