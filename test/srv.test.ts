@@ -13,6 +13,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 
 import { listenFds } from '../dist/src/index.js';
 import { killAll, runCommand, track } from './proc.js';
+import { itWithTool } from './tools.js';
 
 const MAIN = fileURLToPath(new URL('../dist/srv/main.js', import.meta.url));
 type Json = Record<string, any>;
@@ -249,7 +250,7 @@ describe('iapp-srv', () => {
     expect(r.stderr).toMatch(/directory .*missing does not exist/);
   });
 
-  it('sinks what socat sends from stdin', async () => {
+  itWithTool('socat', 'sinks what socat sends from stdin', async () => {
     const { srv, port } = await start(['--listen', '127.0.0.1:0']);
     const data = randomBytes(4 * 1024 * 1024);
     const socat = track(spawn('socat', ['-u', '-', `TCP:127.0.0.1:${port}`], { stdio: ['pipe', 'ignore', 'pipe'] }));
@@ -276,7 +277,7 @@ describe('iapp-srv', () => {
     expect(sum.rxBytes).toBe(sum.datagramsIn * 100);
   });
 
-  it('serves sockets passed by systemd-socket-activate', async () => {
+  itWithTool('systemd-socket-activate', 'serves sockets passed by systemd-socket-activate', async () => {
     const probe = net.createServer();
     await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
     const port = (probe.address() as net.AddressInfo).port;
@@ -320,7 +321,7 @@ describe('iapp-srv', () => {
     expect(sum).toMatchObject({ rxBytes: 8 * data.length, accepted: 8, closed: 8 });
   });
 
-  it('serves a datagram socket passed by systemd-socket-activate', async () => {
+  itWithTool('systemd-socket-activate', 'serves a datagram socket passed by systemd-socket-activate', async () => {
     const probe = dgram.createSocket('udp4');
     await new Promise<void>((r) => probe.bind(0, '127.0.0.1', r));
     const port = probe.address().port;
