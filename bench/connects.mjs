@@ -437,7 +437,8 @@ function printTable(c, summary) {
   const rows = summary.map((s) => {
     const notes = [...s.notes];
     if (s.failedRuns) notes.unshift(`${s.failedRuns} failed run(s): ${[...new Set(s.errors)].join(' / ').slice(0, 300)}`);
-    const r = (m) => (s.vs[REF] ? rng(s.vs[REF][m]) : s.system === REF ? '1' : '-');
+    // a collapse reads 0.00 with two decimals: small ratios get significant digits instead
+    const r = (m) => (s.vs[REF] ? (s.vs[REF][m].median < 0.1 ? rng(s.vs[REF][m], 4) : rng(s.vs[REF][m])) : s.system === REF ? '1' : '-');
     return [s.system, rng(s.connectsPerS, 0), f(s.steadyPerS.median, 0), rng(s.cpuPer1k, 3), f(s.cpuPer1kAll.median, 3), pct(s.cltUtil), pct(s.sinkUtil), r('connectsPerS'), r('cpuPer1k'), notes.join('; ')];
   });
   logTable(cols, rows);
@@ -495,9 +496,10 @@ for (const c of cases) {
   if (iapp?.vs[REF]?.connectsPerS.n) {
     const r = iapp.vs[REF].connectsPerS;
     const cpu = invertedRatio(iapp.vs[REF].cpuPer1k);
+    const d = r.median < 0.1 ? 4 : 2;
     targetLines.push(
       `target ${c.name}: ${IAPP} >= ${TARGET}x ${REF}'s connects/s: ${r.median >= TARGET ? 'met' : 'NOT met'} ` +
-        `(${f(r.median)}x, rounds ${f(r.min)}-${f(r.max)}; CPU-s/1k ${REF}/iapp ${f(cpu.median)}x)`,
+        `(${f(r.median, d)}x, rounds ${f(r.min, d)}-${f(r.max, d)}; CPU-s/1k ${REF}/iapp ${f(cpu.median, d)}x)`,
     );
   }
   if (opts.json)
