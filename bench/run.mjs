@@ -14,7 +14,8 @@
 //   sendfile     bench/sendfile.mjs     a cached 1 GiB file to 1 and 64 clients: socket.sendFile vs createReadStream().pipe (GB/s, CPU-s/GB)
 //   copy         bench/copy.mjs         a cached 1 GiB file: loop.copyFile vs fs.promises.copyFile and a stream copy (GB/s)
 //   disk         bench/disk.mjs         file reads via a loop's File (io_uring, pool) vs fs.promises FileHandle (reads/s, GB/s, CPU-s per M reads/GB)
-// Budget on a 2-core machine: about 14 minutes, --quick about 5. SCENARIOS below bounds each
+//   connects     bench/connects.mjs     iapp-clt's connect rate (open+close, open+hold) vs a C connect loop (connects/s, client CPU-s per 1k; target >= 0.8x C)
+// Budget on a 2-core machine: about 15 minutes, --quick about 5. SCENARIOS below bounds each
 // scenario (run a scenario's script directly for its other options).
 //
 // Every scenario script takes --quick, --json and --out FILE; this runner adds --json and --out
@@ -70,11 +71,12 @@ const SCENARIOS = [
   { name: 'sendfile', full: [], quick: ['--quick'], estS: [60, 25] },
   { name: 'copy', full: [], quick: ['--quick'], estS: [70, 20] },
   { name: 'disk', full: [], quick: ['--quick'], estS: [45, 20] },
+  { name: 'connects', full: [], quick: ['--quick'], estS: [60, 20] },
 ];
 const NAMES = SCENARIOS.map((s) => s.name);
 
 const USAGE = `usage: node bench/run.mjs [options]
-  --quick          every scenario's --quick (about 5 min instead of about 14)
+  --quick          every scenario's --quick (about 5 min instead of about 15)
   --only LIST      only these scenarios (${NAMES.join(', ')}); repeatable or comma-separated
   --json           print the scenarios' JSON lines on stdout (progress stays on stderr)
   --report-only    rewrite REPORT.md and the charts from bench/results/latest.json; run nothing`;
@@ -337,7 +339,41 @@ function headlineRows(byName) {
   for (const l of lines('copy').filter((x) => /^iapp/.test(x.system) && x.peer && x.metric === 'throughput')) row(`copyFile, ${l.case.replace('size=', '')}`, l, 'copy');
   for (const l of lines('disk').filter((x) => x.system === 'iapp-uring' && x.peer && (x.metric === 'readRate' || x.metric === 'throughput')))
     row(`file reads, ${l.case === 'rand-4k-qd64' ? 'random 4 KiB, 64 in flight' : l.case === 'seq-1m-qd4' ? 'sequential 1 MiB, 4 in flight' : l.case} (io_uring)`, l, 'disk');
+  // connects: the peer is the C connect loop, so it goes in the reference columns
+  for (const l of lines('connects').filter((x) => x.system === 'iapp-clt' && x.metric === 'connectsPerS' && x.peer)) {
+    const c = find('connects', (x) => x.case === l.case && x.metric === l.metric && x.system === l.peer);
+    rows.push([`iapp-clt connects/s, ${connectsCase(l.case)}`, `**${fmt(l.value)}** ${md(l.system)}`, '-', '-', c ? `${fmt(c.value)} ${md(c.system)}` : '-', `**${ratioCell(l.ratio, l.ratioMin, l.ratioMax)}**`]);
+  }
   return rows;
+}
+
+/** "churn-k32" -> "open + close, 32 at once"; "hold-n10000" -> "open and hold 10,000". */
+function connectsCase(name) {
+  const m = /^(churn)-k(\d+)$|^(hold)-n(\d+)$/.exec(name);
+  if (!m) return name;
+  return m[1] ? `open + close, ${Number(m[2]).toLocaleString('en-US')} at once` : `open and hold ${Number(m[4]).toLocaleString('en-US')}`;
+}
+
+/** The connects scenario's own section: iapp-clt against the C loop, with the target. */
+function connectsSection(rec) {
+  const TARGET = 0.8;
+  const out = [];
+  const ls = rec.lines.filter((l) => l.system === 'iapp-clt' && l.peer);
+  if (!ls.length) return out;
+  const rows = [];
+  let met = true;
+  for (const c of [...new Set(ls.map((l) => l.case))]) {
+    const v = ls.find((l) => l.case === c && l.metric === 'connectsPerS');
+    const cpu = ls.find((l) => l.case === c && l.metric === 'cpuPer1k');
+    const peer = (l) => l && rec.lines.find((x) => x.case === c && x.metric === l.metric && x.system === l.peer);
+    const ok = v && v.ratio >= TARGET;
+    met &&= Boolean(ok);
+    rows.push(`| ${md(connectsCase(c))} | ${valueCell(v)} | ${valueCell(peer(v))} | **${v ? ratioCell(v.ratio, v.ratioMin, v.ratioMax) : '-'}** | ${valueCell(cpu)} | ${valueCell(peer(cpu))} | ${cpu ? ratioCell(cpu.ratio, cpu.ratioMin, cpu.ratioMax) : '-'} | ${ok ? 'met' : '**not met**'} |`);
+  }
+  out.push(`**Target: iapp-clt opens connections at ≥ ${TARGET}× the rate of a C epoll connect loop on the same core, in every case: ${met ? 'met' : 'NOT met'}** (per case below).`, '');
+  out.push(`| case | iapp-clt connects/s | ${md(ls[0].peer)} connects/s | iapp vs C | iapp-clt CPU-s / 1k | C CPU-s / 1k | CPU, C/iapp | ≥ ${TARGET}× |`, '|---|---|---|---|---|---|---|---|');
+  out.push(...rows, '');
+  return out;
 }
 
 /** Per-scenario tables from its JSON lines: rows (case, system), per metric its value and ratios. */
@@ -454,6 +490,7 @@ function writeReport(latest) {
     if (cfg.pinning) out.push(`Pinning: ${cfg.pinning}.`);
     if (rec.resultsError) out.push(`Results file: ${rec.resultsError}.`);
     out.push('');
+    if (rec.name === 'connects') out.push(...connectsSection(rec));
     if (rec.lines.length) out.push(...scenarioTable(rec), '');
     else out.push('No JSON lines.', '');
     for (const [file, title] of charts.filter(([f]) => f.startsWith(`${rec.name}-`))) out.push(`![${title}](${file})`, '');

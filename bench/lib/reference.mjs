@@ -45,7 +45,7 @@ export function buildReference(name, { log = () => {} } = {}) {
   return out;
 }
 
-/** Builds every reference the benchmarks use: { sink, push }. */
+/** Builds every reference the benchmarks use: { sink, push, connect }. */
 export function buildReferences(opts) {
-  return { sink: buildReference('sink', opts), push: buildReference('push', opts) };
+  return { sink: buildReference('sink', opts), push: buildReference('push', opts), connect: buildReference('connect', opts) };
 }
