@@ -18,6 +18,7 @@ namespace {
 constexpr int kBatch = 512;           // events per epoll_wait/kevent
 constexpr int kMaxRounds = 8;         // polls per turn at most
 constexpr int kMaxVisits = kBatch * kMaxRounds;  // the turn's backstop when the clock is not asked
+constexpr size_t kControlPoll = 64;  // control watchers polled per turn while a backlog waits
 // Arenas: reads land in a JS Buffer held only by a handle scope (never a persistent reference:
 // that would let it survive scavenges into the old generation, where only a major GC frees it).
 // When an arena is full, what was read into it is delivered and the arena is let go, so at most
@@ -111,6 +112,7 @@ void Loop::Close(size_t held) {
   }
   handles_.clear();
   backlog_.clear();
+  backlog_head_ = 0;
   for (Watcher* w : control_) w->control_at = -1;
   control_.clear();
   for (Handle* h : retired_) delete h;
@@ -189,10 +191,13 @@ void Loop::Retire(Handle* h) {
 void Loop::FreeRetired() {
   if (retired_.empty()) return;
   // The backlog must not outlive what it points to: retired watchers are all marked dead.
-  if (!backlog_.empty())
+  if (backlogged()) {
+    backlog_.erase(backlog_.begin(), backlog_.begin() + backlog_head_);
+    backlog_head_ = 0;
     backlog_.erase(std::remove_if(backlog_.begin(), backlog_.end(),
                                   [](const ReadyItem& it) { return it.watcher->dead; }),
                    backlog_.end());
+  }
   std::vector<Handle*> batch;
   batch.swap(retired_);
   for (Handle* h : batch) delete h;
@@ -378,32 +383,43 @@ void Loop::Turn() {
   int visits = 0;
   bool spent = false;
   for (int round = 0; round < kMaxRounds && !spent && !closed_ && !stopping_; ++round) {
-    // 1. Gather: due timers, messages, then the backlog or the poller's ready events.
+    // 1. Gather: due timers, messages, then the control set (with a backlog) or the poller's
+    // ready events (without).
     int fetched = 0;
-    const bool from_backlog = Gather(round == 0, &fetched);
+    const bool backlog = Gather(round == 0, &fetched);
     if (fetched < 0) {
       CountError(-fetched);
       break;
     }
-    // 2. Order: a control message or timer can go before a thousand bulk reads.
+    // 2. Order: a control message or timer can go before a thousand bulk reads. The backlog is in
+    // order already (what is left of an ordered batch).
     if (mixed_priorities_)
       std::stable_sort(items_.begin(), items_.end(),
                        [](const ReadyItem& a, const ReadyItem& b) { return a.priority > b.priority; });
-    // 3. Dispatch. Records of timers and messages go to JS before the native work that follows
-    // them (that is what a busy loop must not keep waiting); once the budget is spent, watcher
-    // events wait in the backlog.
+    // 3. Dispatch items_ merged with the backlog by priority (on ties, items_ first: timers,
+    // messages and control before older bulk work). Records of timers and messages go to JS
+    // before the native work that follows them (that is what a busy loop must not keep waiting).
+    // Once the budget is spent, fetched events join the backlog, polled control watchers are
+    // polled again next turn, and timers and messages are still dispatched.
     bool urgent = false;
-    for (size_t i = 0; i < items_.size() && !closed_ && !stopping_; ++i) {
-      const ReadyItem& it = items_[i];
+    size_t i = 0;
+    while (!closed_ && !stopping_) {
+      const bool have_item = i < items_.size();
+      const bool have_back = !spent && backlogged();
+      if (!have_item && !have_back) break;
+      const bool take_item = have_item && (!have_back || items_[i].priority >= backlog_[backlog_head_].priority);
+      const ReadyItem it = take_item ? items_[i++] : backlog_[backlog_head_++];
       if (it.kind != ReadyItem::kWatcher) {
         Dispatch(it);
         urgent = true;
         continue;
       }
       if (spent) {
-        backlog_.push_back(it);
+        if (!backlog) backlog_.push_back(it);
         continue;
       }
+      // Dead, or visited since this event was seen (a control poll got to it first): served.
+      if (it.watcher->dead || it.watcher->visited > it.seq) continue;
       if (urgent) {
         urgent = false;
         Deliver();
@@ -415,6 +431,7 @@ void Loop::Turn() {
         }
       }
       ++visits;
+      it.watcher->visited = ++visit_seq_;
       if (turn_deadline_ != kNoDeadline) visit_deadline_ = std::min(turn_deadline_, now + share);
       Dispatch(it);
       if (turn_deadline_ != kNoDeadline) now = MonotonicNs();
@@ -426,11 +443,18 @@ void Loop::Turn() {
         ReleaseArena();
       }
     }
+    if (!backlogged()) {
+      backlog_.clear();
+      backlog_head_ = 0;
+    }
     FreeRetired();
-    // A backlog was the whole of this round's watcher work: poll for what else is ready.
-    if (!from_backlog && fetched < kBatch) break;
+    // After a backlog, poll for what else is ready; after a short batch, nothing else is.
+    if (!backlog && fetched < kBatch) break;
   }
-  if (closed_) backlog_.clear();
+  if (closed_) {
+    backlog_.clear();
+    backlog_head_ = 0;
+  }
   if (spent) ++stats_.turns_cut;
   // 4. Hand everything to JS in one call (more if it does not fit one records array). What the
   // handlers start themselves (a sendFile, say) is not the turn's native work.
@@ -455,14 +479,12 @@ bool Loop::Gather(bool inbox, int* fetched) {
     if (!timers_.Due(c)) continue;
     expired_.clear();
     timers_.Expire(c, &expired_);
-    for (const ExpiredTimer& t : expired_) items_.push_back(ReadyItem{t.priority, ReadyItem::kTimer, 0, nullptr, t});
+    for (const ExpiredTimer& t : expired_) items_.push_back(ReadyItem{t.priority, ReadyItem::kTimer, 0, nullptr, t, 0});
   }
   if (inbox && inbox_ != nullptr && inbox_->Pending())
-    items_.push_back(ReadyItem{inbox_priority_, ReadyItem::kInbox, 0, nullptr, {}});
-  if (!backlog_.empty()) {
+    items_.push_back(ReadyItem{inbox_priority_, ReadyItem::kInbox, 0, nullptr, {}, 0});
+  if (backlogged()) {
     PollControl();
-    items_.insert(items_.end(), backlog_.begin(), backlog_.end());
-    backlog_.clear();
     return true;
   }
   const int n = poller_.Wait(events_.data(), kBatch, 0);
@@ -476,9 +498,9 @@ bool Loop::Gather(bool inbox, int* fetched) {
       if (timers_.Consume(clock)) timers_.ClockJumped();
       expired_.clear();
       timers_.Expire(clock, &expired_);
-      for (const ExpiredTimer& t : expired_) items_.push_back(ReadyItem{t.priority, ReadyItem::kTimer, 0, nullptr, t});
+      for (const ExpiredTimer& t : expired_) items_.push_back(ReadyItem{t.priority, ReadyItem::kTimer, 0, nullptr, t, 0});
     } else {
-      items_.push_back(ReadyItem{w->priority, ReadyItem::kWatcher, events_[i].events, w, {}});
+      items_.push_back(ReadyItem{w->priority, ReadyItem::kWatcher, events_[i].events, w, {}, visit_seq_});
     }
   }
   return false;
@@ -489,7 +511,7 @@ void Loop::SetControl(Watcher* w, bool on) {
   if (on) {
     w->control_at = static_cast<int32_t>(control_.size());
     control_.push_back(w);
-    control_fds_.reserve(control_.size());  // PollControl() never allocates
+    if (control_fds_.capacity() < kControlPoll) control_fds_.reserve(kControlPoll);  // PollControl() never allocates
     return;
   }
   Watcher* last = control_.back();
@@ -500,26 +522,32 @@ void Loop::SetControl(Watcher* w, bool on) {
 }
 
 void Loop::PollControl() {
-  if (control_.empty()) return;
+  // At most kControlPoll per turn, in rotation: a client with thousands of connects in flight
+  // pays a bounded poll per turn, and each of them is checked within a few turns.
+  const size_t n = control_.size() < kControlPoll ? control_.size() : kControlPoll;
+  if (n == 0) return;
+  if (control_next_ >= control_.size()) control_next_ = 0;
   control_fds_.clear();
-  for (Watcher* w : control_) {
+  for (size_t k = 0, at = control_next_; k < n; ++k, at = at + 1 == control_.size() ? 0 : at + 1) {
+    const Watcher* w = control_[at];
     short ev = 0;
     if (w->want & kWantRead) ev |= POLLIN;
     if (w->want & kWantWrite) ev |= POLLOUT;
     control_fds_.push_back(pollfd{ev != 0 ? w->fd : -1, ev, 0});  // -1: ignored (paused)
   }
-  const int n = poll(control_fds_.data(), control_fds_.size(), 0);
-  if (n <= 0) return;  // nothing ready, or EINTR/ENOMEM: the poller reports them in time
-  for (size_t i = 0; i < control_fds_.size(); ++i) {
-    const short r = control_fds_[i].revents;
+  const size_t first = control_next_;
+  control_next_ = (control_next_ + n) % control_.size();
+  if (poll(control_fds_.data(), control_fds_.size(), 0) <= 0) return;  // EINTR, ENOMEM: later
+  for (size_t k = 0; k < n; ++k) {
+    const short r = control_fds_[k].revents;
     if (r == 0 || (r & POLLNVAL)) continue;
     uint32_t bits = 0;
     if (r & POLLIN) bits |= kReadable;
     if (r & POLLOUT) bits |= kWritable;
     if (r & POLLHUP) bits |= kHangup;
     if (r & POLLERR) bits |= kError;
-    Watcher* w = control_[i];
-    items_.push_back(ReadyItem{w->priority, ReadyItem::kWatcher, bits, w, {}});
+    Watcher* w = control_[(first + k) % control_.size()];
+    items_.push_back(ReadyItem{w->priority, ReadyItem::kWatcher, bits, w, {}, visit_seq_});
   }
 }
 
@@ -577,7 +605,7 @@ void Loop::Prepare() {
     if (!closed_ && !stopping_) timers_.Apply();
     if (!closed_) FreeRetired();
     // Polling the inbox is for an idle loop: with a backlog, sockets are waiting for this thread.
-    if (inbox_active_ && backlog_.empty() && !closed_ && !stopping_) {
+    if (inbox_active_ && !backlogged() && !closed_ && !stopping_) {
       BusyPoll();
       if (!closed_ && !stopping_) timers_.Apply();  // set the kernel timers before libuv sleeps
     }

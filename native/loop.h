@@ -32,6 +32,7 @@ struct ReadyItem {
   uint32_t events;
   Watcher* watcher;
   ExpiredTimer timer;
+  uint64_t seq;  // the loop's visit count when the event was seen (see Watcher::visited)
 };
 
 // Event records handed to JS: kRecordStride doubles each, [kind, id, v0..v5]. Mirrored in
@@ -278,12 +279,17 @@ class Loop {
   int8_t inbox_priority_ = 0;
   bool mixed_priorities_ = false;
   std::vector<ReadyItem> items_;
-  // Watcher events a turn fetched and could not visit before its budget ran out, in order: the
-  // next turn starts with them (they are level-triggered and still ready, or a visit finds
-  // EAGAIN), so every ready watcher is visited once before any is visited twice.
+  // Watcher events a turn fetched and could not visit before its budget ran out, in order, from
+  // backlog_head_ on: the next turns take them before polling again (they are level-triggered
+  // and still ready, or a visit finds EAGAIN), so every ready watcher is visited once before any
+  // is visited twice. Each watcher is in it at most once (only fetched events enter it).
   std::vector<ReadyItem> backlog_;
+  size_t backlog_head_ = 0;
+  bool backlogged() const { return backlog_head_ < backlog_.size(); }
+  uint64_t visit_seq_ = 0;
   std::vector<Watcher*> control_;
   std::vector<::pollfd> control_fds_;
+  size_t control_next_ = 0;  // where the next control poll starts (it takes kControlPoll at most)
   void PollControl();
   uint64_t turn_budget_ns_ = kDefaultTurnBudgetNs;
   uint64_t turn_deadline_ = kNoDeadline;

@@ -50,6 +50,8 @@ class Watcher {
   int8_t priority = 0;
   // Index in the loop's control set (Loop::SetControl), -1 when not in it.
   int32_t control_at = -1;
+  // The loop's visit count at this watcher's last visit: a queued event older than it was served.
+  uint64_t visited = 0;
 };
 
 struct PollEvent {
