@@ -3,11 +3,11 @@
 // and without it (turnBudgetUs: 0), interleaved.
 //
 //   node bench/fairness.mjs [--quick] [--runs N] [--duration S] [--warmup-s S] [--cases LIST]
-//                           [--no-pin] [--json] [--out FILE]
+//                           [--budget-us U] [--main-nice=N] [--no-pin] [--json] [--out FILE]
 //
 // Systems (each run a fresh process: bench/servers/iapp-fairness.mjs, a runtime of one loop
 // thread running bench/servers/iapp-fairness-loop.mjs):
-//   iapp-budget     createRuntime() with its default turnBudgetUs
+//   iapp-budget     createRuntime() with its default turnBudgetUs (--budget-us: another one)
 //   iapp-nobudget   createRuntime({ turnBudgetUs: 0 }): a turn does all the native work that is
 //                   ready before it returns to libuv (the peer of the ratios)
 // Cases (the load's other end is a C program, bench/reference/*.c, in a process of its own):
@@ -26,18 +26,16 @@
 // comes the window of --duration seconds:
 //   timer-late    the loop's loop.timer().armInterval(10), periods due at exactly t0 + k·10 ms:
 //                 per callback, loop.now() minus the due time of the oldest period it stands for
-//                 (a callback late by more than a period stands for several); p50 and p99 over
-//                 the callbacks of periods due in the window, periods due in it that never fired
-//                 counting at their age (lower bounds)
+//                 in the window (a callback late by more than a period stands for several); p50
+//                 and p99 over the callbacks of periods due in the window, periods due in it that
+//                 never fired counting at their age (lower bounds)
 //   call-rtt      runtime.call(0, 'ping') from the main thread every 5 ms, a new call each period
 //                 whether the earlier ones were answered or not; p50 and p99 of the round trips of
 //                 the calls issued in the window
 //   calls-unanswered  calls of the window still unanswered at its end
 //   call-there-p99, call-back-p99  the answered calls' round trips split at the loop's handler
 //                 (loop.now() there; one clock): there = the loop's delay in taking the message
-//                 (and its thread's wake-up), back = the main thread's wake-up for the answer. The
-//                 main thread shares CPU 0 with the busy loop thread when pinned, so `back` holds
-//                 the scheduler's delay in giving it the core, which no turn budget changes
+//                 (and its thread's wake-up), back = the main thread's wake-up for the answer
 //   throughput    GB/s (1e9 B) the load moved during the window, from the kernel's counters of the
 //                 loop's sockets sampled by this harness at the window's start and end (ss:
 //                 bytes_acked of the loop's sending sockets, bytes_received of its receiving
@@ -46,23 +44,29 @@
 //                 apart; its figure over its own span is in the results file as loopGbps, and is
 //                 used when ss is not there.)
 //   turns-cut-rate  loop.stats().turnsCut per second over the loop's span
+// In the results file too: CPU per second of the iapp process, of its loop thread and of the
+// peers, and the loop thread's involuntary context switches per second (its core given to
+// another thread, such as the main thread or ksoftirqd: lateness no budget can prevent).
 // Just after the window's end this harness stops the peer, which ends the load: a loop without a
-// budget would otherwise finish a turn of seconds before it takes its messages. So what was still
+// budget would otherwise finish a turn of up to seconds before it takes its messages. So what was still
 // open at the window's end (calls not answered, periods not fired) is cut short there: the
 // nobudget latencies are lower bounds, and their ratios understate the budget's effect.
 // Pinning (as bench/push.mjs): the iapp process on CPU 0 (its main thread shares the core with the
-// loop thread), the peers on CPU 1; --no-pin leaves both to the scheduler.
+// loop thread), the peers on CPU 1; --no-pin leaves both to the scheduler. On that shared core a
+// woken main thread of the same nice value may wait for the busy loop thread's time slice: that
+// is call-back-p99 (on this VM ~4 ms against ~0.2 ms with --main-nice=-10), and no turn budget
+// changes it; call-there-p99 is the loop's own delay.
 // Targets (with the budget; stated as met or not, never asserted): timer lateness p99 <= 2 ms;
 // call round trip p99 <= 2 ms above the idle run's p99; throughput >= 0.95x the nobudget run's.
 // Ratios in the JSON lines are medians of per-round ratios, oriented so that > 1 means the budget
 // is better: budget/nobudget for throughput, nobudget/budget for lateness and round trips.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { busyBetween, cpuTimes, now, pinningPlan, procCpuSeconds, startServer, summarize } from './lib/harness.mjs';
+import { busyBetween, cpuTimes, now, pinningPlan, procCpuSeconds, startServer } from './lib/harness.mjs';
 import { startJsonProc } from './lib/procs.mjs';
 import { FOREIGN_MAX, caseJsonLines, f, flagNotes, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, referencesOrExit, rng, runnableSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
 
@@ -91,6 +95,9 @@ const USAGE = `usage: node bench/fairness.mjs [options]
   --duration S       seconds of the measuring window per run (default 1.2; 0.8 with --quick)
   --warmup-s S       seconds of load before the window (default 0.3; 0.2 with --quick)
   --cases LIST       ${CASES.map((c) => c.label).join(',')} (default all; idle always runs once)
+  --budget-us U      ${IAPP}'s turnBudgetUs (default: the runtime's default, 500)
+  --main-nice=N      the nice value of the iapp process's main thread (the caller) alone, e.g. -10
+                     (default: unchanged, the loop thread's)
   --no-pin           do not pin the iapp process to CPU 0 and the peers to CPU 1
   --json             one JSON line per case, system and metric on stdout
   --out FILE         results file (default bench/results/fairness.json)`;
@@ -102,6 +109,8 @@ const opts = parseOptions(
     duration: { type: 'string' },
     'warmup-s': { type: 'string' },
     cases: { type: 'string' },
+    'budget-us': { type: 'string' },
+    'main-nice': { type: 'string' },
     'no-pin': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     out: { type: 'string' },
@@ -122,12 +131,17 @@ if (badCase.length) {
   process.exit(2);
 }
 const cases = CASES.filter((c) => want.includes(c.label));
+const budgetOn = opts['budget-us'] ?? 'default';
+if (budgetOn !== 'default' && !(Number(budgetOn) > 0 && Number(budgetOn) <= 1_000_000)) {
+  console.error(`--budget-us: 1..1000000 (0 is ${PEER})\n${USAGE}`);
+  process.exit(2);
+}
 const outFile = opts.out ?? join(benchDir, 'results', 'fairness.json');
 const cores = os.availableParallelism?.() ?? os.cpus().length;
 const ref = referencesOrExit('fairness');
 const systems = runnableSystems(
   [
-    { name: IAPP, kind: 'iapp', budget: 'default', what: 'createRuntime() with the default turnBudgetUs' },
+    { name: IAPP, kind: 'iapp', budget: budgetOn, what: budgetOn === 'default' ? 'createRuntime() with the default turnBudgetUs' : `createRuntime({ turnBudgetUs: ${budgetOn} })` },
     { name: PEER, kind: 'peer', budget: '0', what: 'createRuntime({ turnBudgetUs: 0 }): no budget' },
   ],
   INDEX,
@@ -137,7 +151,15 @@ if (!systems.some((s) => s.name === IAPP) || !systems.some((s) => s.name === PEE
   process.exit(1);
 }
 const pin = pinningPlan({ disabled: opts['no-pin'] });
-const pinning = pin.pinned ? 'the iapp process (main thread and loop thread) pinned to CPU 0, the C peers to CPU 1 (taskset); harness unpinned and mostly asleep' : pin.note;
+const mainNice = opts['main-nice'] === undefined ? null : Number(opts['main-nice']);
+if (mainNice !== null && !(Number.isInteger(mainNice) && mainNice >= -20 && mainNice <= 19)) {
+  console.error(`--main-nice: an integer from -20 to 19\n${USAGE}`);
+  process.exit(2);
+}
+const pinning = pin.pinned
+  ? 'the iapp process (its main thread, the caller, with the loop thread) pinned to CPU 0, the C peers to CPU 1 (taskset); harness unpinned and mostly asleep'
+  : pin.note;
+const callerNote = mainNice === null ? null : `the iapp process's main thread (the caller) at nice ${mainNice}, its loop thread at the default`;
 
 // ---- the kernel's byte counters of the loop's sockets ---------------------------------------------
 /**
@@ -162,6 +184,33 @@ function kernelBytes(filter, field) {
   return { bytes, sockets, t: (a + b) / 2, ssMs: (b - a) * 1000 };
 }
 
+/**
+ * Per thread of `pid`: CPU seconds and involuntary context switches (the scheduler took the core
+ * away: another thread of the same core, or ksoftirqd, ran instead), from /proc; empty if unreadable.
+ */
+function threadStats(pid) {
+  const out = new Map();
+  let tids = [];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const st = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const fl = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      const m = /nonvoluntary_ctxt_switches:\s*(\d+)/.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'));
+      out.set(tid, { cpuS: (Number(fl[11]) + Number(fl[12])) / CLK_TCK, preempted: m ? Number(m[1]) : NaN });
+    } catch {}
+  }
+  return out;
+}
+const CLK_TCK = (() => {
+  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 5000 });
+  return Number(r.stdout?.trim()) > 0 ? Number(r.stdout.trim()) : 100;
+})();
+
 // ---- one run -------------------------------------------------------------------------------------
 const hrS = () => Number(process.hrtime.bigint()) / 1e9; // the run process's clock (CLOCK_MONOTONIC)
 const untilHr = async (atS) => {
@@ -181,6 +230,7 @@ async function runOnce(sys, c) {
     const args = [SCRIPT, '--case', c.kase, '--budget-us', sys.budget, '--warmup-s', String(warmS), '--duration', String(durationS), '--ping-ms', String(PING_MS), '--end-signal'];
     if (c.kase !== 'idle') args.push('--conns', String(c.conns), '--size', String(c.size));
     if (sink) args.push('--peer-port', String(sink.port));
+    if (mainNice !== null) args.push(`--main-nice=${mainNice}`);
     const run = startJsonProc({ name: sys.name, cmd: node, args, cwd: root, prefix: pin.server });
     procs.push(run);
     let client = null;
@@ -197,7 +247,7 @@ async function runOnce(sys, c) {
     // The loop's sockets in the kernel: push and proxy count what the loop sent toward the sink
     // (acknowledged), sink what the loop's accepted sockets received.
     const counter = c.kase === 'idle' ? null : c.kase === 'sink' ? [`( sport = :${loopPort} )`, 'bytes_received'] : [`( dport = :${sink.port} )`, 'bytes_acked'];
-    const cpuOf = () => ({ run: procCpuSeconds(run.pid), peers: [sink?.pid, client?.pid].filter(Boolean).reduce((a, p) => a + (procCpuSeconds(p) || 0), 0), self: process.cpuUsage(), cores: cpuTimes() });
+    const cpuOf = () => ({ run: procCpuSeconds(run.pid), peers: [sink?.pid, client?.pid].filter(Boolean).reduce((a, p) => a + (procCpuSeconds(p) || 0), 0), self: process.cpuUsage(), cores: cpuTimes(), threads: threadStats(run.pid) });
     await untilHr(ws);
     const k0 = counter && kernelBytes(...counter);
     const c0 = cpuOf();
@@ -217,6 +267,12 @@ async function runOnce(sys, c) {
     if (ex.code !== 0) throw new Error(`${sys.name} exited with ${ex.signal ?? `code ${ex.code}`}${run.errTail()}`);
 
     const wall = t1 - t0;
+    // The loop thread: the run's busiest thread over the window.
+    let loopThread = null;
+    for (const [tid, b] of c1.threads) {
+      const a = c0.threads.get(tid);
+      if (a && (!loopThread || b.cpuS - a.cpuS > loopThread.cpuS)) loopThread = { cpuS: b.cpuS - a.cpuS, preempted: b.preempted - a.preempted };
+    }
     const self = process.cpuUsage(c0.self);
     const runCpu = c1.run - c0.run;
     const peerCpu = c1.peers - c0.peers;
@@ -264,6 +320,8 @@ async function runOnce(sys, c) {
       cutRate: res.turnsCutPerS,
       wakeRate: res.wakeupsPerS,
       runCores: runCpu / wall,
+      loopCores: loopThread ? loopThread.cpuS / wall : NaN,
+      loopPreemptRate: loopThread ? loopThread.preempted / wall : NaN,
       peerCores: peerCpu / wall,
       ssMs: k1?.ssMs,
       sinkRxBytes: sinkRes?.rxBytes,
@@ -298,7 +356,7 @@ const byKey = Object.fromEntries(METRICS.map(([m, k]) => [m, k]));
 
 function summarizeCase(rows, caseSystems) {
   return summarizeSystems(rows, caseSystems, {
-    metrics: { ...byKey, lateMax: 'lateMax', rttMax: 'rttMax', loopGbps: 'loopGbps', runCores: 'runCores', peerCores: 'peerCores', stopMs: 'stopMs', missed: 'timerMissed', calls: 'calls' },
+    metrics: { ...byKey, lateMax: 'lateMax', rttMax: 'rttMax', loopGbps: 'loopGbps', runCores: 'runCores', loopCores: 'loopCores', loopPreemptRate: 'loopPreemptRate', peerCores: 'peerCores', stopMs: 'stopMs', missed: 'timerMissed', calls: 'calls' },
     peers: [PEER],
     ratios: Object.fromEntries(RATIO_METRICS.map((m) => [m, byKey[m]])),
     errors: true,
@@ -357,13 +415,15 @@ function printTable(c, summary, targets) {
       ['loop.stats GB/s', 16],
       ['cut/s', 7],
       ['cores', 6],
+      ['loop', 5],
+      ['preempt/s', 10],
       ['peer', 5],
       ['notes', 0],
     ],
     summary.map((s) => {
       const notes = [...s.notes];
       if (s.failedRuns) notes.unshift(`${s.failedRuns} failed run(s): ${[...new Set(s.errors)].join(' / ').slice(0, 300)}`);
-      return [s.system, ms(s['timer-late-p50']), ms(s['timer-late-p99']), ms(s['call-rtt-p50']), ms(s['call-rtt-p99']), `${f(s['call-there-p99'].median)}/${f(s['call-back-p99'].median)}`, f(s['calls-unanswered'].median, 0), rng(s.throughput, 3), f(s.loopGbps.median, 3), f(s['turns-cut-rate'].median, 0), f(s.runCores.median), f(s.peerCores.median), notes.join('; ')];
+      return [s.system, ms(s['timer-late-p50']), ms(s['timer-late-p99']), ms(s['call-rtt-p50']), ms(s['call-rtt-p99']), `${f(s['call-there-p99'].median)}/${f(s['call-back-p99'].median)}`, f(s['calls-unanswered'].median, 0), rng(s.throughput, 3), f(s.loopGbps.median, 3), f(s['turns-cut-rate'].median, 0), f(s.runCores.median), f(s.loopCores.median), f(s.loopPreemptRate.median, 0), f(s.peerCores.median), notes.join('; ')];
     }),
   );
   const on = summary.find((s) => s.system === IAPP);
@@ -392,7 +452,8 @@ const results = newResults('fairness', {
   cores,
   systems: systems.map((s) => ({ name: s.name, kind: s.kind, budget: s.budget, what: s.what, procs: 1 })),
   client: 'bench/reference/sink.c --mode trunc (push, proxy) and bench/reference/push.c (sink, proxy), each a process of its own',
-  pinning,
+  pinning: callerNote ? `${pinning}; ${callerNote}` : pinning,
+  mainNice,
   targets: { timerLateP99Ms: `<= ${TARGET.lateP99Ms}`, callRttP99AboveIdleMs: `<= ${TARGET.rttAboveIdleMs}`, throughputVsNobudget: `>= ${TARGET.throughput}` },
   definitions: {
     'timer-late': 'ms: per callback of a 10 ms interval timer whose periods are due at t0 + k*10 ms, loop.now() - the due time of the oldest period it stands for; p50/p99 over the callbacks of periods due in the window, unfired periods at their age (lower bounds)',
@@ -404,6 +465,8 @@ const results = newResults('fairness', {
     loopGbps: "GB/s from loop.stats() bytesOut (bytesIn for sink) between the loop's first timer callback after the warm-up (else t0) and its 'stop'",
     'turns-cut-rate': 'loop.stats().turnsCut per second over the same span',
     runCores: 'CPU of the iapp process (main thread, loop thread, Node helpers) per second of the window',
+    loopCores: "CPU of the loop thread (the iapp process's busiest thread) per second of the window",
+    loopPreemptRate: "the loop thread's involuntary context switches per second of the window (/proc: the scheduler gave its core to another thread, e.g. the main thread or ksoftirqd): time the loop could not run, budget or not",
     peerCores: 'CPU of the C peer process(es) per second of the window',
     window: "the load is ended just after the window's end (else a loop without a budget finishes a turn of seconds before taking its messages): nobudget figures of calls and periods still open then are cut short (lower bounds)",
     ratio: `median over rounds of the per-round ratio, > 1 = the budget better: ${IAPP}/${PEER} for throughput, ${PEER}/${IAPP} for lateness and round trips`,
@@ -416,6 +479,7 @@ const estRun = (c) => 0.9 + warmS + durationS + (c.conns >= 1024 ? 0.4 : 0);
 const estimate = estRun({}) + cases.reduce((a, c) => a + systems.length * runs * estRun(c), 0);
 log(`fairness bench: idle once, then ${cases.map((c) => c.label).join(', ')} x ${systems.map((s) => s.name).join(', ')} x ${runs} rounds; ${durationS} s windows; about ${Math.ceil(estimate)} s on ${cores} cores`);
 log(`pinning: ${pinning}`);
+if (callerNote) log(`caller: ${callerNote}`);
 const plannedRuns = 1 + cases.length * systems.length * runs;
 const runner = interleavedRunner({ results, plannedRuns, maxRetriesShare: MAX_RETRIES_SHARE, progress: true, failIndent: '  ' });
 const logRun = (row) =>
@@ -429,12 +493,13 @@ const logRun = (row) =>
 const idleSys = systems.find((s) => s.name === IAPP);
 const idleRows = await runner.runCase({ label: IDLE, systems: [idleSys], runs: 1, runOnce: (sys) => runOnce(sys, { label: IDLE, kase: 'idle' }), logRow: logRun });
 const idleRow = idleRows.find((r) => r.ok);
-results.idle = idleRow ? { rttP50: idleRow.rttP50, rttP99: idleRow.rttP99, lateP50: idleRow.lateP50, lateP99: idleRow.lateP99 } : null;
+results.idle = idleRow ? { rttP50: idleRow.rttP50, rttP99: idleRow.rttP99, lateP50: idleRow.lateP50, lateP99: idleRow.lateP99, thereP99: idleRow.thereP99, backP99: idleRow.backP99 } : null;
 if (idleRow) {
-  const idleSummary = summarizeSystems(idleRows, [idleSys], { metrics: Object.fromEntries(LATENCY.map((m) => [m, byKey[m]])), peers: [] });
+  const IDLE_METRICS = [...LATENCY, 'call-there-p99', 'call-back-p99'];
+  const idleSummary = summarizeSystems(idleRows, [idleSys], { metrics: Object.fromEntries(IDLE_METRICS.map((m) => [m, byKey[m]])), peers: [] });
   results.summary.push({ case: IDLE, systems: idleSummary });
-  log(`  idle baseline: timer late p50 ${f(idleRow.lateP50)} ms, p99 ${f(idleRow.lateP99)} ms; call rtt p50 ${f(idleRow.rttP50)} ms, p99 ${f(idleRow.rttP99)} ms`);
-  if (opts.json) writeJsonLines(caseJsonLines('fairness', IDLE, idleSummary, { peerKinds: [], refKinds: [], metrics: LATENCY.map((m) => [m, 'ms']) }).map((l) => ({ ...l, budgetUs: idleRow.budgetUs, note: 'no load: the baseline' })));
+  log(`  idle baseline: timer late p50 ${f(idleRow.lateP50)} ms, p99 ${f(idleRow.lateP99)} ms; call rtt p50 ${f(idleRow.rttP50)} ms, p99 ${f(idleRow.rttP99)} ms (there ${f(idleRow.thereP99)}, back ${f(idleRow.backP99)})`);
+  if (opts.json) writeJsonLines(caseJsonLines('fairness', IDLE, idleSummary, { peerKinds: [], refKinds: [], metrics: IDLE_METRICS.map((m) => [m, 'ms']) }).map((l) => ({ ...l, budgetUs: idleRow.budgetUs, note: 'no load: the baseline' })));
 } else log('  idle baseline failed: no round-trip target can be judged');
 save();
 
@@ -456,7 +521,8 @@ save();
 log('');
 log(`timer late: a 10 ms interval timer's callbacks, loop.now() - due time; call rtt: runtime.call(0, 'ping') every ${PING_MS} ms from the main thread.`);
 log(`GB/s: the kernel's byte counters of the loop's sockets over the window (ss); loop.stats GB/s: the loop's own counters over its span.`);
-log(`cores: CPU per second of the window of the iapp process + the C peer(s) (${cores} cores here). cut/s: loop.stats().turnsCut per second.`);
+log(`cores: CPU per second of the window of the iapp process (loop: its loop thread) and of the C peer(s) (${cores} cores here); preempt/s: the loop thread's involuntary context switches.`);
+log(`cut/s: loop.stats().turnsCut per second. p99 there/back: the call round trip's p99 split at the loop's handler.`);
 log(`${PEER}: the load is ended just after the window, so its open calls and periods are cut short there: lower bounds.`);
 for (const t of results.targets) log(`target ${t}`);
 runner.logDisturbed();
