@@ -381,6 +381,8 @@ function fairnessTable(rec) {
     const p99 = get(c, sys, `${what}-p99`);
     return p50 || p99 ? `${p50 ? fmt(p50.value) : '-'} / ${p99 ? valueCell(p99) : '-'}` : '-';
   };
+  // Counts and rates of events: whole numbers (a median of two runs may end in .5).
+  const whole = (l) => (l ? `${Math.round(l.value).toLocaleString('en-US')}${l.min !== l.max ? ` (${Math.round(l.min).toLocaleString('en-US')}–${Math.round(l.max).toLocaleString('en-US')})` : ''}` : '-');
   const budget = (c, sys) => {
     const us = lines.find((x) => x.case === c && x.system === sys)?.budgetUs;
     return us === 0 ? 'none (0)' : Number.isFinite(us) ? `${us} µs` : md(sys);
@@ -394,7 +396,7 @@ function fairnessTable(rec) {
       const ratios = ['timer-late-p99', 'call-rtt-p99', 'throughput'].map((m) => get(c, sys, m)).filter((l) => l?.peer);
       const targets = lines.filter((l) => l.case === c && l.system === sys && l.target).map((l) => `${l.metric} ${l.target}: ${l.met ? 'met' : '**not met**'}`);
       out.push(
-        `| ${md(c)} | ${budget(c, sys)} | ${pair(c, sys, 'timer-late')} | ${pair(c, sys, 'call-rtt')} | ${[get(c, sys, 'call-there-p99'), get(c, sys, 'call-back-p99')].map((l) => (l ? fmt(l.value) : '-')).join(' / ')} | ${valueCell(get(c, sys, 'calls-unanswered'))} | ${valueCell(get(c, sys, 'throughput'))} | ${valueCell(get(c, sys, 'turns-cut-rate'))} | ${ratios.map((l) => ratioCell(l.ratio, l.ratioMin, l.ratioMax)).join(', ') || (c === 'idle' ? 'baseline, no load' : '')} | ${md(targets.join('; '))} |`,
+        `| ${md(c)} | ${budget(c, sys)} | ${pair(c, sys, 'timer-late')} | ${pair(c, sys, 'call-rtt')} | ${[get(c, sys, 'call-there-p99'), get(c, sys, 'call-back-p99')].map((l) => (l ? fmt(l.value) : '-')).join(' / ')} | ${whole(get(c, sys, 'calls-unanswered'))} | ${valueCell(get(c, sys, 'throughput'))} | ${whole(get(c, sys, 'turns-cut-rate'))} | ${ratios.map((l) => ratioCell(l.ratio, l.ratioMin, l.ratioMax)).join(', ') || (c === 'idle' ? 'baseline, no load' : '')} | ${md(targets.join('; '))} |`,
       );
     }
   }
