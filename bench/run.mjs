@@ -15,7 +15,8 @@
 //   copy         bench/copy.mjs         a cached 1 GiB file: loop.copyFile vs fs.promises.copyFile and a stream copy (GB/s)
 //   disk         bench/disk.mjs         file reads via a loop's File (io_uring, pool) vs fs.promises FileHandle (reads/s, GB/s, CPU-s per M reads/GB)
 //   connects     bench/connects.mjs     iapp-clt's connect rate (open+close, open+hold) vs a C connect loop (connects/s, client CPU-s per 1k; target >= 0.8x C)
-// Budget on a 2-core machine: about 15 minutes, --quick about 5. SCENARIOS below bounds each
+//   fairness     bench/fairness.mjs     a loop under native load (push, sink, proxy) with its turn budget vs without (timer lateness, call round trip ms; GB/s)
+// Budget on a 2-core machine: about 16 minutes, --quick about 6. SCENARIOS below bounds each
 // scenario (run a scenario's script directly for its other options).
 //
 // Every scenario script takes --quick, --json and --out FILE; this runner adds --json and --out
@@ -72,11 +73,12 @@ const SCENARIOS = [
   { name: 'copy', full: [], quick: ['--quick'], estS: [70, 20] },
   { name: 'disk', full: [], quick: ['--quick'], estS: [45, 20] },
   { name: 'connects', full: [], quick: ['--quick'], estS: [60, 20] },
+  { name: 'fairness', full: [], quick: ['--quick'], estS: [60, 25] },
 ];
 const NAMES = SCENARIOS.map((s) => s.name);
 
 const USAGE = `usage: node bench/run.mjs [options]
-  --quick          every scenario's --quick (about 5 min instead of about 15)
+  --quick          every scenario's --quick (about 6 min instead of about 16)
   --only LIST      only these scenarios (${NAMES.join(', ')}); repeatable or comma-separated
   --json           print the scenarios' JSON lines on stdout (progress stays on stderr)
   --report-only    rewrite REPORT.md and the charts from bench/results/latest.json; run nothing`;
@@ -402,6 +404,42 @@ function scenarioTable(rec) {
   return out;
 }
 
+/**
+ * The fairness scenario's table: per case the loop with its turn budget and without, lateness and
+ * round trips as p50 / p99 medians (the p99's min–max over rounds), throughput, cut turns, and
+ * the targets its JSON lines judged (met or not).
+ */
+function fairnessTable(rec) {
+  const lines = rec.lines;
+  const get = (c, sys, m) => lines.find((x) => x.case === c && x.system === sys && x.metric === m);
+  const pair = (c, sys, what) => {
+    const p50 = get(c, sys, `${what}-p50`);
+    const p99 = get(c, sys, `${what}-p99`);
+    return p50 || p99 ? `${p50 ? fmt(p50.value) : '-'} / ${p99 ? valueCell(p99) : '-'}` : '-';
+  };
+  // Counts and rates of events: whole numbers (a median of two runs may end in .5).
+  const whole = (l) => (l ? `${Math.round(l.value).toLocaleString('en-US')}${l.min !== l.max ? ` (${Math.round(l.min).toLocaleString('en-US')}–${Math.round(l.max).toLocaleString('en-US')})` : ''}` : '-');
+  const budget = (c, sys) => {
+    const us = lines.find((x) => x.case === c && x.system === sys)?.budgetUs;
+    return us === 0 ? 'none (0)' : Number.isFinite(us) ? `${us} µs` : md(sys);
+  };
+  const out = [
+    '| case | turn budget | timer late p50 / p99 (ms) | call round trip p50 / p99 (ms) | call p99 there / back (ms) | calls unanswered at the window\'s end | throughput (GB/s) | turns cut /s | budget vs none: timer p99, call p99, GB/s | targets (with the budget) |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const c of [...new Set(lines.map((l) => l.case))]) {
+    for (const sys of [...new Set(lines.filter((l) => l.case === c).map((l) => l.system))]) {
+      const ratios = ['timer-late-p99', 'call-rtt-p99', 'throughput'].map((m) => get(c, sys, m)).filter((l) => l?.peer);
+      const targets = lines.filter((l) => l.case === c && l.system === sys && l.target).map((l) => `${l.metric} ${l.target}: ${l.met ? 'met' : '**not met**'}`);
+      out.push(
+        `| ${md(c)} | ${budget(c, sys)} | ${pair(c, sys, 'timer-late')} | ${pair(c, sys, 'call-rtt')} | ${[get(c, sys, 'call-there-p99'), get(c, sys, 'call-back-p99')].map((l) => (l ? fmt(l.value) : '-')).join(' / ')} | ${whole(get(c, sys, 'calls-unanswered'))} | ${valueCell(get(c, sys, 'throughput'))} | ${whole(get(c, sys, 'turns-cut-rate'))} | ${ratios.map((l) => ratioCell(l.ratio, l.ratioMin, l.ratioMax)).join(', ') || (c === 'idle' ? 'baseline, no load' : '')} | ${md(targets.join('; '))} |`,
+      );
+    }
+  }
+  out.push('', "Lateness: a 10 ms interval timer on the loaded loop, callback time minus due time; round trip: `runtime.call(0, 'ping')` from the main thread every 5 ms, split at the loop's handler into the way there (the loop's delay) and back (the main thread's wake-up; pinned, it shares the loop's core). Ratios > 1 mean the budget is better (none/budget for ms, budget/none for GB/s). The load ends just after each window, so the figures of calls and periods still open then without a budget are lower bounds.");
+  return out;
+}
+
 /** Writes the charts; returns [[file, caption], ...]. */
 function writeCharts(byName) {
   const charts = [];
@@ -491,7 +529,7 @@ function writeReport(latest) {
     if (rec.resultsError) out.push(`Results file: ${rec.resultsError}.`);
     out.push('');
     if (rec.name === 'connects') out.push(...connectsSection(rec));
-    if (rec.lines.length) out.push(...scenarioTable(rec), '');
+    if (rec.lines.length) out.push(...(rec.name === 'fairness' ? fairnessTable(rec) : scenarioTable(rec)), '');
     else out.push('No JSON lines.', '');
     for (const [file, title] of charts.filter(([f]) => f.startsWith(`${rec.name}-`))) out.push(`![${title}](${file})`, '');
   }
