@@ -23,7 +23,7 @@
 const PERIOD_NS = 10_000_000n;
 
 export function setup(loop, { data }) {
-  const { kase, conns, size, peerPort, warmS } = data;
+  const { kase, conns, size, peerPort, warmS, quiet } = data;
   const sockets = [];
   let listener = null;
   const m = {
@@ -42,6 +42,7 @@ export function setup(loop, { data }) {
   const begin = () => {
     m.s0 = snap();
     m.t0 = m.s0.t;
+    if (quiet) return m.t0; // throughput alone: no timer (see the run script's --quiet)
     m.timer = loop.timer((expirations) => {
       const now = loop.now();
       const first = m.k + 1; // period index of the oldest period this callback stands for

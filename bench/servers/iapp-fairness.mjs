@@ -3,7 +3,7 @@
 //
 //   node bench/servers/iapp-fairness.mjs --case idle|push|sink|proxy --budget-us U|default
 //        [--conns N] [--size B] [--peer-port P] [--warmup-s W] [--duration D] [--ping-ms 5]
-//        [--stop-timeout-s S] [--end-signal] [--main-nice=N]
+//        [--stop-timeout-s S] [--end-signal] [--main-nice=N] [--quiet]
 //
 // The load's peer is another process the harness runs: push -> the C sink at --peer-port; sink
 // <- the C push client, which the harness starts once this prints {"type":"listening","port"};
@@ -23,6 +23,9 @@
 //     cut short: lower bounds. The pings of the window are answered before 'stop' is; what is
 //     still unanswered after it (or when --stop-timeout-s passes, which fails the run) counts
 //     at its age, and separately.
+// --quiet: throughput alone: no pings and no timer, so the main thread and the loop's JavaScript
+// take no CPU from the native work (with pings, a loop that answers them hands the main thread
+// its share of the core, which a loop without a budget, answering none, does not).
 // Prints {"type":"window","t0","ws","we","budgetUs"} (hrtime ns) once measuring starts, then one
 // line { type: 'result', ... } with the figures (ms unless named otherwise).
 import os from 'node:os';
@@ -42,8 +45,11 @@ const { values } = parseArgs({
     'stop-timeout-s': { type: 'string', default: '20' },
     'end-signal': { type: 'boolean', default: false },
     'main-nice': { type: 'string' },
+    quiet: { type: 'boolean', default: false },
+    'free-caller': { type: 'boolean', default: false },
   },
 });
+const quiet = values.quiet;
 const kase = values.case;
 // 'default': the runtime's own default budget (createRuntime without turnBudgetUs).
 const budgetUs = values['budget-us'] === 'default' ? undefined : Number(values['budget-us']);
@@ -96,8 +102,21 @@ const rt = await createRuntime({
   module: new URL('./iapp-fairness-loop.mjs', import.meta.url),
   threads: 1,
   ...(budgetUs === undefined ? {} : { turnBudgetUs: budgetUs }),
-  data: { kase, conns, size, peerPort, warmS },
+  data: { kase, conns, size, peerPort, warmS, quiet },
 });
+// --free-caller: started pinned (taskset) to the loop's core, this main thread alone is let run
+// on every CPU once the runtime is up. The loop thread, created meanwhile, keeps the pinning (a
+// thread inherits its creator's affinity when it is made; `taskset -p` on the pid changes the main
+// thread only). A caller pinned to the busy loop's core waits for the loop's time slice to be
+// woken (measured: ~4 ms p99), which no turn budget changes.
+let callerFree = false;
+if (values['free-caller']) {
+  const all = `0-${os.cpus().length - 1}`; // not availableParallelism(): that counts the CPUs this process is pinned to
+  const { spawnSync } = await import('node:child_process');
+  const r = spawnSync('taskset', ['-p', '-c', all, String(process.pid)], { stdio: 'ignore', timeout: 5000 });
+  callerFree = !r.error && r.status === 0;
+  if (!callerFree) fail(new Error('--free-caller: taskset -p failed'));
+}
 // --main-nice: this main thread's nice value (on Linux, setpriority with pid 0 sets the calling
 // thread's alone, so the loop thread keeps its own). The caller shares the loop's core when
 // pinned; at equal nice the scheduler may let the busy loop thread finish its slice first.
@@ -166,7 +185,7 @@ const untilNs = async (at) => {
   if (d > 0) await sleep(d);
 };
 await untilNs(ws);
-for (let next = ws; next < we; next += periodNs) {
+for (let next = ws; !quiet && next < we; next += periodNs) {
   await untilNs(next);
   if (hr() >= we) break;
   ping();
@@ -199,6 +218,7 @@ const out = {
   case: kase,
   budgetUs: go.budgetUs,
   mainNice,
+  callerFree,
   conns,
   size,
   warmS,
