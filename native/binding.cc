@@ -16,6 +16,7 @@
 #include "faults.h"
 #include "file.h"
 #include "conns.h"
+#include "dialer.h"
 #include "live.h"
 #include "handoff.h"
 #include "inbox.h"
@@ -147,6 +148,10 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
                            InstanceMethod<&NativeLoop::SendFile>("sendFile"),
                            InstanceMethod<&NativeLoop::PipeJs>("pipe"),
                            InstanceMethod<&NativeLoop::PipeGo>("pipeGo"),
+                           InstanceMethod<&NativeLoop::Dial>("dial"),
+                           InstanceMethod<&NativeLoop::DialerStats>("dialerStats"),
+                           InstanceMethod<&NativeLoop::DialerStop>("dialerStop"),
+                           InstanceMethod<&NativeLoop::DialerClose>("dialerClose"),
                            InstanceMethod<&NativeLoop::Stats>("stats"),
                            InstanceMethod<&NativeLoop::Close>("close"),
                        });
@@ -414,6 +419,86 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
   }
   Napi::Value UdpClose(const Napi::CallbackInfo& info) {
     if (auto* u = Find<iapp::Udp>(info)) u->Close();
+    return info.Env().Undefined();
+  }
+
+  // dial({ targets: [{ host, port } | { path }], sources: [address], first, stride, count,
+  //        rate, then, chunk?, timeoutMs, noDelay, highWaterMark, priority }) -> dialer id
+  Napi::Value Dial(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = info[0].As<Napi::Object>();
+    DialSpec spec;
+    auto targets = o.Get("targets").As<Napi::Array>();
+    for (uint32_t i = 0; i < targets.Length(); ++i) {
+      Napi::Object t = targets.Get(i).As<Napi::Object>();
+      const std::string path = Str(t, "path");
+      const std::string host = Str(t, "host");
+      const int port = static_cast<int>(Num(t, "port", 0));
+      SockAddr a;
+      int r = path.empty() ? MakeInetAddr(host, port, &a) : MakeUnixAddr(path, &a);
+      if (r < 0) ThrowSysError(env, -r, "connect", path.empty() ? host + ":" + std::to_string(port) : path);
+      spec.targets.push_back(a);
+    }
+    auto sources = o.Get("sources").As<Napi::Array>();
+    for (uint32_t i = 0; i < sources.Length(); ++i) {
+      const std::string host = sources.Get(i).As<Napi::String>().Utf8Value();
+      SockAddr a;
+      int r = MakeInetAddr(host, 0, &a);
+      if (r < 0) ThrowSysError(env, -r, "bind", host);
+      spec.sources.push_back(a);
+    }
+    spec.first = static_cast<uint64_t>(Num(o, "first", 0));
+    spec.stride = static_cast<uint64_t>(Num(o, "stride", 1));
+    spec.count = static_cast<size_t>(Num(o, "count", 1));
+    spec.rate = Num(o, "rate", 0);
+    spec.then = static_cast<int>(Num(o, "then", kDialHold));
+    spec.timeout_ns = static_cast<int64_t>(Num(o, "timeoutMs", 10000) * 1e6);
+    if (spec.then == kDialPush) {
+      auto u8 = o.Get("chunk").As<Napi::Uint8Array>();
+      spec.chunk = loop_->SharedBuffer(u8.Data(), u8.ByteLength());
+    }
+    spec.socket = SockOpts(o);
+    int err = 0;
+    uint64_t id = L(env)->StartDialer(std::move(spec), &err);
+    if (id == 0)
+      ThrowSysError(env, err, err == ENOSYS ? "timer" : "dial",
+                    err == ENOSYS ? "dialers need timerfd (Linux) in this version" : "starting a dialer");
+    return Napi::Number::New(env, static_cast<double>(id));
+  }
+
+  // dialerStats(id) -> { established, failed, dropped, cycled, open, connecting, peak, rampNs,
+  // bytesIn, bytesOut, errors: { errno: count } }, or undefined once the loop is closed
+  Napi::Value DialerStats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Dialer* d = loop_->closed() ? nullptr : loop_->FindDialer(static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue()));
+    if (d == nullptr) return env.Undefined();
+    const DialStats s = d->Stats();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("established", static_cast<double>(s.established));
+    o.Set("failed", static_cast<double>(s.failed));
+    o.Set("dropped", static_cast<double>(s.dropped));
+    o.Set("cycled", static_cast<double>(s.cycled));
+    o.Set("open", static_cast<double>(s.open));
+    o.Set("connecting", static_cast<double>(s.connecting));
+    o.Set("peak", static_cast<double>(s.peak));
+    o.Set("rampNs", static_cast<double>(s.ramp_ns));
+    o.Set("bytesIn", static_cast<double>(s.bytes_in));
+    o.Set("bytesOut", static_cast<double>(s.bytes_out));
+    Napi::Object errors = Napi::Object::New(env);
+    for (const auto& [err, count] : s.errors) errors.Set(std::to_string(err), static_cast<double>(count));
+    o.Set("errors", errors);
+    return o;
+  }
+
+  Napi::Value DialerStop(const Napi::CallbackInfo& info) {
+    if (!loop_->closed())
+      if (Dialer* d = loop_->FindDialer(static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue()))) d->Stop();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value DialerClose(const Napi::CallbackInfo& info) {
+    if (!loop_->closed())
+      if (Dialer* d = loop_->FindDialer(static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue()))) d->Close();
     return info.Env().Undefined();
   }
 

@@ -218,7 +218,7 @@ void Listener::OnEvent(uint32_t events) {
   for (int i = 0; i < kAcceptBatch; ++i) {
     int c = SysAccept(fd, nullptr, nullptr);
     if (c >= 0) {
-      Socket* s = Socket::Adopt(loop_, c, false, spec_.socket);
+      Socket* s = Socket::Adopt(loop_, c, false, spec_.socket, local_.family() == AF_UNIX ? 0 : 1);
       ++loop_->stats().accepted;
       if (!spec_.socket.quiet) loop_->Emit(kRecAccept, id)[0] = static_cast<double>(s->id);
       if (loop_->VisitSpent()) return;  // still readable: the next turn accepts the rest

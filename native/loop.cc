@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "dialer.h"
 #include "errors.h"
 #include "file.h"
 #include "socket.h"
@@ -111,6 +112,9 @@ void Loop::Close(size_t held) {
     retired_.push_back(h);
   }
   handles_.clear();
+  // After the handles: their sockets are abandoned without calling back, and each dialer frees
+  // its timer slot.
+  dialers_.clear();
   backlog_.clear();
   backlog_head_ = 0;
   for (Watcher* w : control_) w->control_at = -1;
@@ -506,6 +510,24 @@ bool Loop::Gather(bool inbox, int* fetched) {
   return false;
 }
 
+uint64_t Loop::StartDialer(DialSpec&& spec, int* err) {
+  if (closed_) {
+    *err = EBADF;
+    return 0;
+  }
+  const uint64_t id = next_id_++;
+  auto d = Dialer::Start(this, std::move(spec), id, err);
+  if (!d) return 0;
+  dialers_.push_back(std::move(d));
+  return id;
+}
+
+Dialer* Loop::FindDialer(uint64_t id) const {
+  for (const auto& d : dialers_)
+    if (d->id == id) return d.get();
+  return nullptr;
+}
+
 void Loop::SetControl(Watcher* w, bool on) {
   if (on == (w->control_at >= 0)) return;
   if (on) {
@@ -556,16 +578,27 @@ void Loop::Dispatch(const ReadyItem& it) {
     case ReadyItem::kWatcher:
       if (!it.watcher->dead) it.watcher->OnEvent(it.events);
       break;
-    case ReadyItem::kTimer: {
-      double* v = Emit(kRecTimer, static_cast<uint64_t>(it.timer.slot));
-      v[0] = it.timer.gen;
-      v[1] = it.timer.expirations;
+    case ReadyItem::kTimer:
+      FireTimer(it.timer);
       break;
-    }
     case ReadyItem::kInbox:
       if (inbox_ != nullptr) DrainInbox();
       break;
   }
+}
+
+void Loop::FireTimer(const ExpiredTimer& t) {
+  // A native owner's timer (a dialer's tick) runs here, as a visit: it gets a visit's share of
+  // the turn's budget (VisitSpent()). JavaScript's timers get a record.
+  if (TimerOwner* owner = timers_.OwnerOf(t.slot)) {
+    if (turn_deadline_ != kNoDeadline) visit_deadline_ = std::min(turn_deadline_, MonotonicNs() + turn_budget_ns_ / kVisitShare);
+    owner->OnTimer(t.expirations);
+    visit_deadline_ = kNoDeadline;
+    return;
+  }
+  double* v = Emit(kRecTimer, static_cast<uint64_t>(t.slot));
+  v[0] = t.gen;
+  v[1] = t.expirations;
 }
 
 void Loop::ExpireDue() {
@@ -576,11 +609,7 @@ void Loop::ExpireDue() {
     if (mixed_priorities_)
       std::stable_sort(expired_.begin(), expired_.end(),
                        [](const ExpiredTimer& a, const ExpiredTimer& b) { return a.priority > b.priority; });
-    for (const ExpiredTimer& t : expired_) {
-      double* v = Emit(kRecTimer, static_cast<uint64_t>(t.slot));
-      v[0] = t.gen;
-      v[1] = t.expirations;
-    }
+    for (const ExpiredTimer& t : expired_) FireTimer(t);
   }
 }
 

@@ -22,6 +22,8 @@ namespace iapp {
 
 class Loop;
 class FileIo;
+class Dialer;
+struct DialSpec;
 struct CleanupCtx;
 
 // One unit of work a turn found ready: a watcher's event, an expired timer, or the inbox.
@@ -61,6 +63,7 @@ enum RecordKind : int {
   // id: pipe, v0: bytes moved, v1: errno, v2: syscall, v3: bytes read and lost, v4: src, v5: dst
   kRecPipe = 17,
   kRecPipeHeld = 18,     // id: pipe; every data record of its source emitted before came first
+  kRecDialer = 19,       // id: dialer, v0: 1 when close() has ended its last connection
 };
 constexpr int kRecordStride = 8;
 constexpr int kRecordCapacity = 4096;  // records per call into JS
@@ -207,11 +210,16 @@ class Loop {
     if (uv_ != nullptr) UvWatchRef(uv_, on);
   }
 
+  // Dialers (dialer.h): started with an id from the handles' id space; 0 and *err on failure.
+  uint64_t StartDialer(DialSpec&& spec, int* err);
+  Dialer* FindDialer(uint64_t id) const;
+
   // The control set: watchers whose events start or end something (listeners, connecting
   // sockets, disk completions, child exits), few and cheap to serve. While a backlog of bulk work
   // waits, every turn checks them with one poll(2) before the backlog, so a new connection or a
   // finished read does not wait for a whole round of busy sockets. Cannot fail once reserved.
   void SetControl(Watcher* w, bool on);
+  // Makes the prepare hook run before libuv next blocks (to flush changes and deliver records).
   void WantPrepare();
 
   // libuv callbacks
@@ -229,6 +237,7 @@ class Loop {
   bool counted_ = false;  // in g_live[kLiveLoop]: opened and not yet closed
   void Deliver();
   void ExpireDue();  // emits the timers due now (outside a drain)
+  void FireTimer(const ExpiredTimer& t);
   void CloseInbox(size_t undelivered = 0);
   void FreeRetired();
   void ReleaseArena();
@@ -287,6 +296,7 @@ class Loop {
   size_t backlog_head_ = 0;
   bool backlogged() const { return backlog_head_ < backlog_.size(); }
   uint64_t visit_seq_ = 0;
+  std::vector<std::unique_ptr<Dialer>> dialers_;
   std::vector<Watcher*> control_;
   std::vector<::pollfd> control_fds_;
   size_t control_next_ = 0;  // where the next control poll starts (it takes kControlPoll at most)

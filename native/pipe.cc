@@ -56,6 +56,7 @@ Pipe* Pipe::Start(Loop* loop, Socket* src, Socket* dst, double id, int* err, int
   src->pipe_out = p;
   dst->pipe_in = p;
   // The pipe decides when src is read (not while held); the data mode's arena is not used.
+  dst->WillWrite();
   src->Rearm();
   dst->Rearm();
   loop->Emit(kRecPipeHeld, static_cast<uint64_t>(id));

@@ -6,7 +6,11 @@
 #include <string>
 #include <vector>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 #include "addr.h"
+#include "sys.h"
 #include "errors.h"
 #include "loop.h"
 
@@ -14,6 +18,7 @@ namespace iapp {
 
 struct FileRef;
 class Pipe;
+class Dialer;
 
 enum ReadMode : int { kReadPaused = 0, kReadData = 1, kReadSink = 2 };
 
@@ -37,6 +42,7 @@ struct DetachedSocket {
   int fd = -1;
   SocketOptions opts;
   bool inet = false, rd_eof = false, end_requested = false, wr_shut = false, need_drain = false;
+  bool nodelay_pending = false;
   std::vector<uint8_t> unsent;  // the write queue, in order
   uint64_t bytes_in = 0, bytes_out = 0;
 };
@@ -44,8 +50,9 @@ struct DetachedSocket {
 class Socket : public Handle {
  public:
   static constexpr Kind kKind = Kind::kSocket;
-  // Takes ownership of fd, registers with the loop and starts watching.
-  static Socket* Adopt(Loop* loop, int fd, bool connecting, const SocketOptions& opts);
+  // Takes ownership of fd, registers with the loop and starts watching. `inet`: 1 for TCP, 0 for a
+  // Unix socket, -1 to ask the fd (a caller that knows saves the getsockname).
+  static Socket* Adopt(Loop* loop, int fd, bool connecting, const SocketOptions& opts, int inet = -1);
   // Non-blocking connect. On failure returns null with *err (positive errno) and *sys set.
   static Socket* Connect(Loop* loop, const SockAddr& remote, const SockAddr* local,
                          const SocketOptions& opts, int* err, int* sys);
@@ -80,6 +87,11 @@ class Socket : public Handle {
   // asked (ENODATA). 0 or -errno (closed, ended, pushing).
   int SendFile(std::shared_ptr<FileRef> file, uint64_t offset, uint64_t length, double req);
 
+  // A dialer's connection (dialer.h): told when it is established and when it closes.
+  Dialer* dialer = nullptr;
+  int32_t dial_at = -1;  // index in the dialer's list
+  void ConnectTimedOut() { Fail(ETIMEDOUT, kSysConnect); }
+
   // Pipe glue (pipe.cc): a socket is the source and/or the destination of at most one pipe
   // each. The pipe moves the bytes; the socket keeps its counters and its close record.
   Pipe* pipe_out = nullptr;
@@ -97,6 +109,14 @@ class Socket : public Handle {
   void PipeDetached();  // the pipe is gone: do what waited for it (an end), poll again
   void Rearm();
   void AllowHalfOpen() { opts_.allow_half_open = true; }
+  // TCP_NODELAY is set when the socket first sends, not when it opens: a socket that never writes
+  // (a sink's, a connect-and-close client's) costs one setsockopt less.
+  void WillWrite() {
+    if (!nodelay_pending_) return;
+    nodelay_pending_ = false;
+    SetSockOptInt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+  }
+
 
   uint64_t bytes_in() const { return bytes_in_; }
   uint64_t bytes_out() const { return bytes_out_; }
@@ -143,6 +163,7 @@ class Socket : public Handle {
   bool inet_ = false;  // TCP (not a Unix socket)
   bool rd_eof_ = false;
   bool established_ = false;  // counted as an open connection (Loop::ConnOpened)
+  bool nodelay_pending_ = false;  // see WillWrite()
   bool end_requested_ = false;
   bool wr_shut_ = false;
   bool need_drain_ = false;

@@ -33,7 +33,7 @@ int TimerSet::Reserve(size_t n) {
   try {
     slots_.reserve(n);
     free_.reserve(n);
-    heap_[0].reserve(n);
+    heap_[0].reserve(n + owned_.size());
     heap_[1].reserve(n);
     while (slots_.size() < n) slots_.emplace_back();
   } catch (const std::bad_alloc&) {
@@ -92,6 +92,45 @@ int TimerSet::Alloc(int clock, int priority) {
   return slot;
 }
 
+int TimerSet::AllocOwned(TimerOwner* owner) {
+  // Owned slots have their own numbers (from kOwnedBase): JavaScript sizes its arrays by its own
+  // slots and never sees these.
+  int r = OpenFd(kMonotonic);
+  if (r < 0) return r;
+  size_t k = 0;
+  while (k < owned_.size() && owned_[k].used) ++k;
+  try {
+    if (k == owned_.size()) owned_.emplace_back();
+    // Room in the heap for every slot, JS's and owned: arming never reallocates.
+    heap_[kMonotonic].reserve(slots_.size() + owned_.size());
+  } catch (const std::bad_alloc&) {
+    return -ENOMEM;
+  }
+  owned_[k] = Slot{};
+  owned_[k].used = true;
+  owned_[k].owner = owner;
+  return kOwnedBase + static_cast<int>(k);
+}
+
+void TimerSet::ArmOwned(int slot, int64_t delay_ns, int64_t period_ns) {
+  Slot& s = At(slot);
+  s.period = period_ns > 0 ? period_ns : 0;
+  // Ties with JS timers due at the same instant: the native tick goes first (order 0).
+  HeapSet(slot, Now(s.clock) + (delay_ns > 0 ? delay_ns : 0), 0);
+  ArmKernel(s.clock);
+}
+
+void TimerSet::DisarmOwned(int slot) {
+  HeapRemove(slot);
+  ArmKernel(At(slot).clock);
+}
+
+void TimerSet::FreeOwned(int slot) {
+  if (slot < kOwnedBase || static_cast<size_t>(slot - kOwnedBase) >= owned_.size()) return;
+  DisarmOwned(slot);
+  At(slot) = Slot{};
+}
+
 void TimerSet::Free(int slot) {
   if (slot < 0 || static_cast<size_t>(slot) >= slots_.size() || !slots_[slot].used) return;
   HeapRemove(slot);
@@ -114,11 +153,11 @@ void TimerSet::SiftUp(std::vector<Entry>& h, size_t i) {
     size_t p = (i - 1) / 2;
     if (!Before(e, h[p])) break;
     h[i] = h[p];
-    slots_[h[i].slot].heap_at = static_cast<int32_t>(i);
+    At(h[i].slot).heap_at = static_cast<int32_t>(i);
     i = p;
   }
   h[i] = e;
-  slots_[e.slot].heap_at = static_cast<int32_t>(i);
+  At(e.slot).heap_at = static_cast<int32_t>(i);
 }
 
 void TimerSet::SiftDown(std::vector<Entry>& h, size_t i) {
@@ -130,15 +169,15 @@ void TimerSet::SiftDown(std::vector<Entry>& h, size_t i) {
     if (c + 1 < n && Before(h[c + 1], h[c])) ++c;
     if (!Before(h[c], e)) break;
     h[i] = h[c];
-    slots_[h[i].slot].heap_at = static_cast<int32_t>(i);
+    At(h[i].slot).heap_at = static_cast<int32_t>(i);
     i = c;
   }
   h[i] = e;
-  slots_[e.slot].heap_at = static_cast<int32_t>(i);
+  At(e.slot).heap_at = static_cast<int32_t>(i);
 }
 
 void TimerSet::HeapSet(int32_t slot, int64_t deadline, double order) {
-  Slot& s = slots_[slot];
+  Slot& s = At(slot);
   auto& h = heap_[s.clock];
   if (s.heap_at < 0) {
     h.push_back(Entry{deadline, order, slot});  // capacity reserved at allocation: never reallocates
@@ -154,7 +193,7 @@ void TimerSet::HeapSet(int32_t slot, int64_t deadline, double order) {
 }
 
 void TimerSet::HeapRemove(int32_t slot) {
-  Slot& s = slots_[slot];
+  Slot& s = At(slot);
   if (s.heap_at < 0) return;
   auto& h = heap_[s.clock];
   const size_t i = static_cast<size_t>(s.heap_at);
@@ -164,7 +203,7 @@ void TimerSet::HeapRemove(int32_t slot) {
   if (last.slot == slot) return;
   const bool earlier = Before(last, h[i]);
   h[i] = last;
-  slots_[last.slot].heap_at = static_cast<int32_t>(i);
+  At(last.slot).heap_at = static_cast<int32_t>(i);
   if (earlier) SiftUp(h, i);
   else SiftDown(h, i);
 }
@@ -241,7 +280,7 @@ void TimerSet::Expire(int clock, std::vector<ExpiredTimer>* out) {
     const Entry top = h[0];
     if (top.deadline > now) break;
     const int32_t slot = top.slot;
-    Slot& s = slots_[slot];
+    Slot& s = At(slot);
     double expirations = 1;
     if (s.period > 0) {
       const int64_t missed = (now - top.deadline) / s.period;
@@ -250,7 +289,7 @@ void TimerSet::Expire(int clock, std::vector<ExpiredTimer>* out) {
       SiftDown(h, 0);
     } else {
       HeapRemove(slot);
-      if (views_.ctl != nullptr && views_.ctl[2 * slot + 1] == s.gen) views_.ctl[2 * slot] = 0;
+      if (s.owner == nullptr && views_.ctl != nullptr && views_.ctl[2 * slot + 1] == s.gen) views_.ctl[2 * slot] = 0;
     }
     out->push_back(ExpiredTimer{slot, s.gen, s.priority, expirations});
   }

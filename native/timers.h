@@ -30,6 +30,14 @@ struct TimerViews {
   size_t capacity = 0;
 };
 
+// A native owner of a timer slot (a dialer's pacing tick): its expirations call OnTimer on the
+// loop thread instead of going to JavaScript as records.
+class TimerOwner {
+ public:
+  virtual ~TimerOwner() = default;
+  virtual void OnTimer(double expirations) = 0;
+};
+
 struct ExpiredTimer {
   int32_t slot;
   int32_t gen;
@@ -50,6 +58,16 @@ class TimerSet {
   const char* failed_syscall() const { return failed_syscall_; }
   int Alloc(int clock, int priority);
   void Free(int slot);
+  // A slot owned natively: reserved and allocated at once (the step that can fail, -errno), then
+  // armed and disarmed from native code, which cannot fail. Free() releases it.
+  // A monotonic slot owned natively (a dialer's pacing tick): allocated (the step that can fail,
+  // -errno), then armed and disarmed from native code, which cannot fail; its expirations call
+  // the owner's OnTimer instead of going to JavaScript. FreeOwned() releases it.
+  int AllocOwned(TimerOwner* owner);
+  void ArmOwned(int slot, int64_t delay_ns, int64_t period_ns);
+  void DisarmOwned(int slot);
+  void FreeOwned(int slot);
+  TimerOwner* OwnerOf(int slot) const { return slot >= kOwnedBase ? owned_[slot - kOwnedBase].owner : nullptr; }
   size_t allocated() const { return allocated_; }
   size_t armed() const { return heap_[0].size() + heap_[1].size(); }
 
@@ -84,6 +102,7 @@ class TimerSet {
     int8_t clock = 0;
     int8_t priority = 0;
     bool used = false;
+    TimerOwner* owner = nullptr;
   };
   // Heap entries carry their keys, so sifting touches only the heap array (100,000 timers:
   // comparisons that chased slots missed the cache on every step).
@@ -107,9 +126,13 @@ class TimerSet {
   void ArmKernel(int clock);
   int OpenFd(int clock);
 
+  static constexpr int kOwnedBase = 1 << 30;
+  Slot& At(int32_t slot) { return slot >= kOwnedBase ? owned_[slot - kOwnedBase] : slots_[slot]; }
+
   Loop* loop_;
   TimerViews views_;
   std::vector<Slot> slots_;
+  std::vector<Slot> owned_;
   std::vector<int32_t> free_;
   std::vector<Entry> heap_[2];
   size_t allocated_ = 0;

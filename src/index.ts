@@ -12,6 +12,8 @@ export type {
   UdpOptions,
 } from './loop.js';
 export { UdpSocket } from './udp.js';
+export { Dialer } from './dialer.js';
+export type { DialOptions, DialerStats } from './dialer.js';
 export { Socket } from './socket.js';
 export type { CloseInfo } from './socket.js';
 export { Listener } from './listener.js';

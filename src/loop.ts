@@ -8,6 +8,7 @@ import { Messenger, type BroadcastResult, type InboxOptions, type CallOptions, t
 import { native as addon, ReadMode, Rec, type NativeLoop } from './native.js';
 import { Socket, type SocketToken } from './socket.js';
 import { ChildWatch, type SpawnedChild, type SpawnOptions } from './child.js';
+import { Dialer, dialSpec, type DialOptions } from './dialer.js';
 import { copyFile, File, FileRequests, type CopyOptions, type OpenOptions } from './file.js';
 import { Pipes, proxy, type PipeResult, type ProxyResult } from './pipe.js';
 import { Timer, TimerTable, type ClockName, type TimerCallback, type TimerOptions } from './timer.js';
@@ -206,6 +207,7 @@ export class Loop {
   #listeners = new Map<number, Listener>();
   #listenerModes = new Map<number, ReadMode>();
   #udps = new Map<number, UdpSocket>();
+  #dialers = new Map<number, Dialer>();
   #group: string;
   #report: (r: LoopReport) => void;
   #closing: Promise<LoopCloseSummary> | undefined;
@@ -617,6 +619,22 @@ export class Loop {
   }
 
   /**
+   * Opens and keeps many connections natively, for load generators: `count` connections to
+   * `targets` at `rate` per second, each one, once established, held idle, pushing `chunk` again
+   * and again, or ended at once (connects per second); a connection that closes is replaced. No
+   * JavaScript runs per connection; `dialer.stats()` counts what happened (exact). Throws
+   * TypeError/RangeError for bad options, IappError for an address the kernel refuses (EINVAL)
+   * or ENOSYS where loop timers are not available yet (kqueue builds).
+   */
+  dial(options: DialOptions): Dialer {
+    this.#checkOpen();
+    const id = this.native.dial(dialSpec(options, isIP));
+    const d = new Dialer(this.native, id, errnoName);
+    this.#dialers.set(id, d);
+    return d;
+  }
+
+  /**
    * Opens a UDP socket: bound to `host`/`port` (SO_REUSEPORT, so every loop can bind the same
    * address and the kernel spreads datagrams by sender; port 0 gives one port shared by the
    * runtime's loops), or adopting an inherited datagram socket (`fd`), and connected to `peer`
@@ -696,6 +714,8 @@ export class Loop {
   }
 
   async #close(timeoutMs: number): Promise<LoopCloseSummary> {
+    // Dialers open nothing more; their connections are native-only and end with the others.
+    for (const d of this.#dialers.values()) d._stop();
     for (const l of [...this.#listeners.values()]) l.close();
     for (const u of [...this.#udps.values()]) u.close();
     const open = [...this.#sockets.values()];
@@ -724,6 +744,7 @@ export class Loop {
     unsent += cut.unsent;
     await Promise.all(left.map((s) => s.closed));
     this.#messenger._flush();
+    for (const d of this.#dialers.values()) d._freeze();
     for (const w of [...this.#children.values()]) w._abandoned();
     this.#children.clear();
     this.native.close(this.#messenger._heldCount());
@@ -862,6 +883,9 @@ export class Loop {
             break;
           case Rec.Pipe:
             this.#pipes.complete(id, r[o + 2]!, r[o + 3]!, r[o + 4]!, r[o + 5]!);
+            break;
+          case Rec.Dialer:
+            this.#dialers.get(id)?._done();
             break;
           case Rec.ListenPaused:
             this.#listeners.get(id)?._paused(r[o + 2]!, r[o + 3]!);

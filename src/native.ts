@@ -95,6 +95,11 @@ export interface NativeLoop {
   setBusyPoll(us: number): void;
   /** Microseconds of native work per loop turn before returning to libuv (0: no limit). */
   setTurnBudget(us: number): void;
+  dial(spec: import('./dialer.js').NativeDialSpec): number;
+  /** undefined once the loop is closed. */
+  dialerStats(id: number): import('./dialer.js').NativeDialerStats | undefined;
+  dialerStop(id: number): void;
+  dialerClose(id: number): void;
   setRef(on: boolean): void;
   timerViews(rel: Float64Array, abs: BigInt64Array, period: Float64Array, ctl: Int32Array, dirty: Int32Array, flags: Uint8Array, order: Float64Array): void;
   timerAlloc(clock: number, priority: number): number;
@@ -209,6 +214,7 @@ export const enum Rec {
   SendFile = 16,
   Pipe = 17,
   PipeHeld = 18,
+  Dialer = 19,
 }
 
 /** Read modes; mirrors native/socket.h. */
