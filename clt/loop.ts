@@ -1,13 +1,18 @@
 // What every loop thread of iapp-clt runs: opens connections at a steady rate up to its share,
-// keeps them open (reopening any the server drops), and pushes data natively, runs echo
-// request/response with a latency histogram, holds them idle, or (connect mode) ends each one as
-// soon as it is established and opens the next. The rate is paced by a native loop timer, which
-// the loop's turn budget keeps on time however busy its sockets are. The runtime's close ends
-// every socket; this module then reports the thread's exact final counts as its stats (`app`),
-// which the close hands back.
+// keeps them open (reopening any the server drops), and pushes data, holds them idle, or (connect
+// mode) ends each one as soon as it is established and opens the next: all natively, with a
+// dialer (loop.dial: no JavaScript per connection, paced by a native timer that the loop's turn
+// budget keeps on time however busy its sockets are). Echo request/response (with a latency
+// histogram) and UDP run here in JavaScript. The runtime's close ends every socket; this module
+// then reports the thread's exact final counts as its stats (`app`), which the close hands back.
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { constants } from 'node:os';
 import { performance } from 'node:perf_hooks';
 
 import type { Endpoint } from '../src/cli/args.js';
+import type { DialerStats } from '../src/dialer.js';
+import { IappError } from '../src/errors.js';
 import type { Loop, LoopInfo } from '../src/loop.js';
 import type { CloseInfo, Socket } from '../src/socket.js';
 import type { UdpSocket } from '../src/udp.js';
@@ -77,9 +82,10 @@ export interface ThreadReport extends ThreadCounts {
 
 const TICK_MS = 10;
 
-export function setup(loop: Loop, info: LoopInfo): { thread: number } {
+export async function setup(loop: Loop, info: LoopInfo): Promise<{ thread: number }> {
   const d = info.data as LoopData;
   const thread = d.firstThread + info.index;
+  if (!d.udp && d.mode !== 'echo') return dialing(loop, d, thread);
   const chunk = Buffer.alloc(d.size, 0x61);
   const startedAt = performance.now();
   const latency = new Latency();
@@ -107,7 +113,7 @@ export function setup(loop: Loop, info: LoopInfo): { thread: number } {
     counts.established++;
     counts.open++;
     if (counts.open > counts.peak) counts.peak = counts.open;
-    if (counts.open === d.conns && counts.rampMs === undefined && d.mode !== 'connect') counts.rampMs = performance.now() - startedAt;
+    if (counts.open === d.conns && counts.rampMs === undefined) counts.rampMs = performance.now() - startedAt;
   };
 
   const closed = (ci: CloseInfo): void => {
@@ -115,8 +121,7 @@ export function setup(loop: Loop, info: LoopInfo): { thread: number } {
     txBytes += ci.bytesWritten;
     rxBytes += ci.bytesRead;
     if (ci.error) count(ci.error.code);
-    if (d.mode === 'connect' && !ci.error) counts.cycled++;
-    else if (!stopping && !loop.closing) counts.dropped++;
+    if (!stopping && !loop.closing) counts.dropped++;
     refill(); // its place goes to the next connection at once, if the rate allows
   };
 
@@ -149,7 +154,7 @@ export function setup(loop: Loop, info: LoopInfo): { thread: number } {
       s = await loop.connect({
         ...(target.path !== undefined ? { path: target.path } : { host: target.host, port: target.port }),
         ...(source !== undefined ? { localAddress: source } : {}),
-        mode: d.mode === 'echo' ? 'data' : 'sink',
+        mode: 'data',
         timeout: d.connectTimeoutMs,
       });
     } catch (e) {
@@ -170,9 +175,7 @@ export function setup(loop: Loop, info: LoopInfo): { thread: number } {
     }
     opened();
     s.onClose(closed);
-    if (d.mode === 'echo') startEcho(s);
-    else if (d.mode === 'push') s.push(chunk); // native from here on: no JS per write until end()
-    else if (d.mode === 'connect') s.end(); // the server's close frees its place
+    startEcho(s);
   };
 
   const openUdp = (): void => {
@@ -191,10 +194,9 @@ export function setup(loop: Loop, info: LoopInfo): { thread: number } {
     }
   };
 
-  // Token bucket: `rate` per second on average, taken on every tick and whenever a connection
-  // leaves a place free. Up to a second's worth may be taken at once, so a thread whose CPU was
-  // taken by other processes catches up instead of losing the tokens. The tick is a native loop
-  // timer: the turn budget runs it on time even while every socket of the loop is busy.
+  // Token bucket, as the dialer's: `rate` per second on average, taken on every tick and whenever
+  // a connection leaves a place free; up to a second's worth at once, so a thread whose CPU was
+  // taken by other processes catches up. The tick is a native loop timer.
   let tokens = 1;
   let last = performance.now();
   const burst = Math.max(1, d.rate);
@@ -237,5 +239,45 @@ export function setup(loop: Loop, info: LoopInfo): { thread: number } {
     final = { ...counts, txBytes, rxBytes, datagramsOut, latency: latency.count > 0 ? latency.encode() : '' };
   });
 
+  return { thread };
+}
+
+/** Push, hold and connect modes: the connections are a dialer's, native from end to end. */
+async function dialing(loop: Loop, d: LoopData, thread: number): Promise<{ thread: number }> {
+  // The dialer takes numeric addresses: names are resolved once, here.
+  const targets = await Promise.all(
+    d.targets.map(async (t) => (t.path !== undefined ? { path: t.path } : { host: isIP(t.host!) ? t.host! : (await lookup(t.host!)).address, port: t.port! })),
+  );
+  const dialer = loop.dial({
+    targets,
+    sources: d.sources,
+    count: d.conns,
+    rate: d.rate,
+    then: d.mode === 'push' ? 'push' : d.mode === 'connect' ? 'end' : 'hold',
+    ...(d.mode === 'push' ? { chunk: Buffer.alloc(d.size, 0x61) } : {}),
+    timeoutMs: d.connectTimeoutMs,
+    // Every thread walks the same global sequence of (source, target) pairs, interleaved by
+    // thread, so the whole run spreads evenly over all pairs, as preflight assumed.
+    sequence: { first: thread, stride: d.totalThreads },
+  });
+  const counts = (s: DialerStats): ThreadCounts => {
+    const c: ThreadCounts = { thread, established: s.established, failed: s.failed, dropped: s.dropped, cycled: s.cycled, open: s.open, peak: s.peak, errors: s.errors, responses: 0 };
+    if (s.rampMs !== null) c.rampMs = s.rampMs;
+    if (s.established === 0 && s.failed > 0) {
+      // For "cannot connect": the commonest failure, worded as the library words a failed connect.
+      const [code] = Object.entries(s.errors).sort((a, b) => b[1] - a[1])[0] ?? ['ECONNREFUSED'];
+      const t = d.targets[0]!;
+      const errno = (constants.errno as Record<string, number>)[code] ?? 0;
+      c.firstError = { target: formatEndpoint(t), code, message: IappError.fromErrno(errno, 'connect', formatEndpoint(t)).message };
+    }
+    return c;
+  };
+  let final: ThreadReport | undefined;
+  loop.onStats(() => final ?? counts(dialer.stats()));
+  // After the loop's close (which ended the dialer's connections): the exact final counts.
+  loop.onClose(() => {
+    const s = dialer.stats();
+    final = { ...counts(s), txBytes: s.bytesOut, rxBytes: s.bytesIn, datagramsOut: 0, latency: '' };
+  });
   return { thread };
 }
