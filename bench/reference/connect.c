@@ -50,6 +50,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
+
 #define MAX_EVENTS 1024
 #define DRAIN_S 5.0
 #define MAX_ERRNO 4096
@@ -64,32 +66,10 @@ static void usage(const char *msg) {
     exit(2);
 }
 
-static void die(const char *what) {
-    fprintf(stderr, "connect: %s: %s\n", what, strerror(errno));
-    exit(1);
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static double cpu_s(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
-
-static long parse_long(const char *s, const char *name, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || errno || v < lo || v > hi) {
-        fprintf(stderr, "connect: %s must be an integer in %ld..%ld (got '%s')\n", name, lo, hi, s);
-        exit(2);
-    }
-    return v;
 }
 
 /* Failures by errno, for the "errors" object. */
@@ -144,6 +124,7 @@ static void close_fd(int fd) {
 }
 
 int main(int argc, char **argv) {
+    prog = "connect";
     const char *hosts[MAX_HOSTS], *port = NULL, *mode = NULL;
     int nhosts = 0;
     long inflight = 0, count = 0;
@@ -154,10 +135,10 @@ int main(int argc, char **argv) {
         if (!strcmp(o, "--host")) {
             if (nhosts == MAX_HOSTS) usage("at most 16 --host");
             hosts[nhosts++] = v;
-        } else if (!strcmp(o, "--port")) { parse_long(v, "--port", 1, 65535); port = v; }
+        } else if (!strcmp(o, "--port")) { parse_ll(v, "--port", 1, 65535); port = v; }
         else if (!strcmp(o, "--mode")) mode = v;
-        else if (!strcmp(o, "--inflight")) inflight = parse_long(v, "--inflight", 1, 1000000);
-        else if (!strcmp(o, "--count")) count = parse_long(v, "--count", 1, 10000000);
+        else if (!strcmp(o, "--inflight")) inflight = parse_ll(v, "--inflight", 1, 1000000);
+        else if (!strcmp(o, "--count")) count = parse_ll(v, "--count", 1, 10000000);
         else if (!strcmp(o, "--duration")) {
             char *end;
             duration = strtod(v, &end);
@@ -173,15 +154,8 @@ int main(int argc, char **argv) {
 
     signal(SIGPIPE, SIG_IGN);
 
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) die("getrlimit");
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) fprintf(stderr, "connect: setrlimit(NOFILE): %s\n", strerror(errno));
-        if (getrlimit(RLIMIT_NOFILE, &rl) != 0) die("getrlimit");
-    }
     long open_max = hold ? count : inflight;
-    maxfd = rl.rlim_cur == RLIM_INFINITY ? (size_t)open_max + 64 : (size_t)rl.rlim_cur;
+    maxfd = raise_nofile((size_t)open_max + 64);
     if ((size_t)open_max + 16 > maxfd) {
         fprintf(stderr, "connect: %ld connections need more descriptors than the open-file limit (%zu)\n", open_max, maxfd);
         return 2;
@@ -201,13 +175,7 @@ int main(int argc, char **argv) {
         }
     }
 
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0) die("sigprocmask");
-    int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (sfd < 0) die("signalfd");
+    int sfd = term_signalfd();
     ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0) die("epoll_create1");
     struct epoll_event sev = {.events = EPOLLIN};

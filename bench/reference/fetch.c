@@ -36,6 +36,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
+
 #define MAX_EVENTS 1024
 #define TRUNC_LEN (1 << 20)
 
@@ -47,34 +49,8 @@ static void usage(const char *msg) {
     exit(2);
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static long long parse_ll(const char *s, const char *name, long long lo, long long hi) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || errno || v < lo || v > hi) {
-        fprintf(stderr, "fetch: %s must be an integer in %lld..%lld (got '%s')\n", name, lo, hi, s);
-        exit(2);
-    }
-    return v;
-}
-
-/* Print an errno once per distinct value, so that 1000 refused connects make one line. */
-static void report_once(const char *what, int err) {
-    static int seen[4096];
-    if (err > 0 && err < 4096) {
-        if (seen[err]) return;
-        seen[err] = 1;
-    }
-    fprintf(stderr, "fetch: %s: %s\n", what, strerror(err));
-}
-
 int main(int argc, char **argv) {
+    prog = "fetch";
     const char *host = "127.0.0.1", *port = NULL;
     long conns = 1;
     long long expect = -1;
@@ -96,17 +72,7 @@ int main(int argc, char **argv) {
 
     signal(SIGPIPE, SIG_IGN);
 
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
-        perror("fetch: getrlimit");
-        return 1;
-    }
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) fprintf(stderr, "fetch: setrlimit(NOFILE): %s\n", strerror(errno));
-        getrlimit(RLIMIT_NOFILE, &rl);
-    }
-    size_t maxfd = rl.rlim_cur == RLIM_INFINITY ? (size_t)conns + 64 : (size_t)rl.rlim_cur;
+    size_t maxfd = raise_nofile((size_t)conns + 64);
     if ((size_t)conns + 16 > maxfd) {
         fprintf(stderr, "fetch: --conns %ld needs more descriptors than the open-file limit (%zu)\n", conns, maxfd);
         return 2;

@@ -29,6 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
+
 #define MAX_SIZE (16 * 1024 * 1024)
 #define MAX_EVENTS 1024
 
@@ -42,34 +44,8 @@ static void usage(const char *msg) {
     exit(2);
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static long parse_long(const char *s, const char *name, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || errno || v < lo || v > hi) {
-        fprintf(stderr, "push: %s must be an integer in %ld..%ld (got '%s')\n", name, lo, hi, s);
-        exit(2);
-    }
-    return v;
-}
-
-/* Print an errno once per distinct value, so that 1000 refused connects make one line. */
-static void report_once(const char *what, int err) {
-    static int seen[4096];
-    if (err > 0 && err < 4096) {
-        if (seen[err]) return;
-        seen[err] = 1;
-    }
-    fprintf(stderr, "push: %s: %s\n", what, strerror(err));
-}
-
 int main(int argc, char **argv) {
+    prog = "push";
     const char *host = "127.0.0.1", *port = NULL;
     long conns = 1, size = 65536;
     double duration = 5;
@@ -77,9 +53,9 @@ int main(int argc, char **argv) {
         if (i + 1 >= argc) usage("missing value after an option");
         const char *o = argv[i], *v = argv[++i];
         if (!strcmp(o, "--host")) host = v;
-        else if (!strcmp(o, "--port")) { parse_long(v, "--port", 1, 65535); port = v; }
-        else if (!strcmp(o, "--conns")) conns = parse_long(v, "--conns", 1, 1000000);
-        else if (!strcmp(o, "--size")) size = parse_long(v, "--size", 1, MAX_SIZE);
+        else if (!strcmp(o, "--port")) { parse_ll(v, "--port", 1, 65535); port = v; }
+        else if (!strcmp(o, "--conns")) conns = parse_ll(v, "--conns", 1, 1000000);
+        else if (!strcmp(o, "--size")) size = parse_ll(v, "--size", 1, MAX_SIZE);
         else if (!strcmp(o, "--duration")) {
             char *end;
             duration = strtod(v, &end);
@@ -90,17 +66,7 @@ int main(int argc, char **argv) {
 
     signal(SIGPIPE, SIG_IGN);
 
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
-        perror("push: getrlimit");
-        return 1;
-    }
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) fprintf(stderr, "push: setrlimit(NOFILE): %s\n", strerror(errno));
-        getrlimit(RLIMIT_NOFILE, &rl);
-    }
-    size_t maxfd = rl.rlim_cur == RLIM_INFINITY ? (size_t)conns + 64 : (size_t)rl.rlim_cur;
+    size_t maxfd = raise_nofile((size_t)conns + 64);
     if ((size_t)conns + 16 > maxfd) {
         fprintf(stderr, "push: --conns %ld needs more descriptors than the open-file limit (%zu)\n", conns, maxfd);
         return 2;

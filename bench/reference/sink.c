@@ -35,6 +35,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common.h"
+
 #define READ_BUF (256 * 1024)
 #define TRUNC_LEN (1 << 20)
 #define MAX_EVENTS 256
@@ -47,11 +49,6 @@ static void usage(const char *msg) {
     if (msg) fprintf(stderr, "sink: %s\n", msg);
     fprintf(stderr, "usage: sink [--host ADDR]... [--port P] [--mode read|trunc]\n");
     exit(2);
-}
-
-static void die(const char *what) {
-    fprintf(stderr, "sink: %s: %s\n", what, strerror(errno));
-    exit(1);
 }
 
 /*
@@ -92,6 +89,7 @@ static int is_listener(int fd, const int *lfds, int n) {
 }
 
 int main(int argc, char **argv) {
+    prog = "sink";
     const char *hosts[MAX_HOSTS], *port = "0";
     int nhosts = 0;
     int trunc_mode = 0;
@@ -114,12 +112,7 @@ int main(int argc, char **argv) {
     if (nhosts == 0) hosts[nhosts++] = "127.0.0.1";
 
     /* As many fds as the hard limit allows. */
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) fprintf(stderr, "sink: setrlimit(NOFILE): %s\n", strerror(errno));
-    }
-    size_t maxfd = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? rl.rlim_cur : 1 << 20;
+    size_t maxfd = raise_nofile(1 << 20);
     /* open[fd] marks accepted sockets, so that all are closed on exit. */
     unsigned char *open_fds = calloc(maxfd, 1);
     if (!open_fds) die("calloc");
@@ -156,13 +149,7 @@ int main(int argc, char **argv) {
         }
     }
 
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0) die("sigprocmask");
-    int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (sfd < 0) die("signalfd");
+    int sfd = term_signalfd();
 
     int ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0) die("epoll_create1");
