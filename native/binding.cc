@@ -470,7 +470,7 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
   // bytesIn, bytesOut, errors: { errno: count } }, or undefined once the loop is closed
   Napi::Value DialerStats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Dialer* d = loop_->closed() ? nullptr : loop_->FindDialer(static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue()));
+    Dialer* d = FindDialer(info);
     if (d == nullptr) return env.Undefined();
     const DialStats s = d->Stats();
     Napi::Object o = Napi::Object::New(env);
@@ -490,15 +490,16 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     return o;
   }
 
+  // The dialer named by info[0], or null (unknown, or the loop is closed).
+  Dialer* FindDialer(const Napi::CallbackInfo& info) {
+    return loop_->closed() ? nullptr : loop_->FindDialer(static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue()));
+  }
   Napi::Value DialerStop(const Napi::CallbackInfo& info) {
-    if (!loop_->closed())
-      if (Dialer* d = loop_->FindDialer(static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue()))) d->Stop();
+    if (Dialer* d = FindDialer(info)) d->Stop();
     return info.Env().Undefined();
   }
-
   Napi::Value DialerClose(const Napi::CallbackInfo& info) {
-    if (!loop_->closed())
-      if (Dialer* d = loop_->FindDialer(static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue()))) d->Close();
+    if (Dialer* d = FindDialer(info)) d->Close();
     return info.Env().Undefined();
   }
 
