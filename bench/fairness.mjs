@@ -391,7 +391,11 @@ function jsonLines(label, full, targets) {
   const withRatio = caseJsonLines('fairness', label, summary, { peer: PEER, peerKinds: ['iapp'], refKinds: [], costMetrics: LATENCY, metrics: RATIO_METRICS.map((m) => [m, unitOf[m]]) });
   const plain = caseJsonLines('fairness', label, summary, { peer: PEER, peerKinds: [], refKinds: [], metrics: METRICS.filter(([m]) => !RATIO_METRICS.includes(m)).map(([m, , u]) => [m, unitOf[m]]) });
   // The quiet pair: throughput alone, the budget's own cost.
-  const quiet = caseJsonLines('fairness', label, full.filter((s) => s.system === IAPP_QUIET || s.system === PEER_QUIET), { peer: PEER_QUIET, peerKinds: ['iapp-quiet'], refKinds: [], metrics: [['throughput', 'GB/s'], ['turns-cut-rate', '/s']] });
+  const quietPair = full.filter((s) => s.system === IAPP_QUIET || s.system === PEER_QUIET);
+  const quiet = [
+    ...caseJsonLines('fairness', label, quietPair, { peer: PEER_QUIET, peerKinds: ['iapp-quiet'], refKinds: [], metrics: [['throughput', 'GB/s']] }),
+    ...caseJsonLines('fairness', label, quietPair, { peer: PEER_QUIET, peerKinds: [], refKinds: [], metrics: [['turns-cut-rate', '/s']] }),
+  ];
   const order = METRICS.map(([m]) => m);
   return [...withRatio, ...plain, ...quiet]
     .sort((a, b) => full.findIndex((s) => s.system === a.system) - full.findIndex((s) => s.system === b.system) || order.indexOf(a.metric) - order.indexOf(b.metric))

@@ -1,6 +1,7 @@
 // The one-command benchmark: runs every scenario, keeps what each measured, writes a report.
 //
 //   node bench/run.mjs [--quick] [--only NAME[,NAME]]... [--json] [--report-only]
+//   (with --only, the report keeps the other scenarios' figures from the earlier run, marked so)
 //   npm run bench [-- --quick]
 //
 // Scenarios (each a script of its own, run one after the other, never two at once):
@@ -507,6 +508,7 @@ function writeReport(latest) {
   out.push('## Scenarios', '');
   for (const rec of latest.scenarios) {
     out.push(`### ${rec.name}`, '');
+    if (rec.keptFrom) out.push(`*Measured in an earlier run, started ${rec.keptFrom} (the last run measured only some scenarios).*`, '');
     if (rec.status === 'skipped') {
       out.push(`Skipped: ${rec.note}.`, '');
       continue;
@@ -567,11 +569,26 @@ const latest = {
 const estTotal = selected.filter((s) => existsSync(join(benchDir, `${s.name}.mjs`))).reduce((a, s) => a + s.estS[opts.quick ? 1 : 0], 0);
 log(`bench: ${selected.map((s) => s.name).join(', ')}${opts.quick ? ' (--quick)' : ''}; about ${Math.ceil(estTotal / 60)} min on ${latest.machine.cores} cores`);
 if (latest.machine.loadavg[0] > 0.5) log(`NOTE: load average ${latest.machine.loadavg[0].toFixed(2)} before starting: other work on the machine adds noise`);
+// With --only, the scenarios not run keep what an earlier run measured (marked as such in the
+// report), so one scenario can be measured again without losing the others.
+let earlier = [];
+if (only && existsSync(latestFile)) {
+  try {
+    const prev = JSON.parse(readFileSync(latestFile, 'utf8'));
+    earlier = (prev.scenarios ?? []).filter((r) => !only.includes(r.name)).map((r) => ({ ...r, keptFrom: r.keptFrom ?? prev.started }));
+  } catch {
+    log(`NOTE: ${relative(process.cwd(), latestFile)} could not be read: the report has only this run's scenarios`);
+  }
+}
+const ordered = (ran) => [...earlier, ...ran].sort((a, b) => NAMES.indexOf(a.name) - NAMES.indexOf(b.name));
+const ran = [];
 for (const [i, sc] of selected.entries()) {
-  latest.scenarios.push(await runScenario(sc, i + 1, selected.length));
+  ran.push(await runScenario(sc, i + 1, selected.length));
+  latest.scenarios = ordered(ran);
   latest.durationS = now() - t0;
   writeResults(latestFile, latest); // after each scenario, so an interrupted run keeps what it measured
 }
+latest.scenarios = ordered(ran);
 latest.finished = new Date().toISOString();
 latest.durationS = now() - t0;
 writeResults(latestFile, latest);
@@ -579,4 +596,4 @@ const charts = writeReport(latest);
 log('');
 log(latest.scenarios.map((s) => `${s.name}: ${s.status}${s.durationS !== undefined ? ` ${Math.round(s.durationS)} s` : ''}`).join('; '));
 log(`Results: ${relative(process.cwd(), latestFile)}; report: ${relative(process.cwd(), reportFile)} (${charts.length} chart(s)); ${Math.round(latest.durationS)} s in all`);
-process.exit(latest.scenarios.every((s) => s.status !== 'failed') ? 0 : 1);
+process.exit(ran.every((s) => s.status !== 'failed') ? 0 : 1);
