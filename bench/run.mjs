@@ -422,7 +422,8 @@ function fairnessTable(rec) {
   const whole = (l) => (l ? `${Math.round(l.value).toLocaleString('en-US')}${l.min !== l.max ? ` (${Math.round(l.min).toLocaleString('en-US')}–${Math.round(l.max).toLocaleString('en-US')})` : ''}` : '-');
   const budget = (c, sys) => {
     const us = lines.find((x) => x.case === c && x.system === sys)?.budgetUs;
-    return us === 0 ? 'none (0)' : Number.isFinite(us) ? `${us} µs` : md(sys);
+    const cell = us === 0 ? 'none (0)' : Number.isFinite(us) ? `${us} µs` : md(sys);
+    return sys.endsWith('-quiet') ? `${cell}, no probes` : cell;
   };
   const out = [
     '| case | turn budget | timer late p50 / p99 (ms) | call round trip p50 / p99 (ms) | call p99 there / back (ms) | calls unanswered at the window\'s end | throughput (GB/s) | turns cut /s | budget vs none: timer p99, call p99, GB/s | targets (with the budget) |',
@@ -437,7 +438,7 @@ function fairnessTable(rec) {
       );
     }
   }
-  out.push('', "Lateness: a 10 ms interval timer on the loaded loop, callback time minus due time; round trip: `runtime.call(0, 'ping')` from the main thread every 5 ms, split at the loop's handler into the way there (the loop's delay) and back (the main thread's wake-up; pinned, it shares the loop's core). Ratios > 1 mean the budget is better (none/budget for ms, budget/none for GB/s). The load ends just after each window, so the figures of calls and periods still open then without a budget are lower bounds.");
+  out.push('', "Rows marked *no probes* run the same load with no calls and no timer: the budget's own cost in throughput, which the throughput target judges. Lateness: a 10 ms interval timer on the loaded loop, callback time minus due time; round trip: `runtime.call(0, 'ping')` from the main thread every 5 ms, split at the loop's handler into the way there (the loop's delay) and back (the main thread's wake-up, on whichever core is free: both are busy in the proxy case). Ratios > 1 mean the budget is better (none/budget for ms, budget/none for GB/s). The load ends just after each window, so the figures of calls and periods still open then without a budget are lower bounds.");
   return out;
 }
 
