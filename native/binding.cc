@@ -108,7 +108,9 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
                            InstanceMethod<&NativeLoop::EndQuiet>("endQuiet"),
                            InstanceMethod<&NativeLoop::DestroyQuiet>("destroyQuiet"),
                            InstanceMethod<&NativeLoop::Udp>("udp"),
-                           InstanceMethod<&NativeLoop::UdpSink>("udpSink"),
+                           InstanceMethod<&NativeLoop::UdpRead>("udpRead"),
+                           InstanceMethod<&NativeLoop::UdpSendBatch>("udpSendBatch"),
+                           InstanceMethod<&NativeLoop::UdpPackAddress>("udpPackAddress"),
                            InstanceMethod<&NativeLoop::UdpPush>("udpPush"),
                            InstanceMethod<&NativeLoop::UdpSend>("udpSend"),
                            InstanceMethod<&NativeLoop::UdpCounters>("udpCounters"),
@@ -369,7 +371,8 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     spec.group = Str(o, "group");
     spec.peer_host = Str(o, "peerHost");
     spec.peer_port = static_cast<int>(Num(o, "peerPort", 0));
-    spec.sink = Bool(o, "sink", false);
+    spec.read = static_cast<int>(Num(o, "read", kUdpPaused));
+    spec.high_water = static_cast<size_t>(Num(o, "highWaterMark", 1 << 20));
     int err = 0, sys = 0;
     iapp::Udp* u = iapp::Udp::Open(L(env), spec, &err, &sys);
     if (u == nullptr) {
@@ -382,9 +385,31 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     res.Set("id", static_cast<double>(u->id));
     return res;
   }
-  Napi::Value UdpSink(const Napi::CallbackInfo& info) {
-    if (auto* u = Find<iapp::Udp>(info)) u->SetSink(info[1].ToBoolean());
+  // udpRead(id, mode): 0 paused, 1 native sink, 2 datagrams to JS
+  Napi::Value UdpRead(const Napi::CallbackInfo& info) {
+    if (auto* u = Find<iapp::Udp>(info)) u->SetRead(info[1].As<Napi::Number>().Int32Value());
     return info.Env().Undefined();
+  }
+  // udpSendBatch(id, staging: Uint8Array, length, count) -> 1 under the high-water mark, 0 at it
+  Napi::Value UdpSendBatch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto* u = Get<iapp::Udp>(info, "UDP socket");
+    auto u8 = info[1].As<Napi::Uint8Array>();
+    size_t len = static_cast<size_t>(info[2].As<Napi::Number>().DoubleValue());
+    if (len > u8.ByteLength()) throw Napi::RangeError::New(env, "staging length past its buffer");
+    int r = u->SendBatch(u8.Data(), len, static_cast<size_t>(info[3].As<Napi::Number>().DoubleValue()));
+    if (r < 0) ThrowSysError(env, -r, "sendmmsg", "a malformed batch of datagrams");
+    return Napi::Number::New(env, r);
+  }
+  // udpPackAddress(host) -> Uint8Array(16) of a numeric IPv4/IPv6 address (inet_pton), or null
+  Napi::Value UdpPackAddress(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    SockAddr a;
+    if (MakeInetAddr(info[0].As<Napi::String>().Utf8Value(), 0, &a) < 0) return env.Null();
+    auto out = Napi::Uint8Array::New(env, 16);
+    if (a.family() == AF_INET) memcpy(out.Data(), &reinterpret_cast<const sockaddr_in*>(&a.ss)->sin_addr, 4);
+    else memcpy(out.Data(), &reinterpret_cast<const sockaddr_in6*>(&a.ss)->sin6_addr, 16);
+    return out;
   }
   // udpPush(id, chunk | null): push chunk as datagrams while writable; null stops
   Napi::Value UdpPush(const Napi::CallbackInfo& info) {
@@ -406,7 +431,7 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     if (r < 0) ThrowSysError(info.Env(), static_cast<int>(-r), "send", "UDP datagram");
     return Napi::Boolean::New(info.Env(), true);
   }
-  // udpCounters(id, out: Float64Array(4)) -> [datagramsIn, bytesIn, datagramsOut, bytesOut]
+  // udpCounters(id, out: Float64Array(5)) -> [datagramsIn, bytesIn, datagramsOut, bytesOut, sendErrors]
   Napi::Value UdpCounters(const Napi::CallbackInfo& info) {
     auto* u = Find<iapp::Udp>(info);
     if (u == nullptr) return Napi::Boolean::New(info.Env(), false);
@@ -415,6 +440,7 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     out[1] = static_cast<double>(u->bytes_in);
     out[2] = static_cast<double>(u->datagrams_out);
     out[3] = static_cast<double>(u->bytes_out);
+    out[4] = static_cast<double>(u->send_errors);
     return Napi::Boolean::New(info.Env(), true);
   }
   Napi::Value UdpClose(const Napi::CallbackInfo& info) {

@@ -11,8 +11,8 @@ namespace iapp {
 
 enum FaultSite {
   kFaultAccept,    // accept4: as if the kernel refused the connection waiting in the backlog
-  kFaultRecv,      // recv on sockets (data, sink, pipe fallback)
-  kFaultSend,      // sendmsg on sockets (writes, pushes, the sendfile pread fallback)
+  kFaultRecv,      // recv on sockets (data, sink, pipe fallback), recvmmsg of UDP to JS
+  kFaultSend,      // sendmsg on sockets (writes, pushes, the sendfile pread fallback), UDP sends
   kFaultSendfile,  // sendfile(2)
   kFaultSplice,    // splice(2), both halves of a pipe
   kFaultPollCtl,   // epoll_ctl ADD/MOD (kevent changes)

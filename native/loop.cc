@@ -253,6 +253,21 @@ uint8_t* Loop::ArenaReserve(size_t want, size_t* got) {
   return arena_ + arena_used_;
 }
 
+uint8_t* Loop::NewBlob(size_t n) {
+  if (stopping_) return nullptr;
+  void* data = nullptr;
+  napi_value buf;
+  napi_ref ref;
+  if (napi_create_buffer(env_, n > 0 ? n : 1, &data, &buf) != napi_ok ||
+      napi_create_reference(env_, buf, 1, &ref) != napi_ok) {
+    Stop();
+    return nullptr;
+  }
+  arenas_.push_back(ref);  // deleted as soon as the records go to JS
+  Emit(kRecBlob, 0);
+  return static_cast<uint8_t*>(data);
+}
+
 void Loop::ReleaseArena() {
   if (arena_scope_ != nullptr) napi_close_handle_scope(env_, arena_scope_);
   arena_scope_ = nullptr;
@@ -300,9 +315,10 @@ void Loop::Deliver() {
     const size_t total = pending_.size() / kRecordStride;
     const size_t n = total < static_cast<size_t>(kRecordCapacity) ? total : kRecordCapacity;
     size_t narenas = 0;
-    for (size_t i = 0; i < n; ++i)
-      if (pending_[i * kRecordStride] == kRecArena || pending_[i * kRecordStride] == kRecMsgArena)
-        ++narenas;
+    for (size_t i = 0; i < n; ++i) {
+      const double k = pending_[i * kRecordStride];
+      if (k == kRecArena || k == kRecMsgArena || k == kRecBlob) ++narenas;
+    }
     napi_value fn, recv, argv[2], result;
     bool ok = napi_get_reference_value(env_, callback_, &fn) == napi_ok &&
               napi_get_global(env_, &recv) == napi_ok &&

@@ -64,6 +64,11 @@ enum RecordKind : int {
   kRecPipe = 17,
   kRecPipeHeld = 18,     // id: pipe; every data record of its source emitted before came first
   kRecDialer = 19,       // id: dialer, v0: 1 when close() has ended its last connection
+  kRecBlob = 20,         // the next blob of the batch holds the following datagrams
+  // id: UDP socket, v0: offset in the current blob, v1: length, v2: family (4 or 6), v3: port,
+  // v4: IPv4 address (u32) or the offset of the 16 IPv6 address bytes in the blob
+  kRecDatagram = 21,
+  kRecUdpDrain = 22,     // id: UDP socket; its send queue emptied after a send reported backpressure
 };
 constexpr int kRecordStride = 8;
 constexpr int kRecordCapacity = 4096;  // records per call into JS
@@ -158,6 +163,10 @@ class Loop {
   size_t DestroyQuiet(size_t* unsent);  // resets every quiet socket; returns how many there were
   // Emits kRecQuietDone when the count reaches zero. Returns the count now (no record if 0).
   size_t WaitQuiet();
+
+  // A JS Buffer of n bytes for records that follow (kRecBlob): handed to JS with the batch. Null
+  // when the env can no longer make Buffers (it is being torn down).
+  uint8_t* NewBlob(size_t n);
 
   // A copy of p[0..n) shared by everyone who asks for the same bytes: pushing sockets of a load
   // generator all send one buffer, not one copy each.

@@ -231,3 +231,45 @@ ssize_t SysSendFile(int out, int in, uint64_t* off, size_t len) {
 }
 
 }  // namespace iapp
+
+namespace iapp {
+
+int SysRecvMmsg(int fd, mmsghdr* msgs, int n) {
+  if (int e = Fault(kFaultRecv)) return -e;
+#if defined(__linux__) || defined(__FreeBSD__)
+  int r;
+  do r = recvmmsg(fd, msgs, static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
+  while (r < 0 && errno == EINTR);
+  return r < 0 ? -errno : r;
+#else
+  for (int i = 0; i < n; ++i) {
+    ssize_t r;
+    do r = recvmsg(fd, &msgs[i].msg_hdr, MSG_DONTWAIT);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) return i > 0 ? i : -errno;
+    msgs[i].msg_len = static_cast<unsigned>(r);
+  }
+  return n;
+#endif
+}
+
+int SysSendMmsg(int fd, mmsghdr* msgs, int n) {
+  if (int e = Fault(kFaultSend)) return -e;
+#if defined(__linux__) || defined(__FreeBSD__)
+  int r;
+  do r = sendmmsg(fd, msgs, static_cast<unsigned>(n), MSG_DONTWAIT);
+  while (r < 0 && errno == EINTR);
+  return r < 0 ? -errno : r;
+#else
+  for (int i = 0; i < n; ++i) {
+    ssize_t r;
+    do r = sendmsg(fd, &msgs[i].msg_hdr, MSG_DONTWAIT);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) return i > 0 ? i : -errno;
+    msgs[i].msg_len = static_cast<unsigned>(r);
+  }
+  return n;
+#endif
+}
+
+}  // namespace iapp

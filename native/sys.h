@@ -8,6 +8,16 @@
 #include <sys/uio.h>
 
 struct sockaddr;
+#if defined(__APPLE__)
+#include <sys/socket.h>
+// macOS has no recvmmsg/sendmmsg: the same shape, filled one message at a time (sys.cc).
+struct mmsghdr {
+  struct msghdr msg_hdr;
+  unsigned int msg_len;
+};
+#else
+struct mmsghdr;
+#endif
 
 namespace iapp {
 
@@ -43,6 +53,12 @@ int OpenWaker(int* rd, int* wr);
 void SignalWaker(int wr);
 void DrainWaker(int rd);
 void CloseWaker(int rd, int wr);
+
+// Receives or sends up to n datagrams in one call (recvmmsg/sendmmsg; one recvmsg/sendmsg at a
+// time where the platform has none), non-blocking. The messages done, or -errno when the first
+// failed (a later failure ends the batch short, as sendmmsg does).
+int SysRecvMmsg(int fd, mmsghdr* msgs, int n);
+int SysSendMmsg(int fd, mmsghdr* msgs, int n);
 
 // Sends up to len bytes of file `in` from *off to socket `out` (sendfile(2); the BSD forms
 // elsewhere) and advances *off. Returns the bytes sent (0 at end of file) or -errno; a partial

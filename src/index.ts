@@ -12,6 +12,7 @@ export type {
   UdpOptions,
 } from './loop.js';
 export { UdpSocket } from './udp.js';
+export type { UdpAddress, UdpTarget } from './udp.js';
 export { Dialer } from './dialer.js';
 export type { DialOptions, DialerStats } from './dialer.js';
 export { Socket } from './socket.js';

@@ -99,8 +99,13 @@ export interface UdpOptions {
   fd?: number;
   /** Connect to this peer: `push`/`send` go there and only its datagrams are received. */
   peer?: { host: string; port: number };
-  /** `'sink'`: drain natively with recvmmsg, counting only. Default `'paused'` (not reading). */
+  /**
+   * `'sink'`: drain natively with recvmmsg, counting only. Default `'paused'` (not reading until
+   * `onMessage()` or `sink()`).
+   */
   mode?: 'sink' | 'paused';
+  /** Queued send bytes at which `send`/`sendTo` return false. Default 1 MiB. */
+  highWaterMark?: number;
   /** Loops binding port 0 with the same host and name share one port. Default `''`. */
   name?: string;
 }
@@ -645,6 +650,7 @@ export class Loop {
     this.#checkOpen();
     checkInt('port', options.port, 0, 65535);
     checkInt('fd', options.fd, 0, 2 ** 31 - 1);
+    checkInt('highWaterMark', options.highWaterMark, 1, 2 ** 31 - 1);
     if (options.mode !== undefined && options.mode !== 'sink' && options.mode !== 'paused')
       throw new TypeError(`udp mode must be 'sink' or 'paused', got ${String(options.mode)}`);
     let host = options.host ?? (options.peer && isIP(options.peer.host) === 6 ? '::' : '0.0.0.0');
@@ -658,9 +664,10 @@ export class Loop {
       ...(options.fd !== undefined ? { fd: options.fd } : { host, port: options.port ?? 0 }),
       group: `${this.#group}|${options.name ?? ''}`,
       ...(options.peer ? { peerHost: options.peer.host, peerPort: options.peer.port } : {}),
-      sink: options.mode === 'sink',
+      read: options.mode === 'sink' ? 1 : 0,
+      highWaterMark: options.highWaterMark ?? 1 << 20,
     });
-    const u = new UdpSocket(this.native, info, () => this.#udps.delete(info.id));
+    const u = new UdpSocket(this.native, info, () => this.#udps.delete(info.id), (e) => this.handlerError(e), options.highWaterMark ?? 1 << 20);
     this.#udps.set(u.id, u);
     return u;
   }
@@ -811,6 +818,7 @@ export class Loop {
   #onBatch(count: number, arenas: Buffer[] | undefined): void {
     const r = this.#records;
     let nextArena = 0;
+    let blob: Buffer | undefined;
     for (let i = 0, o = 0; i < count; i++, o += STRIDE) {
       const kind = r[o]!;
       const id = r[o + 1]!;
@@ -883,6 +891,15 @@ export class Loop {
             break;
           case Rec.Pipe:
             this.#pipes.complete(id, r[o + 2]!, r[o + 3]!, r[o + 4]!, r[o + 5]!);
+            break;
+          case Rec.Blob:
+            blob = arenas![nextArena++]!;
+            break;
+          case Rec.Datagram:
+            this.#udps.get(id)?._message(blob!, r, o);
+            break;
+          case Rec.UdpDrain:
+            this.#udps.get(id)?._drain();
             break;
           case Rec.Dialer:
             this.#dialers.get(id)?._done();

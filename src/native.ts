@@ -44,7 +44,9 @@ export interface NativeUdpSpec {
   group?: string;
   peerHost?: string;
   peerPort?: number;
-  sink?: boolean;
+  /** 0 paused, 1 native sink, 2 datagrams to JS. */
+  read?: number;
+  highWaterMark?: number;
 }
 
 export interface NativeAddress {
@@ -78,9 +80,12 @@ export interface NativeLoop {
   endQuiet(): number;
   destroyQuiet(): { count: number; unsent: number };
   udp(spec: NativeUdpSpec): NativeAddress & { id: number };
-  udpSink(id: number, on: boolean): void;
+  /** 0 paused, 1 native sink, 2 datagrams to JS. */
+  udpRead(id: number, mode: number): void;
+  /** 1 under the high-water mark, 0 at it (a UdpDrain record follows). */
+  udpSendBatch(id: number, staging: Uint8Array, length: number, count: number): number;
+  udpPackAddress(host: string): Uint8Array | null;
   udpPush(id: number, chunk: Uint8Array | null): void;
-  udpSend(id: number, chunk: Uint8Array): boolean;
   udpCounters(id: number, out: Float64Array): boolean;
   udpClose(id: number): void;
   pauseListener(id: number): void;
@@ -215,6 +220,9 @@ export const enum Rec {
   Pipe = 17,
   PipeHeld = 18,
   Dialer = 19,
+  Blob = 20,
+  Datagram = 21,
+  UdpDrain = 22,
 }
 
 /** Read modes; mirrors native/socket.h. */
