@@ -143,8 +143,25 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
     listeners.push(l);
     result.tcp.push(describe(l));
   }
+  // Datagrams: sunk natively (sink, and the HTTP modes), counted in JavaScript (data), or sent
+  // back to their sender (echo), in batches either way.
+  const serveUdp = (u: UdpSocket): void => {
+    if (d.mode === 'echo') {
+      u.onMessage((b, from) => {
+        app.jsBytes += b.length;
+        u.sendTo(b, from);
+      });
+    } else if (d.mode === 'data') {
+      u.onMessage((b) => {
+        app.jsBytes += b.length;
+      });
+    } else {
+      u.sink();
+    }
+  };
   for (const spec of d.udp) {
-    const u = loop.udp({ ...spec, mode: 'sink' });
+    const u = loop.udp(spec);
+    serveUdp(u);
     result.udp.push({ proto: 'udp', address: u.address, port: u.port });
   }
   for (const a of d.activated) {
@@ -159,10 +176,11 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
       if (code !== 'EINVAL' && code !== 'ENOTSOCK' && code !== 'EOPNOTSUPP' && code !== 'EPROTOTYPE') throw e;
       let u: UdpSocket;
       try {
-        u = loop.udp({ fd: a.fd, mode: 'sink' });
+        u = loop.udp({ fd: a.fd });
       } catch {
         throw e; // neither: the listen error says more
       }
+      serveUdp(u);
       result.activated.push({ proto: 'udp', address: u.address, port: u.port, fd: a.fd, name: a.name });
     }
   }

@@ -37,7 +37,8 @@ Options:
   -l, --listen HOST:PORT   TCP address to listen on; [IPv6]:PORT, unix:/path too; repeatable.
                            Default ${DEFAULT_LISTEN} (all IPv6 and IPv4 addresses) unless --udp is
                            given or sockets are passed by socket activation. Port 0 picks one.
-  -u, --udp HOST:PORT      UDP address to sink datagrams on; repeatable
+  -u, --udp HOST:PORT      UDP address; repeatable. Datagrams are discarded natively (sink, http,
+                           file), counted in JavaScript (data) or sent back to their sender (echo)
   -m, --mode MODE          sink: discard natively (default); data: deliver to JavaScript and count;
                            echo: send back what is read; http: answer HTTP/1.1 requests with 200;
                            file: serve the files under --root to HTTP/1.1 GET, with sendfile

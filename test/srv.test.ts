@@ -277,6 +277,27 @@ describe('iapp-srv', () => {
     expect(sum.rxBytes).toBe(sum.datagramsIn * 100);
   });
 
+  it('echo mode sends each UDP datagram back to its sender, and counts both ways', async () => {
+    const { srv, listening } = await start(['--udp', '127.0.0.1:0', '--mode', 'echo']);
+    const port = listening.addresses[0].port as number;
+    const sock = dgram.createSocket('udp4');
+    const got: string[] = [];
+    sock.on('message', (m) => got.push(m.toString()));
+    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', r));
+    const n = 20;
+    for (let i = 0; i < n; i++) sock.send(`echo ${i}`, port, '127.0.0.1');
+    const deadline = Date.now() + 5000;
+    while (got.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    sock.close();
+    // Loopback UDP may drop under load: what comes back is what was sent, and counted.
+    expect(got.length).toBeGreaterThan(0);
+    for (const m of got) expect(m).toMatch(/^echo \d+$/);
+    const sum = await stop(srv);
+    expect(sum.datagramsIn).toBeGreaterThanOrEqual(got.length);
+    expect(sum.txBytes).toBe(sum.jsBytes);
+    expect(sum.rxBytes).toBe(sum.jsBytes);
+  });
+
   itWithTool('systemd-socket-activate', 'serves sockets passed by systemd-socket-activate', async () => {
     const probe = net.createServer();
     await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
