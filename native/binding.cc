@@ -138,6 +138,7 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
                            InstanceMethod<&NativeLoop::Members>("members"),
                            InstanceMethod<&NativeLoop::Detach>("detach"),
                            InstanceMethod<&NativeLoop::Adopt>("adopt"),
+                           InstanceMethod<&NativeLoop::AdoptFd>("adoptFd"),
                            InstanceMethod<&NativeLoop::FileOpen>("fileOpen"),
                            InstanceMethod<&NativeLoop::FileClose>("fileClose"),
                            InstanceMethod<&NativeLoop::FileStat>("fileStat"),
@@ -852,6 +853,21 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     return Napi::Number::New(env, static_cast<double>(s->id));
   }
 
+  // adoptFd(fd, socketOptions) -> socket id: a connected stream socket accepted elsewhere.
+  Napi::Value AdoptFd(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const int fd = info[0].As<Napi::Number>().Int32Value();
+    int err = 0;
+    Socket* s = Socket::AdoptFd(L(env), fd, SockOpts(info[1].As<Napi::Object>()), &err);
+    if (s == nullptr)
+      ThrowSysError(env, err, "adopt",
+                    "fd " + std::to_string(fd) +
+                        (err == ENOTCONN ? " is a stream socket that is not connected"
+                         : err == EINVAL ? " is not a connected stream socket (listening? datagram? listen on it instead)"
+                                         : ""));
+    return Napi::Number::New(env, static_cast<double>(s->id));
+  }
+
   // Files: each call starts one disk job and returns at once; a kRecFile record with the request
   // number `req` (info[0]) brings the result. Offsets and lengths arrive as exact integers
   // (checked in src/file.ts); -1 as a length means "to the end".
@@ -1119,6 +1135,20 @@ Napi::Value FaultJs(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), site >= 0 && site < kFaultSiteCount ? Fault(static_cast<FaultSite>(site)) : 0);
 }
 
+// socketKind(fd) -> { kind: 'listening' | 'connected' | 'stream' | 'datagram' | 'other', family }
+// for an inherited fd (what socket activation passed), or throws EBADF.
+Napi::Value SocketKindJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int family = 0;
+  const int k = SysSocketKind(info[0].As<Napi::Number>().Int32Value(), &family);
+  if (k < 0) ThrowSysError(env, -k, "getsockopt", "fd " + std::to_string(info[0].As<Napi::Number>().Int32Value()));
+  static const char* const kinds[] = {"other", "listening", "connected", "stream", "datagram"};
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("kind", kinds[k]);
+  out.Set("family", family == AF_INET ? "IPv4" : family == AF_INET6 ? "IPv6" : family == AF_UNIX ? "unix" : "other");
+  return out;
+}
+
 // connections() -> { open, peak }: established connections of every loop of this process (or of
 // every process sharing its block), now and most at once.
 Napi::Value ConnectionsJs(const Napi::CallbackInfo& info) {
@@ -1181,6 +1211,7 @@ Napi::Object InitIapp(Napi::Env env, Napi::Object exports) {
   exports.Set("faultSites", sites);
   exports.Set("liveHandles", Napi::Function::New(env, LiveHandlesJs));
   exports.Set("connections", Napi::Function::New(env, ConnectionsJs));
+  exports.Set("socketKind", Napi::Function::New(env, SocketKindJs));
   exports.Set("shareConnections", Napi::Function::New(env, ShareConnectionsJs));
   Napi::Array names = Napi::Array::New(env, kSysCount);
   for (int i = 0; i < kSysCount; ++i) names.Set(i, SyscallName(i));

@@ -591,6 +591,20 @@ int Socket::Detach(DetachedSocket* out) {
   return 0;
 }
 
+Socket* Socket::AdoptFd(Loop* loop, int fd, const SocketOptions& opts, int* err) {
+  int family = 0;
+  const int kind = SysSocketKind(fd, &family);
+  if (kind != 2) {
+    *err = kind < 0 ? -kind : kind == 0 ? ENOTSOCK : kind == 3 ? ENOTCONN : EINVAL;
+    return nullptr;
+  }
+  if (int r = SetNonblockCloexec(fd); r < 0) {
+    *err = -r;
+    return nullptr;
+  }
+  return Adopt(loop, fd, false, opts, family == AF_UNIX ? 0 : 1);
+}
+
 Socket* Socket::Restore(Loop* loop, DetachedSocket&& d, int read_mode) {
   SocketOptions opts = d.opts;
   opts.read_mode = read_mode;

@@ -65,6 +65,10 @@ class Socket : public Handle {
   // closing the fd; a kRecDetached record follows every record already emitted for it. 0, or
   // -errno: EBADF (closed), ENOTCONN (still connecting), EBUSY (pushing), EINVAL (quiet).
   int Detach(DetachedSocket* out);
+  // Takes a connected stream socket another process accepted (inetd, systemd's Accept=yes): the
+  // fd is this socket's from now on, closed with it. Null with *err: ENOTSOCK, EINVAL (listening
+  // or not a stream), ENOTCONN (not connected).
+  static Socket* AdoptFd(Loop* loop, int fd, const SocketOptions& opts, int* err);
   // Registers a detached socket on `loop`, reading in `read_mode`.
   static Socket* Restore(Loop* loop, DetachedSocket&& d, int read_mode);
 

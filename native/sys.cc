@@ -273,3 +273,24 @@ int SysSendMmsg(int fd, mmsghdr* msgs, int n) {
 }
 
 }  // namespace iapp
+
+namespace iapp {
+
+int SysSocketKind(int fd, int* family) {
+  *family = 0;
+  int type = 0;
+  socklen_t len = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) return errno == ENOTSOCK ? 0 : -errno;
+  sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0) *family = ss.ss_family;
+  if (type == SOCK_DGRAM) return 4;
+  if (type != SOCK_STREAM) return 0;
+  int listening = 0;
+  len = sizeof listening;
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening) return 1;
+  sl = sizeof ss;
+  return getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0 ? 2 : 3;
+}
+
+}  // namespace iapp

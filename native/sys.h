@@ -43,6 +43,9 @@ int SetReuse(int fd, bool reuseport);
 int BindOrClose(int fd, const sockaddr* addr, unsigned len);
 // A close that sends RST instead of FIN (SO_LINGER with a zero timeout).
 int CloseWithReset(int fd);
+// What kind of socket an inherited fd is: 0 not a socket, 1 listening stream, 2 connected stream,
+// 3 other stream (not connected, not listening), 4 datagram; -errno when fd is not open.
+int SysSocketKind(int fd, int* family);
 // An fd held in reserve so that EMFILE on accept can still take one connection off the backlog.
 int OpenReserveFd();
 

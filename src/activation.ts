@@ -1,6 +1,8 @@
 // systemd's socket activation protocol (sd_listen_fds(3)): a service manager that opened the
-// listening sockets passes them as fds 3, 4, … and says so in LISTEN_PID, LISTEN_FDS and
-// LISTEN_FDNAMES. inetd-style managers and `systemd-socket-activate` speak the same protocol.
+// sockets passes them as fds 3, 4, … and says so in LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES.
+// inetd-style managers and `systemd-socket-activate` speak the same protocol; with Accept=yes
+// (`systemd-socket-activate --accept`) the one passed socket is a connection the manager accepted.
+import { native } from './native.js';
 
 /** First fd passed by the service manager (SD_LISTEN_FDS_START). */
 export const LISTEN_FDS_START = 3;
@@ -11,17 +13,26 @@ export interface ActivatedSocket {
   fd: number;
   /** Its name from LISTEN_FDNAMES (`FileDescriptorName=` in the .socket unit), `'unknown'` when not given. */
   name: string;
+  /**
+   * What it is: a listening stream socket (`loop.listen({ fd })`), a connection the manager
+   * accepted (`loop.adopt({ fd })`), a datagram socket (`loop.udp({ fd })`), another stream
+   * socket, or not a socket.
+   */
+  kind: 'listening' | 'connected' | 'stream' | 'datagram' | 'other';
+  family: 'IPv4' | 'IPv6' | 'unix' | 'other';
 }
 
 /**
- * Reads the sockets passed by a service manager, as `sd_listen_fds(unset = true)` does.
+ * Reads the sockets passed by a service manager, as `sd_listen_fds(unset = true)` does, and says
+ * what each is.
  *
  * Returns `[]` when LISTEN_FDS is unset, or when LISTEN_PID names another process (the variables
  * were inherited from a parent and are not meant for us). The three variables are removed from
  * `env` either way, so child processes do not take the sockets for theirs.
  *
  * Throws `Error` when the variables are malformed (LISTEN_FDS not a positive count, LISTEN_PID
- * not a number): the service manager and the program disagree, which should not be ignored.
+ * not a number) or name an fd that is not open: the service manager and the program disagree,
+ * which should not be ignored.
  *
  * @param env - the environment to read (and clean); `process.env` by default
  * @param pid - this process's id; `process.pid` by default
@@ -42,5 +53,14 @@ export function listenFds(env: NodeJS.ProcessEnv = process.env, pid: number = pr
   // Names are optional; a list of the wrong length is ignored as sd_listen_fds_with_names does.
   const names = namesText?.split(':');
   const named = names !== undefined && names.length === count;
-  return Array.from({ length: count }, (_, i) => ({ fd: LISTEN_FDS_START + i, name: named ? names[i]! : 'unknown' }));
+  return Array.from({ length: count }, (_, i) => {
+    const fd = LISTEN_FDS_START + i;
+    let what: ReturnType<typeof native.socketKind>;
+    try {
+      what = native.socketKind(fd);
+    } catch {
+      throw new Error(`socket activation: LISTEN_FDS says ${count} sockets were passed, but fd ${fd} is not open`);
+    }
+    return { fd, name: named ? names[i]! : 'unknown', ...what };
+  });
 }

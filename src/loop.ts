@@ -503,10 +503,41 @@ export class Loop {
    * counters; bytes it carried in the token are delivered first. Throws ENOENT for a token that
    * was adopted already or whose runtime has closed.
    */
-  adopt(token: SocketToken, options: { mode?: ReadModeName } = {}): Socket {
+  adopt(token: SocketToken, options?: { mode?: ReadModeName }): Socket;
+  /**
+   * Adopts a connected stream socket (TCP or Unix) that another process accepted: inetd (fd 0),
+   * systemd's `Accept=yes` or `systemd-socket-activate --accept` (fd 3, see `listenFds()`), or a
+   * parent that passed one. The fd is the socket's from now on and is closed with it (so the
+   * peer sees the end); on failure it is left as it was. Throws IappError: ENOTSOCK, ENOTCONN
+   * (a stream socket with no peer), EINVAL (a listening or datagram socket: listen on it or open
+   * it with `udp({ fd })` instead).
+   */
+  adopt(inherited: { fd: number } & SocketOptions): Socket;
+  adopt(token: SocketToken | ({ fd: number } & SocketOptions), options: { mode?: ReadModeName } = {}): Socket {
     this.#checkOpen();
-    if (token === null || typeof token !== 'object' || typeof token.iappSocket !== 'number')
-      throw new TypeError('adopt needs the token socket.detach() resolved with');
+    if (token !== null && typeof token === 'object' && 'fd' in token && typeof token.fd === 'number') {
+      const o = token as { fd: number } & SocketOptions;
+      checkInt('fd', o.fd, 0, 2 ** 31 - 1);
+      checkSocketOptions(o);
+      const mode = modeOf(o.mode);
+      const id = this.native.adoptFd(o.fd, {
+        mode,
+        noDelay: o.noDelay ?? true,
+        allowHalfOpen: o.allowHalfOpen ?? false,
+        highWaterMark: o.highWaterMark ?? 256 * 1024,
+        ...(o.lowWaterMark !== undefined ? { lowWaterMark: o.lowWaterMark } : {}),
+        priority: o.priority ?? 0,
+      });
+      const socket = new Socket(this, id, mode, false);
+      this.#sockets.set(id, socket);
+      return socket;
+    }
+    if (token === null || typeof token !== 'object' || typeof (token as SocketToken).iappSocket !== 'number')
+      throw new TypeError('adopt needs the token socket.detach() resolved with, or { fd } of a connected socket');
+    return this.#adoptToken(token as SocketToken, options);
+  }
+
+  #adoptToken(token: SocketToken, options: { mode?: ReadModeName }): Socket {
     const mode = modeOf(options.mode);
     const id = this.native.adopt(token.iappSocket, mode);
     const socket = new Socket(this, id, mode, false);

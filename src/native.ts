@@ -124,6 +124,7 @@ export interface NativeLoop {
   broadcast(topic: number, seq: number, flags: number, payload: Uint8Array | undefined, reached: Float64Array, bounded: boolean): number[];
   members(): number[];
   detach(socketId: number): number;
+  adoptFd(fd: number, spec: { mode: number; noDelay: boolean; allowHalfOpen: boolean; highWaterMark: number; lowWaterMark?: number; priority: number }): number;
   adopt(token: number, mode: number): number;
   fileOpen(req: number, path: string, flags: number, mode: number): void;
   fileClose(req: number, file: number): void;
@@ -166,6 +167,7 @@ interface Addon {
   faultSites: string[];
   liveHandles(): import('./live.js').LiveHandles;
   connections(): import('./conns.js').ConnectionCounts;
+  socketKind(fd: number): { kind: 'listening' | 'connected' | 'stream' | 'datagram' | 'other'; family: 'IPv4' | 'IPv6' | 'unix' | 'other' };
   /** Without an fd: makes a block to share and returns its fd; with one: counts into it. */
   shareConnections(fd?: number): number;
   syscallNames: string[];
