@@ -24,7 +24,8 @@
       "native/faults.cc",
       "native/live.cc",
       "native/conns.cc",
-      "native/dialer.cc"
+      "native/dialer.cc",
+      "native/idle.cc"
     ],
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
     "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NODE_ADDON_API_CPP_EXCEPTIONS_ALL"],

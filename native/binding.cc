@@ -17,6 +17,7 @@
 #include "file.h"
 #include "conns.h"
 #include "dialer.h"
+#include "idle.h"
 #include "live.h"
 #include "handoff.h"
 #include "inbox.h"
@@ -52,6 +53,9 @@ SocketOptions SockOpts(const Napi::Object& o) {
   s.quiet = Bool(o, "quiet", false);
   s.rcvlowat = static_cast<int>(Num(o, "lowWaterMark", 0));
   s.priority = static_cast<int>(Num(o, "priority", 0));
+  s.idle_timeout_ns = static_cast<int64_t>(Num(o, "idleTimeout", 0) * 1e6);
+  s.keepalive = Bool(o, "keepAlive", false);
+  s.keepalive_idle_s = static_cast<int>(Num(o, "keepAliveIdleS", 0));
   return s;
 }
 ListenSpec ListenSpecOf(const Napi::Object& o) {
@@ -138,6 +142,8 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
                            InstanceMethod<&NativeLoop::Members>("members"),
                            InstanceMethod<&NativeLoop::Detach>("detach"),
                            InstanceMethod<&NativeLoop::Adopt>("adopt"),
+                           InstanceMethod<&NativeLoop::SetIdleTimeout>("setIdleTimeout"),
+                           InstanceMethod<&NativeLoop::SetKeepAlive>("setKeepAlive"),
                            InstanceMethod<&NativeLoop::AdoptFd>("adoptFd"),
                            InstanceMethod<&NativeLoop::FileOpen>("fileOpen"),
                            InstanceMethod<&NativeLoop::FileClose>("fileClose"),
@@ -290,6 +296,24 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     Socket* s = Get<Socket>(info, "socket");
     int r = s->SetNoDelay(info[1].ToBoolean());
     if (r < 0 && r != -EOPNOTSUPP && r != -ENOPROTOOPT) ThrowSysError(info.Env(), -r, "setsockopt", "TCP_NODELAY");
+    return info.Env().Undefined();
+  }
+
+  // setIdleTimeout(id, ms): 0 stops it
+  Napi::Value SetIdleTimeout(const Napi::CallbackInfo& info) {
+    Socket* s = Get<Socket>(info, "socket");
+    const int64_t ns = static_cast<int64_t>(info[1].As<Napi::Number>().DoubleValue() * 1e6);
+    int r = loop_->idle()->Set(s, ns);
+    if (r < 0) ThrowSysError(info.Env(), -r, r == -ENOSYS ? "timer" : "setIdleTimeout", r == -ENOSYS ? "idle timeouts need loop timers (timerfd) in this version" : "socket idle timeout");
+    s->idle_timeout_ns = ns > 0 ? ns : 0;
+    return info.Env().Undefined();
+  }
+  // setKeepAlive(id, on, idleS, intervalS, count)
+  Napi::Value SetKeepAlive(const Napi::CallbackInfo& info) {
+    Socket* s = Get<Socket>(info, "socket");
+    int r = s->SetKeepAlive(info[1].ToBoolean(), info[2].As<Napi::Number>().Int32Value(), info[3].As<Napi::Number>().Int32Value(),
+                            info[4].As<Napi::Number>().Int32Value());
+    if (r < 0) ThrowSysError(info.Env(), -r, "setsockopt", r == -EOPNOTSUPP ? "TCP keepalive (a Unix socket has none)" : "TCP keepalive");
     return info.Env().Undefined();
   }
 

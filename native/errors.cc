@@ -15,6 +15,7 @@ const char* SyscallName(int sys) {
 #else
                                                "epoll_ctl",
 #endif
+                                               "idle",
   };
   return sys >= 0 && sys < kSysCount ? names[sys] : "";
 }

@@ -32,6 +32,7 @@ enum Syscall : int {
   kSysCopyFileRange,
   kSysPipe,
   kSysPollCtl,  // epoll_ctl / kevent refused to watch an fd
+  kSysIdle,     // no byte either way for the socket's idle timeout
   kSysCount
 };
 const char* SyscallName(int sys);

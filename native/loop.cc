@@ -10,6 +10,7 @@
 #include "dialer.h"
 #include "errors.h"
 #include "file.h"
+#include "idle.h"
 #include "socket.h"
 #include "sys.h"
 
@@ -105,6 +106,7 @@ void Loop::Close(size_t held) {
   CloseInbox(undelivered);
   timers_.Close();
   if (files_) files_->Close();
+  idle_.reset();  // before the sockets it watches go
   for (auto& [id, h] : handles_) {
     poller_.Remove(h);
     h->dead = true;
@@ -536,6 +538,11 @@ uint64_t Loop::StartDialer(DialSpec&& spec, int* err) {
   if (!d) return 0;
   dialers_.push_back(std::move(d));
   return id;
+}
+
+IdleWatch* Loop::idle() {
+  if (!idle_) idle_.reset(new IdleWatch(this));
+  return idle_.get();
 }
 
 Dialer* Loop::FindDialer(uint64_t id) const {

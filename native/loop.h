@@ -23,6 +23,7 @@ namespace iapp {
 class Loop;
 class FileIo;
 class Dialer;
+class IdleWatch;
 struct DialSpec;
 struct CleanupCtx;
 
@@ -219,6 +220,9 @@ class Loop {
     if (uv_ != nullptr) UvWatchRef(uv_, on);
   }
 
+  // The sockets' idle timeouts (idle.h), made on first use. Never null while the loop is open.
+  IdleWatch* idle();
+
   // Dialers (dialer.h): started with an id from the handles' id space; 0 and *err on failure.
   uint64_t StartDialer(DialSpec&& spec, int* err);
   Dialer* FindDialer(uint64_t id) const;
@@ -306,6 +310,7 @@ class Loop {
   bool backlogged() const { return backlog_head_ < backlog_.size(); }
   uint64_t visit_seq_ = 0;
   std::vector<std::unique_ptr<Dialer>> dialers_;
+  std::unique_ptr<IdleWatch> idle_;
   std::vector<Watcher*> control_;
   std::vector<::pollfd> control_fds_;
   size_t control_next_ = 0;  // where the next control poll starts (it takes kControlPoll at most)

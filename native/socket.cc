@@ -10,6 +10,7 @@
 #include "errors.h"
 #include "dialer.h"
 #include "file.h"
+#include "idle.h"
 #include "pipe.h"
 #include "sys.h"
 
@@ -54,6 +55,14 @@ Socket* Socket::Adopt(Loop* loop, int fd, bool connecting, const SocketOptions& 
   if (opts.quiet) loop->QuietOpened();
   if (connecting) loop->SetControl(s, true);
   else s->Established();
+  // Best effort at accept time (nobody to throw to): a refusal is counted.
+  if (opts.keepalive && inet) {
+    if (int r = s->SetKeepAlive(true, opts.keepalive_idle_s, 0, 0); r < 0) loop->CountError(-r);
+  }
+  if (opts.idle_timeout_ns > 0) {
+    s->idle_timeout_ns = opts.idle_timeout_ns;
+    if (int r = loop->idle()->Set(s, opts.idle_timeout_ns); r < 0) loop->CountError(-r);
+  }
   s->Rearm();
   return s;
 }
@@ -495,6 +504,25 @@ void Socket::SetReadMode(int mode) {
   Rearm();
 }
 
+int Socket::SetKeepAlive(bool on, int idle_s, int interval_s, int count) {
+  if (dead) return -EBADF;
+  if (!inet_) return on ? -EOPNOTSUPP : 0;
+  int r = SetSockOptInt(fd, SOL_SOCKET, SO_KEEPALIVE, on ? 1 : 0);
+  if (r < 0 || !on) return r;
+#if defined(TCP_KEEPIDLE)
+  if (idle_s > 0 && (r = SetSockOptInt(fd, IPPROTO_TCP, TCP_KEEPIDLE, idle_s)) < 0) return r;
+#elif defined(TCP_KEEPALIVE)  // macOS names the idle time so
+  if (idle_s > 0 && (r = SetSockOptInt(fd, IPPROTO_TCP, TCP_KEEPALIVE, idle_s)) < 0) return r;
+#endif
+#if defined(TCP_KEEPINTVL)
+  if (interval_s > 0 && (r = SetSockOptInt(fd, IPPROTO_TCP, TCP_KEEPINTVL, interval_s)) < 0) return r;
+#endif
+#if defined(TCP_KEEPCNT)
+  if (count > 0 && (r = SetSockOptInt(fd, IPPROTO_TCP, TCP_KEEPCNT, count)) < 0) return r;
+#endif
+  return 0;
+}
+
 int Socket::SetNoDelay(bool on) {
   if (dead) return -EBADF;
   nodelay_pending_ = false;  // the application decides from here
@@ -534,6 +562,7 @@ void Socket::Finish(int err, int sys, bool reset) {
     v[3] = static_cast<double>(bytes_in_);
     v[4] = static_cast<double>(bytes_out_);
   }
+  if (idle_at >= 0) loop_->idle()->Forget(this);
   const bool was_established = established_;
   if (established_) loop_->ConnClosed();
   established_ = false;
@@ -568,6 +597,8 @@ int Socket::Detach(DetachedSocket* out) {
   out->opts = opts_;
   out->inet = inet_;
   out->nodelay_pending = nodelay_pending_;
+  out->idle_timeout_ns = idle_timeout_ns;
+  if (idle_at >= 0) loop_->idle()->Forget(this);
   out->rd_eof = rd_eof_;
   out->end_requested = end_requested_;
   out->wr_shut = wr_shut_;
@@ -611,6 +642,7 @@ Socket* Socket::Restore(Loop* loop, DetachedSocket&& d, int read_mode) {
   auto* s = new Socket(loop, d.fd, false, opts);
   s->inet_ = d.inet;
   s->nodelay_pending_ = d.nodelay_pending;
+  s->idle_timeout_ns = d.idle_timeout_ns;
   s->rd_eof_ = d.rd_eof;
   s->end_requested_ = d.end_requested;
   s->wr_shut_ = d.wr_shut;
@@ -623,6 +655,8 @@ Socket* Socket::Restore(Loop* loop, DetachedSocket&& d, int read_mode) {
   s->Established();
   d.fd = -1;  // the socket owns it from here
   ++loop->stats().adopted;
+  // The idle timeout goes with it; a new loop that cannot watch it (no timer) keeps the socket.
+  if (s->idle_timeout_ns > 0 && loop->idle()->Set(s, s->idle_timeout_ns) < 0) s->idle_timeout_ns = 0;
   // The old loop told its JS that the peer had ended; the adopting side must hear it too, or it
   // would wait for data that will never come.
   if (s->rd_eof_ && !opts.quiet) loop->Emit(kRecEnd, s->id);

@@ -35,6 +35,12 @@ struct SocketOptions {
   int rcvlowat = 0;
   // Dispatch priority of the socket's events within a drained batch (higher first).
   int priority = 0;
+  // Closed with ETIMEDOUT (syscall "idle") after this long with no byte either way; 0: never.
+  int64_t idle_timeout_ns = 0;
+  // TCP keepalive: probes after keepalive_idle_s of silence (0: the system's idle time); off when
+  // keepalive is false.
+  bool keepalive = false;
+  int keepalive_idle_s = 0;
 };
 
 // A socket between two loops: what detach() took from one loop for adopt() on another.
@@ -43,6 +49,7 @@ struct DetachedSocket {
   SocketOptions opts;
   bool inet = false, rd_eof = false, end_requested = false, wr_shut = false, need_drain = false;
   bool nodelay_pending = false;
+  int64_t idle_timeout_ns = 0;
   std::vector<uint8_t> unsent;  // the write queue, in order
   uint64_t bytes_in = 0, bytes_out = 0;
 };
@@ -95,6 +102,13 @@ class Socket : public Handle {
   Dialer* dialer = nullptr;
   int32_t dial_at = -1;  // index in the dialer's list
   void ConnectTimedOut() { Fail(ETIMEDOUT, kSysConnect); }
+  // Idle timeout (idle.h): the index in the loop's watch list, and what the watch calls.
+  int32_t idle_at = -1;
+  int64_t idle_timeout_ns = 0;
+  void IdleTimedOut() { Fail(ETIMEDOUT, kSysIdle); }
+  // TCP keepalive probes after `idle_s` of silence, every `interval_s`, `count` of them (0: the
+  // system's value for each). 0 or -errno.
+  int SetKeepAlive(bool on, int idle_s, int interval_s, int count);
 
   // Pipe glue (pipe.cc): a socket is the source and/or the destination of at most one pipe
   // each. The pipe moves the bytes; the socket keeps its counters and its close record.

@@ -122,7 +122,10 @@ export function asError(e: unknown): Error {
 
 function describe(code: string, syscall: string, context: string): string {
   const head = [syscall, code, context].filter(Boolean).join(' ');
-  const hint = (fileSyscalls.has(syscall) ? fileHints[code] : undefined) ?? hints[code];
+  const hint =
+    syscall === 'idle' && code === 'ETIMEDOUT'
+      ? 'no byte moved either way within the socket\'s idle timeout (idleTimeout, setIdleTimeout)'
+      : ((fileSyscalls.has(syscall) ? fileHints[code] : undefined) ?? hints[code]);
   return hint ? `${head}: ${hint}` : head;
 }
 

@@ -42,6 +42,30 @@ export interface SocketOptions {
    * batch: -128 to 127, higher first. Default 0.
    */
   priority?: number;
+  /**
+   * Milliseconds with no byte either way after which the socket is closed with ETIMEDOUT
+   * (syscall `'idle'`); exact to a quarter of the timeout. Default 0: never. Watched natively:
+   * a native sink's sockets time out too, with no JavaScript.
+   */
+  idleTimeout?: number;
+  /** TCP keepalive probes (SO_KEEPALIVE). Default false. */
+  keepAlive?: boolean;
+  /** With keepAlive: milliseconds of silence before the first probe (whole seconds; default: the system's). */
+  keepAliveInitialDelay?: number;
+}
+
+/** The native socket options of a spec (native/binding.cc SockOpts), with their defaults. */
+function nativeSocketOptions(o: SocketOptions) {
+  return {
+    noDelay: o.noDelay ?? true,
+    allowHalfOpen: o.allowHalfOpen ?? false,
+    highWaterMark: o.highWaterMark ?? 256 * 1024,
+    ...(o.lowWaterMark !== undefined ? { lowWaterMark: o.lowWaterMark } : {}),
+    priority: o.priority ?? 0,
+    idleTimeout: o.idleTimeout ?? 0,
+    keepAlive: o.keepAlive ?? false,
+    keepAliveIdleS: Math.ceil((o.keepAliveInitialDelay ?? 0) / 1000),
+  };
 }
 
 export interface ListenOptions extends SocketOptions {
@@ -66,7 +90,11 @@ export interface ListenOptions extends SocketOptions {
    * pending connection and resets it, using an fd kept in reserve, so its client fails fast.
    */
   onFdExhaustion?: 'wait' | 'shed';
-  /** Loops listening on port 0 with the same host and name share one port. Default `''`. */
+  /**
+   * Loops listening on port 0 with the same host and name share one port: the first such call on
+   * each loop with the second loop's first, the second with its second, and so on (so two
+   * listeners of one loop get two ports). Default `''`.
+   */
   name?: string;
   /**
    * Adopt this inherited listening socket (TCP or Unix) instead of binding: socket activation
@@ -106,7 +134,7 @@ export interface UdpOptions {
   mode?: 'sink' | 'paused';
   /** Queued send bytes at which `send`/`sendTo` return false. Default 1 MiB. */
   highWaterMark?: number;
-  /** Loops binding port 0 with the same host and name share one port. Default `''`. */
+  /** Loops binding port 0 with the same host and name share one port (as `listen`'s: the k-th on each loop). Default `''`. */
   name?: string;
 }
 
@@ -192,6 +220,9 @@ function checkSocketOptions(o: SocketOptions): void {
   checkInt('highWaterMark', o.highWaterMark, 1, 2 ** 40);
   checkInt('lowWaterMark', o.lowWaterMark, 1, 2 ** 30);
   checkInt('priority', o.priority, -128, 127);
+  checkInt('idleTimeout', o.idleTimeout, 0, 2 ** 31 - 1);
+  checkInt('keepAliveInitialDelay', o.keepAliveInitialDelay, 0, 2 ** 31 - 1);
+  if (o.keepAlive !== undefined && typeof o.keepAlive !== 'boolean') throw new TypeError(`keepAlive must be a boolean, got ${String(o.keepAlive)}`);
 }
 
 /**
@@ -213,6 +244,7 @@ export class Loop {
   #listenerModes = new Map<number, ReadMode>();
   #udps = new Map<number, UdpSocket>();
   #dialers = new Map<number, Dialer>();
+  #shares = new Map<string, number>();
   #group: string;
   #report: (r: LoopReport) => void;
   #closing: Promise<LoopCloseSummary> | undefined;
@@ -522,11 +554,7 @@ export class Loop {
       const mode = modeOf(o.mode);
       const id = this.native.adoptFd(o.fd, {
         mode,
-        noDelay: o.noDelay ?? true,
-        allowHalfOpen: o.allowHalfOpen ?? false,
-        highWaterMark: o.highWaterMark ?? 256 * 1024,
-        ...(o.lowWaterMark !== undefined ? { lowWaterMark: o.lowWaterMark } : {}),
-        priority: o.priority ?? 0,
+        ...nativeSocketOptions(o),
       });
       const socket = new Socket(this, id, mode, false);
       this.#sockets.set(id, socket);
@@ -580,13 +608,9 @@ export class Loop {
         (options.accept === undefined && (options.path !== undefined || process.platform === 'darwin')),
       ipv6Only: options.ipv6Only ?? false,
       shed: options.onFdExhaustion === 'shed',
-      group: `${this.#group}|${options.name ?? ''}`,
+      group: this.#shareGroup('tcp', host, options),
       mode,
-      noDelay: options.noDelay ?? true,
-      allowHalfOpen: options.allowHalfOpen ?? false,
-      highWaterMark: options.highWaterMark ?? 256 * 1024,
-      ...(options.lowWaterMark !== undefined ? { lowWaterMark: options.lowWaterMark } : {}),
-      priority: options.priority ?? 0,
+      ...nativeSocketOptions(options),
       // A sink nobody watches needs no JS at all per connection: its sockets stay native
       // (no Socket object, no records) until someone sets onConnection.
       quiet: mode === ReadMode.Sink && onConnection === undefined,
@@ -633,11 +657,7 @@ export class Loop {
       ...(options.path !== undefined ? { path: options.path } : { host, port: options.port }),
       ...(options.localAddress !== undefined ? { localAddress: options.localAddress, localPort: options.localPort ?? 0 } : {}),
       mode,
-      noDelay: options.noDelay ?? true,
-      allowHalfOpen: options.allowHalfOpen ?? false,
-      highWaterMark: options.highWaterMark ?? 256 * 1024,
-      ...(options.lowWaterMark !== undefined ? { lowWaterMark: options.lowWaterMark } : {}),
-      priority: options.priority ?? 0,
+      ...nativeSocketOptions(options),
     });
     const socket = new Socket(this, id, mode, true);
     this.#sockets.set(id, socket);
@@ -693,7 +713,7 @@ export class Loop {
     }
     const info = this.native.udp({
       ...(options.fd !== undefined ? { fd: options.fd } : { host, port: options.port ?? 0 }),
-      group: `${this.#group}|${options.name ?? ''}`,
+      group: this.#shareGroup('udp', host, options),
       ...(options.peer ? { peerHost: options.peer.host, peerPort: options.peer.port } : {}),
       read: options.mode === 'sink' ? 1 : 0,
       highWaterMark: options.highWaterMark ?? 1 << 20,
@@ -821,6 +841,17 @@ export class Loop {
     const off = this.#messenger.subscribe(`iapp:signal:${signal}`, (sig) => fn(sig as NodeJS.Signals));
     await this.#messenger.call('main', 'iapp:signal', signal, { timeoutMs: 0 });
     return off;
+  }
+
+  // The k-th listen (udp) with the same host and name on each loop share a port chosen with 0
+  // (native/listener.cc BindGroupPort), not every one of a loop: two listeners of one loop that
+  // shared a port would split its connections between them.
+  #shareGroup(proto: string, host: string, o: { name?: string; path?: string; fd?: number }): string {
+    const base = `${this.#group}|${o.name ?? ''}`;
+    const key = `${proto}|${o.path ?? o.fd ?? host}|${o.name ?? ''}`;
+    const n = this.#shares.get(key) ?? 0;
+    this.#shares.set(key, n + 1);
+    return n === 0 ? base : `${base}#${n}`;
   }
 
   #checkOpen(): void {

@@ -72,6 +72,8 @@ export interface NativeLoop {
   destroy(id: number, reset: boolean): number;
   setReadMode(id: number, mode: number): void;
   setNoDelay(id: number, on: boolean): void;
+  setIdleTimeout(id: number, ms: number): void;
+  setKeepAlive(id: number, on: boolean, idleS: number, intervalS: number, count: number): void;
   setHighWaterMark(id: number, bytes: number): void;
   socketCounters(id: number, out: Float64Array): boolean;
   addresses(id: number): { local?: NativeAddress; remote?: NativeAddress };

@@ -312,6 +312,28 @@ export class Socket {
     return this;
   }
 
+  /**
+   * Closes the socket with ETIMEDOUT (syscall `'idle'`) once no byte has moved either way for
+   * `ms` milliseconds (exact to a quarter of it); 0 stops it. A new timeout counts from now.
+   * Throws ENOSYS where loop timers are not available.
+   */
+  setIdleTimeout(ms: number): this {
+    if (!Number.isSafeInteger(ms) || ms < 0 || ms > 2 ** 31 - 1) throw new RangeError(`idle timeout must be whole milliseconds from 0 to 2^31-1, got ${ms}`);
+    if (this.#state !== 'closed') this.#host.native.setIdleTimeout(this.id, ms);
+    return this;
+  }
+
+  /**
+   * TCP keepalive: the kernel probes a silent peer and the socket fails (ETIMEDOUT) when it
+   * stops answering. `initialDelay`: milliseconds of silence before the first probe (whole
+   * seconds; 0: the system's). Throws EOPNOTSUPP on a Unix socket.
+   */
+  setKeepAlive(enable = true, initialDelay = 0): this {
+    if (!Number.isSafeInteger(initialDelay) || initialDelay < 0) throw new RangeError(`initialDelay must be whole milliseconds >= 0, got ${initialDelay}`);
+    if (this.#state !== 'closed') this.#host.native.setKeepAlive(this.id, enable, Math.ceil(initialDelay / 1000), 0, 0);
+    return this;
+  }
+
   /** Sets the write queue's high-water mark in bytes (default 256 KiB). */
   setHighWaterMark(bytes: number): this {
     if (!Number.isSafeInteger(bytes) || bytes < 1) throw new RangeError(`highWaterMark must be a positive integer, got ${bytes}`);

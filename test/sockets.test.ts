@@ -197,6 +197,20 @@ describe('connect errors', () => {
   });
 });
 
+describe('port 0 shared between loops', () => {
+  it("each loop's k-th listener (and UDP socket) on port 0 shares the others' k-th port, not its own loop's", async () => {
+    const rt = await createRuntime({ module: fixture('ports.mjs'), threads: 2 });
+    try {
+      const [x, y] = rt.results as { a: number; b: number; u: number; v: number }[];
+      expect(y).toEqual(x); // the same four ports on both loops
+      expect(new Set([x!.a, x!.b]).size).toBe(2); // two listeners of one loop: two ports
+      expect(new Set([x!.u, x!.v]).size).toBe(2);
+    } finally {
+      await rt.close();
+    }
+  });
+});
+
 describe('half-close, reset, backpressure', () => {
   it('half-close: the server reads to EOF, then answers and closes', async () => {
     const { rt, port } = await startServer('halfclose', { host: '127.0.0.1', port: 0, allowHalfOpen: true });

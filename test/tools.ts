@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { it } from 'vitest';
 
 /** Debian packages that provide each program the tests use. */
-const PACKAGES: Record<string, string> = { socat: 'socat', 'systemd-socket-activate': 'systemd' };
+const PACKAGES: Record<string, string> = { socat: 'socat', 'systemd-socket-activate': 'systemd', ss: 'iproute2' };
 
 export const toolsRequired = process.env.IAPP_REQUIRE_TOOLS === '1';
 
