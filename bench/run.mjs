@@ -9,6 +9,7 @@
 //   push         bench/push.mjs         iapp-clt pushing into a C sink (GB/s, client CPU-s/GB)
 //   connections  bench/connections.mjs  server RSS per idle connection (32,768; 4,096 with --quick)
 //   http         bench/http.mjs         iapp-srv --mode http vs node:http (skipped if not there)
+//   udp          bench/udp.mjs          iapp-srv --udp --mode echo vs a node:dgram echo, 64 and 1024 B datagrams (req/s, req per server CPU-s; target >= 3x)
 //   messaging    bench/messaging.mjs    cross-thread messages vs worker_threads MessagePort (msgs/s, round trip µs)
 //   timers       bench/timers.mjs       loop timers vs setTimeout/clearTimeout (arm+disarm, arm+fire /s; bytes per timer)
 //   proxy        bench/proxy.mjs        C client -> loop.proxy() vs node:net pipe() -> C sink (GB/s, proxy CPU-s/GB)
@@ -17,7 +18,7 @@
 //   disk         bench/disk.mjs         file reads via a loop's File (io_uring, pool) vs fs.promises FileHandle (reads/s, GB/s, CPU-s per M reads/GB)
 //   connects     bench/connects.mjs     iapp-clt's connect rate (open+close, open+hold) vs a C connect loop (connects/s, client CPU-s per 1k; target >= 0.8x C)
 //   fairness     bench/fairness.mjs     a loop under native load (push, sink, proxy) with its turn budget vs without (timer lateness, call round trip ms; GB/s)
-// Budget on a 2-core machine: about 18 minutes, --quick about 7. SCENARIOS below bounds each
+// Budget on a 2-core machine: about 19 minutes, --quick about 7. SCENARIOS below bounds each
 // scenario (run a scenario's script directly for its other options).
 //
 // Every scenario script takes --quick, --json and --out FILE; this runner adds --json and --out
@@ -67,6 +68,7 @@ const SCENARIOS = [
   { name: 'push', full: [], quick: ['--quick', '--duration', '1'], estS: [120, 35] },
   { name: 'connections', full: [], quick: ['--quick'], estS: [130, 60] },
   { name: 'http', full: ['--duration', '3'], quick: ['--quick'], estS: [150, 30] },
+  { name: 'udp', full: [], quick: ['--quick'], estS: [60, 25] },
   { name: 'messaging', full: [], quick: ['--quick'], estS: [60, 25] },
   { name: 'timers', full: [], quick: ['--quick'], estS: [50, 25] },
   { name: 'proxy', full: [], quick: ['--quick'], estS: [55, 25] },
@@ -79,7 +81,7 @@ const SCENARIOS = [
 const NAMES = SCENARIOS.map((s) => s.name);
 
 const USAGE = `usage: node bench/run.mjs [options]
-  --quick          every scenario's --quick (about 7 min instead of about 18)
+  --quick          every scenario's --quick (about 7 min instead of about 19)
   --only LIST      only these scenarios (${NAMES.join(', ')}); repeatable or comma-separated
   --json           print the scenarios' JSON lines on stdout (progress stays on stderr)
   --report-only    rewrite REPORT.md and the charts from bench/results/latest.json; run nothing`;
@@ -330,6 +332,9 @@ function headlineRows(byName) {
   const perCpu = lines('http').filter((x) => x.peer && /cpu/i.test(`${x.metric} ${x.unit}`) && !lowerIsBetter(x.metric) && !(x.threads > 1));
   for (const l of perCpu) row(`HTTP ${l.case}: ${l.metric === 'rpsPerCpuS' ? 'requests per server CPU-second' : l.metric}`, l, 'http');
   if (byName.has('http') && !perCpu.length) rows.push(['HTTP requests per server CPU-second', byName.get('http').status === 'skipped' ? 'not run (bench/http.mjs not there yet)' : 'no such line in the http output', '', '', '', '']);
+  const udpPerCpu = lines('udp').filter((x) => x.system === 'iapp-srv' && x.metric === 'rpsPerCpuS' && x.peer);
+  for (const l of udpPerCpu) row(`UDP echo, ${l.size ?? caseNum(l.case, 'size')} B datagrams: requests per server CPU-second`, l, 'udp');
+  if (byName.has('udp') && !udpPerCpu.length) rows.push(['UDP echo: requests per server CPU-second', byName.get('udp').status === 'skipped' ? 'not run' : 'no such line in the udp output', '', '', '', '']);
   for (const l of lines('messaging').filter((x) => /^iapp/.test(x.system) && x.peer && (x.metric === 'throughput' || x.metric === 'latency-p50')))
     row(`messages between threads, ${l.case}: ${l.metric === 'throughput' ? 'one way' : 'round trip p50'}`, l, 'messaging');
   for (const l of lines('timers').filter((x) => x.system === 'iapp' && x.peer && /^arm(Disarm|Fire)Rate$/.test(x.metric) && /-100k$/.test(x.case)))
@@ -376,6 +381,19 @@ function connectsSection(rec) {
   out.push(`**Target: iapp-clt opens connections at ≥ ${TARGET}× the rate of a C epoll connect loop on the same core, in every case: ${met ? 'met' : 'NOT met'}** (per case below).`, '');
   out.push(`| case | iapp-clt connects/s | ${md(ls[0].peer)} connects/s | iapp vs C | iapp-clt CPU-s / 1k | C CPU-s / 1k | CPU, C/iapp | ≥ ${TARGET}× |`, '|---|---|---|---|---|---|---|---|');
   out.push(...rows, '');
+  return out;
+}
+
+/** The udp scenario's target line and, per case, whether each server had work throughout. */
+function udpSection(rec) {
+  const out = [];
+  const ls = rec.lines.filter((l) => l.metric === 'rpsPerCpuS' && l.target);
+  if (!ls.length) return out;
+  const met = ls.every((l) => l.met);
+  const perCase = ls.map((l) => `${l.size ?? caseNum(l.case, 'size')} B: ${ratioCell(l.ratio, l.ratioMin, l.ratioMax)} ${l.met ? 'met' : '**not met**'}`);
+  out.push(`**Target: iapp-srv ${md(ls[0].target)} in requests per server CPU-second, in every case: ${met ? 'met' : 'NOT met'}** (${perCase.join('; ')}).`, '');
+  const sat = rec.lines.filter((l) => l.metric === 'serverCpu' && l.saturation);
+  if (sat.length) out.push(`Saturation (server CPU per second of load, medians): ${sat.map((l) => `${md(l.case)} ${md(l.system)} ${fmt(l.value)} cores, ${md(l.saturation)}`).join('; ')}.`, '');
   return out;
 }
 
@@ -532,6 +550,7 @@ function writeReport(latest) {
     if (rec.resultsError) out.push(`Results file: ${rec.resultsError}.`);
     out.push('');
     if (rec.name === 'connects') out.push(...connectsSection(rec));
+    if (rec.name === 'udp') out.push(...udpSection(rec));
     if (rec.lines.length) out.push(...(rec.name === 'fairness' ? fairnessTable(rec) : scenarioTable(rec)), '');
     else out.push('No JSON lines.', '');
     for (const [file, title] of charts.filter(([f]) => f.startsWith(`${rec.name}-`))) out.push(`![${title}](${file})`, '');

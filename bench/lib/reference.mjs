@@ -47,7 +47,12 @@ export function buildReference(name, { log = () => {} } = {}) {
   return out;
 }
 
-/** Builds every reference the benchmarks use: { sink, push, connect }. */
+/** Builds every reference the benchmarks use: { sink, push, connect, udpecho }. */
 export function buildReferences(opts) {
-  return { sink: buildReference('sink', opts), push: buildReference('push', opts), connect: buildReference('connect', opts) };
+  return {
+    sink: buildReference('sink', opts),
+    push: buildReference('push', opts),
+    connect: buildReference('connect', opts),
+    udpecho: buildReference('udpecho', opts),
+  };
 }

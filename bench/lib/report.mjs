@@ -52,7 +52,7 @@ export function parseOptions(options, usage) {
   return opts;
 }
 
-/** Builds the C references ({ sink, push, connect }) or exits 1 with `<scenario> bench: <why>`. */
+/** Builds the C references ({ sink, push, connect, udpecho }) or exits 1 with `<scenario> bench: <why>`. */
 export function referencesOrExit(scenario) {
   try {
     return buildReferences({ log });
