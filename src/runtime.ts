@@ -8,6 +8,7 @@ import { Worker } from 'node:worker_threads';
 import { fromWire, IappError, iappError, type WireError } from './errors.js';
 import { faultAt } from './faults.js';
 import { Gather } from './gather.js';
+import { IdleTracker } from './idle.js';
 import type { LoopCloseSummary, LoopStats } from './loop.js';
 import { Messenger, type BroadcastResult, type CallOptions, type InboxOptions, type MessageHandler, type PostHandle, type ThreadId } from './messaging.js';
 import { native, Rec, type NativeLoop } from './native.js';
@@ -131,6 +132,7 @@ interface Thread {
  * - `'accept-error'` `({ thread, error, shed, resumeInMs })`: a listener could not get an fd
  *   (EMFILE…) and pauses accepting for `resumeInMs`.
  * - `'signal'` `({ signal, forced? })` and `'closed'` `(summary)`: see closeOnSignals().
+ * - `'idle'` `({ idleMs })`: nothing happened for the time given to `setIdleTimeout()`.
  */
 export class Runtime extends EventEmitter {
   /** Number of loop threads. */
@@ -150,6 +152,7 @@ export class Runtime extends EventEmitter {
   #offloadThreads: number | undefined;
   #inbox: Required<InboxOptions> = { messages: 65536, bytes: 64 * 1024 * 1024 };
   #busyPollUs = 0;
+  #idleTimer: NodeJS.Timeout | undefined;
   #turnBudgetUs = native.constants.defaultTurnBudgetUs;
 
   /** @internal Use createRuntime(). */
@@ -230,6 +233,39 @@ export class Runtime extends EventEmitter {
    * summary. The process then ends by itself when nothing else keeps it alive: the runtime never
    * calls process.exit().
    */
+  /**
+   * Emits `'idle'` `({ idleMs })` once no loop has had an open connection, a new one (accepted
+   * or connected) or a datagram for `ms` milliseconds: self-termination for services started on
+   * demand (socket activation starts them again on the next connection). Checked from the
+   * loops' counters every quarter of `ms` (at most every second), so it fires within that much
+   * after; once, then not again until this is called again. 0 stops watching. Cannot fail.
+   */
+  setIdleTimeout(ms: number): this {
+    if (!Number.isSafeInteger(ms) || ms < 0 || ms > 2 ** 31 - 1) throw new RangeError(`idle timeout must be whole milliseconds from 0 to 2^31-1, got ${ms}`);
+    clearInterval(this.#idleTimer);
+    this.#idleTimer = undefined;
+    if (ms === 0 || this.#closing) return this;
+    const tracker = new IdleTracker(performance.now());
+    let sampling = false;
+    this.#idleTimer = setInterval(() => {
+      if (sampling) return;
+      sampling = true;
+      void this.stats().then(
+        (stats) => {
+          sampling = false;
+          const idleMs = tracker.sample(stats, performance.now());
+          if (idleMs < ms || this.#idleTimer === undefined) return;
+          clearInterval(this.#idleTimer);
+          this.#idleTimer = undefined;
+          this.emit('idle', { idleMs: Math.round(idleMs) });
+        },
+        () => (sampling = false),
+      );
+    }, Math.min(1000, Math.max(10, Math.floor(ms / 4))));
+    this.#idleTimer.unref(); // watching must not keep the process alive
+    return this;
+  }
+
   closeOnSignals(options: { signals?: NodeJS.Signals[]; timeoutMs?: number } = {}): this {
     const signals = options.signals ?? ['SIGINT', 'SIGTERM'];
     let seen = 0;
@@ -398,6 +434,8 @@ export class Runtime extends EventEmitter {
   }
 
   async #close(timeoutMs: number): Promise<CloseSummary> {
+    clearInterval(this.#idleTimer);
+    this.#idleTimer = undefined;
     const total: CloseSummary = { sockets: 0, reset: 0, unsent: 0, terminated: 0, stats: [] };
     await Promise.all(
       this.#threads.map(async (t) => {

@@ -4,7 +4,8 @@ import type { Loop, LoopInfo, Socket } from '../src/index.js';
 
 /** `info.data` of every proxy thread. */
 export interface ProxyLoopData {
-  listen: { host: string; port: number } | { path: string };
+  /** Where to accept: an address, or listening sockets a service manager passed (fds). */
+  listen: { host: string; port: number } | { path: string } | { fds: number[] };
   /** Connections go to these in turn. */
   targets: ({ host: string; port: number } | { path: string })[];
   connectTimeoutMs: number;
@@ -67,10 +68,8 @@ export function setup(loop: Loop, info: LoopInfo): { address: string; port?: num
     }
   };
 
-  const l = loop.listen(
-    'path' in d.listen ? { path: d.listen.path, accept: 'shared' } : { host: d.listen.host, port: d.listen.port },
-    (s) => void serve(s),
-  );
+  const specs = 'fds' in d.listen ? d.listen.fds.map((fd) => ({ fd })) : ['path' in d.listen ? { path: d.listen.path, accept: 'shared' as const } : { host: d.listen.host, port: d.listen.port }];
+  const ls = specs.map((spec) => loop.listen(spec, (s) => void serve(s)));
   loop.onStats(() => st);
-  return { address: l.address, port: l.port };
+  return { address: ls[0]!.address, port: ls[0]!.port };
 }

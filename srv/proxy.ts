@@ -6,10 +6,11 @@ import { availableParallelism } from 'node:os';
 
 import { UsageError, formatEndpoint, parseFlags, parseEndpoint, parseInteger, parseSeconds, type Endpoint } from '../src/cli/args.js';
 import { Output, formatBytes, formatCount, formatErrors, formatRate } from '../src/cli/report.js';
-import { createRuntime, type Runtime, type ThreadStats } from '../src/index.js';
+import { createRuntime, listenFds, type ActivatedSocket, type Runtime, type ThreadStats } from '../src/index.js';
 import type { ProxyLoopData, ProxyStats } from './proxy-loop.js';
 
 const HELP = `Usage: iapp-proxy --listen HOST:PORT --target HOST:PORT [options]
+       iapp-proxy --target HOST:PORT [options]   (listening sockets passed by socket activation)
 
 A TCP proxy: accepts connections on every loop thread and connects each to a target, moving the
 bytes both ways natively (splice on Linux: no copy through user space, no JavaScript per chunk),
@@ -17,12 +18,16 @@ with backpressure (at most 256 KiB held per direction) and half-closes passed on
 
 Options:
   -l, --listen HOST:PORT     address to accept on ([IPv6]:PORT and unix:/path too); required
+                             unless a service manager passes listening sockets (LISTEN_FDS,
+                             systemd or systemd-socket-activate), which are served instead
   -T, --target HOST:PORT     where to connect each client; repeat to spread clients over several
                              targets in turn; required
   -t, --threads N            loop threads (default: CPUs, here ${availableParallelism()})
       --connect-timeout S    give up on a target that does not answer in S seconds (default 10);
                              the client is then reset
   -d, --duration S           stop after S seconds (default: until SIGINT/SIGTERM)
+      --idle-exit S          exit 0 after S seconds with no open connection and no new one
+                             (for a proxy started on demand by socket activation)
   -i, --stats S              seconds between live lines (default 1)
       --json                 one JSON object per line on stdout: "listening", "stats", "summary"
   -h, --help                 this text
@@ -34,11 +39,12 @@ Exit status: 0 when stopped by signal or --duration; 1 on a runtime failure (add
 2 on a bad flag.`;
 
 interface Config {
-  listen: Endpoint;
+  listen: Endpoint | undefined;
   targets: Endpoint[];
   threads: number;
   connectTimeoutS: number;
   durationS: number | undefined;
+  idleExitS: number | undefined;
   statsS: number;
   json: boolean;
 }
@@ -50,19 +56,20 @@ function parseConfig(argv: string[]): Config | 'help' {
     threads: { type: 'string', short: 't' },
     'connect-timeout': { type: 'string' },
     duration: { type: 'string', short: 'd' },
+    'idle-exit': { type: 'string' },
     stats: { type: 'string', short: 'i' },
     json: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   });
   if (v.help) return 'help';
-  if (v.listen === undefined) throw new UsageError('--listen HOST:PORT is required: where clients connect');
   if (!v.target?.length) throw new UsageError('--target HOST:PORT is required: where to send them');
   return {
-    listen: parseEndpoint('listen', v.listen, { allowPortZero: true, defaultHost: '::' }),
+    listen: v.listen === undefined ? undefined : parseEndpoint('listen', v.listen, { allowPortZero: true, defaultHost: '::' }),
     targets: v.target.map((t) => parseEndpoint('target', t)),
     threads: v.threads !== undefined ? parseInteger('threads', v.threads, 1, 1024) : availableParallelism(),
     connectTimeoutS: v['connect-timeout'] !== undefined ? parseSeconds('connect-timeout', v['connect-timeout']) : 10,
     durationS: v.duration !== undefined ? parseSeconds('duration', v.duration) : undefined,
+    idleExitS: v['idle-exit'] !== undefined ? parseSeconds('idle-exit', v['idle-exit']) : undefined,
     statsS: v.stats !== undefined ? parseSeconds('stats', v.stats) : 1,
     json: v.json === true,
   };
@@ -109,6 +116,22 @@ async function main(): Promise<number> {
   }
   const out = new Output(cfg.json);
   const target = (e: Endpoint): ProxyLoopData['targets'][number] => (e.path !== undefined ? { path: e.path } : { host: e.host, port: e.port });
+  // Sockets a service manager passed: the listening ones are served (a proxy has no use for
+  // anything else a manager could pass).
+  let passed: ActivatedSocket[];
+  try {
+    passed = listenFds();
+  } catch (e) {
+    process.stderr.write(`iapp-proxy: ${(e as Error).message}\n`);
+    return 1;
+  }
+  const activated = passed.filter((a) => a.kind === 'listening');
+  for (const a of passed.filter((x) => x.kind !== 'listening')) process.stderr.write(`iapp-proxy: ignoring passed fd ${a.fd} (${a.name}): a ${a.kind} socket, not a listening one\n`);
+  if (cfg.listen === undefined && activated.length === 0) {
+    process.stderr.write("iapp-proxy: --listen HOST:PORT is required (no listening socket was passed by socket activation)\nRun 'iapp-proxy --help' for the flags.\n");
+    return 2;
+  }
+  const listen: ProxyLoopData['listen'] = cfg.listen !== undefined ? target(cfg.listen) : { fds: activated.map((a) => a.fd) };
   let rt: Runtime;
   let bound: { address: string; port?: number }[];
   try {
@@ -116,7 +139,7 @@ async function main(): Promise<number> {
       module: new URL('./proxy-loop.js', import.meta.url),
       threads: cfg.threads,
       data: {
-        listen: target(cfg.listen),
+        listen,
         targets: cfg.targets.map(target),
         connectTimeoutMs: Math.round(cfg.connectTimeoutS * 1000),
       } satisfies ProxyLoopData,
@@ -126,7 +149,13 @@ async function main(): Promise<number> {
     process.stderr.write(`iapp-proxy: ${(e as Error).message}\n`);
     return 1;
   }
-  const where = cfg.listen.path !== undefined ? `unix:${cfg.listen.path}` : formatEndpoint({ host: bound[0]!.address, port: bound[0]!.port! });
+  const where =
+    cfg.listen?.path !== undefined
+      ? `unix:${cfg.listen.path}`
+      : bound[0]!.port === undefined
+        ? `unix:${bound[0]!.address}`
+        : formatEndpoint({ host: bound[0]!.address, port: bound[0]!.port });
+  if (cfg.listen === undefined) for (const a of activated) out.line(`serving passed socket fd ${a.fd} (${a.name}, ${a.family})`);
   out.line(`iapp-proxy: ${cfg.threads} thread${cfg.threads > 1 ? 's' : ''}, listening on ${where}, to ${cfg.targets.map(formatEndpoint).join(', ')}`);
   out.record({ type: 'listening', address: bound[0]!.address, port: bound[0]!.port, targets: cfg.targets.map(formatEndpoint) });
 
@@ -151,6 +180,10 @@ async function main(): Promise<number> {
 
   const stopped = new Promise<string>((resolve) => {
     if (cfg.durationS !== undefined) setTimeout(() => resolve(`${cfg.durationS} s elapsed`), cfg.durationS * 1000).unref();
+    if (cfg.idleExitS !== undefined) {
+      rt.setIdleTimeout(Math.round(cfg.idleExitS * 1000));
+      rt.once('idle', () => resolve(`idle for ${cfg.idleExitS} s`));
+    }
     rt.closeOnSignals({ timeoutMs: 5000 });
     rt.once('signal', ({ signal }: { signal: string }) => resolve(signal));
   });
@@ -171,7 +204,7 @@ async function main(): Promise<number> {
   out.line(`total: ${formatCount(tot.app.proxied)} connections proxied, ${formatBytes(tot.app.up)} up and ${formatBytes(tot.app.down)} down in ${t.toFixed(2)} s`);
   out.line(`errors: ${errors}`);
   if (summary.reset > 0) out.line(`reset at stop: ${formatCount(summary.reset)} connections still open after 5 s`);
-  out.record({ type: 'summary', seconds: t, accepted: tot.accepted, proxied: tot.app.proxied, up: tot.app.up, down: tot.app.down, unreachable: tot.app.unreachable, failed: tot.app.failed, reset: summary.reset });
+  out.record({ type: 'summary', reason, seconds: t, accepted: tot.accepted, proxied: tot.app.proxied, up: tot.app.up, down: tot.app.down, unreachable: tot.app.unreachable, failed: tot.app.failed, reset: summary.reset });
   return 0;
 }
 

@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 
-import { killAll, run, type Proc } from './proc.js';
+import { killAll, run, runCommand, type Proc } from './proc.js';
+import { itWithTool } from './tools.js';
 
 const SRV = fileURLToPath(new URL('../dist/srv/main.js', import.meta.url));
 const PROXY = fileURLToPath(new URL('../dist/srv/proxy.js', import.meta.url));
@@ -52,6 +53,49 @@ describe('iapp-proxy', () => {
     // the proxy reset (their target refused), which it could not deliver.
     expect(s.rxBytes).toBe(p.up);
     expect(sent.txBytes).toBeGreaterThanOrEqual(p.up);
+  });
+
+  it('--idle-exit: an open connection keeps it running; once none is left it exits 0 by itself', async () => {
+    const sink = run(SRV, ['--json', '-l', '127.0.0.1:0', '-t', '1']);
+    const port = (await sink.json('listening')).addresses[0].port as number;
+    const proxy = run(PROXY, ['--json', '-l', '127.0.0.1:0', '-T', `127.0.0.1:${port}`, '-t', '1', '--idle-exit', '0.4']);
+    const proxyPort = (await proxy.json('listening')).port as number;
+    const c = net.connect(proxyPort, '127.0.0.1');
+    await new Promise<void>((r) => c.once('connect', r));
+    const t0 = Date.now();
+    // Held open, silent, for three idle periods: still running.
+    await new Promise((r) => setTimeout(r, 1200));
+    expect(proxy.child.exitCode).toBeNull();
+    c.end();
+    const p = await stopped(proxy);
+    expect(p.reason).toBe('idle for 0.4 s');
+    expect(Date.now() - t0).toBeGreaterThan(1500);
+    sink.child.kill('SIGTERM');
+    await stopped(sink);
+  });
+
+  itWithTool('systemd-socket-activate', 'serves a listening socket passed by socket activation, and exits when idle', async () => {
+    const sink = run(SRV, ['--json', '-l', '127.0.0.1:0', '-t', '1']);
+    const port = (await sink.json('listening')).addresses[0].port as number;
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const proxyPort = (probe.address() as net.AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+    const proxy = runCommand(['systemd-socket-activate', '-l', `127.0.0.1:${proxyPort}`, '--fdname=front', process.execPath, PROXY], ['--json', '-T', `127.0.0.1:${port}`, '-t', '2', '--idle-exit', '0.5']);
+    // The activator listens first (it says so on stderr), then starts the proxy on the first
+    // connection, which waits in the backlog until the proxy serves it.
+    for (let i = 0; i < 500 && !proxy.stderr().includes('Listening on'); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(proxy.stderr()).toContain('Listening on');
+    const payload = randomBytes(200_000);
+    const c = net.connect(proxyPort, '127.0.0.1');
+    c.on('error', () => {});
+    c.end(payload);
+    await new Promise((r) => c.once('close', r));
+    const p = await stopped(proxy);
+    expect(p).toMatchObject({ reason: 'idle for 0.5 s', proxied: 1, up: payload.length });
+    expect(proxy.lines.join('\n')).toContain('"type":"listening"');
+    sink.child.kill('SIGTERM');
+    expect((await stopped(sink)).rxBytes).toBe(payload.length);
   });
 
   it('refuses bad flags with a one-line reason and exit code 2', async () => {

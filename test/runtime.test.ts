@@ -34,6 +34,28 @@ describe('runtime', () => {
     await expect(createRuntime({ module: fixture('bad-setup.mjs'), threads: 2 })).rejects.toThrow('setup failed on purpose');
   });
 
+  it("emits 'idle' once nothing has happened for its timeout; an open connection, even silent, keeps it away", async () => {
+    const { rt, port } = await startServer('echo', { host: '127.0.0.1', port: 0 }, { threads: 2 });
+    try {
+      const idles: number[] = [];
+      const idle = new Promise<void>((r) => rt.on('idle', (e: { idleMs: number }) => (idles.push(e.idleMs), r())));
+      const c = net.connect(port, '127.0.0.1');
+      await new Promise<void>((r) => c.once('connect', r));
+      const t0 = performance.now();
+      rt.setIdleTimeout(300);
+      // Held open and silent for 900 ms: three timeouts' worth, and no 'idle'.
+      await new Promise((r) => setTimeout(r, 900));
+      expect(idles).toEqual([]);
+      c.destroy();
+      await idle;
+      expect(performance.now() - t0).toBeGreaterThan(1100); // 900 ms held, then at least 300 idle
+      expect(idles[0]).toBeGreaterThanOrEqual(300);
+      expect(() => rt.setIdleTimeout(-1)).toThrow(RangeError);
+    } finally {
+      await rt.close();
+    }
+  });
+
   it('validates its options', async () => {
     await expect(startServer('echo', { path: '/tmp/x.sock', accept: 'reuseport' }, { threads: 1 })).rejects.toThrow(TypeError);
     await expect(createRuntime({ module: fixture('server.mjs'), threads: 0 })).rejects.toThrow(RangeError);
