@@ -72,11 +72,18 @@ export class HttpConnection {
   // line, but a peer sending nothing else must still meet the header timeout and the size limit.
   #blank = 0;
   #bodyLeft = 0;
+  // The answer to the request whose body is being read past: sent once it has all arrived.
+  #answer: { out: Buffer; close: boolean } | undefined;
   #closed = false;
 
   constructor(options: HttpOptions = {}) {
     this.#max = options.maxHeaderBytes ?? 8192;
     this.#maxBody = options.maxBodyBytes ?? MAX_BODY_BYTES;
+  }
+
+  /** True while a request's body is being read past (for a body deadline). */
+  get inBody(): boolean {
+    return this.#bodyLeft > 0;
   }
 
   /** True while part of a request's head has arrived but not its end (for a header timeout). */
@@ -102,11 +109,25 @@ export class HttpConnection {
       this.#closed = true;
       return res;
     };
+    const answer = (out: Buffer, close: boolean): boolean => {
+      res.requests++;
+      res.out.push(out);
+      if (close) {
+        res.close = true;
+        this.#closed = true;
+      }
+      return close;
+    };
     while (pos < data.length) {
       if (this.#bodyLeft > 0) {
         const skip = Math.min(this.#bodyLeft, data.length - pos);
         this.#bodyLeft -= skip;
         pos += skip;
+        if (this.#bodyLeft === 0 && this.#answer) {
+          const a = this.#answer;
+          this.#answer = undefined;
+          if (answer(a.out, a.close)) return res;
+        }
         continue;
       }
       // Empty lines before a request line are allowed (RFC 9112 §2.2).
@@ -130,15 +151,12 @@ export class HttpConnection {
       if (req === 'chunked') return fail(NOT_IMPLEMENTED);
       // Skipping costs no memory, but a body nobody will use is refused before it is read.
       if (req.contentLength > this.#maxBody) return fail(BODY_TOO_LARGE);
-      res.requests++;
-      this.#bodyLeft = req.contentLength;
       const close = req.close;
-      res.out.push(req.head ? (close ? OK_HEAD_CLOSE : OK_HEAD) : close ? OK_CLOSE : OK);
-      if (close) {
-        res.close = true;
-        this.#closed = true;
-        return res;
-      }
+      const out = req.head ? (close ? OK_HEAD_CLOSE : OK_HEAD) : close ? OK_CLOSE : OK;
+      // Answered once the whole request, body included, has arrived.
+      this.#bodyLeft = req.contentLength;
+      if (this.#bodyLeft > 0) this.#answer = { out, close };
+      else if (answer(out, close)) return res;
     }
     return res;
   }

@@ -22,6 +22,10 @@ export interface SrvLoopData {
   /** Sockets from socket activation: adopted as listeners, or as UDP sockets if they are not. */
   activated: { fd: number; name: string }[];
   headerTimeoutMs: number;
+  /** http mode: a request body must be complete within this long of its head (408). */
+  bodyTimeoutMs: number;
+  /** http and file modes: no byte either way for this long closes the connection (natively). */
+  keepaliveTimeoutMs: number;
   /** http and file modes: the largest request body (Content-Length) accepted; past it, 413. */
   maxBodyBytes: number;
   /** file mode: the directory served (absolute). */
@@ -74,10 +78,12 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
   const app: SrvAppStats = { jsBytes: 0, requests: 0, httpErrors: 0, fileBytes: 0 };
   // http and file modes: connections a header timeout may end (`since`: when the current
   // request head began, 0 when none is in progress).
-  const heads = new Map<Socket, { readonly since: number; abort(answer: Buffer): void }>();
+  const heads = new Map<Socket, { readonly since: number; readonly body?: boolean; abort(answer: Buffer): void }>();
 
   const serve = (s: Socket): void => {
     s.onClose(() => heads.delete(s));
+    // An idle keep-alive connection (or one stalled mid-request) is closed natively.
+    if ((d.mode === 'http' || d.mode === 'file') && d.keepaliveTimeoutMs > 0) s.setIdleTimeout(d.keepaliveTimeoutMs);
     switch (d.mode) {
       case 'data':
         s.onData((b) => {
@@ -96,10 +102,14 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
         heads.set(s, new FileConnection(loop, d.root!, s, app, { maxBodyBytes: d.maxBodyBytes }));
         break;
       case 'http': {
-        const state = { conn: new HttpConnection({ maxBodyBytes: d.maxBodyBytes }), since: 0 };
+        // since: when the request head in progress began, or (body) when the head ended.
+        const state = { conn: new HttpConnection({ maxBodyBytes: d.maxBodyBytes }), since: 0, body: false };
         heads.set(s, {
           get since() {
             return state.since;
+          },
+          get body() {
+            return state.body;
           },
           abort(answer) {
             app.httpErrors++;
@@ -112,7 +122,11 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
           const r = state.conn.feed(b);
           app.requests += r.requests;
           if (r.close && r.out.length > r.requests) app.httpErrors++;
-          state.since = state.conn.partial ? state.since || Date.now() : 0;
+          const body = state.conn.inBody;
+          if (state.conn.partial) state.since = state.body ? Date.now() : state.since || Date.now();
+          else if (body) state.since = state.body ? state.since : Date.now();
+          else state.since = 0;
+          state.body = body && !state.conn.partial;
           if (r.out.length > 0 && s.readyState === 'open') {
             if (!s.write(r.out)) s.pause();
           }
@@ -191,11 +205,11 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
     timer = setInterval(() => {
       const now = Date.now();
       for (const [s, c] of heads) {
-        if (c.since === 0 || now - c.since < d.headerTimeoutMs) continue;
+        if (c.since === 0 || now - c.since < (c.body ? d.bodyTimeoutMs : d.headerTimeoutMs)) continue;
         heads.delete(s);
         c.abort(TIMEOUT);
       }
-    }, Math.max(50, Math.min(1000, d.headerTimeoutMs / 4)));
+    }, Math.max(50, Math.min(1000, Math.min(d.headerTimeoutMs, d.bodyTimeoutMs) / 4)));
   }
 
   loop.onStats(() => app);

@@ -53,6 +53,10 @@ Options:
   -i, --stats S            seconds between live lines (default 1)
       --header-timeout S   http and file modes: close a connection whose request head is not complete in S
                            seconds, with 408 (default 10)
+      --body-timeout S     http mode: a request body must arrive within S seconds of its head,
+                           else 408 and close (default 60: about 17 KB/s for a 1 MiB body)
+      --keepalive-timeout S  http and file modes: close a connection with no byte either way
+                           for S seconds, between requests or in one (default 75)
       --max-body BYTES     http and file modes: a request declaring a longer body (Content-Length)
                            is answered 413 and the connection closed (k/m/g suffixes, 0 refuses
                            every body; default 1m)
@@ -83,6 +87,8 @@ interface Config {
   idleExitS: number | undefined;
   statsS: number;
   headerTimeoutS: number;
+  bodyTimeoutS: number;
+  keepaliveTimeoutS: number;
   maxBodyBytes: number;
   rcvlowat: number | undefined;
   json: boolean;
@@ -101,6 +107,8 @@ function parseConfig(argv: string[]): Config | 'help' {
     'idle-exit': { type: 'string' },
     stats: { type: 'string', short: 'i' },
     'header-timeout': { type: 'string' },
+    'body-timeout': { type: 'string' },
+    'keepalive-timeout': { type: 'string' },
     'max-body': { type: 'string' },
     root: { type: 'string' },
     rcvlowat: { type: 'string' },
@@ -150,6 +158,8 @@ function parseConfig(argv: string[]): Config | 'help' {
     idleExitS: v['idle-exit'] !== undefined ? parseSeconds('idle-exit', v['idle-exit']) : undefined,
     statsS: v.stats !== undefined ? parseSeconds('stats', v.stats) : 1,
     headerTimeoutS: v['header-timeout'] !== undefined ? parseSeconds('header-timeout', v['header-timeout']) : 10,
+    bodyTimeoutS: v['body-timeout'] !== undefined ? parseSeconds('body-timeout', v['body-timeout']) : 60,
+    keepaliveTimeoutS: v['keepalive-timeout'] !== undefined ? parseSeconds('keepalive-timeout', v['keepalive-timeout']) : 75,
     json: v.json === true,
     verbose: v.verbose === true,
   };
@@ -301,6 +311,8 @@ async function main(argv: string[]): Promise<number> {
           udp,
           activated: activated.map((a, i) => ({ fd: ctx.fds[i]!, name: a.name })),
           headerTimeoutMs: Math.round(cfg.headerTimeoutS * 1000),
+          bodyTimeoutMs: Math.round(cfg.bodyTimeoutS * 1000),
+          keepaliveTimeoutMs: Math.round(cfg.keepaliveTimeoutS * 1000),
           maxBodyBytes: cfg.maxBodyBytes,
           ...(cfg.root !== undefined ? { root: cfg.root } : {}),
           ...(cfg.rcvlowat !== undefined ? { rcvlowat: cfg.rcvlowat } : {}),

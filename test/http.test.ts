@@ -46,14 +46,16 @@ describe('HttpConnection', () => {
     expect(c.partial).toBe(false);
   });
 
-  it('skips request bodies by Content-Length', () => {
+  it('skips request bodies by Content-Length, answering once the body has arrived', () => {
     const c = new HttpConnection();
     const body = 'x'.repeat(100);
     const first = req('POST / HTTP/1.1', ['Content-Length: 100']) + body.slice(0, 40);
-    expect(c.feed(Buffer.from(first)).requests).toBe(1);
+    expect(c.feed(Buffer.from(first)).requests).toBe(0);
+    expect(c.inBody).toBe(true);
     const r = c.feed(Buffer.from(body.slice(40) + req()));
-    expect(r.requests).toBe(1);
-    expect(statuses(text(r.out))).toEqual(['200']);
+    expect(c.inBody).toBe(false);
+    expect(r.requests).toBe(2);
+    expect(statuses(text(r.out))).toEqual(['200', '200']);
   });
 
   it('says when part of a request head is waiting', () => {
@@ -99,8 +101,9 @@ describe('HttpConnection', () => {
 
   it('defaults to 1 MiB, and a Content-Length too long to be exact is 413, not 400', () => {
     expect(MAX_BODY_BYTES).toBe(1024 * 1024);
-    const ok = new HttpConnection().feed(Buffer.from(req('POST / HTTP/1.1', [`Content-Length: ${MAX_BODY_BYTES}`])));
-    expect(ok).toMatchObject({ requests: 1, close: false });
+    const ok = new HttpConnection();
+    expect(ok.feed(Buffer.from(req('POST / HTTP/1.1', [`Content-Length: ${MAX_BODY_BYTES}`])))).toMatchObject({ requests: 0, close: false });
+    expect(ok.feed(Buffer.alloc(MAX_BODY_BYTES))).toMatchObject({ requests: 1, close: false });
     const over = new HttpConnection().feed(Buffer.from(req('POST / HTTP/1.1', [`Content-Length: ${MAX_BODY_BYTES + 1}`])));
     expect(over.out).toEqual([BODY_TOO_LARGE]);
     for (const digits of [16, 25, 400]) {

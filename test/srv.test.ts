@@ -324,6 +324,60 @@ describe('iapp-srv', () => {
     expect((await stop(srv)).rxBytes).toBe(54321);
   });
 
+  it('answers 408 when a request body does not arrive within --body-timeout of its head, however it dribbles', async () => {
+    const { srv, port } = await start(['--listen', '127.0.0.1:0', '--mode', 'http', '--body-timeout', '0.5']);
+    // A body that stops, and one that dribbles a byte every 100 ms (it would take 10 s).
+    const stalled = exchange({ port, host: '127.0.0.1' }, 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789', false);
+    const dribbled = new Promise<{ back: string; ms: number }>((resolve) => {
+      const t0 = Date.now();
+      const c = net.connect(port, '127.0.0.1', () => c.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n'));
+      const timer = setInterval(() => c.write('.'), 100);
+      const got: Buffer[] = [];
+      c.on('data', (b) => got.push(b));
+      c.on('error', () => {});
+      c.on('close', () => {
+        clearInterval(timer);
+        resolve({ back: Buffer.concat(got).toString('latin1'), ms: Date.now() - t0 });
+      });
+    });
+    expect((await stalled).toString('latin1')).toMatch(/^HTTP\/1\.1 408 /);
+    const d = await dribbled;
+    expect(d.back).toMatch(/^HTTP\/1\.1 408 /);
+    expect(d.ms).toBeGreaterThanOrEqual(450);
+    expect(d.ms).toBeLessThan(5000);
+    expect((await stop(srv)).httpErrors).toBe(2);
+  });
+
+  it('closes a keep-alive connection idle for --keepalive-timeout, after a request or before any', async () => {
+    const { srv, port } = await start(['--listen', '127.0.0.1:0', '--mode', 'http', '--keepalive-timeout', '0.4']);
+    const idleAfter = new Promise<{ back: string; ms: number }>((resolve) => {
+      const c = net.connect(port, '127.0.0.1', () => c.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+      const got: Buffer[] = [];
+      let t0 = 0;
+      c.on('data', (b) => {
+        got.push(b);
+        t0 ||= Date.now();
+      });
+      c.on('error', () => {});
+      c.on('close', () => resolve({ back: Buffer.concat(got).toString('latin1'), ms: Date.now() - t0 }));
+    });
+    const silent = new Promise<number>((resolve) => {
+      const t0 = Date.now();
+      const c = net.connect(port, '127.0.0.1');
+      c.on('error', () => {});
+      c.resume();
+      c.on('close', () => resolve(Date.now() - t0));
+    });
+    const a = await idleAfter;
+    expect(a.back).toMatch(/^HTTP\/1\.1 200 OK/); // answered, then closed without a word
+    expect(a.back).not.toMatch(/408/);
+    expect(a.ms).toBeGreaterThanOrEqual(350);
+    expect(await silent).toBeGreaterThanOrEqual(350);
+    const sum = await stop(srv);
+    expect(sum.requests).toBe(1);
+    expect(sum.errors.ETIMEDOUT).toBe(2);
+  });
+
   it('answers 408 when a request head does not complete within --header-timeout', async () => {
     const { srv, port } = await start(['--listen', '127.0.0.1:0', '--mode', 'http', '--header-timeout', '0.3']);
     const back = await exchange({ port, host: '127.0.0.1' }, 'GET / HTTP/1.1\r\nHost: slow\r\n', false);
