@@ -23,6 +23,15 @@ export interface ActivatedSocket {
 }
 
 /**
+ * Says what the socket at `fd` is (as `listenFds()` does for each passed fd): inetd, for one,
+ * passes a connection as fd 0 without any variable. Throws IappError (EBADF) when `fd` is not
+ * open.
+ */
+export function socketKind(fd: number): Pick<ActivatedSocket, 'kind' | 'family'> {
+  return native.socketKind(fd);
+}
+
+/**
  * Reads the sockets passed by a service manager, as `sd_listen_fds(unset = true)` does, and says
  * what each is.
  *

@@ -21,7 +21,7 @@ export { Listener } from './listener.js';
 export { IappError } from './errors.js';
 export { listenSocket } from './listen-socket.js';
 export type { ListeningSocket } from './listen-socket.js';
-export { listenFds, LISTEN_FDS_START, type ActivatedSocket } from './activation.js';
+export { listenFds, socketKind, LISTEN_FDS_START, type ActivatedSocket } from './activation.js';
 export { MEMBERSHIP } from './messaging.js';
 export type { BroadcastResult, CallOptions, InboxOptions, MembershipEvent, MessageHandler, PostHandle, ThreadId } from './messaging.js';
 export type { SendFileError, SocketToken } from './socket.js';

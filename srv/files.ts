@@ -61,6 +61,7 @@ export class FileConnection {
   #busy = false;
   #paused = false;
   #done = false;
+  #peerEnded = false;
 
   constructor(loop: Loop, root: string, s: Socket, counters: FileCounters, options: { maxBodyBytes?: number } = {}) {
     this.#loop = loop;
@@ -69,6 +70,18 @@ export class FileConnection {
     this.#n = counters;
     this.#maxBody = options.maxBodyBytes ?? MAX_BODY_BYTES;
     s.onData((b) => this.#feed(b));
+    // The socket is half-open (allowHalfOpen): a peer that sends its request and then its FIN
+    // (`printf … | socat`) is still answered, and the connection ends once the answers are out.
+    s.onEnd(() => {
+      this.#peerEnded = true;
+      if (!this.#busy) this.#finish();
+    });
+  }
+
+  #finish(): void {
+    if (this.#done) return;
+    this.#done = true;
+    if (this.#s.readyState === 'open') this.#s.end();
   }
 
   /** Bytes received and not yet parsed. */
@@ -132,6 +145,7 @@ export class FileConnection {
       this.#done = true;
     } finally {
       this.#busy = false;
+      if (this.#peerEnded) this.#finish();
       if (this.#paused) {
         this.#paused = false;
         if (!this.#done && this.#s.readyState === 'open') this.#s.resume();

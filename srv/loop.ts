@@ -19,8 +19,11 @@ export interface SrvLoopData {
   accept: 'reuseport' | 'shared';
   tcp: TcpSpec[];
   udp: UdpSpec[];
-  /** Sockets from socket activation: adopted as listeners, or as UDP sockets if they are not. */
-  activated: { fd: number; name: string }[];
+  /**
+   * Sockets from socket activation: listening ones are listened on, datagram ones served as UDP,
+   * connected ones (inetd, `Accept=yes`) adopted by one loop only (`passed`).
+   */
+  activated: { fd: number; name: string; kind: 'listening' | 'connected' | 'datagram' }[];
   headerTimeoutMs: number;
   /** http mode: a request body must be complete within this long of its head (408). */
   bodyTimeoutMs: number;
@@ -45,6 +48,8 @@ export interface BoundAddress {
   /** The passed fd, for activated sockets. */
   fd?: number;
   name?: string;
+  /** A passed connection (the address is its peer's), not a listening socket. */
+  connection?: boolean;
 }
 
 /** What `setup` returns: the addresses of this thread's sockets, in the order asked. */
@@ -64,6 +69,8 @@ export interface SrvAppStats {
   httpErrors: number;
   /** file mode: body bytes sent from files. */
   fileBytes: number;
+  /** Passed connections (inetd, `Accept=yes`) this loop serves that are still open. */
+  passedOpen: number;
 }
 
 function describe(l: Listener): BoundAddress {
@@ -75,7 +82,7 @@ function describe(l: Listener): BoundAddress {
 /** Loop-thread entry: see SrvLoopData. */
 export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
   const d = info.data as SrvLoopData;
-  const app: SrvAppStats = { jsBytes: 0, requests: 0, httpErrors: 0, fileBytes: 0 };
+  const app: SrvAppStats = { jsBytes: 0, requests: 0, httpErrors: 0, fileBytes: 0, passedOpen: 0 };
   // http and file modes: connections a header timeout may end (`since`: when the current
   // request head began, 0 when none is in progress).
   const heads = new Map<Socket, { readonly since: number; readonly body?: boolean; abort(answer: Buffer): void }>();
@@ -142,7 +149,11 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
   };
 
   const listenMode = d.mode === 'sink' ? 'sink' : 'data';
-  const lowWaterMark = d.rcvlowat !== undefined ? { lowWaterMark: d.rcvlowat } : {};
+  const socketOptions = {
+    ...(d.rcvlowat !== undefined ? { lowWaterMark: d.rcvlowat } : {}),
+    // file mode answers asynchronously: a request followed by the peer's FIN is still answered.
+    ...(d.mode === 'file' ? { allowHalfOpen: true } : {}),
+  };
   // A sink listener without a handler keeps its sockets native: no JS object, no JS call per
   // connection (the loop still counts them in stats().sockets).
   const onConn = d.mode === 'sink' ? undefined : serve;
@@ -151,9 +162,9 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
 
   for (const spec of d.tcp) {
     let l: Listener;
-    if ('fd' in spec) l = loop.listen({ fd: spec.fd, mode: listenMode, ...lowWaterMark }, onConn);
-    else if ('path' in spec) l = loop.listen({ path: spec.path, mode: listenMode, accept: 'shared', ...lowWaterMark }, onConn);
-    else l = loop.listen({ host: spec.host, port: spec.port, name: spec.name, accept: d.accept, mode: listenMode, ...lowWaterMark }, onConn);
+    if ('fd' in spec) l = loop.listen({ fd: spec.fd, mode: listenMode, ...socketOptions }, onConn);
+    else if ('path' in spec) l = loop.listen({ path: spec.path, mode: listenMode, accept: 'shared', ...socketOptions }, onConn);
+    else l = loop.listen({ host: spec.host, port: spec.port, name: spec.name, accept: d.accept, mode: listenMode, ...socketOptions }, onConn);
     listeners.push(l);
     result.tcp.push(describe(l));
   }
@@ -179,21 +190,28 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
     result.udp.push({ proto: 'udp', address: u.address, port: u.port });
   }
   for (const a of d.activated) {
-    // A passed socket is a listening stream socket or a datagram socket; without getsockopt the
-    // library tells which by refusing to listen on a datagram one.
-    try {
-      const l = loop.listen({ fd: a.fd, mode: listenMode, ...lowWaterMark }, onConn);
+    if (a.kind === 'connected') {
+      // One connection: served by the first loop of the (only) process; the others leave it.
+      if (info.index !== 0) continue;
+      const s = loop.adopt({ fd: a.fd, mode: listenMode, ...socketOptions });
+      app.passedOpen++;
+      void s.closed.then(() => app.passedOpen--); // not onClose: serve() sets that handler
+      if (onConn) onConn(s);
+      const tcp = s.remoteFamily !== 'unix';
+      result.activated.push({
+        proto: tcp ? 'tcp' : 'unix',
+        address: (tcp ? s.remoteAddress : s.localAddress) ?? '',
+        ...(tcp ? { port: s.remotePort! } : {}),
+        fd: a.fd,
+        name: a.name,
+        connection: true,
+      });
+    } else if (a.kind === 'listening') {
+      const l = loop.listen({ fd: a.fd, mode: listenMode, ...socketOptions }, onConn);
       listeners.push(l);
       result.activated.push({ ...describe(l), fd: a.fd, name: a.name });
-    } catch (e) {
-      const code = (e as { code?: string }).code;
-      if (code !== 'EINVAL' && code !== 'ENOTSOCK' && code !== 'EOPNOTSUPP' && code !== 'EPROTOTYPE') throw e;
-      let u: UdpSocket;
-      try {
-        u = loop.udp({ fd: a.fd });
-      } catch {
-        throw e; // neither: the listen error says more
-      }
+    } else {
+      const u = loop.udp({ fd: a.fd });
       serveUdp(u);
       result.activated.push({ proto: 'udp', address: u.address, port: u.port, fd: a.fd, name: a.name });
     }

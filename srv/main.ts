@@ -2,11 +2,11 @@
 // iapp-srv: a TCP/UDP sink server for load tests. Loop threads (over one or more processes)
 // accept connections and discard, count, echo or answer HTTP; this main thread samples the
 // counters, prints them, and prints a reconciled summary when it stops.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
 
-import { listenFds, type ActivatedSocket } from '../src/activation.js';
+import { listenFds, socketKind, type ActivatedSocket } from '../src/activation.js';
 import {
   UsageError,
   formatEndpoint,
@@ -63,13 +63,17 @@ Options:
       --rcvlowat BYTES     sink and data modes: wake for a connection only once BYTES are queued
                            (SO_RCVLOWAT; k/m suffixes). Fewer wakes let one fast sender go much
                            faster; smaller amounts are counted when more arrive or at close
+      --inetd              serve the socket inetd passed as fd 0: a connection ("nowait", then
+                           exit when it closes) or a listening or datagram socket ("wait", with
+                           --idle-exit); output goes to stderr, as stdout is the same socket
       --json               one JSON object per line on stdout: "listening", "stats", "summary"
   -v, --verbose            a live line per thread too
   -h, --help               this text
 
 Socket activation: when started by systemd (or systemd-socket-activate) with LISTEN_FDS, the
-passed sockets are served (listening stream sockets as TCP/Unix, datagram sockets as UDP) and
---listen/--udp add to them. SIGINT/SIGTERM stop accepting, drain for up to ${DRAIN_MS / 1000} s and print the
+passed sockets are served (listening stream sockets as TCP/Unix, datagram sockets as UDP,
+connections from Accept=yes or --accept by one thread) and --listen/--udp add to them. With
+passed connections and nothing to listen on, it exits once they have closed. SIGINT/SIGTERM stop accepting, drain for up to ${DRAIN_MS / 1000} s and print the
 summary; a second signal exits at once.
 
 Exit status: 0 when stopped by signal, --duration or --idle-exit; 1 on a runtime failure
@@ -85,6 +89,9 @@ interface Config {
   accept: 'reuseport' | 'shared';
   durationS: number | undefined;
   idleExitS: number | undefined;
+  /** --threads was given (else a server with only passed connections runs one thread). */
+  threadsGiven: boolean;
+  inetd: boolean;
   statsS: number;
   headerTimeoutS: number;
   bodyTimeoutS: number;
@@ -112,6 +119,7 @@ function parseConfig(argv: string[]): Config | 'help' {
     'max-body': { type: 'string' },
     root: { type: 'string' },
     rcvlowat: { type: 'string' },
+    inetd: { type: 'boolean' },
     json: { type: 'boolean' },
     verbose: { type: 'boolean', short: 'v' },
     help: { type: 'boolean', short: 'h' },
@@ -160,6 +168,8 @@ function parseConfig(argv: string[]): Config | 'help' {
     headerTimeoutS: v['header-timeout'] !== undefined ? parseSeconds('header-timeout', v['header-timeout']) : 10,
     bodyTimeoutS: v['body-timeout'] !== undefined ? parseSeconds('body-timeout', v['body-timeout']) : 60,
     keepaliveTimeoutS: v['keepalive-timeout'] !== undefined ? parseSeconds('keepalive-timeout', v['keepalive-timeout']) : 75,
+    threadsGiven: v.threads !== undefined,
+    inetd: v.inetd === true,
     json: v.json === true,
     verbose: v.verbose === true,
   };
@@ -213,13 +223,15 @@ interface Totals {
   requests: number;
   jsBytes: number;
   httpErrors: number;
+  /** Passed connections (inetd, Accept=yes) still open. */
+  passedOpen: number;
   errors: Record<string, number>;
 }
 
 const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
 
 function totalsOf(stats: FleetThreadStats[]): Totals {
-  const t: Totals = { connections: 0, accepted: 0, closed: 0, rxBytes: 0, txBytes: 0, datagramsIn: 0, requests: 0, jsBytes: 0, httpErrors: 0, errors: {} };
+  const t: Totals = { connections: 0, accepted: 0, closed: 0, rxBytes: 0, txBytes: 0, datagramsIn: 0, requests: 0, jsBytes: 0, httpErrors: 0, passedOpen: 0, errors: {} };
   for (const s of stats) {
     const app = s.app as SrvAppStats | undefined;
     t.connections += s.connections;
@@ -231,6 +243,7 @@ function totalsOf(stats: FleetThreadStats[]): Totals {
     t.requests += num(app?.requests);
     t.jsBytes += num(app?.jsBytes);
     t.httpErrors += num(app?.httpErrors);
+    t.passedOpen += num(app?.passedOpen);
     addErrors(t.errors, s.errors);
   }
   return t;
@@ -248,13 +261,47 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${HELP}\n`);
     return 0;
   }
-  const out = new Output(cfg.json);
   let activated: ActivatedSocket[];
   try {
     activated = listenFds();
   } catch (e) {
     throw new RuntimeError((e as Error).message);
   }
+  if (cfg.inetd) {
+    // inetd passes the socket as fds 0 and 1. Output goes to stderr, and fd 1 is pointed at
+    // /dev/null: a peer sees the end only when no fd holds its connection.
+    const kind = (() => {
+      try {
+        return socketKind(0);
+      } catch {
+        return undefined;
+      }
+    })();
+    // "nowait" services get a connection; "wait" ones the listening or datagram socket itself.
+    if (kind === undefined || (kind.kind !== 'connected' && kind.kind !== 'listening' && kind.kind !== 'datagram'))
+      throw new UsageError(
+        `--inetd: fd 0 is ${kind === undefined ? 'not open' : kind.kind === 'other' ? 'not a socket' : 'a stream socket neither listening nor connected'}; ` +
+          'inetd passes a connection, a listening or a datagram socket as stdin',
+      );
+    closeSync(1);
+    const nul = openSync('/dev/null', 'w');
+    if (nul !== 1) closeSync(nul); // fd 1 was taken by something else meanwhile: leave it closed
+    activated.unshift({ fd: 0, name: 'inetd', ...kind });
+  }
+  const out = new Output(cfg.json, cfg.inetd ? process.stderr : process.stdout);
+  for (const a of activated) {
+    if (a.kind === 'stream' || a.kind === 'other')
+      throw new RuntimeError(
+        `socket activation: fd ${a.fd} (${a.name}) is ${a.kind === 'stream' ? 'a stream socket neither listening nor connected' : 'not a socket iapp-srv can serve'}: ` +
+          'pass listening, datagram or accepted sockets',
+      );
+  }
+  const passed = activated.filter((a) => a.kind === 'connected');
+  if (passed.length > 0 && cfg.procs > 1)
+    throw new UsageError(`--procs ${cfg.procs}: a passed connection is served by one process; drop --procs`);
+  // Only passed connections: one thread serves them and the server exits when they close.
+  const onlyPassed = passed.length === activated.length && passed.length > 0 && cfg.tcp.length === 0 && cfg.udp.length === 0;
+  if (onlyPassed && !cfg.threadsGiven) cfg.threads = 1;
   if (cfg.tcp.length === 0 && cfg.udp.length === 0 && activated.length === 0)
     cfg.tcp.push(parseEndpoint('listen', DEFAULT_LISTEN, { allowPortZero: true }));
   for (const e of cfg.tcp) {
@@ -309,7 +356,7 @@ async function main(argv: string[]): Promise<number> {
           accept: cfg.accept,
           tcp,
           udp,
-          activated: activated.map((a, i) => ({ fd: ctx.fds[i]!, name: a.name })),
+          activated: activated.map((a, i) => ({ fd: ctx.fds[i]!, name: a.name, kind: a.kind as 'listening' | 'connected' | 'datagram' })),
           headerTimeoutMs: Math.round(cfg.headerTimeoutS * 1000),
           bodyTimeoutMs: Math.round(cfg.bodyTimeoutS * 1000),
           keepaliveTimeoutMs: Math.round(cfg.keepaliveTimeoutS * 1000),
@@ -352,7 +399,11 @@ async function main(argv: string[]): Promise<number> {
       `${cfg.procs > 1 ? ` in ${cfg.procs} processes` : ''}` +
       (cfg.tcp.some((e) => e.path === undefined) ? `, accept ${cfg.accept}` : ''),
   );
-  for (const a of first.activated) out.line(`serving ${addressText(a)} (socket activation: fd ${a.fd}, name ${a.name})`);
+  for (const a of first.activated)
+    out.line(
+      `serving ${a.connection ? 'a connection from ' : ''}${addressText(a)} ` +
+        (cfg.inetd && a.fd === 0 ? '(inetd: fd 0)' : `(socket activation: fd ${a.fd}, name ${a.name})`),
+    );
   for (const a of addresses.slice(first.activated.length)) out.line(`listening on ${addressText(a)}`);
   out.record({
     type: 'listening',
@@ -451,6 +502,7 @@ async function main(argv: string[]): Promise<number> {
         prev = { t, totals: tot, perThread: new Map(stats.map((s) => [s.thread, s])) };
       }
       if (cfg.idleExitS !== undefined && t - lastActivity >= cfg.idleExitS) void stop(`idle for ${cfg.idleExitS} s`);
+      if (onlyPassed && tot.passedOpen === 0) void stop(`the passed connection${passed.length > 1 ? 's' : ''} closed`);
     } finally {
       sampling = false;
     }
@@ -461,12 +513,15 @@ async function main(argv: string[]): Promise<number> {
     cfg.idleExitS !== undefined && cfg.idleExitS / 4 < cfg.statsS
       ? setInterval(() => void sample(false), Math.max(50, (cfg.idleExitS * 1000) / 4))
       : undefined;
+  // Only passed connections: checked often, so an inetd-style server exits soon after its peer.
+  const passedTimer = onlyPassed ? setInterval(() => void sample(false), 50) : undefined;
   const durationTimer = cfg.durationS !== undefined ? setTimeout(() => void stop(`${cfg.durationS} s elapsed`), cfg.durationS * 1000) : undefined;
 
   const stop = (why: string): Promise<number> => {
     stopping ??= (async () => {
       clearInterval(statsTimer);
       clearInterval(idleTimer);
+      clearInterval(passedTimer);
       clearTimeout(durationTimer);
       const durationS = elapsed();
       out.note(`stopping (${why}): draining for up to ${DRAIN_MS / 1000} s`);
@@ -493,6 +548,7 @@ async function main(argv: string[]): Promise<number> {
         rxBytes: tot.rxBytes,
         txBytes: tot.txBytes,
         accepted: tot.accepted,
+        ...(passed.length > 0 ? { passed: passed.length } : {}),
         closed: tot.closed,
         peakConnections: peak,
         datagramsIn: tot.datagramsIn,
@@ -536,7 +592,8 @@ async function main(argv: string[]): Promise<number> {
             `${formatRate(tot.rxBytes / (durationS || 1))} average`,
         );
         out.line(
-          `connections: ${formatCount(tot.accepted)} accepted, ${formatCount(tot.closed)} closed, peak ${formatCount(peak)} open` +
+          `connections: ${formatCount(tot.accepted)} accepted, ${passed.length > 0 ? `${formatCount(passed.length)} passed, ` : ''}` +
+            `${formatCount(tot.closed)} closed, peak ${formatCount(peak)} open` +
             (tot.datagramsIn > 0 || cfg.udp.length > 0 ? `; datagrams: ${formatCount(tot.datagramsIn)}` : ''),
         );
         if (cfg.mode === 'file') out.line(`file: ${formatCount(tot.requests)} requests answered, ${formatCount(tot.httpErrors)} refused or not found`);

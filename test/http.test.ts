@@ -166,6 +166,7 @@ function fileConn(maxBodyBytes?: number) {
   const written: string[] = [];
   const calls: string[] = [];
   let onData: (b: Buffer) => void = () => {};
+  let onEnd: () => void = () => {};
   const sends: (() => void)[] = [];
   let state: 'open' | 'closed' = 'open';
   const socket = {
@@ -173,6 +174,7 @@ function fileConn(maxBodyBytes?: number) {
       return state;
     },
     onData: (fn: (b: Buffer) => void) => void (onData = fn),
+    onEnd: (fn: () => void) => void (onEnd = fn),
     write: (b: Buffer | string) => void written.push(b.toString()),
     end: (b?: Buffer) => {
       if (b) written.push(b.toString('latin1'));
@@ -191,7 +193,7 @@ function fileConn(maxBodyBytes?: number) {
   const settle = async (): Promise<void> => {
     for (let i = 0; i < 20; i++) await Promise.resolve();
   };
-  return { conn, feed: (s: string | Buffer) => onData(Buffer.from(s)), written, calls, sends, counters, settle };
+  return { conn, feed: (s: string | Buffer) => onData(Buffer.from(s)), peerEnd: () => onEnd(), written, calls, sends, counters, settle };
 }
 
 describe('FileConnection', () => {
@@ -212,6 +214,24 @@ describe('FileConnection', () => {
     expect(f.counters.requests).toBe(41);
     expect(f.calls).toEqual(['pause', 'resume']);
     expect(f.conn.buffered).toBe(0);
+  });
+
+  it('answers the requests that came before the peer half-closed, then ends', async () => {
+    const f = fileConn();
+    f.feed(req('GET /a.txt HTTP/1.1') + req('GET /b.txt HTTP/1.1'));
+    f.peerEnd(); // while the first file is still going out
+    await f.settle();
+    expect(f.calls).toEqual([]);
+    f.sends.shift()!();
+    await f.settle();
+    f.sends.shift()!();
+    await f.settle();
+    expect(f.counters.requests).toBe(2);
+    expect(f.calls).toEqual(['end']);
+    // With nothing in progress, the end is at once.
+    const idle = fileConn();
+    idle.peerEnd();
+    expect(idle.calls).toEqual(['end']);
   });
 
   it('answers a declared body over the limit with 413, smaller bodies with 501, and a CRLF-only peer starts the header clock', async () => {

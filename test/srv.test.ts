@@ -3,7 +3,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -631,5 +631,168 @@ describe('listenFds (socket activation variables)', () => {
     expect(() => listenFds({ LISTEN_PID: '42', LISTEN_FDS: 'two' }, 42)).toThrow(/LISTEN_FDS/);
     // More fds than this process has open: one of them is not.
     expect(() => listenFds({ LISTEN_PID: '42', LISTEN_FDS: '4000' }, 42)).toThrow(/LISTEN_FDS says 4000 sockets were passed, but fd \d+ is not open/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Sockets a service manager passes: connections (Accept=yes, inetd) and sharing by processes.
+
+/** A TCP port free on 127.0.0.1 now (for a tool that must bind it itself). */
+async function freePort(): Promise<number> {
+  const probe = net.createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+  const port = (probe.address() as net.AddressInfo).port;
+  await new Promise((r) => probe.close(r));
+  return port;
+}
+
+/** Starts systemd-socket-activate on a free port with srv behind it and waits until it listens. */
+async function activator(toolArgs: string[], srvArgs: string[]): Promise<{ act: Srv; port: number }> {
+  const port = await freePort();
+  const act = run(srvArgs, ['systemd-socket-activate', '-l', `127.0.0.1:${port}`, ...toolArgs, process.execPath, MAIN]);
+  await waitStderr(act, (e) => e.includes('Listening on'));
+  return { act, port };
+}
+
+/** Resolves once the process's stderr so far satisfies `pred`. */
+function waitStderr(p: Srv, pred: (err: string) => boolean): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const check = (): void => {
+      if (!pred(p.stderr())) return;
+      p.cp.stderr!.off('data', check);
+      resolve();
+    };
+    p.cp.stderr!.on('data', check);
+    check();
+  });
+}
+
+/** The JSON records among text lines (srv's --json output mixed with a tool's messages). */
+const records = (text: string): Json[] =>
+  text
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Json);
+
+describe('iapp-srv with passed connections', () => {
+  itWithTool('systemd-socket-activate', 'serves each connection of systemd-socket-activate --accept in every mode, and exits when it closes', async () => {
+    const www = wwwRoot();
+    const data = randomBytes(100_000);
+    const get = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: t\r\n\r\n`;
+    const cases = [
+      { mode: ['--mode', 'sink'], send: data, back: (b: Buffer) => expect(b.length).toBe(0), rx: data.length },
+      { mode: ['--mode', 'data'], send: data, back: (b: Buffer) => expect(b.length).toBe(0), rx: data.length },
+      { mode: ['--mode', 'echo'], send: data, back: (b: Buffer) => expect(b.equals(data)).toBe(true), rx: data.length },
+      {
+        mode: ['--mode', 'http'],
+        send: Buffer.from(get('/a') + get('/b')),
+        back: (b: Buffer) => expect(b.toString('latin1').match(/HTTP\/1\.1 200 /g)).toHaveLength(2),
+        rx: 2 * get('/a').length,
+      },
+      {
+        mode: ['--mode', 'file', '--root', www.root],
+        send: Buffer.from(get('/index.html')),
+        back: (b: Buffer) => expect(b.toString('latin1')).toMatch(new RegExp(`^HTTP/1\\.1 200 [^]*${www.body}$`)),
+        rx: get('/index.html').length,
+      },
+    ];
+    await Promise.all(
+      cases.map(async (c) => {
+        const { act, port } = await activator(['--accept'], ['--json', ...c.mode]);
+        // Two connections: a process each, each exiting when its connection closes.
+        const backs = await Promise.all([exchange({ port, host: '127.0.0.1' }, c.send), exchange({ port, host: '127.0.0.1' }, c.send)]);
+        for (const b of backs) c.back(b);
+        await act.waitJson((o) => o.type === 'summary' && act.lines.filter((l) => l.includes('"summary"')).length === 2, 'two summaries');
+        const sums = act.lines.map((l) => JSON.parse(l) as Json).filter((o) => o.type === 'summary');
+        for (const s of sums) {
+          expect(s.reason).toBe('the passed connection closed');
+          expect(s).toMatchObject({ passed: 1, accepted: 0, closed: 1, rxBytes: c.rx, threads: 1, errors: {} });
+        }
+        const listening = act.lines.map((l) => JSON.parse(l) as Json).find((o) => o.type === 'listening')!;
+        expect(listening.addresses[0]).toMatchObject({ proto: 'tcp', address: '127.0.0.1', fd: 3, connection: true });
+        await waitStderr(act, (e) => (e.match(/died with code 0/g) ?? []).length === 2);
+        act.cp.kill('SIGTERM');
+        await act.exit;
+      }),
+    );
+  });
+
+  itWithTool('systemd-socket-activate', '--inetd: serves the connection on fd 0 with its output on stderr, or a listening fd 0 until --idle-exit', async () => {
+    // "nowait": the connection is stdin and stdout; nothing but the echo may reach the peer.
+    const data = randomBytes(50_000);
+    const nowait = await activator(['--accept', '--inetd'], ['--inetd', '--json', '--mode', 'echo']);
+    expect((await exchange({ port: nowait.port, host: '127.0.0.1' }, data)).equals(data)).toBe(true);
+    await waitStderr(nowait.act, (e) => e.includes('died with code'));
+    const sum = records(nowait.act.stderr()).find((o) => o.type === 'summary')!;
+    expect(sum).toMatchObject({ reason: 'the passed connection closed', passed: 1, rxBytes: data.length, txBytes: data.length });
+    expect(nowait.act.stderr()).toContain('died with code 0');
+    expect(nowait.act.lines).toEqual([]);
+    nowait.act.cp.kill('SIGTERM');
+    await nowait.act.exit;
+
+    // "wait": the listening socket is stdin; srv accepts on it until idle.
+    const wait = await activator(['--inetd'], ['--inetd', '--json', '--mode', 'http', '--idle-exit', '0.5', '--stats', '0.1']);
+    for (let i = 0; i < 2; i++) {
+      const back = await exchange({ port: wait.port, host: '127.0.0.1' }, 'GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n', false);
+      expect(back.toString('latin1')).toMatch(/^HTTP\/1\.1 200 /);
+    }
+    expect((await wait.act.exit).code).toBe(0);
+    const waitSum = records(wait.act.stderr()).find((o) => o.type === 'summary')!;
+    expect(waitSum).toMatchObject({ reason: 'idle for 0.5 s', accepted: 2, requests: 2 });
+    expect(waitSum.passed).toBeUndefined();
+  });
+
+  it('refuses --inetd without a socket on fd 0, and --procs 2 with a passed connection', async () => {
+    // (Not a pipe for stdin: Node makes those from socket pairs, which are connections.)
+    const file = openSync(join(tmp, 'not-a-socket'), 'w+');
+    try {
+      const notSocket = spawnSync(process.execPath, [MAIN, '--inetd'], { stdio: [file, 'ignore', 'pipe'], encoding: 'utf8', timeout: 10_000 });
+      expect(notSocket.status).toBe(2);
+      expect(notSocket.stderr).toMatch(/--inetd: fd 0 is not a socket/);
+    } finally {
+      closeSync(file);
+    }
+
+    const server = net.createServer((c) => c.resume());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const conn = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+    await new Promise((r) => conn.once('connect', r));
+    try {
+      const cp = track(spawn(process.execPath, [MAIN, '--inetd', '--procs', '2', '--threads', '2'], { stdio: [conn, 'ignore', 'pipe'] }));
+      let err = '';
+      cp.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+      const code = await new Promise<number | null>((r) => cp.on('close', r));
+      expect(code).toBe(2);
+      expect(err).toMatch(/--procs 2: a passed connection is served by one process/);
+    } finally {
+      conn.destroy();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  itWithTool('systemd-socket-activate', 'serves a passed listening socket from both processes with --procs 2', async () => {
+    const { act, port } = await activator([], ['--json', '--procs', '2', '--threads', '2', '--stats', '0.1', '--verbose']);
+    // Connections held open in batches until both processes have accepted some (bounded).
+    const held: net.Socket[] = [];
+    const open = (): Promise<void> =>
+      new Promise((resolve, reject) => {
+        const c = net.connect(port, '127.0.0.1', () => resolve());
+        c.on('error', reject);
+        held.push(c);
+      });
+    let procs = new Set<number>();
+    try {
+      for (let batch = 0; batch < 30 && procs.size < 2; batch++) {
+        await Promise.all(Array.from({ length: 16 }, open));
+        const st = await act.waitJson((o) => o.type === 'stats' && o.accepted === held.length, `stats with ${held.length} accepted`);
+        procs = new Set((st.perThread as Json[]).filter((t) => t.accepted > 0).map((t) => t.proc as number));
+      }
+      expect([...procs].sort()).toEqual([0, 1]);
+    } finally {
+      for (const c of held) c.destroy();
+    }
+    await act.waitJson((o) => o.type === 'stats' && o.connections === 0);
+    const sum = await stop(act);
+    expect(sum).toMatchObject({ procs: 2, accepted: held.length, closed: held.length });
   });
 });

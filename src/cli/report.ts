@@ -52,10 +52,13 @@ const outputGuarded = new WeakSet<NodeJS.WriteStream>();
 export class Output {
   readonly json: boolean;
   readonly #tty: boolean;
+  readonly #out: NodeJS.WriteStream;
   #statusShown = false;
 
+  /** @param stream - where lines, tables and records go: stdout, or stderr when stdout is not ours (inetd) */
   constructor(json: boolean, stream: NodeJS.WriteStream = process.stdout) {
     this.json = json;
+    this.#out = stream;
     this.#tty = !json && stream.isTTY === true;
     // A reader that goes away (`| head -1`) ends the output, not the run with a stack trace.
     if (!outputGuarded.has(stream)) {
@@ -68,17 +71,17 @@ export class Output {
 
   /** One JSON object on its own line (JSON mode only). */
   record(obj: Record<string, unknown>): void {
-    if (this.json) process.stdout.write(`${JSON.stringify(obj)}\n`);
+    if (this.json) this.#out.write(`${JSON.stringify(obj)}\n`);
   }
 
   /** A line that a terminal overwrites with the next one (progress while ramping up). */
   status(line: string): void {
     if (this.json) return;
     if (this.#tty) {
-      process.stdout.write(`\r\x1b[K${line}`);
+      this.#out.write(`\r\x1b[K${line}`);
       this.#statusShown = true;
     } else {
-      process.stdout.write(`${line}\n`);
+      this.#out.write(`${line}\n`);
     }
   }
 
@@ -86,13 +89,16 @@ export class Output {
   line(text: string): void {
     if (this.json) return;
     this.#endStatus();
-    process.stdout.write(`${text}\n`);
+    this.#out.write(`${text}\n`);
   }
 
-  /** A notice for humans that must not pollute JSON output: goes to stderr in JSON mode. */
+  /**
+   * A notice for humans that must not pollute JSON output: goes to stderr in JSON mode (and is
+   * left out when the records themselves go to stderr).
+   */
   note(text: string): void {
-    if (this.json) process.stderr.write(`${text}\n`);
-    else this.line(text);
+    if (!this.json) this.line(text);
+    else if (this.#out !== process.stderr) process.stderr.write(`${text}\n`);
   }
 
   /** A table with aligned columns; numbers right-aligned. */
@@ -107,13 +113,13 @@ export class Output {
         .map((v, i) => (typeof v === 'number' ? cell(v).padStart(width[i]!) : cell(v).padEnd(width[i]!)))
         .join('  ')
         .trimEnd();
-    process.stdout.write(`${fmt(cols)}\n${width.map((w) => '-'.repeat(w)).join('  ')}\n`);
-    for (const r of rows) process.stdout.write(`${fmt(cols.map((c) => r[c]))}\n`);
+    this.#out.write(`${fmt(cols)}\n${width.map((w) => '-'.repeat(w)).join('  ')}\n`);
+    for (const r of rows) this.#out.write(`${fmt(cols.map((c) => r[c]))}\n`);
   }
 
   #endStatus(): void {
     if (this.#statusShown) {
-      process.stdout.write('\n');
+      this.#out.write('\n');
       this.#statusShown = false;
     }
   }
