@@ -7,6 +7,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
 
 import { listenFds, socketKind, type ActivatedSocket } from '../src/activation.js';
+import { IdleTracker } from '../src/idle.js';
 import {
   UsageError,
   formatEndpoint,
@@ -434,7 +435,7 @@ async function main(argv: string[]): Promise<number> {
   // Sampling: live lines every --stats seconds; idle checks more often when --idle-exit is short.
   let last: FleetThreadStats[] = [];
   let prev = { t: 0, totals: totalsOf([]), perThread: new Map<number, FleetThreadStats>() };
-  let lastActivity = elapsed();
+  const idle = new IdleTracker(Date.now());
   let sampling = false;
   let stopping: Promise<number> | undefined;
   let resolveDone: (code: number) => void = () => {};
@@ -449,7 +450,7 @@ async function main(argv: string[]): Promise<number> {
       const t = elapsed();
       last = stats;
       const tot = totalsOf(stats);
-      if (tot.connections > 0 || tot.accepted !== prev.totals.accepted || tot.datagramsIn !== prev.totals.datagramsIn) lastActivity = t;
+      const idleMs = idle.sample(stats, Date.now());
       if (print) {
         const dt = t - prev.t || 1;
         const rate = (tot.rxBytes - prev.totals.rxBytes) / dt;
@@ -501,7 +502,7 @@ async function main(argv: string[]): Promise<number> {
         }
         prev = { t, totals: tot, perThread: new Map(stats.map((s) => [s.thread, s])) };
       }
-      if (cfg.idleExitS !== undefined && t - lastActivity >= cfg.idleExitS) void stop(`idle for ${cfg.idleExitS} s`);
+      if (cfg.idleExitS !== undefined && idleMs >= cfg.idleExitS * 1000) void stop(`idle for ${cfg.idleExitS} s`);
       if (onlyPassed && tot.passedOpen === 0) void stop(`the passed connection${passed.length > 1 ? 's' : ''} closed`);
     } finally {
       sampling = false;

@@ -198,6 +198,19 @@ describe('iapp-srv', () => {
     expect(sum.reason).toMatch(/idle/);
   });
 
+  it('stays up with --idle-exit while a silent connection is open, and exits once it closes', async () => {
+    const { srv, port } = await start(['--listen', '127.0.0.1:0', '--idle-exit', '0.3']);
+    const c = net.connect(port, '127.0.0.1');
+    const opened = await srv.waitJson((o) => o.type === 'stats' && o.connections === 1, 'the connection open');
+    // Three idle periods with the connection silent, seen by the live lines of a running server.
+    await srv.waitJson((o) => o.type === 'stats' && o.t >= opened.t + 0.9, 'stats 0.9 s later');
+    expect(srv.lines.some((l) => l.includes('"summary"'))).toBe(false);
+    c.destroy();
+    expect((await srv.exit).code).toBe(0);
+    const sum = JSON.parse(srv.lines.at(-1)!) as Json;
+    expect(sum).toMatchObject({ type: 'summary', reason: 'idle for 0.3 s', accepted: 1, closed: 1 });
+  });
+
   it('prints the human summary on SIGINT and exits 0', async () => {
     const srv = run(['--listen', '127.0.0.1:0', '--threads', '2', '--stats', '0.1']);
     await srv.waitLine((l) => l.startsWith('listening on 127.0.0.1:'));
