@@ -274,6 +274,32 @@ describe('iapp-srv', () => {
     expect((await stop(srv)).rxBytes).toBe(data.length);
   });
 
+  itWithTool('socat', 'answers socat and a Python client over UDP in echo mode, IPv4 and IPv6', async () => {
+    const { srv, listening } = await start(['--udp', '127.0.0.1:0', '--udp', '[::1]:0', '--mode', 'echo']);
+    const [v4, v6] = listening.addresses.map((a: Json) => a.port as number);
+    const socat = (target: string, text: string): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const cp = track(spawn('socat', ['-t', '2', '-', target], { stdio: ['pipe', 'pipe', 'pipe'] }));
+        let out = '';
+        cp.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+        cp.on('error', reject);
+        cp.on('close', () => resolve(out));
+        cp.stdin!.end(text);
+      });
+    // socat waits 2 s after its input ends for answers: both at once.
+    const [a4, a6] = await Promise.all([socat(`UDP:127.0.0.1:${v4}`, 'hello over IPv4\n'), socat(`UDP6:[::1]:${v6}`, 'hello over IPv6\n')]);
+    expect(a4).toBe('hello over IPv4\n');
+    expect(a6).toBe('hello over IPv6\n');
+    const py = spawnSync(
+      'python3',
+      ['-c', 'import socket,sys\ns=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\ns.settimeout(5)\ns.sendto(b"py",("::1",int(sys.argv[1])))\nprint(s.recvfrom(99)[0].decode())', String(v6)],
+      { encoding: 'utf8', timeout: 10_000 },
+    );
+    expect(py.stdout).toBe('py\n');
+    const sum = await stop(srv);
+    expect(sum).toMatchObject({ datagramsIn: 3, rxBytes: 34, txBytes: 34 });
+  });
+
   it('counts UDP datagrams', async () => {
     const { srv, listening } = await start(['--udp', '127.0.0.1:0']);
     expect(listening.addresses[0]).toMatchObject({ proto: 'udp', address: '127.0.0.1' });
