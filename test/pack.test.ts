@@ -23,7 +23,8 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 // Under `npm test`, npm's variables (npm_config_local_prefix=this checkout, npm_package_*…)
 // would make the nested npm act on this package instead of the project: the commands get none.
-const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)));
+// Nor IAPP_ADDON (test:asan and test:node set it): the project must load the addon it built.
+const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k) && k !== 'IAPP_ADDON'));
 
 function sh(cmd: string, args: string[], cwd: string, timeout = 60_000): { status: number | null; out: string } {
   const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', timeout, env });
