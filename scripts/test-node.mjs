@@ -9,7 +9,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -50,8 +50,11 @@ console.error(`test:node: Node ${version()} (${prefix})`);
 // 2. The addon, built by that Node against its own headers, in build-node/<line>/addon.
 const out = join(dir, 'addon');
 const gyp = JSON.parse(readFileSync(join(root, 'binding.gyp'), 'utf8'));
-gyp.targets[0].sources = gyp.targets[0].sources.map((s) => join(root, s));
-for (const t of gyp.targets) if (t.include_dirs) t.include_dirs = t.include_dirs.map((d) => (d.startsWith('<') ? d : join(root, d)));
+// gyp wants sources relative to the .gyp file (absolute ones end up in broken make targets).
+for (const t of gyp.targets) {
+  t.sources = t.sources.map((s) => relative(out, join(root, s)));
+  if (t.include_dirs) t.include_dirs = t.include_dirs.map((d) => (d.startsWith('<') ? d : relative(out, join(root, d))));
+}
 mkdirSync(out, { recursive: true });
 writeFileSync(join(out, 'binding.gyp'), JSON.stringify(gyp, null, 2));
 const built = spawnSync(node, [require.resolve('node-gyp/bin/node-gyp.js'), 'rebuild', `--nodedir=${prefix}`], { cwd: out, stdio: ['ignore', 'ignore', 'inherit'] });
