@@ -3,7 +3,8 @@
 //   --help prints, and no flag --help does not print;
 // - every code block that starts with `// examples/<file>` in the README or docs/ is an excerpt of
 //   that file: its pieces (between `// …` lines) appear in the file verbatim and in order;
-// - every public class member (test/types/public-api.txt) is named in docs/api/;
+// - every exported class, function and constant, and every public class member
+//   (test/types/public-api.txt), is named in docs/api/;
 // - every relative link in the README, the changelog and docs/ reaches a file, and every #anchor a
 //   heading of it;
 // - the README's performance figures are the cells of the same rows of the generated
@@ -86,7 +87,7 @@ describe('documents', () => {
     expect(checked).toBeGreaterThan(15);
   });
 
-  it('name every public member of a class in docs/api/', () => {
+  it('name every exported class, function and constant, and every public member of a class, in docs/api/', () => {
     // Inline code only: the examples' template literals would pair backticks across the page.
     const api = markdownFiles('docs/api').map((f) => read(f).replace(/^```[\s\S]*?^```/gm, '')).join('\n');
     const named = new Set([...api.matchAll(/`([^`]+)`/g)].flatMap((m) => m[1]!.match(/[A-Za-z_$][\w$]*/g) ?? []));
@@ -95,6 +96,8 @@ describe('documents', () => {
     const missing = [...surface.matchAll(/^(\w+)(?: static)?\.([\w$]+): /gm)]
       .filter(([, owner, member]) => classes.includes(owner!) && !named.has(member!))
       .map(([, owner, member]) => `${owner}.${member}`);
+    // And every exported class, function and constant.
+    for (const [, name] of surface.matchAll(/^(?:class|function|const) (\w+)/gm)) if (!named.has(name!)) missing.push(name!);
     expect(missing).toEqual([]);
   });
 
