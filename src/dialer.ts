@@ -89,7 +89,7 @@ function checkInt(name: string, v: unknown, min: number, max: number): void {
   if (v < min || v > max) throw new RangeError(`${name} must be between ${min} and ${max}, got ${v}`);
 }
 
-/** Checks `loop.dial()`'s options and turns them into the native spec. */
+/** @internal Checks `loop.dial()`'s options and turns them into the native spec. */
 export function dialSpec(o: DialOptions, isIP: (host: string) => number): NativeDialSpec {
   if (o === null || typeof o !== 'object') throw new TypeError('dial needs an options object');
   if (!Array.isArray(o.targets) || o.targets.length === 0) throw new TypeError('dial needs targets: [{ host, port } | { path }, ...]');

@@ -75,7 +75,7 @@ export class IappError extends Error {
     return typeof v === 'object' && v !== null && (v as Record<symbol, unknown>)[brand] === true;
   }
 
-  /** Builds the error for a failed syscall from a positive errno value. */
+  /** @internal Builds the error for a failed syscall from a positive errno value. */
   static fromErrno(errno: number, syscall: string, context = ''): IappError {
     const code = names.get(errno) ?? `E${errno}`;
     return new IappError(describe(code, syscall, context), code, -errno, syscall, context);

@@ -48,7 +48,7 @@ const FLAGS: Record<OpenFlags, number> = {
   'ax+': fsc.O_RDWR | fsc.O_CREAT | fsc.O_APPEND | fsc.O_EXCL,
 };
 
-/** Checks an offset or length: a safe non-negative integer (so offsets past 4 GiB are exact). */
+/** @internal Checks an offset or length: a safe non-negative integer (so offsets past 4 GiB are exact). */
 export function checkSize(name: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
     throw new RangeError(`${name} must be a non-negative integer (got ${String(v)})`);
@@ -241,7 +241,7 @@ export class File {
  * `dstOffset`, with copy_file_range where the kernel offers it (no bytes through user space;
  * reflinks on filesystems that share extents) and pread/pwrite elsewhere. Paths are opened and
  * closed around the copy (`dst` created or truncated); Files are used as they are. Resolves with
- * the bytes copied.
+ * the bytes copied. @internal (users call `loop.copyFile()`)
  */
 export async function copyFile(io: FileRequests, src: File | string, dst: File | string, options: CopyOptions = {}): Promise<number> {
   const srcOffset = checkSize('srcOffset', options.srcOffset ?? 0);

@@ -6,6 +6,7 @@ import type { Socket } from './socket.js';
 const BACKOFF_MIN_MS = 20;
 const BACKOFF_MAX_MS = 1000;
 
+/** @internal What a loop gives its listeners. */
 export interface ListenerHost {
   readonly native: NativeLoop;
   handlerError(error: unknown, socket?: Socket): void;

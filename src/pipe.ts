@@ -86,6 +86,7 @@ export class Pipes {
  * Both directions between `a` and `b`; resolves when both have ended (each end is passed on as
  * a half-close, so a request/response protocol whose client half-closes still gets its answer).
  * On the first error both sockets are destroyed and the promise rejects with the counts.
+ * @internal (users call `loop.proxy()`)
  */
 export function proxy(pipes: Pipes, a: Socket, b: Socket): Promise<ProxyResult> {
   const counts: ProxyResult = { aToB: 0, bToA: 0 };

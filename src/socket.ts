@@ -29,7 +29,7 @@ export interface SocketToken {
 /** A failed `sendFile`: the error, and how much of the range did reach the socket. */
 export type SendFileError = IappError & { bytesSent: number };
 
-/** What a loop gives its sockets: the native loop and a way to report handler errors. */
+/** @internal What a loop gives its sockets: the native loop and a way to report handler errors. */
 export interface SocketHost {
   readonly native: NativeLoop;
   handlerError(error: unknown, socket?: Socket): void;

@@ -1,5 +1,9 @@
 // iapp-clt: flag and preflight errors, push and echo against a node:net peer (bytes reconcile
 // exactly), Unix targets, several processes, a refused target, and the summary on SIGTERM.
+//
+// What it proves: preflight (fd and port limits, the suggested --procs/--source), bad flags, push
+// and echo against a node:net peer with exact counts, latency percentiles in order, a refused
+// target (one line, exit 1), SIGTERM, human output.
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -1,6 +1,10 @@
 // Fault injection (src/faults.ts): each test makes one syscall fail the way the world can, then
 // checks that the process stays up, that the affected operation reports a clear error, that the
 // other connections keep every byte, and that the counters add up.
+//
+// What it proves: every row of the fault table in docs/reliability.md: one syscall made to fail,
+// that operation's error checked (code, errno, syscall), every other connection compared by
+// SHA-256, and per-socket and per-loop counts reconciled; the rule parser and IAPP_FAULTS at start.
 import { createHash, randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';

@@ -1,4 +1,9 @@
 // The HTTP responder of iapp-srv --mode http, by itself: framing, pipelining, limits, errors.
+//
+// What it proves: the parser by itself (framing, pipelining, 413 and the 1 MiB default, empty lines
+// toward the head's limit and clock, 400/408/431/501), and the file mode's connection with a
+// stand-in socket (reading stops while a file goes out and more than a head is waiting, and resumes
+// after).
 import { describe, expect, it } from 'vitest';
 
 import { FileConnection } from '../dist/srv/files.js';

@@ -1,3 +1,26 @@
+// Files and copies, sendFile, pipes and proxies, all on one loop, files in a temporary directory.
+//
+// What it proves: writes at random-size offsets past 4 and 8 GiB in a sparse file read back by
+// SHA-256 with every read in flight at once, a short read at the end and an empty one past it,
+// readv/gathered writes, sync, truncate, stat (allocated far below size), the same through the pool
+// as through io_uring, filesOpen/diskPending in the stats; errors by path (ENOENT, EISDIR, EEXIST,
+// EBADF on a read-only file, bad flags and offsets, a closed file, ESPIPE for a FIFO opened without
+// a writer, which must not hang); copyFile by paths and of ranges past 4 GiB between open files,
+// short at the end of the source, overlapping ranges of one file refused; a loop closed with 200
+// reads and writes in flight lets them all finish (both engines).
+//
+// sendFile: writes and file ranges (one past 4 GiB, one whose file is closed right after the call)
+// interleaved arrive in exactly that order by SHA-256; to the end of the file; a peer that resets
+// mid-transfer (rejects with bytesSent); a procfs file sendfile(2) refuses, sent by pread/send and
+// compared with what Node reads; a file truncated during the transfer (ENODATA, the socket closed);
+// bad offsets, closed files, ended sockets.
+//
+// proxy: 50 MB both ways through an echo server by SHA-256, ends passed on and both sockets closed;
+// bytes that arrived before a pipe started go first; a pipe started from src's data handler with
+// more of its data read in the same batch moves that data in order and the handler sees none of it;
+// write() into a piped socket throws EBUSY; backpressure: with the far side not reading, the
+// client's writes stall and the proxy holds at most its pipe (≤ 1 MiB); a destination that resets
+// rejects the pipe with the bytes moved. No fd is left open.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

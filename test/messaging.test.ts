@@ -1,3 +1,17 @@
+// Messages between threads (loops and main) and sockets moved between loops.
+//
+// What it proves: payload kinds (bytes, numbers, strings, structured clones) through posts and
+// calls; per-sender order with three loops and main sending to one loop at once through a small
+// inbox bound; ERR_INBOX_FULL at exactly the bound and space() after; cancel() of a staged post, of
+// a queued one (the target held by Atomics.wait, not by timing) and after it ran; handler errors,
+// ERR_NO_HANDLER, ERR_CALL_TIMEOUT, ERR_NO_SUCH_THREAD; calls pending on a loop that dies reject
+// with ERR_THREAD_EXITED (from main and from another loop) and posts to it throw at once;
+// membership (started of a loop seen by another, subscriptions, exited); broadcast; the same
+// answers with busy polling, and timers firing while a loop busy-polls; messages a loop took but
+// never ran counted as dropped; offload results on the loop that asked; an acceptor handing six
+// connections to two workers while the clients keep sending (every byte once, in order, by SHA-256,
+// with 1 MiB the acceptor had queued); an adopting loop told that the peer had already ended; a
+// detached socket nobody adopted closed at runtime close (no fd leak).
 import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

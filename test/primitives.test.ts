@@ -1,4 +1,12 @@
 // Native load primitives: socket.push, adopting an inherited listening socket, UDP sink/send/push.
+//
+// What it proves: socket.push sends the chunk repeated, byte for byte, and bytesWritten equals what
+// the peer got; sink listeners without a handler (quiet sockets) make no JavaScript call per
+// connection, end in order on close and reset peers at the deadline, with or without a low-water
+// mark (one out of range is refused); an inherited listening socket is served by two loops in a
+// child process, and an fd that is not one gets a clear error; UDP sink counts every datagram
+// node:dgram sends, send() and push() from a connected socket reach the sink (push stops on close),
+// loops share port 0, and ECONNREFUSED is counted when pushing to a closed port.
 import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import net from 'node:net';

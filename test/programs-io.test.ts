@@ -1,5 +1,11 @@
 // iapp-proxy and iapp-srv --mode file as a user runs them: child processes, real sockets on
 // loopback, their JSON lines and exit codes. Every process is stopped by its test.
+//
+// What it proves: iapp-proxy between clt and an iapp-srv sink (every byte that went through reached
+// the sink, exactly; a second target that refuses is counted unreachable ECONNREFUSED), its bad
+// flags (exit 2); iapp-srv --mode file: a 6 MB file by SHA-256, HEAD, a percent-encoded name with a
+// query, 404 (missing, a directory), 400 for .. (also encoded), 405, over one keep-alive
+// connection, the counters in the summary, and --root errors (exit 2).
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';

@@ -1,3 +1,13 @@
+// The runtime (main thread): starting and stopping loop threads, and what happens when things go
+// wrong.
+//
+// What it proves: setup runs on every thread and its results come back; a setup that throws rejects
+// createRuntime (the others are stopped); options are validated; a loop thread that dies is
+// reported while the others keep serving, also with data flowing into it; a handler that throws
+// closes its socket only; close() flushes queued writes and resets peers that do not close by the
+// deadline; an idle runtime uses almost no CPU; EMFILE under a lowered fd limit (in a child
+// process) pauses accepting without spinning and service resumes once fds free up; IappError
+// carries code, errno, syscall and a message that says what to do.
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { createInterface } from 'node:readline';

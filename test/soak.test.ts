@@ -1,3 +1,8 @@
+// The bounded soak (test/soak.mjs, npm run soak) run for 4 s as a child process.
+//
+// What it proves: its JSON summary shows every kind of connection happened (echoed, half-closed
+// early, reset) and nothing was lost (bytes, messages in order, timer fires accounted for), and bad
+// flags exit 2 with a message naming the flag; --help prints.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';

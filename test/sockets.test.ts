@@ -1,3 +1,13 @@
+// Sockets between loop threads and with node:net peers, on loopback: what a stream connection
+// promises.
+//
+// What it proves: byte integrity across threads (hashes of random-size transfers, iapp and node:net
+// clients); without allowHalfOpen, replies to data that came with the peer's FIN still go out (the
+// soak's reproducer: the socket used to end itself natively first); Unix and IPv6 listeners, a
+// shared listener (EPOLLEXCLUSIVE) spreading connections; EADDRINUSE with its syscall; connect
+// errors ECONNREFUSED, ENOENT (a missing Unix path) and ETIMEDOUT; half-close, reset by peer,
+// backpressure and drain, unsent bytes reported by destroy(); a native sink counting bytes with no
+// call into JavaScript per read, on TCP and Unix sockets.
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,5 +1,17 @@
 // iapp-srv as a user runs it: a child process, real sockets on loopback, its JSON lines and exit
 // codes. Every server is stopped by its test (SIGTERM, --duration or --idle-exit).
+//
+// What it proves: the JSON contract with exact rxBytes, data/echo/http modes (pipelined answers in
+// order, 400, 408, 431); against the http and the file modes, 50 slowloris connections (a byte
+// every 100 ms with --header-timeout 1, ten of them sending only empty lines) all answered 408 and
+// closed 1–3.5 s after their first byte while a keep-alive client is answered throughout, counted
+// in the summary; 431 for a 9 KB head and 413 for a declared body over --max-body (1,025 bytes, and
+// a 20-digit Content-Length) with the server closing the connection, a body at the limit read past;
+// Unix paths (one process and two), IPv6, port 0 and --accept shared across two processes,
+// --idle-exit, SIGINT/SIGTERM summaries, bad flags (exit 2), EADDRINUSE and a missing directory
+// (exit 1), data from socat, UDP, and socket activation by the real systemd-socket-activate (TCP
+// with names, and datagram sockets). Tests that need socat or systemd-socket-activate skip where it
+// is missing, with the reason in their name (test/tools.ts).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
