@@ -21,6 +21,7 @@ const EXAMPLES: Record<string, { args?: string[]; expect: RegExp[] }> = {
     expect: [/^loop 0: 500 open, all open after \d+ ms$/m, /^loop 1: 500 open/m, /^established 1000, failed 0, peak 500 \+ 500, pushed [\d,]+ bytes$/m, /^the sink accepted 1000 and read/m],
   },
   'udp.mjs': { expect: [/^sent [\d,]+ datagrams in 0\.5 s$/m, /^received [\d,]+ \([\d,]+ bytes\)/m] },
+  'udp-echo.mjs': { expect: [/^UDP echo on 127\.0\.0\.1:\d+ and \[::1\]:\d+, 2 loop threads$/m, /^::1 python$/m, /^echoed 6 datagrams$/m] },
   'activation.mjs': {
     expect: [/^child \d+: serving web \(fd 3\)$/m, /^parent: connection 3: served by loop [01] of pid \d+$/m, /^parent: child exited with code 0$/m],
   },
