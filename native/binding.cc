@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "addr.h"
+#include "beneath.h"
 #include "child.h"
 #include "errors.h"
 #include "faults.h"
@@ -858,13 +859,15 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
       ThrowSysError(env, -r, sys, r == -EBADF ? std::string(what) + ": the file is closed" : what);
     return env.Undefined();
   }
+  // fileOpen(req, path, flags, mode, beneath): beneath is 0 or the id of an open directory.
   Napi::Value FileOpen(const Napi::CallbackInfo& info) {
     std::string path = info[1].As<Napi::String>().Utf8Value();
+    const uint64_t beneath = info.Length() > 4 ? U64(info[4]) : 0;
     return Started(info.Env(),
                    Files(info.Env())->OpenFile(info[0].As<Napi::Number>().DoubleValue(), path,
                                                info[2].As<Napi::Number>().Int32Value(),
-                                               info[3].As<Napi::Number>().Int32Value()),
-                   "open", path.c_str());
+                                               info[3].As<Napi::Number>().Int32Value(), beneath),
+                   beneath != 0 ? "openat" : "open", path.c_str());
   }
   Napi::Value FileClose(const Napi::CallbackInfo& info) {
     return Started(info.Env(), Files(info.Env())->CloseFile(info[0].As<Napi::Number>().DoubleValue(), U64(info[1])),
@@ -1122,6 +1125,18 @@ Napi::Value LiveHandlesJs(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// setConfinement(walk: boolean): opens beneath a directory use the portable walk from now on
+// (true), or the kernel's primitive where there is one (false). Process-wide.
+Napi::Value SetConfinementJs(const Napi::CallbackInfo& info) {
+  SetConfinement(info[0].ToBoolean() ? kConfineWalk : kConfineAuto);
+  return info.Env().Undefined();
+}
+
+// confinement() -> "openat2" | "O_RESOLVE_BENEATH" | "walk": what opens beneath a directory use.
+Napi::Value ConfinementJs(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), ConfinementName());
+}
+
 Napi::Value SetErrorFactoryJs(const Napi::CallbackInfo& info) {
   SetErrorFactory(info.Env(), info[0].As<Napi::Function>());
   return info.Env().Undefined();
@@ -1154,6 +1169,8 @@ Napi::Object InitIapp(Napi::Env env, Napi::Object exports) {
   for (int i = 0; i < kFaultSiteCount; ++i) sites.Set(i, kFaultSites[i]);
   exports.Set("faultSites", sites);
   exports.Set("liveHandles", Napi::Function::New(env, LiveHandlesJs));
+  exports.Set("setConfinement", Napi::Function::New(env, SetConfinementJs));
+  exports.Set("confinement", Napi::Function::New(env, ConfinementJs));
   exports.Set("connections", Napi::Function::New(env, ConnectionsJs));
   exports.Set("shareConnections", Napi::Function::New(env, ShareConnectionsJs));
   Napi::Array names = Napi::Array::New(env, kSysCount);

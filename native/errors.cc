@@ -15,6 +15,7 @@ const char* SyscallName(int sys) {
 #else
                                                "epoll_ctl",
 #endif
+                                               "openat2", "openat", "readlinkat",
   };
   return sys >= 0 && sys < kSysCount ? names[sys] : "";
 }

@@ -32,6 +32,9 @@ enum Syscall : int {
   kSysCopyFileRange,
   kSysPipe,
   kSysPollCtl,  // epoll_ctl / kevent refused to watch an fd
+  kSysOpenat2,
+  kSysOpenat,
+  kSysReadlinkat,
   kSysCount
 };
 const char* SyscallName(int sys);

@@ -24,14 +24,14 @@ export { listenFds, LISTEN_FDS_START, type ActivatedSocket } from './activation.
 export { MEMBERSHIP } from './messaging.js';
 export type { BroadcastResult, CallOptions, InboxOptions, MembershipEvent, MessageHandler, PostHandle, ThreadId } from './messaging.js';
 export type { SendFileError, SocketToken } from './socket.js';
-export { File } from './file.js';
+export { File, confinement, setConfinement } from './file.js';
 export { faultCounts, injectFaults, parseFaults } from './faults.js';
 export type { FaultRule, FaultSite } from './faults.js';
 export { liveHandles } from './live.js';
 export { connectionCounts } from './conns.js';
 export type { ConnectionCounts } from './conns.js';
 export type { LiveHandles } from './live.js';
-export type { CopyOptions, FileStat, OpenFlags, OpenOptions } from './file.js';
+export type { Confinement, CopyOptions, FileStat, OpenFlags, OpenOptions } from './file.js';
 export type { PipeError, PipeResult, ProxyError, ProxyResult } from './pipe.js';
 export { Timer } from './timer.js';
 export type { ClockName, Duration, TimerCallback, TimerOptions, When } from './timer.js';

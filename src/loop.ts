@@ -277,7 +277,8 @@ export class Loop {
   /**
    * Opens a file for this loop. Its reads, writes and syncs run on the native disk pool and
    * resolve here; a closed loop closes its files. Rejects with ENOENT, EACCES, EISDIR, … naming
-   * the path.
+   * the path. With `{ beneath: dir }` (a directory opened here), `path` is relative to `dir` and
+   * can never resolve outside it: `EXDEV` for every way out (see `OpenOptions.beneath`).
    */
   open(path: string, options: OpenOptions = {}): Promise<File> {
     try {

@@ -120,7 +120,8 @@ export interface NativeLoop {
   members(): number[];
   detach(socketId: number): number;
   adopt(token: number, mode: number): number;
-  fileOpen(req: number, path: string, flags: number, mode: number): void;
+  /** beneath: 0, or the id of an open directory the path must resolve beneath. */
+  fileOpen(req: number, path: string, flags: number, mode: number, beneath: number): void;
   fileClose(req: number, file: number): void;
   fileStat(req: number, file: number): void;
   fileTruncate(req: number, file: number, length: number): void;
@@ -160,6 +161,9 @@ interface Addon {
   fault(site: number): number;
   faultSites: string[];
   liveHandles(): import('./live.js').LiveHandles;
+  /** true: opens beneath a directory use the portable walk; false: the kernel's primitive. */
+  setConfinement(walk: boolean): void;
+  confinement(): import('./file.js').Confinement;
   connections(): import('./conns.js').ConnectionCounts;
   /** Without an fd: makes a block to share and returns its fd; with one: counts into it. */
   shareConnections(fd?: number): number;
