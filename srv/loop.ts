@@ -1,8 +1,8 @@
 // The module every iapp-srv loop thread runs: listens (or adopts passed sockets), serves in the
 // chosen mode, and counts what JavaScript sees (loop.onStats).
 
-import type { Listener, Loop, LoopInfo, Socket, UdpSocket } from '../src/index.js';
-import { FileConnection } from './files.js';
+import type { File, Listener, Loop, LoopInfo, Socket, UdpSocket } from '../src/index.js';
+import { FileConnection, type Dotfiles } from './files.js';
 import { HttpConnection, TIMEOUT } from './http.js';
 
 /** How accepted connections are served. */
@@ -26,6 +26,8 @@ export interface SrvLoopData {
   maxBodyBytes: number;
   /** file mode: the directory served (absolute). */
   root?: string;
+  /** file mode: what a path with a segment starting with `.` gets. */
+  dotfiles?: Dotfiles;
   /** SO_RCVLOWAT for accepted connections (sink and data modes). */
   rcvlowat?: number;
   firstThread: number;
@@ -69,8 +71,15 @@ function describe(l: Listener): BoundAddress {
 }
 
 /** Loop-thread entry: see SrvLoopData. */
-export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
+export async function setup(loop: Loop, info: LoopInfo): Promise<SrvLoopResult> {
   const d = info.data as SrvLoopData;
+  // file mode: the root is opened once, before any connection, and every request's path is
+  // opened beneath it, so the kernel keeps lookups inside it. It is the directory --root named
+  // at start: renaming or replacing that path later does not change what is served.
+  let root: File | undefined;
+  if (d.mode === 'file') {
+    root = await loop.open(d.root!, { directory: true }); // closed with the loop, like every file of it
+  }
   const app: SrvAppStats = { jsBytes: 0, requests: 0, httpErrors: 0, fileBytes: 0 };
   // http and file modes: connections a header timeout may end (`since`: when the current
   // request head began, 0 when none is in progress).
@@ -93,7 +102,7 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
         s.onDrain(() => s.resume());
         break;
       case 'file':
-        heads.set(s, new FileConnection(loop, d.root!, s, app, { maxBodyBytes: d.maxBodyBytes }));
+        heads.set(s, new FileConnection(loop, root!, s, app, { maxBodyBytes: d.maxBodyBytes, dotfiles: d.dotfiles ?? 'ignore' }));
         break;
       case 'http': {
         const state = { conn: new HttpConnection({ maxBodyBytes: d.maxBodyBytes }), since: 0 };

@@ -18,8 +18,10 @@ import {
   type Endpoint,
 } from '../src/cli/args.js';
 import { startFleet, type Fleet, type FleetThreadStats } from '../src/cli/fleet.js';
+import { confinement } from '../src/file.js';
 import { listenSocket, type ListeningSocket } from '../src/listen-socket.js';
 import { Output, addErrors, formatBytes, formatCount, formatErrors, formatRate } from '../src/cli/report.js';
+import type { Dotfiles } from './files.js';
 import { MAX_BODY_BYTES } from './http.js';
 import type { BoundAddress, Mode, SrvAppStats, SrvLoopData, SrvLoopResult, TcpSpec, UdpSpec } from './loop.js';
 
@@ -41,7 +43,11 @@ Options:
   -m, --mode MODE          sink: discard natively (default); data: deliver to JavaScript and count;
                            echo: send back what is read; http: answer HTTP/1.1 requests with 200;
                            file: serve the files under --root to HTTP/1.1 GET, with sendfile
-      --root DIR           file mode: the directory whose regular files are served
+      --root DIR           file mode: the directory whose regular files are served; every path
+                           is opened beneath it by the kernel, so nothing outside it (a symlink
+                           pointing out: 403) is ever served
+      --dotfiles HOW       file mode: a path with a segment starting with '.' (.env, .git/…):
+                           ignore: 404 (default), deny: 403, allow: served
   -t, --threads N          loop threads over all processes (default: CPUs, here ${availableParallelism()})
   -p, --procs P            processes to spread the threads over (default 1; more to pass one
                            process's fd limit)
@@ -75,6 +81,7 @@ interface Config {
   udp: Endpoint[];
   mode: Mode;
   root: string | undefined;
+  dotfiles: Dotfiles;
   threads: number;
   procs: number;
   accept: 'reuseport' | 'shared';
@@ -102,6 +109,7 @@ function parseConfig(argv: string[]): Config | 'help' {
     'header-timeout': { type: 'string' },
     'max-body': { type: 'string' },
     root: { type: 'string' },
+    dotfiles: { type: 'string' },
     rcvlowat: { type: 'string' },
     json: { type: 'boolean' },
     verbose: { type: 'boolean', short: 'v' },
@@ -130,6 +138,8 @@ function parseConfig(argv: string[]): Config | 'help' {
   } else if (v.root !== undefined) {
     throw new UsageError('--root is for --mode file');
   }
+  if (v.dotfiles !== undefined && mode !== 'file') throw new UsageError('--dotfiles is for --mode file');
+  const dotfiles = v.dotfiles !== undefined ? parseChoice('dotfiles', v.dotfiles, ['ignore', 'deny', 'allow'] as const) : 'ignore';
   const rcvlowat = v.rcvlowat !== undefined ? parseInteger('rcvlowat', v.rcvlowat, 1, 1 << 30, true) : undefined;
   if (rcvlowat !== undefined && mode !== 'sink' && mode !== 'data')
     throw new UsageError(`--rcvlowat is for --mode sink or data: a ${mode} reply would wait for more bytes than a request has`);
@@ -140,6 +150,7 @@ function parseConfig(argv: string[]): Config | 'help' {
     udp,
     mode,
     root,
+    dotfiles,
     maxBodyBytes,
     rcvlowat,
     threads,
@@ -301,7 +312,7 @@ async function main(argv: string[]): Promise<number> {
           activated: activated.map((a, i) => ({ fd: ctx.fds[i]!, name: a.name })),
           headerTimeoutMs: Math.round(cfg.headerTimeoutS * 1000),
           maxBodyBytes: cfg.maxBodyBytes,
-          ...(cfg.root !== undefined ? { root: cfg.root } : {}),
+          ...(cfg.root !== undefined ? { root: cfg.root, dotfiles: cfg.dotfiles } : {}),
           ...(cfg.rcvlowat !== undefined ? { rcvlowat: cfg.rcvlowat } : {}),
           firstThread: ctx.firstThread,
           proc: ctx.proc,
@@ -334,6 +345,8 @@ async function main(argv: string[]): Promise<number> {
       `${lim[0]!.soft < lim[0]!.hard ? `, hard ${formatCount(lim[0]!.hard)}` : ''}, ${cfg.procs} process${cfg.procs > 1 ? 'es' : ''}`
     : `fd limits ${lim.map((l) => formatCount(l.soft)).join(', ')} (per process)`;
   out.line(limitText);
+  if (cfg.mode === 'file')
+    out.line(`serving ${cfg.root} (paths opened beneath it: ${confinement()}; dotfiles: ${cfg.dotfiles})`);
   out.line(
     `iapp-srv: ${cfg.mode} mode, ${cfg.threads} thread${cfg.threads > 1 ? 's' : ''}` +
       `${cfg.procs > 1 ? ` in ${cfg.procs} processes` : ''}` +
@@ -350,6 +363,7 @@ async function main(argv: string[]): Promise<number> {
     accept: cfg.accept,
     activated: first.activated.length > 0,
     fdLimit: lim.map((l) => l.soft),
+    ...(cfg.mode === 'file' ? { root: cfg.root, confinement: confinement(), dotfiles: cfg.dotfiles } : {}),
   });
 
   // Only for rate-limiting the messages: the loops count accept errors in their stats already.
