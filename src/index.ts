@@ -25,7 +25,7 @@ export { MEMBERSHIP } from './messaging.js';
 export type { BroadcastResult, CallOptions, InboxOptions, MembershipEvent, MessageHandler, PostHandle, ThreadId } from './messaging.js';
 export type { SendFileError, SocketToken } from './socket.js';
 export { File, confinement, setConfinement } from './file.js';
-export { faultCounts, injectFaults, parseFaults } from './faults.js';
+export { faultCounts, faultInjectionEnabled, injectFaults, parseFaults } from './faults.js';
 export type { FaultRule, FaultSite } from './faults.js';
 export { liveHandles } from './live.js';
 export { connectionCounts } from './conns.js';
