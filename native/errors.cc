@@ -15,7 +15,7 @@ const char* SyscallName(int sys) {
 #else
                                                "epoll_ctl",
 #endif
-                                               "openat2", "openat", "readlinkat",
+                                               "openat2", "openat", "readlinkat", "chmod",
   };
   return sys >= 0 && sys < kSysCount ? names[sys] : "";
 }

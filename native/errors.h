@@ -35,6 +35,7 @@ enum Syscall : int {
   kSysOpenat2,
   kSysOpenat,
   kSysReadlinkat,
+  kSysChmod,
   kSysCount
 };
 const char* SyscallName(int sys);

@@ -537,6 +537,7 @@ void Socket::Finish(int err, int sys, bool reset) {
   const bool was_established = established_;
   if (established_) loop_->ConnClosed();
   established_ = false;
+  admission_.Release();
   if (dialer != nullptr) dialer->OnClosed(this, err, was_established);
   loop_->Retire(this);  // removes from the poller before the fd number can be reused
   if (reset) CloseWithReset(fd); else SysClose(fd);
@@ -549,6 +550,7 @@ void Socket::Finish(int err, int sys, bool reset) {
 void Socket::Abandon() {
   if (established_) loop_->ConnClosed();
   established_ = false;
+  admission_.Release();
   if (pipe_out != nullptr) pipe_out->Abandon();
   if (pipe_in != nullptr) pipe_in->Abandon();
   if (fd >= 0) SysClose(fd);
@@ -579,6 +581,7 @@ int Socket::Detach(DetachedSocket* out) {
   }
   out->bytes_in = bytes_in_;
   out->bytes_out = bytes_out_;
+  out->admission = std::move(admission_);
   ++loop_->stats().detached;
   if (established_) loop_->ConnClosed();  // the adopting loop counts it from here
   established_ = false;
@@ -603,6 +606,7 @@ Socket* Socket::Restore(Loop* loop, DetachedSocket&& d, int read_mode) {
   s->need_drain_ = d.need_drain;
   s->bytes_in_ = d.bytes_in;
   s->bytes_out_ = d.bytes_out;
+  s->admission_ = std::move(d.admission);
   s->Enqueue(d.unsent.data(), d.unsent.size());
   s->priority = static_cast<int8_t>(opts.priority);
   loop->Register(s);

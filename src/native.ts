@@ -8,6 +8,7 @@ export interface NativeListenSpec {
   host?: string;
   port?: number;
   path?: string;
+  permissions?: number;
   backlog?: number;
   shared?: boolean;
   ipv6Only?: boolean;
@@ -143,7 +144,7 @@ interface Addon {
     records: Float64Array,
   ) => NativeLoop;
   raiseFileLimit(): { before: number; soft: number; hard: number };
-  listenSocket(spec: { host?: string; port?: number; path?: string; backlog?: number; ipv6Only?: boolean }): NativeAddress & { fd: number };
+  listenSocket(spec: { host?: string; port?: number; path?: string; permissions?: number; backlog?: number; ipv6Only?: boolean }): NativeAddress & { fd: number };
   closeFd(fd: number): void;
   /** The most threads the process-wide disk pool may start; returns the value in force. */
   setDiskThreads(n: number): number;
@@ -165,8 +166,10 @@ interface Addon {
   setConfinement(walk: boolean): void;
   confinement(): import('./file.js').Confinement;
   connections(): import('./conns.js').ConnectionCounts;
-  /** Without an fd: makes a block to share and returns its fd; with one: counts into it. */
-  shareConnections(fd?: number): number;
+  /** Without an fd: makes a block to share and returns its fd; with one: counts into it as process slot `slot`. */
+  shareConnections(fd?: number, slot?: number): number;
+  setConnectionLimits(total: number, perAddress: number): void;
+  reclaimConnections(slot: number): void;
   syscallNames: string[];
   constants: { recordStride: number; recordCapacity: number; defaultTurnBudgetUs: number };
 }

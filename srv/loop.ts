@@ -9,7 +9,7 @@ import { HttpConnection, TIMEOUT } from './http.js';
 export type Mode = 'sink' | 'data' | 'echo' | 'http' | 'file';
 
 /** A TCP or Unix listener to open, or a passed listening socket to adopt. */
-export type TcpSpec = { host: string; port: number; name: string } | { path: string } | { fd: number };
+export type TcpSpec = { host: string; port: number; name: string } | { path: string; permissions?: number } | { fd: number };
 /** A UDP socket to bind, or a passed one to adopt. */
 export type UdpSpec = { host: string; port: number; name: string } | { fd: number };
 
@@ -147,7 +147,7 @@ export async function setup(loop: Loop, info: LoopInfo): Promise<SrvLoopResult> 
   for (const spec of d.tcp) {
     let l: Listener;
     if ('fd' in spec) l = loop.listen({ fd: spec.fd, mode: listenMode, ...lowWaterMark }, onConn);
-    else if ('path' in spec) l = loop.listen({ path: spec.path, mode: listenMode, accept: 'shared', ...lowWaterMark }, onConn);
+    else if ('path' in spec) l = loop.listen({ path: spec.path, ...(spec.permissions !== undefined ? { permissions: spec.permissions } : {}), mode: listenMode, accept: 'shared', ...lowWaterMark }, onConn);
     else l = loop.listen({ host: spec.host, port: spec.port, name: spec.name, accept: d.accept, mode: listenMode, ...lowWaterMark }, onConn);
     listeners.push(l);
     result.tcp.push(describe(l));

@@ -18,6 +18,8 @@ import {
   type Endpoint,
 } from '../src/cli/args.js';
 import { startFleet, type Fleet, type FleetThreadStats } from '../src/cli/fleet.js';
+import { setConnectionLimits, type ConnectionCounts } from '../src/conns.js';
+import { claimUnixPath, ownUnixPath } from '../src/cli/unix-path.js';
 import { confinement } from '../src/file.js';
 import { listenSocket, type ListeningSocket } from '../src/listen-socket.js';
 import { Output, addErrors, formatBytes, formatCount, formatErrors, formatRate } from '../src/cli/report.js';
@@ -61,6 +63,13 @@ Options:
       --max-body BYTES     http and file modes: a request declaring a longer body (Content-Length)
                            is answered 413 and the connection closed (k/m/g suffixes, 0 refuses
                            every body; default 1m)
+      --max-conns N        accept at most N connections open at once, over every thread and
+                           process (exact); one more is reset at once and counted as refused
+      --max-conns-per-addr N
+                           at most N open at once from one source address (IPv4 address, IPv6
+                           /64), exact over every thread and process; more are reset and counted
+      --unix-mode MODE     permission bits of unix:/path socket files, in octal (e.g. 660: owner
+                           and group may connect); default: what the umask leaves
       --rcvlowat BYTES     sink and data modes: wake for a connection only once BYTES are queued
                            (SO_RCVLOWAT; k/m suffixes). Fewer wakes let one fast sender go much
                            faster; smaller amounts are counted when more arrive or at close
@@ -91,6 +100,9 @@ interface Config {
   headerTimeoutS: number;
   maxBodyBytes: number;
   rcvlowat: number | undefined;
+  maxConns: number;
+  maxConnsPerAddr: number;
+  unixMode: number | undefined;
   json: boolean;
   verbose: boolean;
 }
@@ -111,6 +123,9 @@ function parseConfig(argv: string[]): Config | 'help' {
     root: { type: 'string' },
     dotfiles: { type: 'string' },
     rcvlowat: { type: 'string' },
+    'max-conns': { type: 'string' },
+    'max-conns-per-addr': { type: 'string' },
+    'unix-mode': { type: 'string' },
     json: { type: 'boolean' },
     verbose: { type: 'boolean', short: 'v' },
     help: { type: 'boolean', short: 'h' },
@@ -145,6 +160,16 @@ function parseConfig(argv: string[]): Config | 'help' {
     throw new UsageError(`--rcvlowat is for --mode sink or data: a ${mode} reply would wait for more bytes than a request has`);
   if (v['max-body'] !== undefined && mode !== 'http' && mode !== 'file') throw new UsageError('--max-body is for --mode http or file');
   const maxBodyBytes = v['max-body'] !== undefined ? parseInteger('max-body', v['max-body'], 0, MAX_BODY_CAP, true) : MAX_BODY_BYTES;
+  const maxConns = v['max-conns'] !== undefined ? parseInteger('max-conns', v['max-conns'], 1, 2 ** 31 - 1) : 0;
+  const maxConnsPerAddr = v['max-conns-per-addr'] !== undefined ? parseInteger('max-conns-per-addr', v['max-conns-per-addr'], 1, 2 ** 31 - 1) : 0;
+  if (maxConns > 0 && maxConnsPerAddr > maxConns)
+    throw new UsageError(`--max-conns-per-addr ${maxConnsPerAddr} is above --max-conns ${maxConns}: it would never apply`);
+  let unixMode: number | undefined;
+  if (v['unix-mode'] !== undefined) {
+    if (!/^[0-7]{3,4}$/.test(v['unix-mode'])) throw new UsageError(`--unix-mode ${v['unix-mode']}: permission bits in octal, such as 660 or 0600`);
+    if (!tcp.some((e) => e.path !== undefined)) throw new UsageError('--unix-mode is for a unix:/path --listen address');
+    unixMode = parseInt(v['unix-mode'], 8);
+  }
   return {
     tcp,
     udp,
@@ -153,6 +178,9 @@ function parseConfig(argv: string[]): Config | 'help' {
     dotfiles,
     maxBodyBytes,
     rcvlowat,
+    maxConns,
+    maxConnsPerAddr,
+    unixMode,
     threads,
     procs,
     accept,
@@ -186,15 +214,10 @@ function listenOverflows(): number | undefined {
  * One listening socket made here for every process to serve (`loop.listen({ fd })`): a Unix path
  * cannot be bound by several processes, and `--accept shared` means one socket.
  */
-function makeShared(e: Endpoint): ListeningSocket {
+function makeShared(e: Endpoint, unixMode: number | undefined): ListeningSocket {
   const what = formatEndpoint(e);
-  if (e.path !== undefined) {
-    if (existsSync(e.path)) throw new RuntimeError(`--listen ${what}: address in use (the file exists): remove it if no server uses it`);
-    const dir = dirname(e.path);
-    if (!existsSync(dir)) throw new RuntimeError(`--listen ${what}: directory ${dir} does not exist: create it or choose another path`);
-  }
   try {
-    return listenSocket(e.path !== undefined ? { path: e.path } : { host: e.host, port: e.port });
+    return listenSocket(e.path !== undefined ? { path: e.path, ...(unixMode !== undefined ? { permissions: unixMode } : {}) } : { host: e.host, port: e.port });
   } catch (err) {
     throw new RuntimeError(`--listen ${what}: ${(err as Error).message}`);
   }
@@ -217,6 +240,9 @@ interface Totals {
 }
 
 const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
+
+/** Connections refused by the bounds, from the counts every process shares. */
+const refusedOf = (c: ConnectionCounts): { maxConns: number; perAddress: number } => ({ maxConns: c.refusedMaxConnections, perAddress: c.refusedPerAddress });
 
 function totalsOf(stats: FleetThreadStats[]): Totals {
   const t: Totals = { connections: 0, accepted: 0, closed: 0, rxBytes: 0, txBytes: 0, datagramsIn: 0, requests: 0, jsBytes: 0, httpErrors: 0, errors: {} };
@@ -258,10 +284,19 @@ async function main(argv: string[]): Promise<number> {
   if (cfg.tcp.length === 0 && cfg.udp.length === 0 && activated.length === 0)
     cfg.tcp.push(parseEndpoint('listen', DEFAULT_LISTEN, { allowPortZero: true }));
   for (const e of cfg.tcp) {
-    if (e.path !== undefined && cfg.procs === 1) {
-      const dir = dirname(e.path);
-      if (!existsSync(dir)) throw new RuntimeError(`--listen unix:${e.path}: directory ${dir} does not exist: create it or choose another path`);
+    if (e.path === undefined) continue;
+    const dir = dirname(e.path);
+    if (!existsSync(dir)) throw new RuntimeError(`--listen unix:${e.path}: directory ${dir} does not exist: create it or choose another path`);
+    // A socket file left by a server that was killed is removed; one in use stops us here.
+    try {
+      if (await claimUnixPath(e.path)) out.note(`removed the stale socket file ${e.path} (nothing answered on it)`);
+    } catch (err) {
+      throw new RuntimeError(`--listen ${(err as Error).message}`);
     }
+  }
+  if (cfg.maxConns > 0 || cfg.maxConnsPerAddr > 0) {
+    // Before any process exists: the fleet's shared counts carry the bounds to every process.
+    setConnectionLimits({ total: cfg.maxConns, perAddress: cfg.maxConnsPerAddr });
   }
 
   // Passed to every process as fds 3, 4, …: activated sockets first, then the sockets made here
@@ -279,7 +314,7 @@ async function main(argv: string[]): Promise<number> {
     if (cfg.procs > 1) {
       for (const [i, e] of cfg.tcp.entries()) {
         if (e.path === undefined && cfg.accept !== 'shared') continue;
-        const m = makeShared(e);
+        const m = makeShared(e, cfg.unixMode);
         made.set(i, m);
         inheritFds.push(m.fd);
       }
@@ -295,7 +330,7 @@ async function main(argv: string[]): Promise<number> {
         let sharedSeen = 0;
         const tcp: TcpSpec[] = cfg.tcp.map((e, i) => {
           if (made.has(i)) return { fd: ctx.fds[activated.length + sharedSeen++]! };
-          if (e.path !== undefined) return { path: e.path };
+          if (e.path !== undefined) return { path: e.path, ...(cfg.unixMode !== undefined ? { permissions: cfg.unixMode } : {}) };
           // Port 0 across processes: the others join the port process 0 got.
           const port = e.port === 0 && first ? (first[0]!.tcp[i]!.port ?? 0) : e.port;
           return { host: e.host, port, name: `listen${i}` };
@@ -325,6 +360,9 @@ async function main(argv: string[]): Promise<number> {
     if (e instanceof UsageError || e instanceof RuntimeError) throw e;
     throw new RuntimeError((e as Error).message);
   }
+
+  // Removed at exit if still ours, whatever the exit (a normal stop has removed them already).
+  for (const e of cfg.tcp) if (e.path !== undefined) ownUnixPath(e.path);
 
   const started = process.hrtime.bigint();
   const elapsed = (): number => Number(process.hrtime.bigint() - started) / 1e9;
@@ -364,7 +402,15 @@ async function main(argv: string[]): Promise<number> {
     activated: first.activated.length > 0,
     fdLimit: lim.map((l) => l.soft),
     ...(cfg.mode === 'file' ? { root: cfg.root, confinement: confinement(), dotfiles: cfg.dotfiles } : {}),
+    ...(cfg.maxConns > 0 || cfg.maxConnsPerAddr > 0 ? { limits: { maxConns: cfg.maxConns, maxConnsPerAddr: cfg.maxConnsPerAddr } } : {}),
   });
+
+  const bounded = cfg.maxConns > 0 || cfg.maxConnsPerAddr > 0;
+  if (bounded)
+    out.line(
+      `connections bounded: ${cfg.maxConns > 0 ? `${formatCount(cfg.maxConns)} at once` : 'no total bound'}, ` +
+        `${cfg.maxConnsPerAddr > 0 ? `${formatCount(cfg.maxConnsPerAddr)} per source address` : 'no bound per address'} (exact over every process)`,
+    );
 
   // Only for rate-limiting the messages: the loops count accept errors in their stats already.
   const errorsSeen: Record<string, number> = {};
@@ -397,6 +443,8 @@ async function main(argv: string[]): Promise<number> {
       const stats = await fleet.stats();
       if (stopping) return;
       const t = elapsed();
+      // Fleet-wide and exact: counted in the memory every process shares.
+      const refused = refusedOf(fleet.connections());
       last = stats;
       const tot = totalsOf(stats);
       if (tot.connections > 0 || tot.accepted !== prev.totals.accepted || tot.datagramsIn !== prev.totals.datagramsIn) lastActivity = t;
@@ -419,6 +467,7 @@ async function main(argv: string[]): Promise<number> {
           txBytes: tot.txBytes,
           datagramsIn: tot.datagramsIn,
           ...((cfg.mode === 'http' || cfg.mode === 'file') ? { requests: tot.requests, requestsPerS: Math.round(reqRate) } : {}),
+          refused,
           errors: tot.errors,
           ...(cfg.verbose
             ? {
@@ -438,7 +487,8 @@ async function main(argv: string[]): Promise<number> {
             `  RX ${formatRate(rate)}  total ${formatBytes(tot.rxBytes)}` +
             (cfg.udp.length > 0 || dgrams > 0 ? `  datagrams ${formatCount(dgrams)}` : '') +
             ((cfg.mode === 'http' || cfg.mode === 'file') ? `  ${formatCount(Math.round(reqRate))} req/s` : '') +
-            ((cfg.mode === 'echo' || cfg.mode === 'file') ? `  TX total ${formatBytes(tot.txBytes)}` : ''),
+            ((cfg.mode === 'echo' || cfg.mode === 'file') ? `  TX total ${formatBytes(tot.txBytes)}` : '') +
+            (bounded || refused.maxConns + refused.perAddress > 0 ? `  refused ${formatCount(refused.maxConns + refused.perAddress)}` : ''),
         );
         if (cfg.verbose) {
           for (const s of stats) {
@@ -479,7 +529,9 @@ async function main(argv: string[]): Promise<number> {
       const perThread = [...final.values()].sort((a, b) => a.thread - b.thread);
       const tot = totalsOf(perThread);
       // Exact, from the counts every loop of every process keeps natively.
-      const peak = fleet.connections().peak;
+      const conns = fleet.connections();
+      const peak = conns.peak;
+      const refused = refusedOf(conns);
       const overflowsNow = listenOverflows();
       const overflows = overflowsNow !== undefined && overflowsAtStart !== undefined ? overflowsNow - overflowsAtStart : undefined;
       const errors = tot.errors;
@@ -499,6 +551,8 @@ async function main(argv: string[]): Promise<number> {
         datagramsIn: tot.datagramsIn,
         ...(cfg.mode !== 'sink' ? { jsBytes: tot.jsBytes } : {}),
         ...((cfg.mode === 'http' || cfg.mode === 'file') ? { requests: tot.requests, httpErrors: tot.httpErrors } : {}),
+        refused,
+        ...(bounded ? { limits: { maxConns: cfg.maxConns, maxConnsPerAddr: cfg.maxConnsPerAddr } } : {}),
         errors,
         ...(overflows !== undefined ? { listenOverflows: overflows } : {}),
         drain: { sockets: closeSummary.sockets, reset: closeSummary.reset, unsent: closeSummary.unsent, terminated: closeSummary.terminated },
@@ -543,6 +597,8 @@ async function main(argv: string[]): Promise<number> {
         if (cfg.mode === 'file') out.line(`file: ${formatCount(tot.requests)} requests answered, ${formatCount(tot.httpErrors)} refused or not found`);
         if (cfg.mode === 'http') out.line(`http: ${formatCount(tot.requests)} requests answered, ${formatCount(tot.httpErrors)} refused`);
         if (cfg.mode === 'echo') out.line(`echo: ${formatBytes(tot.txBytes)} sent back (${formatCount(tot.txBytes)} bytes)`);
+        if (bounded || refused.maxConns + refused.perAddress > 0)
+          out.line(`refused: ${formatCount(refused.maxConns)} over --max-conns, ${formatCount(refused.perAddress)} over --max-conns-per-addr (reset at once)`);
         out.line(`errors: ${formatErrors(errors)}`);
         if (closeSummary.reset > 0) out.line(`drain: ${formatCount(closeSummary.reset)} connections reset at the deadline`);
         if (overflows)
