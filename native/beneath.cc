@@ -85,8 +85,10 @@ constexpr int kDirOpen = O_SEARCH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
 constexpr int kDirOpen = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
 #endif
 
-// Pushes the components of `text` onto `todo` so that the first is on top; "" and "." are
-// dropped. A trailing slash on the text makes *dir true (the last component must be a directory).
+// Pushes the components of `text` onto `todo` so that the first is on top; empty ones (`//`)
+// are dropped. "." is kept: it names nothing, but a name before it must be a directory
+// ("a.txt/." is ENOTDIR, as in the kernel). A trailing slash on the text makes *dir true (the
+// last component must be a directory).
 void PushComponents(std::vector<std::string>* todo, const std::string& text, bool* dir) {
   if (dir != nullptr && !text.empty() && text.back() == '/') *dir = true;
   std::vector<std::string> parts;
@@ -94,10 +96,7 @@ void PushComponents(std::vector<std::string>* todo, const std::string& text, boo
   while (at <= text.size()) {
     size_t slash = text.find('/', at);
     if (slash == std::string::npos) slash = text.size();
-    if (slash > at) {
-      std::string c = text.substr(at, slash - at);
-      if (c != ".") parts.push_back(std::move(c));
-    }
+    if (slash > at) parts.push_back(text.substr(at, slash - at));
     at = slash + 1;
   }
   for (auto it = parts.rbegin(); it != parts.rend(); ++it) todo->push_back(std::move(*it));
@@ -134,6 +133,7 @@ int Walk(int root, const char* path, int flags, int mode, int* sys) {
     }
     std::string name = std::move(todo.back());
     todo.pop_back();
+    if (name == ".") continue;  // `here` is a directory already
     if (name == "..") {
       if (dirs.fds.empty()) {  // above the root
         *sys = kSysOpenat;
