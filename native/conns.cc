@@ -15,6 +15,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <new>
 
 #include "sys.h"
 
@@ -26,8 +27,9 @@ namespace {
 // and a few entries. An address always hashes to the same bucket (SipHash with a random key per
 // block, so nobody outside can aim many addresses at one bucket), and each process of a fleet
 // keeps its own entry there, so the parent can give back what a dead child held. An entry whose
-// count is 0 is free. A bucket with no free entry refuses the connection: with the total bound
-// below 4096 × 10 / 4 the chance that 11 live addresses share one bucket is negligible (docs).
+// count is 0 is free. A bucket with no free entry refuses the connection. The table has at least
+// as many buckets as the total bound allows connections (4096 at least, 2^18 at most), so a bucket
+// holds one address on average and 11 in one is a rare event (docs/security.md has the figures).
 struct AddrEntry {
   uint8_t addr[16];  // IPv6, or IPv4 mapped (::ffff:a.b.c.d); IPv6 cut to its /64
   uint32_t count;
@@ -40,15 +42,28 @@ struct AddrBucket {
   uint32_t unused;
   AddrEntry entries[kBucketEntries];
 };
-constexpr uint32_t kBuckets = 4096;  // a power of two: a bucket is the hash's low bits
+constexpr uint32_t kMinBuckets = 4096;     // 1 MiB of address space; pages made on first touch
+constexpr uint32_t kMaxBuckets = 1u << 18;  // 64 MiB
 constexpr size_t kPage = 4096;
-constexpr size_t kTableBytes = sizeof(AddrBucket) * kBuckets;
-static_assert(kTableBytes % kPage == 0, "the table fills whole pages");
-constexpr size_t kBlockBytes = kPage + kTableBytes;  // header page, then the table
+static_assert((sizeof(AddrBucket) * kMinBuckets) % kPage == 0, "the table fills whole pages");
+
+// Buckets for a total bound: a power of two (a bucket is the hash's low bits) at least the bound.
+uint32_t BucketsFor(int64_t max_total) {
+  uint32_t n = kMinBuckets;
+  while (n < kMaxBuckets && static_cast<int64_t>(n) < max_total) n <<= 1;
+  return n;
+}
+
+// A table and its size, published together; never freed (a Take may still be reading one that
+// a later SetConnLimits replaced: a few MiB of address space, once per change of bounds).
+struct Table {
+  AddrBucket* buckets;
+  uint32_t count;
+};
 
 ConnCounts g_own;
 std::atomic<ConnCounts*> g_conns{&g_own};
-std::atomic<AddrBucket*> g_table{nullptr};
+std::atomic<Table*> g_table{nullptr};
 std::atomic<int> g_slot{0};
 // Lock-free atomics are address-free, so they work across processes in shared memory.
 static_assert(std::atomic<int64_t>::is_always_lock_free, "shared counters need lock-free atomics");
@@ -185,16 +200,28 @@ int MakeAnonymousFile() {
 #endif
 }
 
-// Maps the block behind fd: 0 or -errno. *out is its header.
+// Maps the block behind fd (a header page, then the table, whose size the file's says): 0 or
+// -errno. *out is its header.
 int Map(int fd, ConnCounts** out) {
   struct stat st;
   if (fstat(fd, &st) < 0) return -errno;
-  if (st.st_size != static_cast<off_t>(kBlockBytes)) return -EINVAL;
-  void* p = mmap(nullptr, kBlockBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (p == MAP_FAILED) return -errno;
+  if (st.st_size <= static_cast<off_t>(kPage)) return -EINVAL;
+  const size_t table = static_cast<size_t>(st.st_size) - kPage;
+  const size_t buckets = table / sizeof(AddrBucket);
+  if (table % sizeof(AddrBucket) != 0 || buckets < kMinBuckets || buckets > kMaxBuckets || (buckets & (buckets - 1)) != 0)
+    return -EINVAL;
+  auto* t = new (std::nothrow) Table();
+  if (t == nullptr) return -ENOMEM;
+  void* p = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) {
+    delete t;
+    return -errno;
+  }
   *out = static_cast<ConnCounts*>(p);
   // Stays mapped for the life of the process: loops may count into it until the very end.
-  g_table.store(reinterpret_cast<AddrBucket*>(static_cast<char*>(p) + kPage), std::memory_order_release);
+  t->buckets = reinterpret_cast<AddrBucket*>(static_cast<char*>(p) + kPage);
+  t->count = static_cast<uint32_t>(buckets);
+  g_table.store(t, std::memory_order_release);
   g_conns.store(*out, std::memory_order_release);
   return 0;
 }
@@ -207,7 +234,9 @@ int CreateSharedConns() {
   if (was->open.load(std::memory_order_relaxed) > 0) return -EBUSY;
   int fd = MakeAnonymousFile();
   if (fd < 0) return fd;
-  if (ftruncate(fd, static_cast<off_t>(kBlockBytes)) < 0) {  // zero-filled, pages made on first touch
+  // Sized for the total bound set so far; zero-filled, its pages made on first touch.
+  const size_t bytes = kPage + sizeof(AddrBucket) * BucketsFor(was->max_total.load(std::memory_order_relaxed));
+  if (ftruncate(fd, static_cast<off_t>(bytes)) < 0) {
     int e = errno;
     SysClose(fd);
     return -e;
@@ -238,13 +267,22 @@ int AttachSharedConns(int fd, int slot) {
 int SetConnLimits(int64_t max_total, int64_t max_per_addr) {
   ConnCounts* c = ProcessConns();
   if (c->open.load(std::memory_order_relaxed) > 0) return -EBUSY;
-  if (max_per_addr > 0 && g_table.load(std::memory_order_acquire) == nullptr) {
-    // A process on its own: its table, private (a shared block brings one along). Untouched
-    // pages cost nothing.
-    void* p = mmap(nullptr, kTableBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return -errno;
-    AddrBucket* none = nullptr;
-    if (!g_table.compare_exchange_strong(none, static_cast<AddrBucket*>(p))) munmap(p, kTableBytes);
+  const Table* now = g_table.load(std::memory_order_acquire);
+  const uint32_t want = BucketsFor(max_total);
+  if (max_per_addr > 0 && c == &g_own && (now == nullptr || now->count < want)) {
+    // A process on its own: a private table, sized for the bound (a shared block brings its own,
+    // sized when it was made). Untouched pages cost nothing.
+    const size_t bytes = sizeof(AddrBucket) * want;
+    auto* t = new (std::nothrow) Table();
+    if (t == nullptr) return -ENOMEM;
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+      delete t;
+      return -errno;
+    }
+    t->buckets = static_cast<AddrBucket*>(p);
+    t->count = want;
+    g_table.store(t, std::memory_order_release);
   }
   if (c->hash_key[0] == 0 && c->hash_key[1] == 0) NewKey(c->hash_key);
   c->max_total.store(max_total, std::memory_order_relaxed);
@@ -263,10 +301,10 @@ void ReclaimConns(int slot) {
   for (int i = 0; i < kConnSlots; ++i) sum += c->by_slot[i];
   c->admitted = sum;
   Unlock(c->lock);
-  AddrBucket* table = g_table.load(std::memory_order_acquire);
+  const Table* table = g_table.load(std::memory_order_acquire);
   if (table == nullptr || c->max_per_addr.load(std::memory_order_acquire) == 0) return;
-  for (uint32_t b = 0; b < kBuckets; ++b) {
-    AddrBucket& bk = table[b];
+  for (uint32_t b = 0; b < table->count; ++b) {
+    AddrBucket& bk = table->buckets[b];
     Lock(bk.lock, Me(), dead);
     // An entry it was filling when it died has its slot (and count 0 or 1): freed either way.
     for (AddrEntry& e : bk.entries)
@@ -296,10 +334,10 @@ AdmitResult Admission::Take(const sockaddr* peer, socklen_t len) {
     counted_ = true;
   }
   uint8_t key[16];
-  AddrBucket* table = g_table.load(std::memory_order_acquire);
+  const Table* table = g_table.load(std::memory_order_acquire);
   if (max_addr > 0 && table != nullptr && AddrKey(peer, len, key)) {
-    const uint32_t b = static_cast<uint32_t>(SipHash24(c->hash_key, key, sizeof key)) & (kBuckets - 1);
-    AddrBucket& bk = table[b];
+    const uint32_t b = static_cast<uint32_t>(SipHash24(c->hash_key, key, sizeof key)) & (table->count - 1);
+    AddrBucket& bk = table->buckets[b];
     Lock(bk.lock, Me());
     int64_t from_addr = 0;
     int mine = -1, free = -1;
@@ -331,6 +369,7 @@ AdmitResult Admission::Take(const sockaddr* peer, socklen_t len) {
       return kRefusedAddr;
     }
     slot_ = static_cast<int32_t>(b * kBucketEntries + static_cast<uint32_t>(at));
+    table_ = table;
   }
   return kAdmitted;
 }
@@ -346,7 +385,8 @@ void Admission::Release() {
     Unlock(c->lock);
   }
   if (slot_ >= 0) {
-    AddrBucket& bk = g_table.load(std::memory_order_acquire)[slot_ / kBucketEntries];
+    // The table it was counted in (a bound changed since may have published another).
+    AddrBucket& bk = static_cast<const Table*>(table_)->buckets[slot_ / kBucketEntries];
     AddrEntry& e = bk.entries[slot_ % kBucketEntries];
     Lock(bk.lock, Me());
     if (e.count > 0) --e.count;

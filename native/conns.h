@@ -68,12 +68,13 @@ enum AdmitResult : int { kAdmitted = 0, kRefusedTotal = 1, kRefusedAddr = 2 };
 class Admission {
  public:
   Admission() = default;
-  Admission(Admission&& o) noexcept : counted_(o.counted_), slot_(o.slot_) { o.Forget(); }
+  Admission(Admission&& o) noexcept : counted_(o.counted_), slot_(o.slot_), table_(o.table_) { o.Forget(); }
   Admission& operator=(Admission&& o) noexcept {
     if (this != &o) {
       Release();
       counted_ = o.counted_;
       slot_ = o.slot_;
+      table_ = o.table_;
       o.Forget();
     }
     return *this;
@@ -92,9 +93,11 @@ class Admission {
   void Forget() {
     counted_ = false;
     slot_ = -1;
+    table_ = nullptr;
   }
   bool counted_ = false;  // counted in admitted / by_slot
   int32_t slot_ = -1;     // index of its entry in the address table
+  const void* table_ = nullptr;  // that table (conns.cc)
 };
 
 }  // namespace iapp
