@@ -198,6 +198,27 @@ describe('iapp-proxy --max-conns', () => {
   });
 });
 
+describe('Signals', () => {
+  it('SIGTERM the moment the address is announced stops srv and the proxy cleanly, every time', async () => {
+    // Before the fix, 6 starts in 10 died of the signal itself (no handler yet): exit by signal,
+    // no summary, and a Unix socket file left behind.
+    const PROXY = fileURLToPath(new URL('../dist/srv/proxy.js', import.meta.url));
+    const runs = [
+      ...Array.from({ length: 8 }, (_, i) => [SRV, ['--json', '-l', i % 2 ? `unix:${join(dir, `sig${i}.sock`)}` : '127.0.0.1:0', '-t', '1']] as const),
+      ...Array.from({ length: 4 }, () => [PROXY, ['--json', '-l', '127.0.0.1:0', '-T', '127.0.0.1:9', '-t', '1']] as const),
+    ];
+    for (const [prog, args] of runs) {
+      const p = run(prog, [...args]);
+      await p.json('listening');
+      p.child.kill('SIGTERM');
+      const { code, signal } = await p.exited;
+      expect({ prog, code, signal }, p.stderr()).toEqual({ prog, code: 0, signal: null });
+      await p.json('summary');
+    }
+    for (let i = 1; i < 8; i += 2) expect(existsSync(join(dir, `sig${i}.sock`))).toBe(false);
+  });
+});
+
 describe('Unix socket files', () => {
   const modeOf = (path: string): number => lstatSync(path).mode & 0o777;
 
