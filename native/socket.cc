@@ -537,11 +537,11 @@ void Socket::Finish(int err, int sys, bool reset) {
   const bool was_established = established_;
   if (established_) loop_->ConnClosed();
   established_ = false;
-  admission_.Release();
   if (dialer != nullptr) dialer->OnClosed(this, err, was_established);
   loop_->Retire(this);  // removes from the poller before the fd number can be reused
   if (reset) CloseWithReset(fd); else SysClose(fd);
   fd = -1;
+  admission_.Release();  // after the close: the bound never sees one more connection than it allows
   queue_.clear();
   qhead_ = 0;
   push_.reset();
@@ -550,11 +550,11 @@ void Socket::Finish(int err, int sys, bool reset) {
 void Socket::Abandon() {
   if (established_) loop_->ConnClosed();
   established_ = false;
-  admission_.Release();
   if (pipe_out != nullptr) pipe_out->Abandon();
   if (pipe_in != nullptr) pipe_in->Abandon();
   if (fd >= 0) SysClose(fd);
   fd = -1;
+  admission_.Release();
 }
 
 }  // namespace iapp
