@@ -19,6 +19,7 @@
       "native/child.cc",
       "native/pool.cc",
       "native/file.cc",
+      "native/beneath.cc",
       "native/uring.cc",
       "native/pipe.cc",
       "native/faults.cc",

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "addr.h"
+#include "beneath.h"
 #include "child.h"
 #include "errors.h"
 #include "faults.h"
@@ -63,6 +64,7 @@ ListenSpec ListenSpecOf(const Napi::Object& o) {
   spec.host = Str(o, "host");
   spec.port = static_cast<int>(Num(o, "port", 0));
   spec.path = Str(o, "path");
+  spec.path_mode = static_cast<int>(Num(o, "permissions", -1));
   spec.backlog = static_cast<int>(Num(o, "backlog", 4096));
   spec.shared = Bool(o, "shared", false);
   spec.v6only = Bool(o, "ipv6Only", false);
@@ -566,6 +568,8 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     o.Set("closed", static_cast<double>(s.closed));
     o.Set("acceptPaused", static_cast<double>(s.accept_paused));
     o.Set("acceptShed", static_cast<double>(s.accept_shed));
+    o.Set("refusedMaxConnections", static_cast<double>(s.refused_total));
+    o.Set("refusedPerAddress", static_cast<double>(s.refused_addr));
     o.Set("wakeups", static_cast<double>(s.wakeups));
     o.Set("jsCalls", static_cast<double>(s.drains));
     o.Set("datagramsIn", static_cast<double>(s.datagrams_in));
@@ -924,13 +928,15 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
       ThrowSysError(env, -r, sys, r == -EBADF ? std::string(what) + ": the file is closed" : what);
     return env.Undefined();
   }
+  // fileOpen(req, path, flags, mode, beneath): beneath is 0 or the id of an open directory.
   Napi::Value FileOpen(const Napi::CallbackInfo& info) {
     std::string path = info[1].As<Napi::String>().Utf8Value();
+    const uint64_t beneath = info.Length() > 4 ? U64(info[4]) : 0;
     return Started(info.Env(),
                    Files(info.Env())->OpenFile(info[0].As<Napi::Number>().DoubleValue(), path,
                                                info[2].As<Napi::Number>().Int32Value(),
-                                               info[3].As<Napi::Number>().Int32Value()),
-                   "open", path.c_str());
+                                               info[3].As<Napi::Number>().Int32Value(), beneath),
+                   beneath != 0 ? "openat" : "open", path.c_str());
   }
   Napi::Value FileClose(const Napi::CallbackInfo& info) {
     return Started(info.Env(), Files(info.Env())->CloseFile(info[0].As<Napi::Number>().DoubleValue(), U64(info[1])),
@@ -1180,7 +1186,30 @@ Napi::Value ConnectionsJs(const Napi::CallbackInfo& info) {
   ConnCounts* c = ProcessConns();
   out.Set("open", static_cast<double>(c->open.load(std::memory_order_relaxed)));
   out.Set("peak", static_cast<double>(c->peak.load(std::memory_order_relaxed)));
+  out.Set("maxConnections", static_cast<double>(c->max_total.load(std::memory_order_relaxed)));
+  out.Set("maxPerAddress", static_cast<double>(c->max_per_addr.load(std::memory_order_relaxed)));
+  out.Set("refusedMaxConnections", static_cast<double>(c->refused_total.load(std::memory_order_relaxed)));
+  out.Set("refusedPerAddress", static_cast<double>(c->refused_addr.load(std::memory_order_relaxed)));
   return out;
+}
+
+// setConnectionLimits(total, perAddress): bounds on accepted connections (0: none) for every
+// process sharing this block. Throws EBUSY while a connection is open.
+Napi::Value SetConnectionLimitsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int r = SetConnLimits(static_cast<int64_t>(info[0].As<Napi::Number>().DoubleValue()),
+                              static_cast<int64_t>(info[1].As<Napi::Number>().DoubleValue()));
+  if (r < 0)
+    ThrowSysError(env, -r, "setConnectionLimits",
+                  r == -EBUSY ? "connections are open: set the bounds before listening (they count every connection from the first)"
+                              : "the table of connections by address");
+  return env.Undefined();
+}
+
+// reclaimConnections(slot): a fleet's parent gives back what a dead child process held.
+Napi::Value ReclaimConnectionsJs(const Napi::CallbackInfo& info) {
+  ReclaimConns(info[0].As<Napi::Number>().Int32Value());
+  return info.Env().Undefined();
 }
 
 // shareConnections(fd?) -> fd: without an fd, makes a block other processes can map (the fd to
@@ -1188,7 +1217,8 @@ Napi::Value ConnectionsJs(const Napi::CallbackInfo& info) {
 Napi::Value ShareConnectionsJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const bool make = info.Length() < 1 || info[0].IsUndefined();
-  int r = make ? CreateSharedConns() : AttachSharedConns(info[0].As<Napi::Number>().Int32Value());
+  int r = make ? CreateSharedConns()
+               : AttachSharedConns(info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value());
   if (r < 0) ThrowSysError(env, -r, make ? "memfd_create" : "mmap", "sharing the connection counts between processes");
   return Napi::Number::New(env, make ? r : info[0].As<Napi::Number>().Int32Value());
 }
@@ -1200,6 +1230,18 @@ Napi::Value LiveHandlesJs(const Napi::CallbackInfo& info) {
     out.Set(kLiveNames[i], Napi::Number::New(info.Env(), static_cast<double>(g_live[i].load(std::memory_order_relaxed))));
   out.Set("diskThreads", Napi::Number::New(info.Env(), DiskPool::Get().threads()));
   return out;
+}
+
+// setConfinement(walk: boolean): opens beneath a directory use the portable walk from now on
+// (true), or the kernel's primitive where there is one (false). Process-wide.
+Napi::Value SetConfinementJs(const Napi::CallbackInfo& info) {
+  SetConfinement(info[0].ToBoolean() ? kConfineWalk : kConfineAuto);
+  return info.Env().Undefined();
+}
+
+// confinement() -> "openat2" | "O_RESOLVE_BENEATH" | "walk": what opens beneath a directory use.
+Napi::Value ConfinementJs(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), ConfinementName());
 }
 
 Napi::Value SetErrorFactoryJs(const Napi::CallbackInfo& info) {
@@ -1234,9 +1276,13 @@ Napi::Object InitIapp(Napi::Env env, Napi::Object exports) {
   for (int i = 0; i < kFaultSiteCount; ++i) sites.Set(i, kFaultSites[i]);
   exports.Set("faultSites", sites);
   exports.Set("liveHandles", Napi::Function::New(env, LiveHandlesJs));
+  exports.Set("setConfinement", Napi::Function::New(env, SetConfinementJs));
+  exports.Set("confinement", Napi::Function::New(env, ConfinementJs));
   exports.Set("connections", Napi::Function::New(env, ConnectionsJs));
   exports.Set("socketKind", Napi::Function::New(env, SocketKindJs));
   exports.Set("shareConnections", Napi::Function::New(env, ShareConnectionsJs));
+  exports.Set("setConnectionLimits", Napi::Function::New(env, SetConnectionLimitsJs));
+  exports.Set("reclaimConnections", Napi::Function::New(env, ReclaimConnectionsJs));
   Napi::Array names = Napi::Array::New(env, kSysCount);
   for (int i = 0; i < kSysCount; ++i) names.Set(i, SyscallName(i));
   exports.Set("syscallNames", names);

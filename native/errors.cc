@@ -16,6 +16,7 @@ const char* SyscallName(int sys) {
                                                "epoll_ctl",
 #endif
                                                "idle",
+                                               "openat2", "openat", "readlinkat", "chmod",
   };
   return sys >= 0 && sys < kSysCount ? names[sys] : "";
 }

@@ -33,6 +33,10 @@ enum Syscall : int {
   kSysPipe,
   kSysPollCtl,  // epoll_ctl / kevent refused to watch an fd
   kSysIdle,     // no byte either way for the socket's idle timeout
+  kSysOpenat2,
+  kSysOpenat,
+  kSysReadlinkat,
+  kSysChmod,
   kSysCount
 };
 const char* SyscallName(int sys);

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "beneath.h"
 #include "errors.h"
 #include "faults.h"
 #include "loop.h"
@@ -79,9 +80,16 @@ class FileIo::Job : public DiskJob {
         // Non-blocking: opening a FIFO must not wait for its other end (it would hold a pool
         // thread, and the loop's close, forever). Regular files ignore the flag.
         int fd;
-        do fd = open(path.c_str(), flags | O_CLOEXEC | O_NONBLOCK, mode);
-        while (fd < 0 && errno == EINTR);
-        Set(fd, kSysOpen);
+        if (file) {  // beneath a directory: the kernel (or our walk) keeps the lookup inside it
+          int s = kSysOpenat;
+          fd = OpenBeneath(file->fd, path.c_str(), flags | O_NONBLOCK, mode, &s);
+          result = fd;
+          sys = fd < 0 ? s : kSysNone;
+        } else {
+          do fd = open(path.c_str(), flags | O_CLOEXEC | O_NONBLOCK, mode);
+          while (fd < 0 && errno == EINTR);
+          Set(fd, kSysOpen);
+        }
         if (fd >= 0 && fstat(fd, &st) == 0)
           regular = S_ISREG(st.st_mode) || S_ISBLK(st.st_mode);
         break;
@@ -495,8 +503,14 @@ J* NewJob() {
   job->op = kind;                        \
   job->req = req
 
-int FileIo::OpenFile(double req, std::string path, int flags, int mode) {
+int FileIo::OpenFile(double req, std::string path, int flags, int mode, uint64_t beneath) {
+  std::shared_ptr<FileRef> dir;
+  if (beneath != 0) {
+    dir = Find(beneath);  // held by the job: closing the directory meanwhile cannot reuse its fd
+    if (!dir) return -EBADF;
+  }
   IAPP_NEW_JOB(job, kFileOpen);
+  job->file = std::move(dir);
   job->path = std::move(path);
   job->flags = flags;
   job->mode = mode;

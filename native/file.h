@@ -53,7 +53,9 @@ class FileIo {
 
   // Each starts one operation and returns 0, or -errno if it could not be started (then no
   // record follows). `req` comes back as the record's id.
-  int OpenFile(double req, std::string path, int flags, int mode);
+  // `beneath`: 0, or the id of an open directory of this loop that `path` must resolve beneath
+  // (beneath.h); EBADF if it is not open here.
+  int OpenFile(double req, std::string path, int flags, int mode, uint64_t beneath = 0);
   int CloseFile(double req, uint64_t file);
   int Stat(double req, uint64_t file);
   int Truncate(double req, uint64_t file, uint64_t length);

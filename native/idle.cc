@@ -38,7 +38,7 @@ int IdleWatch::Set(Socket* s, int64_t timeout_ns) {
     e.seen = moved;
   } else {
     try {
-      watched_.push_back(Entry{s, timeout_ns, moved, MonotonicNs()});
+      watched_.push_back(Entry{s, timeout_ns, moved, static_cast<int64_t>(MonotonicNs())});
     } catch (const std::bad_alloc&) {
       return -ENOMEM;
     }

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "errors.h"
@@ -56,10 +57,20 @@ int BindAndListen(const ListenSpec& spec, const SockAddr& addr, bool reuseport, 
     *sys = kSysBind;
     return fd;
   }
+  if (addr.family() == AF_UNIX && spec.path_mode >= 0 && chmod(spec.path.c_str(), static_cast<mode_t>(spec.path_mode)) < 0) {
+    // Between bind and listen nobody can connect yet (connect gets ECONNREFUSED), so no client
+    // ever reaches the socket under the umask's mode. bind made the file: take it back.
+    r = -errno;
+    *sys = kSysChmod;
+    SysClose(fd);
+    unlink(spec.path.c_str());
+    return r;
+  }
   if (listen(fd, spec.backlog) < 0) {
     r = -errno;
     *sys = kSysListen;
     SysClose(fd);
+    if (addr.family() == AF_UNIX) unlink(spec.path.c_str());  // the file bind made, never left behind
     return r;
   }
   return fd;
@@ -216,9 +227,22 @@ Listener* Listener::Open(Loop* loop, const ListenSpec& spec, int* err, int* sys)
 
 void Listener::OnEvent(uint32_t events) {
   for (int i = 0; i < kAcceptBatch; ++i) {
-    int c = SysAccept(fd, nullptr, nullptr);
+    sockaddr_storage peer;
+    unsigned peer_len = sizeof peer;
+    int c = SysAccept(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len);
     if (c >= 0) {
+      // The connection bounds are checked before a socket exists: one over them costs an accept
+      // and a reset, never a record, a JS call or a buffer.
+      Admission admission;
+      const AdmitResult admitted = admission.Take(reinterpret_cast<const sockaddr*>(&peer), peer_len);
+      if (admitted != kAdmitted) {
+        CloseWithReset(c);  // the client sees ECONNRESET at once rather than a connection that hangs
+        ++(admitted == kRefusedTotal ? loop_->stats().refused_total : loop_->stats().refused_addr);
+        if (loop_->VisitSpent()) return;
+        continue;
+      }
       Socket* s = Socket::Adopt(loop_, c, false, spec_.socket, local_.family() == AF_UNIX ? 0 : 1);
+      s->Admit(std::move(admission));
       ++loop_->stats().accepted;
       if (!spec_.socket.quiet) loop_->Emit(kRecAccept, id)[0] = static_cast<double>(s->id);
       if (loop_->VisitSpent()) return;  // still readable: the next turn accepts the rest

@@ -13,6 +13,7 @@ struct ListenSpec {
   std::string host;  // numeric address; empty with a path
   int port = 0;
   std::string path;  // Unix socket path
+  int path_mode = -1;  // permission bits of the socket file (chmod between bind and listen); -1: the umask's
   int backlog = 4096;
   bool shared = false;  // one socket for all loops of the group, EPOLLEXCLUSIVE
   bool v6only = false;

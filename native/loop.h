@@ -99,6 +99,9 @@ struct LoopStats {
   uint64_t bytes_in = 0, bytes_out = 0;
   uint64_t accepted = 0, connected = 0, closed = 0;
   uint64_t accept_paused = 0, accept_shed = 0;
+  // Accepted and reset at once because a connection bound was reached (conns.h): the total, or
+  // the bound per source address.
+  uint64_t refused_total = 0, refused_addr = 0;
   uint64_t drains = 0, wakeups = 0;
   uint64_t datagrams_in = 0, datagrams_out = 0;
   uint64_t messages_in = 0, messages_out = 0;

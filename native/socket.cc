@@ -570,6 +570,7 @@ void Socket::Finish(int err, int sys, bool reset) {
   loop_->Retire(this);  // removes from the poller before the fd number can be reused
   if (reset) CloseWithReset(fd); else SysClose(fd);
   fd = -1;
+  admission_.Release();  // after the close: the bound never sees one more connection than it allows
   queue_.clear();
   qhead_ = 0;
   push_.reset();
@@ -582,6 +583,7 @@ void Socket::Abandon() {
   if (pipe_in != nullptr) pipe_in->Abandon();
   if (fd >= 0) SysClose(fd);
   fd = -1;
+  admission_.Release();
 }
 
 }  // namespace iapp
@@ -610,6 +612,7 @@ int Socket::Detach(DetachedSocket* out) {
   }
   out->bytes_in = bytes_in_;
   out->bytes_out = bytes_out_;
+  out->admission = std::move(admission_);
   ++loop_->stats().detached;
   if (established_) loop_->ConnClosed();  // the adopting loop counts it from here
   established_ = false;
@@ -649,6 +652,7 @@ Socket* Socket::Restore(Loop* loop, DetachedSocket&& d, int read_mode) {
   s->need_drain_ = d.need_drain;
   s->bytes_in_ = d.bytes_in;
   s->bytes_out_ = d.bytes_out;
+  s->admission_ = std::move(d.admission);
   s->Enqueue(d.unsent.data(), d.unsent.size());
   s->priority = static_cast<int8_t>(opts.priority);
   loop->Register(s);

@@ -10,6 +10,7 @@
 #include <netinet/tcp.h>
 
 #include "addr.h"
+#include "conns.h"
 #include "sys.h"
 #include "errors.h"
 #include "loop.h"
@@ -52,6 +53,7 @@ struct DetachedSocket {
   int64_t idle_timeout_ns = 0;
   std::vector<uint8_t> unsent;  // the write queue, in order
   uint64_t bytes_in = 0, bytes_out = 0;
+  Admission admission;  // its place under the connection bounds goes with it (or back, if dropped)
 };
 
 class Socket : public Handle {
@@ -97,6 +99,9 @@ class Socket : public Handle {
   // reports the bytes sent, and the error if the socket failed or the file was shorter than
   // asked (ENODATA). 0 or -errno (closed, ended, pushing).
   int SendFile(std::shared_ptr<FileRef> file, uint64_t offset, uint64_t length, double req);
+
+  // Its place under the connection bounds (conns.h), given back when it closes.
+  void Admit(Admission&& a) { admission_ = std::move(a); }
 
   // A dialer's connection (dialer.h): told when it is established and when it closes.
   Dialer* dialer = nullptr;
@@ -194,6 +199,7 @@ class Socket : public Handle {
   std::shared_ptr<const std::vector<uint8_t>> push_;
   size_t push_off_ = 0;
   uint64_t bytes_in_ = 0, bytes_out_ = 0;
+  Admission admission_;
 };
 
 }  // namespace iapp

@@ -43,8 +43,10 @@ const fileHints: Record<string, string> = {
   ENODATA: 'the file ended before the range asked for: was it truncated while being sent?',
   EFBIG: 'past the largest file size this filesystem allows',
   ESPIPE: 'not seekable (a FIFO, pipe or socket): a File reads and writes at offsets',
+  EXDEV: 'the path leads outside the directory it must stay beneath (`..` past it, an absolute path or symlink, or a symlink that climbs out)',
+  ELOOP: 'too many symlinks on the way (more than 40, or a loop), or a /proc magic link',
 };
-const fileSyscalls = new Set(['open', 'pread', 'pwrite', 'fsync', 'fstat', 'ftruncate', 'close', 'sendfile', 'copy_file_range']);
+const fileSyscalls = new Set(['open', 'openat', 'openat2', 'readlinkat', 'pread', 'pwrite', 'fsync', 'fstat', 'ftruncate', 'close', 'sendfile', 'copy_file_range']);
 
 const brand = Symbol.for('iapp.IappError');
 

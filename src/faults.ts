@@ -1,10 +1,24 @@
 // Fault injection for tests: makes chosen syscalls of the native layer fail with a chosen errno at
 // a chosen rate (native/faults.cc). Set by IAPP_FAULTS when the main thread loads iapp, or by
 // injectFaults(). Process-wide: every loop thread and the disk pool see the same spec.
+//
+// A switch that makes a production process fail syscalls at will must not be thrown by accident:
+// rules are honoured only where IAPP_FAULT_INJECTION=1 is in the environment as well (tests set
+// both), and every time rules come into force one line on stderr says so. IAPP_FAULTS without
+// the second variable is ignored, with one line saying why.
 import { constants } from 'node:os';
-import { isMainThread } from 'node:worker_threads';
+import { isMainThread, threadId } from 'node:worker_threads';
 
+import { iappError } from './errors.js';
 import { native } from './native.js';
+
+/** The environment variable that must be `1` for fault rules to be honoured. */
+export const FAULTS_SWITCH = 'IAPP_FAULT_INJECTION';
+
+/** Whether fault injection is switched on for this process (IAPP_FAULT_INJECTION=1). */
+export function faultInjectionEnabled(): boolean {
+  return process.env[FAULTS_SWITCH] === '1';
+}
 
 /** Where a fault can be injected. */
 export type FaultSite =
@@ -80,15 +94,29 @@ function check(rule: FaultRule, bad: (why: string) => TypeError): number[] {
   return [site, errno, rate, max, after];
 }
 
+// A rule as IAPP_FAULTS would spell it, every field given (max 0: no limit).
+const describeRule = (r: FaultRule): string => `${r.site}:${r.code}:${r.rate ?? 1}:${r.max ?? 0}:${r.after ?? 0}`;
+
 /**
  * Replaces the fault rules in force (an empty list or string turns injection off) and zeroes
- * the counts. For tests: never set in production. Throws a TypeError on a bad rule, leaving the
- * previous rules in force.
+ * the counts. A test switch: rules are refused with `ERR_FAULTS_DISABLED` unless
+ * `IAPP_FAULT_INJECTION=1` is in the environment (turning injection off always works), and each
+ * call that puts rules in force writes one line to stderr naming them. Throws a TypeError on a
+ * bad rule, leaving the previous rules in force.
  */
 export function injectFaults(rules: string | readonly FaultRule[]): void {
   const list = typeof rules === 'string' ? parseFaults(rules) : rules;
   const entries = list.map((r) => check(r, (why) => new TypeError(`iapp: bad fault rule ${JSON.stringify(r)}: ${why}`)));
+  if (entries.length > 0 && !faultInjectionEnabled())
+    throw iappError(
+      'ERR_FAULTS_DISABLED',
+      `iapp: fault injection is off: set ${FAULTS_SWITCH}=1 in the environment to make syscalls fail on purpose (a test switch, never for production)`,
+    );
   if (!native.setFaults(entries)) throw new TypeError(`iapp: at most 16 fault rules, not ${entries.length}`);
+  if (entries.length > 0)
+    process.stderr.write(
+      `iapp: fault injection ON (pid ${process.pid}${isMainThread ? '' : `, thread ${threadId}`}): ${list.map(describeRule).join(',')}: these syscalls will fail on purpose\n`,
+    );
 }
 
 /** Injections since the rules were last set, by site. */
@@ -103,4 +131,9 @@ export function faultAt(site: FaultSite): number {
 }
 
 // Loop threads share the process's rules: only the main thread reads the environment, once.
-if (isMainThread && process.env.IAPP_FAULTS) injectFaults(process.env.IAPP_FAULTS);
+if (isMainThread && process.env.IAPP_FAULTS) {
+  if (faultInjectionEnabled()) injectFaults(process.env.IAPP_FAULTS);
+  else {
+    process.stderr.write(`iapp: IAPP_FAULTS is set but ignored: fault injection is a test switch; set ${FAULTS_SWITCH}=1 as well to make syscalls fail on purpose\n`);
+  }
+}

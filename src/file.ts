@@ -1,4 +1,5 @@
 import { constants as fsc } from 'node:fs';
+import { isMainThread } from 'node:worker_threads';
 
 import { IappError, iappError } from './errors.js';
 import { native as addon, type NativeLoop } from './native.js';
@@ -11,6 +12,53 @@ export interface OpenOptions {
   flags?: OpenFlags;
   /** Permission bits for a file the open creates (before the umask). Default 0o666. */
   mode?: number;
+  /**
+   * An open directory of the same loop that `path` (then relative) must stay beneath. The
+   * kernel resolves the path from the directory's descriptor and refuses every way out — `..`
+   * past it, an absolute symlink, a relative symlink that climbs out, a /proc magic link — with
+   * `EXDEV` (`ELOOP` for a magic link or more than 40 symlinks); symlinks that stay inside work.
+   * Atomic on Linux ≥ 5.6 (openat2 with RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) and FreeBSD ≥ 13
+   * (O_RESOLVE_BENEATH); elsewhere a component-by-component walk that never follows a link
+   * blindly and never asks the kernel for `..` (see `confinement()` and docs/security.md for the
+   * one race it leaves). Hard links and mount points inside the directory are not ways out: what
+   * they lead to is inside as far as any path lookup can tell.
+   */
+  beneath?: File;
+  /** Fail with ENOTDIR unless the path names a directory (O_DIRECTORY). Default false. */
+  directory?: boolean;
+}
+
+/** How opens beneath a directory are confined in this process: see `confinement()`. */
+export type Confinement = 'openat2' | 'O_RESOLVE_BENEATH' | 'walk';
+
+/**
+ * What `open(path, { beneath })` uses in this process: `'openat2'` (Linux ≥ 5.6) or
+ * `'O_RESOLVE_BENEATH'` (FreeBSD ≥ 13), one atomic lookup in the kernel; or `'walk'`, the
+ * portable fallback (macOS, older kernels, a seccomp filter that refuses openat2, or forced by
+ * `setConfinement('walk')` / `IAPP_CONFINEMENT=walk`). The first call may ask the kernel once.
+ * Cannot fail.
+ */
+export function confinement(): Confinement {
+  return addon.confinement();
+}
+
+/**
+ * Forces the portable walk for opens beneath a directory (`'walk'`), or goes back to the
+ * kernel's primitive where there is one (`'auto'`, the default). Process-wide, for the opens
+ * started from now on. Meant for tests, which prove both paths on one machine, and for a
+ * platform whose primitive misbehaves. `IAPP_CONFINEMENT=walk` in the environment does the same
+ * when the main thread loads iapp.
+ */
+export function setConfinement(how: 'auto' | 'walk'): void {
+  if (how !== 'auto' && how !== 'walk') throw new TypeError(`setConfinement: 'auto' or 'walk', not ${JSON.stringify(how)}`);
+  addon.setConfinement(how === 'walk');
+}
+
+// Loop threads share the process's setting: only the main thread reads the environment.
+if (isMainThread && process.env.IAPP_CONFINEMENT !== undefined) {
+  const how = process.env.IAPP_CONFINEMENT;
+  if (how !== 'auto' && how !== 'walk') throw new TypeError(`iapp: IAPP_CONFINEMENT must be 'auto' or 'walk', not ${JSON.stringify(how)}`);
+  setConfinement(how);
 }
 
 /** What `File.stat()` reports. */
@@ -115,7 +163,15 @@ export class FileRequests {
     if (flags === undefined)
       throw new TypeError(`open: unknown flags ${JSON.stringify(options.flags)} (use one of ${Object.keys(FLAGS).join(', ')})`);
     const mode = options.mode ?? 0o666;
-    return this.run(path, (req) => this.native.fileOpen(req, path, flags, mode), (id) => new File(this, id, path));
+    const dir = options.beneath;
+    if (dir !== undefined) {
+      if (!(dir instanceof File) || !dir._of(this)) throw new TypeError('open: beneath must be a File opened on this loop (a directory)');
+      if (path.startsWith('/')) throw new TypeError(`open: with beneath, the path must be relative (got ${JSON.stringify(path)})`);
+      if (dir.closed) return Promise.reject(iappError('ERR_FILE_CLOSED', `open: ${dir.path} (beneath) is closed`, dir.path));
+    }
+    const all = flags | (options.directory === true ? fsc.O_DIRECTORY : 0);
+    const shown = dir !== undefined ? `${dir.path.replace(/\/$/, '')}/${path}` : path;
+    return this.run(shown, (req) => this.native.fileOpen(req, path, all, mode, dir?.id ?? 0), (id) => new File(this, id, shown));
   }
 }
 
@@ -139,6 +195,11 @@ export class File {
     this.#io = io;
     this.id = id;
     this.path = path;
+  }
+
+  /** @internal Whether this file belongs to `io` (its loop). */
+  _of(io: FileRequests): boolean {
+    return this.#io === io;
   }
 
   /** True once `close()` has been called. */

@@ -20,10 +20,16 @@ export interface ListeningSocket {
  * processes (a Unix path, which several processes cannot bind, or a TCP socket to be shared
  * rather than spread with SO_REUSEPORT). Pass `fd` to child processes; each serves it on its
  * loops with `loop.listen({ fd })`, and the kernel wakes one loop per connection. Nothing here
- * accepts, so no connection is taken by the parent. Throws IappError (EADDRINUSE, EACCES,
- * ENOENT for a missing directory, …).
+ * accepts, so no connection is taken by the parent. `permissions` sets a Unix socket file's mode
+ * between bind and listen (see `ListenOptions.permissions`). Throws IappError (EADDRINUSE,
+ * EACCES, ENOENT for a missing directory, …).
  */
-export function listenSocket(options: { host?: string; port?: number; path?: string; backlog?: number; ipv6Only?: boolean }): ListeningSocket {
+export function listenSocket(options: { host?: string; port?: number; path?: string; permissions?: number; backlog?: number; ipv6Only?: boolean }): ListeningSocket {
+  if (options.permissions !== undefined) {
+    if (options.path === undefined) throw new TypeError('permissions is for a Unix path');
+    if (!Number.isInteger(options.permissions) || options.permissions < 0 || options.permissions > 0o7777)
+      throw new RangeError(`permissions must be file mode bits from 0 to 0o7777, got ${String(options.permissions)}`);
+  }
   if (options.path === undefined) {
     if (!Number.isInteger(options.port) || options.port! < 0 || options.port! > 65535)
       throw new RangeError(`port must be an integer from 0 to 65535, got ${String(options.port)}`);

@@ -75,6 +75,12 @@ export interface ListenOptions extends SocketOptions {
   port?: number;
   /** Unix socket path (instead of host/port). Removed when the last loop closes it. */
   path?: string;
+  /**
+   * Unix paths: the socket file's permission bits (e.g. `0o660`: owner and group may connect),
+   * set between bind and listen, so no client can connect while the file has the umask's mode.
+   * Default: what the umask leaves of 0o777.
+   */
+  permissions?: number;
   /** Kernel accept queue length (capped by net.core.somaxconn). Default 4096: bursts of thousands of connects otherwise overflow it and clients stall ~1 s per retry. */
   backlog?: number;
   /**
@@ -149,6 +155,12 @@ export interface LoopStats {
   acceptPaused: number;
   /** Pending connections reset under `onFdExhaustion: 'shed'`. */
   acceptShed: number;
+  /**
+   * Connections accepted and reset at once by this loop because `setConnectionLimits()`'s total
+   * bound was reached, and because the bound per source address was.
+   */
+  refusedMaxConnections: number;
+  refusedPerAddress: number;
   /** Wakes of the loop, and calls into JS (at most one per wake carries all events). */
   wakeups: number;
   jsCalls: number;
@@ -314,7 +326,8 @@ export class Loop {
   /**
    * Opens a file for this loop. Its reads, writes and syncs run on the native disk pool and
    * resolve here; a closed loop closes its files. Rejects with ENOENT, EACCES, EISDIR, … naming
-   * the path.
+   * the path. With `{ beneath: dir }` (a directory opened here), `path` is relative to `dir` and
+   * can never resolve outside it: `EXDEV` for every way out (see `OpenOptions.beneath`).
    */
   open(path: string, options: OpenOptions = {}): Promise<File> {
     try {
@@ -588,8 +601,10 @@ export class Loop {
     if (options.onFdExhaustion !== undefined && options.onFdExhaustion !== 'wait' && options.onFdExhaustion !== 'shed')
       throw new TypeError(`onFdExhaustion must be 'wait' or 'shed', got ${String(options.onFdExhaustion)}`);
     checkInt('fd', options.fd, 0, 2 ** 31 - 1);
+    checkInt('permissions', options.permissions, 0, 0o7777);
     if (options.path === undefined && options.port === undefined && options.fd === undefined)
       throw new TypeError('listen needs a port (0 for any), a Unix path or an inherited fd');
+    if (options.permissions !== undefined && options.path === undefined) throw new TypeError('permissions is for a Unix path');
     if (options.path !== undefined && options.accept === 'reuseport')
       throw new TypeError("accept: 'reuseport' is for TCP; a Unix path is one socket shared by the loops (accept: 'shared')");
     let host = options.host ?? '::';
@@ -599,7 +614,7 @@ export class Loop {
     const mode = modeOf(options.mode);
     const spec = {
       ...(options.fd !== undefined ? { fd: options.fd }
-        : options.path !== undefined ? { path: options.path } : { host, port: options.port ?? 0 }),
+        : options.path !== undefined ? { path: options.path, ...(options.permissions !== undefined ? { permissions: options.permissions } : {}) } : { host, port: options.port ?? 0 }),
       backlog: options.backlog ?? 4096,
       // macOS's SO_REUSEPORT does not spread connections (the last bound socket gets them all):
       // there the default is one shared socket.

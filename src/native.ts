@@ -8,6 +8,7 @@ export interface NativeListenSpec {
   host?: string;
   port?: number;
   path?: string;
+  permissions?: number;
   backlog?: number;
   shared?: boolean;
   ipv6Only?: boolean;
@@ -128,7 +129,8 @@ export interface NativeLoop {
   detach(socketId: number): number;
   adoptFd(fd: number, spec: { mode: number; noDelay: boolean; allowHalfOpen: boolean; highWaterMark: number; lowWaterMark?: number; priority: number }): number;
   adopt(token: number, mode: number): number;
-  fileOpen(req: number, path: string, flags: number, mode: number): void;
+  /** beneath: 0, or the id of an open directory the path must resolve beneath. */
+  fileOpen(req: number, path: string, flags: number, mode: number, beneath: number): void;
   fileClose(req: number, file: number): void;
   fileStat(req: number, file: number): void;
   fileTruncate(req: number, file: number, length: number): void;
@@ -150,7 +152,7 @@ interface Addon {
     records: Float64Array,
   ) => NativeLoop;
   raiseFileLimit(): { before: number; soft: number; hard: number };
-  listenSocket(spec: { host?: string; port?: number; path?: string; backlog?: number; ipv6Only?: boolean }): NativeAddress & { fd: number };
+  listenSocket(spec: { host?: string; port?: number; path?: string; permissions?: number; backlog?: number; ipv6Only?: boolean }): NativeAddress & { fd: number };
   closeFd(fd: number): void;
   /** The most threads the process-wide disk pool may start; returns the value in force. */
   setDiskThreads(n: number): number;
@@ -168,10 +170,15 @@ interface Addon {
   fault(site: number): number;
   faultSites: string[];
   liveHandles(): import('./live.js').LiveHandles;
+  /** true: opens beneath a directory use the portable walk; false: the kernel's primitive. */
+  setConfinement(walk: boolean): void;
+  confinement(): import('./file.js').Confinement;
   connections(): import('./conns.js').ConnectionCounts;
   socketKind(fd: number): { kind: 'listening' | 'connected' | 'stream' | 'datagram' | 'other'; family: 'IPv4' | 'IPv6' | 'unix' | 'other' };
-  /** Without an fd: makes a block to share and returns its fd; with one: counts into it. */
-  shareConnections(fd?: number): number;
+  /** Without an fd: makes a block to share and returns its fd; with one: counts into it as process slot `slot`. */
+  shareConnections(fd?: number, slot?: number): number;
+  setConnectionLimits(total: number, perAddress: number): void;
+  reclaimConnections(slot: number): void;
   syscallNames: string[];
   constants: { recordStride: number; recordCapacity: number; defaultTurnBudgetUs: number };
 }

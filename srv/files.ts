@@ -1,7 +1,7 @@
 // iapp-srv --mode file: a minimal static file server. HTTP/1.1 GET and HEAD of regular files
 // under one root, on keep-alive connections, each body sent with sendFile (page cache to socket,
 // no bytes through JavaScript). Requests on a connection are answered one after the other.
-import { extname, join, resolve, sep } from 'node:path';
+import { extname } from 'node:path';
 
 import type { File, Loop, Socket } from '../src/index.js';
 import { BAD_REQUEST, BODY_TOO_LARGE, MAX_BODY_BYTES, NOT_IMPLEMENTED, TOO_LARGE, parseHead, response } from './http.js';
@@ -29,21 +29,58 @@ export interface FileCounters {
 }
 
 /**
- * Maps a request target to a path under `root`, or undefined for one that may not be served
- * (not origin form, `..` segments, NUL, bad percent-encoding).
+ * What `--dotfiles` does with a request whose path has a segment starting with `.` (`.env`,
+ * `.git/config`, `a/.hidden/b`): `'ignore'` answers 404 as if it did not exist (the default, as
+ * `serve-static` and `send` do), `'deny'` answers 403, `'allow'` serves it like any other file.
  */
-export function resolveTarget(root: string, target: string): string | undefined {
-  if (!target.startsWith('/')) return undefined;
+export type Dotfiles = 'ignore' | 'deny' | 'allow';
+
+/** Where a request target leads: a path relative to the root, or the status that refuses it. */
+export type Target = { path: string } | { status: 400 | 403 | 404 };
+
+/**
+ * Maps a request target to a path relative to the served root, or to the status that refuses it:
+ * 400 for what is not a plain origin-form path (no leading `/`, bad percent-encoding, NUL, a `..`
+ * segment, also percent-encoded), and for dotfiles 404 or 403 as `dotfiles` says. The query is
+ * dropped. This is about what a request may *ask* for; whether the path stays inside the root on
+ * disk (symlinks) is for the kernel to say when it is opened beneath the root (`loop.open(path,
+ * { beneath })`), never for this text.
+ */
+export function mapTarget(target: string, dotfiles: Dotfiles = 'ignore'): Target {
+  if (!target.startsWith('/')) return { status: 400 };
   const q = target.search(/[?#]/);
   let path: string;
   try {
     path = decodeURIComponent(q < 0 ? target : target.slice(0, q));
   } catch {
-    return undefined;
+    return { status: 400 };
   }
-  if (path.includes('\0') || path.split('/').includes('..')) return undefined;
-  const full = resolve(join(root, path));
-  return full === root || full.startsWith(root.endsWith(sep) ? root : root + sep) ? full : undefined;
+  if (path.includes('\0')) return { status: 400 };
+  // Empty segments (`//`) and `.` name nothing; `..` never reaches the disk, even where it would
+  // stay inside (a/../b): one spelling per file, and nothing to reason about.
+  const segments = path.split('/').filter((x) => x !== '' && x !== '.');
+  if (segments.includes('..')) return { status: 400 };
+  if (dotfiles !== 'allow' && segments.some((x) => x.startsWith('.'))) return { status: dotfiles === 'deny' ? 403 : 404 };
+  return { path: segments.length > 0 ? segments.join('/') : '.' };
+}
+
+/** The status for a failed open beneath the root, by its code. */
+export function openStatus(code: string | undefined): 403 | 404 | 500 {
+  switch (code) {
+    case 'ENOENT':
+    case 'ENOTDIR':
+    case 'ENAMETOOLONG':
+      return 404;
+    // EXDEV: the path resolves outside the root (a symlink pointing out); ELOOP: a link loop, too
+    // many links or a magic link; EACCES/EPERM: the permissions say no.
+    case 'EXDEV':
+    case 'ELOOP':
+    case 'EACCES':
+    case 'EPERM':
+      return 403;
+    default:
+      return 500;
+  }
 }
 
 /** Serves one connection until it ends. `since` tells the header timeout when a head began. */
@@ -51,7 +88,8 @@ export class FileConnection {
   /** Milliseconds since the epoch at which the current partial head began, or 0. */
   since = 0;
   readonly #loop: Loop;
-  readonly #root: string;
+  readonly #root: File;
+  readonly #dotfiles: Dotfiles;
   readonly #s: Socket;
   readonly #n: FileCounters;
   readonly #maxBody: number;
@@ -63,9 +101,11 @@ export class FileConnection {
   #done = false;
   #peerEnded = false;
 
-  constructor(loop: Loop, root: string, s: Socket, counters: FileCounters, options: { maxBodyBytes?: number } = {}) {
+  /** `root`: the served directory, opened on this loop; every file is opened beneath it. */
+  constructor(loop: Loop, root: File, s: Socket, counters: FileCounters, options: { maxBodyBytes?: number; dotfiles?: Dotfiles } = {}) {
     this.#loop = loop;
     this.#root = root;
+    this.#dotfiles = options.dotfiles ?? 'ignore';
     this.#s = s;
     this.#n = counters;
     this.#maxBody = options.maxBodyBytes ?? MAX_BODY_BYTES;
@@ -166,18 +206,24 @@ export class FileConnection {
     this.#s.write(extra ? Buffer.concat([r.subarray(0, r.indexOf(CRLF2) + 2), Buffer.from(extra + '\r\n\r\n'), r.subarray(r.indexOf(CRLF2) + 4)]) : r);
   }
 
+  #refuse(status: 400 | 403 | 404 | 500, close: boolean): void {
+    if (status === 400) this.#error('400 Bad Request', 'bad path', close);
+    else if (status === 403) this.#error('403 Forbidden', 'forbidden', close);
+    else if (status === 404) this.#error('404 Not Found', 'not found', close);
+    else this.#error('500 Internal Server Error', 'cannot open', close);
+  }
+
   async #answer(method: string, target: string, close: boolean): Promise<void> {
     if (method !== 'GET' && method !== 'HEAD') return this.#error('405 Method Not Allowed', 'only GET and HEAD', close, 'Allow: GET, HEAD');
-    const path = resolveTarget(this.#root, target);
-    if (path === undefined) return this.#error('400 Bad Request', 'bad path', close);
+    const t = mapTarget(target, this.#dotfiles);
+    if ('status' in t) return this.#refuse(t.status, close);
+    const path = t.path;
     let f: File;
     try {
-      f = await this.#loop.open(path);
+      // The kernel resolves the path from the root's descriptor and refuses every way out.
+      f = await this.#loop.open(path, { beneath: this.#root });
     } catch (e) {
-      const code = (e as { code?: string }).code;
-      if (code === 'ENOENT' || code === 'ENOTDIR') return this.#error('404 Not Found', 'not found', close);
-      if (code === 'EACCES') return this.#error('403 Forbidden', 'forbidden', close);
-      return this.#error('500 Internal Server Error', 'cannot open', close);
+      return this.#refuse(openStatus((e as { code?: string }).code), close);
     }
     try {
       const st = await f.stat();

@@ -1,15 +1,15 @@
 // The module every iapp-srv loop thread runs: listens (or adopts passed sockets), serves in the
 // chosen mode, and counts what JavaScript sees (loop.onStats).
 
-import type { Listener, Loop, LoopInfo, Socket, UdpSocket } from '../src/index.js';
-import { FileConnection } from './files.js';
+import type { File, Listener, Loop, LoopInfo, Socket, UdpSocket } from '../src/index.js';
+import { FileConnection, type Dotfiles } from './files.js';
 import { HttpConnection, TIMEOUT } from './http.js';
 
 /** How accepted connections are served. */
 export type Mode = 'sink' | 'data' | 'echo' | 'http' | 'file';
 
 /** A TCP or Unix listener to open, or a passed listening socket to adopt. */
-export type TcpSpec = { host: string; port: number; name: string } | { path: string } | { fd: number };
+export type TcpSpec = { host: string; port: number; name: string } | { path: string; permissions?: number } | { fd: number };
 /** A UDP socket to bind, or a passed one to adopt. */
 export type UdpSpec = { host: string; port: number; name: string } | { fd: number };
 
@@ -33,6 +33,8 @@ export interface SrvLoopData {
   maxBodyBytes: number;
   /** file mode: the directory served (absolute). */
   root?: string;
+  /** file mode: what a path with a segment starting with `.` gets. */
+  dotfiles?: Dotfiles;
   /** SO_RCVLOWAT for accepted connections (sink and data modes). */
   rcvlowat?: number;
   firstThread: number;
@@ -80,8 +82,15 @@ function describe(l: Listener): BoundAddress {
 }
 
 /** Loop-thread entry: see SrvLoopData. */
-export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
+export async function setup(loop: Loop, info: LoopInfo): Promise<SrvLoopResult> {
   const d = info.data as SrvLoopData;
+  // file mode: the root is opened once, before any connection, and every request's path is
+  // opened beneath it, so the kernel keeps lookups inside it. It is the directory --root named
+  // at start: renaming or replacing that path later does not change what is served.
+  let root: File | undefined;
+  if (d.mode === 'file') {
+    root = await loop.open(d.root!, { directory: true }); // closed with the loop, like every file of it
+  }
   const app: SrvAppStats = { jsBytes: 0, requests: 0, httpErrors: 0, fileBytes: 0, passedOpen: 0 };
   // http and file modes: connections a header timeout may end (`since`: when the current
   // request head began, 0 when none is in progress).
@@ -106,7 +115,7 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
         s.onDrain(() => s.resume());
         break;
       case 'file':
-        heads.set(s, new FileConnection(loop, d.root!, s, app, { maxBodyBytes: d.maxBodyBytes }));
+        heads.set(s, new FileConnection(loop, root!, s, app, { maxBodyBytes: d.maxBodyBytes, dotfiles: d.dotfiles ?? 'ignore' }));
         break;
       case 'http': {
         // since: when the request head in progress began, or (body) when the head ended.
@@ -163,7 +172,7 @@ export function setup(loop: Loop, info: LoopInfo): SrvLoopResult {
   for (const spec of d.tcp) {
     let l: Listener;
     if ('fd' in spec) l = loop.listen({ fd: spec.fd, mode: listenMode, ...socketOptions }, onConn);
-    else if ('path' in spec) l = loop.listen({ path: spec.path, mode: listenMode, accept: 'shared', ...socketOptions }, onConn);
+    else if ('path' in spec) l = loop.listen({ path: spec.path, ...(spec.permissions !== undefined ? { permissions: spec.permissions } : {}), mode: listenMode, accept: 'shared', ...socketOptions }, onConn);
     else l = loop.listen({ host: spec.host, port: spec.port, name: spec.name, accept: d.accept, mode: listenMode, ...socketOptions }, onConn);
     listeners.push(l);
     result.tcp.push(describe(l));

@@ -19,8 +19,12 @@ import {
   type Endpoint,
 } from '../src/cli/args.js';
 import { startFleet, type Fleet, type FleetThreadStats } from '../src/cli/fleet.js';
+import { setConnectionLimits, type ConnectionCounts } from '../src/conns.js';
+import { claimUnixPath, ownUnixPath } from '../src/cli/unix-path.js';
+import { confinement } from '../src/file.js';
 import { listenSocket, type ListeningSocket } from '../src/listen-socket.js';
 import { Output, addErrors, formatBytes, formatCount, formatErrors, formatRate } from '../src/cli/report.js';
+import type { Dotfiles } from './files.js';
 import { MAX_BODY_BYTES } from './http.js';
 import type { BoundAddress, Mode, SrvAppStats, SrvLoopData, SrvLoopResult, TcpSpec, UdpSpec } from './loop.js';
 
@@ -43,7 +47,11 @@ Options:
   -m, --mode MODE          sink: discard natively (default); data: deliver to JavaScript and count;
                            echo: send back what is read; http: answer HTTP/1.1 requests with 200;
                            file: serve the files under --root to HTTP/1.1 GET, with sendfile
-      --root DIR           file mode: the directory whose regular files are served
+      --root DIR           file mode: the directory whose regular files are served; every path
+                           is opened beneath it by the kernel, so nothing outside it (a symlink
+                           pointing out: 403) is ever served
+      --dotfiles HOW       file mode: a path with a segment starting with '.' (.env, .git/…):
+                           ignore: 404 (default), deny: 403, allow: served
   -t, --threads N          loop threads over all processes (default: CPUs, here ${availableParallelism()})
   -p, --procs P            processes to spread the threads over (default 1; more to pass one
                            process's fd limit)
@@ -61,6 +69,13 @@ Options:
       --max-body BYTES     http and file modes: a request declaring a longer body (Content-Length)
                            is answered 413 and the connection closed (k/m/g suffixes, 0 refuses
                            every body; default 1m)
+      --max-conns N        accept at most N connections open at once, over every thread and
+                           process (exact); one more is reset at once and counted as refused
+      --max-conns-per-addr N
+                           at most N open at once from one source address (IPv4 address, IPv6
+                           /64), exact over every thread and process; more are reset and counted
+      --unix-mode MODE     permission bits of unix:/path socket files, in octal (e.g. 660: owner
+                           and group may connect); default: what the umask leaves
       --rcvlowat BYTES     sink and data modes: wake for a connection only once BYTES are queued
                            (SO_RCVLOWAT; k/m suffixes). Fewer wakes let one fast sender go much
                            faster; smaller amounts are counted when more arrive or at close
@@ -85,6 +100,7 @@ interface Config {
   udp: Endpoint[];
   mode: Mode;
   root: string | undefined;
+  dotfiles: Dotfiles;
   threads: number;
   procs: number;
   accept: 'reuseport' | 'shared';
@@ -99,6 +115,9 @@ interface Config {
   keepaliveTimeoutS: number;
   maxBodyBytes: number;
   rcvlowat: number | undefined;
+  maxConns: number;
+  maxConnsPerAddr: number;
+  unixMode: number | undefined;
   json: boolean;
   verbose: boolean;
 }
@@ -119,8 +138,12 @@ function parseConfig(argv: string[]): Config | 'help' {
     'keepalive-timeout': { type: 'string' },
     'max-body': { type: 'string' },
     root: { type: 'string' },
+    dotfiles: { type: 'string' },
     rcvlowat: { type: 'string' },
     inetd: { type: 'boolean' },
+    'max-conns': { type: 'string' },
+    'max-conns-per-addr': { type: 'string' },
+    'unix-mode': { type: 'string' },
     json: { type: 'boolean' },
     verbose: { type: 'boolean', short: 'v' },
     help: { type: 'boolean', short: 'h' },
@@ -148,18 +171,34 @@ function parseConfig(argv: string[]): Config | 'help' {
   } else if (v.root !== undefined) {
     throw new UsageError('--root is for --mode file');
   }
+  if (v.dotfiles !== undefined && mode !== 'file') throw new UsageError('--dotfiles is for --mode file');
+  const dotfiles = v.dotfiles !== undefined ? parseChoice('dotfiles', v.dotfiles, ['ignore', 'deny', 'allow'] as const) : 'ignore';
   const rcvlowat = v.rcvlowat !== undefined ? parseInteger('rcvlowat', v.rcvlowat, 1, 1 << 30, true) : undefined;
   if (rcvlowat !== undefined && mode !== 'sink' && mode !== 'data')
     throw new UsageError(`--rcvlowat is for --mode sink or data: a ${mode} reply would wait for more bytes than a request has`);
   if (v['max-body'] !== undefined && mode !== 'http' && mode !== 'file') throw new UsageError('--max-body is for --mode http or file');
   const maxBodyBytes = v['max-body'] !== undefined ? parseInteger('max-body', v['max-body'], 0, MAX_BODY_CAP, true) : MAX_BODY_BYTES;
+  const maxConns = v['max-conns'] !== undefined ? parseInteger('max-conns', v['max-conns'], 1, 2 ** 31 - 1) : 0;
+  const maxConnsPerAddr = v['max-conns-per-addr'] !== undefined ? parseInteger('max-conns-per-addr', v['max-conns-per-addr'], 1, 2 ** 31 - 1) : 0;
+  if (maxConns > 0 && maxConnsPerAddr > maxConns)
+    throw new UsageError(`--max-conns-per-addr ${maxConnsPerAddr} is above --max-conns ${maxConns}: it would never apply`);
+  let unixMode: number | undefined;
+  if (v['unix-mode'] !== undefined) {
+    if (!/^[0-7]{3,4}$/.test(v['unix-mode'])) throw new UsageError(`--unix-mode ${v['unix-mode']}: permission bits in octal, such as 660 or 0600`);
+    if (!tcp.some((e) => e.path !== undefined)) throw new UsageError('--unix-mode is for a unix:/path --listen address');
+    unixMode = parseInt(v['unix-mode'], 8);
+  }
   return {
     tcp,
     udp,
     mode,
     root,
+    dotfiles,
     maxBodyBytes,
     rcvlowat,
+    maxConns,
+    maxConnsPerAddr,
+    unixMode,
     threads,
     procs,
     accept,
@@ -197,15 +236,10 @@ function listenOverflows(): number | undefined {
  * One listening socket made here for every process to serve (`loop.listen({ fd })`): a Unix path
  * cannot be bound by several processes, and `--accept shared` means one socket.
  */
-function makeShared(e: Endpoint): ListeningSocket {
+function makeShared(e: Endpoint, unixMode: number | undefined): ListeningSocket {
   const what = formatEndpoint(e);
-  if (e.path !== undefined) {
-    if (existsSync(e.path)) throw new RuntimeError(`--listen ${what}: address in use (the file exists): remove it if no server uses it`);
-    const dir = dirname(e.path);
-    if (!existsSync(dir)) throw new RuntimeError(`--listen ${what}: directory ${dir} does not exist: create it or choose another path`);
-  }
   try {
-    return listenSocket(e.path !== undefined ? { path: e.path } : { host: e.host, port: e.port });
+    return listenSocket(e.path !== undefined ? { path: e.path, ...(unixMode !== undefined ? { permissions: unixMode } : {}) } : { host: e.host, port: e.port });
   } catch (err) {
     throw new RuntimeError(`--listen ${what}: ${(err as Error).message}`);
   }
@@ -230,6 +264,9 @@ interface Totals {
 }
 
 const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
+
+/** Connections refused by the bounds, from the counts every process shares. */
+const refusedOf = (c: ConnectionCounts): { maxConns: number; perAddress: number } => ({ maxConns: c.refusedMaxConnections, perAddress: c.refusedPerAddress });
 
 function totalsOf(stats: FleetThreadStats[]): Totals {
   const t: Totals = { connections: 0, accepted: 0, closed: 0, rxBytes: 0, txBytes: 0, datagramsIn: 0, requests: 0, jsBytes: 0, httpErrors: 0, passedOpen: 0, errors: {} };
@@ -262,6 +299,27 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${HELP}\n`);
     return 0;
   }
+  // Signals are taken from the start, not once serving: a program that announces its address and
+  // only then listens for SIGTERM dies of one sent as soon as the address is read (measured: 6
+  // of 10 such starts, because Node loads its signal machinery on the first process.on), and dies
+  // without removing its Unix socket files. Before the fleet is up, the first signal is kept for
+  // later; a second exits at once, as it does afterwards.
+  let signals = 0;
+  let running = false;
+  let firstSignal: NodeJS.Signals | undefined;
+  let stop: (why: string) => Promise<number> = () => Promise.resolve(0);
+  let cleanup = (): void => {};
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (++signals > 1) {
+      process.stderr.write(`iapp-srv: ${sig} again: exiting without draining\n`);
+      cleanup();
+      process.exit(1);
+    }
+    if (running) void stop(sig);
+    else firstSignal = sig;
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   let activated: ActivatedSocket[];
   try {
     activated = listenFds();
@@ -306,10 +364,19 @@ async function main(argv: string[]): Promise<number> {
   if (cfg.tcp.length === 0 && cfg.udp.length === 0 && activated.length === 0)
     cfg.tcp.push(parseEndpoint('listen', DEFAULT_LISTEN, { allowPortZero: true }));
   for (const e of cfg.tcp) {
-    if (e.path !== undefined && cfg.procs === 1) {
-      const dir = dirname(e.path);
-      if (!existsSync(dir)) throw new RuntimeError(`--listen unix:${e.path}: directory ${dir} does not exist: create it or choose another path`);
+    if (e.path === undefined) continue;
+    const dir = dirname(e.path);
+    if (!existsSync(dir)) throw new RuntimeError(`--listen unix:${e.path}: directory ${dir} does not exist: create it or choose another path`);
+    // A socket file left by a server that was killed is removed; one in use stops us here.
+    try {
+      if (await claimUnixPath(e.path)) out.note(`removed the stale socket file ${e.path} (nothing answered on it)`);
+    } catch (err) {
+      throw new RuntimeError(`--listen ${(err as Error).message}`);
     }
+  }
+  if (cfg.maxConns > 0 || cfg.maxConnsPerAddr > 0) {
+    // Before any process exists: the fleet's shared counts carry the bounds to every process.
+    setConnectionLimits({ total: cfg.maxConns, perAddress: cfg.maxConnsPerAddr });
   }
 
   // Passed to every process as fds 3, 4, …: activated sockets first, then the sockets made here
@@ -318,7 +385,7 @@ async function main(argv: string[]): Promise<number> {
   const made = new Map<number, ListeningSocket>();
   const inheritFds = activated.map((a) => a.fd);
   let fleet: Fleet | undefined;
-  const cleanup = (): void => {
+  cleanup = (): void => {
     for (const m of made.values()) m.close();
   };
 
@@ -327,7 +394,7 @@ async function main(argv: string[]): Promise<number> {
     if (cfg.procs > 1) {
       for (const [i, e] of cfg.tcp.entries()) {
         if (e.path === undefined && cfg.accept !== 'shared') continue;
-        const m = makeShared(e);
+        const m = makeShared(e, cfg.unixMode);
         made.set(i, m);
         inheritFds.push(m.fd);
       }
@@ -343,7 +410,7 @@ async function main(argv: string[]): Promise<number> {
         let sharedSeen = 0;
         const tcp: TcpSpec[] = cfg.tcp.map((e, i) => {
           if (made.has(i)) return { fd: ctx.fds[activated.length + sharedSeen++]! };
-          if (e.path !== undefined) return { path: e.path };
+          if (e.path !== undefined) return { path: e.path, ...(cfg.unixMode !== undefined ? { permissions: cfg.unixMode } : {}) };
           // Port 0 across processes: the others join the port process 0 got.
           const port = e.port === 0 && first ? (first[0]!.tcp[i]!.port ?? 0) : e.port;
           return { host: e.host, port, name: `listen${i}` };
@@ -362,7 +429,7 @@ async function main(argv: string[]): Promise<number> {
           bodyTimeoutMs: Math.round(cfg.bodyTimeoutS * 1000),
           keepaliveTimeoutMs: Math.round(cfg.keepaliveTimeoutS * 1000),
           maxBodyBytes: cfg.maxBodyBytes,
-          ...(cfg.root !== undefined ? { root: cfg.root } : {}),
+          ...(cfg.root !== undefined ? { root: cfg.root, dotfiles: cfg.dotfiles } : {}),
           ...(cfg.rcvlowat !== undefined ? { rcvlowat: cfg.rcvlowat } : {}),
           firstThread: ctx.firstThread,
           proc: ctx.proc,
@@ -375,6 +442,9 @@ async function main(argv: string[]): Promise<number> {
     if (e instanceof UsageError || e instanceof RuntimeError) throw e;
     throw new RuntimeError((e as Error).message);
   }
+
+  // Removed at exit if still ours, whatever the exit (a normal stop has removed them already).
+  for (const e of cfg.tcp) if (e.path !== undefined) ownUnixPath(e.path);
 
   const started = process.hrtime.bigint();
   const elapsed = (): number => Number(process.hrtime.bigint() - started) / 1e9;
@@ -395,6 +465,8 @@ async function main(argv: string[]): Promise<number> {
       `${lim[0]!.soft < lim[0]!.hard ? `, hard ${formatCount(lim[0]!.hard)}` : ''}, ${cfg.procs} process${cfg.procs > 1 ? 'es' : ''}`
     : `fd limits ${lim.map((l) => formatCount(l.soft)).join(', ')} (per process)`;
   out.line(limitText);
+  if (cfg.mode === 'file')
+    out.line(`serving ${cfg.root} (paths opened beneath it: ${confinement()}; dotfiles: ${cfg.dotfiles})`);
   out.line(
     `iapp-srv: ${cfg.mode} mode, ${cfg.threads} thread${cfg.threads > 1 ? 's' : ''}` +
       `${cfg.procs > 1 ? ` in ${cfg.procs} processes` : ''}` +
@@ -415,7 +487,16 @@ async function main(argv: string[]): Promise<number> {
     accept: cfg.accept,
     activated: first.activated.length > 0,
     fdLimit: lim.map((l) => l.soft),
+    ...(cfg.mode === 'file' ? { root: cfg.root, confinement: confinement(), dotfiles: cfg.dotfiles } : {}),
+    ...(cfg.maxConns > 0 || cfg.maxConnsPerAddr > 0 ? { limits: { maxConns: cfg.maxConns, maxConnsPerAddr: cfg.maxConnsPerAddr } } : {}),
   });
+
+  const bounded = cfg.maxConns > 0 || cfg.maxConnsPerAddr > 0;
+  if (bounded)
+    out.line(
+      `connections bounded: ${cfg.maxConns > 0 ? `${formatCount(cfg.maxConns)} at once` : 'no total bound'}, ` +
+        `${cfg.maxConnsPerAddr > 0 ? `${formatCount(cfg.maxConnsPerAddr)} per source address` : 'no bound per address'} (exact over every process)`,
+    );
 
   // Only for rate-limiting the messages: the loops count accept errors in their stats already.
   const errorsSeen: Record<string, number> = {};
@@ -448,6 +529,8 @@ async function main(argv: string[]): Promise<number> {
       const stats = await fleet.stats();
       if (stopping) return;
       const t = elapsed();
+      // Fleet-wide and exact: counted in the memory every process shares.
+      const refused = refusedOf(fleet.connections());
       last = stats;
       const tot = totalsOf(stats);
       const idleMs = idle.sample(stats, Date.now());
@@ -470,6 +553,7 @@ async function main(argv: string[]): Promise<number> {
           txBytes: tot.txBytes,
           datagramsIn: tot.datagramsIn,
           ...((cfg.mode === 'http' || cfg.mode === 'file') ? { requests: tot.requests, requestsPerS: Math.round(reqRate) } : {}),
+          refused,
           errors: tot.errors,
           ...(cfg.verbose
             ? {
@@ -489,7 +573,8 @@ async function main(argv: string[]): Promise<number> {
             `  RX ${formatRate(rate)}  total ${formatBytes(tot.rxBytes)}` +
             (cfg.udp.length > 0 || dgrams > 0 ? `  datagrams ${formatCount(dgrams)}` : '') +
             ((cfg.mode === 'http' || cfg.mode === 'file') ? `  ${formatCount(Math.round(reqRate))} req/s` : '') +
-            ((cfg.mode === 'echo' || cfg.mode === 'file') ? `  TX total ${formatBytes(tot.txBytes)}` : ''),
+            ((cfg.mode === 'echo' || cfg.mode === 'file') ? `  TX total ${formatBytes(tot.txBytes)}` : '') +
+            (bounded || refused.maxConns + refused.perAddress > 0 ? `  refused ${formatCount(refused.maxConns + refused.perAddress)}` : ''),
         );
         if (cfg.verbose) {
           for (const s of stats) {
@@ -518,7 +603,7 @@ async function main(argv: string[]): Promise<number> {
   const passedTimer = onlyPassed ? setInterval(() => void sample(false), 50) : undefined;
   const durationTimer = cfg.durationS !== undefined ? setTimeout(() => void stop(`${cfg.durationS} s elapsed`), cfg.durationS * 1000) : undefined;
 
-  const stop = (why: string): Promise<number> => {
+  stop = (why: string): Promise<number> => {
     stopping ??= (async () => {
       clearInterval(statsTimer);
       clearInterval(idleTimer);
@@ -534,7 +619,9 @@ async function main(argv: string[]): Promise<number> {
       const perThread = [...final.values()].sort((a, b) => a.thread - b.thread);
       const tot = totalsOf(perThread);
       // Exact, from the counts every loop of every process keeps natively.
-      const peak = fleet.connections().peak;
+      const conns = fleet.connections();
+      const peak = conns.peak;
+      const refused = refusedOf(conns);
       const overflowsNow = listenOverflows();
       const overflows = overflowsNow !== undefined && overflowsAtStart !== undefined ? overflowsNow - overflowsAtStart : undefined;
       const errors = tot.errors;
@@ -555,6 +642,8 @@ async function main(argv: string[]): Promise<number> {
         datagramsIn: tot.datagramsIn,
         ...(cfg.mode !== 'sink' ? { jsBytes: tot.jsBytes } : {}),
         ...((cfg.mode === 'http' || cfg.mode === 'file') ? { requests: tot.requests, httpErrors: tot.httpErrors } : {}),
+        refused,
+        ...(bounded ? { limits: { maxConns: cfg.maxConns, maxConnsPerAddr: cfg.maxConnsPerAddr } } : {}),
         errors,
         ...(overflows !== undefined ? { listenOverflows: overflows } : {}),
         drain: { sockets: closeSummary.sockets, reset: closeSummary.reset, unsent: closeSummary.unsent, terminated: closeSummary.terminated },
@@ -600,6 +689,8 @@ async function main(argv: string[]): Promise<number> {
         if (cfg.mode === 'file') out.line(`file: ${formatCount(tot.requests)} requests answered, ${formatCount(tot.httpErrors)} refused or not found`);
         if (cfg.mode === 'http') out.line(`http: ${formatCount(tot.requests)} requests answered, ${formatCount(tot.httpErrors)} refused`);
         if (cfg.mode === 'echo') out.line(`echo: ${formatBytes(tot.txBytes)} sent back (${formatCount(tot.txBytes)} bytes)`);
+        if (bounded || refused.maxConns + refused.perAddress > 0)
+          out.line(`refused: ${formatCount(refused.maxConns)} over --max-conns, ${formatCount(refused.perAddress)} over --max-conns-per-addr (reset at once)`);
         out.line(`errors: ${formatErrors(errors)}`);
         if (closeSummary.reset > 0) out.line(`drain: ${formatCount(closeSummary.reset)} connections reset at the deadline`);
         if (overflows)
@@ -615,17 +706,8 @@ async function main(argv: string[]): Promise<number> {
     return stopping;
   };
 
-  let signals = 0;
-  const onSignal = (sig: NodeJS.Signals): void => {
-    if (++signals > 1) {
-      process.stderr.write(`iapp-srv: ${sig} again: exiting without draining\n`);
-      cleanup();
-      process.exit(1);
-    }
-    void stop(sig);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  running = true;
+  if (firstSignal !== undefined) void stop(firstSignal); // it came while the fleet was starting
   return done;
 }
 

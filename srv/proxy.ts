@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
 
 import { UsageError, formatEndpoint, parseFlags, parseEndpoint, parseInteger, parseSeconds, type Endpoint } from '../src/cli/args.js';
 import { Output, formatBytes, formatCount, formatErrors, formatRate } from '../src/cli/report.js';
-import { createRuntime, listenFds, type ActivatedSocket, type Runtime, type ThreadStats } from '../src/index.js';
+import { connectionCounts, createRuntime, listenFds, setConnectionLimits, type ActivatedSocket, type Runtime, type ThreadStats } from '../src/index.js';
 import type { ProxyLoopData, ProxyStats } from './proxy-loop.js';
 
 const HELP = `Usage: iapp-proxy --listen HOST:PORT --target HOST:PORT [options]
@@ -23,6 +23,9 @@ Options:
   -T, --target HOST:PORT     where to connect each client; repeat to spread clients over several
                              targets in turn; required
   -t, --threads N            loop threads (default: CPUs, here ${availableParallelism()})
+      --max-conns N          at most N clients connected at once (exact over every thread); one
+                             more is reset at once and counted as refused
+      --max-conns-per-addr N at most N at once from one source address (IPv4 address, IPv6 /64)
       --connect-timeout S    give up on a target that does not answer in S seconds (default 10);
                              the client is then reset
   -d, --duration S           stop after S seconds (default: until SIGINT/SIGTERM)
@@ -43,6 +46,8 @@ interface Config {
   targets: Endpoint[];
   threads: number;
   connectTimeoutS: number;
+  maxConns: number;
+  maxConnsPerAddr: number;
   durationS: number | undefined;
   idleExitS: number | undefined;
   statsS: number;
@@ -55,6 +60,8 @@ function parseConfig(argv: string[]): Config | 'help' {
     target: { type: 'string', short: 'T', multiple: true },
     threads: { type: 'string', short: 't' },
     'connect-timeout': { type: 'string' },
+    'max-conns': { type: 'string' },
+    'max-conns-per-addr': { type: 'string' },
     duration: { type: 'string', short: 'd' },
     'idle-exit': { type: 'string' },
     stats: { type: 'string', short: 'i' },
@@ -63,7 +70,13 @@ function parseConfig(argv: string[]): Config | 'help' {
   });
   if (v.help) return 'help';
   if (!v.target?.length) throw new UsageError('--target HOST:PORT is required: where to send them');
+  const maxConns = v['max-conns'] !== undefined ? parseInteger('max-conns', v['max-conns'], 1, 2 ** 31 - 1) : 0;
+  const maxConnsPerAddr = v['max-conns-per-addr'] !== undefined ? parseInteger('max-conns-per-addr', v['max-conns-per-addr'], 1, 2 ** 31 - 1) : 0;
+  if (maxConns > 0 && maxConnsPerAddr > maxConns)
+    throw new UsageError(`--max-conns-per-addr ${maxConnsPerAddr} is above --max-conns ${maxConns}: it would never apply`);
   return {
+    maxConns,
+    maxConnsPerAddr,
     listen: v.listen === undefined ? undefined : parseEndpoint('listen', v.listen, { allowPortZero: true, defaultHost: '::' }),
     targets: v.target.map((t) => parseEndpoint('target', t)),
     threads: v.threads !== undefined ? parseInteger('threads', v.threads, 1, 1024) : availableParallelism(),
@@ -135,6 +148,8 @@ async function main(): Promise<number> {
   let rt: Runtime;
   let bound: { address: string; port?: number }[];
   try {
+    // Clients only: the connections to targets are this process's own and are not bounded.
+    if (cfg.maxConns > 0 || cfg.maxConnsPerAddr > 0) setConnectionLimits({ total: cfg.maxConns, perAddress: cfg.maxConnsPerAddr });
     rt = await createRuntime({
       module: new URL('./proxy-loop.js', import.meta.url),
       threads: cfg.threads,
@@ -149,6 +164,16 @@ async function main(): Promise<number> {
     process.stderr.write(`iapp-proxy: ${(e as Error).message}\n`);
     return 1;
   }
+  // Signals are taken before the address is announced: whoever reads it may send one at once.
+  const stopped = new Promise<string>((resolve) => {
+    if (cfg.durationS !== undefined) setTimeout(() => resolve(`${cfg.durationS} s elapsed`), cfg.durationS * 1000).unref();
+    if (cfg.idleExitS !== undefined) {
+      rt.setIdleTimeout(Math.round(cfg.idleExitS * 1000));
+      rt.once('idle', () => resolve(`idle for ${cfg.idleExitS} s`));
+    }
+    rt.closeOnSignals({ timeoutMs: 5000 });
+    rt.once('signal', ({ signal }: { signal: string }) => resolve(signal));
+  });
   const where =
     cfg.listen?.path !== undefined
       ? `unix:${cfg.listen.path}`
@@ -170,23 +195,17 @@ async function main(): Promise<number> {
       const up = (tot.rx - prev.rx) / dt;
       const down = (tot.tx - prev.tx) / dt;
       prev = { t, rx: tot.rx, tx: tot.tx };
-      out.record({ type: 'stats', t, active: tot.app.active, accepted: tot.accepted, rxBytes: tot.rx, txBytes: tot.tx, rxPerS: up, txPerS: down });
+      const c = connectionCounts();
+      const refused = { maxConns: c.refusedMaxConnections, perAddress: c.refusedPerAddress };
+      out.record({ type: 'stats', t, active: tot.app.active, accepted: tot.accepted, rxBytes: tot.rx, txBytes: tot.tx, rxPerS: up, txPerS: down, refused });
       out.line(
         `${t.toFixed(1).padStart(7)}s  active ${formatCount(tot.app.active)}  accepted ${formatCount(tot.accepted)}` +
-          `  in ${formatRate(up)}  out ${formatRate(down)}  total ${formatBytes(tot.rx)}`,
+          `  in ${formatRate(up)}  out ${formatRate(down)}  total ${formatBytes(tot.rx)}` +
+          (refused.maxConns + refused.perAddress > 0 ? `  refused ${formatCount(refused.maxConns + refused.perAddress)}` : ''),
       );
     }, () => {});
   }, cfg.statsS * 1000);
 
-  const stopped = new Promise<string>((resolve) => {
-    if (cfg.durationS !== undefined) setTimeout(() => resolve(`${cfg.durationS} s elapsed`), cfg.durationS * 1000).unref();
-    if (cfg.idleExitS !== undefined) {
-      rt.setIdleTimeout(Math.round(cfg.idleExitS * 1000));
-      rt.once('idle', () => resolve(`idle for ${cfg.idleExitS} s`));
-    }
-    rt.closeOnSignals({ timeoutMs: 5000 });
-    rt.once('signal', ({ signal }: { signal: string }) => resolve(signal));
-  });
   const reason = await stopped;
   clearInterval(tick);
   out.line(`stopping (${reason}): open connections get up to 5 s`);
@@ -204,7 +223,11 @@ async function main(): Promise<number> {
   out.line(`total: ${formatCount(tot.app.proxied)} connections proxied, ${formatBytes(tot.app.up)} up and ${formatBytes(tot.app.down)} down in ${t.toFixed(2)} s`);
   out.line(`errors: ${errors}`);
   if (summary.reset > 0) out.line(`reset at stop: ${formatCount(summary.reset)} connections still open after 5 s`);
-  out.record({ type: 'summary', reason, seconds: t, accepted: tot.accepted, proxied: tot.app.proxied, up: tot.app.up, down: tot.app.down, unreachable: tot.app.unreachable, failed: tot.app.failed, reset: summary.reset });
+  const c = connectionCounts();
+  const refused = { maxConns: c.refusedMaxConnections, perAddress: c.refusedPerAddress };
+  if (refused.maxConns + refused.perAddress > 0 || cfg.maxConns > 0 || cfg.maxConnsPerAddr > 0)
+    out.line(`refused: ${formatCount(refused.maxConns)} over --max-conns, ${formatCount(refused.perAddress)} over --max-conns-per-addr (reset at once)`);
+  out.record({ type: 'summary', reason, seconds: t, accepted: tot.accepted, proxied: tot.app.proxied, up: tot.app.up, down: tot.app.down, unreachable: tot.app.unreachable, failed: tot.app.failed, reset: summary.reset, refused });
   return 0;
 }
 

@@ -12,8 +12,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
-import { createRuntime, faultCounts, injectFaults, parseFaults, type Runtime } from '../dist/src/index.js';
+import { createRuntime, faultCounts, faultInjectionEnabled, injectFaults, parseFaults, type Runtime } from '../dist/src/index.js';
 import { fixture, netExchange } from './helpers.js';
+
+// Fault injection is a test switch: this file turns it on for itself, its loop threads (which
+// copy the environment when they start) and the programs it starts.
+process.env.IAPP_FAULT_INJECTION = '1';
 
 type Err = { code: string; errno: number; syscall: string; message: string };
 type Close = { error?: Err; unsent: number; bytesRead: number; bytesWritten: number; result?: Record<string, unknown> };
@@ -69,9 +73,41 @@ describe('rules', () => {
     const script = "import('./dist/src/index.js').then((m) => console.log(JSON.stringify(m.parseFaults(process.env.IAPP_FAULTS))))";
     const good = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, IAPP_FAULTS: 'recv:ECONNRESET:0.1' }, encoding: 'utf8' });
     expect(good.status).toBe(0);
+    expect(good.stderr).toMatch(/^iapp: fault injection ON \(pid \d+\): recv:ECONNRESET:0.1:0:0: these syscalls will fail on purpose\n$/);
     const bad = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, IAPP_FAULTS: 'recv:NOPE' }, encoding: 'utf8' });
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toMatch(/bad fault rule 'recv:NOPE': unknown errno name/);
+  });
+
+  it('is a test switch: without IAPP_FAULT_INJECTION=1, IAPP_FAULTS is ignored with one line and injectFaults() refuses', () => {
+    const script = `import('./dist/src/index.js').then(async (m) => {
+      const out = { enabled: m.faultInjectionEnabled(), counts: m.faultCounts() };
+      try { m.injectFaults('recv:EIO'); out.injected = true; } catch (e) { out.refused = e.code; }
+      m.injectFaults(''); // turning injection off is always allowed
+      // The program still works: a file opens and reads (no disk rule is in force).
+      const rt = await m.createRuntime({ module: ${JSON.stringify(fixture('faults.mjs'))}, threads: 1 });
+      out.opened = await rt.call(0, 'openTwice', { path: ${JSON.stringify(fixture('faults.mjs'))} });
+      await rt.close();
+      console.log(JSON.stringify(out));
+    })`;
+    const env = { ...process.env, IAPP_FAULTS: 'disk:EIO,recv:ECONNRESET' };
+    delete env.IAPP_FAULT_INJECTION;
+    const off = spawnSync(process.execPath, ['-e', script], { env, encoding: 'utf8', timeout: 20_000 });
+    expect(off.status, off.stderr).toBe(0);
+    expect(off.stderr).toBe('iapp: IAPP_FAULTS is set but ignored: fault injection is a test switch; set IAPP_FAULT_INJECTION=1 as well to make syscalls fail on purpose\n');
+    expect(JSON.parse(off.stdout)).toEqual({ enabled: false, counts: expect.objectContaining({ disk: 0, recv: 0 }), refused: 'ERR_FAULTS_DISABLED', opened: ['ok', 'ok'] });
+    // Any value but 1 is off too.
+    const other = spawnSync(process.execPath, ['-e', script], { env: { ...env, IAPP_FAULT_INJECTION: 'yes' }, encoding: 'utf8', timeout: 20_000 });
+    expect(JSON.parse(other.stdout)).toMatchObject({ enabled: false, refused: 'ERR_FAULTS_DISABLED', opened: ['ok', 'ok'] });
+    // Switched on, the same environment makes the opens fail, and stderr says so once per rule set.
+    const on = spawnSync(process.execPath, ['-e', script], { env: { ...env, IAPP_FAULTS: 'thread:EAGAIN:1:1', IAPP_FAULT_INJECTION: '1' }, encoding: 'utf8', timeout: 20_000 });
+    expect(on.status, on.stderr).toBe(0);
+    expect(on.stderr.split('\n').filter(Boolean)).toEqual([
+      expect.stringMatching(/^iapp: fault injection ON \(pid \d+\): thread:EAGAIN:1:1:0: these syscalls will fail on purpose$/),
+      expect.stringMatching(/^iapp: fault injection ON \(pid \d+\): recv:EIO:1:0:0: these syscalls will fail on purpose$/),
+    ]);
+    expect(JSON.parse(on.stdout)).toMatchObject({ enabled: true, injected: true });
+    expect(faultInjectionEnabled()).toBe(true); // this file switched it on for itself
   });
 });
 
@@ -303,7 +339,7 @@ describe('wakers and threads', () => {
       console.log(JSON.stringify(await rt.call(0, 'openTwice', { path: ${JSON.stringify(fixture('faults.mjs'))} })));
       await rt.close();`);
     const r = spawnSync(process.execPath, [script], { encoding: 'utf8', timeout: 20_000 });
-    expect(r.stderr).toBe('');
+    expect(r.stderr).toMatch(/^iapp: fault injection ON \(pid \d+\): thread:EAGAIN:1:1:0: these syscalls will fail on purpose\n$/);
     const out = JSON.parse(r.stdout) as (string | Err)[];
     expect(out[0]).toMatchObject({ code: 'EAGAIN' });
     expect(out[1]).toBe('ok');

@@ -193,7 +193,7 @@ function fileConn(maxBodyBytes?: number) {
   const file = { stat: async () => ({ isFile: true, size: 10, mtimeMs: 0 }), close: async () => {} };
   const loop = { open: async () => file };
   const counters = { requests: 0, httpErrors: 0, fileBytes: 0 };
-  const conn = new FileConnection(loop as never, '/srv', socket as never, counters, maxBodyBytes === undefined ? {} : { maxBodyBytes });
+  const conn = new FileConnection(loop as never, {} as never, socket as never, counters, maxBodyBytes === undefined ? {} : { maxBodyBytes });
   // Lets the connection's awaits (open, stat, close) run.
   const settle = async (): Promise<void> => {
     for (let i = 0; i < 20; i++) await Promise.resolve();

@@ -21,10 +21,10 @@ afterEach(killAll);
 
 /** Runs srv on `listen`, clt against it, stops srv, and returns both summaries. */
 async function reconcile(listen: string, srvArgs: string[], cltArgs: string[], faults?: { srv: string; clt: string }) {
-  const srv = run(SRV, ['--json', '--listen', listen, ...srvArgs], faults && { IAPP_FAULTS: faults.srv });
+  const srv = run(SRV, ['--json', '--listen', listen, ...srvArgs], faults && { IAPP_FAULTS: faults.srv, IAPP_FAULT_INJECTION: '1' });
   const listening = await srv.json('listening');
   const target = (listening.addresses as { text: string }[])[0]!.text;
-  const clt = run(CLT, ['--json', '--duration', '1', '--rate', '1000', '--target', target, ...cltArgs], faults && { IAPP_FAULTS: faults.clt });
+  const clt = run(CLT, ['--json', '--duration', '1', '--rate', '1000', '--target', target, ...cltArgs], faults && { IAPP_FAULTS: faults.clt, IAPP_FAULT_INJECTION: '1' });
   const sent = await clt.json('summary');
   expect((await clt.exited).code, clt.stderr()).toBe(0);
   srv.child.kill('SIGTERM');

@@ -11,6 +11,10 @@ import { createRuntime, type Runtime } from '../dist/src/index.js';
 import { formatIPv6 } from '../dist/src/udp.js';
 import { fixture } from './helpers.js';
 
+// The flood test fills the send queue with injected EAGAINs (test/fixtures/udp.mjs); fault
+// injection is a switch tests turn on explicitly. Loop threads copy the environment at start.
+process.env.IAPP_FAULT_INJECTION = '1';
+
 let rt: Runtime | undefined;
 afterEach(async () => {
   await rt?.close({ timeoutMs: 1000 });

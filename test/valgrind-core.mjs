@@ -12,6 +12,9 @@ import { fileURLToPath } from 'node:url';
 
 import { createRuntime, injectFaults, liveHandles } from '../dist/src/index.js';
 
+// The injected fault below needs the test switch, set here explicitly.
+process.env.IAPP_FAULT_INJECTION = '1';
+
 const fixture = (name) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 const sha = (b) => createHash('sha256').update(b).digest('hex');
 const problems = [];

@@ -25,7 +25,7 @@ process.on('message', (m: ToChild) => {
   switch (m.type) {
     case 'start':
       try {
-        shareConnectionCounts(m.connsFd); // before any loop opens a connection
+        shareConnectionCounts(m.connsFd, m.connsSlot); // before any loop opens a connection
       } catch (e) {
         const err = e as Error & { code?: string };
         send({ type: 'failed', error: { message: err.message, ...(err.code ? { code: err.code } : {}) } });

@@ -5,7 +5,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 
-import { shareConnectionCounts, connectionCounts, type ConnectionCounts } from '../conns.js';
+import { connectionCounts, reclaimConnectionCounts, shareConnectionCounts, type ConnectionCounts } from '../conns.js';
 import { Gather } from '../gather.js';
 import { threadsOf } from './spread.js';
 import { createRuntime, type CloseSummary, type FileLimits, type Runtime, type ThreadStats } from '../runtime.js';
@@ -69,7 +69,7 @@ export interface FleetCloseSummary extends CloseSummary {
 
 /** Messages between the fleet and a child process. */
 export type ToChild =
-  | { type: 'start'; module: string; threads: number; data: unknown; startTimeoutMs?: number; connsFd: number }
+  | { type: 'start'; module: string; threads: number; data: unknown; startTimeoutMs?: number; connsFd: number; connsSlot: number }
   | { type: 'stats'; seq: number }
   | { type: 'close'; timeoutMs: number };
 export type FromChild =
@@ -185,6 +185,8 @@ class ProcessFleet extends EventEmitter implements Fleet {
         });
         cp.once('exit', (code, signal) => {
           child.alive = false;
+          // Its sockets died with it; the places they held under the connection bounds did not.
+          reclaimConnectionCounts(s.proc + 1);
           this.#stats.gone(child);
           child.closed?.({ sockets: 0, reset: 0, unsent: 0, terminated: 0, stats: [] });
           const error = new Error(`process ${s.proc} exited ${signal ? `on ${signal}` : `with code ${code}`}`);
@@ -192,7 +194,7 @@ class ProcessFleet extends EventEmitter implements Fleet {
           if (!child.closing) this.emit('exit', { proc: s.proc, error, exitCode: code ?? 1 });
         });
       });
-      cp.send({ type: 'start', module: href(o.module), threads: s.threads, data: o.data({ ...s, fds, first }), startTimeoutMs: o.startTimeoutMs, connsFd: 3 + fds.length } satisfies ToChild);
+      cp.send({ type: 'start', module: href(o.module), threads: s.threads, data: o.data({ ...s, fds, first }), startTimeoutMs: o.startTimeoutMs, connsFd: 3 + fds.length, connsSlot: s.proc + 1 } satisfies ToChild);
       await ready;
     };
     try {
