@@ -96,9 +96,9 @@ Socket* Socket::Connect(Loop* loop, const SockAddr& remote, const SockAddr* loca
 
 void Socket::Rearm() {
   if (dead) return;
-  uint32_t want = 0;
+  uint32_t want = kBothFilters;
   if (connecting_) {
-    want = kWantWrite;
+    want |= kWantWrite;
   } else {
     if (!rd_eof_ && (pipe_out != nullptr ? PipeWantsRead() : opts_.read_mode != kReadPaused))
       want |= kWantRead;
@@ -118,13 +118,13 @@ void Socket::OnEvent(uint32_t ev) {
       if (ev & kWritable) OnConnected();
       return;
     }
-    int e = -SysSockError(fd);
+    int e = -TakeSocketError(this);
     if (e != 0) Fail(e, kSysConnect);
     else OnConnected();
     return;
   }
   if ((ev & kError) && !(ev & kReadable)) {
-    int e = -SysSockError(fd);
+    int e = -TakeSocketError(this);
     if (e != 0) {
       Fail(e, kSysPoll);
       return;
@@ -233,6 +233,9 @@ void Socket::OnReadable() {
 }
 
 void Socket::OnEof() {
+  // A reset that kqueue reported with the event (EV_EOF, the error in fflags): over libkqueue,
+  // reading SO_ERROR to report it cleared it, so recv() then found a plain end of stream.
+  if (so_error != 0) return Fail(-TakeSocketError(this), kSysRead);
   rd_eof_ = true;
   if (opts_.quiet) {
     if (!opts_.allow_half_open) end_requested_ = true;

@@ -111,7 +111,7 @@ Udp* Udp::Open(Loop* loop, const UdpSpec& spec, int* err, int* sys) {
 
 void Udp::Rearm() {
   if (dead) return;
-  uint32_t w = (sink_ ? kWantRead : 0u) | (push_ ? kWantWrite : 0u);
+  uint32_t w = kBothFilters | (sink_ ? kWantRead : 0u) | (push_ ? kWantWrite : 0u);
   if (w != want) {
     want = w;
     loop_->poller().Update(this);
@@ -135,6 +135,12 @@ void Udp::StopPush() {
 }
 
 void Udp::OnEvent(uint32_t events) {
+  // The error of an ICMP message (ECONNREFUSED from a closed port) as kqueue reported it: over
+  // libkqueue the socket has no longer got it (see Watcher::so_error), so no recv or send will.
+  if (so_error != 0) {
+    loop_->CountError(so_error);
+    so_error = 0;
+  }
   if ((events & (kReadable | kError)) && sink_) Drain();
   if (dead) return;
   if ((events & kWritable) && push_) PushMore();
