@@ -10,6 +10,7 @@
 #include "errors.h"
 #include "faults.h"
 #include "loop.h"
+#include "platform.h"
 #include "sys.h"
 
 namespace iapp {
@@ -155,11 +156,11 @@ class FileIo::Job : public DiskJob {
   }
   void Copy() {
     uint64_t done = 0;
-#if defined(__linux__)
+#if defined(IAPP_HAVE_COPY_FILE_RANGE)
     bool fallback = false;
     while (done < len) {
       if (Cancelled()) return;
-      loff_t a = static_cast<loff_t>(off + done), b = static_cast<loff_t>(off2 + done);
+      off_t a = static_cast<off_t>(off + done), b = static_cast<off_t>(off2 + done);
       const uint64_t want = len - done < kCopyChunk ? len - done : kCopyChunk;
       ssize_t n = copy_file_range(file->fd, &a, dst->fd, &b, want, 0);
       if (n < 0) {
@@ -294,7 +295,7 @@ void FileIo::SubmitRing() {
     // Not all taken (EAGAIN, EBUSY, a short count): again at the next wake, which the ring's
     // own eventfd makes now (libuv does not wait for prepare hooks).
     ring_queued_ = true;
-    SignalWaker(ring_->event_fd());
+    ring_->Kick();
   }
 }
 

@@ -9,6 +9,7 @@
 
 #include "errors.h"
 #include "listener.h"
+#include "platform.h"
 #include "sys.h"
 
 namespace iapp {
@@ -150,7 +151,7 @@ void Udp::Drain() {
   LoopStats& st = loop_->stats();
   uint8_t* scratch = Scratch();
   for (int round = 0; round < kRounds; ++round) {
-#if defined(__linux__)
+#if defined(IAPP_HAVE_MMSG)
     mmsghdr msgs[kBatch];
     iovec iov[kBatch];
     for (int i = 0; i < kBatch; ++i) {
@@ -191,7 +192,7 @@ void Udp::PushMore() {
   LoopStats& st = loop_->stats();
   const size_t len = push_->size();
   for (int round = 0; round < kRounds; ++round) {
-#if defined(__linux__)
+#if defined(IAPP_HAVE_MMSG)
     mmsghdr msgs[kBatch];
     iovec iov{const_cast<uint8_t*>(push_->data()), len};
     for (int i = 0; i < kBatch; ++i) {
