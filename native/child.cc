@@ -7,7 +7,9 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#if defined(__linux__)
+#if defined(IAPP_KQUEUE)
+#include <sys/event.h>
+#else
 #include <sys/timerfd.h>
 #endif
 
@@ -18,7 +20,10 @@ extern char** environ;
 namespace iapp {
 
 namespace {
-#if defined(__linux__)
+constexpr long kPollNs = 20 * 1000 * 1000;  // how often a polling watch looks at its child
+#if defined(IAPP_KQUEUE)
+constexpr int64_t kParkNs = 86400LL * 1000000000;  // the reserved timer, until it is needed
+#else
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
 #endif
@@ -29,11 +34,78 @@ int PidfdOpen(pid_t pid) {
   return fd;
 }
 #endif
-constexpr long kPollNs = 20 * 1000 * 1000;  // how often a polling watch looks at its child
 }  // namespace
 
+#if defined(IAPP_KQUEUE)
+
 ChildWatch* ChildWatch::Reserve(Loop* loop, int priority, int* err) {
-#if defined(__linux__)
+  auto* w = new ChildWatch(loop);
+  // The reserved timer: registered now (the step that may fail), parked a day away, and turned
+  // into a 20 ms period only if the EVFILT_PROC knote is refused at attach. Changing a knote that
+  // exists allocates nothing, so that cannot fail.
+  int r = loop->poller().Register(w, EVFILT_TIMER, reinterpret_cast<uintptr_t>(w), 0, NOTE_NSECONDS, kParkNs);
+  if (r < 0) {
+    *err = -r;
+    delete w;
+    return nullptr;
+  }
+  w->timer_knote_ = true;
+  w->priority = static_cast<int8_t>(priority);
+  loop->Register(w);
+  loop->SetControl(w, true);
+  return w;
+}
+
+bool ChildWatch::Attach(pid_t pid) {
+  pid_ = pid;
+  // The exit status stays for waitpid(): NOTE_EXIT does not reap (FreeBSD, macOS, libkqueue).
+  int r = loop_->poller().Register(this, EVFILT_PROC, static_cast<uintptr_t>(pid), 0, NOTE_EXIT, 0);
+  if (r == 0) {
+    proc_knote_ = true;
+    return true;
+  }
+  if (r == -ESRCH) {
+    // No such process (or already reaped; a zombie child still has its pid): that is the answer,
+    // delivered like an exit, as with a pidfd.
+    Report(-1, 0, ESRCH);
+    return true;
+  }
+  StartPolling();
+  return false;
+}
+
+void ChildWatch::StartPolling() {
+  polling_ = true;
+  loop_->poller().Modify(this, EVFILT_TIMER, reinterpret_cast<uintptr_t>(this), EV_ADD, NOTE_NSECONDS, kPollNs);
+}
+
+uint32_t ChildWatch::PollWithoutFd() {
+  if (pid_ < 0) return 0;
+  siginfo_t info{};
+  // WNOWAIT: only look; the visit that follows reaps it.
+  if (waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) < 0)
+    return errno == ECHILD ? static_cast<uint32_t>(kReadable) : 0u;
+  return info.si_pid != 0 ? static_cast<uint32_t>(kReadable) : 0u;
+}
+
+void ChildWatch::OnEvent(uint32_t) { Check(); }
+
+void ChildWatch::Close() {
+  if (dead) return;
+  loop_->Retire(this);
+  if (proc_knote_) loop_->poller().Unregister(EVFILT_PROC, static_cast<uintptr_t>(pid_));  // gone after NOTE_EXIT
+  if (timer_knote_) loop_->poller().Unregister(EVFILT_TIMER, reinterpret_cast<uintptr_t>(this));
+  proc_knote_ = timer_knote_ = false;
+}
+
+void ChildWatch::Abandon() {
+  // The loop is closing: its kqueue, closed next, takes both knotes with it.
+  proc_knote_ = timer_knote_ = false;
+}
+
+#else  // epoll
+
+ChildWatch* ChildWatch::Reserve(Loop* loop, int priority, int* err) {
   // The reserved fd: a timerfd, which polls the child if no pidfd can be had at attach time.
   int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   if (fd < 0) {
@@ -46,18 +118,10 @@ ChildWatch* ChildWatch::Reserve(Loop* loop, int priority, int* err) {
   loop->Register(w);
   loop->SetControl(w, true);
   return w;
-#else
-  // EVFILT_PROC would be the kqueue way; this version watches children on Linux only.
-  (void)loop;
-  (void)priority;
-  *err = ENOSYS;
-  return nullptr;
-#endif
 }
 
 bool ChildWatch::Attach(pid_t pid) {
   pid_ = pid;
-#if defined(__linux__)
   int pfd = PidfdOpen(pid);
   if (pfd == -ESRCH) {
     // No such process (or already reaped): that is the answer, delivered like an exit.
@@ -71,6 +135,11 @@ bool ChildWatch::Attach(pid_t pid) {
     loop_->poller().Update(this);
     return true;
   }
+  StartPolling();
+  return false;
+}
+
+void ChildWatch::StartPolling() {
   polling_ = true;
   itimerspec its{};
   its.it_value.tv_nsec = kPollNs;
@@ -78,8 +147,6 @@ bool ChildWatch::Attach(pid_t pid) {
   timerfd_settime(fd, 0, &its, nullptr);  // valid arguments on an fd we own: cannot fail
   want = kWantRead;
   loop_->poller().Update(this);
-#endif
-  return !polling_;
 }
 
 void ChildWatch::OnEvent(uint32_t) {
@@ -90,6 +157,20 @@ void ChildWatch::OnEvent(uint32_t) {
   }
   Check();
 }
+
+void ChildWatch::Close() {
+  if (dead) return;
+  loop_->Retire(this);
+  if (fd >= 0) SysClose(fd);
+  fd = -1;
+}
+
+void ChildWatch::Abandon() {
+  if (fd >= 0) SysClose(fd);
+  fd = -1;
+}
+
+#endif
 
 void ChildWatch::Check() {
   int status = 0;
@@ -109,18 +190,6 @@ void ChildWatch::Report(int code, int signal, int err) {
   v[1] = signal;
   v[2] = err;
   Close();
-}
-
-void ChildWatch::Close() {
-  if (dead) return;
-  loop_->Retire(this);
-  if (fd >= 0) SysClose(fd);
-  fd = -1;
-}
-
-void ChildWatch::Abandon() {
-  if (fd >= 0) SysClose(fd);
-  fd = -1;
 }
 
 int SpawnChild(const std::string& file, const std::vector<std::string>& argv,

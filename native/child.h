@@ -1,7 +1,16 @@
-// Child process watches. Reserve (may fail: it allocates the watch and an fd), then attach a pid
-// (cannot fail): the exit is delivered on the loop as one record. On Linux a pidfd wakes the loop
-// when the child exits; if the kernel refuses a pidfd (old kernel, no fd left at that moment), the
-// watch polls the child with the timerfd it reserved, so attach still never fails.
+// Child process watches. Reserve (may fail: it allocates the watch and a kernel timer), then
+// attach a pid (cannot fail): the exit is delivered on the loop as one record.
+//
+// With epoll a pidfd wakes the loop when the child exits; the reserved timer is a timerfd. With
+// kqueue an EVFILT_PROC knote with NOTE_EXIT does; the reserved timer is an EVFILT_TIMER knote,
+// registered parked. If the kernel refuses the pidfd or the knote at attach time (old kernel, no
+// fd or memory left at that moment), the watch polls the child with the timer it reserved, so
+// attach never fails.
+//
+// On FreeBSD a process descriptor (pdfork(2), EVFILT_PROCDESC) would tie the watch to the child
+// when it is made, with nothing to register after the fork. iapp spawns with posix_spawn, which
+// takes no process descriptor, so it watches the pid: safe, because the pid cannot be reused
+// before this watch reaps the child (nothing else may reap it; see Attach).
 #pragma once
 #include <sys/types.h>
 
@@ -24,13 +33,22 @@ class ChildWatch : public Handle {
   void OnPollError(int err) override { Report(-1, 0, err); }
   void Abandon() override;
   void Close();  // stops watching (the child is not reaped then)
+#if defined(IAPP_KQUEUE)
+  // No fd to poll(2) while a backlog waits: whether the child has exited, without reaping it.
+  uint32_t PollWithoutFd() override;
+#endif
 
  private:
   explicit ChildWatch(Loop* loop) : Handle(loop, Kind::kChild) {}
   void Check();  // reaps the child if it exited
   void Report(int code, int signal, int err);
+  void StartPolling();
   pid_t pid_ = -1;
   bool polling_ = false;
+#if defined(IAPP_KQUEUE)
+  bool proc_knote_ = false;   // the EVFILT_PROC knote exists
+  bool timer_knote_ = false;  // the reserved EVFILT_TIMER knote exists
+#endif
 };
 
 // posix_spawnp with a clean signal mask and default dispositions (Node ignores SIGPIPE, which a

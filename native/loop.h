@@ -279,6 +279,13 @@ class Loop {
 
   std::shared_ptr<Group> group_;
   std::shared_ptr<Inbox> inbox_;
+  // kqueue: the udata of the inbox's EVFILT_USER knote; its events become the turn's inbox item.
+  class InboxEvent : public Watcher {
+   public:
+    void OnEvent(uint32_t) override {}
+    void OnPollError(int) override {}
+  };
+  InboxEvent inbox_event_;
   uint32_t group_id_ = 0;
   int32_t self_ = -1;
   std::vector<uint8_t> take_buf_;

@@ -28,6 +28,8 @@ export { File } from './file.js';
 export { faultCounts, injectFaults, parseFaults } from './faults.js';
 export type { FaultRule, FaultSite } from './faults.js';
 export { liveHandles } from './live.js';
+export { buildInfo } from './build.js';
+export type { BuildInfo } from './build.js';
 export { connectionCounts } from './conns.js';
 export type { ConnectionCounts } from './conns.js';
 export type { LiveHandles } from './live.js';

@@ -165,6 +165,7 @@ interface Addon {
   shareConnections(fd?: number): number;
   syscallNames: string[];
   constants: { recordStride: number; recordCapacity: number; defaultTurnBudgetUs: number };
+  build: import('./build.js').BuildInfo;
 }
 
 const require = createRequire(import.meta.url);
