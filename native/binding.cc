@@ -530,6 +530,7 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     o.Set("detached", static_cast<double>(s.detached));
     o.Set("adopted", static_cast<double>(s.adopted));
     o.Set("turnsCut", static_cast<double>(s.turns_cut));
+    o.Set("readAheads", static_cast<double>(s.read_aheads));
     o.Set("connections", static_cast<double>(s.connections));
     o.Set("peakConnections", static_cast<double>(s.peak_connections));
     o.Set("timers", static_cast<double>(loop_->timers().allocated()));

@@ -98,6 +98,7 @@ struct LoopStats {
   uint64_t messages_in = 0, messages_out = 0;
   uint64_t detached = 0, adopted = 0;
   uint64_t turns_cut = 0;  // turns that spent their budget and left ready work for the next one
+  uint64_t read_aheads = 0;  // sendFile ranges read ahead on the pool (SF_NODISKIO said: not cached)
   uint64_t connections = 0, peak_connections = 0;  // established now, and most at once
   std::map<int, uint64_t> errors;  // errno -> count
 };

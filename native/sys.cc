@@ -207,9 +207,10 @@ void CloseWaker(int rd, int wr) {
   if (wr >= 0 && wr != rd) SysClose(wr);
 }
 
-ssize_t SysSendFile(int out, int in, uint64_t* off, size_t len) {
+ssize_t SysSendFile(int out, int in, uint64_t* off, size_t len, bool nodisk) {
   if (int e = Fault(kFaultSendfile)) return -e;
 #if defined(__linux__)
+  (void)nodisk;  // Linux's sendfile has no such flag: it reads what is not cached itself
   off_t o = static_cast<off_t>(*off);
   ssize_t n;
   do n = sendfile(out, in, &o, len);
@@ -218,13 +219,17 @@ ssize_t SysSendFile(int out, int in, uint64_t* off, size_t len) {
   *off = static_cast<uint64_t>(o);
   return n;
 #elif defined(__FreeBSD__)
+  // Not compiled or run in CI: written to FreeBSD's sendfile(2). The file comes first, the
+  // socket second; *sbytes says what was sent even when the call fails (EAGAIN on a full
+  // non-blocking socket, EBUSY under SF_NODISKIO once a page is not cached, EINTR).
   off_t sent = 0;
-  int r = sendfile(in, out, static_cast<off_t>(*off), len, nullptr, &sent, 0);
+  int r = sendfile(in, out, static_cast<off_t>(*off), len, nullptr, &sent, nodisk ? SF_NODISKIO : 0);
   *off += static_cast<uint64_t>(sent);
-  if (r < 0 && sent == 0 && errno != EAGAIN && errno != EINTR) return -errno;
-  if (r < 0 && sent == 0) return -EAGAIN;
+  if (r < 0 && sent > 0) return sent;  // the rest at the next call, which says why it stopped
+  if (r < 0) return errno == EINTR ? -EAGAIN : -errno;
   return sent;
 #else  // macOS: len in, bytes sent out
+  (void)nodisk;
   off_t n = static_cast<off_t>(len);
   int r = sendfile(in, out, static_cast<off_t>(*off), &n, nullptr, 0);
   *off += static_cast<uint64_t>(n);

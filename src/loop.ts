@@ -136,6 +136,12 @@ export interface LoopStats {
    * always ready (pushing, sinking, piping).
    */
   turnsCut: number;
+  /**
+   * `sendFile` ranges the disk pool read ahead because they were not in the page cache: on
+   * FreeBSD, where sendfile(2) says so (SF_NODISKIO) rather than make the loop wait for the disk.
+   * Always 0 on Linux and macOS, whose sendfile reads what it needs itself.
+   */
+  readAheads: number;
   /** Established connections of this loop open now, and most at once (exact, counted natively). */
   connections: number;
   peakConnections: number;

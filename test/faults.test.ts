@@ -142,6 +142,28 @@ describe('socket reads and writes', () => {
 });
 
 describe('sendFile and pipes', () => {
+  // FreeBSD's sendfile with SF_NODISKIO says EBUSY for a range not in the page cache (sendfile.cc):
+  // the disk pool reads it ahead, the socket waits for that, and sendfile goes on. The FreeBSD
+  // call is review-only here; the injected EBUSY runs everything after it on every build.
+  it('sendfile EBUSY (not cached, under SF_NODISKIO): the pool reads the range ahead and every download is whole', async () => {
+    const path = join(dir, 'send-EBUSY');
+    const data = randomBytes(3 << 20);
+    writeFileSync(path, data);
+    const rt = await server();
+    try {
+      const port = await call<number>(rt, 'listen', { kind: 'sendfile', path });
+      injectFaults('sendfile:EBUSY:1:3');
+      const out = await clients(port, 6, 0);
+      const closes = await call<Close[]>(rt, 'closes', { count: 6 });
+      expect(closes.map((c) => c.result)).toEqual(Array(6).fill({ sent: data.length }));
+      expect(out.filter((o) => o.got === sha(data))).toHaveLength(6);
+      expect(faultCounts().sendfile).toBe(3);
+      expect((await rt.stats())[0]!.readAheads).toBe(3);
+    } finally {
+      await rt.close();
+    }
+  });
+
   for (const code of ['EIO', 'ENOMEM']) {
     it(`sendfile ${code}: that sendFile() rejects with what was sent, the other downloads are whole`, async () => {
       const path = join(dir, `send-${code}`);
