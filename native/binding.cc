@@ -32,13 +32,6 @@
 namespace iapp {
 namespace {
 
-// What reserving a child watch allocates in the kernel: its timer (child.h).
-#if defined(IAPP_KQUEUE)
-constexpr const char* kReserveSyscall = "kevent";
-#else
-constexpr const char* kReserveSyscall = "timerfd_create";
-#endif
-
 std::string Str(const Napi::Object& o, const char* k) {
   Napi::Value v = o.Get(k);
   return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
@@ -572,12 +565,14 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
   Napi::Value ChildReserve(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     int err = 0;
-    ChildWatch* w = ChildWatch::Reserve(L(env), info[0].As<Napi::Number>().Int32Value(), &err);
-    if (w == nullptr) ThrowSysError(env, err, kReserveSyscall, "reserving a child watch");
+    const char* sys = "";
+    ChildWatch* w = ChildWatch::Reserve(L(env), info[0].As<Napi::Number>().Int32Value(), &err, &sys);
+    if (w == nullptr) ThrowSysError(env, err, sys, "reserving a child watch");
     return Napi::Number::New(env, static_cast<double>(w->id));
   }
 
-  // childAttach(id, pid) -> true with a pidfd, false when polling. Cannot fail.
+  // childAttach(id, pid) -> true when the kernel watches the exit (pidfd, EVFILT_PROC), false when
+  // polling. Cannot fail.
   Napi::Value ChildAttach(const Napi::CallbackInfo& info) {
     ChildWatch* w = Find<ChildWatch>(info);
     bool pidfd = w != nullptr && w->Attach(static_cast<pid_t>(info[1].As<Napi::Number>().Int32Value()));

@@ -13,6 +13,7 @@
 #include <sys/timerfd.h>
 #endif
 
+#include "platform.h"
 #include "sys.h"
 
 extern char** environ;
@@ -38,7 +39,8 @@ int PidfdOpen(pid_t pid) {
 
 #if defined(IAPP_KQUEUE)
 
-ChildWatch* ChildWatch::Reserve(Loop* loop, int priority, int* err) {
+ChildWatch* ChildWatch::Reserve(Loop* loop, int priority, int* err, const char** sys) {
+  *sys = "kevent";
   auto* w = new ChildWatch(loop);
   // The reserved timer: registered now (the step that may fail), parked a day away, and turned
   // into a 20 ms period only if the EVFILT_PROC knote is refused at attach. Changing a knote that
@@ -105,15 +107,25 @@ void ChildWatch::Abandon() {
 
 #else  // epoll
 
-ChildWatch* ChildWatch::Reserve(Loop* loop, int priority, int* err) {
-  // The reserved fd: a timerfd, which polls the child if no pidfd can be had at attach time.
+ChildWatch* ChildWatch::Reserve(Loop* loop, int priority, int* err, const char** sys) {
+  // The reserved timer: a timerfd, registered now (the steps that may fail), armed only if the
+  // child's exit cannot be watched at attach time.
   int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   if (fd < 0) {
     *err = errno;
+    *sys = "timerfd_create";
     return nullptr;
   }
   auto* w = new ChildWatch(loop);
   w->fd = fd;
+  w->want = kWantRead;
+  if (int r = loop->poller().ApplyNow(w); r < 0) {
+    SysClose(fd);
+    delete w;
+    *err = -r;
+    *sys = "epoll_ctl";
+    return nullptr;
+  }
   w->priority = static_cast<int8_t>(priority);
   loop->Register(w);
   loop->SetControl(w, true);
@@ -129,11 +141,11 @@ bool ChildWatch::Attach(pid_t pid) {
     return true;
   }
   if (pfd >= 0) {
-    SysClose(fd);
-    fd = pfd;
-    want = kWantRead;
-    loop_->poller().Update(this);
-    return true;
+    pidfd_.fd = pfd;
+    pidfd_.want = kWantRead;
+    pidfd_.priority = priority;
+    if (loop_->poller().ApplyNow(&pidfd_) == 0) return true;
+    ClosePidfd();  // refused (ENOMEM, max_user_watches): the reserved timer polls instead
   }
   StartPolling();
   return false;
@@ -145,8 +157,6 @@ void ChildWatch::StartPolling() {
   its.it_value.tv_nsec = kPollNs;
   its.it_interval.tv_nsec = kPollNs;
   timerfd_settime(fd, 0, &its, nullptr);  // valid arguments on an fd we own: cannot fail
-  want = kWantRead;
-  loop_->poller().Update(this);
 }
 
 void ChildWatch::OnEvent(uint32_t) {
@@ -158,14 +168,27 @@ void ChildWatch::OnEvent(uint32_t) {
   Check();
 }
 
+void ChildWatch::ClosePidfd() {
+  if (pidfd_.fd < 0) return;
+  loop_->poller().Remove(&pidfd_);
+  SysClose(pidfd_.fd);
+  pidfd_.fd = -1;
+}
+
 void ChildWatch::Close() {
   if (dead) return;
+  // A pidfd event still in a fetched batch must find its watcher dead (it is freed with this).
+  pidfd_.dead = true;
+  ClosePidfd();
   loop_->Retire(this);
   if (fd >= 0) SysClose(fd);
   fd = -1;
 }
 
 void ChildWatch::Abandon() {
+  pidfd_.dead = true;
+  if (pidfd_.fd >= 0) SysClose(pidfd_.fd);
+  pidfd_.fd = -1;
   if (fd >= 0) SysClose(fd);
   fd = -1;
 }
@@ -213,7 +236,9 @@ int SpawnChild(const std::string& file, const std::vector<std::string>& argv,
   if (stdio == 1)
     for (int i = 0; i < 3 && r == 0; ++i)
       r = posix_spawn_file_actions_addopen(&fa, i, "/dev/null", i == 0 ? O_RDONLY : O_WRONLY, 0);
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 29))
+  // glibc 2.29 and FreeBSD 13.1 have it (FreeBSD's: review only); elsewhere (macOS) cwd is ENOSYS.
+#if (defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 29))) || \
+    (defined(__FreeBSD__) && __FreeBSD_version >= 1301000)
   if (r == 0 && !cwd.empty()) r = posix_spawn_file_actions_addchdir_np(&fa, cwd.c_str());
 #else
   if (r == 0 && !cwd.empty()) r = ENOSYS;

@@ -1,11 +1,11 @@
 // Child process watches. Reserve (may fail: it allocates the watch and a kernel timer), then
 // attach a pid (cannot fail): the exit is delivered on the loop as one record.
 //
-// With epoll a pidfd wakes the loop when the child exits; the reserved timer is a timerfd. With
-// kqueue an EVFILT_PROC knote with NOTE_EXIT does; the reserved timer is an EVFILT_TIMER knote,
-// registered parked. If the kernel refuses the pidfd or the knote at attach time (old kernel, no
-// fd or memory left at that moment), the watch polls the child with the timer it reserved, so
-// attach never fails.
+// With epoll a pidfd wakes the loop when the child exits; the reserved timer is a timerfd,
+// registered with epoll when reserved. With kqueue an EVFILT_PROC knote with NOTE_EXIT does; the
+// reserved timer is an EVFILT_TIMER knote, registered parked. If the kernel refuses the pidfd, its
+// registration or the knote at attach time (old kernel, no fd or memory left at that moment), the
+// watch polls the child with the timer it reserved and registered, so attach never fails.
 //
 // On FreeBSD a process descriptor (pdfork(2), EVFILT_PROCDESC) would tie the watch to the child
 // when it is made, with nothing to register after the fork. iapp spawns with posix_spawn, which
@@ -24,10 +24,10 @@ namespace iapp {
 class ChildWatch : public Handle {
  public:
   static constexpr Kind kKind = Kind::kChild;
-  // Null with *err (positive errno) if the watch or its fd cannot be had.
-  static ChildWatch* Reserve(Loop* loop, int priority, int* err);
+  // Null with *err (positive errno) and *sys (the call) if the watch or its timer cannot be had.
+  static ChildWatch* Reserve(Loop* loop, int priority, int* err, const char** sys);
   // Watches `pid`, which must be a child of this process that nothing else reaps. Cannot fail;
-  // returns true if the kernel gave a pidfd, false if the watch polls.
+  // returns true if the kernel watches the exit (pidfd, EVFILT_PROC), false if the watch polls.
   bool Attach(pid_t pid);
   void OnEvent(uint32_t events) override;
   void OnPollError(int err) override { Report(-1, 0, err); }
@@ -36,6 +36,8 @@ class ChildWatch : public Handle {
 #if defined(IAPP_KQUEUE)
   // No fd to poll(2) while a backlog waits: whether the child has exited, without reaping it.
   uint32_t PollWithoutFd() override;
+#else
+  int ControlFd() const override { return pidfd_.fd >= 0 ? pidfd_.fd : fd; }
 #endif
 
  private:
@@ -48,6 +50,19 @@ class ChildWatch : public Handle {
 #if defined(IAPP_KQUEUE)
   bool proc_knote_ = false;   // the EVFILT_PROC knote exists
   bool timer_knote_ = false;  // the reserved EVFILT_TIMER knote exists
+#else
+  // The pidfd, watched apart from the reserved timerfd (this watch's own fd), which stays
+  // registered: falling back to it needs no new registration.
+  class Pidfd : public Watcher {
+   public:
+    explicit Pidfd(ChildWatch* owner) : owner_(owner) {}
+    void OnEvent(uint32_t) override { owner_->Check(); }
+    void OnPollError(int) override {}  // registered with ApplyNow, whose result Attach reads
+   private:
+    ChildWatch* owner_;
+  };
+  Pidfd pidfd_{this};
+  void ClosePidfd();
 #endif
 };
 

@@ -565,11 +565,12 @@ void Loop::PollControl() {
   bool no_fd = false;
   for (size_t k = 0, at = control_next_; k < n; ++k, at = at + 1 == control_.size() ? 0 : at + 1) {
     const Watcher* w = control_[at];
+    const int fd = w->ControlFd();
     short ev = 0;
     if (w->want & kWantRead) ev |= POLLIN;
     if (w->want & kWantWrite) ev |= POLLOUT;
-    control_fds_.push_back(pollfd{ev != 0 ? w->fd : -1, ev, 0});  // -1: ignored (paused, or no fd)
-    if (w->fd < 0) no_fd = true;
+    control_fds_.push_back(pollfd{ev != 0 ? fd : -1, ev, 0});  // -1: ignored (paused, or no fd)
+    if (fd < 0) no_fd = true;
   }
   const size_t first = control_next_;
   control_next_ = (control_next_ + n) % control_.size();
@@ -579,7 +580,7 @@ void Loop::PollControl() {
     Watcher* w = control_[(first + k) % control_.size()];
     const short r = control_fds_[k].revents;
     uint32_t bits = 0;
-    if (w->fd < 0) {
+    if (control_fds_[k].fd < 0 && w->ControlFd() < 0) {
       bits = w->PollWithoutFd();  // a kernel event that is not an fd's (kqueue's EVFILT_PROC)
     } else if (r != 0 && !(r & POLLNVAL)) {
       if (r & POLLIN) bits |= kReadable;

@@ -66,9 +66,10 @@ class Watcher {
   // to report it, which clears it on Linux, so the socket itself no longer has it; FreeBSD leaves
   // it in the socket as well. Consumed by TakeSocketError().
   int32_t so_error = 0;
-  // For a watcher without an fd in the loop's control set (a child watch on kqueue's
-  // EVFILT_PROC): readiness bits if its event has happened, checked without the poller while a
-  // backlog waits (Loop::PollControl). Watchers with an fd are checked with poll(2) instead.
+  // What the loop's control poll looks at while a backlog waits (Loop::PollControl): this fd with
+  // poll(2), or, for a watcher with none (a child watch on kqueue's EVFILT_PROC), PollWithoutFd():
+  // readiness bits if its event has happened.
+  virtual int ControlFd() const { return fd; }
   virtual uint32_t PollWithoutFd() { return 0; }
 };
 

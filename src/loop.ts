@@ -373,7 +373,7 @@ export class Loop {
 
   /**
    * Reserves a watch for a child process that does not exist yet: the only step that can fail
-   * (EMFILE, ENOMEM; ENOSYS off Linux). `watch.attach(pid)` cannot.
+   * (EMFILE, ENOMEM: its timer is made and registered here). `watch.attach(pid)` cannot.
    */
   reserveChildWatch(options: { priority?: number } = {}): ChildWatch {
     this.#checkOpen();
