@@ -18,6 +18,14 @@ try {
   console.error(`test:kqueue: ${e.message}`);
   process.exit(1);
 }
+// The suite must run on what was asked for: the addon itself says what it was built for.
+const info = spawnSync(process.execPath, ['-e', `process.stdout.write(JSON.stringify(require(${JSON.stringify(addon)}).build))`], { encoding: 'utf8' });
+const build = info.status === 0 ? JSON.parse(info.stdout) : undefined;
+if (!build || build.poller !== 'kqueue' || !build.libkqueue || !build.portable) {
+  console.error(`test:kqueue: ${addon} is not a portable kqueue build over libkqueue: ${info.stdout || info.stderr}`);
+  process.exit(1);
+}
+console.error(`test:kqueue: ${JSON.stringify(build)}`);
 const vitest = join(root, 'node_modules', 'vitest', 'vitest.mjs');
 const run = spawnSync(process.execPath, [vitest, 'run', ...process.argv.slice(2)], {
   cwd: root,
