@@ -12,6 +12,7 @@
       "native/loop.cc",
       "native/listener.cc",
       "native/socket.cc",
+      "native/sendfile.cc",
       "native/udp.cc",
       "native/inbox.cc",
       "native/handoff.cc",

@@ -35,6 +35,7 @@ import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { busyBetween, cpuTimes, now, runClient } from './lib/harness.mjs';
+import { addonOption, addonUsage, withAddons } from './lib/addon.mjs';
 import { FOREIGN_MAX, caseJsonLines, f, flagNotes, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, rng, runnableSystems, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
@@ -60,7 +61,8 @@ const USAGE = `usage: node bench/messaging.mjs [options]
   --window K         MessagePort: messages a sender may have unacknowledged (default 262144)
   --noise-floor      add a second MessagePort ("${NOISE}"): its ratio to ${PEER} is the A/A floor
   --json             one JSON line per case, system and metric on stdout
-  --out FILE         results file (default bench/results/messaging.json)`;
+  --out FILE         results file (default bench/results/messaging.json)
+${addonUsage}`;
 
 const opts = parseOptions(
   {
@@ -75,6 +77,7 @@ const opts = parseOptions(
     'noise-floor': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     out: { type: 'string' },
+    ...addonOption,
   },
   USAGE,
 );
@@ -111,7 +114,7 @@ let systems = [
   { name: PEER, kind: 'peer', script: join(benchDir, 'peers', 'messageport.mjs') },
 ];
 if (opts['noise-floor']) systems.push({ name: NOISE, kind: 'noise', script: join(benchDir, 'peers', 'messageport.mjs') });
-systems = runnableSystems(selectSystems(systems, opts.systems), INDEX);
+systems = withAddons(runnableSystems(selectSystems(systems, opts.systems), INDEX), opts.addon);
 
 /** Threads the case keeps busy (the main thread of the run's process only waits). */
 const busyThreads = (kase) => (kase === 'rtt' ? 2 : Number(kase.split('-')[1]) + 1);
@@ -132,7 +135,7 @@ async function runOnce(sys, kase) {
   const cores0 = cpuTimes();
   const self0 = process.cpuUsage();
   const t0 = now();
-  const r = await runClient({ name: sys.name, cmd: node, args: runArgs(sys, kase), cwd: root }, { timeoutS });
+  const r = await runClient({ name: sys.name, cmd: node, args: runArgs(sys, kase), cwd: root, env: sys.env }, { timeoutS });
   const wall = now() - t0;
   const cores1 = cpuTimes();
   const self = process.cpuUsage(self0);
@@ -252,7 +255,7 @@ const results = newResults('messaging', {
   window,
   cases,
   cores,
-  systems: systems.map((s) => ({ name: s.name, kind: s.kind, script: relative(root, s.script) })),
+  systems: systems.map((s) => ({ name: s.name, kind: s.kind, script: relative(root, s.script), ...(s.backend ? { addon: s.backend } : {}) })),
   definitions: {
     throughput: 'messages per second: messages posted in durationS (or n) / (first post of the earliest sender -> the receiver handling the last sender\'s end marker, which follows its messages), hrtime (CLOCK_MONOTONIC) in every thread; the drain is included; after an uncounted warm-up transfer of warmS seconds',
     'latency-p50': 'µs: median round trip (hrtime before the ping post -> the pong handler), one in flight, over every sample of a run after `warmS` s of warm-up',

@@ -28,6 +28,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { busyBetween, cpuTimes, lineReader, listenOverflows, now, pinningPlan, runClient, startServer, track, waitDrained } from './lib/harness.mjs';
+import { addonOption, addonUsage, withAddons } from './lib/addon.mjs';
 import { treeCpuSeconds } from './lib/procs.mjs';
 import { FOREIGN_MAX, caseJsonLines, f, flagNotes, interleavedOptions, interleavedRunner, log, logResultsFile, logTable, newResults, parseOptions, pct, ratioCells, ratioColumns, referencesOrExit, rng, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
 
@@ -66,11 +67,13 @@ const USAGE = `usage: node bench/sink.mjs [options]
   --noise-floor        add a second net-sink ("net-sink-2"): its ratio to net-sink is the A/A floor
   --no-pin             do not pin server/client to CPUs 0/1 with taskset
   --json               print one JSON line per case, system and metric on stdout
-  --out FILE           results file (default bench/results/sink.json)`;
+  --out FILE           results file (default bench/results/sink.json)
+${addonUsage}`;
 
 const opts = parseOptions(
   {
     ...interleavedOptions,
+    ...addonOption,
     'only-sizes': { type: 'string' },
     sizes: { type: 'string' },
   },
@@ -148,6 +151,7 @@ if (systems.some((s) => s.kind === 'iapp') && !existsSync(iappScript)) {
   log(`NOTE: ${relative(root, iappScript)} not found: skipping ${systems.filter((s) => s.kind === 'iapp').map((s) => s.name).join(', ')}`);
   systems = systems.filter((s) => s.kind !== 'iapp');
 }
+systems = withAddons(systems, opts.addon);
 if (!iperf3 && systems.some((s) => s.name === 'iperf3')) {
   log('NOTE: iperf3 is not installed: no loopback ceiling row (apt-get install iperf3 to add it)');
   systems = systems.filter((s) => s.name !== 'iperf3');
@@ -388,9 +392,10 @@ function printOverview() {
 // ---- main ------------------------------------------------------------------------------------
 const results = newResults('sink', {
   cases: cases.map((c) => ({ case: c.label, runs: c.runs, duration: c.duration, systems: c.systems.map((s) => s.name) })),
-  systems: systems.map(({ name, kind, cmd, args, procs, what }) => ({
+  systems: systems.map(({ name, kind, cmd, args, procs, what, backend }) => ({
     name,
     kind,
+    ...(backend ? { addon: backend } : {}),
     cmd: relative(root, cmd) || cmd,
     args: args.map((a) => (a.startsWith(root) ? relative(root, a) : a)),
     procs,

@@ -48,6 +48,7 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { addonOption, addonUsage, withAddons } from './lib/addon.mjs';
 import { busyBetween, cpuTimes, now, runClient, summarize } from './lib/harness.mjs';
 import { FOREIGN_MAX, caseJsonLines, f, flagNotes, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, rng, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
 
@@ -76,7 +77,8 @@ const USAGE = `usage: node bench/timers.mjs [options]
   --systems LIST     ${IAPP},${PEER},${REFRESH},${IAPP0} (default all; ${NOISE} with --noise-floor)
   --noise-floor      add a second node ("${NOISE}"): its ratio to ${PEER} is the A/A floor
   --json             one JSON line per case, system and metric on stdout
-  --out FILE         results file (default bench/results/timers.json)`;
+  --out FILE         results file (default bench/results/timers.json)
+${addonUsage}`;
 
 const opts = parseOptions(
   {
@@ -91,6 +93,7 @@ const opts = parseOptions(
     'noise-floor': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     out: { type: 'string' },
+    ...addonOption,
   },
   USAGE,
 );
@@ -148,6 +151,7 @@ if (allSystems.some((s) => s.script === iappScript) && !existsSync(INDEX)) {
   log(`NOTE: ${relative(root, INDEX)} not built (npx tsc -p tsconfig.json): skipping ${IAPP} and ${IAPP0}`);
   allSystems = allSystems.filter((s) => s.script !== iappScript);
 }
+allSystems = withAddons(allSystems, opts.addon);
 const systemsOf = (c) => allSystems.filter((s) => s.when(c));
 if (!cases.some((c) => systemsOf(c).length)) {
   console.error('no systems to run');
@@ -169,7 +173,7 @@ async function runOnce(sys, c) {
   const cores0 = cpuTimes();
   const self0 = process.cpuUsage();
   const t0 = now();
-  const r = await runClient({ name: sys.name, cmd: node, args: runArgs(sys, c), cwd: root }, { timeoutS });
+  const r = await runClient({ name: sys.name, cmd: node, args: runArgs(sys, c), cwd: root, env: sys.env }, { timeoutS });
   const wall = now() - t0;
   const cores1 = cpuTimes();
   const self = process.cpuUsage(self0);
@@ -313,7 +317,7 @@ const results = newResults('timers', {
   chunk,
   cases: cases.map((c) => c.label),
   cores,
-  systems: allSystems.map((s) => ({ name: s.name, kind: s.kind, script: relative(root, s.script), extra: s.extra ?? [] })),
+  systems: allSystems.map((s) => ({ name: s.name, kind: s.kind, script: relative(root, s.script), extra: s.extra ?? [], ...(s.backend ? { addon: s.backend } : {}) })),
   definitions: {
     'arm-disarm': `pairs per second: one pair = disarm+arm of one timer (iapp) or clearTimeout+setTimeout (node) or refresh() (node-refresh), ${chunk} pairs between event-loop turns, the turns inside the timing; n=1: arm(1e6 ms)+disarm() / setTimeout(fn, 1e6)+clearTimeout; n>1: n timers armed with 1000 + i % 1000 ms throughout`,
     'arm-fire-1': 'fires per second of one timer re-armed with 1 ms from its own callback (iapp-0ms: arm(0)); cpuPerFire: CPU µs per fire of the thread running the chain (/proc/thread-self/schedstat; the process\'s when that cannot be read: see the runs\' cpuPerFireOf)',

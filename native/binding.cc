@@ -27,6 +27,7 @@
 #include "loop.h"
 #include "socket.h"
 #include "pipe.h"
+#include "platform.h"
 #include "sys.h"
 #include "udp.h"
 
@@ -513,9 +514,7 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     spec.socket = SockOpts(o);
     int err = 0;
     uint64_t id = L(env)->StartDialer(std::move(spec), &err);
-    if (id == 0)
-      ThrowSysError(env, err, err == ENOSYS ? "timer" : "dial",
-                    err == ENOSYS ? "dialers need timerfd (Linux) in this version" : "starting a dialer");
+    if (id == 0) ThrowSysError(env, err, "dial", "starting a dialer");
     return Napi::Number::New(env, static_cast<double>(id));
   }
 
@@ -579,6 +578,7 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     o.Set("detached", static_cast<double>(s.detached));
     o.Set("adopted", static_cast<double>(s.adopted));
     o.Set("turnsCut", static_cast<double>(s.turns_cut));
+    o.Set("readAheads", static_cast<double>(s.read_aheads));
     o.Set("connections", static_cast<double>(s.connections));
     o.Set("peakConnections", static_cast<double>(s.peak_connections));
     o.Set("timers", static_cast<double>(loop_->timers().allocated()));
@@ -620,14 +620,14 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
   Napi::Value ChildReserve(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     int err = 0;
-    ChildWatch* w = ChildWatch::Reserve(L(env), info[0].As<Napi::Number>().Int32Value(), &err);
-    if (w == nullptr)
-      ThrowSysError(env, err, err == ENOSYS ? "childWatch" : "timerfd_create",
-                    err == ENOSYS ? "child watches need Linux in this version" : "reserving a child watch");
+    const char* sys = "";
+    ChildWatch* w = ChildWatch::Reserve(L(env), info[0].As<Napi::Number>().Int32Value(), &err, &sys);
+    if (w == nullptr) ThrowSysError(env, err, sys, "reserving a child watch");
     return Napi::Number::New(env, static_cast<double>(w->id));
   }
 
-  // childAttach(id, pid) -> true with a pidfd, false when polling. Cannot fail.
+  // childAttach(id, pid) -> true when the kernel watches the exit (pidfd, EVFILT_PROC), false when
+  // polling. Cannot fail.
   Napi::Value ChildAttach(const Napi::CallbackInfo& info) {
     ChildWatch* w = Find<ChildWatch>(info);
     bool pidfd = w != nullptr && w->Attach(static_cast<pid_t>(info[1].As<Napi::Number>().Int32Value()));
@@ -680,9 +680,7 @@ class NativeLoop : public Napi::ObjectWrap<NativeLoop> {
     Loop* loop = L(env);
     int prio = info[1].As<Napi::Number>().Int32Value();
     int r = loop->timers().Alloc(info[0].As<Napi::Number>().Int32Value(), prio);
-    if (r < 0)
-      ThrowSysError(env, -r, r == -ENOSYS ? "timer" : loop->timers().failed_syscall(),
-                    r == -ENOSYS ? "timers need timerfd (Linux) in this version" : "allocating a timer");
+    if (r < 0) ThrowSysError(env, -r, loop->timers().failed_syscall(), "allocating a timer");
     loop->NotePriority(prio);
     loop->TimersChanged();
     return Napi::Number::New(env, r);
@@ -1115,7 +1113,7 @@ Napi::Value CreateGroup(const Napi::CallbackInfo& info) {
                                    static_cast<size_t>(info[1].As<Napi::Number>().DoubleValue()),
                                    static_cast<size_t>(info[2].As<Napi::Number>().DoubleValue()));
   int r = g->Open();
-  if (r < 0) ThrowSysError(env, -r, "eventfd", "making the loops' inboxes");
+  if (r < 0) ThrowSysError(env, -r, "eventfd", "making the loops' inboxes");  // kqueue: cannot fail
   return Napi::Number::New(env, RegisterGroup(std::move(g)));
 }
 
@@ -1244,6 +1242,55 @@ Napi::Value ConfinementJs(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), ConfinementName());
 }
 
+// What this build runs on: the poller, and which fast calls it uses (native/platform.h).
+Napi::Object BuildInfo(Napi::Env env) {
+  Napi::Object b = Napi::Object::New(env);
+#if defined(IAPP_KQUEUE)
+  b.Set("poller", "kqueue");
+#else
+  b.Set("poller", "epoll");
+#endif
+#if defined(LIBKQUEUE_HAS_POLLABLE_FD)
+  b.Set("libkqueue", true);
+#else
+  b.Set("libkqueue", false);
+#endif
+#if defined(IAPP_PORTABLE)
+  b.Set("portable", true);
+#else
+  b.Set("portable", false);
+#endif
+  Napi::Object calls = Napi::Object::New(env);
+#if defined(IAPP_HAVE_MSG_TRUNC)
+  calls.Set("msgTrunc", true);
+#else
+  calls.Set("msgTrunc", false);
+#endif
+#if defined(IAPP_HAVE_SPLICE)
+  calls.Set("splice", true);
+#else
+  calls.Set("splice", false);
+#endif
+#if defined(IAPP_HAVE_IO_URING)
+  calls.Set("ioUring", true);
+#else
+  calls.Set("ioUring", false);
+#endif
+#if defined(IAPP_HAVE_COPY_FILE_RANGE)
+  calls.Set("copyFileRange", true);
+#else
+  calls.Set("copyFileRange", false);
+#endif
+#if defined(IAPP_HAVE_MMSG)
+  calls.Set("mmsg", true);
+#else
+  calls.Set("mmsg", false);
+#endif
+  b.Set("calls", calls);
+  b.Set("pollctl", SyscallName(kSysPollCtl));
+  return b;
+}
+
 Napi::Value SetErrorFactoryJs(const Napi::CallbackInfo& info) {
   SetErrorFactory(info.Env(), info[0].As<Napi::Function>());
   return info.Env().Undefined();
@@ -1257,6 +1304,9 @@ Napi::Object InitIapp(Napi::Env env, Napi::Object exports) {
   // Each worker thread loads the addon into its own env: per-thread state lives here, not in
   // globals.
   env.SetInstanceData(new AddonData());
+#if defined(IAPP_KQUEUE)
+  PollerProcessInit();
+#endif
   exports.Set("NativeLoop", NativeLoop::Define(env));
   exports.Set("raiseFileLimit", Napi::Function::New(env, RaiseFileLimit));
   exports.Set("setErrorFactory", Napi::Function::New(env, SetErrorFactoryJs));
@@ -1291,6 +1341,7 @@ Napi::Object InitIapp(Napi::Env env, Napi::Object exports) {
   c.Set("defaultTurnBudgetUs", static_cast<double>(Loop::kDefaultTurnBudgetNs) / 1000);
   c.Set("recordCapacity", kRecordCapacity);
   exports.Set("constants", c);
+  exports.Set("build", BuildInfo(env));
   return exports;
 }
 

@@ -14,9 +14,9 @@ enum FaultSite {
   kFaultRecv,      // recv on sockets (data, sink, pipe fallback), recvmmsg of UDP to JS
   kFaultSend,      // sendmsg on sockets (writes, pushes, the sendfile pread fallback), UDP sends
   kFaultSendfile,  // sendfile(2)
-  kFaultSplice,    // splice(2), both halves of a pipe
-  kFaultPollCtl,   // epoll_ctl ADD/MOD (kevent changes)
-  kFaultWaker,     // the eventfd/pipe write that wakes another loop (the write still happens)
+  kFaultSplice,    // a pipe's calls, both halves: splice(2), or recv/send where there is no splice
+  kFaultPollCtl,   // epoll_ctl ADD/MOD; kevent changes that add a knote (enabling one cannot fail)
+  kFaultWaker,     // the eventfd write or EVFILT_USER trigger that wakes another loop (it still happens)
   kFaultThread,    // creating a disk pool thread or a loop thread
   kFaultDisk,      // file reads, writes and syncs, on the pool or io_uring (the result replaced)
   kFaultSiteCount,

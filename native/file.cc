@@ -11,6 +11,8 @@
 #include "errors.h"
 #include "faults.h"
 #include "loop.h"
+#include "platform.h"
+#include "socket.h"
 #include "sys.h"
 
 namespace iapp {
@@ -123,6 +125,9 @@ class FileIo::Job : public DiskJob {
       case kFileCopy:
         Copy();
         break;
+      case kFileReadAhead:
+        ReadAhead();
+        break;
     }
   }
 
@@ -161,13 +166,25 @@ class FileIo::Job : public DiskJob {
     }
     result = static_cast<int64_t>(base + done);
   }
+  // Reads the range and throws the bytes away: what matters is that the pages are cached.
+  void ReadAhead() {
+    std::unique_ptr<char[]> buf(new (std::nothrow) char[kCopyBuf]);
+    if (!buf) return;  // then sendfile waits for the disk itself
+    for (uint64_t done = 0; done < len && !Cancelled();) {
+      const size_t want = len - done < kCopyBuf ? static_cast<size_t>(len - done) : kCopyBuf;
+      ssize_t n = pread(file->fd, buf.get(), want, static_cast<off_t>(off + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;  // an error is sendfile's to report, when it meets it
+      done += static_cast<uint64_t>(n);
+    }
+  }
   void Copy() {
     uint64_t done = 0;
-#if defined(__linux__)
+#if defined(IAPP_HAVE_COPY_FILE_RANGE)
     bool fallback = false;
     while (done < len) {
       if (Cancelled()) return;
-      loff_t a = static_cast<loff_t>(off + done), b = static_cast<loff_t>(off2 + done);
+      off_t a = static_cast<off_t>(off + done), b = static_cast<off_t>(off2 + done);
       const uint64_t want = len - done < kCopyChunk ? len - done : kCopyChunk;
       ssize_t n = copy_file_range(file->fd, &a, dst->fd, &b, want, 0);
       if (n < 0) {
@@ -302,7 +319,7 @@ void FileIo::SubmitRing() {
     // Not all taken (EAGAIN, EBUSY, a short count): again at the next wake, which the ring's
     // own eventfd makes now (libuv does not wait for prepare hooks).
     ring_queued_ = true;
-    SignalWaker(ring_->event_fd());
+    ring_->Kick();
   }
 }
 
@@ -453,6 +470,12 @@ void FileIo::Complete() {
 
 void FileIo::Finish(Job* job) {
   std::unique_ptr<Job> owned(job);
+  if (job->op == kFileReadAhead) {
+    // The socket that asked may have closed meanwhile: then nobody waits.
+    Handle* h = loop_->Find(static_cast<uint64_t>(job->req));
+    if (h != nullptr && h->kind == Handle::Kind::kSocket) static_cast<Socket*>(h)->ReadAheadDone(job->off);
+    return;
+  }
   if (job->op == kFileOpen && job->result >= 0) {
     const uint64_t id = next_id_++;
     std::shared_ptr<FileRef> ref;
@@ -573,6 +596,17 @@ int FileIo::Sync(double req, uint64_t file, bool datasync) {
   }
   IAPP_FILE_JOB(job, kFileSync);
   job->datasync = datasync;
+  return Start(job);
+}
+
+int FileIo::ReadAhead(std::shared_ptr<FileRef> file, uint64_t offset, uint64_t length, uint64_t socket) {
+  Job* job = NewJob<Job>();
+  if (job == nullptr) return -ENOMEM;
+  job->op = kFileReadAhead;
+  job->req = static_cast<double>(socket);
+  job->file = std::move(file);
+  job->off = offset;
+  job->len = length;
   return Start(job);
 }
 

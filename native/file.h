@@ -42,7 +42,7 @@ void SetDiskEngine(int engine);
 int DiskEngineSetting();
 
 enum FileOp : int { kFileOpen, kFileClose, kFileStat, kFileTruncate, kFileRead, kFileWrite,
-                    kFileSync, kFileCopy };
+                    kFileSync, kFileCopy, kFileReadAhead };
 
 class FileIo {
  public:
@@ -66,6 +66,9 @@ class FileIo {
   // length UINT64_MAX: up to the end of src.
   int Copy(double req, uint64_t src, uint64_t dst, uint64_t src_off, uint64_t dst_off,
            uint64_t length);
+  // Reads [offset, offset + length) of `file` on the pool, into the page cache, and then calls
+  // ReadAheadDone(offset) on socket `socket` if it is still open (no record for JS). 0 or -errno.
+  int ReadAhead(std::shared_ptr<FileRef> file, uint64_t offset, uint64_t length, uint64_t socket);
 
   std::shared_ptr<FileRef> Find(uint64_t file) const;
   bool uses_ring() const { return ring_ != nullptr; }

@@ -6,7 +6,13 @@
 #include <new>
 #include <unistd.h>
 
+#include "faults.h"
 #include "sys.h"
+#if defined(IAPP_KQUEUE)
+#include <sys/event.h>
+
+#include "poller.h"
+#endif
 
 namespace iapp {
 
@@ -19,7 +25,20 @@ Inbox::Inbox(size_t max_messages, size_t max_bytes)
 
 Inbox::~Inbox() { CloseWaker(wake_rd_, wake_wr_); }
 
+#if defined(IAPP_KQUEUE)
+int Inbox::Open() { return 0; }
+
+void Inbox::BindWaker(int kq, uintptr_t ident, void* udata) {
+  std::lock_guard<std::mutex> lock(wake_mu_);
+  wake_kq_ = kq;
+  wake_ident_ = ident;
+  wake_udata_ = udata;
+  if (wake_unbound_) KeventChange(kq, ident, EVFILT_USER, 0, NOTE_TRIGGER, 0, udata);
+  wake_unbound_ = false;
+}
+#else
 int Inbox::Open() { return OpenWaker(&wake_rd_, &wake_wr_); }
+#endif
 
 int Inbox::Push(const MsgHeader& h, const uint8_t* payload, bool bounded) {
   bool wake;
@@ -75,8 +94,21 @@ int Inbox::PushBatch(const uint8_t* data, size_t len, size_t count) {
 
 void Inbox::Wake() {
   __atomic_store_n(&wake_written_, true, __ATOMIC_RELEASE);
+#if defined(IAPP_KQUEUE)
+  std::lock_guard<std::mutex> lock(wake_mu_);
+  if (wake_kq_ < 0) {
+    wake_unbound_ = true;  // not attached yet (or closed): BindWaker passes it on
+    return;
+  }
+  // Triggering a knote that exists allocates nothing; as with a full eventfd, a failure could not
+  // lose the wake, so the result is ignored (injection replaces it, after the real call).
+  int r = KeventChange(wake_kq_, wake_ident_, EVFILT_USER, 0, NOTE_TRIGGER, 0, wake_udata_);
+  if (int e = Fault(kFaultWaker)) r = -e;
+  (void)r;
+#else
   // The waker's fd lives as long as this inbox, which the caller holds.
   SignalWaker(wake_wr_);
+#endif
 }
 
 bool Inbox::Cancel(int32_t from, double seq) {
@@ -104,7 +136,9 @@ void Inbox::ConsumeWake(bool always) {
   // signal written after a Take() that already took its message leaves the fd readable with
   // nothing pending: the next read (always = true) clears it.
   if (!__atomic_exchange_n(&wake_written_, false, __ATOMIC_ACQ_REL) && !always) return;
-  DrainWaker(wake_rd_);
+#if !defined(IAPP_KQUEUE)
+  DrainWaker(wake_rd_);  // EVFILT_USER is EV_CLEAR: fetching its event reset it
+#endif
 }
 
 size_t Inbox::Take(std::vector<uint8_t>* out, std::vector<int32_t>* waiters) {
@@ -122,13 +156,20 @@ size_t Inbox::Take(std::vector<uint8_t>* out, std::vector<int32_t>* waiters) {
 }
 
 size_t Inbox::Close() {
-  std::lock_guard<std::mutex> lock(mu_);
-  closed_ = true;
-  size_t n = count_;
-  count_ = 0;
-  std::vector<uint8_t>().swap(log_);
-  Publish();
-  waiters_.clear();
+  size_t n;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+    n = count_;
+    count_ = 0;
+    std::vector<uint8_t>().swap(log_);
+    Publish();
+    waiters_.clear();
+  }
+#if defined(IAPP_KQUEUE)
+  std::lock_guard<std::mutex> lock(wake_mu_);
+  wake_kq_ = -1;
+#endif
   return n;
 }
 

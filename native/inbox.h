@@ -1,6 +1,7 @@
 // Messages between threads. Every endpoint of a runtime (each loop thread, and the main thread)
 // has an inbox: a multi-producer queue that senders on any thread append to directly, under a
-// short lock, and a waker (eventfd on Linux, a pipe elsewhere) that the owning loop polls. A
+// short lock, and a waker that the owning loop polls: an eventfd with epoll (watched by libuv
+// directly), an EVFILT_USER event on the owner's kqueue with kqueue (no fd at all). A
 // sender wakes the owner only when the inbox goes from empty to non-empty, so a burst costs one
 // wake, and the owner takes everything pending in one swap.
 //
@@ -50,8 +51,14 @@ class Inbox {
   enum PushResult { kOk = 0, kFull = -1, kClosed = -2, kNoMemory = -4 };
   Inbox(size_t max_messages, size_t max_bytes);
   ~Inbox();
-  int Open();  // makes the waker: 0 or -errno
+  int Open();  // makes the waker (epoll: an eventfd; kqueue: nothing until BindWaker): 0 or -errno
   int wake_fd() const { return wake_rd_; }
+#if defined(IAPP_KQUEUE)
+  // The owner's EVFILT_USER knote, which Wake() triggers from any thread: set by the loop that
+  // attaches (a wake that came before is passed on at once), cleared by Close(), after which no
+  // sender touches that kqueue.
+  void BindWaker(int kq, uintptr_t ident, void* udata);
+#endif
 
   // Appends a message. `bounded` messages are refused past the bound (and the sender is told when
   // space frees up); replies and system messages are not.
@@ -103,6 +110,15 @@ class Inbox {
     __atomic_store_n(&gauge_[1], static_cast<int32_t>(log_.size() > 0x7fffffff ? 0x7fffffff : log_.size()), __ATOMIC_RELAXED);
   }
   int wake_rd_ = -1, wake_wr_ = -1;  // the same fd for an eventfd
+#if defined(IAPP_KQUEUE)
+  // Held while triggering: Close() waits for a sender's trigger to finish before the owner may
+  // close its kqueue (whose number another thread could then be given).
+  std::mutex wake_mu_;
+  int wake_kq_ = -1;
+  uintptr_t wake_ident_ = 0;
+  void* wake_udata_ = nullptr;  // the knote's udata: a trigger sets it again (BSD and libkqueue)
+  bool wake_unbound_ = false;   // a wake came before BindWaker
+#endif
 };
 
 // The endpoints of one runtime: loops 0..n-2 and the main thread (n-1), and who subscribed to what.

@@ -21,6 +21,11 @@ constexpr int kBatch = 512;           // events per epoll_wait/kevent
 constexpr int kMaxRounds = 8;         // polls per turn at most
 constexpr int kMaxVisits = kBatch * kMaxRounds;  // the turn's backstop when the clock is not asked
 constexpr size_t kControlPoll = 64;  // control watchers polled per turn while a backlog waits
+#if defined(IAPP_KQUEUE)
+constexpr bool kInboxInPoller = true;  // the inbox's waker is an EVFILT_USER of the poller
+#else
+constexpr bool kInboxInPoller = false;  // an eventfd libuv watches apart from the poller
+#endif
 // Arenas: reads land in a JS Buffer held only by a handle scope (never a persistent reference:
 // that would let it survive scavenges into the old generation, where only a major GC frees it).
 // When an arena is full, what was read into it is delivered and the arena is let go, so at most
@@ -408,7 +413,10 @@ void Loop::Turn() {
     // 1. Gather: due timers, messages, then the control set (with a backlog) or the poller's
     // ready events (without).
     int fetched = 0;
-    const bool backlog = Gather(round == 0, &fetched);
+    // With epoll, messages that come during the turn wake libuv on the inbox's own fd; with
+    // kqueue their event is one of the poller's, maybe past this batch: look at the inbox in every
+    // round, so a message still goes before more of the bulk work behind it.
+    const bool backlog = Gather(round == 0 || kInboxInPoller, &fetched);
     if (fetched < 0) {
       CountError(-fetched);
       break;
@@ -503,8 +511,8 @@ bool Loop::Gather(bool inbox, int* fetched) {
     timers_.Expire(c, &expired_);
     for (const ExpiredTimer& t : expired_) items_.push_back(ReadyItem{t.priority, ReadyItem::kTimer, 0, nullptr, t, 0});
   }
-  if (inbox && inbox_ != nullptr && inbox_->Pending())
-    items_.push_back(ReadyItem{inbox_priority_, ReadyItem::kInbox, 0, nullptr, {}, 0});
+  bool inbox_item = inbox && inbox_ != nullptr && inbox_->Pending();
+  if (inbox_item) items_.push_back(ReadyItem{inbox_priority_, ReadyItem::kInbox, 0, nullptr, {}, 0});
   if (backlogged()) {
     PollControl();
     return true;
@@ -513,7 +521,11 @@ bool Loop::Gather(bool inbox, int* fetched) {
   *fetched = n;
   for (int i = 0; i < n; ++i) {
     Watcher* w = events_[i].watcher;
-    if (timers_.IsTimerWatcher(w)) {
+    if (w == &inbox_event_) {
+      // kqueue's inbox waker: a message the gauge did not show yet when this turn looked.
+      if (!inbox_item && inbox_ != nullptr) items_.push_back(ReadyItem{inbox_priority_, ReadyItem::kInbox, 0, nullptr, {}, 0});
+      inbox_item = true;
+    } else if (timers_.IsTimerWatcher(w)) {
       // Timers were taken from the heap above; this reads the kernel timer and catches what
       // became due since, and a jump of the system clock.
       const int clock = timers_.ClockOf(w);
@@ -573,25 +585,33 @@ void Loop::PollControl() {
   if (n == 0) return;
   if (control_next_ >= control_.size()) control_next_ = 0;
   control_fds_.clear();
+  bool no_fd = false;
   for (size_t k = 0, at = control_next_; k < n; ++k, at = at + 1 == control_.size() ? 0 : at + 1) {
     const Watcher* w = control_[at];
+    const int fd = w->ControlFd();
     short ev = 0;
     if (w->want & kWantRead) ev |= POLLIN;
     if (w->want & kWantWrite) ev |= POLLOUT;
-    control_fds_.push_back(pollfd{ev != 0 ? w->fd : -1, ev, 0});  // -1: ignored (paused)
+    control_fds_.push_back(pollfd{ev != 0 ? fd : -1, ev, 0});  // -1: ignored (paused, or no fd)
+    if (fd < 0) no_fd = true;
   }
   const size_t first = control_next_;
   control_next_ = (control_next_ + n) % control_.size();
-  if (poll(control_fds_.data(), control_fds_.size(), 0) <= 0) return;  // EINTR, ENOMEM: later
+  // EINTR, ENOMEM: later. Watchers without an fd are looked at anyway.
+  if (poll(control_fds_.data(), control_fds_.size(), 0) <= 0 && !no_fd) return;
   for (size_t k = 0; k < n; ++k) {
-    const short r = control_fds_[k].revents;
-    if (r == 0 || (r & POLLNVAL)) continue;
-    uint32_t bits = 0;
-    if (r & POLLIN) bits |= kReadable;
-    if (r & POLLOUT) bits |= kWritable;
-    if (r & POLLHUP) bits |= kHangup;
-    if (r & POLLERR) bits |= kError;
     Watcher* w = control_[(first + k) % control_.size()];
+    const short r = control_fds_[k].revents;
+    uint32_t bits = 0;
+    if (control_fds_[k].fd < 0 && w->ControlFd() < 0) {
+      bits = w->PollWithoutFd();  // a kernel event that is not an fd's (kqueue's EVFILT_PROC)
+    } else if (r != 0 && !(r & POLLNVAL)) {
+      if (r & POLLIN) bits |= kReadable;
+      if (r & POLLOUT) bits |= kWritable;
+      if (r & POLLHUP) bits |= kHangup;
+      if (r & POLLERR) bits |= kError;
+    }
+    if (bits == 0) continue;
     items_.push_back(ReadyItem{w->priority, ReadyItem::kWatcher, bits, w, {}, visit_seq_});
   }
 }
@@ -721,7 +741,15 @@ int Loop::Attach(std::shared_ptr<Group> group, uint32_t group_id, int32_t self) 
   group_ = std::move(group);
   group_id_ = group_id;
   self_ = self;
+#if defined(IAPP_KQUEUE)
+  // Senders trigger an EVFILT_USER knote on this loop's kqueue (EV_CLEAR: fetching the event
+  // resets it), so a message wakes the loop through the poller, like any other event.
+  const uintptr_t ident = reinterpret_cast<uintptr_t>(&inbox_event_);
+  int r = poller_.Register(&inbox_event_, EVFILT_USER, ident, EV_CLEAR, 0, 0);
+  if (r == 0) inbox_->BindWaker(poller_.kqueue_fd(), ident, &inbox_event_);
+#else
   int r = UvWatchInbox(uv_, inbox_->wake_fd(), [](void* arg) { static_cast<Loop*>(arg)->OnInbox(); });
+#endif
   if (r != 0) {
     inbox_.reset();
     group_.reset();
@@ -895,6 +923,9 @@ void Loop::DrainInbox() {
 void Loop::CloseInbox(size_t undelivered) {
   if (inbox_ == nullptr) return;
   size_t dropped = inbox_->Close() + undelivered;
+#if defined(IAPP_KQUEUE)
+  poller_.Unregister(EVFILT_USER, reinterpret_cast<uintptr_t>(&inbox_event_));  // no sender triggers it now
+#endif
   group_->Attached(self_, false);
   // Deliver or die: everyone learns that this endpoint is gone (pending calls to it reject), and
   // how many of its messages were never handled.

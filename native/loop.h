@@ -107,6 +107,7 @@ struct LoopStats {
   uint64_t messages_in = 0, messages_out = 0;
   uint64_t detached = 0, adopted = 0;
   uint64_t turns_cut = 0;  // turns that spent their budget and left ready work for the next one
+  uint64_t read_aheads = 0;  // sendFile ranges read ahead on the pool (SF_NODISKIO said: not cached)
   uint64_t connections = 0, peak_connections = 0;  // established now, and most at once
   std::map<int, uint64_t> errors;  // errno -> count
 };
@@ -295,6 +296,13 @@ class Loop {
 
   std::shared_ptr<Group> group_;
   std::shared_ptr<Inbox> inbox_;
+  // kqueue: the udata of the inbox's EVFILT_USER knote; its events become the turn's inbox item.
+  class InboxEvent : public Watcher {
+   public:
+    void OnEvent(uint32_t) override {}
+    void OnPollError(int) override {}
+  };
+  InboxEvent inbox_event_;
   uint32_t group_id_ = 0;
   int32_t self_ = -1;
   std::vector<uint8_t> take_buf_;

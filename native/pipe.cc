@@ -17,6 +17,12 @@ namespace iapp {
 namespace {
 constexpr size_t kPipeSize = 256 * 1024;  // bytes held between the two sockets, per direction
 constexpr size_t kBudget = 4 << 20;       // bytes read per pump, so one pipe cannot hog the loop
+// The call an error is reported with: splice, or the recv/send of the buffered fallback.
+#if defined(IAPP_HAVE_SPLICE)
+constexpr int kSysIn = kSysSplice, kSysOut = kSysSplice;
+#else
+constexpr int kSysIn = kSysRead, kSysOut = kSysWrite;
+#endif
 }  // namespace
 
 Pipe* Pipe::Start(Loop* loop, Socket* src, Socket* dst, double id, int* err, int* sys) {
@@ -31,7 +37,7 @@ Pipe* Pipe::Start(Loop* loop, Socket* src, Socket* dst, double id, int* err, int
     *err = ENOMEM;
     return nullptr;
   }
-#if defined(__linux__)
+#if defined(IAPP_HAVE_SPLICE)
   if (pipe2(p->p_, O_NONBLOCK | O_CLOEXEC) < 0) {
     *err = errno;
     delete p;
@@ -69,7 +75,7 @@ void Pipe::Go() {
 }
 
 Pipe::~Pipe() {
-#if defined(__linux__)
+#if defined(IAPP_HAVE_SPLICE)
   for (int fd : p_)
     if (fd >= 0) SysClose(fd);
 #endif
@@ -83,13 +89,14 @@ bool Pipe::WantsRead() const {
 bool Pipe::WantsWrite() const { return buffered_ > 0; }
 
 ssize_t Pipe::In(size_t n) {
-#if defined(__linux__)
+#if defined(IAPP_HAVE_SPLICE)
   if (int e = Fault(kFaultSplice)) return -e;
   ssize_t r;
   do r = splice(src_->fd, nullptr, p_[1], nullptr, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
   while (r < 0 && errno == EINTR);
   return r < 0 ? -errno : r;
 #else
+  if (int e = Fault(kFaultSplice)) return -e;  // the site covers the pipe's calls on every build
   if (buffered_ == 0) rd_ = 0;
   const size_t end = rd_ + buffered_;
   if (end == cap_) return -EAGAIN;  // the tail is full; Out() frees it
@@ -98,13 +105,14 @@ ssize_t Pipe::In(size_t n) {
 }
 
 ssize_t Pipe::Out(size_t n) {
-#if defined(__linux__)
+#if defined(IAPP_HAVE_SPLICE)
   if (int e = Fault(kFaultSplice)) return -e;
   ssize_t r;
   do r = splice(p_[0], nullptr, dst_->fd, nullptr, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
   while (r < 0 && errno == EINTR);
   return r < 0 ? -errno : r;
 #else
+  if (int e = Fault(kFaultSplice)) return -e;
   iovec iov{buf_.get() + rd_, n};
   ssize_t r = SysSendv(dst_->fd, &iov, 1);
   if (r > 0) rd_ += static_cast<size_t>(r);
@@ -132,7 +140,7 @@ void Pipe::Pump() {
           dst_blocked_ = true;
         } else {
           // dst's close reaches SocketClosed, which reports the pipe and deletes this.
-          return dst_->PipeFail(static_cast<int>(n < 0 ? -n : EIO), kSysSplice);
+          return dst_->PipeFail(static_cast<int>(n < 0 ? -n : EIO), kSysOut);
         }
       }
     }
@@ -148,6 +156,9 @@ void Pipe::Pump() {
         src_->CountIn(static_cast<size_t>(n));
         budget -= static_cast<size_t>(n) < budget ? static_cast<size_t>(n) : budget;
         progress = true;
+      } else if (n == 0 && src_->so_error != 0) {
+        // A reset kqueue reported with the event (see Socket::OnEof).
+        return src_->PipeFail(-TakeSocketError(src_), kSysIn);
       } else if (n == 0) {
         src_eof_ = true;
         Socket* s = src_;
@@ -156,7 +167,7 @@ void Pipe::Pump() {
         s->PipeEof();
         progress = true;
       } else if (n != -EAGAIN && n != -EWOULDBLOCK) {
-        return src_->PipeFail(static_cast<int>(-n), kSysSplice);
+        return src_->PipeFail(static_cast<int>(-n), kSysIn);
       }
     }
     if (!progress) break;
@@ -196,7 +207,7 @@ void Pipe::SocketClosed(Socket* s, int err, int sys) {
   if (s == dst_) dst_ = nullptr;
   if (s->pipe_out == this) s->pipe_out = nullptr;
   if (s->pipe_in == this) s->pipe_in = nullptr;
-  Done(err != 0 ? err : ECANCELED, err != 0 ? sys : kSysSplice);
+  Done(err != 0 ? err : ECANCELED, err != 0 ? sys : kSysIn);
 }
 
 void Pipe::Abandon() {

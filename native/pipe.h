@@ -3,6 +3,7 @@
 // elsewhere through a buffer with recv/send. Backpressure: the source is read only while the
 // destination takes what was read; the pipe holds at most its capacity in between.
 #pragma once
+#include "platform.h"
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -56,7 +57,7 @@ class Pipe {
   bool src_eof_ = false;
   bool dst_blocked_ = false;
   uint64_t moved_ = 0;
-#if defined(__linux__)
+#if defined(IAPP_HAVE_SPLICE)
   int p_[2] = {-1, -1};
 #else
   std::unique_ptr<uint8_t[]> buf_;

@@ -15,13 +15,22 @@ Poller::~Poller() { Close(); }
 
 int Poller::Open() {
   fd_ = epoll_create1(EPOLL_CLOEXEC);
-  return fd_ < 0 ? -errno : 0;
+  if (fd_ < 0) return -errno;
+  poll_fd_ = fd_;
+  return 0;
 }
 
 void Poller::Close() {
   if (fd_ >= 0) SysClose(fd_);
-  fd_ = -1;
+  fd_ = poll_fd_ = -1;
   changes_.clear();
+}
+
+void Poller::Reserve(size_t n) {
+  if (changes_.capacity() >= n) return;
+  const size_t cap = n > 2 * changes_.capacity() ? n : 2 * changes_.capacity();  // amortized
+  changes_.reserve(cap);
+  flushing_.reserve(cap);
 }
 
 void Poller::Update(Watcher* w) {

@@ -23,7 +23,6 @@ constexpr size_t kSinkReadMax = 1 << 20;       // MSG_TRUNC discards this much p
 constexpr size_t kSinkBudget = 16 << 20;
 constexpr size_t kChunkMin = 16 * 1024;        // small queued writes share chunks
 constexpr size_t kPushBudget = 4 << 20;        // pushed bytes per socket per event
-constexpr size_t kFileBudget = 4 << 20;        // sendfile bytes per socket per event
 
 bool IsInet(int fd) {
   sockaddr_storage ss;
@@ -105,9 +104,9 @@ Socket* Socket::Connect(Loop* loop, const SockAddr& remote, const SockAddr* loca
 
 void Socket::Rearm() {
   if (dead) return;
-  uint32_t want = 0;
+  uint32_t want = kBothFilters;
   if (connecting_) {
-    want = kWantWrite;
+    want |= kWantWrite;
   } else {
     if (!rd_eof_ && (pipe_out != nullptr ? PipeWantsRead() : opts_.read_mode != kReadPaused))
       want |= kWantRead;
@@ -127,13 +126,13 @@ void Socket::OnEvent(uint32_t ev) {
       if (ev & kWritable) OnConnected();
       return;
     }
-    int e = -SysSockError(fd);
+    int e = -TakeSocketError(this);
     if (e != 0) Fail(e, kSysConnect);
     else OnConnected();
     return;
   }
   if ((ev & kError) && !(ev & kReadable)) {
-    int e = -SysSockError(fd);
+    int e = -TakeSocketError(this);
     if (e != 0) {
       Fail(e, kSysPoll);
       return;
@@ -242,6 +241,9 @@ void Socket::OnReadable() {
 }
 
 void Socket::OnEof() {
+  // A reset that kqueue reported with the event (EV_EOF, the error in fflags): over libkqueue,
+  // reading SO_ERROR to report it cleared it, so recv() then found a plain end of stream.
+  if (so_error != 0) return Fail(-TakeSocketError(this), kSysRead);
   rd_eof_ = true;
   if (opts_.quiet) {
     if (!opts_.allow_half_open) end_requested_ = true;
@@ -340,7 +342,7 @@ void Socket::PopHead() {
 int Socket::Flush() {
   WillWrite();
   iovec iov[kIovMax];
-  size_t file_budget = kFileBudget;  // per socket per event, however many ranges are queued
+  size_t file_budget = kSendFileBudget;  // per socket per event, however many ranges are queued
   while (qhead_ < queue_.size()) {
     if (queue_[qhead_].file) {
       int r = SendFileHead(&file_budget);
@@ -377,73 +379,6 @@ int Socket::Flush() {
     if (loop_->VisitSpent()) return 0;  // the rest at the next writable event
   }
   return 0;
-}
-
-int Socket::SendFile(std::shared_ptr<FileRef> file, uint64_t offset, uint64_t length, double req) {
-  if (dead) return -EBADF;
-  if (end_requested_ || wr_shut_) return -EPIPE;
-  if (push_ || pipe_in != nullptr) return -EBUSY;
-  Chunk c{nullptr, 0, 0, 0, std::move(file), offset, length, 0, req};
-  queue_.reserve(queue_.size() + 1);  // may throw before anything changed
-  queue_.push_back(std::move(c));
-  ++files_queued_;
-  if (!connecting_ && Flush() < 0) return 0;  // failed: the record says so
-  if (!dead) Rearm();
-  return 0;
-}
-
-int Socket::SendFileHead(size_t* budget_left) {
-  Chunk& c = queue_[qhead_];
-  size_t& budget = *budget_left;
-  bool at_end = false;  // a range "to the end" reached it
-  while (c.fsent < c.flen && budget > 0) {
-    uint64_t at = c.foff + c.fsent;
-    const uint64_t rest = c.flen - c.fsent;
-    const size_t want = rest < budget ? static_cast<size_t>(rest) : budget;
-    ssize_t n = c.copy ? -EINVAL : SysSendFile(fd, c.file->fd, &at, want);
-    if ((n == -EINVAL || n == -ENOSYS || n == -EOPNOTSUPP) && (c.copy || c.fsent == 0)) {
-      // A file sendfile cannot read (procfs, some FUSE filesystems): pread and send instead.
-      c.copy = true;
-      n = SendFileCopy(c, want);
-    }
-    if (n == -EAGAIN || n == -EWOULDBLOCK) return 0;
-    if (n < 0) {
-      Fail(static_cast<int>(-n), kSysSendfile);
-      return static_cast<int>(n);
-    }
-    if (n == 0) {
-      if (c.flen == UINT64_MAX) {
-        at_end = true;
-        break;
-      }
-      // The file ended before the range did (truncated meanwhile?): the peer would wait for
-      // bytes that will never come, so the socket fails rather than go on out of step.
-      Fail(ENODATA, kSysSendfile);
-      return -ENODATA;
-    }
-    c.fsent += static_cast<uint64_t>(n);
-    budget -= static_cast<size_t>(n);
-    CountOut(static_cast<size_t>(n));
-    if (loop_->VisitSpent()) break;
-  }
-  if (c.fsent < c.flen && !at_end) return 0;  // budget or turn spent: more at the next event
-  double* v = loop_->Emit(kRecSendFile, id);
-  v[0] = c.req;
-  v[1] = static_cast<double>(c.fsent);
-  --files_queued_;
-  PopHead();
-  return 1;
-}
-
-ssize_t Socket::SendFileCopy(const Chunk& c, size_t want) {
-  uint8_t buf[64 * 1024];
-  ssize_t n;
-  do n = pread(c.file->fd, buf, want < sizeof buf ? want : sizeof buf, static_cast<off_t>(c.foff + c.fsent));
-  while (n < 0 && errno == EINTR);
-  if (n <= 0) return n < 0 ? -errno : 0;
-  // What the socket does not take now is read again next time (pread at the same offset).
-  iovec iov{buf, static_cast<size_t>(n)};
-  return SysSendv(fd, &iov, 1);
 }
 
 void Socket::CountIn(size_t n) {

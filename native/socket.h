@@ -56,6 +56,9 @@ struct DetachedSocket {
   Admission admission;  // its place under the connection bounds goes with it (or back, if dropped)
 };
 
+// Bytes of file ranges one socket sends per event, however many are queued (sendfile.cc).
+constexpr size_t kSendFileBudget = 4 << 20;
+
 class Socket : public Handle {
  public:
   static constexpr Kind kKind = Kind::kSocket;
@@ -99,6 +102,9 @@ class Socket : public Handle {
   // reports the bytes sent, and the error if the socket failed or the file was shorter than
   // asked (ENODATA). 0 or -errno (closed, ended, pushing).
   int SendFile(std::shared_ptr<FileRef> file, uint64_t offset, uint64_t length, double req);
+  // The disk pool has read ahead the range from `offset` that sendfile found uncached (FreeBSD's
+  // SF_NODISKIO, see sendfile.cc): sending goes on.
+  void ReadAheadDone(uint64_t offset);
 
   // Its place under the connection bounds (conns.h), given back when it closes.
   void Admit(Admission&& a) { admission_ = std::move(a); }
@@ -159,7 +165,8 @@ class Socket : public Handle {
   void Enqueue(const uint8_t* p, size_t n);
   int PushMore();               // sends from the push buffer: 0, or -errno after failing the socket
   bool WantsWrite() const {
-    return qhead_ < queue_.size() || (push_ && !end_requested_) || PipeWantsWrite();
+    // While the pool reads ahead the head range, nothing can be sent (the queue is in order).
+    return (qhead_ < queue_.size() && !reading_ahead_) || (push_ && !end_requested_) || PipeWantsWrite();
   }
   bool PipeWantsRead() const;
   bool PipeWantsWrite() const;
@@ -178,8 +185,13 @@ class Socket : public Handle {
     uint64_t foff = 0, flen = 0, fsent = 0;
     double req = 0;
     bool copy = false;  // sendfile refused this file: pread and send
+    uint64_t ahead_at = UINT64_MAX;  // where the pool last read ahead (see sendfile.cc)
   };
   ssize_t SendFileCopy(const Chunk& c, size_t want);  // bytes sent, 0 at end of file, or -errno
+  // Hands [at, at + len) of the head range to the pool to read into the page cache: 0, or -errno
+  // (then the caller sends without SF_NODISKIO, waiting for the disk once).
+  int StartReadAhead(Chunk& c, uint64_t at, size_t len);
+  bool reading_ahead_ = false;
 
   SocketOptions opts_;
   bool connecting_;

@@ -1,6 +1,7 @@
 #include "sys.h"
 
 #include "faults.h"
+#include "platform.h"
 
 #include <cerrno>
 #include <fcntl.h>
@@ -8,8 +9,10 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#if defined(__linux__)
+#if defined(IAPP_WAKER_EVENTFD)
 #include <sys/eventfd.h>
+#endif
+#if defined(__linux__)
 #include <sys/sendfile.h>
 #else
 #include <sys/uio.h>
@@ -36,7 +39,7 @@ int SetNonblockCloexec(int fd) {
 }
 
 int SysSocket(int family, int type) {
-#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
+#if defined(IAPP_HAVE_ACCEPT4)
   return Neg(socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
 #else
   int fd = socket(family, type, 0);
@@ -53,7 +56,7 @@ int SysSocket(int family, int type) {
 int SysAccept(int fd, sockaddr* addr, unsigned* len) {
   if (int e = Fault(kFaultAccept)) return -e;
   socklen_t l = len ? *len : 0;
-#if defined(__linux__) || defined(__FreeBSD__)
+#if defined(IAPP_HAVE_ACCEPT4)
   int c;
   do c = accept4(fd, addr, len ? &l : nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
   while (c < 0 && errno == EINTR);
@@ -100,7 +103,7 @@ ssize_t SysRecv(int fd, void* buf, size_t len) {
 ssize_t SysDiscard(int fd, size_t len, bool trunc_ok) {
   if (int e = Fault(kFaultRecv)) return -e;
   ssize_t n;
-#if defined(__linux__)
+#if defined(IAPP_HAVE_MSG_TRUNC)
   if (trunc_ok) {
     do n = recv(fd, nullptr, len, MSG_TRUNC);
     while (n < 0 && errno == EINTR);
@@ -155,13 +158,13 @@ int OpenReserveFd() {
 }
 
 int OpenWaker(int* rd, int* wr) {
-#if defined(__linux__)
+#if defined(IAPP_WAKER_EVENTFD)
   int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (fd < 0) return -errno;
   *rd = *wr = fd;
 #else
-  // kqueue has EVFILT_USER, but a pipe needs no special case in the poller and costs one write
-  // per burst, not per event.
+  // A pipe works on every kqueue platform (macOS has no eventfd) and costs one write per burst,
+  // not per event: only the empty -> non-empty edge signals.
   int p[2];
   if (pipe(p) < 0) return -errno;
   SetNonblockCloexec(p[0]);
@@ -173,7 +176,7 @@ int OpenWaker(int* rd, int* wr) {
 }
 
 void SignalWaker(int wr) {
-#if defined(__linux__)
+#if defined(IAPP_WAKER_EVENTFD)
   uint64_t one = 1;
   ssize_t r = write(wr, &one, sizeof one);
 #else
@@ -187,7 +190,7 @@ void SignalWaker(int wr) {
 }
 
 void DrainWaker(int rd) {
-#if defined(__linux__)
+#if defined(IAPP_WAKER_EVENTFD)
   uint64_t n;
   ssize_t r = read(rd, &n, sizeof n);
 #else
@@ -204,9 +207,10 @@ void CloseWaker(int rd, int wr) {
   if (wr >= 0 && wr != rd) SysClose(wr);
 }
 
-ssize_t SysSendFile(int out, int in, uint64_t* off, size_t len) {
+ssize_t SysSendFile(int out, int in, uint64_t* off, size_t len, bool nodisk) {
   if (int e = Fault(kFaultSendfile)) return -e;
 #if defined(__linux__)
+  (void)nodisk;  // Linux's sendfile has no such flag: it reads what is not cached itself
   off_t o = static_cast<off_t>(*off);
   ssize_t n;
   do n = sendfile(out, in, &o, len);
@@ -215,13 +219,17 @@ ssize_t SysSendFile(int out, int in, uint64_t* off, size_t len) {
   *off = static_cast<uint64_t>(o);
   return n;
 #elif defined(__FreeBSD__)
+  // Not compiled or run in CI: written to FreeBSD's sendfile(2). The file comes first, the
+  // socket second; *sbytes says what was sent even when the call fails (EAGAIN on a full
+  // non-blocking socket, EBUSY under SF_NODISKIO once a page is not cached, EINTR).
   off_t sent = 0;
-  int r = sendfile(in, out, static_cast<off_t>(*off), len, nullptr, &sent, 0);
+  int r = sendfile(in, out, static_cast<off_t>(*off), len, nullptr, &sent, nodisk ? SF_NODISKIO : 0);
   *off += static_cast<uint64_t>(sent);
-  if (r < 0 && sent == 0 && errno != EAGAIN && errno != EINTR) return -errno;
-  if (r < 0 && sent == 0) return -EAGAIN;
+  if (r < 0 && sent > 0) return sent;  // the rest at the next call, which says why it stopped
+  if (r < 0) return errno == EINTR ? -EAGAIN : -errno;
   return sent;
 #else  // macOS: len in, bytes sent out
+  (void)nodisk;
   off_t n = static_cast<off_t>(len);
   int r = sendfile(in, out, static_cast<off_t>(*off), &n, nullptr, 0);
   *off += static_cast<uint64_t>(n);
@@ -236,7 +244,7 @@ namespace iapp {
 
 int SysRecvMmsg(int fd, mmsghdr* msgs, int n) {
   if (int e = Fault(kFaultRecv)) return -e;
-#if defined(__linux__) || defined(__FreeBSD__)
+#if defined(IAPP_HAVE_MMSG)
   int r;
   do r = recvmmsg(fd, msgs, static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
   while (r < 0 && errno == EINTR);
@@ -255,7 +263,7 @@ int SysRecvMmsg(int fd, mmsghdr* msgs, int n) {
 
 int SysSendMmsg(int fd, mmsghdr* msgs, int n) {
   if (int e = Fault(kFaultSend)) return -e;
-#if defined(__linux__) || defined(__FreeBSD__)
+#if defined(IAPP_HAVE_MMSG)
   int r;
   do r = sendmmsg(fd, msgs, static_cast<unsigned>(n), MSG_DONTWAIT);
   while (r < 0 && errno == EINTR);

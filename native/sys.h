@@ -65,8 +65,9 @@ int SysSendMmsg(int fd, mmsghdr* msgs, int n);
 
 // Sends up to len bytes of file `in` from *off to socket `out` (sendfile(2); the BSD forms
 // elsewhere) and advances *off. Returns the bytes sent (0 at end of file) or -errno; a partial
-// send before EAGAIN returns what was sent.
-ssize_t SysSendFile(int out, int in, uint64_t* off, size_t len);
+// send before EAGAIN returns what was sent. `nodisk`: on FreeBSD, SF_NODISKIO, so that pages not
+// in the cache give -EBUSY instead of a wait for the disk (see sendfile.cc); ignored elsewhere.
+ssize_t SysSendFile(int out, int in, uint64_t* off, size_t len, bool nodisk);
 
 constexpr int kIovMax = 1024;
 

@@ -5,7 +5,9 @@
 #include <ctime>
 #include <new>
 #include <unistd.h>
-#if defined(__linux__)
+#if defined(IAPP_KQUEUE)
+#include <sys/event.h>
+#else
 #include <sys/timerfd.h>
 #endif
 
@@ -14,12 +16,44 @@
 
 namespace iapp {
 
+#if defined(IAPP_KQUEUE)
+// Each clock has one EVFILT_TIMER knote, registered when its first timer is allocated (the step
+// that may fail: FreeBSD limits timers per user, kern.kq_calloutmax) and then only modified:
+// EV_ADD on a knote that exists sets its new expiry (FreeBSD 12+'s filt_timertouch, macOS,
+// libkqueue's timerfd_settime) and allocates nothing, so arming cannot fail. A clock with nothing
+// armed is parked a day away rather than disabled: libkqueue closes a disabled timer's timerfd
+// and opens a new one to enable it, which could fail.
+namespace {
+// Absolute expiries where the platform has them: FreeBSD 12+ (NOTE_ABSTIME), macOS and libkqueue
+// (NOTE_ABSOLUTE, on the realtime clock).
+#if defined(NOTE_ABSTIME)
+constexpr uint32_t kNoteAbs = NOTE_ABSTIME;
+#elif defined(NOTE_ABSOLUTE)
+constexpr uint32_t kNoteAbs = NOTE_ABSOLUTE;
+#else
+constexpr uint32_t kNoteAbs = 0;  // none: realtime timers are armed relative, with the recheck below
+#endif
+constexpr int64_t kParkNs = 86400LL * 1000000000;
+// FreeBSD converts an absolute expiry to its uptime clock when it is armed (and so does macOS, as
+// far as its sources say), so a step of the system clock does not move it, and there is no event
+// for a step (Linux has TFD_TIMER_CANCEL_ON_SET). A realtime kernel timer is therefore set at most
+// this far ahead: a jump is noticed within it, at the price of one wake-up per second while a
+// realtime timer further away is armed. Libkqueue's absolute timers follow the clock; this code
+// runs there as it does on FreeBSD.
+constexpr int64_t kRealtimeRecheckNs = 1000000000;
+}  // namespace
+#endif
+
 TimerSet::TimerSet(Loop* loop) : loop_(loop) {}
 
 TimerSet::~TimerSet() { Close(); }
 
 void TimerSet::Close() {
   for (int c = 0; c < 2; ++c) {
+#if defined(IAPP_KQUEUE)
+    if (registered_[c]) loop_->poller().Unregister(EVFILT_TIMER, reinterpret_cast<uintptr_t>(&fds_[c]));
+    registered_[c] = false;
+#endif
     if (fds_[c].fd >= 0) {
       loop_->poller().Remove(&fds_[c]);
       SysClose(fds_[c].fd);
@@ -43,8 +77,19 @@ int TimerSet::Reserve(size_t n) {
 }
 
 int TimerSet::OpenFd(int clock) {
+#if defined(IAPP_KQUEUE)
+  if (registered_[clock]) return 0;
+  // The realtime knote takes the absolute form from the start: libkqueue re-creates the timerfd
+  // when a knote switches between the two.
+  const uint32_t fflags = NOTE_NSECONDS | (clock == kRealtime ? kNoteAbs : 0);
+  const int64_t data = (fflags & kNoteAbs) ? Now(kRealtime) - realtime_offset_ + kParkNs : kParkNs;
+  int r = loop_->poller().Register(&fds_[clock], EVFILT_TIMER, reinterpret_cast<uintptr_t>(&fds_[clock]), 0, fflags, data);
+  if (r < 0) return r;
+  registered_[clock] = true;
+  kernel_at_[clock] = -1;
+  return 0;
+#else
   if (fds_[clock].fd >= 0) return 0;
-#if defined(__linux__)
   int fd = timerfd_create(clock == kRealtime ? CLOCK_REALTIME : CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   failed_syscall_ = "timerfd_create";
   if (fd < 0) return -errno;
@@ -60,10 +105,6 @@ int TimerSet::OpenFd(int clock) {
     return r;
   }
   return 0;
-#else
-  // kqueue's EVFILT_TIMER is not an fd; this version drives timers with timerfd only.
-  (void)clock;
-  return -ENOSYS;
 #endif
 }
 
@@ -238,7 +279,22 @@ void TimerSet::Apply() {
 }
 
 void TimerSet::ArmKernel(int clock) {
-#if defined(__linux__)
+#if defined(IAPP_KQUEUE)
+  if (!registered_[clock]) return;
+  auto& h = heap_[clock];
+  const int64_t at = h.empty() ? -1 : h[0].deadline;
+  if (at == kernel_at_[clock]) return;
+  kernel_at_[clock] = at;
+  const int64_t now = Now(clock);
+  int64_t delay = at < 0 ? kParkNs : at - now;
+  if (delay < 1) delay = 1;  // due already: at once (0 is not a valid period)
+  if (clock == kRealtime && at >= 0 && delay > kRealtimeRecheckNs) delay = kRealtimeRecheckNs;
+  const uint32_t fflags = NOTE_NSECONDS | (clock == kRealtime ? kNoteAbs : 0);
+  // The kernel's realtime clock has no test offset (TestJump).
+  const int64_t data = (fflags & kNoteAbs) ? now + delay - realtime_offset_ : delay;
+  // Modifies the knote OpenFd() registered: cannot fail (see the top of this file).
+  loop_->poller().Modify(&fds_[clock], EVFILT_TIMER, reinterpret_cast<uintptr_t>(&fds_[clock]), EV_ADD, fflags, data);
+#else
   if (fds_[clock].fd < 0) return;
   auto& h = heap_[clock];
   int64_t at = h.empty() ? -1 : h[0].deadline - (clock == kRealtime ? realtime_offset_ : 0);
@@ -258,12 +314,16 @@ void TimerSet::ArmKernel(int clock) {
     return;
   }
   kernel_at_[clock] = at;
-#else
-  (void)clock;
 #endif
 }
 
 bool TimerSet::Consume(int clock) {
+#if defined(IAPP_KQUEUE)
+  // Nothing to read. A relative knote would fire again after the same delay: it must be set
+  // again, and a realtime one re-checked (it may have fired for the recheck, not the deadline).
+  kernel_at_[clock] = -2;
+  return false;
+#else
   uint64_t n;
   ssize_t r = read(fds_[clock].fd, &n, sizeof n);
   if (r < 0 && errno == ECANCELED) {
@@ -271,6 +331,7 @@ bool TimerSet::Consume(int clock) {
     return true;
   }
   return false;
+#endif
 }
 
 void TimerSet::Expire(int clock, std::vector<ExpiredTimer>* out) {

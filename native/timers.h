@@ -1,5 +1,5 @@
-// Timers of one loop: one heap per clock and one kernel timer per clock (timerfd on Linux, an
-// EVFILT_TIMER-free fallback elsewhere: see timers.cc), whatever the number of timers.
+// Timers of one loop: one heap per clock and one kernel timer per clock (a timerfd with epoll, an
+// EVFILT_TIMER with kqueue: see timers.cc), whatever the number of timers.
 //
 // Allocate, then arm (Dasynq's rule). Allocating a timer reserves everything it will ever need:
 // its slot, its place in the heap's storage, the kernel timer of its clock. Arming and disarming
@@ -94,7 +94,12 @@ class TimerSet {
   void Close();
 
  private:
+#if defined(IAPP_KQUEUE)
+  const char* failed_syscall_ = "kevent";
+  bool registered_[2] = {false, false};  // the clock's EVFILT_TIMER knote exists
+#else
   const char* failed_syscall_ = "timerfd_create";
+#endif
   struct Slot {
     int64_t period = 0;
     int32_t heap_at = -1;  // index in heap_[clock], -1 when not armed
@@ -111,6 +116,7 @@ class TimerSet {
     double order;  // arming order: equal deadlines fire in the order they were armed
     int32_t slot;
   };
+  // The kernel timer's watcher: a timerfd (epoll), or the udata of an EVFILT_TIMER (kqueue).
   class Fd : public Watcher {
    public:
     void OnEvent(uint32_t) override {}

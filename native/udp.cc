@@ -9,6 +9,7 @@
 
 #include "errors.h"
 #include "listener.h"
+#include "platform.h"
 #include "sys.h"
 
 namespace iapp {
@@ -112,7 +113,7 @@ Udp* Udp::Open(Loop* loop, const UdpSpec& spec, int* err, int* sys) {
 
 void Udp::Rearm() {
   if (dead) return;
-  uint32_t w = (read_ != kUdpPaused ? kWantRead : 0u) | (push_ || queued() > 0 ? kWantWrite : 0u);
+  uint32_t w = kBothFilters | (read_ != kUdpPaused ? kWantRead : 0u) | (push_ || queued() > 0 ? kWantWrite : 0u);
   if (w != want) {
     want = w;
     loop_->poller().Update(this);
@@ -136,6 +137,13 @@ void Udp::StopPush() {
 }
 
 void Udp::OnEvent(uint32_t events) {
+  // The error of an ICMP message (ECONNREFUSED from a closed port) as kqueue reported it: over
+  // libkqueue the socket has no longer got it (see Watcher::so_error), so no recv or send will.
+  if (so_error != 0) {
+    if (read_ == kUdpJs) ++send_errors;  // as DrainToJs counts the same error read from the socket
+    loop_->CountError(so_error);
+    so_error = 0;
+  }
   if (events & (kReadable | kError)) {
     if (read_ == kUdpSink) Drain();
     else if (read_ == kUdpJs) DrainToJs();
@@ -152,7 +160,7 @@ void Udp::Drain() {
   LoopStats& st = loop_->stats();
   uint8_t* scratch = Scratch();
   for (int round = 0; round < kRounds; ++round) {
-#if defined(__linux__)
+#if defined(IAPP_HAVE_MMSG)
     mmsghdr msgs[kBatch];
     iovec iov[kBatch];
     for (int i = 0; i < kBatch; ++i) {
@@ -359,7 +367,7 @@ void Udp::PushMore() {
   LoopStats& st = loop_->stats();
   const size_t len = push_->size();
   for (int round = 0; round < kRounds; ++round) {
-#if defined(__linux__)
+#if defined(IAPP_HAVE_MMSG)
     mmsghdr msgs[kBatch];
     iovec iov{const_cast<uint8_t*>(push_->data()), len};
     for (int i = 0; i < kBatch; ++i) {

@@ -2,7 +2,9 @@
 
 #include <cerrno>
 
-#if defined(__linux__)
+#include "platform.h"
+
+#if defined(IAPP_HAVE_IO_URING)
 #include <fcntl.h>
 #include <linux/io_uring.h>
 #include <sys/eventfd.h>
@@ -189,6 +191,11 @@ void Uring::WaitAll(std::vector<UringCompletion>* sink) {
   }
 }
 
+void Uring::Kick() {
+  const uint64_t one = 1;
+  (void)!write(event_fd_, &one, sizeof one);
+}
+
 void Uring::Close() {
   if (sqes_) munmap(sqes_, sqes_size_);
   if (cq_ring_ && cq_ring_ != sq_ring_) munmap(cq_ring_, cq_ring_size_);
@@ -204,7 +211,7 @@ void Uring::Close() {
 
 }  // namespace iapp
 
-#else  // !__linux__
+#else  // !IAPP_HAVE_IO_URING
 
 namespace iapp {
 
@@ -221,6 +228,7 @@ void Uring::DropQueued(std::vector<uint64_t>*) {}
 size_t Uring::Reap(UringCompletion*, size_t) { return 0; }
 void Uring::WaitAll(std::vector<UringCompletion>*) {}
 void Uring::Close() {}
+void Uring::Kick() {}
 
 }  // namespace iapp
 

@@ -3,6 +3,7 @@
 // Linux, too old, seccomp, kernel.io_uring_disabled, RLIMIT_MEMLOCK), Open() fails and the caller
 // falls back to its thread pool.
 #pragma once
+#include "platform.h"
 #include <sys/uio.h>
 
 #include <cstddef>
@@ -33,6 +34,8 @@ class Uring {
   bool open() const { return ring_fd_ >= 0; }
   // Non-blocking, close-on-exec; readable when completions may be ready. -1 if not open.
   int event_fd() const { return event_fd_; }
+  // Signals the eventfd as a completion would (the loop then comes back to submit what is left).
+  void Kick();
 
   // Queue one operation; nothing reaches the kernel until Submit(). False when not open, when the
   // SQ is full, or when the CQ could not hold one more completion (queued + in flight would exceed
@@ -67,7 +70,7 @@ class Uring {
   int ring_fd_ = -1;
   int event_fd_ = -1;
   size_t in_flight_ = 0;
-#if defined(__linux__)
+#if defined(IAPP_HAVE_IO_URING)
   bool Prep(uint8_t op, int fd, const void* addr, uint32_t len, uint64_t off, uint32_t op_flags,
             uint64_t user_data);
 

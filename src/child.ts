@@ -47,9 +47,10 @@ export class ChildWatch {
   }
 
   /**
-   * Watches `pid`. Cannot fail: on Linux a pidfd wakes the loop when the child exits; if none can
-   * be had, the watch polls the child every 20 ms with the fd it reserved. Returns whether it
-   * got a pidfd.
+   * Watches `pid`. Cannot fail: a pidfd (epoll) or an `EVFILT_PROC` knote (kqueue) wakes the loop
+   * when the child exits; if the kernel will not give or register one, the watch polls the child
+   * every 20 ms with the timer it reserved. Returns whether the kernel watches the exit (false:
+   * polling).
    */
   attach(pid: number): boolean {
     if (!Number.isInteger(pid) || pid <= 0) throw new TypeError(`pid must be a positive integer, got ${String(pid)}`);

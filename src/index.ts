@@ -29,6 +29,8 @@ export { File, confinement, setConfinement } from './file.js';
 export { faultCounts, faultInjectionEnabled, injectFaults, parseFaults } from './faults.js';
 export type { FaultRule, FaultSite } from './faults.js';
 export { liveHandles } from './live.js';
+export { buildInfo } from './build.js';
+export type { BuildInfo } from './build.js';
 export { connectionCounts, setConnectionLimits } from './conns.js';
 export type { ConnectionCounts, ConnectionLimits } from './conns.js';
 export type { LiveHandles } from './live.js';

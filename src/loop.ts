@@ -181,6 +181,12 @@ export interface LoopStats {
    * always ready (pushing, sinking, piping).
    */
   turnsCut: number;
+  /**
+   * `sendFile` ranges the disk pool read ahead because they were not in the page cache: on
+   * FreeBSD, where sendfile(2) says so (SF_NODISKIO) rather than make the loop wait for the disk.
+   * Always 0 on Linux and macOS, whose sendfile reads what it needs itself.
+   */
+  readAheads: number;
   /** Established connections of this loop open now, and most at once (exact, counted natively). */
   connections: number;
   peakConnections: number;
@@ -417,7 +423,7 @@ export class Loop {
 
   /**
    * Reserves a watch for a child process that does not exist yet: the only step that can fail
-   * (EMFILE, ENOMEM; ENOSYS off Linux). `watch.attach(pid)` cannot.
+   * (EMFILE, ENOMEM: its timer is made and registered here). `watch.attach(pid)` cannot.
    */
   reserveChildWatch(options: { priority?: number } = {}): ChildWatch {
     this.#checkOpen();

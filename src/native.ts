@@ -181,6 +181,7 @@ interface Addon {
   reclaimConnections(slot: number): void;
   syscallNames: string[];
   constants: { recordStride: number; recordCapacity: number; defaultTurnBudgetUs: number };
+  build: import('./build.js').BuildInfo;
 }
 
 const require = createRequire(import.meta.url);

@@ -137,6 +137,11 @@ describe('child processes', () => {
     });
   });
 
+  it('reports the exit of a child whose exit the kernel would not watch (registration refused): the reserved timer polls', async () => {
+    const r = await withLoop((rt) => rt.call(0, 'attachRefused'));
+    expect(r).toEqual({ code: 7, error: null, injected: 1 });
+  });
+
   it('sends SIGTERM, then SIGKILL when the child ignores it past the grace period', async () => {
     const r = await withLoop((rt) => rt.call(0, 'termThenKill', { node: process.execPath, graceMs: 100 }, { timeoutMs: 20_000 }));
     expect(r).toEqual({ steps: ['SIGTERM', 'SIGKILL'], exit: { code: null, signal: 'SIGKILL' } });

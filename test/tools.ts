@@ -29,3 +29,13 @@ export function itWithTool(cmd: string, name: string, fn: () => Promise<void>, t
     it.skip(`${name} [skipped: ${cmd} is not on PATH; apt-get install ${PACKAGES[cmd] ?? cmd} to run it]`, fn);
   }
 }
+
+/**
+ * `it(name, fn)` for a test of a call only some builds make (io_uring, say): where `has` is
+ * false it is skipped, with `reason` in its name. The kqueue build (npm run test:kqueue) takes the
+ * portable fallbacks; each of those has its own test, which runs there.
+ */
+export function itOnBuild(has: boolean, reason: string, name: string, fn: () => Promise<void>, timeout?: number): void {
+  if (has) it(name, fn, timeout);
+  else it.skip(`${name} [skipped: ${reason}]`, fn);
+}

@@ -254,9 +254,9 @@ const errTail = (t) => (t.text.trim() ? `; stderr: ${t.text.trim().split('\n').s
  * Starts a server that prints `READY <port>` and, on SIGTERM, a JSON line. Resolves to a handle
  * { pid, port, stop() } once READY is seen; rejects if it exits or is silent for `readyTimeoutS`.
  */
-export async function startServer({ name, cmd, args, cwd }, { prefix = [], readyTimeoutS = 20 } = {}) {
+export async function startServer({ name, cmd, args, cwd, env }, { prefix = [], readyTimeoutS = 20 } = {}) {
   const [c, a] = withPrefix(prefix, cmd, args);
-  const child = track(spawn(c, a, { cwd, stdio: ['ignore', 'pipe', 'pipe'] }));
+  const child = track(spawn(c, a, { cwd, env: env ? { ...process.env, ...env } : undefined, stdio: ['ignore', 'pipe', 'pipe'] }));
   const stderr = tail(child.stderr);
   const lines = [];
   let onReady;
@@ -317,9 +317,9 @@ export async function startServer({ name, cmd, args, cwd }, { prefix = [], ready
 }
 
 /** Runs a client to completion (bounded by `timeoutS`) and parses the last JSON line of its stdout. */
-export async function runClient({ name, cmd, args, cwd }, { prefix = [], timeoutS = 60 } = {}) {
+export async function runClient({ name, cmd, args, cwd, env }, { prefix = [], timeoutS = 60 } = {}) {
   const [c, a] = withPrefix(prefix, cmd, args);
-  const child = track(spawn(c, a, { cwd, stdio: ['ignore', 'pipe', 'pipe'] }));
+  const child = track(spawn(c, a, { cwd, env: env ? { ...process.env, ...env } : undefined, stdio: ['ignore', 'pipe', 'pipe'] }));
   const stderr = tail(child.stderr);
   const out = tail(child.stdout, 100_000);
   let timedOut = false;
