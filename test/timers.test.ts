@@ -18,6 +18,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRuntime, type Runtime, type RuntimeOptions } from '../dist/src/index.js';
 import { fdCount, fixture } from './helpers.js';
 
+// One child-watch test refuses the pidfd's registration with an injected pollctl fault
+// (test/fixtures/timers.mjs); fault injection is a switch tests turn on explicitly. Loop threads
+// copy the environment when they start.
+process.env.IAPP_FAULT_INJECTION = '1';
+
 let fdsBefore = 0;
 beforeAll(() => {
   fdsBefore = fdCount();
