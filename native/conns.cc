@@ -69,14 +69,6 @@ std::atomic<int> g_slot{0};
 static_assert(std::atomic<int64_t>::is_always_lock_free, "shared counters need lock-free atomics");
 static_assert(std::atomic<uint32_t>::is_always_lock_free, "shared locks need lock-free atomics");
 
-inline void CpuRelax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
-
 // A spin lock in memory several processes share (a pthread mutex there would need
 // PTHREAD_PROCESS_SHARED and robust-mutex support that macOS lacks). Held for a few dozen loads
 // and stores, never across a syscall; a holder preempted meanwhile is waited for with

@@ -777,13 +777,6 @@ int Loop::Post(int32_t target, MsgHeader h, const uint8_t* payload, bool bounded
 }
 
 namespace {
-inline void CpuRelax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
 // Total time one prepare hook may spend polling, so libuv's timers and our own sockets still get
 // their turn under a steady stream of messages.
 constexpr uint64_t kBusyPollCapNs = 1000000;

@@ -21,6 +21,15 @@ struct mmsghdr;
 
 namespace iapp {
 
+// A hint to the CPU inside a spin-wait loop (another thread or process is about to let go).
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 int SysClose(int fd);
 int SetNonblockCloexec(int fd);
 // A non-blocking, close-on-exec socket.
