@@ -14,7 +14,8 @@
 //                the main thread and transferred to the two ends, port.postMessage() (structured
 //                clone); a sender may have --window messages unacknowledged (the receiver acks
 //                every window/4), which bounds the queue's memory
-// Cases (Uint8Array(16) payloads, the same array every post: both systems copy it):
+// Cases (Uint8Array(16) payloads by default, or with --payload object a small object; the same
+// value every post, which both systems copy):
 //   oneway-1   one sender thread posts to one receiver thread, which counts the messages
 //   oneway-3   three sender threads to one receiver: 4 busy threads on a 2-core machine
 //   rtt        ping-pong between two threads, one round trip in flight
@@ -36,6 +37,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { busyBetween, cpuTimes, now, runClient } from './lib/harness.mjs';
 import { addonOption, addonUsage, withAddons } from './lib/addon.mjs';
+import { PAYLOADS } from './lib/payload.mjs';
 import { FOREIGN_MAX, caseJsonLines, f, flagNotes, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, rng, runnableSystems, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
@@ -58,6 +60,7 @@ const USAGE = `usage: node bench/messaging.mjs [options]
   --senders S        sender threads of the oneway-3 case (default 3; the case is named after it)
   --cases LIST       ${CASES.join(',')} (default all)
   --systems LIST     ${IAPP},${IAPP_BUSY},${PEER} (default all)
+  --payload P        bytes (Uint8Array(16), default) or object ({ i: 1, s: 'abc' }, structured-cloned)
   --window K         MessagePort: messages a sender may have unacknowledged (default 262144)
   --noise-floor      add a second MessagePort ("${NOISE}"): its ratio to ${PEER} is the A/A floor
   --json             one JSON line per case, system and metric on stdout
@@ -74,6 +77,7 @@ const opts = parseOptions(
     cases: { type: 'string' },
     systems: { type: 'string' },
     window: { type: 'string', default: '262144' },
+    payload: { type: 'string', default: 'bytes' },
     'noise-floor': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     out: { type: 'string' },
@@ -95,6 +99,11 @@ if (!(durationS > 0 && durationS <= 60) || !Number.isInteger(manySenders) || man
   console.error('--duration: (0, 60] s; --senders: 2..16; --window: >= 16');
   process.exit(2);
 }
+if (!(opts.payload in PAYLOADS)) {
+  console.error(`--payload: bytes or object, got ${opts.payload}`);
+  process.exit(2);
+}
+const payloadText = PAYLOADS[opts.payload];
 const manyCase = `oneway-${manySenders}`;
 const allCases = ['oneway-1', manyCase, 'rtt'];
 const cases = opts.cases ? opts.cases.split(',').map((s) => s.trim().replace(/^oneway-3$/, manyCase)) : allCases;
@@ -103,7 +112,7 @@ if (badCase.length) {
   console.error(`--cases: unknown ${badCase.join(', ')} (known: ${allCases.join(', ')})\n${USAGE}`);
   process.exit(2);
 }
-const outFile = opts.out ?? join(benchDir, 'results', 'messaging.json');
+const outFile = opts.out ?? join(benchDir, 'results', opts.payload === 'object' ? 'messaging-object.json' : 'messaging.json');
 const cores = os.availableParallelism?.() ?? os.cpus().length;
 
 let systems = [
@@ -135,7 +144,7 @@ async function runOnce(sys, kase) {
   const cores0 = cpuTimes();
   const self0 = process.cpuUsage();
   const t0 = now();
-  const r = await runClient({ name: sys.name, cmd: node, args: runArgs(sys, kase), cwd: root, env: sys.env }, { timeoutS });
+  const r = await runClient({ name: sys.name, cmd: node, args: runArgs(sys, kase), cwd: root, env: { ...sys.env, BENCH_MESSAGE_PAYLOAD: opts.payload } }, { timeoutS });
   const wall = now() - t0;
   const cores1 = cpuTimes();
   const self = process.cpuUsage(self0);
@@ -189,7 +198,7 @@ function printTable(kase, summary) {
   log('');
   const note = caseNote(kase);
   if (kase === 'rtt') {
-    log(`== messaging rtt: ping-pong between 2 threads, Uint8Array(16), one in flight, ${durationS} s per run, ${runs} rounds`);
+    log(`== messaging rtt: ping-pong between 2 threads, ${payloadText}, one in flight, ${durationS} s per run, ${runs} rounds`);
     const cols = [
       ['system', 14],
       ['p50 µs (min-max)', 22],
@@ -217,7 +226,7 @@ function printTable(kase, summary) {
     );
   } else {
     const k = Number(kase.split('-')[1]);
-    log(`== messaging ${kase}: ${k} sender thread${k > 1 ? 's' : ''} -> 1 receiver, Uint8Array(16), ${n === undefined ? `${durationS} s of posting` : `${n.toLocaleString('en-US')} messages`} per run, ${runs} rounds`);
+    log(`== messaging ${kase}: ${k} sender thread${k > 1 ? 's' : ''} -> 1 receiver, ${payloadText}, ${n === undefined ? `${durationS} s of posting` : `${n.toLocaleString('en-US')} messages`} per run, ${runs} rounds`);
     if (note) log(`NOTE: ${note}`);
     const cols = [
       ['system', 14],
@@ -251,7 +260,7 @@ const results = newResults('messaging', {
   durationS,
   n: n ?? null,
   warmS,
-  payload: 'Uint8Array(16), the same array every post (both systems copy it)',
+  payload: `${payloadText}, the same value every post (both systems copy it)`,
   window,
   cases,
   cores,

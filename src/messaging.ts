@@ -6,6 +6,7 @@ import { deserialize, serialize } from 'node:v8';
 
 import { fromWire, IappError, iappError, toWire, type WireError } from './errors.js';
 import { native as addon, type NativeLoop } from './native.js';
+import { plainJson } from './plain.js';
 
 /** A loop thread by index, or the runtime's main thread. */
 export type ThreadId = number | 'main';
@@ -82,6 +83,8 @@ const enum Enc {
   True = 5,
   False = 6,
   Null = 7,
+  // Small plain objects and arrays as JSON text (src/plain.ts says when that equals a clone).
+  Json = 8,
 }
 const FULL = -1;
 const EXITED = -2;
@@ -134,6 +137,8 @@ function encode(payload: unknown): [Enc, Uint8Array | undefined] {
       return [payload ? Enc.True : Enc.False, undefined];
   }
   if (payload === null) return [Enc.Null, undefined];
+  const json = plainJson(payload);
+  if (json !== undefined) return [Enc.Json, Buffer.from(json)];
   let bytes: Buffer;
   try {
     bytes = serialize(payload);
@@ -153,6 +158,8 @@ function decode(flags: number, bytes: Buffer | undefined): unknown {
       return bytes;
     case Enc.Clone:
       return deserialize(bytes!);
+    case Enc.Json:
+      return JSON.parse(bytes!.toString());
     case Enc.Number:
       return LE ? bytes!.readDoubleLE(0) : bytes!.readDoubleBE(0);
     case Enc.String:

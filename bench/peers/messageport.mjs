@@ -27,6 +27,7 @@
 // cpuS / its wall time; cpuTotalS: the process's CPU from start to the report.
 import { MessageChannel, Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { parseArgs } from 'node:util';
+import { benchPayload } from '../lib/payload.mjs';
 
 const nowNs = () => Number(process.hrtime.bigint());
 const cpuS = (u = process.cpuUsage()) => (u.user + u.system) / 1e6;
@@ -175,7 +176,7 @@ function receiver({ ports, window }) {
 }
 
 function sender({ port, window }) {
-  const u8 = new Uint8Array(16).fill(7);
+  const u8 = benchPayload();
   let sent = 0; // cumulative
   let acked = 0;
   let wake = null;
@@ -221,7 +222,7 @@ function pong({ port }) {
 function ping({ port, durationS, warmS }) {
   const MAX = 4_000_000;
   const samples = new Float64Array(MAX);
-  const u8 = new Uint8Array(16).fill(7);
+  const u8 = benchPayload();
   parentPort.on('message', (m) => {
     if (m.type !== 'go') return;
     let count = 0;

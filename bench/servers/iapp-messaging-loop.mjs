@@ -14,6 +14,7 @@
 //   'rtt'     (call)  { target, durationS, warmS }: ping-pong with `target`, one round trip in
 //                     flight; returns { count, seconds, p50Us, p99Us, meanUs, minUs, maxUs }
 // Times are process.hrtime (CLOCK_MONOTONIC, the same clock in every thread), in ns as Numbers.
+import { benchPayload } from '../lib/payload.mjs';
 const nowNs = () => Number(process.hrtime.bigint());
 const CHUNK = 4096; // posts between looks at the clock
 
@@ -45,7 +46,7 @@ export function setup(loop) {
   });
   loop.handle('wait', () => done ?? new Promise((r) => (waiter = r)));
 
-  const u8 = new Uint8Array(16).fill(7);
+  const u8 = benchPayload();
   loop.handle('send', async ({ target, durationS, n }) => {
     let fullWaits = 0;
     let sent = 0;
