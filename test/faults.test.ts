@@ -76,12 +76,22 @@ describe('rules', () => {
   });
 
   it('reads IAPP_FAULTS at start, and a bad one stops the program with the reason', () => {
-    const script = "import('./dist/src/index.js').then((m) => console.log(JSON.stringify(m.parseFaults(process.env.IAPP_FAULTS))))";
-    const good = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, IAPP_FAULTS: 'recv:ECONNRESET:0.1' }, encoding: 'utf8' });
-    expect(good.status).toBe(0);
-    expect(good.stderr).toMatch(/^iapp: fault injection ON \(pid \d+\): recv:ECONNRESET:0.1:0:0: these syscalls will fail on purpose\n$/);
-    const bad = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, IAPP_FAULTS: 'recv:NOPE' }, encoding: 'utf8' });
+    // The child only imports the library and starts a runtime: it never parses or injects rules
+    // itself, so the failed thread start can only come from the library reading IAPP_FAULTS.
+    const script = `import('./dist/src/index.js').then(async (m) => {
+      const out = {};
+      try { const rt = await m.createRuntime({ module: ${JSON.stringify(fixture('faults.mjs'))}, threads: 1 }); out.started = true; await rt.close(); }
+      catch (e) { out.code = e.code; out.syscall = e.syscall; }
+      out.injected = m.faultCounts().thread;
+      console.log(JSON.stringify(out));
+    })`;
+    const good = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, IAPP_FAULTS: 'thread:EAGAIN:1:1' }, encoding: 'utf8', timeout: 20_000 });
+    expect(good.status, good.stderr).toBe(0);
+    expect(good.stderr).toMatch(/^iapp: fault injection ON \(pid \d+\): thread:EAGAIN:1:1:0: these syscalls will fail on purpose\n$/);
+    expect(JSON.parse(good.stdout)).toEqual({ code: 'EAGAIN', syscall: 'pthread_create', injected: 1 });
+    const bad = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, IAPP_FAULTS: 'recv:NOPE' }, encoding: 'utf8', timeout: 20_000 });
     expect(bad.status).not.toBe(0);
+    expect(bad.stdout).toBe(''); // the import itself failed: no runtime was tried
     expect(bad.stderr).toMatch(/bad fault rule 'recv:NOPE': unknown errno name/);
   });
 
