@@ -2,7 +2,9 @@
 // promises.
 //
 // What it proves: byte integrity across threads (hashes of random-size transfers, iapp and node:net
-// clients); without allowHalfOpen, replies to data that came with the peer's FIN still go out (the
+// clients); a Unix path served by each loop in turn (the other's listener paused, then resumed;
+// the handler set with onConnection(); one loop's listener closed while the other serves);
+// without allowHalfOpen, replies to data that came with the peer's FIN still go out (the
 // soak's reproducer: the socket used to end itself natively first); Unix and IPv6 listeners, a
 // shared listener (EPOLLEXCLUSIVE) spreading connections; EADDRINUSE with its syscall; connect
 // errors ECONNREFUSED, ENOENT (a missing Unix path) and ETIMEDOUT; half-close, reset by peer,
