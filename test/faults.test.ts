@@ -4,7 +4,8 @@
 //
 // What it proves: every row of the fault table in docs/reliability.md: one syscall made to fail,
 // that operation's error checked (code, errno, syscall), every other connection compared by
-// SHA-256, and per-socket and per-loop counts reconciled; the rule parser and IAPP_FAULTS at start.
+// SHA-256, and per-socket and per-loop counts reconciled; onFdExhaustion: 'shed' resetting exactly one
+// waiting connection; the rule parser and IAPP_FAULTS at start (read by the library itself).
 import { createHash, randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -128,6 +129,29 @@ describe('rules', () => {
 });
 
 describe('accept', () => {
+  it("EMFILE with onFdExhaustion: 'shed': the oldest waiting connection is reset, the others served", async () => {
+    const rt = await server();
+    const reported: { code: string; shed: number }[] = [];
+    rt.on('accept-error', (e: { error: { code: string }; shed: number }) => reported.push({ code: e.error.code, shed: e.shed }));
+    try {
+      const port = await call<number>(rt, 'listen', { kind: 'echo', shed: true });
+      injectFaults('accept:EMFILE:1:1');
+      const out = await clients(port, 6, 4096);
+      // Under 'wait' (the tests below) every one is served; 'shed' resets exactly one.
+      const failed = out.filter((o) => o.error);
+      expect(failed).toHaveLength(1);
+      expect(['ECONNRESET', 'EPIPE']).toContain(failed[0]!.error);
+      for (const o of out.filter((x) => !x.error)) expect(o.got).toBe(o.sent);
+      expect(reported).toEqual([{ code: 'EMFILE', shed: 1 }]);
+      const [st] = await rt.stats();
+      expect(st!.acceptShed).toBe(1);
+      expect(st!.accepted).toBe(5);
+      expectReconciled(await call<Close[]>(rt, 'closes', { count: 5 }));
+    } finally {
+      await rt.close();
+    }
+  });
+
   for (const code of ['EMFILE', 'ENFILE', 'ENOBUFS']) {
     it(`${code}: the listener pauses, reports, resumes, and every connection is served`, async () => {
       const rt = await server();
