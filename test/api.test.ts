@@ -6,8 +6,9 @@
 // write queue's high-water mark (the 256 KiB default, connect's and listen's highWaterMark
 // option, setHighWaterMark raised and lowered) decides exactly when write() returns false; a
 // spawned child's ChildWatch has its pid, hasExited false then true, and onExit called once with
-// the signal; LISTEN_FDS_START is the protocol's 3; listenSocket()'s TCP socket handed to
-// loop.listen({ fd }) on two loops is served there.
+// the signal; LISTEN_FDS_START is the protocol's 3; a listener's priority option runs its
+// sockets' reads first in a batch (the loop held by Atomics.wait, not by timing); listenSocket()'s
+// TCP socket handed to loop.listen({ fd }) on two loops is served there.
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -22,8 +23,8 @@ afterAll(() => {
   expect(fdCount()).toBe(fdsBefore);
 });
 
-async function withLoop<T>(fn: (rt: Runtime) => Promise<T>): Promise<T> {
-  const rt = await createRuntime({ module: fixture('api.mjs'), threads: 1 });
+async function withLoop<T>(fn: (rt: Runtime) => Promise<T>, data?: Record<string, unknown>): Promise<T> {
+  const rt = await createRuntime({ module: fixture('api.mjs'), threads: 1, data });
   try {
     return await fn(rt);
   } finally {
@@ -89,6 +90,45 @@ describe('write high-water mark', () => {
     const r = await withLoop((rt) => call<Hwm>(rt, 'hwm', { chunk, highWaterMark: 1 << 20, listenHighWaterMark: 96 * 1024 }));
     atMark(r.client, 1 << 20);
     atMark(r.server!, 96 * 1024);
+  });
+});
+
+describe('priority', () => {
+  it("a listener's priority option runs its sockets' reads first in a batch", async () => {
+    const sab = new SharedArrayBuffer(8);
+    const flag = new Int32Array(sab);
+    await withLoop(async (rt) => {
+      const ports = await call<{ low: number; high: number }>(rt, 'prioPorts');
+      const connect = (port: number): Promise<net.Socket> =>
+        new Promise((res, rej) => {
+          const c = net.connect(port, '127.0.0.1', () => res(c));
+          c.once('error', rej);
+        });
+      const low = await connect(ports.low);
+      const high = await connect(ports.high);
+      try {
+        // Both accepted before the thread is held (accepts are events too).
+        let accepted = 0;
+        for (let i = 0; i < 10_000 && accepted < 2; i++) accepted = (await call<{ accepted: number }>(rt, 'prioPorts')).accepted;
+        expect(accepted).toBe(2);
+        const blocked = rt.call(0, 'block', undefined, { timeoutMs: 0 });
+        await Atomics.waitAsync(flag, 0, 0).value;
+        // While the thread is held: a byte to the low-priority socket, then to the high one.
+        await new Promise<void>((r) => low.write('l', () => r()));
+        await new Promise<void>((r) => high.write('h', () => r()));
+        Atomics.store(flag, 1, 1);
+        Atomics.notify(flag, 1);
+        await blocked;
+        // The call that asks may itself run between the two reads (a message has priority 0,
+        // like the low socket): gather until both have run.
+        const order: string[] = [];
+        for (let i = 0; i < 10_000 && order.length < 2; i++) order.push(...(await call<string[]>(rt, 'order')));
+        expect(order).toEqual(['high', 'low']);
+      } finally {
+        low.destroy();
+        high.destroy();
+      }
+    }, { sab });
   });
 });
 
