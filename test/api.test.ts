@@ -6,13 +6,16 @@
 // write queue's high-water mark (the 256 KiB default, connect's and listen's highWaterMark
 // option, setHighWaterMark raised and lowered) decides exactly when write() returns false; a
 // spawned child's ChildWatch has its pid, hasExited false then true, and onExit called once with
-// the signal; LISTEN_FDS_START is the protocol's 3; a listener's priority option runs its
-// sockets' reads first in a batch (the loop held by Atomics.wait, not by timing); listenSocket()'s
-// TCP socket handed to loop.listen({ fd }) on two loops is served there.
+// the signal; LISTEN_FDS_START is the protocol's 3; socketKind() on TCP and Unix listening
+// sockets and a closed fd; a listener's priority option runs its sockets' reads first in a batch
+// (the loop held by Atomics.wait, not by timing); listenSocket()'s TCP socket handed to
+// loop.listen({ fd }) on two loops is served there.
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { LISTEN_FDS_START, createRuntime, listenSocket, type Runtime } from '../dist/src/index.js';
+import { LISTEN_FDS_START, createRuntime, listenSocket, socketKind, type Runtime } from '../dist/src/index.js';
 import { fdCount, fixture, netExchange } from './helpers.js';
 
 let fdsBefore = 0;
@@ -146,6 +149,20 @@ describe('child watches', () => {
 describe('listening sockets', () => {
   it('LISTEN_FDS_START is the socket activation protocol’s first fd, 3 (sd_listen_fds(3))', () => {
     expect(LISTEN_FDS_START).toBe(3);
+  });
+
+  it('socketKind() says what an fd is: a TCP or Unix listening socket, and EBADF once closed', () => {
+    const tcp = listenSocket({ host: '127.0.0.1', port: 0 });
+    const path = join(tmpdir(), `iapp-kind-${process.pid}.sock`);
+    const unix = listenSocket({ path });
+    try {
+      expect(socketKind(tcp.fd)).toEqual({ kind: 'listening', family: 'IPv4' });
+      expect(socketKind(unix.fd)).toEqual({ kind: 'listening', family: 'unix' });
+    } finally {
+      tcp.close();
+      unix.close();
+    }
+    expect(() => socketKind(tcp.fd)).toThrow(expect.objectContaining({ code: 'EBADF' }));
   });
 
   it("listenSocket()'s TCP socket, handed to loop.listen({ fd }) on two loops, is served", async () => {
