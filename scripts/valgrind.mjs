@@ -1,9 +1,18 @@
 // npm run test:valgrind: runs test/valgrind-core.mjs under valgrind's memcheck and counts the
 // errors whose stack passes through the addon (iapp.node). Node and V8 themselves give memcheck
 // plenty to say (a JIT, custom allocators); those are counted apart and not held against us.
+// Leaks are checked too (--leak-check=full): a block definitely lost whose allocation stack passes
+// through iapp.node is an error (--errors-for-leak-kinds=definite); possibly-lost and reachable
+// blocks are not (threads parked until exit, Node's own caches).
 // Exits 1 on any error from our code or a wrong result. Takes a few minutes: not part of npm test.
+//
+//   node scripts/valgrind.mjs               the check
+//   node scripts/valgrind.mjs --prove-leak  builds the addon with IAPP_TEST_LEAK (64 bytes dropped
+//                                           at each load) into build-leak/ and runs the same check,
+//                                           which must fail on that leak: exits 0 when it does
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +23,29 @@ if (has.status !== 0) {
   console.error('test:valgrind: valgrind is not installed (Debian: apt-get install valgrind)');
   process.exit(1);
 }
+const proveLeak = process.argv.includes('--prove-leak');
+let addon = '';
+if (proveLeak) {
+  // The normal target with IAPP_TEST_LEAK defined, built beside the normal build.
+  const require = createRequire(import.meta.url);
+  const out = join(root, 'build-leak');
+  const gyp = JSON.parse(readFileSync(join(root, 'binding.gyp'), 'utf8'));
+  const target = gyp.targets[0];
+  target.sources = target.sources.map((s) => `../${s}`);
+  target.defines = [...target.defines, 'IAPP_TEST_LEAK=1'];
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, 'binding.gyp'), JSON.stringify(gyp, null, 2));
+  const prefix = resolve(dirname(process.execPath), '..');
+  const gypArgs = [require.resolve('node-gyp/bin/node-gyp.js'), 'rebuild'];
+  if (existsSync(join(prefix, 'include', 'node', 'node_api.h'))) gypArgs.push(`--nodedir=${prefix}`);
+  console.error('test:valgrind: building the addon with IAPP_TEST_LEAK in build-leak/');
+  const built = spawnSync(process.execPath, gypArgs, { cwd: out, stdio: ['ignore', 'ignore', 'inherit'] });
+  if (built.status !== 0) {
+    console.error('test:valgrind: the leak build failed (see above)');
+    process.exit(1);
+  }
+  addon = join(out, 'build', 'Release', 'iapp.node');
+}
 const work = mkdtempSync(join(tmpdir(), 'iapp-memcheck-'));
 const xml = join(work, 'memcheck.xml');
 const args = [
@@ -21,6 +53,9 @@ const args = [
   '--xml=yes',
   `--xml-file=${xml}`,
   '--num-callers=40',
+  '--leak-check=full',
+  '--show-leak-kinds=definite',
+  '--errors-for-leak-kinds=definite',
   // One known, intended report: on Linux TCP the sink discards with recv(fd, NULL, n, MSG_TRUNC),
   // which memcheck takes for a write into address 0.
   `--suppressions=${join(root, 'test', 'valgrind.supp')}`,
@@ -29,7 +64,7 @@ const args = [
 ];
 console.error(`test:valgrind: ${has.stdout.trim()} over test/valgrind-core.mjs (a few minutes)`);
 const started = Date.now();
-const run = spawnSync('valgrind', args, { cwd: root, stdio: 'inherit', env: { ...process.env, IAPP_ADDON: '' } });
+const run = spawnSync('valgrind', args, { cwd: root, stdio: 'inherit', env: { ...process.env, IAPP_ADDON: addon } });
 const text = readFileSync(xml, 'utf8');
 rmSync(work, { recursive: true, force: true });
 
@@ -56,5 +91,14 @@ console.error(`\ntest:valgrind: ${ours.length} error(s) in iapp.node, ${errors.l
 if (run.status !== 0) {
   console.error(`test:valgrind: the program failed under memcheck (exit ${run.status ?? run.signal})`);
   process.exit(1);
+}
+if (proveLeak) {
+  const leaks = ours.filter((e) => /<kind>Leak_DefinitelyLost<\/kind>/.test(e) && /LeakOnPurpose/.test(e));
+  if (leaks.length === 0) {
+    console.error('test:valgrind --prove-leak: the deliberate leak was NOT reported: the leak check does not work');
+    process.exit(1);
+  }
+  console.error(`test:valgrind --prove-leak: the deliberate leak was reported (${leaks.length}×, definitely lost, in LeakOnPurpose): the leak check fires`);
+  process.exit(0);
 }
 process.exit(ours.length > 0 ? 1 : 0);

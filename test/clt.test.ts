@@ -177,12 +177,15 @@ describe('runs', () => {
 
   it('human output: header, interval lines and a summary table', async () => {
     const s = await sink();
-    const c = run(CLT, ['--threads', '1', '--conns', '2', '--rate', '1000', '--duration', '1.2', '--target', s.target]);
+    // Runs until an interval line shows both connections, then SIGTERM: no run length the
+    // interval line must fit in, however slow the machine.
+    const c = run(CLT, ['--threads', '1', '--conns', '2', '--rate', '1000', '--stats', '0.2', '--target', s.target]);
+    await c.line((l) => /^\s+\d+\.\d s {2}conns 2 {2}tx /.test(l), 'an interval line with both connections open');
+    c.child.kill('SIGTERM');
     expect((await c.exited).code).toBe(0);
     const text = c.lines.join('\n');
     expect(text).toMatch(/^iapp-clt: 2 connections \(1 thread × 2\) to 127\.0\.0\.1:\d+, push/);
     expect(text).toMatch(/all 2 connections open after/);
-    expect(text).toMatch(/\n\s+1\.\d s {2}conns 2 {2}tx /);
     expect(text).toMatch(/established\s+2\s+peak 2 open at once/);
     expect(text).toMatch(/sent\s+[\d.]+ [kMG]?B\s+[\d,]+ bytes, [\d.]+ [kMG]?bit\/s/);
     await sinkSummary(s.p);

@@ -5,7 +5,7 @@
 // connection, end in order on close and reset peers at the deadline, with or without a low-water
 // mark (one out of range is refused); an inherited listening socket is served by two loops in a
 // child process, and an fd that is not one gets a clear error; UDP sink counts every datagram
-// node:dgram sends, send() and push() from a connected socket reach the sink (push stops on close),
+// node:dgram sends, send() and push() from a connected socket reach the sink (push stops at stopPush()),
 // loops share port 0, and ECONNREFUSED is counted when pushing to a closed port.
 import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
@@ -283,7 +283,7 @@ describe('udp', () => {
     expect(after.bytes - before.bytes).toBe(want);
   });
 
-  it('send() and push() from a connected iapp UDP socket reach the sink; push stops on close', async () => {
+  it('send() and push() from a connected iapp UDP socket reach the sink; push stops at stopPush()', async () => {
     const before = await received();
     const sender = await createRuntime({
       module: fixture('primitives.mjs'),
@@ -296,6 +296,20 @@ describe('udp', () => {
       const out = (await sender.stats())[0]!;
       expect(out.datagramsOut).toBeGreaterThanOrEqual(2000);
       expect(out.bytesOut).toBe(out.datagramsOut * 512);
+      // Each call to the sender is a turn of its loop. While pushing, every few turns send more;
+      // once stopPush() has returned, no further turn sends anything.
+      type Out = { datagramsOut: number; bytesOut: number };
+      const push = (op = ''): Promise<Out> => sender.call(0, 'push', op, { timeoutMs: 10_000 }) as Promise<Out>;
+      const turns = async (): Promise<Out> => {
+        for (let i = 0; i < 5; i++) await push();
+        return push();
+      };
+      const a = await push();
+      expect((await turns()).datagramsOut).toBeGreaterThan(a.datagramsOut);
+      const stopped = await push('stop');
+      const later = await turns();
+      expect(later).toEqual(stopped);
+      expect(later.bytesOut).toBe(later.datagramsOut * 512);
     } finally {
       await sender.close();
     }

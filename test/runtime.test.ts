@@ -5,9 +5,10 @@
 // createRuntime (the others are stopped); options are validated; a loop thread that dies is
 // reported while the others keep serving, also with data flowing into it; a handler that throws
 // closes its socket only; close() flushes queued writes and resets peers that do not close by the
-// deadline; an idle runtime uses almost no CPU; EMFILE under a lowered fd limit (in a child
-// process) pauses accepting without spinning and service resumes once fds free up; IappError
-// carries code, errno, syscall and a message that says what to do.
+// deadline; EMFILE under a lowered fd limit (in a child process) pauses accepting without
+// spinning (wakeups counted over round trips, not time) and service resumes once fds free up;
+// IappError carries code, errno, syscall and a message that says what to do. (Idle CPU is
+// measured by bench/idle.mjs, not asserted here.)
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { createInterface } from 'node:readline';
@@ -153,26 +154,19 @@ describe('runtime', () => {
     c.on('data', (d) => (got += d.length));
     const queued = await ev.waitFor((m) => m.type === 'queued');
     expect(queued.buffered as number).toBeGreaterThan(0);
-    // The deadline leaves a loaded machine time to flush 32 MiB; the peer never closes, so it is
-    // always reached.
-    const summary = await rt.close({ timeoutMs: 1500 });
+    // The peer never closes, so the deadline is always reached and the test always takes it.
+    // 5 s: 32 MiB over loopback takes tens of milliseconds on an idle machine, so a loaded one has
+    // a hundredfold margin to flush before the FIN; if it ever did not, the count below still
+    // holds (nothing lost silently) and the flush assertion says how much was left.
+    const summary = await rt.close({ timeoutMs: 5000 });
     await ended;
+    expect(got + summary.unsent).toBe(bytes);
     expect(got).toBe(bytes);
     // Everything queued was sent before the FIN; the peer never closed, so it was reset.
     expect(summary).toMatchObject({ sockets: 1, reset: 1, unsent: 0, terminated: 0 });
     c.destroy();
   });
 
-  it('an idle runtime uses almost no CPU', async () => {
-    const child = spawn(process.execPath, [fixture('idle.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    const code = await new Promise((r) => child.on('exit', r));
-    expect(code).toBe(0);
-    const { cpuMs } = JSON.parse(out) as { cpuMs: number };
-    // Two loop threads and the main thread, all idle for a second: a busy loop would burn ~1000 ms.
-    expect(cpuMs).toBeLessThan(50);
-  });
 });
 
 describe('fd exhaustion', () => {
@@ -204,11 +198,13 @@ describe('fd exhaustion', () => {
       let s = await ask('stats');
       while (s.acceptPaused === 0) s = await ask('stats');
       expect(s.errors.EMFILE).toBeGreaterThan(0);
-      // The paused listener does not spin: few wakes while the backlog waits.
+      // The paused listener does not spin: over 20 round trips to the loop (each one or two
+      // wakes of its own) it wakes a few times more at most, for the backoff's resumes; a
+      // listener left readable would wake it thousands of times in that span. Counted in round
+      // trips, not in sleeps, so a slow machine changes nothing.
       const w1 = s.wakeups;
-      await new Promise((r) => setTimeout(r, 200));
-      s = await ask('stats');
-      expect(s.wakeups - w1).toBeLessThan(50);
+      for (let i = 0; i < 20; i++) s = await ask('stats');
+      expect(s.wakeups - w1).toBeLessThan(100);
       // Free fds: close the connections that were served; the waiting ones get in.
       const served = await Promise.all(echoed.slice(0, 10));
       expect(served[0]).toBe('c0');

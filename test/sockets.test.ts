@@ -2,7 +2,9 @@
 // promises.
 //
 // What it proves: byte integrity across threads (hashes of random-size transfers, iapp and node:net
-// clients); without allowHalfOpen, replies to data that came with the peer's FIN still go out (the
+// clients); a Unix path served by each loop in turn (the other's listener paused, then resumed;
+// the handler set with onConnection(); one loop's listener closed while the other serves);
+// without allowHalfOpen, replies to data that came with the peer's FIN still go out (the
 // soak's reproducer: the socket used to end itself natively first); Unix and IPv6 listeners, a
 // shared listener (EPOLLEXCLUSIVE) spreading connections; EADDRINUSE with its syscall; connect
 // errors ECONNREFUSED, ENOENT (a missing Unix path) and ETIMEDOUT; half-close, reset by peer,
@@ -104,21 +106,43 @@ describe('end of input', () => {
 
 describe('addresses', () => {
   it('serves a Unix socket path from every loop and removes the file on close', async () => {
+    // Each loop in turn is the only one accepting (the other's listener paused), so every loop is
+    // seen serving the path; the handler is set with listener.onConnection(), not given to listen().
     const path = join(tmpdir(), `iapp-${process.pid}-${Date.now()}.sock`);
-    const { rt, address } = await startServer('echo', { path });
+    const { rt, address } = await startServer('hash', { path, allowHalfOpen: true }, { data: { viaOnConnection: true } });
     expect(address).toBe(path);
+    const listener = (i: number, op: string): Promise<{ accepted: number; closed: boolean }> =>
+      rt.call(i, 'listener', op, { timeoutMs: 10_000 }) as Promise<{ accepted: number; closed: boolean }>;
     try {
-      for (let i = 0; i < 6; i++) {
-        const { reply } = await netExchange({ path }, `unix ${i}`);
-        expect(reply.toString()).toBe(`unix ${i}`);
+      for (const [serving, paused] of [[0, 1], [1, 0]] as const) {
+        await listener(paused, 'pause');
+        await listener(serving, 'resume');
+        const before = await Promise.all([listener(0, ''), listener(1, '')]);
+        for (let i = 0; i < 3; i++) {
+          const data = randomBytes(1000 + i);
+          const { reply } = await netExchange({ path }, data, { allowHalfOpen: true });
+          expect(reply.toString()).toBe(`${data.length} ${sha(data)}`);
+        }
+        const clients = await createRuntime({
+          module: fixture('client.mjs'),
+          threads: 1,
+          data: { op: 'push-hash', connections: 2, maxSize: 1 << 20, target: { path } },
+        });
+        await clients.close();
+        const results = (clients.results as { size: number; sent: string; reply: string; error?: string }[][]).flat();
+        expect(results).toHaveLength(2);
+        for (const r of results) expect(r).toMatchObject({ error: undefined, reply: `${r.size} ${r.sent}` });
+        const after = await Promise.all([listener(0, ''), listener(1, '')]);
+        expect(after[serving]!.accepted - before[serving]!.accepted).toBe(5);
+        expect(after[paused]!.accepted - before[paused]!.accepted).toBe(0);
+        expect(after[serving]!.closed).toBe(false);
       }
-      const clients = await createRuntime({
-        module: fixture('client.mjs'),
-        threads: 1,
-        data: { op: 'push-hash', connections: 2, maxSize: 1 << 20, target: { path } },
-      });
-      await clients.close();
-      void clients;
+      // One loop's listener closes; the other still serves the path, and the file stays.
+      expect(await listener(0, 'close')).toMatchObject({ closed: true });
+      await listener(1, 'resume');
+      const data = randomBytes(100);
+      expect((await netExchange({ path }, data, { allowHalfOpen: true })).reply.toString()).toBe(`${data.length} ${sha(data)}`);
+      expect(existsSync(path)).toBe(true);
     } finally {
       await rt.close();
     }

@@ -15,7 +15,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -158,7 +158,7 @@ describe('iapp-srv', () => {
     await send({ path }, data);
     await srv.waitJson((o) => o.type === 'stats' && o.rxBytes === data.length && o.connections === 0);
     expect((await stop(srv)).rxBytes).toBe(data.length);
-    expect(() => net.connect({ path }).destroy()).not.toThrow();
+    expect(existsSync(path)).toBe(false); // removed at exit, not merely refusing
     const refused = await new Promise<string>((r) => net.connect({ path }).on('error', (e: NodeJS.ErrnoException) => r(e.code!)));
     expect(refused).toBe('ENOENT');
   });
@@ -201,7 +201,9 @@ describe('iapp-srv', () => {
   });
 
   it('exits 0 by itself after --idle-exit seconds without connections', async () => {
-    const { srv, port } = await start(['--listen', '127.0.0.1:0', '--idle-exit', '0.5']);
+    // The idle clock runs from start-up: 2 s leaves a loaded machine time to connect first (the
+    // test fails, never passes wrongly, if it does not).
+    const { srv, port } = await start(['--listen', '127.0.0.1:0', '--idle-exit', '2']);
     await send({ port, host: '127.0.0.1' }, Buffer.alloc(10));
     const { code } = await srv.exit;
     expect(code).toBe(0);
@@ -211,16 +213,17 @@ describe('iapp-srv', () => {
   });
 
   it('stays up with --idle-exit while a silent connection is open, and exits once it closes', async () => {
-    const { srv, port } = await start(['--listen', '127.0.0.1:0', '--idle-exit', '0.3']);
+    // The idle clock runs from start-up: 2 s leaves a loaded machine time to connect first.
+    const { srv, port } = await start(['--listen', '127.0.0.1:0', '--idle-exit', '2']);
     const c = net.connect(port, '127.0.0.1');
     const opened = await srv.waitJson((o) => o.type === 'stats' && o.connections === 1, 'the connection open');
-    // Three idle periods with the connection silent, seen by the live lines of a running server.
-    await srv.waitJson((o) => o.type === 'stats' && o.t >= opened.t + 0.9, 'stats 0.9 s later');
+    // More than an idle period with the connection silent, seen by the live lines of a running server.
+    await srv.waitJson((o) => o.type === 'stats' && o.t >= opened.t + 2.5, 'stats 2.5 s later');
     expect(srv.lines.some((l) => l.includes('"summary"'))).toBe(false);
     c.destroy();
     expect((await srv.exit).code).toBe(0);
     const sum = JSON.parse(srv.lines.at(-1)!) as Json;
-    expect(sum).toMatchObject({ type: 'summary', reason: 'idle for 0.3 s', accepted: 1, closed: 1 });
+    expect(sum).toMatchObject({ type: 'summary', reason: 'idle for 2 s', accepted: 1, closed: 1 });
   });
 
   it('prints the human summary on SIGINT and exits 0', async () => {
@@ -512,12 +515,13 @@ function untilServerCloses(port: number, data: string): Promise<Reply> {
  * when the server has closed the connection, with the reply and how long after the first byte
  * that was; gives up (closing it itself) after `limitMs`.
  */
-function slowClient(port: number, bytes: Buffer, everyMs: number, limitMs: number): Promise<{ text: string; afterMs: number; serverEnded: boolean }> {
+function slowClient(port: number, bytes: Buffer, everyMs: number, limitMs: number): Promise<{ text: string; afterMs: number; serverEnded: boolean; leftAtEnd: number }> {
   return new Promise((resolve, reject) => {
     const got: Buffer[] = [];
     let sent = 0;
     let first = 0;
     let serverEnded = false;
+    let leftAtEnd = -1;
     let timer: NodeJS.Timeout | undefined;
     const limit = setTimeout(() => c.destroy(), limitMs);
     const c = net.connect({ port, host: '127.0.0.1' }, () => {
@@ -531,6 +535,7 @@ function slowClient(port: number, bytes: Buffer, everyMs: number, limitMs: numbe
     c.on('data', (b) => got.push(b));
     c.on('end', () => {
       serverEnded = true;
+      leftAtEnd = bytes.length - sent;
       clearInterval(timer);
     });
     c.on('error', (e) => {
@@ -541,7 +546,7 @@ function slowClient(port: number, bytes: Buffer, everyMs: number, limitMs: numbe
     c.on('close', () => {
       clearInterval(timer);
       clearTimeout(limit);
-      resolve({ text: Buffer.concat(got).toString('latin1'), afterMs: performance.now() - first, serverEnded });
+      resolve({ text: Buffer.concat(got).toString('latin1'), afterMs: performance.now() - first, serverEnded, leftAtEnd });
     });
   });
 }
@@ -550,18 +555,16 @@ function slowClient(port: number, bytes: Buffer, everyMs: number, limitMs: numbe
  * One keep-alive connection asking `GET path` again and again, each request once the previous
  * answer is complete, until `done` settles (or `max` requests). Checks every answer.
  */
-async function steadyClient(port: number, path: string, body: string, done: Promise<unknown>, max = 5000): Promise<{ served: number; slowestMs: number }> {
+async function steadyClient(port: number, path: string, body: string, done: Promise<unknown>, max = 5000): Promise<{ served: number }> {
   const c = net.connect({ port, host: '127.0.0.1' });
   await new Promise<void>((r, j) => c.once('connect', r).once('error', j));
   let stop = false;
   void done.finally(() => (stop = true));
   let buf = Buffer.alloc(0);
   let served = 0;
-  let slowestMs = 0;
   const closed = new Promise<void>((r) => c.once('close', () => r()));
   try {
     while (!stop && served < max) {
-      const t0 = performance.now();
       c.write(`GET ${path} HTTP/1.1\r\nHost: steady\r\n\r\n`);
       // Wait for one whole response: its head, then Content-Length bytes of body.
       for (;;) {
@@ -581,13 +584,12 @@ async function steadyClient(port: number, path: string, body: string, done: Prom
         buf = Buffer.concat([buf, more]);
       }
       served++;
-      slowestMs = Math.max(slowestMs, performance.now() - t0);
     }
   } finally {
     c.end();
     await closed;
   }
-  return { served, slowestMs };
+  return { served };
 }
 
 describe('iapp-srv under bad input', () => {
@@ -606,14 +608,16 @@ describe('iapp-srv under bad input', () => {
       for (const [i, r] of results.entries()) {
         expect(r.text, `slow client ${i}`).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
         expect(r.serverEnded, `slow client ${i}`).toBe(true);
-        // Not before the timeout, and within it plus the server's check interval (a quarter of
-        // it) and a margin for a busy machine. Each client's bytes last 4 s or more, so a
-        // late close cannot come from the bytes running out.
+        // Not before the timeout (timers fire late, never early; 50 ms for the client starting
+        // its clock after the server), and closed by the timeout, not by the head running out:
+        // the client still had bytes to dribble when the server ended (each has 6 s or more of
+        // them). No upper bound in seconds: a loaded machine may be late, never wrong.
         expect(r.afterMs, `slow client ${i}`).toBeGreaterThanOrEqual(950);
-        expect(r.afterMs, `slow client ${i}`).toBeLessThan(3500);
+        expect(r.leftAtEnd, `slow client ${i}: bytes it had not sent when the server ended`).toBeGreaterThan(0);
       }
-      expect(steady.served).toBeGreaterThanOrEqual(10);
-      expect(steady.slowestMs).toBeLessThan(3000);
+      // Served while the slow connections were open (it asks until the last of them closes, 950 ms
+      // or more): answers, each checked, not a speed.
+      expect(steady.served).toBeGreaterThanOrEqual(3);
       await srv.waitJson((o) => o.type === 'stats' && o.connections === 0 && o.accepted === 51, 'stats with every connection closed');
       const sum = await stop(srv);
       expect(sum).toMatchObject({ accepted: 51, closed: 51, httpErrors: 50, requests: steady.served });
@@ -782,14 +786,15 @@ describe('iapp-srv with passed connections', () => {
     await nowait.act.exit;
 
     // "wait": the listening socket is stdin; srv accepts on it until idle.
-    const wait = await activator(['--inetd'], ['--inetd', '--json', '--mode', 'http', '--idle-exit', '0.5', '--stats', '0.1']);
+    // Idle 2 s between the two exchanges is more than a loaded machine needs.
+    const wait = await activator(['--inetd'], ['--inetd', '--json', '--mode', 'http', '--idle-exit', '2', '--stats', '0.1']);
     for (let i = 0; i < 2; i++) {
       const back = await exchange({ port: wait.port, host: '127.0.0.1' }, 'GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n', false);
       expect(back.toString('latin1')).toMatch(/^HTTP\/1\.1 200 /);
     }
     expect((await wait.act.exit).code).toBe(0);
     const waitSum = records(wait.act.stderr()).find((o) => o.type === 'summary')!;
-    expect(waitSum).toMatchObject({ reason: 'idle for 0.5 s', accepted: 2, requests: 2 });
+    expect(waitSum).toMatchObject({ reason: 'idle for 2 s', accepted: 2, requests: 2 });
     expect(waitSum.passed).toBeUndefined();
   });
 

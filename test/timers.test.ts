@@ -1,7 +1,8 @@
 // Loop timers, priorities, child processes and signals.
 //
 // What it proves: 10,000 timers armed and disarmed a million times without a throw; equal deadlines
-// in arming order, a higher priority first, a disarmed one never; intervals; a timer re-armed
+// in arming order, a higher priority first, a disarmed one never; intervals and their expiration
+// counts (missed periods counted, never more than have passed); a timer re-armed
 // before it fired fires once, for the later arming, and a slot reused never runs the old timer's
 // record; realtime timers across clock jumps back and forward (through a test hook that drives the
 // same code as the kernel's notification; the machine's clock is never touched); argument errors; a
@@ -52,7 +53,14 @@ describe('timers', () => {
 
   it('repeats an interval, stops when disarmed, and fires a re-armed timer once for its last arming', async () => {
     await withLoop(async (rt) => {
-      expect(await rt.call(0, 'interval')).toEqual({ seen: 3, armed: false });
+      const iv = (await rt.call(0, 'interval')) as { seen: number; armed: boolean; expirations: number[]; periods: number };
+      expect(iv).toMatchObject({ seen: 3, armed: false });
+      // Each fire counts the periods since the last: whole numbers ≥ 1; the fire after the
+      // callback that held the thread for 5 periods counts at least 5; together no more than
+      // the periods that have passed.
+      for (const e of iv.expirations) expect(Number.isInteger(e) && e >= 1, `expirations ${iv.expirations}`).toBe(true);
+      expect(iv.expirations[1]).toBeGreaterThanOrEqual(5);
+      expect(iv.expirations.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(iv.periods);
       const fired = (await rt.call(0, 'rearmBeforeFire')) as number[];
       expect(fired).toHaveLength(1);
       expect(fired[0]).toBeGreaterThanOrEqual(40);
