@@ -110,6 +110,9 @@ describe('loop.open(path, { beneath })', () => {
       fc.asyncProperty(fc.array(linkArb, { maxLength: 4 }), fc.array(pathArb, { minLength: 1, maxLength: 10 }), async (links, paths) => {
         const made = makeLinks(links);
         try {
+          // A file and a directory no link can shadow ride along, so every case opens something
+          // inside (generated paths reach a file inside only a few times a run).
+          paths = [...paths, 'a.txt', 'sub/deeper/'];
           setConfinement('auto');
           const kernel = await open(paths);
           setConfinement('walk');
@@ -119,6 +122,7 @@ describe('loop.open(path, { beneath })', () => {
             seen[kind] = (seen[kind] ?? 0) + 1;
           }
           expect(kernel.filter((r) => r.includes('OUTSIDE'))).toEqual([]);
+          expect(kernel.slice(-2)).toEqual(['IN a', 'DIR IN deeper']);
           expect(walk).toEqual(kernel);
         } finally {
           setConfinement('auto');
@@ -235,10 +239,17 @@ describe('iapp-srv --mode file on generated request targets and symlinks made on
           try {
             // A connection per target, at once: a 400 ends its connection, and must not keep the
             // targets after it from being asked.
+            // Two targets no link can shadow ride along with every case, so that what must be
+            // served is served on each one (generated targets reach a 200 only a few times a run).
+            const asked = [...targets, '/a.txt', '/sub/deeper/c.txt'];
             const replies = (
-              await Promise.all(targets.map((t) => exchange(port, Buffer.from(`GET ${t} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n`, 'latin1'))))
+              await Promise.all(asked.map((t) => exchange(port, Buffer.from(`GET ${t} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n`, 'latin1'))))
             ).map((data) => parseReplies(data).replies);
-            expect(replies.map((r) => r.length)).toEqual(targets.map(() => 1));
+            expect(replies.map((r) => r.length)).toEqual(asked.map(() => 1));
+            expect(replies.slice(-2).map(([r]) => [r.status, r.body.toString()])).toEqual([
+              [200, 'IN a'],
+              [200, 'IN c'],
+            ]);
             for (const [r] of replies as [Reply][]) {
               statuses[r.status] = (statuses[r.status] ?? 0) + 1;
               expect(r.body.toString('latin1')).not.toContain('OUTSIDE');
