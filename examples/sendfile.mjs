@@ -1,6 +1,6 @@
 // Serving a file: every client gets it from the page cache straight to its socket (sendfile(2)),
 // natively, with no JavaScript per chunk; it takes its place in the socket's write queue, after
-// the headers written before it. The main thread downloads it with node:http and checks it.
+// the headers written before it. A FileCache keeps the file open with its stat between clients. The main thread downloads it with node:http and checks it.
 // Run: node examples/sendfile.mjs
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -9,20 +9,25 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 
-import { createRuntime } from 'iapp';
+import { FileCache, createRuntime } from 'iapp';
 
 export async function setup(loop, { data: path }) {
-  const file = await loop.open(path);
-  const { size } = await file.stat();
-  loop.onClose(() => void file.close());
+  // Opened and stat'ed once a second at most, not once per client (an open-file cache).
+  const files = new FileCache(loop, { max: 16, validMs: 1000 });
+  loop.onClose(() => void files.close());
   const listener = loop.listen({ host: '127.0.0.1', port: 0 }, async (socket) => {
     socket.sink(); // ignore what the client sends
-    socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${size}\r\nConnection: close\r\n\r\n`);
+    let f;
     try {
-      await socket.sendFile(file, { offset: 0, length: size });
+      f = await files.get(path); // { file, stat }, held until released
+      socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${f.stat.size}\r\nConnection: close\r\n\r\n`);
+      await socket.sendFile(f.file, { offset: 0, length: f.stat.size });
       socket.end();
     } catch (e) {
-      console.error(`${e.code} after ${e.bytesSent} bytes`); // ECONNRESET, EPIPE, ENODATA (truncated)
+      console.error(`${e.code} after ${e.bytesSent ?? 0} bytes`); // ENOENT, ECONNRESET, EPIPE, ENODATA (truncated)
+      socket.destroy();
+    } finally {
+      f?.release();
     }
   });
   return listener.port;

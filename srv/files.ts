@@ -3,7 +3,7 @@
 // no bytes through JavaScript). Requests on a connection are answered one after the other.
 import { extname } from 'node:path';
 
-import type { File, Loop, Socket } from '../src/index.js';
+import type { CachedFile, FileCache, Socket } from '../src/index.js';
 import { BAD_REQUEST, BODY_TOO_LARGE, MAX_BODY_BYTES, NOT_IMPLEMENTED, TOO_LARGE, parseHead, response } from './http.js';
 
 const CRLF2 = Buffer.from('\r\n\r\n');
@@ -87,8 +87,7 @@ export function openStatus(code: string | undefined): 403 | 404 | 500 {
 export class FileConnection {
   /** Milliseconds since the epoch at which the current partial head began, or 0. */
   since = 0;
-  readonly #loop: Loop;
-  readonly #root: File;
+  readonly #files: FileCache;
   readonly #dotfiles: Dotfiles;
   readonly #s: Socket;
   readonly #n: FileCounters;
@@ -101,10 +100,9 @@ export class FileConnection {
   #done = false;
   #peerEnded = false;
 
-  /** `root`: the served directory, opened on this loop; every file is opened beneath it. */
-  constructor(loop: Loop, root: File, s: Socket, counters: FileCounters, options: { maxBodyBytes?: number; dotfiles?: Dotfiles } = {}) {
-    this.#loop = loop;
-    this.#root = root;
+  /** `files`: the loop's cache of files opened beneath the served root. */
+  constructor(files: FileCache, s: Socket, counters: FileCounters, options: { maxBodyBytes?: number; dotfiles?: Dotfiles } = {}) {
+    this.#files = files;
     this.#dotfiles = options.dotfiles ?? 'ignore';
     this.#s = s;
     this.#n = counters;
@@ -218,15 +216,16 @@ export class FileConnection {
     const t = mapTarget(target, this.#dotfiles);
     if ('status' in t) return this.#refuse(t.status, close);
     const path = t.path;
-    let f: File;
+    let f: CachedFile;
     try {
-      // The kernel resolves the path from the root's descriptor and refuses every way out.
-      f = await this.#loop.open(path, { beneath: this.#root });
+      // The kernel resolves the path from the root's descriptor and refuses every way out; a file
+      // asked for again within the cache's validity is answered from the descriptor opened then.
+      f = await this.#files.get(path);
     } catch (e) {
       return this.#refuse(openStatus((e as { code?: string }).code), close);
     }
     try {
-      const st = await f.stat();
+      const st = f.stat;
       if (!st.isFile) return this.#error('404 Not Found', 'not found', close);
       const type = TYPES[extname(path).toLowerCase()] ?? 'application/octet-stream';
       this.#s.write(
@@ -234,9 +233,11 @@ export class FileConnection {
           `Last-Modified: ${new Date(st.mtimeMs).toUTCString()}\r\n${close ? 'Connection: close\r\n' : ''}\r\n`,
       );
       this.#n.requests++;
-      if (method === 'GET' && st.size > 0) this.#n.fileBytes += await this.#s.sendFile(f, { offset: 0, length: st.size });
+      // A file that shrank after its stat fails the socket (ENODATA): the client sees the body
+      // cut short rather than read the next answer as its end.
+      if (method === 'GET' && st.size > 0) this.#n.fileBytes += await this.#s.sendFile(f.file, { offset: 0, length: st.size });
     } finally {
-      await f.close();
+      f.release();
     }
   }
 }

@@ -1,7 +1,7 @@
 // The module every iapp-srv loop thread runs: listens (or adopts passed sockets), serves in the
 // chosen mode, and counts what JavaScript sees (loop.onStats).
 
-import type { File, Listener, Loop, LoopInfo, Socket, UdpSocket } from '../src/index.js';
+import { FileCache, type Listener, type Loop, type LoopInfo, type Socket, type UdpSocket } from '../src/index.js';
 import { FileConnection, type Dotfiles } from './files.js';
 import { HttpConnection, TIMEOUT } from './http.js';
 
@@ -35,6 +35,9 @@ export interface SrvLoopData {
   root?: string;
   /** file mode: what a path with a segment starting with `.` gets. */
   dotfiles?: Dotfiles;
+  /** file mode: files kept open (0: none) and how long each answers before it is opened again. */
+  fileCache?: number;
+  fileCacheValidMs?: number;
   /** SO_RCVLOWAT for accepted connections (sink and data modes). */
   rcvlowat?: number;
   firstThread: number;
@@ -87,9 +90,11 @@ export async function setup(loop: Loop, info: LoopInfo): Promise<SrvLoopResult> 
   // file mode: the root is opened once, before any connection, and every request's path is
   // opened beneath it, so the kernel keeps lookups inside it. It is the directory --root named
   // at start: renaming or replacing that path later does not change what is served.
-  let root: File | undefined;
+  let files: FileCache | undefined;
   if (d.mode === 'file') {
-    root = await loop.open(d.root!, { directory: true }); // closed with the loop, like every file of it
+    const root = await loop.open(d.root!, { directory: true }); // closed with the loop, like every file of it
+    const keep = d.fileCache ?? 1024;
+    files = new FileCache(loop, { beneath: root, max: Math.max(keep, 1), validMs: keep > 0 ? (d.fileCacheValidMs ?? 1000) : 0 });
   }
   const app: SrvAppStats = { jsBytes: 0, requests: 0, httpErrors: 0, fileBytes: 0, passedOpen: 0 };
   // http and file modes: connections a header timeout may end (`since`: when the current
@@ -115,7 +120,7 @@ export async function setup(loop: Loop, info: LoopInfo): Promise<SrvLoopResult> 
         s.onDrain(() => s.resume());
         break;
       case 'file':
-        heads.set(s, new FileConnection(loop, root!, s, app, { maxBodyBytes: d.maxBodyBytes, dotfiles: d.dotfiles ?? 'ignore' }));
+        heads.set(s, new FileConnection(files!, s, app, { maxBodyBytes: d.maxBodyBytes, dotfiles: d.dotfiles ?? 'ignore' }));
         break;
       case 'http': {
         // since: when the request head in progress began, or (body) when the head ended.

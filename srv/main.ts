@@ -52,6 +52,10 @@ Options:
                            pointing out: 403) is ever served
       --dotfiles HOW       file mode: a path with a segment starting with '.' (.env, .git/…):
                            ignore: 404 (default), deny: 403, allow: served
+      --file-cache N       file mode: files each thread keeps open with their stat, least recently
+                           used out first (default 1024; 0: open and stat every request)
+      --file-cache-valid S file mode: answer from a cached file for S seconds, then open it again
+                           (default 1): a file changed or removed meanwhile may be served as it was
   -t, --threads N          loop threads over all processes (default: CPUs, here ${availableParallelism()})
   -p, --procs P            processes to spread the threads over (default 1; more to pass one
                            process's fd limit)
@@ -101,6 +105,9 @@ interface Config {
   mode: Mode;
   root: string | undefined;
   dotfiles: Dotfiles;
+  /** file mode: files kept open per thread (0: none), and for how long each answers. */
+  fileCache: number;
+  fileCacheValidS: number;
   threads: number;
   procs: number;
   accept: 'reuseport' | 'shared';
@@ -139,6 +146,8 @@ function parseConfig(argv: string[]): Config | 'help' {
     'max-body': { type: 'string' },
     root: { type: 'string' },
     dotfiles: { type: 'string' },
+    'file-cache': { type: 'string' },
+    'file-cache-valid': { type: 'string' },
     rcvlowat: { type: 'string' },
     inetd: { type: 'boolean' },
     'max-conns': { type: 'string' },
@@ -173,6 +182,9 @@ function parseConfig(argv: string[]): Config | 'help' {
   }
   if (v.dotfiles !== undefined && mode !== 'file') throw new UsageError('--dotfiles is for --mode file');
   const dotfiles = v.dotfiles !== undefined ? parseChoice('dotfiles', v.dotfiles, ['ignore', 'deny', 'allow'] as const) : 'ignore';
+  for (const flag of ['file-cache', 'file-cache-valid'] as const) if (v[flag] !== undefined && mode !== 'file') throw new UsageError(`--${flag} is for --mode file`);
+  const fileCache = v['file-cache'] !== undefined ? parseInteger('file-cache', v['file-cache'], 0, 1 << 20) : 1024;
+  const fileCacheValidS = v['file-cache-valid'] !== undefined ? parseSeconds('file-cache-valid', v['file-cache-valid'], true) : 1;
   const rcvlowat = v.rcvlowat !== undefined ? parseInteger('rcvlowat', v.rcvlowat, 1, 1 << 30, true) : undefined;
   if (rcvlowat !== undefined && mode !== 'sink' && mode !== 'data')
     throw new UsageError(`--rcvlowat is for --mode sink or data: a ${mode} reply would wait for more bytes than a request has`);
@@ -194,6 +206,8 @@ function parseConfig(argv: string[]): Config | 'help' {
     mode,
     root,
     dotfiles,
+    fileCache,
+    fileCacheValidS,
     maxBodyBytes,
     rcvlowat,
     maxConns,
@@ -429,7 +443,9 @@ async function main(argv: string[]): Promise<number> {
           bodyTimeoutMs: Math.round(cfg.bodyTimeoutS * 1000),
           keepaliveTimeoutMs: Math.round(cfg.keepaliveTimeoutS * 1000),
           maxBodyBytes: cfg.maxBodyBytes,
-          ...(cfg.root !== undefined ? { root: cfg.root, dotfiles: cfg.dotfiles } : {}),
+          ...(cfg.root !== undefined
+            ? { root: cfg.root, dotfiles: cfg.dotfiles, fileCache: cfg.fileCache, fileCacheValidMs: Math.round(cfg.fileCacheValidS * 1000) }
+            : {}),
           ...(cfg.rcvlowat !== undefined ? { rcvlowat: cfg.rcvlowat } : {}),
           firstThread: ctx.firstThread,
           proc: ctx.proc,

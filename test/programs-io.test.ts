@@ -8,7 +8,7 @@
 // connection, the counters in the summary, and --root errors (exit 2).
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -165,11 +165,31 @@ describe('iapp-srv --mode file', () => {
     expect(s.txBytes).toBeGreaterThan(big.length);
   });
 
+  it('answers from its open-file cache within the validity, and opens every request with --file-cache 0', async () => {
+    const root = join(dir, 'cached');
+    mkdirSync(root, { recursive: true });
+    writeFileSync(join(root, 'x.txt'), 'one\n');
+    const cached = run(SRV, ['--json', '--mode', 'file', '--root', root, '-l', '127.0.0.1:0', '-t', '1', '--file-cache-valid', '3600']);
+    const uncached = run(SRV, ['--json', '--mode', 'file', '--root', root, '-l', '127.0.0.1:0', '-t', '1', '--file-cache', '0']);
+    const ports = await Promise.all([cached, uncached].map(async (p) => (await p.json('listening')).addresses[0].port as number));
+    const body = async (port: number): Promise<string> => (await get(port, '/x.txt', 'GET')).body.toString();
+    expect(await Promise.all(ports.map(body))).toEqual(['one\n', 'one\n']);
+    // Replaced by rename (as deploys do): the cache still holds the file it opened.
+    writeFileSync(join(root, 'x.tmp'), 'two\n');
+    renameSync(join(root, 'x.tmp'), join(root, 'x.txt'));
+    expect(await Promise.all(ports.map(body))).toEqual(['one\n', 'two\n']);
+    for (const p of [cached, uncached]) p.child.kill('SIGTERM');
+    for (const p of [cached, uncached]) expect((await stopped(p)).requests).toBe(2);
+  });
+
   it('needs --root with --mode file, and a directory there', async () => {
     for (const [args, msg] of [
       [['--mode', 'file'], '--mode file needs --root DIR'],
       [['--mode', 'file', '--root', join(dir, 'missing')], 'no such directory'],
       [['--root', dir], '--root is for --mode file'],
+      [['--file-cache', '10'], '--file-cache is for --mode file'],
+      [['--mode', 'file', '--root', dir, '--file-cache', '-1'], '--file-cache'],
+      [['--mode', 'file', '--root', dir, '--file-cache-valid', 'soon'], '--file-cache-valid'],
     ] as const) {
       const p = run(SRV, [...args]);
       expect((await p.exited).code).toBe(2);

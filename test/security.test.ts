@@ -120,7 +120,8 @@ for (const walk of [false, true]) {
         ], { stdio: ['ignore', 'pipe', 'inherit'] }),
       );
       await new Promise((r) => flipper.stdout!.once('data', r));
-      const { srv, port } = await startFile(root, walk);
+      // No open-file cache: every request looks its path up again, as the swaps need.
+      const { srv, port } = await startFile(root, walk, ['--file-cache', '0']);
       const seen: Record<string, number> = {};
       // Keep-alive connections, each asking for both paths in turn: bounded by count, not time.
       await Promise.all(
