@@ -67,8 +67,9 @@ int TimerSet::Reserve(size_t n) {
   try {
     slots_.reserve(n);
     free_.reserve(n);
-    heap_[0].reserve(n + owned_.size());
-    heap_[1].reserve(n);
+    // Twice the slots: stale entries fill the other half before Compact() runs (see timers.h).
+    heap_[0].reserve(2 * (n + owned_.size()));
+    heap_[1].reserve(2 * n);
     while (slots_.size() < n) slots_.emplace_back();
   } catch (const std::bad_alloc&) {
     return -ENOMEM;
@@ -125,7 +126,7 @@ int TimerSet::Alloc(int clock, int priority) {
     if (slot < 0) return -ENOSPC;  // the caller reserves capacity first
   }
   Slot& s = slots_[static_cast<size_t>(slot)];
-  s = Slot{};
+  s = Fresh(s);
   s.used = true;
   s.clock = static_cast<int8_t>(clock);
   s.priority = static_cast<int8_t>(priority);
@@ -143,11 +144,11 @@ int TimerSet::AllocOwned(TimerOwner* owner) {
   try {
     if (k == owned_.size()) owned_.emplace_back();
     // Room in the heap for every slot, JS's and owned: arming never reallocates.
-    heap_[kMonotonic].reserve(slots_.size() + owned_.size());
+    heap_[kMonotonic].reserve(2 * (slots_.size() + owned_.size()));
   } catch (const std::bad_alloc&) {
     return -ENOMEM;
   }
-  owned_[k] = Slot{};
+  owned_[k] = Fresh(owned_[k]);
   owned_[k].used = true;
   owned_[k].owner = owner;
   return kOwnedBase + static_cast<int>(k);
@@ -157,24 +158,24 @@ void TimerSet::ArmOwned(int slot, int64_t delay_ns, int64_t period_ns) {
   Slot& s = At(slot);
   s.period = period_ns > 0 ? period_ns : 0;
   // Ties with JS timers due at the same instant: the native tick goes first (order 0).
-  HeapSet(slot, Now(s.clock) + (delay_ns > 0 ? delay_ns : 0), 0);
+  Arm(slot, Now(s.clock) + (delay_ns > 0 ? delay_ns : 0), 0);
   ArmKernel(s.clock);
 }
 
 void TimerSet::DisarmOwned(int slot) {
-  HeapRemove(slot);
+  Disarm(slot);
   ArmKernel(At(slot).clock);
 }
 
 void TimerSet::FreeOwned(int slot) {
   if (slot < kOwnedBase || static_cast<size_t>(slot - kOwnedBase) >= owned_.size()) return;
   DisarmOwned(slot);
-  At(slot) = Slot{};
+  At(slot) = Fresh(At(slot));
 }
 
 void TimerSet::Free(int slot) {
   if (slot < 0 || static_cast<size_t>(slot) >= slots_.size() || !slots_[slot].used) return;
-  HeapRemove(slot);
+  Disarm(slot);
   slots_[slot].used = false;
   --allocated_;
   free_.push_back(slot);  // within the capacity reserved for it
@@ -189,64 +190,87 @@ int64_t TimerSet::Now(int clock) const {
 }
 
 void TimerSet::SiftUp(std::vector<Entry>& h, size_t i) {
-  Entry e = h[i];
+  const Entry e = h[i];
   while (i > 0) {
-    size_t p = (i - 1) / 2;
+    const size_t p = (i - 1) / 4;
     if (!Before(e, h[p])) break;
     h[i] = h[p];
-    At(h[i].slot).heap_at = static_cast<int32_t>(i);
     i = p;
   }
   h[i] = e;
-  At(e.slot).heap_at = static_cast<int32_t>(i);
 }
 
 void TimerSet::SiftDown(std::vector<Entry>& h, size_t i) {
-  Entry e = h[i];
+  const Entry e = h[i];
   const size_t n = h.size();
   for (;;) {
-    size_t c = 2 * i + 1;
-    if (c >= n) break;
-    if (c + 1 < n && Before(h[c + 1], h[c])) ++c;
+    const size_t first = 4 * i + 1;
+    if (first >= n) break;
+    const size_t end = first + 4 < n ? first + 4 : n;
+    size_t c = first;
+    for (size_t k = first + 1; k < end; ++k)
+      if (Before(h[k], h[c])) c = k;
     if (!Before(h[c], e)) break;
     h[i] = h[c];
-    At(h[i].slot).heap_at = static_cast<int32_t>(i);
     i = c;
   }
   h[i] = e;
-  At(e.slot).heap_at = static_cast<int32_t>(i);
 }
 
-void TimerSet::HeapSet(int32_t slot, int64_t deadline, double order) {
-  Slot& s = At(slot);
-  auto& h = heap_[s.clock];
-  if (s.heap_at < 0) {
-    h.push_back(Entry{deadline, order, slot});  // capacity reserved at allocation: never reallocates
-    SiftUp(h, h.size() - 1);
-    return;
-  }
-  const size_t i = static_cast<size_t>(s.heap_at);
-  const bool earlier = Before(Entry{deadline, order, slot}, h[i]);
-  h[i].deadline = deadline;
-  h[i].order = order;
-  if (earlier) SiftUp(h, i);
-  else SiftDown(h, i);
-}
-
-void TimerSet::HeapRemove(int32_t slot) {
-  Slot& s = At(slot);
-  if (s.heap_at < 0) return;
-  auto& h = heap_[s.clock];
-  const size_t i = static_cast<size_t>(s.heap_at);
-  s.heap_at = -1;
+void TimerSet::PopTop(std::vector<Entry>& h) {
   const Entry last = h.back();
   h.pop_back();
-  if (last.slot == slot) return;
-  const bool earlier = Before(last, h[i]);
+  const size_t n = h.size();
+  if (n == 0) return;
+  // The hole at the top goes down along the smaller children to a leaf, then `last` (a late
+  // deadline, as a heap's last entry mostly is) comes up from there: one comparison per level
+  // fewer than sifting `last` down from the top, and it rarely rises far.
+  size_t i = 0;
+  for (;;) {
+    const size_t first = 4 * i + 1;
+    if (first >= n) break;
+    const size_t end = first + 4 < n ? first + 4 : n;
+    size_t c = first;
+    for (size_t k = first + 1; k < end; ++k)
+      if (Before(h[k], h[c])) c = k;
+    h[i] = h[c];
+    i = c;
+  }
   h[i] = last;
-  At(last.slot).heap_at = static_cast<int32_t>(i);
-  if (earlier) SiftUp(h, i);
-  else SiftDown(h, i);
+  SiftUp(h, i);
+}
+
+void TimerSet::Arm(int32_t slot, int64_t deadline, double order) {
+  Slot& s = At(slot);
+  auto& h = heap_[s.clock];
+  if (!s.armed) ++live_[s.clock];
+  s.armed = true;
+  ++s.arming;  // an entry of an earlier arming is stale from now on
+  if (h.size() == h.capacity()) Compact(s.clock);
+  h.push_back(Entry{deadline, order, slot, s.arming});  // within the capacity: never reallocates
+  SiftUp(h, h.size() - 1);
+}
+
+void TimerSet::Disarm(int32_t slot) {
+  Slot& s = At(slot);
+  if (!s.armed) return;
+  s.armed = false;
+  --live_[s.clock];
+}
+
+void TimerSet::CleanTop(int clock) {
+  auto& h = heap_[clock];
+  while (!h.empty() && !Live(h[0])) PopTop(h);
+}
+
+void TimerSet::Compact(int clock) {
+  auto& h = heap_[clock];
+  size_t n = 0;
+  for (size_t i = 0; i < h.size(); ++i)
+    if (Live(h[i])) h[n++] = h[i];
+  h.resize(n);  // shrinks: keeps the capacity
+  for (size_t i = n / 4 + 1; i-- > 0;)
+    if (i < n) SiftDown(h, i);
 }
 
 void TimerSet::Apply() {
@@ -263,7 +287,7 @@ void TimerSet::Apply() {
     if (!s.used) continue;
     touched[s.clock] = true;
     if (views_.ctl[2 * slot] == 0) {
-      HeapRemove(slot);
+      Disarm(slot);
       continue;
     }
     const double rel = views_.rel[slot];
@@ -271,7 +295,7 @@ void TimerSet::Apply() {
     const double period = views_.period[slot];
     s.period = period > 0 ? static_cast<int64_t>(period) : 0;
     s.gen = views_.ctl[2 * slot + 1];
-    HeapSet(slot, deadline, views_.order[slot]);
+    Arm(slot, deadline, views_.order[slot]);
   }
   views_.dirty[0] = 0;
   for (int c = 0; c < 2; ++c)
@@ -281,6 +305,7 @@ void TimerSet::Apply() {
 void TimerSet::ArmKernel(int clock) {
 #if defined(IAPP_KQUEUE)
   if (!registered_[clock]) return;
+  CleanTop(clock);
   auto& h = heap_[clock];
   const int64_t at = h.empty() ? -1 : h[0].deadline;
   if (at == kernel_at_[clock]) return;
@@ -296,6 +321,7 @@ void TimerSet::ArmKernel(int clock) {
   loop_->poller().Modify(&fds_[clock], EVFILT_TIMER, reinterpret_cast<uintptr_t>(&fds_[clock]), EV_ADD, fflags, data);
 #else
   if (fds_[clock].fd < 0) return;
+  CleanTop(clock);
   auto& h = heap_[clock];
   int64_t at = h.empty() ? -1 : h[0].deadline - (clock == kRealtime ? realtime_offset_ : 0);
   if (at == kernel_at_[clock]) return;
@@ -340,6 +366,10 @@ void TimerSet::Expire(int clock, std::vector<ExpiredTimer>* out) {
   while (!h.empty()) {
     const Entry top = h[0];
     if (top.deadline > now) break;
+    if (!Live(top)) {  // disarmed or re-armed since: its arming is gone
+      PopTop(h);
+      continue;
+    }
     const int32_t slot = top.slot;
     Slot& s = At(slot);
     double expirations = 1;
@@ -349,7 +379,9 @@ void TimerSet::Expire(int clock, std::vector<ExpiredTimer>* out) {
       h[0].deadline = top.deadline + (missed + 1) * s.period;
       SiftDown(h, 0);
     } else {
-      HeapRemove(slot);
+      PopTop(h);
+      s.armed = false;
+      --live_[clock];
       if (s.owner == nullptr && views_.ctl != nullptr && views_.ctl[2 * slot + 1] == s.gen) views_.ctl[2 * slot] = 0;
     }
     out->push_back(ExpiredTimer{slot, s.gen, s.priority, expirations});

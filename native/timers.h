@@ -69,7 +69,7 @@ class TimerSet {
   void FreeOwned(int slot);
   TimerOwner* OwnerOf(int slot) const { return slot >= kOwnedBase ? owned_[slot - kOwnedBase].owner : nullptr; }
   size_t allocated() const { return allocated_; }
-  size_t armed() const { return heap_[0].size() + heap_[1].size(); }
+  size_t armed() const { return live_[0] + live_[1]; }
 
   // Applies what JavaScript armed or disarmed since the last call, and sets the kernel timers.
   void Apply();
@@ -84,6 +84,7 @@ class TimerSet {
   int64_t Now(int clock) const;
   // True if the earliest timer of `clock` is due: the loop then expires it without waiting for
   // the kernel timer (a timer armed for now costs no timerfd round trip).
+  // (ArmKernel, which ends every change, leaves a live entry on top.)
   bool Due(int clock) const {
     return !heap_[clock].empty() && heap_[clock][0].deadline <= Now(clock);
   }
@@ -102,7 +103,8 @@ class TimerSet {
 #endif
   struct Slot {
     int64_t period = 0;
-    int32_t heap_at = -1;  // index in heap_[clock], -1 when not armed
+    uint32_t arming = 0;  // counts armings: only the heap entry carrying the latest one is live
+    bool armed = false;
     int32_t gen = 0;
     int8_t clock = 0;
     int8_t priority = 0;
@@ -110,11 +112,15 @@ class TimerSet {
     TimerOwner* owner = nullptr;
   };
   // Heap entries carry their keys, so sifting touches only the heap array (100,000 timers:
-  // comparisons that chased slots missed the cache on every step).
+  // comparisons that chased slots missed the cache on every step). Nothing points back into the
+  // heap either: a disarmed or re-armed timer leaves its old entry behind, recognised as stale
+  // by its `arming` when it reaches the top, and dropped there or by Compact(). Sifting then
+  // writes nowhere but the heap.
   struct Entry {
     int64_t deadline;
     double order;  // arming order: equal deadlines fire in the order they were armed
     int32_t slot;
+    uint32_t arming;
   };
   // The kernel timer's watcher: a timerfd (epoll), or the udata of an EVFILT_TIMER (kqueue).
   class Fd : public Watcher {
@@ -125,10 +131,25 @@ class TimerSet {
   static bool Before(const Entry& a, const Entry& b) {
     return a.deadline != b.deadline ? a.deadline < b.deadline : a.order < b.order;
   }
-  void SiftUp(std::vector<Entry>& h, size_t i);
-  void SiftDown(std::vector<Entry>& h, size_t i);
-  void HeapRemove(int32_t slot);
-  void HeapSet(int32_t slot, int64_t deadline, double order);  // insert or move
+  // A 4-ary heap: half the levels of a binary one, and a node's children share cache lines.
+  static void SiftUp(std::vector<Entry>& h, size_t i);
+  static void SiftDown(std::vector<Entry>& h, size_t i);
+  static void PopTop(std::vector<Entry>& h);
+  // A slot made ready for a new timer. Its arming count goes on: entries of the slot's earlier
+  // timer may still be in the heap, and must never match an arming of the new one.
+  static Slot Fresh(const Slot& old) {
+    Slot s;
+    s.arming = old.arming;
+    return s;
+  }
+  bool Live(const Entry& e) { const Slot& s = At(e.slot); return s.armed && s.arming == e.arming; }
+  void Arm(int32_t slot, int64_t deadline, double order);  // arms or re-arms
+  void Disarm(int32_t slot);
+  // Drops stale entries from the top, so that the top is the earliest live deadline.
+  void CleanTop(int clock);
+  // Drops every stale entry and rebuilds the heap: when a push finds the heap full. The heap has
+  // room for twice the timers of its clock, so this runs at most once per that many re-armings.
+  void Compact(int clock);
   void ArmKernel(int clock);
   int OpenFd(int clock);
 
@@ -141,6 +162,7 @@ class TimerSet {
   std::vector<Slot> owned_;
   std::vector<int32_t> free_;
   std::vector<Entry> heap_[2];
+  size_t live_[2] = {0, 0};  // armed timers per clock (the heap also holds stale entries)
   size_t allocated_ = 0;
   Fd fds_[2];
   int64_t kernel_at_[2] = {-1, -1};  // what the kernel timer is set to (-1: disarmed)

@@ -14,6 +14,7 @@
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { createInterface } from 'node:readline';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { createRuntime, type Runtime, type RuntimeOptions } from '../dist/src/index.js';
@@ -69,6 +70,40 @@ describe('timers', () => {
 
   it('never runs a new timer for a record of the timer whose slot it reused', async () => {
     expect(await withLoop((rt) => rt.call(0, 'slotReuse'))).toEqual({ cFired: false, cArmed: true });
+  });
+
+  it('fires exactly the last arming of each timer, by deadline then arming order, whatever was armed, disarmed and renewed before', async () => {
+    // A model: a timer's last operation decides; armed ones fire once, sorted by (deadline, the
+    // order of that arming). Up to 80 timers (past the first 64 slots, so the native arrays grow
+    // with old entries in the heap) and up to 25 turns of changes (hundreds of re-armings: the
+    // heap compacts its stale entries several times).
+    const op = (count: number) =>
+      fc.oneof(
+        { weight: 6, arbitrary: fc.record({ t: fc.nat(count - 1), d: fc.nat(20) }) },
+        { weight: 2, arbitrary: fc.record({ t: fc.nat(count - 1) }) },
+        { weight: 1, arbitrary: fc.record({ t: fc.nat(count - 1), renew: fc.constant(true) }) },
+      );
+    const caseArb = fc.integer({ min: 1, max: 80 }).chain((count) =>
+      fc.record({ count: fc.constant(count), groups: fc.array(fc.array(op(count), { maxLength: 60 }), { minLength: 1, maxLength: 25 }) }),
+    );
+    await withLoop(async (rt) => {
+      await fc.assert(
+        fc.asyncProperty(caseArb, async ({ count, groups }) => {
+          const last = new Map<number, { d: number; seq: number } | undefined>();
+          let seq = 0;
+          for (const g of groups)
+            for (const o of g as { t: number; d?: number; renew?: boolean }[]) last.set(o.t, o.d === undefined ? undefined : { d: o.d, seq: seq++ });
+          const expected = [...last]
+            .filter((e): e is [number, { d: number; seq: number }] => e[1] !== undefined)
+            .sort((a, b) => a[1].d - b[1].d || a[1].seq - b[1].seq)
+            .map(([t]) => t);
+          const r = (await rt.call(0, 'heapModel', { count, groups })) as { fired: number[]; armedAfter: number };
+          expect(r.fired).toEqual(expected);
+          expect(r.armedAfter).toBe(0);
+        }),
+        { numRuns: 40 },
+      );
+    });
   });
 
   it('re-evaluates realtime timers when the system clock jumps, and leaves monotonic ones alone', async () => {
