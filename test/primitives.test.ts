@@ -161,6 +161,33 @@ describe('a sink listener without a handler (quiet sockets)', () => {
   });
 });
 
+describe('loop.forceClose()', () => {
+  it('cuts a graceful close short from an end handler: what is left is reset at once, not at the deadline', async () => {
+    const rt = await createRuntime({ module: fixture('primitives.mjs'), threads: 1, data: { op: 'force-on-end' } });
+    const port = (rt.results[0] as { port: number }).port;
+    // Both clients half-open: neither answers the server's end by closing on its own.
+    const connect = (): Promise<net.Socket> =>
+      new Promise((resolve) => {
+        const c = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true }, () => resolve(c));
+        c.resume();
+        c.on('error', () => {});
+      });
+    const [ender, holder] = await Promise.all([connect(), connect()]);
+    await until('2 sockets', async () => (await rt.stats())[0]!.sockets === 2);
+    // A deadline far past the test's own timeout: only forceClose can end the close in time.
+    const closing = rt.close({ timeoutMs: 600_000 });
+    // The server's end reaching a client says its close has begun; then one client ends.
+    await new Promise((r) => ender.once('end', r));
+    ender.end();
+    const summary = await closing;
+    expect(summary).toMatchObject({ sockets: 2, forced: true });
+    // The holder never ended: it was reset.
+    expect(summary.reset).toBeGreaterThanOrEqual(1);
+    ender.destroy();
+    holder.destroy();
+  });
+});
+
 describe('listen({ fd })', () => {
   it('serves an inherited listening socket in another process, on every loop', async () => {
     // The parent makes the socket and hands it over as fd 3, as a service manager would.
