@@ -59,6 +59,9 @@ uint32_t BucketsFor(int64_t max_total) {
 struct Table {
   AddrBucket* buckets;
   uint32_t count;
+  // The table this one replaced. Never freed (a loop thread may still be counting in it), but
+  // kept reachable: a bounded, deliberate allocation, not a leak.
+  Table* previous = nullptr;
 };
 
 ConnCounts g_own;
@@ -213,7 +216,7 @@ int Map(int fd, ConnCounts** out) {
   // Stays mapped for the life of the process: loops may count into it until the very end.
   t->buckets = reinterpret_cast<AddrBucket*>(static_cast<char*>(p) + kPage);
   t->count = static_cast<uint32_t>(buckets);
-  g_table.store(t, std::memory_order_release);
+  t->previous = g_table.exchange(t, std::memory_order_acq_rel);
   g_conns.store(*out, std::memory_order_release);
   return 0;
 }
@@ -274,7 +277,7 @@ int SetConnLimits(int64_t max_total, int64_t max_per_addr) {
     }
     t->buckets = static_cast<AddrBucket*>(p);
     t->count = want;
-    g_table.store(t, std::memory_order_release);
+    t->previous = g_table.exchange(t, std::memory_order_acq_rel);
   }
   if (c->hash_key[0] == 0 && c->hash_key[1] == 0) NewKey(c->hash_key);
   c->max_total.store(max_total, std::memory_order_relaxed);

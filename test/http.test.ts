@@ -165,7 +165,7 @@ describe('parseHead', () => {
   });
 });
 
-// FileConnection with a stand-in socket and loop: only the parts of their API it uses, so the
+// FileConnection with a stand-in socket and file cache: only the parts of their API it uses, so the
 // test controls when a file has been sent.
 function fileConn(maxBodyBytes?: number) {
   const written: string[] = [];
@@ -190,11 +190,10 @@ function fileConn(maxBodyBytes?: number) {
     resume: () => void calls.push('resume'),
     sendFile: (_f: unknown, o: { length: number }) => new Promise<number>((r) => sends.push(() => r(o.length))),
   };
-  const file = { stat: async () => ({ isFile: true, size: 10, mtimeMs: 0 }), close: async () => {} };
-  const loop = { open: async () => file };
+  const files = { get: async () => ({ file: {}, stat: { isFile: true, size: 10, mtimeMs: 0 }, release: () => {} }) };
   const counters = { requests: 0, httpErrors: 0, fileBytes: 0 };
-  const conn = new FileConnection(loop as never, {} as never, socket as never, counters, maxBodyBytes === undefined ? {} : { maxBodyBytes });
-  // Lets the connection's awaits (open, stat, close) run.
+  const conn = new FileConnection(files as never, socket as never, counters, maxBodyBytes === undefined ? {} : { maxBodyBytes });
+  // Lets the connection's awaits (the cache's get, the send) run.
   const settle = async (): Promise<void> => {
     for (let i = 0; i < 20; i++) await Promise.resolve();
   };
