@@ -19,6 +19,7 @@ import { Output, addErrors, formatBytes, formatCount, formatErrors, formatRate }
 import { Latency, type LatencySummary } from './latency.js';
 import type { LoopData, ThreadCounts, ThreadReport } from './loop.js';
 import { fdsNeeded, preflight, readMachine } from './preflight.js';
+import { parseShard, shardText, type Shard } from './shard.js';
 
 const MAX_UDP_PAYLOAD = 65507; // 65535 − 8 (UDP header) − 20 (IPv4 header)
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -36,7 +37,11 @@ Options:
                         connections round-robin (default 127.0.0.1:7000)
   --source ADDR         local address to bind; repeat to use more than one address's
                         ephemeral ports (e.g. --source 127.0.0.1 --source 127.0.0.2)
-  --threads N           loop threads in all processes together (default 8)
+  --threads N           loop threads in all processes together (default 8); with --shard,
+                        in all shards together
+  --shard I/N           run shard I (from 0) of N instances of this run, e.g. one per host or
+                        pod: this one runs its part of the --threads, each with the same
+                        --conns and --rate, so the N shards together make the whole run
   --procs P             processes to spread the threads over (default 1); each process has
                         its own open-file limit
   --conns N             connections per thread (default 4096; 1 with --udp)
@@ -67,7 +72,9 @@ machine's limits (open files per process, ephemeral ports).`;
 interface Config {
   targets: Endpoint[];
   sources: string[];
+  /** Loop threads of this instance (its shard's part of --threads). */
   threads: number;
+  shard: Shard;
   procs: number;
   conns: number;
   rate: number;
@@ -88,6 +95,7 @@ function parseConfig(argv: string[]): Config {
     target: { type: 'string', multiple: true },
     source: { type: 'string', multiple: true },
     threads: { type: 'string' },
+    shard: { type: 'string' },
     procs: { type: 'string' },
     conns: { type: 'string' },
     rate: { type: 'string' },
@@ -105,9 +113,11 @@ function parseConfig(argv: string[]): Config {
   const targets = (v.target ?? ['127.0.0.1:7000']).map((t) => parseEndpoint('target', t, { defaultHost: '127.0.0.1' }));
   const sources = v.source ?? [];
   for (const s of sources) if (isIP(s) === 0) throw new UsageError(`--source ${s}: not a numeric IPv4 or IPv6 address`);
-  const threads = v.threads === undefined ? 8 : parseInteger('threads', v.threads, 1, 1024);
+  const shard = parseShard(v.shard, v.threads === undefined ? 8 : parseInteger('threads', v.threads, 1, 1024));
+  const threads = shard.threads;
   const procs = v.procs === undefined ? 1 : parseInteger('procs', v.procs, 1, 1024);
-  if (procs > threads) throw new UsageError(`--procs ${procs}: at most --threads (${threads}); every process runs at least one thread`);
+  if (procs > threads)
+    throw new UsageError(`--procs ${procs}: at most ${shard.count > 1 ? `this shard's threads (${threads} of --threads ${shard.totalThreads})` : `--threads (${threads})`}; every process runs at least one thread`);
   const conns = v.conns === undefined ? (udp ? 1 : 4096) : parseInteger('conns', v.conns, 1, 10_000_000, true);
   const rate = v.rate === undefined ? 128 : parseInteger('rate', v.rate, 1, 10_000_000, true);
   const size = v.size === undefined ? 65536 : parseInteger('size', v.size, 1, 1 << 30, true);
@@ -123,6 +133,7 @@ function parseConfig(argv: string[]): Config {
     targets,
     sources,
     threads,
+    shard,
     procs,
     conns,
     rate,
@@ -187,8 +198,9 @@ function describe(c: Config): string {
     ? `UDP datagrams of ${formatCount(c.size)} B`
     : { echo: `echo requests of ${formatCount(c.size)} B`, push: `push, ${formatCount(c.size)} B writes`, hold: 'held idle', connect: 'each ended once established' }[c.mode];
   const procs = c.procs > 1 ? ` in ${c.procs} processes` : '';
+  const shard = c.shard.count > 1 ? `, shard ${shardText(c.shard)} of ${c.shard.totalThreads} threads` : '';
   const count = `${formatCount(total)} ${c.udp ? 'UDP socket' : 'connection'}${total === 1 ? '' : 's'}${c.mode === 'connect' ? ' at once' : ''}`;
-  return `iapp-clt: ${count} (${c.threads} thread${c.threads === 1 ? '' : 's'}${procs} × ${formatCount(c.conns)}) to ${where}, ${what}, ${formatCount(c.rate)}/s per thread${c.durationS ? `, ${c.durationS} s` : ''}`;
+  return `iapp-clt: ${count} (${c.threads} thread${c.threads === 1 ? '' : 's'}${procs} × ${formatCount(c.conns)}${shard}) to ${where}, ${what}, ${formatCount(c.rate)}/s per thread${c.durationS ? `, ${c.durationS} s` : ''}`;
 }
 
 async function run(c: Config): Promise<number> {
@@ -217,8 +229,8 @@ async function run(c: Config): Promise<number> {
         size: c.size,
         rate: c.rate,
         conns: c.conns,
-        firstThread: ctx.firstThread,
-        totalThreads: c.threads,
+        firstThread: c.shard.firstThread + ctx.firstThread,
+        totalThreads: c.shard.totalThreads,
         connectTimeoutMs: CONNECT_TIMEOUT_MS,
       }),
     });
@@ -402,6 +414,7 @@ function printSummary(
     mode: c.udp ? 'udp' : c.mode,
     targets: c.targets.map(formatEndpoint),
     threads: c.threads,
+    ...(c.shard.count > 1 ? { shard: shardText(c.shard), totalThreads: c.shard.totalThreads } : {}),
     procs: c.procs,
     durationS: Math.round(r.durationS * 1000) / 1000,
     connected: t.established,
