@@ -20,6 +20,8 @@ import { Latency, type LatencySummary } from './latency.js';
 import type { LoopData, ThreadCounts, ThreadReport } from './loop.js';
 import { fdsNeeded, preflight, readMachine } from './preflight.js';
 import { parseShard, shardText, type Shard } from './shard.js';
+import { parseBus, type BusConfig, type Member } from '../src/cli/bus.js';
+import { parseControl } from './control.js';
 
 const MAX_UDP_PAYLOAD = 65507; // 65535 − 8 (UDP header) − 20 (IPv4 header)
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -61,6 +63,13 @@ Options:
                         (default 10)
   --json                JSON lines on stdout: {"type":"stats",...} per interval, then
                         {"type":"summary",...}
+  --bus nats://H:P      join a run coordinated over this NATS server (with --run): announce
+                        this instance, start when the controller says, publish counts, hand
+                        the summary to the controller
+  --run ID              the run's name on the bus, the same for every instance of one run
+  --control             be the run's controller (with --bus, --run, --expect): wait for the
+                        instances, start them, print the fleet's line, reconcile the bytes
+  --expect N            --control: instances (clt and srv together) the run has
   -v, --verbose         report per-thread figures and handler errors
   -h, --help            this text
 
@@ -87,6 +96,9 @@ interface Config {
   json: boolean;
   verbose: boolean;
   help: boolean;
+  bus: BusConfig | undefined;
+  /** --control: the instances to wait for. */
+  expect: number | undefined;
 }
 
 /** Parses argv (without node and script). Throws UsageError for anything wrong. */
@@ -108,7 +120,13 @@ function parseConfig(argv: string[]): Config {
     json: { type: 'boolean' },
     verbose: { type: 'boolean', short: 'v' },
     help: { type: 'boolean', short: 'h' },
+    bus: { type: 'string' },
+    run: { type: 'string' },
+    control: { type: 'boolean' },
+    expect: { type: 'string' },
   });
+  const bus = parseBus(v.bus, v.run);
+  const expect = parseControl(v, bus);
   const udp = v.udp === true;
   const targets = (v.target ?? ['127.0.0.1:7000']).map((t) => parseEndpoint('target', t, { defaultHost: '127.0.0.1' }));
   const sources = v.source ?? [];
@@ -146,6 +164,8 @@ function parseConfig(argv: string[]): Config {
     json: v.json === true,
     verbose: v.verbose === true,
     help: v.help === true,
+    bus,
+    expect,
   };
 }
 
@@ -203,7 +223,7 @@ function describe(c: Config): string {
   return `iapp-clt: ${count} (${c.threads} thread${c.threads === 1 ? '' : 's'}${procs} × ${formatCount(c.conns)}${shard}) to ${where}, ${what}, ${formatCount(c.rate)}/s per thread${c.durationS ? `, ${c.durationS} s` : ''}`;
 }
 
-async function run(c: Config): Promise<number> {
+async function run(c: Config, member?: Member): Promise<number> {
   const out = new Output(c.json);
   const verdict = preflight(c, readMachine());
   for (const w of verdict.warnings) process.stderr.write(`iapp-clt: warning: ${w}\n`);
@@ -213,6 +233,8 @@ async function run(c: Config): Promise<number> {
   }
 
   const total = c.threads * c.conns;
+  const bus = member && (await import('./bus.js'));
+  if (member && !(await bus!.awaitStart(member, out, c.bus!.run))) return 1;
   let fleet: Fleet;
   try {
     // Loaded only now: the fleet loads the native addon, which --help and flag errors do not need.
@@ -285,6 +307,7 @@ async function run(c: Config): Promise<number> {
     if (sampling || stopping) return;
     sampling = true;
     const t = sum(await fleet.stats(), c.udp);
+    member?.counts(() => bus!.clientCounts({ ...t }));
     sampling = false;
     if (stopping) return;
     const now = performance.now();
@@ -392,6 +415,7 @@ async function run(c: Config): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  if (member) bus!.busRunning(member, out, () => void stop());
   void sample();
   return finished;
 }
@@ -465,20 +489,29 @@ function printSummary(
 
 async function main(): Promise<void> {
   let c: Config;
-  try {
-    c = parseConfig(process.argv.slice(2));
-  } catch (e) {
+  const usage = (e: unknown): never => {
     if (e instanceof UsageError) {
       process.stderr.write(`iapp-clt: ${e.message} (see iapp-clt --help)\n`);
       process.exit(2);
     }
     throw e;
+  };
+  try {
+    c = parseConfig(process.argv.slice(2));
+  } catch (e) {
+    return usage(e);
   }
   if (c.help) {
     process.stdout.write(`${HELP}\n`);
     process.exit(0);
   }
-  const code = await run(c);
+  if (c.expect !== undefined) {
+    const { control } = await import('./control.js');
+    process.exit(await control({ bus: c.bus!, expect: c.expect, statsS: c.statsS, durationS: c.durationS, json: c.json }).catch(usage));
+  }
+  const member = c.bus && (await (await import('./bus.js')).joinAsClient(c.bus, c.statsS, { threads: c.threads, shard: shardText(c.shard), procs: c.procs, conns: c.conns }).catch(usage));
+  const code = await run(c, member);
+  if (member) await (await import('./bus.js')).leaveBus(member, c.statsS);
   process.exit(code);
 }
 
