@@ -17,6 +17,7 @@ export function joinAsClient(bus: BusConfig, statsS: number, info: Record<string
 export async function awaitStart(m: Member, out: Output, run: string): Promise<boolean> {
   m.onNote = note;
   out.status(`waiting for the controller to start run ${run} (this instance is ${m.id})`);
+  out.record({ type: 'waiting', run, id: m.id });
   if (await m.started()) return true;
   note(`run ${run} started without this instance (it came late, or more instances came than the controller's --expect)`);
   return false;
@@ -46,6 +47,11 @@ export function clientCounts(t: Record<string, unknown>): Record<string, number>
 /** The run is over here: says so, waits (bounded) for the controller to collect and end, leaves. */
 export async function leaveBus(m: Member, statsS: number): Promise<void> {
   m.done();
+  if (m.controllerLost) {
+    note('leaving without the controller (its summary request and end never came)');
+    await m.close();
+    return;
+  }
   const waitS = Math.max(10, 3 * statsS);
   const end = await m.ended(waitS * 1000);
   if (!end) note(`the controller did not end the run within ${waitS} s of this instance's summary; leaving`);

@@ -144,6 +144,10 @@ export class Member {
   #startMsg: StartMsg | undefined;
   #lastFleet: { at: number; statsS: number } | undefined;
   #lostReported = false;
+  /** True once the controller has been silent for 3 of its intervals while this instance ran. */
+  get controllerLost(): boolean {
+    return this.#lostReported;
+  }
   #closed = false;
   onStop: (reason: string) => void = () => {};
   onControllerLost: (silentS: number) => void = () => {};
