@@ -75,7 +75,8 @@ Options:
 
 Exit status: 0 after a run (errors of single connections are counted, not fatal); 1 when
 nothing could connect or the client failed; 2 for bad flags or a run that cannot fit this
-machine's limits (open files per process, ephemeral ports).`;
+machine's limits (open files per process, ephemeral ports), or a --bus it cannot reach. With
+--control: 0 when every client reported and the bytes reconcile, 1 when the run failed.`;
 
 /** Everything a run is, after flags are checked. */
 interface Config {

@@ -97,7 +97,7 @@ passed connections and nothing to listen on, it exits once they have closed. SIG
 summary; a second signal exits at once.
 
 Exit status: 0 when stopped by signal, --duration or --idle-exit; 1 on a runtime failure
-(address in use, no permission…); 2 on a bad flag.`;
+(address in use, no permission…); 2 on a bad flag or a --bus it cannot reach.`;
 
 interface Config {
   tcp: Endpoint[];
