@@ -141,9 +141,13 @@ function start(cmd, what) {
  * passes `timeoutS`. Every process and namespace is gone when it settles.
  */
 export async function runFleet(o = {}) {
-  const cfg = { cltHosts: 2, srvThreads: 2, srvProcs: 1, threads: 4, procs: 1, conns: 8, rate: 1000, duration: 2, size: 65536, stats: 0.5, timeoutS: 120, prefix: `iapp${process.pid}`, extraClt: [], ...o };
+  const cfg = { cltHosts: 2, srvThreads: 2, srvProcs: 1, threads: 4, procs: 1, conns: 8, rate: 1000, duration: 2, size: 65536, stats: 0.5, timeoutS: 120, prefix: `iapp${process.pid}`, extraClt: [], loopback: false, ...o };
   const names = ['bus', 'srv', ...Array.from({ length: cfg.cltHosts }, (_, i) => `clt${i}`)];
-  const net = makeHosts(names, { prefix: cfg.prefix });
+  // loopback: the same fleet with every "host" on this machine's loopback (no namespaces; the
+  // kernel picks the ports), to compare a run across the bridge with the same run without it.
+  const net = cfg.loopback
+    ? { hosts: Object.fromEntries(names.map((h) => [h, { ns: undefined, addr: '127.0.0.1', exec: [] }])), namespaces: () => [], remove: () => {} }
+    : makeHosts(names, { prefix: cfg.prefix });
   const procs = [];
   let timer;
   const killAll = () => {
@@ -158,26 +162,29 @@ export async function runFleet(o = {}) {
     });
     const race = (p) => Promise.race([p, deadline]);
     // The bus: its client port on the bus host's address.
-    const nats = start([...hosts.bus.exec, 'nats-server', '-a', hosts.bus.addr, '-p', '4222'], 'nats-server');
+    const nats = start([...hosts.bus.exec, 'nats-server', '-a', hosts.bus.addr, '-p', cfg.loopback ? '-1' : '4222'], 'nats-server');
     procs.push(nats);
-    const url = `nats://${hosts.bus.addr}:4222`;
-    await race(
+    const url = await race(
       new Promise((resolve, reject) => {
-        const check = (d) => /Listening for client connections/.test(d) && resolve();
+        const check = () => {
+          const m = /Listening for client connections on (\S+):(\d+)/.exec(nats.stderr());
+          if (m) resolve(`nats://${m[1]}:${m[2]}`);
+        };
         nats.child.stderr.on('data', check);
         void nats.exited.then(() => reject(new Error(`nats-server exited: ${nats.stderr()}`)));
       }),
     );
     const node = (h, script, args, what) => start([...hosts[h].exec, process.execPath, script, ...args], what);
     const run = `hosts${process.pid}`;
-    const srv = node('srv', 'dist/srv/main.js', ['--json', '--listen', `${hosts.srv.addr}:7000`, '--threads', String(cfg.srvThreads), '--procs', String(cfg.srvProcs), '--stats', String(cfg.stats), '--bus', url, '--run', run], 'iapp-srv');
+    const srv = node('srv', 'dist/srv/main.js', ['--json', '--listen', `${hosts.srv.addr}:${cfg.loopback ? 0 : 7000}`, '--threads', String(cfg.srvThreads), '--procs', String(cfg.srvProcs), '--stats', String(cfg.stats), '--bus', url, '--run', run], 'iapp-srv');
     procs.push(srv);
-    await race(srv.json('listening'));
+    const listening = await race(srv.json('listening'));
+    const target = listening.addresses[0].text;
     const clts = Array.from({ length: cfg.cltHosts }, (_, i) =>
       node(
         `clt${i}`,
         'dist/clt/main.js',
-        ['--json', '--target', `${hosts.srv.addr}:7000`, '--threads', String(cfg.threads), '--procs', String(cfg.procs), '--conns', String(cfg.conns), '--rate', String(cfg.rate), '--size', String(cfg.size), '--duration', String(cfg.duration), '--stats', String(cfg.stats), '--shard', `${i}/${cfg.cltHosts}`, '--bus', url, '--run', run, ...cfg.extraClt],
+        ['--json', '--target', target, '--threads', String(cfg.threads), '--procs', String(cfg.procs), '--conns', String(cfg.conns), '--rate', String(cfg.rate), '--size', String(cfg.size), '--duration', String(cfg.duration), '--stats', String(cfg.stats), '--shard', `${i}/${cfg.cltHosts}`, '--bus', url, '--run', run, ...cfg.extraClt],
         `iapp-clt shard ${i}/${cfg.cltHosts}`,
       ),
     );
