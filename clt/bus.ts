@@ -46,6 +46,11 @@ export function clientCounts(t: Record<string, unknown>): Record<string, number>
 
 /** The run is over here: says so, waits (bounded) for the controller to collect and end, leaves. */
 export async function leaveBus(m: Member, statsS: number): Promise<void> {
+  if (m.state === 'ready') {
+    // Never ran (left out of the run, or the fleet could not start): nothing to hand in.
+    await m.close();
+    return;
+  }
   m.done();
   if (m.controllerLost) {
     note('leaving without the controller (its summary request and end never came)');

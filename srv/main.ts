@@ -311,7 +311,6 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${HELP}\n`);
     return 0;
   }
-  if (cfg.bus) member = await (await import('./bus.js')).joinAsServer(cfg.bus, cfg.statsS, { threads: cfg.threads, procs: cfg.procs, mode: cfg.mode });
   // Signals are taken from the start, not once serving: a program that announces its address and
   // only then listens for SIGTERM dies of one sent as soon as the address is read (measured: 6
   // of 10 such starts, because Node loads its signal machinery on the first process.on), and dies
@@ -333,6 +332,7 @@ async function main(argv: string[]): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  if (cfg.bus) member = await (await import('./bus.js')).joinAsServer(cfg.bus, cfg.statsS, { threads: cfg.threads, procs: cfg.procs, mode: cfg.mode });
   let activated: ActivatedSocket[];
   try {
     activated = listenFds();
