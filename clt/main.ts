@@ -19,6 +19,9 @@ import { Output, addErrors, formatBytes, formatCount, formatErrors, formatRate }
 import { Latency, type LatencySummary } from './latency.js';
 import type { LoopData, ThreadCounts, ThreadReport } from './loop.js';
 import { fdsNeeded, preflight, readMachine } from './preflight.js';
+import { parseShard, shardText, type Shard } from './shard.js';
+import { parseBus, type BusConfig, type Member } from '../src/cli/bus.js';
+import { parseControl } from './control.js';
 
 const MAX_UDP_PAYLOAD = 65507; // 65535 − 8 (UDP header) − 20 (IPv4 header)
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -36,7 +39,11 @@ Options:
                         connections round-robin (default 127.0.0.1:7000)
   --source ADDR         local address to bind; repeat to use more than one address's
                         ephemeral ports (e.g. --source 127.0.0.1 --source 127.0.0.2)
-  --threads N           loop threads in all processes together (default 8)
+  --threads N           loop threads in all processes together (default 8); with --shard,
+                        in all shards together
+  --shard I/N           run shard I (from 0) of N instances of this run, e.g. one per host or
+                        pod: this one runs its part of the --threads, each with the same
+                        --conns and --rate, so the N shards together make the whole run
   --procs P             processes to spread the threads over (default 1); each process has
                         its own open-file limit
   --conns N             connections per thread (default 4096; 1 with --udp)
@@ -56,18 +63,28 @@ Options:
                         (default 10)
   --json                JSON lines on stdout: {"type":"stats",...} per interval, then
                         {"type":"summary",...}
+  --bus nats://H:P      join a run coordinated over this NATS server (with --run): announce
+                        this instance, start when the controller says, publish counts, hand
+                        the summary to the controller
+  --run ID              the run's name on the bus, the same for every instance of one run
+  --control             be the run's controller (with --bus, --run, --expect): wait for the
+                        instances, start them, print the fleet's line, reconcile the bytes
+  --expect N            --control: instances (clt and srv together) the run has
   -v, --verbose         report per-thread figures and handler errors
   -h, --help            this text
 
 Exit status: 0 after a run (errors of single connections are counted, not fatal); 1 when
 nothing could connect or the client failed; 2 for bad flags or a run that cannot fit this
-machine's limits (open files per process, ephemeral ports).`;
+machine's limits (open files per process, ephemeral ports), or a --bus it cannot reach. With
+--control: 0 when every client reported and the bytes reconcile, 1 when the run failed.`;
 
 /** Everything a run is, after flags are checked. */
 interface Config {
   targets: Endpoint[];
   sources: string[];
+  /** Loop threads of this instance (its shard's part of --threads). */
   threads: number;
+  shard: Shard;
   procs: number;
   conns: number;
   rate: number;
@@ -80,6 +97,9 @@ interface Config {
   json: boolean;
   verbose: boolean;
   help: boolean;
+  bus: BusConfig | undefined;
+  /** --control: the instances to wait for. */
+  expect: number | undefined;
 }
 
 /** Parses argv (without node and script). Throws UsageError for anything wrong. */
@@ -88,6 +108,7 @@ function parseConfig(argv: string[]): Config {
     target: { type: 'string', multiple: true },
     source: { type: 'string', multiple: true },
     threads: { type: 'string' },
+    shard: { type: 'string' },
     procs: { type: 'string' },
     conns: { type: 'string' },
     rate: { type: 'string' },
@@ -100,14 +121,22 @@ function parseConfig(argv: string[]): Config {
     json: { type: 'boolean' },
     verbose: { type: 'boolean', short: 'v' },
     help: { type: 'boolean', short: 'h' },
+    bus: { type: 'string' },
+    run: { type: 'string' },
+    control: { type: 'boolean' },
+    expect: { type: 'string' },
   });
+  const bus = parseBus(v.bus, v.run);
+  const expect = parseControl(v, bus);
   const udp = v.udp === true;
   const targets = (v.target ?? ['127.0.0.1:7000']).map((t) => parseEndpoint('target', t, { defaultHost: '127.0.0.1' }));
   const sources = v.source ?? [];
   for (const s of sources) if (isIP(s) === 0) throw new UsageError(`--source ${s}: not a numeric IPv4 or IPv6 address`);
-  const threads = v.threads === undefined ? 8 : parseInteger('threads', v.threads, 1, 1024);
+  const shard = parseShard(v.shard, v.threads === undefined ? 8 : parseInteger('threads', v.threads, 1, 1024));
+  const threads = shard.threads;
   const procs = v.procs === undefined ? 1 : parseInteger('procs', v.procs, 1, 1024);
-  if (procs > threads) throw new UsageError(`--procs ${procs}: at most --threads (${threads}); every process runs at least one thread`);
+  if (procs > threads)
+    throw new UsageError(`--procs ${procs}: at most ${shard.count > 1 ? `this shard's threads (${threads} of --threads ${shard.totalThreads})` : `--threads (${threads})`}; every process runs at least one thread`);
   const conns = v.conns === undefined ? (udp ? 1 : 4096) : parseInteger('conns', v.conns, 1, 10_000_000, true);
   const rate = v.rate === undefined ? 128 : parseInteger('rate', v.rate, 1, 10_000_000, true);
   const size = v.size === undefined ? 65536 : parseInteger('size', v.size, 1, 1 << 30, true);
@@ -123,6 +152,7 @@ function parseConfig(argv: string[]): Config {
     targets,
     sources,
     threads,
+    shard,
     procs,
     conns,
     rate,
@@ -135,6 +165,8 @@ function parseConfig(argv: string[]): Config {
     json: v.json === true,
     verbose: v.verbose === true,
     help: v.help === true,
+    bus,
+    expect,
   };
 }
 
@@ -187,11 +219,12 @@ function describe(c: Config): string {
     ? `UDP datagrams of ${formatCount(c.size)} B`
     : { echo: `echo requests of ${formatCount(c.size)} B`, push: `push, ${formatCount(c.size)} B writes`, hold: 'held idle', connect: 'each ended once established' }[c.mode];
   const procs = c.procs > 1 ? ` in ${c.procs} processes` : '';
+  const shard = c.shard.count > 1 ? `, shard ${shardText(c.shard)} of ${c.shard.totalThreads} threads` : '';
   const count = `${formatCount(total)} ${c.udp ? 'UDP socket' : 'connection'}${total === 1 ? '' : 's'}${c.mode === 'connect' ? ' at once' : ''}`;
-  return `iapp-clt: ${count} (${c.threads} thread${c.threads === 1 ? '' : 's'}${procs} × ${formatCount(c.conns)}) to ${where}, ${what}, ${formatCount(c.rate)}/s per thread${c.durationS ? `, ${c.durationS} s` : ''}`;
+  return `iapp-clt: ${count} (${c.threads} thread${c.threads === 1 ? '' : 's'}${procs} × ${formatCount(c.conns)}${shard}) to ${where}, ${what}, ${formatCount(c.rate)}/s per thread${c.durationS ? `, ${c.durationS} s` : ''}`;
 }
 
-async function run(c: Config): Promise<number> {
+async function run(c: Config, member?: Member): Promise<number> {
   const out = new Output(c.json);
   const verdict = preflight(c, readMachine());
   for (const w of verdict.warnings) process.stderr.write(`iapp-clt: warning: ${w}\n`);
@@ -201,6 +234,8 @@ async function run(c: Config): Promise<number> {
   }
 
   const total = c.threads * c.conns;
+  const bus = member && (await import('./bus.js'));
+  if (member && !(await bus!.awaitStart(member, out, c.bus!.run))) return 1;
   let fleet: Fleet;
   try {
     // Loaded only now: the fleet loads the native addon, which --help and flag errors do not need.
@@ -217,8 +252,8 @@ async function run(c: Config): Promise<number> {
         size: c.size,
         rate: c.rate,
         conns: c.conns,
-        firstThread: ctx.firstThread,
-        totalThreads: c.threads,
+        firstThread: c.shard.firstThread + ctx.firstThread,
+        totalThreads: c.shard.totalThreads,
         connectTimeoutMs: CONNECT_TIMEOUT_MS,
       }),
     });
@@ -273,6 +308,7 @@ async function run(c: Config): Promise<number> {
     if (sampling || stopping) return;
     sampling = true;
     const t = sum(await fleet.stats(), c.udp);
+    member?.counts(() => bus!.clientCounts({ ...t }));
     sampling = false;
     if (stopping) return;
     const now = performance.now();
@@ -380,6 +416,7 @@ async function run(c: Config): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  if (member) bus!.busRunning(member, out, () => void stop());
   void sample();
   return finished;
 }
@@ -402,6 +439,7 @@ function printSummary(
     mode: c.udp ? 'udp' : c.mode,
     targets: c.targets.map(formatEndpoint),
     threads: c.threads,
+    ...(c.shard.count > 1 ? { shard: shardText(c.shard), totalThreads: c.shard.totalThreads } : {}),
     procs: c.procs,
     durationS: Math.round(r.durationS * 1000) / 1000,
     connected: t.established,
@@ -452,20 +490,29 @@ function printSummary(
 
 async function main(): Promise<void> {
   let c: Config;
-  try {
-    c = parseConfig(process.argv.slice(2));
-  } catch (e) {
+  const usage = (e: unknown): never => {
     if (e instanceof UsageError) {
       process.stderr.write(`iapp-clt: ${e.message} (see iapp-clt --help)\n`);
       process.exit(2);
     }
     throw e;
+  };
+  try {
+    c = parseConfig(process.argv.slice(2));
+  } catch (e) {
+    return usage(e);
   }
   if (c.help) {
     process.stdout.write(`${HELP}\n`);
     process.exit(0);
   }
-  const code = await run(c);
+  if (c.expect !== undefined) {
+    const { control } = await import('./control.js');
+    process.exit(await control({ bus: c.bus!, expect: c.expect, statsS: c.statsS, durationS: c.durationS, json: c.json }).catch(usage));
+  }
+  const member = c.bus && (await (await import('./bus.js')).joinAsClient(c.bus, c.statsS, { threads: c.threads, shard: shardText(c.shard), procs: c.procs, conns: c.conns }).catch(usage));
+  const code = await run(c, member);
+  if (member) await (await import('./bus.js')).leaveBus(member, c.statsS);
   process.exit(code);
 }
 

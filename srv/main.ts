@@ -26,6 +26,7 @@ import { listenSocket, type ListeningSocket } from '../src/listen-socket.js';
 import { Output, addErrors, formatBytes, formatCount, formatErrors, formatRate } from '../src/cli/report.js';
 import type { Dotfiles } from './files.js';
 import { MAX_BODY_BYTES } from './http.js';
+import { parseBus, type BusConfig, type Member } from '../src/cli/bus.js';
 import type { BoundAddress, Mode, SrvAppStats, SrvLoopData, SrvLoopResult, TcpSpec, UdpSpec } from './loop.js';
 
 const DEFAULT_LISTEN = '[::]:7000';
@@ -86,6 +87,9 @@ Options:
       --inetd              serve the socket inetd passed as fd 0: a connection ("nowait", then
                            exit when it closes) or a listening or datagram socket ("wait", with
                            --idle-exit); output goes to stderr, as stdout is the same socket
+      --bus nats://H:P     join a run coordinated over this NATS server (with --run): announce
+                           this server, publish its counts, answer the controller's requests
+      --run ID             the run's name on the bus, the same for every instance of one run
       --json               one JSON object per line on stdout: "listening", "stats", "summary"
   -v, --verbose            a live line per thread too
   -h, --help               this text
@@ -97,7 +101,7 @@ passed connections and nothing to listen on, it exits once they have closed. SIG
 summary; a second signal exits at once.
 
 Exit status: 0 when stopped by signal, --duration or --idle-exit; 1 on a runtime failure
-(address in use, no permission…); 2 on a bad flag.`;
+(address in use, no permission…); 2 on a bad flag or a --bus it cannot reach.`;
 
 interface Config {
   tcp: Endpoint[];
@@ -127,7 +131,11 @@ interface Config {
   unixMode: number | undefined;
   json: boolean;
   verbose: boolean;
+  bus: BusConfig | undefined;
 }
+
+/** On the run bus (--bus): closed at the end, also when the start fails. */
+let member: Member | undefined;
 
 function parseConfig(argv: string[]): Config | 'help' {
   const v = parseFlags(argv, {
@@ -156,8 +164,11 @@ function parseConfig(argv: string[]): Config | 'help' {
     json: { type: 'boolean' },
     verbose: { type: 'boolean', short: 'v' },
     help: { type: 'boolean', short: 'h' },
+    bus: { type: 'string' },
+    run: { type: 'string' },
   });
   if (v.help) return 'help';
+  const bus = parseBus(v.bus, v.run);
   const threads = v.threads !== undefined ? parseInteger('threads', v.threads, 1, 1024) : availableParallelism();
   const procs = v.procs !== undefined ? parseInteger('procs', v.procs, 1, 256) : 1;
   if (procs > threads) throw new UsageError(`--procs ${procs}: more processes than threads (${threads}); raise --threads`);
@@ -226,6 +237,7 @@ function parseConfig(argv: string[]): Config | 'help' {
     inetd: v.inetd === true,
     json: v.json === true,
     verbose: v.verbose === true,
+    bus,
   };
 }
 
@@ -334,6 +346,7 @@ async function main(argv: string[]): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  if (cfg.bus) member = await (await import('./bus.js')).joinAsServer(cfg.bus, cfg.statsS, { threads: cfg.threads, procs: cfg.procs, mode: cfg.mode });
   let activated: ActivatedSocket[];
   try {
     activated = listenFds();
@@ -716,6 +729,7 @@ async function main(argv: string[]): Promise<number> {
           );
       }
       cleanup();
+      await member?.close();
       return 0;
     })();
     void stopping.then(resolveDone);
@@ -723,6 +737,7 @@ async function main(argv: string[]): Promise<number> {
   };
 
   running = true;
+  if (member) (await import('./bus.js')).serveOnBus(member, async () => (await import('./bus.js')).serverCounts({ ...totalsOf(await fleet.stats()) }));
   if (firstSignal !== undefined) void stop(firstSignal); // it came while the fleet was starting
   return done;
 }
@@ -732,6 +747,7 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (e: unknown) => {
+    void member?.close();
     if (e instanceof UsageError) {
       process.stderr.write(`iapp-srv: ${e.message}\nRun 'iapp-srv --help' for the flags.\n`);
       process.exitCode = 2;

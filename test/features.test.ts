@@ -1,6 +1,6 @@
 // The optional kernel features this machine has, as the probe sees them (test/features.ts).
 //
-// What it proves: the probe runs and answers for io_uring, pidfd and SO_REUSEPORT; each missing
+// What it proves: the probe runs and answers for io_uring, pidfd, SO_REUSEPORT and network namespaces; each missing
 // feature shows as a skipped test with the reason in its name; a feature IAPP_REQUIRE_FEATURES
 // names (CI sets it) fails here when missing, and only known names are accepted.
 import { describe, expect, it } from 'vitest';

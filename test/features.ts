@@ -1,4 +1,4 @@
-// Optional kernel features (io_uring, pidfd, SO_REUSEPORT): one probe each
+// Optional kernel features (io_uring, pidfd, SO_REUSEPORT) and network namespaces (root): one probe each
 // (test/fixtures/features.mjs, run once per test file that asks), and itWithFeature() for a test
 // that needs one: where the feature is missing the test is skipped with the probe's reason in its
 // name. IAPP_REQUIRE_FEATURES (a comma-separated list; CI names what its machine has) turns such a
@@ -8,8 +8,8 @@ import { fileURLToPath } from 'node:url';
 
 import { it } from 'vitest';
 
-export type Feature = 'io_uring' | 'pidfd' | 'reuseport';
-export const FEATURES: readonly Feature[] = ['io_uring', 'pidfd', 'reuseport'];
+export type Feature = 'io_uring' | 'pidfd' | 'reuseport' | 'netns';
+export const FEATURES: readonly Feature[] = ['io_uring', 'pidfd', 'reuseport', 'netns'];
 
 let probed: Record<Feature, { has: boolean; why?: string }> | undefined;
 

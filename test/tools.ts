@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { it } from 'vitest';
 
 /** Debian packages that provide each program the tests use. */
-const PACKAGES: Record<string, string> = { socat: 'socat', 'systemd-socket-activate': 'systemd', ss: 'iproute2' };
+const PACKAGES: Record<string, string> = { socat: 'socat', 'systemd-socket-activate': 'systemd', ss: 'iproute2', ip: 'iproute2', 'nats-server': 'nats-server' };
 
 export const toolsRequired = process.env.IAPP_REQUIRE_TOOLS === '1';
 
