@@ -26,6 +26,12 @@ export interface ConnectionLimits {
   perAddress?: number;
 }
 
+declare module './native.js' {
+  interface Addon {
+    connections(): ConnectionCounts;
+  }
+}
+
 /**
  * Connections of every loop of this process (every runtime), open now and at most at once since
  * the process started: exact, counted where each connection is accepted, connected, detached,

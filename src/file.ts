@@ -2,7 +2,8 @@ import { constants as fsc } from 'node:fs';
 import { isMainThread } from 'node:worker_threads';
 
 import { IappError, iappError } from './errors.js';
-import { native as addon, type NativeLoop } from './native.js';
+import { native as addon, Rec, type NativeLoop } from './native.js';
+import type { RecordTable } from './records.js';
 
 /** How to open a file: Node's flag strings, with the same meaning as in `fs.open`. */
 export type OpenFlags = 'r' | 'r+' | 'w' | 'w+' | 'wx' | 'wx+' | 'a' | 'a+' | 'ax' | 'ax+';
@@ -30,6 +31,12 @@ export interface OpenOptions {
 
 /** How opens beneath a directory are confined in this process: see `confinement()`. */
 export type Confinement = 'openat2' | 'O_RESOLVE_BENEATH' | 'walk';
+
+declare module './native.js' {
+  interface Addon {
+    confinement(): Confinement;
+  }
+}
 
 /**
  * What `open(path, { beneath })` uses in this process: `'openat2'` (Linux ≥ 5.6) or
@@ -144,6 +151,11 @@ export class FileRequests {
         }
       });
     });
+  }
+
+  /** Takes the File records of its loop. */
+  register(t: RecordTable): void {
+    t.on(Rec.File, (req, r, o) => this.complete(req, r, o));
   }
 
   /** A kRecFile record: [kind, req, result, syscall, v2..v5] at `at`. */

@@ -1,6 +1,7 @@
 import { unlinkSync } from 'node:fs';
 import { isIP } from 'node:net';
 
+import { LISTEN_BACKLOG } from './defaults.js';
 import { native } from './native.js';
 
 /** A listening socket made on this thread and served by nobody here: for child processes. */
@@ -37,7 +38,7 @@ export function listenSocket(options: { host?: string; port?: number; path?: str
     if (isIP(host) === 0) throw new TypeError(`host must be a numeric IP address or 'localhost', got '${host}'`);
     options = { ...options, host };
   }
-  const info = native.listenSocket({ backlog: 4096, ...options });
+  const info = native.listenSocket({ backlog: LISTEN_BACKLOG, ...options });
   let open = true;
   return {
     fd: info.fd,

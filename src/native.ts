@@ -2,7 +2,6 @@
 import { createRequire } from 'node:module';
 
 import { IappError } from './errors.js';
-import type { LoopStats } from './loop.js';
 
 export interface NativeListenSpec {
   host?: string;
@@ -56,14 +55,12 @@ export interface NativeAddress {
   family?: 'IPv4' | 'IPv6' | 'unix';
 }
 
-/** What the native loop counts; the public LoopStats adds what only JS knows. */
-export type NativeLoopStats = Omit<LoopStats, 'sockets' | 'listeners' | 'errors' | 'app'> & {
-  handles: number;
-  quietSockets: number;
-  /** By errno number (positive), as a string key. */
-  errors: Record<string, number>;
-};
-
+/**
+ * One native loop's methods. A primitive whose native surface speaks its own public types
+ * declares those methods beside them (`declare module './native.js'`: src/loop-stats.ts,
+ * src/dialer.ts), so this file imports from no other module of src/ but errors.ts and no import
+ * cycle runs through it.
+ */
 export interface NativeLoop {
   listen(spec: NativeListenSpec): NativeAddress & { id: number };
   connect(spec: NativeConnectSpec): number;
@@ -94,7 +91,6 @@ export interface NativeLoop {
   pauseListener(id: number): void;
   resumeListener(id: number): void;
   closeListener(id: number): void;
-  stats(): NativeLoopStats;
   /** `heldMessages`: messages JS took and will not run, counted as dropped in the exit notice. */
   close(heldMessages?: number): void;
   attach(group: number, self: number): void;
@@ -103,11 +99,6 @@ export interface NativeLoop {
   setBusyPoll(us: number): void;
   /** Microseconds of native work per loop turn before returning to libuv (0: no limit). */
   setTurnBudget(us: number): void;
-  dial(spec: import('./dialer.js').NativeDialSpec): number;
-  /** undefined once the loop is closed. */
-  dialerStats(id: number): import('./dialer.js').NativeDialerStats | undefined;
-  dialerStop(id: number): void;
-  dialerClose(id: number): void;
   setRef(on: boolean): void;
   timerViews(rel: Float64Array, abs: BigInt64Array, period: Float64Array, ctl: Int32Array, dirty: Int32Array, flags: Uint8Array, order: Float64Array): void;
   timerAlloc(clock: number, priority: number): number;
@@ -146,7 +137,8 @@ export interface NativeLoop {
   diskEngine(): 'io_uring' | 'pool';
 }
 
-interface Addon {
+/** The addon's process-wide functions (slices add theirs as NativeLoop's, see above). */
+export interface Addon {
   NativeLoop: new (
     onBatch: (count: number, arenas: Buffer[] | undefined) => void,
     records: Float64Array,
@@ -169,11 +161,8 @@ interface Addon {
   faultCounts(): number[];
   fault(site: number): number;
   faultSites: string[];
-  liveHandles(): import('./live.js').LiveHandles;
   /** true: opens beneath a directory use the portable walk; false: the kernel's primitive. */
   setConfinement(walk: boolean): void;
-  confinement(): import('./file.js').Confinement;
-  connections(): import('./conns.js').ConnectionCounts;
   socketKind(fd: number): { kind: 'listening' | 'connected' | 'stream' | 'datagram' | 'other'; family: 'IPv4' | 'IPv6' | 'unix' | 'other' };
   /** Without an fd: makes a block to share and returns its fd; with one: counts into it as process slot `slot`. */
   shareConnections(fd?: number, slot?: number): number;
@@ -181,7 +170,6 @@ interface Addon {
   reclaimConnections(slot: number): void;
   syscallNames: string[];
   constants: { recordStride: number; recordCapacity: number; defaultTurnBudgetUs: number };
-  build: import('./build.js').BuildInfo;
 }
 
 const require = createRequire(import.meta.url);

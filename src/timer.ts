@@ -1,6 +1,7 @@
 // Timers of a loop (native/timers.cc). A timer is allocated once (the only step that can fail)
 // and then armed and disarmed by plain stores into arrays the native loop reads before it next
 // waits: arming calls nothing native, allocates nothing native and cannot fail.
+import { checkInt } from './check.js';
 import { IappError } from './errors.js';
 import type { NativeLoop } from './native.js';
 
@@ -211,4 +212,12 @@ export class Timer {
       this.#t.onError(e);
     }
   }
+}
+
+/** Checks `loop.timer()`'s arguments. */
+export function checkTimer(options: TimerOptions, fn: unknown): asserts fn is TimerCallback {
+  if (typeof fn !== 'function') throw new TypeError('timer needs a callback');
+  if (options.clock !== undefined && options.clock !== 'monotonic' && options.clock !== 'realtime')
+    throw new TypeError(`clock must be 'monotonic' or 'realtime', got ${String(options.clock)}`);
+  checkInt('priority', options.priority, -128, 127);
 }
