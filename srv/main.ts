@@ -2,218 +2,22 @@
 // iapp-srv: a TCP/UDP sink server for load tests. Loop threads (over one or more processes)
 // accept connections and discard, count, echo or answer HTTP; this main thread samples the
 // counters, prints them, and prints a reconciled summary when it stops.
-import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
-import { dirname, resolve } from 'node:path';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 
 import { listenFds, socketKind, type ActivatedSocket } from '../src/activation.js';
 import { IdleTracker } from '../src/idle.js';
-import {
-  UsageError,
-  formatEndpoint,
-  parseChoice,
-  parseEndpoint,
-  parseFlags,
-  parseInteger,
-  parseSeconds,
-  type Endpoint,
-} from '../src/cli/args.js';
+import { UsageError, formatEndpoint, parseEndpoint, type Endpoint } from '../src/cli/args.js';
 import { startFleet, type Fleet, type FleetThreadStats } from '../src/cli/fleet.js';
 import { setConnectionLimits, type ConnectionCounts } from '../src/conns.js';
 import { claimUnixPath, ownUnixPath } from '../src/cli/unix-path.js';
 import { confinement } from '../src/file.js';
 import { listenSocket, type ListeningSocket } from '../src/listen-socket.js';
-import { Output, addErrors, formatBytes, formatCount, formatErrors, formatRate } from '../src/cli/report.js';
-import type { Dotfiles } from './files.js';
-import { MAX_BODY_BYTES } from './http.js';
-import type { BoundAddress, Mode, SrvAppStats, SrvLoopData, SrvLoopResult, TcpSpec, UdpSpec } from './loop.js';
-
-const DEFAULT_LISTEN = '[::]:7000';
-const DRAIN_MS = 2000;
-// Larger than any Content-Length a client could send in practice, so "no limit" in effect.
-const MAX_BODY_CAP = 2 ** 50;
-
-const HELP = `Usage: iapp-srv [options]
-
-A TCP/UDP sink server for load tests: accepts connections on every loop thread and discards
-(or counts, echoes, answers HTTP), printing throughput each interval and a summary at the end.
-
-Options:
-  -l, --listen HOST:PORT   TCP address to listen on; [IPv6]:PORT, unix:/path too; repeatable.
-                           Default ${DEFAULT_LISTEN} (all IPv6 and IPv4 addresses) unless --udp is
-                           given or sockets are passed by socket activation. Port 0 picks one.
-  -u, --udp HOST:PORT      UDP address; repeatable. Datagrams are discarded natively (sink, http,
-                           file), counted in JavaScript (data) or sent back to their sender (echo)
-  -m, --mode MODE          sink: discard natively (default); data: deliver to JavaScript and count;
-                           echo: send back what is read; http: answer HTTP/1.1 requests with 200;
-                           file: serve the files under --root to HTTP/1.1 GET, with sendfile
-      --root DIR           file mode: the directory whose regular files are served; every path
-                           is opened beneath it by the kernel, so nothing outside it (a symlink
-                           pointing out: 403) is ever served
-      --dotfiles HOW       file mode: a path with a segment starting with '.' (.env, .git/…):
-                           ignore: 404 (default), deny: 403, allow: served
-  -t, --threads N          loop threads over all processes (default: CPUs, here ${availableParallelism()})
-  -p, --procs P            processes to spread the threads over (default 1; more to pass one
-                           process's fd limit)
-      --accept HOW         reuseport: one listening socket per thread, the kernel spreads
-                           connections (default); shared: one socket all threads wait on
-  -d, --duration S         stop after S seconds (default: run until SIGINT/SIGTERM)
-      --idle-exit S        exit 0 after S seconds with no open connection and no new one
-  -i, --stats S            seconds between live lines (default 1)
-      --header-timeout S   http and file modes: close a connection whose request head is not complete in S
-                           seconds, with 408 (default 10)
-      --body-timeout S     http mode: a request body must arrive within S seconds of its head,
-                           else 408 and close (default 60: about 17 KB/s for a 1 MiB body)
-      --keepalive-timeout S  http and file modes: close a connection with no byte either way
-                           for S seconds, between requests or in one (default 75)
-      --max-body BYTES     http and file modes: a request declaring a longer body (Content-Length)
-                           is answered 413 and the connection closed (k/m/g suffixes, 0 refuses
-                           every body; default 1m)
-      --max-conns N        accept at most N connections open at once, over every thread and
-                           process (exact); one more is reset at once and counted as refused
-      --max-conns-per-addr N
-                           at most N open at once from one source address (IPv4 address, IPv6
-                           /64), exact over every thread and process; more are reset and counted
-      --unix-mode MODE     permission bits of unix:/path socket files, in octal (e.g. 660: owner
-                           and group may connect); default: what the umask leaves
-      --rcvlowat BYTES     sink and data modes: wake for a connection only once BYTES are queued
-                           (SO_RCVLOWAT; k/m suffixes). Fewer wakes let one fast sender go much
-                           faster; smaller amounts are counted when more arrive or at close
-      --inetd              serve the socket inetd passed as fd 0: a connection ("nowait", then
-                           exit when it closes) or a listening or datagram socket ("wait", with
-                           --idle-exit); output goes to stderr, as stdout is the same socket
-      --json               one JSON object per line on stdout: "listening", "stats", "summary"
-  -v, --verbose            a live line per thread too
-  -h, --help               this text
-
-Socket activation: when started by systemd (or systemd-socket-activate) with LISTEN_FDS, the
-passed sockets are served (listening stream sockets as TCP/Unix, datagram sockets as UDP,
-connections from Accept=yes or --accept by one thread) and --listen/--udp add to them. With
-passed connections and nothing to listen on, it exits once they have closed. SIGINT/SIGTERM stop accepting, drain for up to ${DRAIN_MS / 1000} s and print the
-summary; a second signal exits at once.
-
-Exit status: 0 when stopped by signal, --duration or --idle-exit; 1 on a runtime failure
-(address in use, no permission…); 2 on a bad flag.`;
-
-interface Config {
-  tcp: Endpoint[];
-  udp: Endpoint[];
-  mode: Mode;
-  root: string | undefined;
-  dotfiles: Dotfiles;
-  threads: number;
-  procs: number;
-  accept: 'reuseport' | 'shared';
-  durationS: number | undefined;
-  idleExitS: number | undefined;
-  /** --threads was given (else a server with only passed connections runs one thread). */
-  threadsGiven: boolean;
-  inetd: boolean;
-  statsS: number;
-  headerTimeoutS: number;
-  bodyTimeoutS: number;
-  keepaliveTimeoutS: number;
-  maxBodyBytes: number;
-  rcvlowat: number | undefined;
-  maxConns: number;
-  maxConnsPerAddr: number;
-  unixMode: number | undefined;
-  json: boolean;
-  verbose: boolean;
-}
-
-function parseConfig(argv: string[]): Config | 'help' {
-  const v = parseFlags(argv, {
-    listen: { type: 'string', short: 'l', multiple: true },
-    udp: { type: 'string', short: 'u', multiple: true },
-    mode: { type: 'string', short: 'm' },
-    threads: { type: 'string', short: 't' },
-    procs: { type: 'string', short: 'p' },
-    accept: { type: 'string' },
-    duration: { type: 'string', short: 'd' },
-    'idle-exit': { type: 'string' },
-    stats: { type: 'string', short: 'i' },
-    'header-timeout': { type: 'string' },
-    'body-timeout': { type: 'string' },
-    'keepalive-timeout': { type: 'string' },
-    'max-body': { type: 'string' },
-    root: { type: 'string' },
-    dotfiles: { type: 'string' },
-    rcvlowat: { type: 'string' },
-    inetd: { type: 'boolean' },
-    'max-conns': { type: 'string' },
-    'max-conns-per-addr': { type: 'string' },
-    'unix-mode': { type: 'string' },
-    json: { type: 'boolean' },
-    verbose: { type: 'boolean', short: 'v' },
-    help: { type: 'boolean', short: 'h' },
-  });
-  if (v.help) return 'help';
-  const threads = v.threads !== undefined ? parseInteger('threads', v.threads, 1, 1024) : availableParallelism();
-  const procs = v.procs !== undefined ? parseInteger('procs', v.procs, 1, 256) : 1;
-  if (procs > threads) throw new UsageError(`--procs ${procs}: more processes than threads (${threads}); raise --threads`);
-  const tcp = (v.listen ?? []).map((s) => parseEndpoint('listen', s, { allowPortZero: true, defaultHost: '::' }));
-  const udp = (v.udp ?? []).map((s) => parseEndpoint('udp', s, { allowPortZero: true, defaultHost: '::' }));
-  for (const u of udp) if (u.path !== undefined) throw new UsageError(`--udp unix:${u.path}: UDP needs HOST:PORT`);
-  const accept = v.accept !== undefined ? parseChoice('accept', v.accept, ['reuseport', 'shared'] as const) : 'reuseport';
-  const mode = v.mode !== undefined ? parseChoice('mode', v.mode, ['sink', 'data', 'echo', 'http', 'file'] as const) : 'sink';
-  let root: string | undefined;
-  if (mode === 'file') {
-    if (v.root === undefined) throw new UsageError('--mode file needs --root DIR: the directory to serve');
-    root = resolve(v.root);
-    let isDir = false;
-    try {
-      isDir = statSync(root).isDirectory();
-    } catch {
-      throw new UsageError(`--root ${v.root}: no such directory`);
-    }
-    if (!isDir) throw new UsageError(`--root ${v.root}: not a directory`);
-  } else if (v.root !== undefined) {
-    throw new UsageError('--root is for --mode file');
-  }
-  if (v.dotfiles !== undefined && mode !== 'file') throw new UsageError('--dotfiles is for --mode file');
-  const dotfiles = v.dotfiles !== undefined ? parseChoice('dotfiles', v.dotfiles, ['ignore', 'deny', 'allow'] as const) : 'ignore';
-  const rcvlowat = v.rcvlowat !== undefined ? parseInteger('rcvlowat', v.rcvlowat, 1, 1 << 30, true) : undefined;
-  if (rcvlowat !== undefined && mode !== 'sink' && mode !== 'data')
-    throw new UsageError(`--rcvlowat is for --mode sink or data: a ${mode} reply would wait for more bytes than a request has`);
-  if (v['max-body'] !== undefined && mode !== 'http' && mode !== 'file') throw new UsageError('--max-body is for --mode http or file');
-  const maxBodyBytes = v['max-body'] !== undefined ? parseInteger('max-body', v['max-body'], 0, MAX_BODY_CAP, true) : MAX_BODY_BYTES;
-  const maxConns = v['max-conns'] !== undefined ? parseInteger('max-conns', v['max-conns'], 1, 2 ** 31 - 1) : 0;
-  const maxConnsPerAddr = v['max-conns-per-addr'] !== undefined ? parseInteger('max-conns-per-addr', v['max-conns-per-addr'], 1, 2 ** 31 - 1) : 0;
-  if (maxConns > 0 && maxConnsPerAddr > maxConns)
-    throw new UsageError(`--max-conns-per-addr ${maxConnsPerAddr} is above --max-conns ${maxConns}: it would never apply`);
-  let unixMode: number | undefined;
-  if (v['unix-mode'] !== undefined) {
-    if (!/^[0-7]{3,4}$/.test(v['unix-mode'])) throw new UsageError(`--unix-mode ${v['unix-mode']}: permission bits in octal, such as 660 or 0600`);
-    if (!tcp.some((e) => e.path !== undefined)) throw new UsageError('--unix-mode is for a unix:/path --listen address');
-    unixMode = parseInt(v['unix-mode'], 8);
-  }
-  return {
-    tcp,
-    udp,
-    mode,
-    root,
-    dotfiles,
-    maxBodyBytes,
-    rcvlowat,
-    maxConns,
-    maxConnsPerAddr,
-    unixMode,
-    threads,
-    procs,
-    accept,
-    durationS: v.duration !== undefined ? parseSeconds('duration', v.duration) : undefined,
-    idleExitS: v['idle-exit'] !== undefined ? parseSeconds('idle-exit', v['idle-exit']) : undefined,
-    statsS: v.stats !== undefined ? parseSeconds('stats', v.stats) : 1,
-    headerTimeoutS: v['header-timeout'] !== undefined ? parseSeconds('header-timeout', v['header-timeout']) : 10,
-    bodyTimeoutS: v['body-timeout'] !== undefined ? parseSeconds('body-timeout', v['body-timeout']) : 60,
-    keepaliveTimeoutS: v['keepalive-timeout'] !== undefined ? parseSeconds('keepalive-timeout', v['keepalive-timeout']) : 75,
-    threadsGiven: v.threads !== undefined,
-    inetd: v.inetd === true,
-    json: v.json === true,
-    verbose: v.verbose === true,
-  };
-}
+import { runCli } from '../src/cli/run.js';
+import { appStats, totals } from '../src/cli/totals.js';
+import { Output, formatBytes, formatCount, formatErrors, formatRate } from '../src/cli/report.js';
+import { DEFAULT_LISTEN, DRAIN_MS, HELP, parse } from './config.js';
+import type { BoundAddress, SrvAppStats, SrvLoopData, SrvLoopResult, TcpSpec, UdpSpec } from './loop.js';
 
 /** Kernel-wide count of connections dropped because an accept queue was full (TcpExt). */
 function listenOverflows(): number | undefined {
@@ -268,23 +72,14 @@ const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
 /** Connections refused by the bounds, from the counts every process shares. */
 const refusedOf = (c: ConnectionCounts): { maxConns: number; perAddress: number } => ({ maxConns: c.refusedMaxConnections, perAddress: c.refusedPerAddress });
 
+const noTotals = (): Totals => ({ connections: 0, accepted: 0, closed: 0, rxBytes: 0, txBytes: 0, datagramsIn: 0, requests: 0, jsBytes: 0, httpErrors: 0, passedOpen: 0, errors: {} });
+
 function totalsOf(stats: FleetThreadStats[]): Totals {
-  const t: Totals = { connections: 0, accepted: 0, closed: 0, rxBytes: 0, txBytes: 0, datagramsIn: 0, requests: 0, jsBytes: 0, httpErrors: 0, passedOpen: 0, errors: {} };
-  for (const s of stats) {
-    const app = s.app as SrvAppStats | undefined;
-    t.connections += s.connections;
-    t.accepted += s.accepted;
-    t.closed += s.closed;
-    t.rxBytes += s.bytesIn;
-    t.txBytes += s.bytesOut;
-    t.datagramsIn += num(s.datagramsIn);
-    t.requests += num(app?.requests);
-    t.jsBytes += num(app?.jsBytes);
-    t.httpErrors += num(app?.httpErrors);
-    t.passedOpen += num(app?.passedOpen);
-    addErrors(t.errors, s.errors);
-  }
-  return t;
+  return totals(stats, noTotals, (s) => {
+    const app = appStats<SrvAppStats>(s);
+    const { connections, accepted, closed, datagramsIn, errors } = s;
+    return { connections, accepted, closed, rxBytes: s.bytesIn, txBytes: s.bytesOut, datagramsIn, errors, requests: app?.requests, jsBytes: app?.jsBytes, httpErrors: app?.httpErrors, passedOpen: app?.passedOpen };
+  });
 }
 
 function addressText(a: BoundAddress): string {
@@ -294,7 +89,7 @@ function addressText(a: BoundAddress): string {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const cfg = parseConfig(argv);
+  const cfg = parse(argv);
   if (cfg === 'help') {
     process.stdout.write(`${HELP}\n`);
     return 0;
@@ -711,17 +506,4 @@ async function main(argv: string[]): Promise<number> {
   return done;
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (e: unknown) => {
-    if (e instanceof UsageError) {
-      process.stderr.write(`iapp-srv: ${e.message}\nRun 'iapp-srv --help' for the flags.\n`);
-      process.exitCode = 2;
-    } else {
-      process.stderr.write(`iapp-srv: ${(e as Error).message}\n`);
-      process.exitCode = 1;
-    }
-  },
-);
+await runCli('iapp-srv', main);

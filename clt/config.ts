@@ -1,0 +1,100 @@
+// iapp-clt's command line: its flags (one table entry each), its --help text, and parse(),
+// which turns argv into a Config or throws a UsageError naming the flag.
+import { isIP } from 'node:net';
+
+import { UsageError, formatEndpoint, parseChoice, parseEndpoint, parseInteger, parseSeconds } from '../src/cli/args.js';
+import { many, maybe, on, one, readFlags, type FlagValues } from '../src/cli/flags.js';
+
+export const MAX_UDP_PAYLOAD = 65507; // 65535 − 8 (UDP header) − 20 (IPv4 header)
+const DEFAULT_TARGET = '127.0.0.1:7000';
+
+export const HELP = `Usage: iapp-clt [options]
+
+Opens connections to iapp-srv (or any TCP/Unix server) at a steady rate and pushes data through
+them, or runs request/response (--mode echo) and measures latency. Runs until --duration or
+Ctrl-C, then ends every connection, waits for them to close and prints a summary.
+
+Options:
+  --target HOST:PORT    where to connect; [IPv6]:PORT and unix:/path too. Repeat to spread
+                        connections round-robin (default 127.0.0.1:7000)
+  --source ADDR         local address to bind; repeat to use more than one address's
+                        ephemeral ports (e.g. --source 127.0.0.1 --source 127.0.0.2)
+  --threads N           loop threads in all processes together (default 8)
+  --procs P             processes to spread the threads over (default 1); each process has
+                        its own open-file limit
+  --conns N             connections per thread (default 4096; 1 with --udp)
+  --rate N              new connections per second per thread (default 128)
+  --size BYTES          bytes per write, request or datagram; k/m suffixes (default 65536)
+  --mode MODE           push: send continuously, discard replies (default);
+                        echo: one request of --size bytes at a time, wait for the same number
+                        of bytes back, report latency percentiles;
+                        hold: open the connections and keep them idle;
+                        connect: end each connection as soon as it is established and open
+                        the next (--conns at once at most): measures connects per second
+  --udp                 targets are UDP: push datagrams of --size bytes (at most ${MAX_UDP_PAYLOAD})
+  --duration S          stop after S seconds (default: run until interrupted)
+  --stats S             seconds between throughput lines (default 1)
+  --close-timeout S     at the end, how long connections may take to close after being
+                        ended (the server reads what is in flight) before they are reset
+                        (default 10)
+  --json                JSON lines on stdout: {"type":"stats",...} per interval, then
+                        {"type":"summary",...}
+  -v, --verbose         report per-thread figures and handler errors
+  -h, --help            this text
+
+Exit status: 0 after a run (errors of single connections are counted, not fatal); 1 when
+nothing could connect or the client failed; 2 for bad flags or a run that cannot fit this
+machine's limits (open files per process, ephemeral ports).`;
+
+const seconds = (value: string, flag: string): number => parseSeconds(flag, value);
+const amount = (value: string, flag: string): number => parseInteger(flag, value, 1, 10_000_000, true);
+const source = (value: string, flag: string): string => {
+  if (isIP(value) === 0) throw new UsageError(`--${flag} ${value}: not a numeric IPv4 or IPv6 address`);
+  return value;
+};
+
+/** The flags, in the order their values are read and checked. */
+const FLAGS = {
+  help: on('help', 'h'),
+  udp: on('udp'),
+  targets: many('target', (v, f) => parseEndpoint(f, v, { defaultHost: '127.0.0.1' })),
+  sources: many('source', source),
+  threads: one('threads', (v, f) => parseInteger(f, v, 1, 1024), 8),
+  procs: one('procs', (v, f) => parseInteger(f, v, 1, 1024), 1),
+  conns: maybe('conns', amount),
+  rate: one('rate', amount, 128),
+  size: one('size', (v, f) => parseInteger(f, v, 1, 1 << 30, true), 65536),
+  mode: one('mode', (v, f) => parseChoice(f, v, ['push', 'echo', 'hold', 'connect'] as const), 'push'),
+  durationS: maybe('duration', seconds),
+  statsS: one('stats', seconds, 1),
+  closeTimeoutS: one('close-timeout', (v, f) => parseSeconds(f, v, true), 10),
+  json: on('json'),
+  verbose: on('verbose', 'v'),
+};
+
+/** Everything a run is, after flags are checked. */
+export interface Config extends Omit<FlagValues<typeof FLAGS>, 'help' | 'conns'> {
+  /** Connections (UDP: sockets) over all threads: --conns, else 4096 (UDP: 1). */
+  conns: number;
+}
+
+/**
+ * Reads iapp-clt's command line (without node and the script): 'help' for --help, else the
+ * Config. Throws UsageError, naming the flag and what to do, for anything wrong; never exits.
+ */
+export function parse(argv: string[]): Config | 'help' {
+  const read = readFlags(argv, FLAGS);
+  if (read === 'help') return 'help';
+  const { values: v } = read;
+  const { help: _help, ...flags } = v;
+  if (v.procs > v.threads) throw new UsageError(`--procs ${v.procs}: at most --threads (${v.threads}); every process runs at least one thread`);
+  const targets = v.targets.length > 0 ? v.targets : [parseEndpoint('target', DEFAULT_TARGET)];
+  if (v.udp) {
+    if (v.mode !== 'push') throw new UsageError(`--mode ${v.mode} is for TCP and Unix targets; with --udp, clt pushes datagrams`);
+    if (v.size > MAX_UDP_PAYLOAD) throw new UsageError(`--size ${v.size}: a UDP datagram carries at most ${MAX_UDP_PAYLOAD} bytes`);
+    const unix = targets.find((t) => t.path !== undefined);
+    if (unix) throw new UsageError(`--target ${formatEndpoint(unix)}: --udp needs HOST:PORT targets`);
+    if (v.sources.length > 0) throw new UsageError('--source is for TCP connections; with --udp the kernel picks the local address');
+  }
+  return { ...flags, targets, conns: v.conns ?? (v.udp ? 1 : 4096) };
+}
