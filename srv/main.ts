@@ -1,23 +1,23 @@
 #!/usr/bin/env node
 // iapp-srv: a TCP/UDP sink server for load tests. Loop threads (over one or more processes)
 // accept connections and discard, count, echo or answer HTTP; this main thread samples the
-// counters, prints them, and prints a reconciled summary when it stops.
+// counters, prints them, and prints a reconciled summary when it stops. Its flags are
+// config.ts's; what it prints, output.ts's.
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 import { listenFds, socketKind, type ActivatedSocket } from '../src/activation.js';
 import { IdleTracker } from '../src/idle.js';
 import { UsageError, formatEndpoint, parseEndpoint, type Endpoint } from '../src/cli/args.js';
-import { startFleet, type Fleet, type FleetThreadStats } from '../src/cli/fleet.js';
-import { setConnectionLimits, type ConnectionCounts } from '../src/conns.js';
+import { startFleet, type Fleet, type FleetThreadStats, type ProcContext } from '../src/cli/fleet.js';
+import { setConnectionLimits } from '../src/conns.js';
 import { claimUnixPath, ownUnixPath } from '../src/cli/unix-path.js';
-import { confinement } from '../src/file.js';
 import { listenSocket, type ListeningSocket } from '../src/listen-socket.js';
 import { runCli } from '../src/cli/run.js';
-import { appStats, totals } from '../src/cli/totals.js';
-import { Output, formatBytes, formatCount, formatErrors, formatRate } from '../src/cli/report.js';
-import { DEFAULT_LISTEN, DRAIN_MS, HELP, parse } from './config.js';
-import type { BoundAddress, SrvAppStats, SrvLoopData, SrvLoopResult, TcpSpec, UdpSpec } from './loop.js';
+import { Output } from '../src/cli/report.js';
+import { DEFAULT_LISTEN, DRAIN_MS, HELP, parse, type Config } from './config.js';
+import type { BoundAddress, SrvLoopData, SrvLoopResult, TcpSpec, UdpSpec } from './loop.js';
+import { addressText, announce, num, printSample, printSummary, refusedOf, totalsOf } from './output.js';
 
 /** Kernel-wide count of connections dropped because an accept queue was full (TcpExt). */
 function listenOverflows(): number | undefined {
@@ -52,40 +52,112 @@ function makeShared(e: Endpoint, unixMode: number | undefined): ListeningSocket 
 /** A failure to report in one line with exit code 1. */
 class RuntimeError extends Error {}
 
-interface Totals {
-  connections: number;
-  accepted: number;
-  closed: number;
-  rxBytes: number;
-  txBytes: number;
-  datagramsIn: number;
-  requests: number;
-  jsBytes: number;
-  httpErrors: number;
-  /** Passed connections (inetd, Accept=yes) still open. */
-  passedOpen: number;
-  errors: Record<string, number>;
+/**
+ * The sockets passed to this server: by socket activation (LISTEN_FDS) and, with --inetd, fd 0.
+ * Throws for a passed socket it cannot serve.
+ */
+function activatedSockets(cfg: Config): ActivatedSocket[] {
+  let activated: ActivatedSocket[];
+  try {
+    activated = listenFds();
+  } catch (e) {
+    throw new RuntimeError((e as Error).message);
+  }
+  if (cfg.inetd) {
+    // inetd passes the socket as fds 0 and 1. Output goes to stderr, and fd 1 is pointed at
+    // /dev/null: a peer sees the end only when no fd holds its connection.
+    const kind = (() => {
+      try {
+        return socketKind(0);
+      } catch {
+        return undefined;
+      }
+    })();
+    // "nowait" services get a connection; "wait" ones the listening or datagram socket itself.
+    if (kind === undefined || (kind.kind !== 'connected' && kind.kind !== 'listening' && kind.kind !== 'datagram'))
+      throw new UsageError(
+        `--inetd: fd 0 is ${kind === undefined ? 'not open' : kind.kind === 'other' ? 'not a socket' : 'a stream socket neither listening nor connected'}; ` +
+          'inetd passes a connection, a listening or a datagram socket as stdin',
+      );
+    closeSync(1);
+    const nul = openSync('/dev/null', 'w');
+    if (nul !== 1) closeSync(nul); // fd 1 was taken by something else meanwhile: leave it closed
+    activated.unshift({ fd: 0, name: 'inetd', ...kind });
+  }
+  for (const a of activated) {
+    if (a.kind === 'stream' || a.kind === 'other')
+      throw new RuntimeError(
+        `socket activation: fd ${a.fd} (${a.name}) is ${a.kind === 'stream' ? 'a stream socket neither listening nor connected' : 'not a socket iapp-srv can serve'}: ` +
+          'pass listening, datagram or accepted sockets',
+      );
+  }
+  return activated;
 }
 
-const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
-
-/** Connections refused by the bounds, from the counts every process shares. */
-const refusedOf = (c: ConnectionCounts): { maxConns: number; perAddress: number } => ({ maxConns: c.refusedMaxConnections, perAddress: c.refusedPerAddress });
-
-const noTotals = (): Totals => ({ connections: 0, accepted: 0, closed: 0, rxBytes: 0, txBytes: 0, datagramsIn: 0, requests: 0, jsBytes: 0, httpErrors: 0, passedOpen: 0, errors: {} });
-
-function totalsOf(stats: FleetThreadStats[]): Totals {
-  return totals(stats, noTotals, (s) => {
-    const app = appStats<SrvAppStats>(s);
-    const { connections, accepted, closed, datagramsIn, errors } = s;
-    return { connections, accepted, closed, rxBytes: s.bytesIn, txBytes: s.bytesOut, datagramsIn, errors, requests: app?.requests, jsBytes: app?.jsBytes, httpErrors: app?.httpErrors, passedOpen: app?.passedOpen };
-  });
+/**
+ * Settles what the flags left open once the passed sockets are known (threads, the default
+ * address), claims Unix socket paths and sets the connection bounds. Returns the passed
+ * connections, and whether there is nothing else to serve.
+ */
+async function prepare(cfg: Config, activated: ActivatedSocket[], out: Output): Promise<{ passed: ActivatedSocket[]; onlyPassed: boolean }> {
+  const passed = activated.filter((a) => a.kind === 'connected');
+  if (passed.length > 0 && cfg.procs > 1)
+    throw new UsageError(`--procs ${cfg.procs}: a passed connection is served by one process; drop --procs`);
+  // Only passed connections: one thread serves them and the server exits when they close.
+  const onlyPassed = passed.length === activated.length && passed.length > 0 && cfg.tcp.length === 0 && cfg.udp.length === 0;
+  if (onlyPassed && !cfg.threadsGiven) cfg.threads = 1;
+  if (cfg.tcp.length === 0 && cfg.udp.length === 0 && activated.length === 0)
+    cfg.tcp.push(parseEndpoint('listen', DEFAULT_LISTEN, { allowPortZero: true }));
+  for (const e of cfg.tcp) {
+    if (e.path === undefined) continue;
+    const dir = dirname(e.path);
+    if (!existsSync(dir)) throw new RuntimeError(`--listen unix:${e.path}: directory ${dir} does not exist: create it or choose another path`);
+    // A socket file left by a server that was killed is removed; one in use stops us here.
+    try {
+      if (await claimUnixPath(e.path)) out.note(`removed the stale socket file ${e.path} (nothing answered on it)`);
+    } catch (err) {
+      throw new RuntimeError(`--listen ${(err as Error).message}`);
+    }
+  }
+  if (cfg.maxConns > 0 || cfg.maxConnsPerAddr > 0) {
+    // Before any process exists: the fleet's shared counts carry the bounds to every process.
+    setConnectionLimits({ total: cfg.maxConns, perAddress: cfg.maxConnsPerAddr });
+  }
+  return { passed, onlyPassed };
 }
 
-function addressText(a: BoundAddress): string {
-  if (a.proto === 'unix') return `unix:${a.address}`;
-  const hp = formatEndpoint({ host: a.address, port: a.port ?? 0 });
-  return a.proto === 'udp' ? `udp ${hp}` : hp;
+/** What each process's loop threads are given: `made` holds the sockets made here to share, by index in cfg.tcp. */
+function loopData(cfg: Config, activated: ActivatedSocket[], made: Map<number, ListeningSocket>): (ctx: ProcContext) => SrvLoopData {
+  return (ctx) => {
+    const first = ctx.first as SrvLoopResult[] | undefined;
+    let sharedSeen = 0;
+    const tcp: TcpSpec[] = cfg.tcp.map((e, i) => {
+      if (made.has(i)) return { fd: ctx.fds[activated.length + sharedSeen++]! };
+      if (e.path !== undefined) return { path: e.path, ...(cfg.unixMode !== undefined ? { permissions: cfg.unixMode } : {}) };
+      // Port 0 across processes: the others join the port process 0 got.
+      const port = e.port === 0 && first ? (first[0]!.tcp[i]!.port ?? 0) : e.port;
+      return { host: e.host, port, name: `listen${i}` };
+    });
+    const udp: UdpSpec[] = cfg.udp.map((e, i) => {
+      const port = e.port === 0 && first ? (first[0]!.udp[i]!.port ?? 0) : e.port!;
+      return { host: e.host!, port, name: `udp${i}` };
+    });
+    return {
+      mode: cfg.mode,
+      accept: cfg.accept,
+      tcp,
+      udp,
+      activated: activated.map((a, i) => ({ fd: ctx.fds[i]!, name: a.name, kind: a.kind as 'listening' | 'connected' | 'datagram' })),
+      headerTimeoutMs: Math.round(cfg.headerTimeoutS * 1000),
+      bodyTimeoutMs: Math.round(cfg.bodyTimeoutS * 1000),
+      keepaliveTimeoutMs: Math.round(cfg.keepaliveTimeoutS * 1000),
+      maxBodyBytes: cfg.maxBodyBytes,
+      ...(cfg.root !== undefined ? { root: cfg.root, dotfiles: cfg.dotfiles } : {}),
+      ...(cfg.rcvlowat !== undefined ? { rcvlowat: cfg.rcvlowat } : {}),
+      firstThread: ctx.firstThread,
+      proc: ctx.proc,
+    } satisfies SrvLoopData;
+  };
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -115,64 +187,9 @@ async function main(argv: string[]): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  let activated: ActivatedSocket[];
-  try {
-    activated = listenFds();
-  } catch (e) {
-    throw new RuntimeError((e as Error).message);
-  }
-  if (cfg.inetd) {
-    // inetd passes the socket as fds 0 and 1. Output goes to stderr, and fd 1 is pointed at
-    // /dev/null: a peer sees the end only when no fd holds its connection.
-    const kind = (() => {
-      try {
-        return socketKind(0);
-      } catch {
-        return undefined;
-      }
-    })();
-    // "nowait" services get a connection; "wait" ones the listening or datagram socket itself.
-    if (kind === undefined || (kind.kind !== 'connected' && kind.kind !== 'listening' && kind.kind !== 'datagram'))
-      throw new UsageError(
-        `--inetd: fd 0 is ${kind === undefined ? 'not open' : kind.kind === 'other' ? 'not a socket' : 'a stream socket neither listening nor connected'}; ` +
-          'inetd passes a connection, a listening or a datagram socket as stdin',
-      );
-    closeSync(1);
-    const nul = openSync('/dev/null', 'w');
-    if (nul !== 1) closeSync(nul); // fd 1 was taken by something else meanwhile: leave it closed
-    activated.unshift({ fd: 0, name: 'inetd', ...kind });
-  }
+  const activated = activatedSockets(cfg);
   const out = new Output(cfg.json, cfg.inetd ? process.stderr : process.stdout);
-  for (const a of activated) {
-    if (a.kind === 'stream' || a.kind === 'other')
-      throw new RuntimeError(
-        `socket activation: fd ${a.fd} (${a.name}) is ${a.kind === 'stream' ? 'a stream socket neither listening nor connected' : 'not a socket iapp-srv can serve'}: ` +
-          'pass listening, datagram or accepted sockets',
-      );
-  }
-  const passed = activated.filter((a) => a.kind === 'connected');
-  if (passed.length > 0 && cfg.procs > 1)
-    throw new UsageError(`--procs ${cfg.procs}: a passed connection is served by one process; drop --procs`);
-  // Only passed connections: one thread serves them and the server exits when they close.
-  const onlyPassed = passed.length === activated.length && passed.length > 0 && cfg.tcp.length === 0 && cfg.udp.length === 0;
-  if (onlyPassed && !cfg.threadsGiven) cfg.threads = 1;
-  if (cfg.tcp.length === 0 && cfg.udp.length === 0 && activated.length === 0)
-    cfg.tcp.push(parseEndpoint('listen', DEFAULT_LISTEN, { allowPortZero: true }));
-  for (const e of cfg.tcp) {
-    if (e.path === undefined) continue;
-    const dir = dirname(e.path);
-    if (!existsSync(dir)) throw new RuntimeError(`--listen unix:${e.path}: directory ${dir} does not exist: create it or choose another path`);
-    // A socket file left by a server that was killed is removed; one in use stops us here.
-    try {
-      if (await claimUnixPath(e.path)) out.note(`removed the stale socket file ${e.path} (nothing answered on it)`);
-    } catch (err) {
-      throw new RuntimeError(`--listen ${(err as Error).message}`);
-    }
-  }
-  if (cfg.maxConns > 0 || cfg.maxConnsPerAddr > 0) {
-    // Before any process exists: the fleet's shared counts carry the bounds to every process.
-    setConnectionLimits({ total: cfg.maxConns, perAddress: cfg.maxConnsPerAddr });
-  }
+  const { passed, onlyPassed } = await prepare(cfg, activated, out);
 
   // Passed to every process as fds 3, 4, …: activated sockets first, then the sockets made here
   // to be shared by the processes (a Unix path cannot be bound by several; a TCP socket with
@@ -200,36 +217,7 @@ async function main(argv: string[]): Promise<number> {
       threads: cfg.threads,
       procs: cfg.procs,
       inheritFds,
-      data: (ctx) => {
-        const first = ctx.first as SrvLoopResult[] | undefined;
-        let sharedSeen = 0;
-        const tcp: TcpSpec[] = cfg.tcp.map((e, i) => {
-          if (made.has(i)) return { fd: ctx.fds[activated.length + sharedSeen++]! };
-          if (e.path !== undefined) return { path: e.path, ...(cfg.unixMode !== undefined ? { permissions: cfg.unixMode } : {}) };
-          // Port 0 across processes: the others join the port process 0 got.
-          const port = e.port === 0 && first ? (first[0]!.tcp[i]!.port ?? 0) : e.port;
-          return { host: e.host, port, name: `listen${i}` };
-        });
-        const udp: UdpSpec[] = cfg.udp.map((e, i) => {
-          const port = e.port === 0 && first ? (first[0]!.udp[i]!.port ?? 0) : e.port!;
-          return { host: e.host!, port, name: `udp${i}` };
-        });
-        return {
-          mode: cfg.mode,
-          accept: cfg.accept,
-          tcp,
-          udp,
-          activated: activated.map((a, i) => ({ fd: ctx.fds[i]!, name: a.name, kind: a.kind as 'listening' | 'connected' | 'datagram' })),
-          headerTimeoutMs: Math.round(cfg.headerTimeoutS * 1000),
-          bodyTimeoutMs: Math.round(cfg.bodyTimeoutS * 1000),
-          keepaliveTimeoutMs: Math.round(cfg.keepaliveTimeoutS * 1000),
-          maxBodyBytes: cfg.maxBodyBytes,
-          ...(cfg.root !== undefined ? { root: cfg.root, dotfiles: cfg.dotfiles } : {}),
-          ...(cfg.rcvlowat !== undefined ? { rcvlowat: cfg.rcvlowat } : {}),
-          firstThread: ctx.firstThread,
-          proc: ctx.proc,
-        } satisfies SrvLoopData;
-      },
+      data: loopData(cfg, activated, made),
     });
   } catch (e) {
     await fleet?.close({ timeoutMs: 0 });
@@ -253,45 +241,8 @@ async function main(argv: string[]): Promise<number> {
     ...first.udp,
   ];
 
-  // Before anything else: how many connections this can hold.
-  const lim = fleet.limits;
-  const limitText = lim.every((l) => l.soft === lim[0]!.soft)
-    ? `fd limit ${formatCount(lim[0]!.soft)} per process${lim[0]!.before !== lim[0]!.soft ? ` (raised from ${formatCount(lim[0]!.before)})` : ''}` +
-      `${lim[0]!.soft < lim[0]!.hard ? `, hard ${formatCount(lim[0]!.hard)}` : ''}, ${cfg.procs} process${cfg.procs > 1 ? 'es' : ''}`
-    : `fd limits ${lim.map((l) => formatCount(l.soft)).join(', ')} (per process)`;
-  out.line(limitText);
-  if (cfg.mode === 'file')
-    out.line(`serving ${cfg.root} (paths opened beneath it: ${confinement()}; dotfiles: ${cfg.dotfiles})`);
-  out.line(
-    `iapp-srv: ${cfg.mode} mode, ${cfg.threads} thread${cfg.threads > 1 ? 's' : ''}` +
-      `${cfg.procs > 1 ? ` in ${cfg.procs} processes` : ''}` +
-      (cfg.tcp.some((e) => e.path === undefined) ? `, accept ${cfg.accept}` : ''),
-  );
-  for (const a of first.activated)
-    out.line(
-      `serving ${a.connection ? 'a connection from ' : ''}${addressText(a)} ` +
-        (cfg.inetd && a.fd === 0 ? '(inetd: fd 0)' : `(socket activation: fd ${a.fd}, name ${a.name})`),
-    );
-  for (const a of addresses.slice(first.activated.length)) out.line(`listening on ${addressText(a)}`);
-  out.record({
-    type: 'listening',
-    addresses: addresses.map((a) => ({ ...a, text: addressText(a) })),
-    mode: cfg.mode,
-    threads: cfg.threads,
-    procs: cfg.procs,
-    accept: cfg.accept,
-    activated: first.activated.length > 0,
-    fdLimit: lim.map((l) => l.soft),
-    ...(cfg.mode === 'file' ? { root: cfg.root, confinement: confinement(), dotfiles: cfg.dotfiles } : {}),
-    ...(cfg.maxConns > 0 || cfg.maxConnsPerAddr > 0 ? { limits: { maxConns: cfg.maxConns, maxConnsPerAddr: cfg.maxConnsPerAddr } } : {}),
-  });
-
+  announce(out, cfg, fleet.limits, first, addresses);
   const bounded = cfg.maxConns > 0 || cfg.maxConnsPerAddr > 0;
-  if (bounded)
-    out.line(
-      `connections bounded: ${cfg.maxConns > 0 ? `${formatCount(cfg.maxConns)} at once` : 'no total bound'}, ` +
-        `${cfg.maxConnsPerAddr > 0 ? `${formatCount(cfg.maxConnsPerAddr)} per source address` : 'no bound per address'} (exact over every process)`,
-    );
 
   // Only for rate-limiting the messages: the loops count accept errors in their stats already.
   const errorsSeen: Record<string, number> = {};
@@ -330,56 +281,7 @@ async function main(argv: string[]): Promise<number> {
       const tot = totalsOf(stats);
       const idleMs = idle.sample(stats, Date.now());
       if (print) {
-        const dt = t - prev.t || 1;
-        const rate = (tot.rxBytes - prev.totals.rxBytes) / dt;
-        const newConns = tot.accepted - prev.totals.accepted;
-        const closed = tot.closed - prev.totals.closed;
-        const reqRate = (tot.requests - prev.totals.requests) / dt;
-        const dgrams = tot.datagramsIn - prev.totals.datagramsIn;
-        out.record({
-          type: 'stats',
-          t: Number(t.toFixed(3)),
-          connections: tot.connections,
-          new: newConns,
-          closed,
-          accepted: tot.accepted,
-          rxBytes: tot.rxBytes,
-          rxBytesPerS: Math.round(rate),
-          txBytes: tot.txBytes,
-          datagramsIn: tot.datagramsIn,
-          ...((cfg.mode === 'http' || cfg.mode === 'file') ? { requests: tot.requests, requestsPerS: Math.round(reqRate) } : {}),
-          refused,
-          errors: tot.errors,
-          ...(cfg.verbose
-            ? {
-                perThread: stats.map((s) => ({
-                  thread: s.thread,
-                  proc: s.proc,
-                  connections: s.connections,
-                  accepted: s.accepted,
-                  rxBytes: s.bytesIn,
-                  rxBytesPerS: Math.round((s.bytesIn - (prev.perThread.get(s.thread)?.bytesIn ?? 0)) / dt),
-                })),
-              }
-            : {}),
-        });
-        out.line(
-          `${t.toFixed(1).padStart(7)}s  conns ${formatCount(tot.connections)}  new ${formatCount(newConns)}  closed ${formatCount(closed)}` +
-            `  RX ${formatRate(rate)}  total ${formatBytes(tot.rxBytes)}` +
-            (cfg.udp.length > 0 || dgrams > 0 ? `  datagrams ${formatCount(dgrams)}` : '') +
-            ((cfg.mode === 'http' || cfg.mode === 'file') ? `  ${formatCount(Math.round(reqRate))} req/s` : '') +
-            ((cfg.mode === 'echo' || cfg.mode === 'file') ? `  TX total ${formatBytes(tot.txBytes)}` : '') +
-            (bounded || refused.maxConns + refused.perAddress > 0 ? `  refused ${formatCount(refused.maxConns + refused.perAddress)}` : ''),
-        );
-        if (cfg.verbose) {
-          for (const s of stats) {
-            const r = (s.bytesIn - (prev.perThread.get(s.thread)?.bytesIn ?? 0)) / dt;
-            out.line(
-              `           thread ${s.thread}${cfg.procs > 1 ? ` (proc ${s.proc})` : ''}: conns ${formatCount(s.connections)}` +
-                `  accepted ${formatCount(s.accepted)}  RX ${formatRate(r)}  total ${formatBytes(s.bytesIn)}`,
-            );
-          }
-        }
+        printSample(out, cfg, bounded, t, stats, tot, refused, prev);
         prev = { t, totals: tot, perThread: new Map(stats.map((s) => [s.thread, s])) };
       }
       if (cfg.idleExitS !== undefined && idleMs >= cfg.idleExitS * 1000) void stop(`idle for ${cfg.idleExitS} s`);
@@ -453,47 +355,8 @@ async function main(argv: string[]): Promise<number> {
           errors: s.errors,
         })),
       });
-      if (!cfg.json) {
-        out.line('');
-        out.table(
-          perThread.map((s) => ({
-            thread: s.thread,
-            ...(cfg.procs > 1 ? { proc: s.proc } : {}),
-            accepted: s.accepted,
-            closed: s.closed,
-            'RX bytes': s.bytesIn,
-            'RX avg': formatRate(s.bytesIn / (durationS || 1)),
-            ...(cfg.udp.length > 0 || first.activated.some((a) => a.proto === 'udp')
-              ? { datagrams: num(s.datagramsIn) }
-              : {}),
-            ...(cfg.mode === 'echo' || cfg.mode === 'file' ? { 'TX bytes': s.bytesOut } : {}),
-            ...((cfg.mode === 'http' || cfg.mode === 'file') ? { requests: num((s.app as SrvAppStats | undefined)?.requests) } : {}),
-            errors: formatErrors(s.errors),
-          })),
-        );
-        out.line('');
-        out.line(
-          `total: ${formatBytes(tot.rxBytes)} received (${formatCount(tot.rxBytes)} bytes) in ${durationS.toFixed(2)} s, ` +
-            `${formatRate(tot.rxBytes / (durationS || 1))} average`,
-        );
-        out.line(
-          `connections: ${formatCount(tot.accepted)} accepted, ${passed.length > 0 ? `${formatCount(passed.length)} passed, ` : ''}` +
-            `${formatCount(tot.closed)} closed, peak ${formatCount(peak)} open` +
-            (tot.datagramsIn > 0 || cfg.udp.length > 0 ? `; datagrams: ${formatCount(tot.datagramsIn)}` : ''),
-        );
-        if (cfg.mode === 'file') out.line(`file: ${formatCount(tot.requests)} requests answered, ${formatCount(tot.httpErrors)} refused or not found`);
-        if (cfg.mode === 'http') out.line(`http: ${formatCount(tot.requests)} requests answered, ${formatCount(tot.httpErrors)} refused`);
-        if (cfg.mode === 'echo') out.line(`echo: ${formatBytes(tot.txBytes)} sent back (${formatCount(tot.txBytes)} bytes)`);
-        if (bounded || refused.maxConns + refused.perAddress > 0)
-          out.line(`refused: ${formatCount(refused.maxConns)} over --max-conns, ${formatCount(refused.perAddress)} over --max-conns-per-addr (reset at once)`);
-        out.line(`errors: ${formatErrors(errors)}`);
-        if (closeSummary.reset > 0) out.line(`drain: ${formatCount(closeSummary.reset)} connections reset at the deadline`);
-        if (overflows)
-          out.line(
-            `ListenOverflows: +${formatCount(overflows)} (kernel-wide): accept queues overflowed, clients stalled ~1 s per retry; ` +
-              'add threads or processes',
-          );
-      }
+      if (!cfg.json)
+        printSummary(out, cfg, { perThread, tot, durationS, first, passed: passed.length, peak, bounded, refused, reset: closeSummary.reset, overflows });
       cleanup();
       return 0;
     })();
