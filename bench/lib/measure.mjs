@@ -10,11 +10,12 @@ import { FOREIGN_MAX, flagNotes } from './report.mjs';
  * its row with `ownCpuS`, the CPU-seconds in the window of the run's own processes (server,
  * client), and its `flags`. Returns the row with `wallS` (the window's, unless the row has its
  * own), `foreign` (the CPU of everything else per second of the window, in cores; with
- * `selfIsOwn`, this harness's CPU is the run's too), `flags` (plus `ListenOverflows` with
- * `overflows`, and 'other load (% of a core)' above `foreignMax`) and `notes`.
+ * `selfIsOwn`, this harness's CPU is the run's too), `flags` and `notes`. The flags get
+ * `ListenOverflows` when the kernel's count grew since `overflowsSince` (a listenOverflows()
+ * taken before the run's servers started) by the time body returns, and 'other load (% of a
+ * core)' above `foreignMax`.
  */
-export async function measureRun(body, { foreignMax = FOREIGN_MAX, selfIsOwn = false, overflows = false } = {}) {
-  const ovf0 = overflows ? listenOverflows() : 0;
+export async function measureRun(body, { foreignMax = FOREIGN_MAX, selfIsOwn = false, overflowsSince } = {}) {
   const cores0 = cpuTimes();
   const self0 = process.cpuUsage();
   const t0 = now();
@@ -30,8 +31,8 @@ export async function measureRun(body, { foreignMax = FOREIGN_MAX, selfIsOwn = f
   window.close();
   const selfS = selfIsOwn ? (end.self.user + end.self.system) / 1e6 : 0;
   const foreign = (busyBetween(cores0, end.cores) - ownCpuS - selfS) / end.wallS;
-  if (overflows) {
-    const ovf = listenOverflows() - ovf0;
+  if (overflowsSince !== undefined) {
+    const ovf = listenOverflows() - overflowsSince;
     if (ovf > 0) flags.ListenOverflows = ovf;
   }
   if (foreign > foreignMax) flags['other load (% of a core)'] = Math.round(foreign * 100);
