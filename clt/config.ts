@@ -6,7 +6,8 @@ import { UsageError, formatEndpoint, parseChoice, parseEndpoint, parseInteger, p
 import { many, maybe, on, one, readFlags, type FlagValues } from '../src/cli/flags.js';
 
 export const MAX_UDP_PAYLOAD = 65507; // 65535 − 8 (UDP header) − 20 (IPv4 header)
-const DEFAULT_TARGET = '127.0.0.1:7000';
+/** Defaults of the flags: --help says them and parse() uses them. */
+const DEFAULTS = { target: '127.0.0.1:7000', threads: 8, procs: 1, conns: 4096, udpConns: 1, rate: 128, size: 65536, statsS: 1, closeTimeoutS: 10 } as const;
 
 export const HELP = `Usage: iapp-clt [options]
 
@@ -16,15 +17,15 @@ Ctrl-C, then ends every connection, waits for them to close and prints a summary
 
 Options:
   --target HOST:PORT    where to connect; [IPv6]:PORT and unix:/path too. Repeat to spread
-                        connections round-robin (default 127.0.0.1:7000)
+                        connections round-robin (default ${DEFAULTS.target})
   --source ADDR         local address to bind; repeat to use more than one address's
                         ephemeral ports (e.g. --source 127.0.0.1 --source 127.0.0.2)
-  --threads N           loop threads in all processes together (default 8)
-  --procs P             processes to spread the threads over (default 1); each process has
+  --threads N           loop threads in all processes together (default ${DEFAULTS.threads})
+  --procs P             processes to spread the threads over (default ${DEFAULTS.procs}); each process has
                         its own open-file limit
-  --conns N             connections per thread (default 4096; 1 with --udp)
-  --rate N              new connections per second per thread (default 128)
-  --size BYTES          bytes per write, request or datagram; k/m suffixes (default 65536)
+  --conns N             connections per thread (default ${DEFAULTS.conns}; ${DEFAULTS.udpConns} with --udp)
+  --rate N              new connections per second per thread (default ${DEFAULTS.rate})
+  --size BYTES          bytes per write, request or datagram; k/m suffixes (default ${DEFAULTS.size})
   --mode MODE           push: send continuously, discard replies (default);
                         echo: one request of --size bytes at a time, wait for the same number
                         of bytes back, report latency percentiles;
@@ -33,10 +34,10 @@ Options:
                         the next (--conns at once at most): measures connects per second
   --udp                 targets are UDP: push datagrams of --size bytes (at most ${MAX_UDP_PAYLOAD})
   --duration S          stop after S seconds (default: run until interrupted)
-  --stats S             seconds between throughput lines (default 1)
+  --stats S             seconds between throughput lines (default ${DEFAULTS.statsS})
   --close-timeout S     at the end, how long connections may take to close after being
                         ended (the server reads what is in flight) before they are reset
-                        (default 10)
+                        (default ${DEFAULTS.closeTimeoutS})
   --json                JSON lines on stdout: {"type":"stats",...} per interval, then
                         {"type":"summary",...}
   -v, --verbose         report per-thread figures and handler errors
@@ -59,22 +60,22 @@ const FLAGS = {
   udp: on('udp'),
   targets: many('target', (v, f) => parseEndpoint(f, v, { defaultHost: '127.0.0.1' })),
   sources: many('source', source),
-  threads: one('threads', (v, f) => parseInteger(f, v, 1, 1024), 8),
-  procs: one('procs', (v, f) => parseInteger(f, v, 1, 1024), 1),
+  threads: one('threads', (v, f) => parseInteger(f, v, 1, 1024), DEFAULTS.threads),
+  procs: one('procs', (v, f) => parseInteger(f, v, 1, 1024), DEFAULTS.procs),
   conns: maybe('conns', amount),
-  rate: one('rate', amount, 128),
-  size: one('size', (v, f) => parseInteger(f, v, 1, 1 << 30, true), 65536),
+  rate: one('rate', amount, DEFAULTS.rate),
+  size: one('size', (v, f) => parseInteger(f, v, 1, 1 << 30, true), DEFAULTS.size),
   mode: one('mode', (v, f) => parseChoice(f, v, ['push', 'echo', 'hold', 'connect'] as const), 'push'),
   durationS: maybe('duration', seconds),
-  statsS: one('stats', seconds, 1),
-  closeTimeoutS: one('close-timeout', (v, f) => parseSeconds(f, v, true), 10),
+  statsS: one('stats', seconds, DEFAULTS.statsS),
+  closeTimeoutS: one('close-timeout', (v, f) => parseSeconds(f, v, true), DEFAULTS.closeTimeoutS),
   json: on('json'),
   verbose: on('verbose', 'v'),
 };
 
 /** Everything a run is, after flags are checked. */
 export interface Config extends Omit<FlagValues<typeof FLAGS>, 'help' | 'conns'> {
-  /** Connections (UDP: sockets) over all threads: --conns, else 4096 (UDP: 1). */
+  /** Connections (UDP: sockets) per thread: --conns, else 4096 (UDP: 1). */
   conns: number;
 }
 
@@ -88,7 +89,7 @@ export function parse(argv: string[]): Config | 'help' {
   const { values: v } = read;
   const { help: _help, ...flags } = v;
   if (v.procs > v.threads) throw new UsageError(`--procs ${v.procs}: at most --threads (${v.threads}); every process runs at least one thread`);
-  const targets = v.targets.length > 0 ? v.targets : [parseEndpoint('target', DEFAULT_TARGET)];
+  const targets = v.targets.length > 0 ? v.targets : [parseEndpoint('target', DEFAULTS.target)];
   if (v.udp) {
     if (v.mode !== 'push') throw new UsageError(`--mode ${v.mode} is for TCP and Unix targets; with --udp, clt pushes datagrams`);
     if (v.size > MAX_UDP_PAYLOAD) throw new UsageError(`--size ${v.size}: a UDP datagram carries at most ${MAX_UDP_PAYLOAD} bytes`);
@@ -96,5 +97,5 @@ export function parse(argv: string[]): Config | 'help' {
     if (unix) throw new UsageError(`--target ${formatEndpoint(unix)}: --udp needs HOST:PORT targets`);
     if (v.sources.length > 0) throw new UsageError('--source is for TCP connections; with --udp the kernel picks the local address');
   }
-  return { ...flags, targets, conns: v.conns ?? (v.udp ? 1 : 4096) };
+  return { ...flags, targets, conns: v.conns ?? (v.udp ? DEFAULTS.udpConns : DEFAULTS.conns) };
 }

@@ -14,6 +14,9 @@ export const DRAIN_MS = 2000;
 // Larger than any Content-Length a client could send in practice, so "no limit" in effect.
 const MAX_BODY_CAP = 2 ** 50;
 
+/** Defaults of the flags that take a number: --help says them and parse() uses them. */
+const DEFAULTS = { procs: 1, statsS: 1, headerTimeoutS: 10, bodyTimeoutS: 60, keepaliveTimeoutS: 75 } as const;
+
 export const HELP = `Usage: iapp-srv [options]
 
 A TCP/UDP sink server for load tests: accepts connections on every loop thread and discards
@@ -34,19 +37,19 @@ Options:
       --dotfiles HOW       file mode: a path with a segment starting with '.' (.env, .git/…):
                            ignore: 404 (default), deny: 403, allow: served
   -t, --threads N          loop threads over all processes (default: CPUs, here ${availableParallelism()})
-  -p, --procs P            processes to spread the threads over (default 1; more to pass one
+  -p, --procs P            processes to spread the threads over (default ${DEFAULTS.procs}; more to pass one
                            process's fd limit)
       --accept HOW         reuseport: one listening socket per thread, the kernel spreads
                            connections (default); shared: one socket all threads wait on
   -d, --duration S         stop after S seconds (default: run until SIGINT/SIGTERM)
       --idle-exit S        exit 0 after S seconds with no open connection and no new one
-  -i, --stats S            seconds between live lines (default 1)
+  -i, --stats S            seconds between live lines (default ${DEFAULTS.statsS})
       --header-timeout S   http and file modes: close a connection whose request head is not complete in S
-                           seconds, with 408 (default 10)
+                           seconds, with 408 (default ${DEFAULTS.headerTimeoutS})
       --body-timeout S     http mode: a request body must arrive within S seconds of its head,
-                           else 408 and close (default 60: about 17 KB/s for a 1 MiB body)
+                           else 408 and close (default ${DEFAULTS.bodyTimeoutS}: about 17 KB/s for a 1 MiB body)
       --keepalive-timeout S  http and file modes: close a connection with no byte either way
-                           for S seconds, between requests or in one (default 75)
+                           for S seconds, between requests or in one (default ${DEFAULTS.keepaliveTimeoutS})
       --max-body BYTES     http and file modes: a request declaring a longer body (Content-Length)
                            is answered 413 and the connection closed (k/m/g suffixes, 0 refuses
                            every body; default 1m)
@@ -85,7 +88,7 @@ const text = (value: string): string => value;
 const FLAGS = {
   help: on('help', 'h'),
   threads: one('threads', (v, f) => parseInteger(f, v, 1, 1024), availableParallelism, 't'),
-  procs: one('procs', (v, f) => parseInteger(f, v, 1, 256), 1, 'p'),
+  procs: one('procs', (v, f) => parseInteger(f, v, 1, 256), DEFAULTS.procs, 'p'),
   tcp: many('listen', endpoint, 'l'),
   udp: many('udp', endpoint, 'u'),
   accept: one('accept', (v, f) => parseChoice(f, v, ['reuseport', 'shared'] as const), 'reuseport'),
@@ -99,10 +102,10 @@ const FLAGS = {
   unixMode: maybe('unix-mode', text),
   durationS: maybe('duration', seconds, 'd'),
   idleExitS: maybe('idle-exit', seconds),
-  statsS: one('stats', seconds, 1, 'i'),
-  headerTimeoutS: one('header-timeout', seconds, 10),
-  bodyTimeoutS: one('body-timeout', seconds, 60),
-  keepaliveTimeoutS: one('keepalive-timeout', seconds, 75),
+  statsS: one('stats', seconds, DEFAULTS.statsS, 'i'),
+  headerTimeoutS: one('header-timeout', seconds, DEFAULTS.headerTimeoutS),
+  bodyTimeoutS: one('body-timeout', seconds, DEFAULTS.bodyTimeoutS),
+  keepaliveTimeoutS: one('keepalive-timeout', seconds, DEFAULTS.keepaliveTimeoutS),
   inetd: on('inetd'),
   json: on('json'),
   verbose: on('verbose', 'v'),

@@ -5,6 +5,9 @@ import { availableParallelism } from 'node:os';
 import { UsageError, parseEndpoint, parseInteger, parseSeconds } from '../src/cli/args.js';
 import { many, maybe, on, one, readFlags, type FlagValues } from '../src/cli/flags.js';
 
+/** Defaults of the flags that take a number: --help says them and parse() uses them. */
+const DEFAULTS = { connectTimeoutS: 10, statsS: 1 } as const;
+
 export const HELP = `Usage: iapp-proxy --listen HOST:PORT --target HOST:PORT [options]
        iapp-proxy --target HOST:PORT [options]   (listening sockets passed by socket activation)
 
@@ -22,12 +25,12 @@ Options:
       --max-conns N          at most N clients connected at once (exact over every thread); one
                              more is reset at once and counted as refused
       --max-conns-per-addr N at most N at once from one source address (IPv4 address, IPv6 /64)
-      --connect-timeout S    give up on a target that does not answer in S seconds (default 10);
+      --connect-timeout S    give up on a target that does not answer in S seconds (default ${DEFAULTS.connectTimeoutS});
                              the client is then reset
   -d, --duration S           stop after S seconds (default: until SIGINT/SIGTERM)
       --idle-exit S          exit 0 after S seconds with no open connection and no new one
                              (for a proxy started on demand by socket activation)
-  -i, --stats S              seconds between live lines (default 1)
+  -i, --stats S              seconds between live lines (default ${DEFAULTS.statsS})
       --json                 one JSON object per line on stdout: "listening", "stats", "summary"
   -h, --help                 this text
 
@@ -48,10 +51,10 @@ const FLAGS = {
   maxConnsPerAddr: one('max-conns-per-addr', count, 0),
   listen: maybe('listen', (v, f) => parseEndpoint(f, v, { allowPortZero: true, defaultHost: '::' }), 'l'),
   threads: one('threads', (v, f) => parseInteger(f, v, 1, 1024), availableParallelism, 't'),
-  connectTimeoutS: one('connect-timeout', seconds, 10),
+  connectTimeoutS: one('connect-timeout', seconds, DEFAULTS.connectTimeoutS),
   durationS: maybe('duration', seconds, 'd'),
   idleExitS: maybe('idle-exit', seconds),
-  statsS: one('stats', seconds, 1, 'i'),
+  statsS: one('stats', seconds, DEFAULTS.statsS, 'i'),
   json: on('json'),
 };
 
