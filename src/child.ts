@@ -5,6 +5,18 @@ import { constants } from 'node:os';
 import { IappError } from './errors.js';
 import { native as addon, type NativeLoop } from './native.js';
 
+// Child watches, and spawning.
+declare module './native.js' {
+  interface NativeLoop {
+    childReserve(priority: number): number;
+    childAttach(id: number, pid: number): boolean;
+    childClose(id: number): void;
+  }
+  interface Addon {
+    spawn(file: string, args: readonly string[], env: string[] | undefined, cwd: string | undefined, stdio: number): number;
+  }
+}
+
 /** How a child ended. */
 export interface ChildExit {
   /** Exit status, or null when a signal ended it (or it could not be watched). */

@@ -4,6 +4,14 @@ import { isIP } from 'node:net';
 import { LISTEN_BACKLOG } from './defaults.js';
 import { native } from './native.js';
 
+// Listening sockets made before any loop.
+declare module './native.js' {
+  interface Addon {
+    listenSocket(spec: { host?: string; port?: number; path?: string; permissions?: number; backlog?: number; ipv6Only?: boolean }): NativeAddress & { fd: number };
+    closeFd(fd: number): void;
+  }
+}
+
 /** A listening socket made on this thread and served by nobody here: for child processes. */
 export interface ListeningSocket {
   /** The fd, to pass to a child process (e.g. in `spawn`'s `stdio`), which serves it with `loop.listen({ fd })`. */

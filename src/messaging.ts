@@ -6,7 +6,7 @@ import { serialize } from 'node:v8';
 import { CALL_TIMEOUT_MS } from './defaults.js';
 import { fromWire, IappError, iappError, toWire, type WireError } from './errors.js';
 import { native as addon, Rec, type NativeLoop } from './native.js';
-import { decode, Enc, encode, LE } from './payload.js';
+import { decode, DIRECT_BYTES, Enc, encode, EXITED, FULL, HEADER, LE, Msg, NO_MEMORY, STAGE_BYTES } from './wire.js';
 import type { RecordTable } from './records.js';
 
 /** A loop thread by index, or the runtime's main thread. */
@@ -60,29 +60,6 @@ export interface InboxOptions {
   /** Bytes of queued payloads and headers. Default 64 MiB. */
   bytes?: number;
 }
-
-// Mirrors native/inbox.h.
-const enum Msg {
-  Post = 1,
-  Call = 2,
-  Reply = 3,
-  ReplyError = 4,
-  Broadcast = 5,
-  Space = 6,
-  Started = 7,
-  Exited = 8,
-  Subscribed = 9,
-  Unsubscribed = 10,
-}
-const FULL = -1;
-const EXITED = -2;
-const NO_MEMORY = -4;
-// Posts are staged per target and handed over in one native call per target and turn (at the
-// next microtask, or when the staging buffer fills): a native call per message would cost more
-// than everything else a post does. The layout is native/inbox.h's MsgHeader, in host order.
-const HEADER = 24;
-const STAGE_BYTES = 64 * 1024;
-const DIRECT_BYTES = 8 * 1024; // bigger payloads go straight to the inbox (after what is staged)
 
 interface Staging {
   buf: Buffer;
@@ -588,7 +565,6 @@ export class Messenger {
     return Object.assign(iappError('ERR_THREAD_EXITED', `thread ${String(thread)} has exited`), { thread });
   }
 }
-
 
 function asErr(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));

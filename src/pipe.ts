@@ -3,6 +3,14 @@ import { native as addon, Rec, type NativeLoop } from './native.js';
 import type { RecordTable } from './records.js';
 import type { Socket } from './socket.js';
 
+// Pipes between two sockets of a loop.
+declare module './native.js' {
+  interface NativeLoop {
+    pipe(src: number, dst: number, id: number, halfOpen: boolean): void;
+    pipeGo(src: number, id: number): void;
+  }
+}
+
 /** How a pipe ended. */
 export interface PipeResult {
   /** Bytes delivered to the destination. */

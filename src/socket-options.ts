@@ -7,7 +7,64 @@ import { isIP } from 'node:net';
 import { checkInt } from './check.js';
 import { CONNECT_TIMEOUT_MS, LISTEN_BACKLOG, SOCKET_HIGH_WATER_MARK, UDP_HIGH_WATER_MARK } from './defaults.js';
 import { iappError } from './errors.js';
-import { ReadMode, type NativeConnectSpec, type NativeListenSpec, type NativeUdpSpec } from './native.js';
+import { ReadMode } from './native.js';
+
+
+export interface NativeListenSpec {
+  host?: string;
+  port?: number;
+  path?: string;
+  permissions?: number;
+  backlog?: number;
+  shared?: boolean;
+  ipv6Only?: boolean;
+  shed?: boolean;
+  group?: string;
+  fd?: number;
+  mode?: number;
+  noDelay?: boolean;
+  allowHalfOpen?: boolean;
+  highWaterMark?: number;
+  quiet?: boolean;
+  lowWaterMark?: number;
+  priority?: number;
+}
+
+export interface NativeConnectSpec {
+  host?: string;
+  port?: number;
+  path?: string;
+  localAddress?: string;
+  localPort?: number;
+  mode?: number;
+  noDelay?: boolean;
+  allowHalfOpen?: boolean;
+  highWaterMark?: number;
+  lowWaterMark?: number;
+  priority?: number;
+}
+
+export interface NativeUdpSpec {
+  host?: string;
+  port?: number;
+  fd?: number;
+  group?: string;
+  peerHost?: string;
+  peerPort?: number;
+  /** 0 paused, 1 native sink, 2 datagrams to JS. */
+  read?: number;
+  highWaterMark?: number;
+}
+
+// The native loop opens listeners, connections and UDP sockets from the specs made here.
+declare module './native.js' {
+  interface NativeLoop {
+    listen(spec: NativeListenSpec): NativeAddress & { id: number };
+    connect(spec: NativeConnectSpec): number;
+    udp(spec: NativeUdpSpec): NativeAddress & { id: number };
+    adoptFd(fd: number, spec: { mode: number; noDelay: boolean; allowHalfOpen: boolean; highWaterMark: number; lowWaterMark?: number; priority: number }): number;
+  }
+}
 
 /** How a socket reads: deliver to JS (`data`), discard natively (`sink`) or not at all yet (`paused`). */
 export type ReadModeName = 'data' | 'sink' | 'paused';

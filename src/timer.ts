@@ -5,6 +5,17 @@ import { checkInt } from './check.js';
 import { IappError } from './errors.js';
 import type { NativeLoop } from './native.js';
 
+// Timers: slots in shared arrays, and the loop's clocks.
+declare module './native.js' {
+  interface NativeLoop {
+    timerViews(rel: Float64Array, abs: BigInt64Array, period: Float64Array, ctl: Int32Array, dirty: Int32Array, flags: Uint8Array, order: Float64Array): void;
+    timerAlloc(clock: number, priority: number): number;
+    timerFree(slot: number): void;
+    now(clock: number): bigint;
+    testClockJump(ns: bigint): void;
+  }
+}
+
 /** `'monotonic'`: durations, unaffected by changes to the system clock. `'realtime'`: instants of the system (wall) clock. */
 export type ClockName = 'monotonic' | 'realtime';
 

@@ -1,10 +1,61 @@
-// How a message payload travels: as bytes in a native inbox, with a flag saying how to read them
-// back. Bytes go as they are; common small values and plain JSON-able objects skip the v8
-// serializer, which costs about a microsecond a value; anything else is structured-cloned.
+// How messages travel between threads: the native inboxes' calls and what they return, the
+// message types and header layout of native/inbox.h, and payload encodings. A payload is bytes
+// in an inbox with a flag saying how to read them back: bytes go as they are; common small
+// values and plain JSON-able objects skip the v8 serializer, which costs about a microsecond a
+// value; anything else is structured-cloned. src/messaging.ts builds endpoints on this.
 import { endianness } from 'node:os';
 import { deserialize, serialize } from 'node:v8';
 
 import { plainJson } from './plain.js';
+
+// The messaging native calls: inboxes, groups, names.
+declare module './native.js' {
+  interface NativeLoop {
+    attach(group: number, self: number): void;
+    announce(): void;
+    /** Microseconds of inbox polling after activity before sleeping (0: never). */
+    setBusyPoll(us: number): void;
+    setInboxPriority(priority: number): void;
+    /** 0, -1 inbox full, -2 target exited (or this endpoint is closed), -3 no such endpoint. */
+    post(target: number, type: number, name: number, seq: number, flags: number, payload: Uint8Array | undefined, bounded: boolean): number;
+    cancel(target: number, seq: number): boolean;
+    postBatch(target: number, staging: Uint8Array, length: number, count: number): number;
+    gauges(): ArrayBuffer;
+    subscribe(topic: number, on: boolean): void;
+    broadcast(topic: number, seq: number, flags: number, payload: Uint8Array | undefined, reached: Float64Array, bounded: boolean): number[];
+    members(): number[];
+  }
+  interface Addon {
+    createGroup(size: number, maxMessages: number, maxBytes: number): number;
+    releaseGroup(id: number): number;
+    intern(name: string): number;
+    internedName(id: number): string;
+  }
+}
+
+// Message types; mirrors native/inbox.h.
+export const enum Msg {
+  Post = 1,
+  Call = 2,
+  Reply = 3,
+  ReplyError = 4,
+  Broadcast = 5,
+  Space = 6,
+  Started = 7,
+  Exited = 8,
+  Subscribed = 9,
+  Unsubscribed = 10,
+}
+/** What post() returns (besides 0): the inbox is full, the target exited, out of memory. */
+export const FULL = -1;
+export const EXITED = -2;
+export const NO_MEMORY = -4;
+// Posts are staged per target and handed over in one native call per target and turn (at the
+// next microtask, or when the staging buffer fills): a native call per message would cost more
+// than everything else a post does. The layout is native/inbox.h's MsgHeader, in host order.
+export const HEADER = 24;
+export const STAGE_BYTES = 64 * 1024;
+export const DIRECT_BYTES = 8 * 1024; // bigger payloads go straight to the inbox (after what is staged)
 
 /** Host byte order: message headers and numbers are written in it (one host, one order). */
 export const LE = endianness() === 'LE';
