@@ -43,9 +43,10 @@ import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync }
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { busyBetween, cpuTimes, now, runClient } from './lib/harness.mjs';
+import { now, runClient } from './lib/harness.mjs';
+import { measureRun } from './lib/measure.mjs';
 import { vmProbe } from './lib/vmprobe.mjs';
-import { FOREIGN_MAX, caseJsonLines, f, flagNotes, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, pct, rng, runnableSystems, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
+import { caseJsonLines, f, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, pct, rng, runnableSystems, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
 import { makeTestFile, removeAtExit, removeTestFiles, sampleDiff, scratchPath, warm } from './lib/testfile.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
@@ -130,36 +131,33 @@ function fsType(dir) {
 const badCopies = [];
 async function runOnce(sys) {
   const w = warm(src); // keeps the source cached; a slow read means it had been paged out
-  const cores0 = cpuTimes();
-  const self0 = process.cpuUsage();
-  const t0 = now();
-  const r = await runClient({ name: sys.name, cmd: node, args: [sys.script, '--src', src, '--dst', dst, ...sys.extra], cwd: root }, { timeoutS: 60 + size / 5e7 });
-  const wall = now() - t0;
-  const cores1 = cpuTimes();
-  const self = process.cpuUsage(self0);
-  {
-    if (r.error || r.exitCode !== 0) throw new Error(`${sys.name}: ${r.error ?? `exit ${r.exitCode}`}${r.stderr ? `: ${r.stderr.split('\n').slice(-3).join(' | ')}` : ''}`);
-    const wrong = [];
-    const st = existsSync(dst) ? statSync(dst).size : -1;
-    if (r.bytes !== size) wrong.push(`reported ${r.bytes} bytes, expected ${size}`);
-    if (st !== size) wrong.push(`destination has ${st} bytes, expected ${size}`);
-    else {
-      const bad = sampleDiff(src, dst, size);
-      if (bad) wrong.push(`${bad} of 32 sampled 64 KiB blocks differ from the source`);
-    }
-    if (wrong.length) {
-      badCopies.push({ system: sys.name, wrong });
-      throw new Error(`COPY WRONG: ${wrong.join('; ')}`);
-    }
-  }
-  const gb = size / 1e9;
-  // CPU used during the run by anything but the copying process (all of it, start-up included)
-  // and this harness: other processes, per second of the run.
-  const foreign = (busyBetween(cores0, cores1) - (r.cpuTotalS ?? r.cpuS) - (self.user + self.system) / 1e6) / wall;
-  const flags = {};
-  if (w.warmGBps < 2 && size >= 64 * MiB) flags['source re-read slowly (GB/s; paged out?)'] = Number(f(w.warmGBps));
-  if (foreign > FOREIGN_MAX) flags['other load (% of a core)'] = Math.round(foreign * 100);
-  return { bytes: r.bytes, seconds: r.seconds, cpuS: r.cpuS, cpuTotalS: r.cpuTotalS, gbps: gb / r.seconds, cpuPerGB: r.cpuS / gb, util: r.cpuS / r.seconds, warmGBps: w.warmGBps, wallS: wall, foreign, flags, notes: flagNotes(flags) };
+  return measureRun(
+    async (window) => {
+      const r = await runClient({ name: sys.name, cmd: node, args: [sys.script, '--src', src, '--dst', dst, ...sys.extra], cwd: root }, { timeoutS: 60 + size / 5e7 });
+      window.close();
+      {
+        if (r.error || r.exitCode !== 0) throw new Error(`${sys.name}: ${r.error ?? `exit ${r.exitCode}`}${r.stderr ? `: ${r.stderr.split('\n').slice(-3).join(' | ')}` : ''}`);
+        const wrong = [];
+        const st = existsSync(dst) ? statSync(dst).size : -1;
+        if (r.bytes !== size) wrong.push(`reported ${r.bytes} bytes, expected ${size}`);
+        if (st !== size) wrong.push(`destination has ${st} bytes, expected ${size}`);
+        else {
+          const bad = sampleDiff(src, dst, size);
+          if (bad) wrong.push(`${bad} of 32 sampled 64 KiB blocks differ from the source`);
+        }
+        if (wrong.length) {
+          badCopies.push({ system: sys.name, wrong });
+          throw new Error(`COPY WRONG: ${wrong.join('; ')}`);
+        }
+      }
+      const gb = size / 1e9;
+      const flags = {};
+      if (w.warmGBps < 2 && size >= 64 * MiB) flags['source re-read slowly (GB/s; paged out?)'] = Number(f(w.warmGBps));
+      // The copying process's own CPU is all of it, start-up included.
+      return { ownCpuS: r.cpuTotalS ?? r.cpuS, flags, bytes: r.bytes, seconds: r.seconds, cpuS: r.cpuS, cpuTotalS: r.cpuTotalS, gbps: gb / r.seconds, cpuPerGB: r.cpuS / gb, util: r.cpuS / r.seconds, warmGBps: w.warmGBps };
+    },
+    { selfIsOwn: true },
+  );
 }
 
 /**

@@ -39,8 +39,9 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { busyBetween, cpuTimes, now, runClient } from './lib/harness.mjs';
-import { FOREIGN_MAX, caseJsonLines, f, flagNotes, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, rng, runnableSystems, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
+import { runClient } from './lib/harness.mjs';
+import { measureRun } from './lib/measure.mjs';
+import { caseJsonLines, f, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, rng, runnableSystems, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
 import { freeBytes, removeAtExit, removeTestFiles, scratchPath, warm } from './lib/testfile.mjs';
 import { writeDataFile } from './peers/node-fs-read.mjs';
 
@@ -126,23 +127,18 @@ const runArgs = (sys, c, path) => [sys.script, ...sys.extra, '--path', path, '--
 
 async function runOnce(sys, c, path) {
   const timeoutS = 30 + 3 * (durationS + warmS);
-  const cores0 = cpuTimes();
-  const self0 = process.cpuUsage();
-  const t0 = now();
-  const r = await runClient({ name: sys.name, cmd: node, args: runArgs(sys, c, path), cwd: root }, { timeoutS });
-  const wall = now() - t0;
-  const cores1 = cpuTimes();
-  const self = process.cpuUsage(self0);
-  if (r.exitCode !== 0) throw new Error(`${sys.name} exited with code ${r.exitCode}${r.stderr ? `: ${r.stderr.split('\n').slice(-3).join(' | ')}` : ''}`);
-  if (sys.name === URING && r.engine !== 'io_uring') throw new Error(`${sys.name} ran on '${r.engine}', not io_uring`);
-  if (!(r.reads > 0) || r.fullChecks < 1) throw new Error(`${sys.name}: no reads measured or none checked`);
-  // CPU used during the run by anything but the run's process and this harness (the run's own
-  // CPU is what it reported just before exiting: its teardown is not in it).
-  const foreign = (busyBetween(cores0, cores1) - Number(r.cpuTotalS) - (self.user + self.system) / 1e6) / wall;
-  const flags = {};
-  if (foreign > FOREIGN_MAX) flags['other load (% of a core)'] = Math.round(foreign * 100);
-  const { cpuTotalS, stderr, exitCode, ...report } = r;
-  return { rate: r[c.rate[2]], cost: r[c.cost[2]], readsPerS: r.readsPerS, gbps: r.gbps, cores: r.cores, seconds: r.seconds, reads: r.reads, checked: r.checkReads + r.fullChecks, wallS: wall, foreign, flags, notes: flagNotes(flags), report };
+  return measureRun(
+    async () => {
+      const r = await runClient({ name: sys.name, cmd: node, args: runArgs(sys, c, path), cwd: root }, { timeoutS });
+      if (r.exitCode !== 0) throw new Error(`${sys.name} exited with code ${r.exitCode}${r.stderr ? `: ${r.stderr.split('\n').slice(-3).join(' | ')}` : ''}`);
+      if (sys.name === URING && r.engine !== 'io_uring') throw new Error(`${sys.name} ran on '${r.engine}', not io_uring`);
+      if (!(r.reads > 0) || r.fullChecks < 1) throw new Error(`${sys.name}: no reads measured or none checked`);
+      const { cpuTotalS, stderr, exitCode, ...report } = r;
+      // The run's own CPU is what it reported just before exiting: its teardown is not in it.
+      return { ownCpuS: Number(cpuTotalS), rate: r[c.rate[2]], cost: r[c.cost[2]], readsPerS: r.readsPerS, gbps: r.gbps, cores: r.cores, seconds: r.seconds, reads: r.reads, checked: r.checkReads + r.fullChecks, report };
+    },
+    { selfIsOwn: true },
+  );
 }
 
 // ---- summaries -----------------------------------------------------------------------------------

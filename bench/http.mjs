@@ -31,8 +31,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { busyBetween, cpuTimes, listenOverflows, machineInfo, now, pinningPlan, startServer } from './lib/harness.mjs';
-import { FOREIGN_MAX, caseJsonLines, f, flagNotes, interleavedOptions, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, pct, rng, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
+import { listenOverflows, machineInfo, pinningPlan, startServer } from './lib/harness.mjs';
+import { measureRun } from './lib/measure.mjs';
+import { caseJsonLines, f, interleavedOptions, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, pct, rng, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
 import { startJsonProc, treeCpuSeconds } from './lib/procs.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
@@ -223,55 +224,52 @@ async function runOnce(sys, c, secs = duration) {
   const srv = await sys.start(c.threads, c);
   try {
     const cpu0 = treeCpuSeconds(srv.pid);
-    const cores0 = cpuTimes();
-    const t0 = now();
-    const g = startJsonProc({ name: c.gen, cmd: gen.cmd, args: gen.args(`http://127.0.0.1:${srv.port}/${c.file ? 'f.bin' : ''}`, c.pipelining, secs, c.conns), cwd: root, prefix: pin.client, timeCpu: true });
-    const limitS = secs + 30;
-    const res = await Promise.race([g.done, sleep(limitS * 1000, null, { ref: false })]);
-    if (!res) {
-      await g.kill();
-      throw new Error(`${c.gen} still running ${limitS} s after start (killed)`);
-    }
-    const cpu1 = treeCpuSeconds(srv.pid);
-    const cores1 = cpuTimes();
-    const wallS = now() - t0;
-    const rep = res.objects.at(-1);
-    if (res.code !== 0 || !rep) throw new Error(`${c.gen} exited (${res.signal ?? `code ${res.code}`})${rep ? '' : ' without a JSON report'}${g.errTail()}`);
-    const m = gen.parse(rep, c.conns);
-    const served = await srv.stop();
-    const srvCpuS = cpu1 - cpu0;
-    const genCpuS = res.cpu?.cpuS ?? NaN;
-    const flags = {};
-    if (!(served.requests >= m.completed && served.requests <= m.sent)) flags['count mismatch (served - completed)'] = served.requests - m.completed;
-    if (m.errors > 0) flags[`${c.gen} errors`] = m.errors;
-    if (served.httpErrors > 0) flags['server httpErrors'] = served.httpErrors;
-    const ovf = listenOverflows() - ovf0;
-    if (ovf > 0) flags.ListenOverflows = ovf;
-    // CPU used during the run by anything but the server tree and the generator tree.
-    const foreign = (busyBetween(cores0, cores1) - srvCpuS - genCpuS) / wallS;
-    if (foreign > FOREIGN_MAX) flags['other load (% of a core)'] = Math.round(foreign * 100);
-    const cpuPer100k = (srvCpuS / served.requests) * 1e5;
-    const rpsPerCpuS = served.requests / srvCpuS;
-    return {
-      completed: m.completed,
-      sent: m.sent,
-      served: served.requests,
-      genDurationS: m.durationS,
-      wallS,
-      rps: m.completed / m.durationS,
-      p50: m.p50,
-      p99: m.p99,
-      srvCpuS,
-      genCpuS,
-      cpuPer100k,
-      rpsPerCpuS,
-      // The server is idle while the generator starts: its share of a core over the load itself.
-      srvUtil: srvCpuS / m.durationS,
-      genUtil: genCpuS / wallS,
-      foreign,
-      flags,
-      notes: flagNotes(flags),
-    };
+    return await measureRun(
+      async (window) => {
+        const g = startJsonProc({ name: c.gen, cmd: gen.cmd, args: gen.args(`http://127.0.0.1:${srv.port}/${c.file ? 'f.bin' : ''}`, c.pipelining, secs, c.conns), cwd: root, prefix: pin.client, timeCpu: true });
+        const limitS = secs + 30;
+        const res = await Promise.race([g.done, sleep(limitS * 1000, null, { ref: false })]);
+        if (!res) {
+          await g.kill();
+          throw new Error(`${c.gen} still running ${limitS} s after start (killed)`);
+        }
+        const cpu1 = treeCpuSeconds(srv.pid);
+        const wallS = window.close();
+        const rep = res.objects.at(-1);
+        if (res.code !== 0 || !rep) throw new Error(`${c.gen} exited (${res.signal ?? `code ${res.code}`})${rep ? '' : ' without a JSON report'}${g.errTail()}`);
+        const m = gen.parse(rep, c.conns);
+        const served = await srv.stop();
+        const srvCpuS = cpu1 - cpu0;
+        const genCpuS = res.cpu?.cpuS ?? NaN;
+        const flags = {};
+        if (!(served.requests >= m.completed && served.requests <= m.sent)) flags['count mismatch (served - completed)'] = served.requests - m.completed;
+        if (m.errors > 0) flags[`${c.gen} errors`] = m.errors;
+        if (served.httpErrors > 0) flags['server httpErrors'] = served.httpErrors;
+        const cpuPer100k = (srvCpuS / served.requests) * 1e5;
+        const rpsPerCpuS = served.requests / srvCpuS;
+        return {
+          // Not other load: the server tree and the generator tree.
+          ownCpuS: srvCpuS + genCpuS,
+          flags,
+          completed: m.completed,
+          sent: m.sent,
+          served: served.requests,
+          genDurationS: m.durationS,
+          wallS,
+          rps: m.completed / m.durationS,
+          p50: m.p50,
+          p99: m.p99,
+          srvCpuS,
+          genCpuS,
+          cpuPer100k,
+          rpsPerCpuS,
+          // The server is idle while the generator starts: its share of a core over the load itself.
+          srvUtil: srvCpuS / m.durationS,
+          genUtil: genCpuS / wallS,
+        };
+      },
+      { overflowsSince: ovf0 },
+    );
   } catch (err) {
     await srv.kill();
     throw err;

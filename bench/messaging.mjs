@@ -35,10 +35,11 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { busyBetween, cpuTimes, now, runClient } from './lib/harness.mjs';
+import { runClient } from './lib/harness.mjs';
+import { measureRun } from './lib/measure.mjs';
 import { addonOption, addonUsage, withAddons } from './lib/addon.mjs';
 import { PAYLOADS } from './lib/payload.mjs';
-import { FOREIGN_MAX, caseJsonLines, f, flagNotes, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, rng, runnableSystems, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
+import { caseJsonLines, f, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, rng, runnableSystems, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const root = join(benchDir, '..');
@@ -141,20 +142,16 @@ function runArgs(sys, kase) {
 
 async function runOnce(sys, kase) {
   const timeoutS = kase !== 'rtt' && n !== undefined ? 30 + n / 50_000 : 30 + 3 * (durationS + warmS);
-  const cores0 = cpuTimes();
-  const self0 = process.cpuUsage();
-  const t0 = now();
-  const r = await runClient({ name: sys.name, cmd: node, args: runArgs(sys, kase), cwd: root, env: { ...sys.env, BENCH_MESSAGE_PAYLOAD: opts.payload } }, { timeoutS });
-  const wall = now() - t0;
-  const cores1 = cpuTimes();
-  const self = process.cpuUsage(self0);
-  if (r.exitCode !== 0) throw new Error(`${sys.name} exited with code ${r.exitCode}${r.stderr ? `: ${r.stderr.split('\n').slice(-3).join(' | ')}` : ''}`);
-  // CPU used during the run by anything but the run's process and this harness (the run's own
-  // CPU is what it reported just before exiting: its teardown is not in it).
-  const foreign = (busyBetween(cores0, cores1) - Number(r.cpuTotalS) - (self.user + self.system) / 1e6) / wall;
-  const flags = {};
-  if (foreign > FOREIGN_MAX) flags['other load (% of a core)'] = Math.round(foreign * 100);
-  const row = { seconds: r.seconds, cores: r.cores, cpuS: r.cpuS, wallS: wall, foreign, flags, notes: flagNotes(flags), report: r };
+  const row = await measureRun(
+    async () => {
+      const r = await runClient({ name: sys.name, cmd: node, args: runArgs(sys, kase), cwd: root, env: { ...sys.env, BENCH_MESSAGE_PAYLOAD: opts.payload } }, { timeoutS });
+      if (r.exitCode !== 0) throw new Error(`${sys.name} exited with code ${r.exitCode}${r.stderr ? `: ${r.stderr.split('\n').slice(-3).join(' | ')}` : ''}`);
+      // The run's own CPU is what it reported just before exiting: its teardown is not in it.
+      return { ownCpuS: Number(r.cpuTotalS), seconds: r.seconds, cores: r.cores, cpuS: r.cpuS, report: r };
+    },
+    { selfIsOwn: true },
+  );
+  const r = row.report;
   if (kase === 'rtt') {
     if (!(r.count > 0)) throw new Error(`${sys.name}: no round trips measured`);
     Object.assign(row, { count: r.count, p50Us: r.p50Us, p99Us: r.p99Us, meanUs: r.meanUs, maxUs: r.maxUs });

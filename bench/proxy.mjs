@@ -42,10 +42,11 @@ import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { busyBetween, cpuTimes, listenOverflows, now, pinningPlan, procCpuSeconds, runClient, startServer } from './lib/harness.mjs';
+import { listenOverflows, now, pinningPlan, procCpuSeconds, runClient, startServer } from './lib/harness.mjs';
+import { measureRun } from './lib/measure.mjs';
 import { treeCpuSeconds } from './lib/procs.mjs';
 import { vmProbe } from './lib/vmprobe.mjs';
-import { FOREIGN_MAX, caseJsonLines, f, flagNotes, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, pct, ratioCells, ratioColumns, referencesOrExit, rng, runnableSystems, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
+import { caseJsonLines, f, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, pct, ratioCells, ratioColumns, referencesOrExit, rng, runnableSystems, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const root = join(benchDir, '..');
@@ -194,61 +195,57 @@ async function runOnce(sys, conns) {
     const proxyCpu = () => (proxy ? treeCpuSeconds(proxy.pid) : 0);
     const cpu0 = proxyCpu();
     const sink0 = procCpuSeconds(sink.pid);
-    const cores0 = cpuTimes();
-    const t0 = now();
-    const cl = await runClient(
-      { name: 'push', cmd: ref.push, args: ['--host', '127.0.0.1', '--port', String(target.port), '--conns', String(conns), '--size', String(size), '--duration', String(duration)] },
-      { prefix: pin.client, timeoutS: duration + 60 },
+    return await measureRun(
+      async (window) => {
+        const cl = await runClient(
+          { name: 'push', cmd: ref.push, args: ['--host', '127.0.0.1', '--port', String(target.port), '--conns', String(conns), '--size', String(size), '--duration', String(duration)] },
+          { prefix: pin.client, timeoutS: duration + 60 },
+        );
+        const clientS = window.close();
+        const tClient = window.t0 + clientS;
+        const cpuC = proxyCpu();
+        const sinkC = procCpuSeconds(sink.pid);
+        const th = await waitThrough(target.port, sink.port, { since: tClient, timeoutS: DONE_TIMEOUT_S });
+        const cpu1 = proxyCpu();
+        const sink1 = procCpuSeconds(sink.pid);
+        const wallS = th.endS - window.t0;
+        const pres = proxy ? await proxy.stop() : { accepted: conns, failed: 0, aToB: NaN, proxied: NaN };
+        proxy = null;
+        const sres = await sink.stop();
+        const proxyCpuS = sys.direct ? NaN : cpu1 - cpu0;
+        const gb = sres.rxBytes / 1e9;
+        const flags = {};
+        if (sres.rxBytes !== cl.txBytes) flags['rx!=tx'] = sres.rxBytes - cl.txBytes;
+        if (cl.connected !== conns) flags['not all connected'] = conns - cl.connected;
+        if (cl.broken) flags.broken = cl.broken;
+        if (pres.accepted !== conns) flags['proxy accepted!=conns'] = pres.accepted - conns;
+        if (sres.accepted !== conns) flags['sink accepted!=conns'] = sres.accepted - conns;
+        if (pres.failed) flags[`proxy failures ${JSON.stringify(pres.errors)}`] = pres.failed;
+        if (th.done === false) flags[`not through in ${DONE_TIMEOUT_S} s (queued, sink conns open)`] = `${th.queued}/${th.sinkOpen}`;
+        if (!(gb > 0)) throw new Error(`${sys.name}: the sink received nothing (client sent ${cl.txBytes})`);
+        return {
+          // Not other load while the client ran: the proxy, the sink and the client (/proc/stat
+          // ticks against exact process times, so undisturbed runs read about -20% to +15%; an
+          // unpinned run's softirq work lands on whichever core is idle and counts as other load).
+          ownCpuS: cpuC - cpu0 + (sinkC - sink0) + cl.cpuS,
+          flags,
+          rxBytes: sres.rxBytes,
+          txBytes: cl.txBytes,
+          proxyAToB: pres.aToB,
+          proxied: pres.proxied,
+          wallS,
+          clientS: cl.durationS,
+          throughS: th.endS - tClient,
+          proxyCpuS,
+          gbps: gb / wallS,
+          cpuPerGB: proxyCpuS / gb,
+          proxyUtil: proxyCpuS / wallS,
+          cltUtil: cl.cpuS / clientS,
+          sinkUtil: (sink1 - sink0) / wallS,
+        };
+      },
+      { overflowsSince: ovf0 },
     );
-    const tClient = now();
-    const coresC = cpuTimes();
-    const cpuC = proxyCpu();
-    const sinkC = procCpuSeconds(sink.pid);
-    const th = await waitThrough(target.port, sink.port, { since: tClient, timeoutS: DONE_TIMEOUT_S });
-    const cpu1 = proxyCpu();
-    const sink1 = procCpuSeconds(sink.pid);
-    const wallS = th.endS - t0;
-    const pres = proxy ? await proxy.stop() : { accepted: conns, failed: 0, aToB: NaN, proxied: NaN };
-    proxy = null;
-    const sres = await sink.stop();
-    const ovf = listenOverflows() - ovf0;
-    const proxyCpuS = sys.direct ? NaN : cpu1 - cpu0;
-    const gb = sres.rxBytes / 1e9;
-    // CPU used while the client ran by anything but the proxy, the sink and the client (other
-    // processes; also softirq work on an otherwise idle core): /proc/stat ticks against exact
-    // process times, so undisturbed runs read about -20% to +15%.
-    const foreign = (busyBetween(cores0, coresC) - (cpuC - cpu0) - (sinkC - sink0) - cl.cpuS) / (tClient - t0);
-    // (An unpinned run's softirq work lands on whichever core is idle and counts as foreign here:
-    // the threshold is for other processes' load, which /proc/stat cannot tell apart from it.)
-    const flags = {};
-    if (sres.rxBytes !== cl.txBytes) flags['rx!=tx'] = sres.rxBytes - cl.txBytes;
-    if (cl.connected !== conns) flags['not all connected'] = conns - cl.connected;
-    if (cl.broken) flags.broken = cl.broken;
-    if (pres.accepted !== conns) flags['proxy accepted!=conns'] = pres.accepted - conns;
-    if (sres.accepted !== conns) flags['sink accepted!=conns'] = sres.accepted - conns;
-    if (pres.failed) flags[`proxy failures ${JSON.stringify(pres.errors)}`] = pres.failed;
-    if (th.done === false) flags[`not through in ${DONE_TIMEOUT_S} s (queued, sink conns open)`] = `${th.queued}/${th.sinkOpen}`;
-    if (ovf > 0) flags.ListenOverflows = ovf;
-    if (foreign > FOREIGN_MAX) flags['other load (% of a core)'] = Math.round(foreign * 100);
-    if (!(gb > 0)) throw new Error(`${sys.name}: the sink received nothing (client sent ${cl.txBytes})`);
-    return {
-      rxBytes: sres.rxBytes,
-      txBytes: cl.txBytes,
-      proxyAToB: pres.aToB,
-      proxied: pres.proxied,
-      wallS,
-      clientS: cl.durationS,
-      throughS: th.endS - tClient,
-      proxyCpuS,
-      gbps: gb / wallS,
-      cpuPerGB: proxyCpuS / gb,
-      proxyUtil: proxyCpuS / wallS,
-      cltUtil: cl.cpuS / (tClient - t0),
-      sinkUtil: (sink1 - sink0) / wallS,
-      foreign,
-      flags,
-      notes: flagNotes(flags),
-    };
   } catch (err) {
     if (proxy) await proxy.kill();
     await sink.kill();

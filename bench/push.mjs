@@ -24,8 +24,9 @@
 import { existsSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { busyBetween, cpuTimes, listenOverflows, now, pinningPlan, procCpuSeconds, startServer, waitDrained } from './lib/harness.mjs';
-import { FOREIGN_MAX, caseJsonLines, f, flagNotes, interleavedOptions, interleavedRunner, log, logResultsFile, logTable, newResults, parseOptions, pct, ratioCells, ratioColumns, referencesOrExit, rng, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
+import { listenOverflows, now, pinningPlan, procCpuSeconds, startServer, waitDrained } from './lib/harness.mjs';
+import { measureRun } from './lib/measure.mjs';
+import { caseJsonLines, f, interleavedOptions, interleavedRunner, log, logResultsFile, logTable, newResults, parseOptions, pct, ratioCells, ratioColumns, referencesOrExit, rng, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
 import { spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startJsonProc, treeCpuSeconds } from './lib/procs.mjs';
@@ -170,95 +171,93 @@ async function runOnce(sys, conns) {
   const sink = await startSink();
   try {
     const sinkCpu0 = sink.cpu();
-    const cores0 = cpuTimes();
-    const t0 = now();
-    const cl = startJsonProc({ name: sys.name, cmd: sys.cmd, args: clientArgs[sys.name](sink.port, conns), cwd: root, prefix: pin.client, timeCpu: true });
-    const timeoutS = duration + 60;
-    let timer;
-    let finished = false;
-    cl.done.then(() => (finished = true));
-    // Steady-state mark: once every connection has carried bytes (plus MARK_AFTER_S), the client
-    // tree's CPU so far and the bytes in the kernel so far. CPU and bytes after the mark give a
-    // CPU-s/GB without process start-up (Node's start, iapp's threads) and connection set-up.
-    const marking = (async () => {
-      let since = null;
-      while (!finished && now() - t0 < duration) {
-        const c = clientSockets(sink.port);
-        if (!c) return null;
-        if (c.sockets >= conns && c.written > 0) {
-          since ??= now();
-          if (now() - since >= MARK_AFTER_S) {
-            const cpu = treeCpuSeconds(cl.spawnPid);
-            const again = clientSockets(sink.port);
-            return { t: now() - t0, cpu, written: again ? (c.written + again.written) / 2 : c.written };
+    return await measureRun(
+      async (window) => {
+        const t0 = window.t0;
+        const cl = startJsonProc({ name: sys.name, cmd: sys.cmd, args: clientArgs[sys.name](sink.port, conns), cwd: root, prefix: pin.client, timeCpu: true });
+        const timeoutS = duration + 60;
+        let timer;
+        let finished = false;
+        cl.done.then(() => (finished = true));
+        // Steady-state mark: once every connection has carried bytes (plus MARK_AFTER_S), the client
+        // tree's CPU so far and the bytes in the kernel so far. CPU and bytes after the mark give a
+        // CPU-s/GB without process start-up (Node's start, iapp's threads) and connection set-up.
+        const marking = (async () => {
+          let since = null;
+          while (!finished && now() - t0 < duration) {
+            const c = clientSockets(sink.port);
+            if (!c) return null;
+            if (c.sockets >= conns && c.written > 0) {
+              since ??= now();
+              if (now() - since >= MARK_AFTER_S) {
+                const cpu = treeCpuSeconds(cl.spawnPid);
+                const again = clientSockets(sink.port);
+                return { t: now() - t0, cpu, written: again ? (c.written + again.written) / 2 : c.written };
+              }
+            }
+            await sleep(50);
           }
+          return null;
+        })();
+        const res = await Promise.race([cl.done, new Promise((r) => (timer = setTimeout(() => r(null), timeoutS * 1000)))]);
+        clearTimeout(timer);
+        const mark = await marking;
+        if (!res) {
+          await cl.kill();
+          throw new Error(`${sys.name} still running ${timeoutS} s after start (killed)`);
         }
-        await sleep(50);
-      }
-      return null;
-    })();
-    const res = await Promise.race([cl.done, new Promise((r) => (timer = setTimeout(() => r(null), timeoutS * 1000)))]);
-    clearTimeout(timer);
-    const mark = await marking;
-    if (!res) {
-      await cl.kill();
-      throw new Error(`${sys.name} still running ${timeoutS} s after start (killed)`);
-    }
-    const tExit = now();
-    const coresX = cpuTimes();
-    const sinkCpuX = sink.cpu();
-    // The client's own report: iapp-clt's {"type":"summary"}, the others' single line.
-    const rep = res.objects.filter((o) => o.type === 'summary').pop() ?? res.objects.filter((o) => o.type === undefined).pop();
-    if (!rep) throw new Error(`${sys.name} exited (${res.signal ?? `code ${res.code}`}) without a report${cl.errTail()}`);
-    if (res.code !== 0) throw new Error(`${sys.name} exited with ${res.signal ?? `code ${res.code}`}${cl.errTail()}`);
-    const dr = await waitDrained(sink.port, { since: tExit, timeoutS: DRAIN_TIMEOUT_S });
-    const sinkCpu1 = sink.cpu();
-    const sres = await sink.stop();
-    const tx = Number(rep.txBytes);
-    const connected = Number(rep.connected ?? rep.established ?? NaN);
-    const pushS = Number(rep.durationS ?? NaN) > 0 ? Number(rep.durationS) : tExit - t0;
-    const cpuS = res.cpu?.cpuS ?? Number(rep.cpuS ?? NaN);
-    const wallS = tExit - t0;
-    const gb = tx / 1e9;
-    const flags = {};
-    if (sres.rxBytes !== tx) flags['rx!=tx'] = sres.rxBytes - tx;
-    if (connected !== conns) flags['connected!=conns'] = connected - conns;
-    if (sres.accepted !== conns) flags['accepted!=conns'] = sres.accepted - conns;
-    if (Number(rep.failed) > 0) flags.failed = Number(rep.failed);
-    if (Number(rep.broken) > 0) flags.broken = Number(rep.broken);
-    if (rep.errors && Object.keys(rep.errors).length) flags.errors = JSON.stringify(rep.errors);
-    if (!mark) flags['no steady mark (CPU/GB includes start-up)'] = 1;
-    if (dr.drained === false) flags[`not drained in ${DRAIN_TIMEOUT_S} s`] = dr.queued;
-    const ovf = listenOverflows() - ovf0;
-    if (ovf > 0) flags.ListenOverflows = ovf;
-    // CPU used while the client ran by anything but the sink and the client (/proc/stat ticks
-    // against exact process times: undisturbed runs read about -20% to +15%).
-    const foreign = (busyBetween(cores0, coresX) - (sinkCpuX - sinkCpu0) - cpuS) / (tExit - t0);
-    if (foreign > FOREIGN_MAX) flags['other load (% of a core)'] = Math.round(foreign * 100);
-    return {
-      txBytes: tx,
-      rxBytes: sres.rxBytes,
-      connected,
-      pushS,
-      wallS,
-      drainS: dr.endS - tExit,
-      cltCpuS: cpuS,
-      cltSelfCpuS: Number(rep.cpuS ?? NaN),
-      cltMaxRssKB: res.cpu?.maxRssKB ?? NaN,
-      sinkCpuS: sinkCpu1 - sinkCpu0,
-      gbps: gb / pushS,
-      // The sink's view: bytes received / (client start -> last byte read), startup included.
-      wallGbps: sres.rxBytes / 1e9 / (dr.endS - t0),
-      cpuPerGBAll: gb > 0 ? cpuS / gb : NaN,
-      // Steady state (after the mark); falls back to the whole run if no mark was taken.
-      cpuPerGB: mark && tx - mark.written > 0 ? (cpuS - mark.cpu) / ((tx - mark.written) / 1e9) : gb > 0 ? cpuS / gb : NaN,
-      mark,
-      cltUtil: cpuS / wallS,
-      sinkUtil: (sinkCpu1 - sinkCpu0) / (dr.endS - t0),
-      foreign,
-      flags,
-      notes: flagNotes(flags),
-    };
+        const tExit = t0 + window.close();
+        const sinkCpuX = sink.cpu();
+        // The client's own report: iapp-clt's {"type":"summary"}, the others' single line.
+        const rep = res.objects.filter((o) => o.type === 'summary').pop() ?? res.objects.filter((o) => o.type === undefined).pop();
+        if (!rep) throw new Error(`${sys.name} exited (${res.signal ?? `code ${res.code}`}) without a report${cl.errTail()}`);
+        if (res.code !== 0) throw new Error(`${sys.name} exited with ${res.signal ?? `code ${res.code}`}${cl.errTail()}`);
+        const dr = await waitDrained(sink.port, { since: tExit, timeoutS: DRAIN_TIMEOUT_S });
+        const sinkCpu1 = sink.cpu();
+        const sres = await sink.stop();
+        const tx = Number(rep.txBytes);
+        const connected = Number(rep.connected ?? rep.established ?? NaN);
+        const pushS = Number(rep.durationS ?? NaN) > 0 ? Number(rep.durationS) : tExit - t0;
+        const cpuS = res.cpu?.cpuS ?? Number(rep.cpuS ?? NaN);
+        const wallS = tExit - t0;
+        const gb = tx / 1e9;
+        const flags = {};
+        if (sres.rxBytes !== tx) flags['rx!=tx'] = sres.rxBytes - tx;
+        if (connected !== conns) flags['connected!=conns'] = connected - conns;
+        if (sres.accepted !== conns) flags['accepted!=conns'] = sres.accepted - conns;
+        if (Number(rep.failed) > 0) flags.failed = Number(rep.failed);
+        if (Number(rep.broken) > 0) flags.broken = Number(rep.broken);
+        if (rep.errors && Object.keys(rep.errors).length) flags.errors = JSON.stringify(rep.errors);
+        if (!mark) flags['no steady mark (CPU/GB includes start-up)'] = 1;
+        if (dr.drained === false) flags[`not drained in ${DRAIN_TIMEOUT_S} s`] = dr.queued;
+        return {
+          // Not other load while the client ran: the sink and the client (/proc/stat ticks against
+          // exact process times: undisturbed runs read about -20% to +15%).
+          ownCpuS: sinkCpuX - sinkCpu0 + cpuS,
+          flags,
+          txBytes: tx,
+          rxBytes: sres.rxBytes,
+          connected,
+          pushS,
+          wallS,
+          drainS: dr.endS - tExit,
+          cltCpuS: cpuS,
+          cltSelfCpuS: Number(rep.cpuS ?? NaN),
+          cltMaxRssKB: res.cpu?.maxRssKB ?? NaN,
+          sinkCpuS: sinkCpu1 - sinkCpu0,
+          gbps: gb / pushS,
+          // The sink's view: bytes received / (client start -> last byte read), startup included.
+          wallGbps: sres.rxBytes / 1e9 / (dr.endS - t0),
+          cpuPerGBAll: gb > 0 ? cpuS / gb : NaN,
+          // Steady state (after the mark); falls back to the whole run if no mark was taken.
+          cpuPerGB: mark && tx - mark.written > 0 ? (cpuS - mark.cpu) / ((tx - mark.written) / 1e9) : gb > 0 ? cpuS / gb : NaN,
+          mark,
+          cltUtil: cpuS / wallS,
+          sinkUtil: (sinkCpu1 - sinkCpu0) / (dr.endS - t0),
+        };
+      },
+      { overflowsSince: ovf0 },
+    );
   } catch (err) {
     await sink.kill();
     throw err;

@@ -38,11 +38,12 @@
 import { existsSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { busyBetween, cpuTimes, listenOverflows, now, pinningPlan, runClient, startServer } from './lib/harness.mjs';
+import { listenOverflows, pinningPlan, runClient, startServer } from './lib/harness.mjs';
+import { measureRun } from './lib/measure.mjs';
 import { treeCpuSeconds } from './lib/procs.mjs';
 import { buildReference } from './lib/reference.mjs';
 import { vmProbe } from './lib/vmprobe.mjs';
-import { FOREIGN_MAX, caseJsonLines, f, flagNotes, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, pct, ratioCells, ratioColumns, rng, runnableSystems, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
+import { caseJsonLines, f, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, pct, ratioCells, ratioColumns, rng, runnableSystems, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
 import { makeTestFile, removeTestFiles, scratchPath, warm } from './lib/testfile.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
@@ -147,54 +148,50 @@ async function runOnce(sys, c, path) {
     // Bounded: at 0.1 GB/s (a tenth of the slowest rate seen) plus start-up.
     const timeoutS = Math.min(600, 20 + expected / 1e8);
     const cpu0 = treeCpuSeconds(srv.pid);
-    const cores0 = cpuTimes();
-    const t0 = now();
-    const cl = await runClient(
-      { name: 'fetch', cmd: fetchBin, args: ['--host', '127.0.0.1', '--port', String(srv.port), '--conns', String(c.clients), '--expect', String(c.each), '--timeout', String(Math.ceil(timeoutS))] },
-      { prefix: pin.client, timeoutS: timeoutS + 10 },
+    return await measureRun(
+      async (window) => {
+        const cl = await runClient(
+          { name: 'fetch', cmd: fetchBin, args: ['--host', '127.0.0.1', '--port', String(srv.port), '--conns', String(c.clients), '--expect', String(c.each), '--timeout', String(Math.ceil(timeoutS))] },
+          { prefix: pin.client, timeoutS: timeoutS + 10 },
+        );
+        const wallS = window.close();
+        const cpu1 = treeCpuSeconds(srv.pid);
+        const res = await srv.stop();
+        // The byte count must be exact: every connection ended cleanly with `each` bytes.
+        const wrong = [];
+        if (cl.rxBytes !== expected) wrong.push(`received ${cl.rxBytes} bytes, expected ${c.clients} x ${c.each} = ${expected}`);
+        if (cl.eofs !== c.clients) wrong.push(`${cl.eofs} of ${c.clients} connections ended cleanly (failed ${cl.failed}, broken ${cl.broken}${cl.timedOut ? ', timed out' : ''})`);
+        if (cl.short) wrong.push(`${cl.short} connection(s) got other than ${c.each} bytes (min ${cl.minConn}, max ${cl.maxConn})`);
+        if (res.failed) wrong.push(`server: ${res.failed} failed ${JSON.stringify(res.errors)}`);
+        if (wrong.length) {
+          badByteRuns.push({ case: c.label, system: sys.name, wrong, client: cl, server: res });
+          throw new Error(`BYTE COUNT WRONG: ${wrong.join('; ')}`);
+        }
+        const srvCpuS = cpu1 - cpu0;
+        const gb = cl.rxBytes / 1e9;
+        const flags = {};
+        // Informational: the server counts when its side is through (node-stream: at 'close').
+        if (res.txBytes !== expected) flags['server txBytes!=expected (counted at close)'] = res.txBytes - expected;
+        if (res.accepted !== c.clients) flags['accepted!=clients'] = res.accepted - c.clients;
+        if (w.warmGBps < 2 && c.each >= 64 * MiB) flags['file re-read slowly (GB/s; paged out?)'] = Number(f(w.warmGBps));
+        return {
+          ownCpuS: srvCpuS + cl.cpuS,
+          flags,
+          rxBytes: cl.rxBytes,
+          serverTx: res.txBytes,
+          served: res.served,
+          clientS: cl.durationS,
+          firstByteS: cl.firstByteS,
+          wallS,
+          srvCpuS,
+          gbps: gb / cl.durationS,
+          cpuPerGB: srvCpuS / gb,
+          srvUtil: srvCpuS / wallS,
+          cltUtil: cl.cpuS / wallS,
+        };
+      },
+      { overflowsSince: ovf0 },
     );
-    const t1 = now();
-    const cores1 = cpuTimes();
-    const cpu1 = treeCpuSeconds(srv.pid);
-    const res = await srv.stop();
-    const ovf = listenOverflows() - ovf0;
-    // The byte count must be exact: every connection ended cleanly with `each` bytes.
-    const wrong = [];
-    if (cl.rxBytes !== expected) wrong.push(`received ${cl.rxBytes} bytes, expected ${c.clients} x ${c.each} = ${expected}`);
-    if (cl.eofs !== c.clients) wrong.push(`${cl.eofs} of ${c.clients} connections ended cleanly (failed ${cl.failed}, broken ${cl.broken}${cl.timedOut ? ', timed out' : ''})`);
-    if (cl.short) wrong.push(`${cl.short} connection(s) got other than ${c.each} bytes (min ${cl.minConn}, max ${cl.maxConn})`);
-    if (res.failed) wrong.push(`server: ${res.failed} failed ${JSON.stringify(res.errors)}`);
-    if (wrong.length) {
-      badByteRuns.push({ case: c.label, system: sys.name, wrong, client: cl, server: res });
-      throw new Error(`BYTE COUNT WRONG: ${wrong.join('; ')}`);
-    }
-    const srvCpuS = cpu1 - cpu0;
-    const wallS = t1 - t0;
-    const gb = cl.rxBytes / 1e9;
-    const foreign = (busyBetween(cores0, cores1) - srvCpuS - cl.cpuS) / wallS;
-    const flags = {};
-    // Informational: the server counts when its side is through (node-stream: at 'close').
-    if (res.txBytes !== expected) flags['server txBytes!=expected (counted at close)'] = res.txBytes - expected;
-    if (res.accepted !== c.clients) flags['accepted!=clients'] = res.accepted - c.clients;
-    if (ovf > 0) flags.ListenOverflows = ovf;
-    if (foreign > FOREIGN_MAX) flags['other load (% of a core)'] = Math.round(foreign * 100);
-    if (w.warmGBps < 2 && c.each >= 64 * MiB) flags['file re-read slowly (GB/s; paged out?)'] = Number(f(w.warmGBps));
-    return {
-      rxBytes: cl.rxBytes,
-      serverTx: res.txBytes,
-      served: res.served,
-      clientS: cl.durationS,
-      firstByteS: cl.firstByteS,
-      wallS,
-      srvCpuS,
-      gbps: gb / cl.durationS,
-      cpuPerGB: srvCpuS / gb,
-      srvUtil: srvCpuS / wallS,
-      cltUtil: cl.cpuS / wallS,
-      foreign,
-      flags,
-      notes: flagNotes(flags),
-    };
   } catch (err) {
     await srv.kill();
     throw err;

@@ -49,8 +49,9 @@ import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { addonOption, addonUsage, withAddons } from './lib/addon.mjs';
-import { busyBetween, cpuTimes, now, runClient, summarize } from './lib/harness.mjs';
-import { FOREIGN_MAX, caseJsonLines, f, flagNotes, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, rng, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
+import { runClient, summarize } from './lib/harness.mjs';
+import { measureRun } from './lib/measure.mjs';
+import { caseJsonLines, f, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, rng, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const root = join(benchDir, '..');
@@ -170,22 +171,19 @@ function runArgs(sys, c) {
 
 async function runOnce(sys, c) {
   const timeoutS = 60 + 3 * (runDuration(c) + warmS) + c.n / 20_000;
-  const cores0 = cpuTimes();
-  const self0 = process.cpuUsage();
-  const t0 = now();
-  const r = await runClient({ name: sys.name, cmd: node, args: runArgs(sys, c), cwd: root, env: sys.env }, { timeoutS });
-  const wall = now() - t0;
-  const cores1 = cpuTimes();
-  const self = process.cpuUsage(self0);
-  if (r.exitCode !== 0) throw new Error(`${sys.name} exited with code ${r.exitCode}${r.stderr ? `: ${r.stderr.split('\n').slice(-3).join(' | ')}` : ''}`);
-  // CPU used during the run by anything but the run's process and this harness (the run's own
-  // CPU is what it reported just before exiting: its teardown is not in it).
-  const foreign = (busyBetween(cores0, cores1) - Number(r.cpuTotalS) - (self.user + self.system) / 1e6) / wall;
-  const flags = {};
-  if (foreign > FOREIGN_MAX) flags['other load (% of a core)'] = Math.round(foreign * 100);
-  if (r.fired > 0) flags['timers fired that should not have'] = r.fired;
-  if (r.mem && !r.mem.gc) flags['no --expose-gc: memory without GC'] = 1;
-  const row = { seconds: r.seconds, cores: r.cores, cpuS: r.cpuS, wallS: wall, foreign, flags, notes: flagNotes(flags), report: r };
+  const row = await measureRun(
+    async () => {
+      const r = await runClient({ name: sys.name, cmd: node, args: runArgs(sys, c), cwd: root, env: sys.env }, { timeoutS });
+      if (r.exitCode !== 0) throw new Error(`${sys.name} exited with code ${r.exitCode}${r.stderr ? `: ${r.stderr.split('\n').slice(-3).join(' | ')}` : ''}`);
+      const flags = {};
+      if (r.fired > 0) flags['timers fired that should not have'] = r.fired;
+      if (r.mem && !r.mem.gc) flags['no --expose-gc: memory without GC'] = 1;
+      // The run's own CPU is what it reported just before exiting: its teardown is not in it.
+      return { ownCpuS: Number(r.cpuTotalS), flags, seconds: r.seconds, cores: r.cores, cpuS: r.cpuS, report: r };
+    },
+    { selfIsOwn: true },
+  );
+  const r = row.report;
   if (c.kase === 'arm-disarm') {
     if (!(r.opsPerS > 0)) throw new Error(`${sys.name}: no pairs measured`);
     Object.assign(row, { rate: r.opsPerS, ops: r.ops });

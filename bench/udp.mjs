@@ -35,9 +35,10 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { busyBetween, cpuTimes, machineInfo, now, pinningPlan, startServer } from './lib/harness.mjs';
+import { machineInfo, pinningPlan, startServer } from './lib/harness.mjs';
+import { measureRun } from './lib/measure.mjs';
 import { buildReference } from './lib/reference.mjs';
-import { FOREIGN_MAX, caseJsonLines, f, flagNotes, interleavedOptions, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, pct, rng, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
+import { caseJsonLines, f, interleavedOptions, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, pct, rng, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
 import { startJsonProc, treeCpuSeconds, treePids } from './lib/procs.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
@@ -230,63 +231,58 @@ async function runOnce(sys, c, secs = duration) {
     const cpu0 = treeCpuSeconds(srv.pid);
     const wait0 = treeRunDelayS(srv.pid);
     const sys0 = treeSysSeconds(srv.pid);
-    const cores0 = cpuTimes();
-    const t0 = now();
-    const args = ['--host', '127.0.0.1', '--port', String(srv.port), '--sockets', String(c.sockets), '--window', String(c.window), '--size', String(c.size), '--duration', String(secs)];
-    const clt = startJsonProc({ name: 'udpecho', cmd: CLIENT, args, cwd: root, prefix: pin.client });
-    const limitS = secs + 15;
-    const res = await Promise.race([clt.done, sleep(limitS * 1000, null, { ref: false })]);
-    if (!res) {
-      await clt.kill();
-      throw new Error(`udpecho still running ${limitS} s after start (killed)`);
-    }
-    const cpu1 = treeCpuSeconds(srv.pid);
-    const wait1 = treeRunDelayS(srv.pid);
-    const sys1 = treeSysSeconds(srv.pid);
-    const cores1 = cpuTimes();
-    const wallS = now() - t0;
-    const udp1 = udpCounters();
-    const rep = res.objects.at(-1);
-    if (!rep || res.code !== 0) throw new Error(`udpecho exited (${res.signal ?? `code ${res.code}`})${rep ? `, ${rep.responses} answers` : ' without a JSON report'}${clt.errTail()}`);
-    const served = await srv.stop();
-    const srvCpuS = cpu1 - cpu0;
-    const cltCpuS = rep.cpuS;
-    const flags = {};
-    if (!(served.requests >= rep.responses && served.requests <= rep.sent)) flags['count mismatch (served - answered)'] = served.requests - rep.responses;
-    if (rep.refills > 0) flags['windows refilled (lost)'] = rep.refills;
-    if (rep.recvErrors > 0) flags['client receive errors'] = rep.recvErrors;
-    // Namespace-wide: another UDP program on the machine drops into the same counter.
-    const drops = udp0 && udp1 ? udp1.RcvbufErrors - udp0.RcvbufErrors : NaN;
-    if (drops > 0) flags['UDP RcvbufErrors (any socket)'] = drops;
-    const foreign = (busyBetween(cores0, cores1) - srvCpuS - cltCpuS) / wallS;
-    if (foreign > FOREIGN_MAX) flags['other load (% of a core)'] = Math.round(foreign * 100);
-    return {
-      responses: rep.responses,
-      sent: rep.sent,
-      served: served.requests,
-      refills: rep.refills,
-      late: rep.late,
-      serverSendErrors: served.sendErrors,
-      drops,
-      cltSeconds: rep.seconds,
-      wallS,
-      rps: rep.responses / rep.seconds,
-      srvCpuS,
-      cltCpuS,
-      cpuPer100k: (srvCpuS / served.requests) * 1e5,
-      rpsPerCpuS: served.requests / srvCpuS,
-      // The server idles while the client starts: its share of a core over the load itself.
-      srvUtil: srvCpuS / rep.seconds,
-      // ... and its share of the load waiting for CPU 0: util + wait near 1 = it had work throughout.
-      srvWait: (wait1 - wait0) / rep.seconds,
-      srvSysShare: (sys1 - sys0) / srvCpuS,
-      // A client that waited for CPU 1 left the server without work (the loop is closed).
-      cltWait: rep.waitS >= 0 ? rep.waitS / rep.seconds : NaN,
-      cltCpu: cltCpuS / rep.seconds,
-      foreign,
-      flags,
-      notes: flagNotes(flags),
-    };
+    return await measureRun(async (window) => {
+      const args = ['--host', '127.0.0.1', '--port', String(srv.port), '--sockets', String(c.sockets), '--window', String(c.window), '--size', String(c.size), '--duration', String(secs)];
+      const clt = startJsonProc({ name: 'udpecho', cmd: CLIENT, args, cwd: root, prefix: pin.client });
+      const limitS = secs + 15;
+      const res = await Promise.race([clt.done, sleep(limitS * 1000, null, { ref: false })]);
+      if (!res) {
+        await clt.kill();
+        throw new Error(`udpecho still running ${limitS} s after start (killed)`);
+      }
+      const cpu1 = treeCpuSeconds(srv.pid);
+      const wait1 = treeRunDelayS(srv.pid);
+      const sys1 = treeSysSeconds(srv.pid);
+      window.close();
+      const udp1 = udpCounters();
+      const rep = res.objects.at(-1);
+      if (!rep || res.code !== 0) throw new Error(`udpecho exited (${res.signal ?? `code ${res.code}`})${rep ? `, ${rep.responses} answers` : ' without a JSON report'}${clt.errTail()}`);
+      const served = await srv.stop();
+      const srvCpuS = cpu1 - cpu0;
+      const cltCpuS = rep.cpuS;
+      const flags = {};
+      if (!(served.requests >= rep.responses && served.requests <= rep.sent)) flags['count mismatch (served - answered)'] = served.requests - rep.responses;
+      if (rep.refills > 0) flags['windows refilled (lost)'] = rep.refills;
+      if (rep.recvErrors > 0) flags['client receive errors'] = rep.recvErrors;
+      // Namespace-wide: another UDP program on the machine drops into the same counter.
+      const drops = udp0 && udp1 ? udp1.RcvbufErrors - udp0.RcvbufErrors : NaN;
+      if (drops > 0) flags['UDP RcvbufErrors (any socket)'] = drops;
+      return {
+        ownCpuS: srvCpuS + cltCpuS,
+        flags,
+        responses: rep.responses,
+        sent: rep.sent,
+        served: served.requests,
+        refills: rep.refills,
+        late: rep.late,
+        serverSendErrors: served.sendErrors,
+        drops,
+        cltSeconds: rep.seconds,
+        rps: rep.responses / rep.seconds,
+        srvCpuS,
+        cltCpuS,
+        cpuPer100k: (srvCpuS / served.requests) * 1e5,
+        rpsPerCpuS: served.requests / srvCpuS,
+        // The server idles while the client starts: its share of a core over the load itself.
+        srvUtil: srvCpuS / rep.seconds,
+        // ... and its share of the load waiting for CPU 0: util + wait near 1 = it had work throughout.
+        srvWait: (wait1 - wait0) / rep.seconds,
+        srvSysShare: (sys1 - sys0) / srvCpuS,
+        // A client that waited for CPU 1 left the server without work (the loop is closed).
+        cltWait: rep.waitS >= 0 ? rep.waitS / rep.seconds : NaN,
+        cltCpu: cltCpuS / rep.seconds,
+      };
+    });
   } catch (err) {
     await srv.kill();
     throw err;

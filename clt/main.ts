@@ -2,173 +2,21 @@
 // iapp-clt: opens many connections at a steady rate and pushes data through them (or runs echo
 // request/response and measures latency), reporting progress, throughput and a final summary
 // whose byte counts are exact, so they can be reconciled with iapp-srv's.
-import { isIP } from 'node:net';
-
-import {
-  UsageError,
-  formatEndpoint,
-  parseChoice,
-  parseEndpoint,
-  parseFlags,
-  parseInteger,
-  parseSeconds,
-  type Endpoint,
-} from '../src/cli/args.js';
+import { formatEndpoint } from '../src/cli/args.js';
 import type { Fleet, FleetThreadStats } from '../src/cli/fleet.js';
-import { Output, addErrors, formatBytes, formatCount, formatErrors, formatRate } from '../src/cli/report.js';
+import { Output, formatBytes, formatCount, formatErrors, formatRate } from '../src/cli/report.js';
 import { Latency, type LatencySummary } from './latency.js';
 import type { LoopData, ThreadCounts, ThreadReport } from './loop.js';
 import { fdsNeeded, preflight, readMachine } from './preflight.js';
-import { parseShard, shardText, type Shard } from './shard.js';
-import { parseBus, type BusConfig, type Member } from '../src/cli/bus.js';
-import { parseControl } from './control.js';
+import { HELP, parse, type Config } from './config.js';
+import { runCli } from '../src/cli/run.js';
+import { addCounters, appStats } from '../src/cli/totals.js';
+import type { Member } from '../src/cli/bus.js';
+import { shardText } from './shard.js';
 
-const MAX_UDP_PAYLOAD = 65507; // 65535 − 8 (UDP header) − 20 (IPv4 header)
 const CONNECT_TIMEOUT_MS = 10_000;
 /** With no connection at all after this long and failures seen, the target is taken as down. */
 const NOTHING_CONNECTS_MS = 1_000;
-
-const HELP = `Usage: iapp-clt [options]
-
-Opens connections to iapp-srv (or any TCP/Unix server) at a steady rate and pushes data through
-them, or runs request/response (--mode echo) and measures latency. Runs until --duration or
-Ctrl-C, then ends every connection, waits for them to close and prints a summary.
-
-Options:
-  --target HOST:PORT    where to connect; [IPv6]:PORT and unix:/path too. Repeat to spread
-                        connections round-robin (default 127.0.0.1:7000)
-  --source ADDR         local address to bind; repeat to use more than one address's
-                        ephemeral ports (e.g. --source 127.0.0.1 --source 127.0.0.2)
-  --threads N           loop threads in all processes together (default 8); with --shard,
-                        in all shards together
-  --shard I/N           run shard I (from 0) of N instances of this run, e.g. one per host or
-                        pod: this one runs its part of the --threads, each with the same
-                        --conns and --rate, so the N shards together make the whole run
-  --procs P             processes to spread the threads over (default 1); each process has
-                        its own open-file limit
-  --conns N             connections per thread (default 4096; 1 with --udp)
-  --rate N              new connections per second per thread (default 128)
-  --size BYTES          bytes per write, request or datagram; k/m suffixes (default 65536)
-  --mode MODE           push: send continuously, discard replies (default);
-                        echo: one request of --size bytes at a time, wait for the same number
-                        of bytes back, report latency percentiles;
-                        hold: open the connections and keep them idle;
-                        connect: end each connection as soon as it is established and open
-                        the next (--conns at once at most): measures connects per second
-  --udp                 targets are UDP: push datagrams of --size bytes (at most ${MAX_UDP_PAYLOAD})
-  --duration S          stop after S seconds (default: run until interrupted)
-  --stats S             seconds between throughput lines (default 1)
-  --close-timeout S     at the end, how long connections may take to close after being
-                        ended (the server reads what is in flight) before they are reset
-                        (default 10)
-  --json                JSON lines on stdout: {"type":"stats",...} per interval, then
-                        {"type":"summary",...}
-  --bus nats://H:P      join a run coordinated over this NATS server (with --run): announce
-                        this instance, start when the controller says, publish counts, hand
-                        the summary to the controller
-  --run ID              the run's name on the bus, the same for every instance of one run
-  --control             be the run's controller (with --bus, --run, --expect): wait for the
-                        instances, start them, print the fleet's line, reconcile the bytes
-  --expect N            --control: instances (clt and srv together) the run has
-  -v, --verbose         report per-thread figures and handler errors
-  -h, --help            this text
-
-Exit status: 0 after a run (errors of single connections are counted, not fatal); 1 when
-nothing could connect or the client failed; 2 for bad flags or a run that cannot fit this
-machine's limits (open files per process, ephemeral ports), or a --bus it cannot reach. With
---control: 0 when every client reported and the bytes reconcile, 1 when the run failed.`;
-
-/** Everything a run is, after flags are checked. */
-interface Config {
-  targets: Endpoint[];
-  sources: string[];
-  /** Loop threads of this instance (its shard's part of --threads). */
-  threads: number;
-  shard: Shard;
-  procs: number;
-  conns: number;
-  rate: number;
-  size: number;
-  mode: 'push' | 'echo' | 'hold' | 'connect';
-  udp: boolean;
-  durationS: number | undefined;
-  statsS: number;
-  closeTimeoutS: number;
-  json: boolean;
-  verbose: boolean;
-  help: boolean;
-  bus: BusConfig | undefined;
-  /** --control: the instances to wait for. */
-  expect: number | undefined;
-}
-
-/** Parses argv (without node and script). Throws UsageError for anything wrong. */
-function parseConfig(argv: string[]): Config {
-  const v = parseFlags(argv, {
-    target: { type: 'string', multiple: true },
-    source: { type: 'string', multiple: true },
-    threads: { type: 'string' },
-    shard: { type: 'string' },
-    procs: { type: 'string' },
-    conns: { type: 'string' },
-    rate: { type: 'string' },
-    size: { type: 'string' },
-    mode: { type: 'string' },
-    udp: { type: 'boolean' },
-    duration: { type: 'string' },
-    'close-timeout': { type: 'string' },
-    stats: { type: 'string' },
-    json: { type: 'boolean' },
-    verbose: { type: 'boolean', short: 'v' },
-    help: { type: 'boolean', short: 'h' },
-    bus: { type: 'string' },
-    run: { type: 'string' },
-    control: { type: 'boolean' },
-    expect: { type: 'string' },
-  });
-  const bus = parseBus(v.bus, v.run);
-  const expect = parseControl(v, bus);
-  const udp = v.udp === true;
-  const targets = (v.target ?? ['127.0.0.1:7000']).map((t) => parseEndpoint('target', t, { defaultHost: '127.0.0.1' }));
-  const sources = v.source ?? [];
-  for (const s of sources) if (isIP(s) === 0) throw new UsageError(`--source ${s}: not a numeric IPv4 or IPv6 address`);
-  const shard = parseShard(v.shard, v.threads === undefined ? 8 : parseInteger('threads', v.threads, 1, 1024));
-  const threads = shard.threads;
-  const procs = v.procs === undefined ? 1 : parseInteger('procs', v.procs, 1, 1024);
-  if (procs > threads)
-    throw new UsageError(`--procs ${procs}: at most ${shard.count > 1 ? `this shard's threads (${threads} of --threads ${shard.totalThreads})` : `--threads (${threads})`}; every process runs at least one thread`);
-  const conns = v.conns === undefined ? (udp ? 1 : 4096) : parseInteger('conns', v.conns, 1, 10_000_000, true);
-  const rate = v.rate === undefined ? 128 : parseInteger('rate', v.rate, 1, 10_000_000, true);
-  const size = v.size === undefined ? 65536 : parseInteger('size', v.size, 1, 1 << 30, true);
-  const mode = v.mode === undefined ? 'push' : parseChoice('mode', v.mode, ['push', 'echo', 'hold', 'connect'] as const);
-  if (udp) {
-    if (mode !== 'push') throw new UsageError(`--mode ${mode} is for TCP and Unix targets; with --udp, clt pushes datagrams`);
-    if (size > MAX_UDP_PAYLOAD) throw new UsageError(`--size ${size}: a UDP datagram carries at most ${MAX_UDP_PAYLOAD} bytes`);
-    const unix = targets.find((t) => t.path !== undefined);
-    if (unix) throw new UsageError(`--target ${formatEndpoint(unix)}: --udp needs HOST:PORT targets`);
-    if (sources.length > 0) throw new UsageError('--source is for TCP connections; with --udp the kernel picks the local address');
-  }
-  return {
-    targets,
-    sources,
-    threads,
-    shard,
-    procs,
-    conns,
-    rate,
-    size,
-    mode,
-    udp,
-    durationS: v.duration === undefined ? undefined : parseSeconds('duration', v.duration),
-    statsS: v.stats === undefined ? 1 : parseSeconds('stats', v.stats),
-    closeTimeoutS: v['close-timeout'] === undefined ? 10 : parseSeconds('close-timeout', v['close-timeout'], true),
-    json: v.json === true,
-    verbose: v.verbose === true,
-    help: v.help === true,
-    bus,
-    expect,
-  };
-}
 
 /** Live figures summed over all threads. */
 interface Totals extends Omit<ThreadCounts, 'thread' | 'firstError'> {
@@ -184,29 +32,20 @@ const noTotals = (): Totals => ({ ramped: 0, established: 0, failed: 0, dropped:
 
 /** Adds one thread's connection counts into `t`. */
 function addCounts(t: Totals, a: ThreadCounts): void {
-  t.established += a.established;
-  t.failed += a.failed;
-  t.dropped += a.dropped;
-  t.cycled += a.cycled;
+  const { established, failed, dropped, cycled, open, peak, responses, errors } = a;
+  addCounters(t, { established, failed, dropped, cycled, open, peak, responses, errors });
   // The run's ramp ends when its slowest thread has all its connections open.
   if (a.rampMs !== undefined) t.rampMs = Math.max(t.rampMs ?? 0, a.rampMs);
   t.ramped += a.rampMs !== undefined ? 1 : 0;
-  t.open += a.open;
-  t.peak += a.peak;
-  t.responses += a.responses;
-  addErrors(t.errors, a.errors);
   t.firstError ??= a.firstError;
 }
 
 function sum(stats: FleetThreadStats[], udp: boolean): Totals {
   const t = noTotals();
   for (const s of stats) {
-    t.txBytes += s.bytesOut;
-    t.rxBytes += s.bytesIn;
-    t.datagramsOut += s.datagramsOut;
     // UDP send errors (ECONNREFUSED after an ICMP port-unreachable) are counted natively only.
-    if (udp) addErrors(t.errors, s.errors);
-    const a = s.app as ThreadCounts | undefined;
+    addCounters(t, { txBytes: s.bytesOut, rxBytes: s.bytesIn, datagramsOut: s.datagramsOut, ...(udp ? { errors: s.errors } : {}) });
+    const a = appStats<ThreadCounts>(s);
     if (a) addCounts(t, a);
   }
   return t;
@@ -488,32 +327,20 @@ function printSummary(
   out.table(rows);
 }
 
-async function main(): Promise<void> {
-  let c: Config;
-  const usage = (e: unknown): never => {
-    if (e instanceof UsageError) {
-      process.stderr.write(`iapp-clt: ${e.message} (see iapp-clt --help)\n`);
-      process.exit(2);
-    }
-    throw e;
-  };
-  try {
-    c = parseConfig(process.argv.slice(2));
-  } catch (e) {
-    return usage(e);
-  }
-  if (c.help) {
+async function main(argv: string[]): Promise<number> {
+  const c = parse(argv);
+  if (c === 'help') {
     process.stdout.write(`${HELP}\n`);
-    process.exit(0);
+    return 0;
   }
   if (c.expect !== undefined) {
     const { control } = await import('./control.js');
-    process.exit(await control({ bus: c.bus!, expect: c.expect, statsS: c.statsS, durationS: c.durationS, json: c.json }).catch(usage));
+    return control({ bus: c.bus!, expect: c.expect, statsS: c.statsS, durationS: c.durationS, json: c.json });
   }
-  const member = c.bus && (await (await import('./bus.js')).joinAsClient(c.bus, c.statsS, { threads: c.threads, shard: shardText(c.shard), procs: c.procs, conns: c.conns }).catch(usage));
+  const member = c.bus && (await (await import('./bus.js')).joinAsClient(c.bus, c.statsS, { threads: c.threads, shard: shardText(c.shard), procs: c.procs, conns: c.conns }));
   const code = await run(c, member);
   if (member) await (await import('./bus.js')).leaveBus(member, c.statsS);
-  process.exit(code);
+  return code;
 }
 
-await main();
+await runCli('iapp-clt', main, { exit: 'now' });

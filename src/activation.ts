@@ -4,6 +4,13 @@
 // (`systemd-socket-activate --accept`) the one passed socket is a connection the manager accepted.
 import { native } from './native.js';
 
+// What kind of socket an inherited fd is.
+declare module './native.js' {
+  interface Addon {
+    socketKind(fd: number): { kind: 'listening' | 'connected' | 'stream' | 'datagram' | 'other'; family: 'IPv4' | 'IPv6' | 'unix' | 'other' };
+  }
+}
+
 /** First fd passed by the service manager (SD_LISTEN_FDS_START). */
 export const LISTEN_FDS_START = 3;
 

@@ -16,6 +16,12 @@ export interface BuildInfo {
   pollctl: string;
 }
 
+declare module './native.js' {
+  interface Addon {
+    build: BuildInfo;
+  }
+}
+
 /** The loaded addon's build. */
 export function buildInfo(): BuildInfo {
   return native.build;

@@ -3,7 +3,19 @@
 import { constants } from 'node:os';
 
 import { IappError } from './errors.js';
-import type { NativeLoop } from './native.js';
+import { native as addon, type NativeLoop } from './native.js';
+
+// Child watches, and spawning.
+declare module './native.js' {
+  interface NativeLoop {
+    childReserve(priority: number): number;
+    childAttach(id: number, pid: number): boolean;
+    childClose(id: number): void;
+  }
+  interface Addon {
+    spawn(file: string, args: readonly string[], env: string[] | undefined, cwd: string | undefined, stdio: number): number;
+  }
+}
 
 /** How a child ended. */
 export interface ChildExit {
@@ -129,4 +141,39 @@ export interface SpawnedChild {
   /** Sends a signal (default SIGTERM); false if the child has already been reaped. */
   kill(signal?: NodeJS.Signals | number): boolean;
   readonly watch: ChildWatch;
+}
+
+/** Checks `loop.spawn()`'s arguments before anything is reserved. */
+export function checkSpawn(file: string, args: readonly string[], options: SpawnOptions): void {
+  if (typeof file !== 'string' || file === '') throw new TypeError('spawn needs a file to run');
+  if (!Array.isArray(args) || args.some((a) => typeof a !== 'string')) throw new TypeError('spawn args must be an array of strings');
+  if (options.stdio !== undefined && options.stdio !== 'inherit' && options.stdio !== 'ignore')
+    throw new TypeError(`stdio must be 'inherit' or 'ignore', got ${String(options.stdio)}`);
+}
+
+/** Spawns `file` under `watch`, reserved for it; a failed spawn releases the watch and throws. */
+export function startChild(watch: ChildWatch, file: string, args: readonly string[], options: SpawnOptions): SpawnedChild {
+  let pid: number;
+  try {
+    const env = options.env ? Object.entries(options.env).map(([k, v]) => `${k}=${v}`) : undefined;
+    pid = addon.spawn(file, args, env, options.cwd, options.stdio === 'ignore' ? 1 : 0);
+  } catch (e) {
+    watch.close();
+    throw e;
+  }
+  watch.attach(pid);
+  return {
+    pid,
+    exited: watch.exited,
+    watch,
+    kill: (signal: NodeJS.Signals | number = 'SIGTERM') => {
+      // Once reaped, the pid may belong to another process: never signal it then.
+      if (watch.hasExited) return false;
+      try {
+        return process.kill(pid, signal);
+      } catch {
+        return false;
+      }
+    },
+  };
 }

@@ -2,6 +2,15 @@
 // ends (native/conns.cc), so the peak is exact, not sampled.
 import { native } from './native.js';
 
+declare module './native.js' {
+  interface Addon {
+    /** Without an fd: makes a block to share and returns its fd; with one: counts into it as process slot `slot`. */
+    shareConnections(fd?: number, slot?: number): number;
+    setConnectionLimits(total: number, perAddress: number): void;
+    reclaimConnections(slot: number): void;
+  }
+}
+
 /** Established TCP and Unix stream connections: open now, and most open at once. */
 export interface ConnectionCounts {
   open: number;
@@ -24,6 +33,12 @@ export interface ConnectionLimits {
    * source address: only `total` bounds them. 0 or absent: no bound.
    */
   perAddress?: number;
+}
+
+declare module './native.js' {
+  interface Addon {
+    connections(): ConnectionCounts;
+  }
 }
 
 /**

@@ -1,5 +1,6 @@
 // Dialers: many connections opened, kept and cycled natively (native/dialer.cc), for load
 // generators. No JavaScript runs per connection; the dialer's counters say what happened.
+import { DIAL_TIMEOUT_MS } from './defaults.js';
 import type { NativeLoop } from './native.js';
 
 /** What `loop.dial()` takes. */
@@ -81,6 +82,16 @@ export interface NativeDialSpec {
 /** What the native dialerStats() returns: errors by errno number. */
 export type NativeDialerStats = Omit<DialerStats, 'rampMs' | 'errors'> & { rampNs: number; errors: Record<string, number> };
 
+declare module './native.js' {
+  interface NativeLoop {
+    dial(spec: NativeDialSpec): number;
+    /** undefined once the loop is closed. */
+    dialerStats(id: number): NativeDialerStats | undefined;
+    dialerStop(id: number): void;
+    dialerClose(id: number): void;
+  }
+}
+
 const THEN = { hold: 0, push: 1, end: 2 } as const;
 const none = (): DialerStats => ({ established: 0, failed: 0, dropped: 0, cycled: 0, open: 0, connecting: 0, peak: 0, rampMs: null, bytesIn: 0, bytesOut: 0, errors: {} });
 
@@ -121,7 +132,7 @@ export function dialSpec(o: DialOptions, isIP: (host: string) => number): Native
     rate: o.rate ?? 0,
     then: THEN[then],
     ...(then === 'push' ? { chunk: o.chunk } : {}),
-    timeoutMs: o.timeoutMs ?? 10_000,
+    timeoutMs: o.timeoutMs ?? DIAL_TIMEOUT_MS,
     noDelay: o.noDelay ?? true,
     mode: 2, // ReadMode.Sink: what the server sends is discarded natively
   };

@@ -12,6 +12,17 @@ import { isMainThread, threadId } from 'node:worker_threads';
 import { iappError } from './errors.js';
 import { native } from './native.js';
 
+// Fault injection.
+declare module './native.js' {
+  interface Addon {
+    /** [site, errno, rate, max, after] per rule; false if there are too many. */
+    setFaults(entries: number[][]): boolean;
+    faultCounts(): number[];
+    fault(site: number): number;
+    faultSites: string[];
+  }
+}
+
 /** The environment variable that must be `1` for fault rules to be honoured. */
 export const FAULTS_SWITCH = 'IAPP_FAULT_INJECTION';
 

@@ -2,7 +2,33 @@ import { constants as fsc } from 'node:fs';
 import { isMainThread } from 'node:worker_threads';
 
 import { IappError, iappError } from './errors.js';
-import { native as addon, type NativeLoop } from './native.js';
+import { native as addon, Rec, type NativeLoop } from './native.js';
+import type { RecordTable } from './records.js';
+
+// Files: each call starts a disk job that a File record completes.
+declare module './native.js' {
+  interface NativeLoop {
+    /** beneath: 0, or the id of an open directory the path must resolve beneath. */
+    fileOpen(req: number, path: string, flags: number, mode: number, beneath: number): void;
+    fileClose(req: number, file: number): void;
+    fileStat(req: number, file: number): void;
+    fileTruncate(req: number, file: number, length: number): void;
+    fileRead(req: number, file: number, buffers: readonly Uint8Array[], offset: number): void;
+    fileWrite(req: number, file: number, buffers: readonly Uint8Array[], offset: number): void;
+    fileSync(req: number, file: number, dataOnly: boolean): void;
+    /** length -1: to the end of src. */
+    fileCopy(req: number, src: number, dst: number, srcOffset: number, dstOffset: number, length: number): void;
+    diskEngine(): 'io_uring' | 'pool';
+  }
+  interface Addon {
+    /** The most threads the process-wide disk pool may start; returns the value in force. */
+    setDiskThreads(n: number): number;
+    /** 0 auto, 1 pool, 2 io_uring: for loops whose files are set up from now on (process-wide). */
+    setDiskEngine(engine: number): void;
+    /** true: opens beneath a directory use the portable walk; false: the kernel's primitive. */
+    setConfinement(walk: boolean): void;
+  }
+}
 
 /** How to open a file: Node's flag strings, with the same meaning as in `fs.open`. */
 export type OpenFlags = 'r' | 'r+' | 'w' | 'w+' | 'wx' | 'wx+' | 'a' | 'a+' | 'ax' | 'ax+';
@@ -30,6 +56,12 @@ export interface OpenOptions {
 
 /** How opens beneath a directory are confined in this process: see `confinement()`. */
 export type Confinement = 'openat2' | 'O_RESOLVE_BENEATH' | 'walk';
+
+declare module './native.js' {
+  interface Addon {
+    confinement(): Confinement;
+  }
+}
 
 /**
  * What `open(path, { beneath })` uses in this process: `'openat2'` (Linux ≥ 5.6) or
@@ -144,6 +176,11 @@ export class FileRequests {
         }
       });
     });
+  }
+
+  /** Takes the File records of its loop. */
+  register(t: RecordTable): void {
+    t.on(Rec.File, (req, r, o) => this.complete(req, r, o));
   }
 
   /** A kRecFile record: [kind, req, result, syscall, v2..v5] at `at`. */

@@ -1,7 +1,7 @@
 // Idle detection for a set of loops (one runtime, or a fleet of processes): how long it has been
 // since anything happened, from the loops' counters, so a service can exit when nobody uses it
 // (socket activation starts it again on the next connection).
-import type { LoopStats } from './loop.js';
+import type { LoopStats } from './loop-stats.js';
 
 type Activity = Pick<LoopStats, 'connections' | 'accepted' | 'connected' | 'datagramsIn'>;
 

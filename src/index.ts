@@ -1,16 +1,9 @@
 export { createRuntime, Runtime } from './runtime.js';
 export type { CloseSummary, FileLimits, RuntimeOptions, ThreadExit, ThreadStats } from './runtime.js';
 export { Loop } from './loop.js';
-export type {
-  ConnectOptions,
-  ListenOptions,
-  LoopCloseSummary,
-  LoopInfo,
-  LoopStats,
-  ReadModeName,
-  SocketOptions,
-  UdpOptions,
-} from './loop.js';
+export type { LoopCloseSummary, LoopInfo } from './loop.js';
+export type { LoopStats } from './loop-stats.js';
+export type { ConnectOptions, ListenOptions, ReadModeName, SocketOptions, UdpOptions } from './socket-options.js';
 export { UdpSocket } from './udp.js';
 export type { UdpAddress, UdpTarget } from './udp.js';
 export { Dialer } from './dialer.js';

@@ -1,7 +1,16 @@
 import { unlinkSync } from 'node:fs';
 import { isIP } from 'node:net';
 
+import { LISTEN_BACKLOG } from './defaults.js';
 import { native } from './native.js';
+
+// Listening sockets made before any loop.
+declare module './native.js' {
+  interface Addon {
+    listenSocket(spec: { host?: string; port?: number; path?: string; permissions?: number; backlog?: number; ipv6Only?: boolean }): NativeAddress & { fd: number };
+    closeFd(fd: number): void;
+  }
+}
 
 /** A listening socket made on this thread and served by nobody here: for child processes. */
 export interface ListeningSocket {
@@ -37,7 +46,7 @@ export function listenSocket(options: { host?: string; port?: number; path?: str
     if (isIP(host) === 0) throw new TypeError(`host must be a numeric IP address or 'localhost', got '${host}'`);
     options = { ...options, host };
   }
-  const info = native.listenSocket({ backlog: 4096, ...options });
+  const info = native.listenSocket({ backlog: LISTEN_BACKLOG, ...options });
   let open = true;
   return {
     fd: info.fd,

@@ -2,6 +2,16 @@ import { IappError } from './errors.js';
 import type { NativeLoop } from './native.js';
 import type { Socket } from './socket.js';
 
+// A listener's native methods.
+declare module './native.js' {
+  interface NativeLoop {
+    setAnnounce(listenerId: number, on: boolean): void;
+    pauseListener(id: number): void;
+    resumeListener(id: number): void;
+    closeListener(id: number): void;
+  }
+}
+
 /** Backoff after the kernel refuses to give us an fd for a new connection (EMFILE and friends). */
 const BACKOFF_MIN_MS = 20;
 const BACKOFF_MAX_MS = 1000;

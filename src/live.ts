@@ -19,6 +19,12 @@ export interface LiveHandles {
   diskThreads: number;
 }
 
+declare module './native.js' {
+  interface Addon {
+    liveHandles(): LiveHandles;
+  }
+}
+
 /** What is alive now. Every count but `diskThreads` returns to its start once all runtimes are closed. */
 export function liveHandles(): LiveHandles {
   return native.liveHandles();

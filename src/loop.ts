@@ -1,206 +1,26 @@
-import { lookup } from 'node:dns/promises';
+// One loop thread's event loop as the application sees it: what it opens, its messages, stats
+// and close. What options mean is src/socket-options.ts's; records reach objects via src/records.ts.
 import { isIP } from 'node:net';
 import { constants } from 'node:os';
 
+import { CLOSE_TIMEOUT_MS, TURN_BUDGET_US } from './defaults.js';
 import { IappError, iappError } from './errors.js';
 import { Listener } from './listener.js';
+import type { LoopStats } from './loop-stats.js';
 import { Messenger, type BroadcastResult, type InboxOptions, type CallOptions, type MessageHandler, type PostHandle, type ThreadId } from './messaging.js';
-import { native as addon, ReadMode, Rec, type NativeLoop } from './native.js';
-import { Socket, type SocketToken } from './socket.js';
-import { ChildWatch, type SpawnedChild, type SpawnOptions } from './child.js';
+import { native as addon, Rec, type NativeLoop } from './native.js';
+import { Records } from './records.js';
+import type { Socket, SocketToken } from './socket.js';
+import { SocketTable } from './socket-table.js';
+import { checkInt } from './check.js';
+import { checkConnect, checkSocketOptions, connectSpec, listenSpec, modeOf, nativeSocketOptions, resolveHost, udpSpec } from './socket-options.js';
+import type { ConnectOptions, ListenOptions, ReadModeName, SocketOptions, UdpOptions } from './socket-options.js';
+import { checkSpawn, ChildWatch, startChild, type SpawnedChild, type SpawnOptions } from './child.js';
 import { Dialer, dialSpec, type DialOptions } from './dialer.js';
 import { copyFile, File, FileRequests, type CopyOptions, type OpenOptions } from './file.js';
 import { Pipes, proxy, type PipeResult, type ProxyResult } from './pipe.js';
-import { Timer, TimerTable, type ClockName, type TimerCallback, type TimerOptions } from './timer.js';
+import { checkTimer, Timer, TimerTable, type ClockName, type TimerCallback, type TimerOptions } from './timer.js';
 import { UdpSocket } from './udp.js';
-
-/** How a socket reads: deliver to JS (`data`), discard natively (`sink`) or not at all yet (`paused`). */
-export type ReadModeName = 'data' | 'sink' | 'paused';
-
-export interface SocketOptions {
-  /** Read mode a new socket starts in. Default `'data'`. */
-  mode?: ReadModeName;
-  /** TCP_NODELAY. Default true. */
-  noDelay?: boolean;
-  /**
-   * Keep the write side open after the peer half-closes. Default false: end() automatically, right
-   * after the onEnd handler (replies to the data that came before the FIN go out first).
-   */
-  allowHalfOpen?: boolean;
-  /** Write queue size at which write() returns false. Default 256 KiB. */
-  highWaterMark?: number;
-  /**
-   * Receive low-water mark (SO_RCVLOWAT): the loop is woken for this socket only once this many
-   * bytes are queued, at end of stream, or when the peer would otherwise stall. Fewer wakes cost
-   * the sender less on loopback (a single stream into a sink: 1.3 → 5.7 GB/s with 256 KiB), but
-   * smaller amounts are read (and counted) only when more arrive or the peer closes: for sinks
-   * and bulk transfers, not request/response. Default: the kernel's (1 byte).
-   */
-  lowWaterMark?: number;
-  /**
-   * Dispatch priority of this socket's events (and a listener's accepts) within one drained
-   * batch: -128 to 127, higher first. Default 0.
-   */
-  priority?: number;
-  /**
-   * Milliseconds with no byte either way after which the socket is closed with ETIMEDOUT
-   * (syscall `'idle'`); exact to a quarter of the timeout. Default 0: never. Watched natively:
-   * a native sink's sockets time out too, with no JavaScript.
-   */
-  idleTimeout?: number;
-  /** TCP keepalive probes (SO_KEEPALIVE). Default false. */
-  keepAlive?: boolean;
-  /** With keepAlive: milliseconds of silence before the first probe (whole seconds; default: the system's). */
-  keepAliveInitialDelay?: number;
-}
-
-/** The native socket options of a spec (native/binding.cc SockOpts), with their defaults. */
-function nativeSocketOptions(o: SocketOptions) {
-  return {
-    noDelay: o.noDelay ?? true,
-    allowHalfOpen: o.allowHalfOpen ?? false,
-    highWaterMark: o.highWaterMark ?? 256 * 1024,
-    ...(o.lowWaterMark !== undefined ? { lowWaterMark: o.lowWaterMark } : {}),
-    priority: o.priority ?? 0,
-    idleTimeout: o.idleTimeout ?? 0,
-    keepAlive: o.keepAlive ?? false,
-    keepAliveIdleS: Math.ceil((o.keepAliveInitialDelay ?? 0) / 1000),
-  };
-}
-
-export interface ListenOptions extends SocketOptions {
-  /** Numeric IPv4/IPv6 address or `localhost`. Default `'::'` (all addresses, IPv4 too). */
-  host?: string;
-  /** TCP port; 0 picks one, shared by every loop of the runtime that listens with the same host and `name`. */
-  port?: number;
-  /** Unix socket path (instead of host/port). Removed when the last loop closes it. */
-  path?: string;
-  /**
-   * Unix paths: the socket file's permission bits (e.g. `0o660`: owner and group may connect),
-   * set between bind and listen, so no client can connect while the file has the umask's mode.
-   * Default: what the umask leaves of 0o777.
-   */
-  permissions?: number;
-  /** Kernel accept queue length (capped by net.core.somaxconn). Default 4096: bursts of thousands of connects otherwise overflow it and clients stall ~1 s per retry. */
-  backlog?: number;
-  /**
-   * `'reuseport'` (default for TCP on Linux and FreeBSD): one socket per loop with SO_REUSEPORT
-   * (SO_REUSEPORT_LB on FreeBSD), the kernel spreads connections by hash. `'shared'` (default for Unix paths): one socket, every loop waits on it,
-   * the kernel wakes one loop per connection (EPOLLEXCLUSIVE).
-   */
-  accept?: 'reuseport' | 'shared';
-  ipv6Only?: boolean;
-  /**
-   * When no fd can be had for a new connection (EMFILE, ENFILE): `'wait'` (default) pauses
-   * accepting with a backoff and leaves clients in the backlog; `'shed'` also takes the oldest
-   * pending connection and resets it, using an fd kept in reserve, so its client fails fast.
-   */
-  onFdExhaustion?: 'wait' | 'shed';
-  /**
-   * Loops listening on port 0 with the same host and name share one port: the first such call on
-   * each loop with the second loop's first, the second with its second, and so on (so two
-   * listeners of one loop get two ports). Default `''`.
-   */
-  name?: string;
-  /**
-   * Adopt this inherited listening socket (TCP or Unix) instead of binding: socket activation
-   * (see `listenFds()`), or a socket a parent process made. Every loop passing the same fd
-   * works on its own dup of it, and the kernel wakes one loop per connection. The fd itself is
-   * left open, and a Unix path is never removed.
-   */
-  fd?: number;
-}
-
-export interface ConnectOptions extends SocketOptions {
-  /** Host name or address. Default `'127.0.0.1'`. Names are resolved with dns.lookup. */
-  host?: string;
-  port?: number;
-  /** Unix socket path (instead of host/port). */
-  path?: string;
-  /** Local address to bind before connecting (port chosen at connect time where supported). */
-  localAddress?: string;
-  localPort?: number;
-  /** Milliseconds before the attempt fails with ETIMEDOUT. Default 30000; 0 waits for the kernel. */
-  timeout?: number;
-}
-
-export interface UdpOptions {
-  /** Numeric address to bind. Default `'0.0.0.0'` (`'::'` when `peer` is IPv6). */
-  host?: string;
-  /** Port to bind; 0 (default) picks one, shared by the runtime's loops binding the same host and `name`. */
-  port?: number;
-  /** Adopt this inherited datagram socket instead of binding. */
-  fd?: number;
-  /** Connect to this peer: `push`/`send` go there and only its datagrams are received. */
-  peer?: { host: string; port: number };
-  /**
-   * `'sink'`: drain natively with recvmmsg, counting only. Default `'paused'` (not reading until
-   * `onMessage()` or `sink()`).
-   */
-  mode?: 'sink' | 'paused';
-  /** Queued send bytes at which `send`/`sendTo` return false. Default 1 MiB. */
-  highWaterMark?: number;
-  /** Loops binding port 0 with the same host and name share one port (as `listen`'s: the k-th on each loop). Default `''`. */
-  name?: string;
-}
-
-/** Counters of one loop since it started. */
-export interface LoopStats {
-  bytesIn: number;
-  bytesOut: number;
-  accepted: number;
-  connected: number;
-  closed: number;
-  /** Times a listener paused because no fd could be had. */
-  acceptPaused: number;
-  /** Pending connections reset under `onFdExhaustion: 'shed'`. */
-  acceptShed: number;
-  /**
-   * Connections accepted and reset at once by this loop because `setConnectionLimits()`'s total
-   * bound was reached, and because the bound per source address was.
-   */
-  refusedMaxConnections: number;
-  refusedPerAddress: number;
-  /** Wakes of the loop, and calls into JS (at most one per wake carries all events). */
-  wakeups: number;
-  jsCalls: number;
-  sockets: number;
-  listeners: number;
-  /** UDP datagrams received and sent (their bytes count in bytesIn and bytesOut). */
-  datagramsIn: number;
-  datagramsOut: number;
-  /** Messages this loop took from its inbox, and queued into other threads' inboxes. */
-  messagesIn: number;
-  messagesOut: number;
-  /** Sockets handed to other loops (detach) and taken from them (adopt). */
-  detached: number;
-  adopted: number;
-  /**
-   * Turns that spent their budget (`turnBudgetUs`) and left ready sockets for the next turn, so
-   * that timers, messages and handlers ran in between. Climbs steadily under native load that is
-   * always ready (pushing, sinking, piping).
-   */
-  turnsCut: number;
-  /**
-   * `sendFile` ranges the disk pool read ahead because they were not in the page cache: on
-   * FreeBSD, where sendfile(2) says so (SF_NODISKIO) rather than make the loop wait for the disk.
-   * Always 0 on Linux and macOS, whose sendfile reads what it needs itself.
-   */
-  readAheads: number;
-  /** Established connections of this loop open now, and most at once (exact, counted natively). */
-  connections: number;
-  peakConnections: number;
-  /** Timers allocated on this loop, and armed now. */
-  timers: number;
-  timersArmed: number;
-  /** Files open on this loop, and disk operations started and not yet completed. */
-  filesOpen: number;
-  diskPending: number;
-  /** Failures by errno code: `{ ECONNRESET: 3 }`. */
-  errors: Record<string, number>;
-  /** What the application's `loop.onStats` function returned, if it set one. */
-  app?: unknown;
-}
 
 /** What the loop reports to the runtime (handler errors, accept pauses). */
 export type LoopReport =
@@ -208,40 +28,7 @@ export type LoopReport =
   | { type: 'accept-error'; error: IappError; shed: number; resumeInMs: number };
 
 const ETIMEDOUT = constants.errno.ETIMEDOUT;
-/** Native work per loop turn by default, µs (defined once, in native/loop.h). */
-export const DEFAULT_TURN_BUDGET_US = addon.constants.defaultTurnBudgetUs;
-const STRIDE = addon.constants.recordStride;
-const modeOf = (m: ReadModeName | undefined): ReadMode =>
-  m === 'sink' ? ReadMode.Sink : m === 'paused' ? ReadMode.Paused : ReadMode.Data;
 const errnoName = (n: number): string => IappError.fromErrno(n, '').code;
-
-/**
- * Whether `host` can be a DNS or hosts-file name: dot-separated labels of 1 to 63 letters,
- * digits, '-' or '_', 253 bytes at most, a final dot allowed. Anything else is refused before a
- * lookup: the resolver would cut it at a NUL (and resolve another name) or ask a DNS server
- * about a string no server can answer.
- */
-function isHostName(host: string): boolean {
-  const name = host.endsWith('.') ? host.slice(0, -1) : host;
-  return name.length >= 1 && name.length <= 253 && name.split('.').every((l) => /^[A-Za-z0-9_-]{1,63}$/.test(l));
-}
-
-function checkInt(name: string, v: unknown, min: number, max: number): void {
-  if (v === undefined) return;
-  if (typeof v !== 'number' || !Number.isInteger(v)) throw new TypeError(`${name} must be an integer, got ${String(v)}`);
-  if (v < min || v > max) throw new RangeError(`${name} must be between ${min} and ${max}, got ${v}`);
-}
-
-function checkSocketOptions(o: SocketOptions): void {
-  if (o.mode !== undefined && o.mode !== 'data' && o.mode !== 'sink' && o.mode !== 'paused')
-    throw new TypeError(`mode must be 'data', 'sink' or 'paused', got ${String(o.mode)}`);
-  checkInt('highWaterMark', o.highWaterMark, 1, 2 ** 40);
-  checkInt('lowWaterMark', o.lowWaterMark, 1, 2 ** 30);
-  checkInt('priority', o.priority, -128, 127);
-  checkInt('idleTimeout', o.idleTimeout, 0, 2 ** 31 - 1);
-  checkInt('keepAliveInitialDelay', o.keepAliveInitialDelay, 0, 2 ** 31 - 1);
-  if (o.keepAlive !== undefined && typeof o.keepAlive !== 'boolean') throw new TypeError(`keepAlive must be a boolean, got ${String(o.keepAlive)}`);
-}
 
 /**
  * One loop thread's event loop: every socket and listener it creates lives here for life and is
@@ -255,13 +42,12 @@ export class Loop {
   readonly threads: number;
   /** @internal */
   readonly native: NativeLoop;
-  #records: Float64Array;
-  #arena: Buffer | undefined;
-  #sockets = new Map<number, Socket>();
-  #listeners = new Map<number, Listener>();
-  #listenerModes = new Map<number, ReadMode>();
-  #udps = new Map<number, UdpSocket>();
-  #dialers = new Map<number, Dialer>();
+  #records: Records<Socket>;
+  #table = new SocketTable(this);
+  #sockets = this.#table.sockets;
+  #listeners = this.#table.listeners;
+  #udps = this.#table.udps;
+  #dialers = this.#table.dialers;
   #shares = new Map<string, number>();
   #group: string;
   #report: (r: LoopReport) => void;
@@ -276,7 +62,7 @@ export class Loop {
   #forced = false;
   #files: FileRequests;
   #pipes: Pipes;
-  #turnBudgetUs = DEFAULT_TURN_BUDGET_US;
+  #turnBudgetUs = TURN_BUDGET_US;
 
   /** @internal Made by the runtime's thread entry. */
   constructor(
@@ -290,18 +76,18 @@ export class Loop {
     this.threads = threads;
     this.#group = group;
     this.#report = report;
-    this.#records = new Float64Array(addon.constants.recordCapacity * STRIDE);
-    this.native = new addon.NativeLoop((count, arenas) => this.#onBatch(count, arenas), this.#records);
+    const records = (this.#records = new Records<Socket>((e, socket) => this.handlerError(e, socket)));
+    this.native = new addon.NativeLoop((count, arenas) => records.dispatch(count, arenas), records.view);
     this.#messenger = new Messenger(this.native, messaging.group, index, threads, messaging.inbox, (e) => this.handlerError(e));
     if (messaging.busyPollUs > 0) this.native.setBusyPoll(messaging.busyPollUs);
     this.#files = new FileRequests(this.native);
     this.#pipes = new Pipes(this.native);
-    if (messaging.turnBudgetUs !== DEFAULT_TURN_BUDGET_US) this.setTurnBudget(messaging.turnBudgetUs);
+    this.#messenger.register(records);
+    this.#files.register(records);
+    this.#pipes.register(records);
+    this.#registerRecords();
+    if (messaging.turnBudgetUs !== TURN_BUDGET_US) this.setTurnBudget(messaging.turnBudgetUs);
   }
-
-  // ---- files and copies (see src/file.ts, src/pipe.ts) ----
-
-  // ---- the loop turn ----
 
   /**
    * How much native work (sends, reads, splices, accepts for ready sockets) one turn of this loop
@@ -395,10 +181,7 @@ export class Loop {
   timer(a: TimerOptions | TimerCallback, b?: TimerCallback): Timer {
     this.#checkOpen();
     const [options, fn] = typeof a === 'function' ? [{}, a] : [a ?? {}, b];
-    if (typeof fn !== 'function') throw new TypeError('timer needs a callback');
-    if (options.clock !== undefined && options.clock !== 'monotonic' && options.clock !== 'realtime')
-      throw new TypeError(`clock must be 'monotonic' or 'realtime', got ${String(options.clock)}`);
-    checkInt('priority', options.priority, -128, 127);
+    checkTimer(options, fn);
     this.#timers ??= new TimerTable(this.native, (e) => this.handlerError(e));
     return new Timer(this.#timers, options, fn);
   }
@@ -440,34 +223,8 @@ export class Loop {
    * cannot be reserved (nothing is started then) or the spawn fails (ENOENT, EACCES…).
    */
   spawn(file: string, args: readonly string[] = [], options: SpawnOptions = {}): SpawnedChild {
-    if (typeof file !== 'string' || file === '') throw new TypeError('spawn needs a file to run');
-    if (!Array.isArray(args) || args.some((a) => typeof a !== 'string')) throw new TypeError('spawn args must be an array of strings');
-    if (options.stdio !== undefined && options.stdio !== 'inherit' && options.stdio !== 'ignore')
-      throw new TypeError(`stdio must be 'inherit' or 'ignore', got ${String(options.stdio)}`);
-    const watch = this.reserveChildWatch({ priority: options.priority });
-    let pid: number;
-    try {
-      const env = options.env ? Object.entries(options.env).map(([k, v]) => `${k}=${v}`) : undefined;
-      pid = addon.spawn(file, args, env, options.cwd, options.stdio === 'ignore' ? 1 : 0);
-    } catch (e) {
-      watch.close();
-      throw e;
-    }
-    watch.attach(pid);
-    return {
-      pid,
-      exited: watch.exited,
-      watch,
-      kill: (signal: NodeJS.Signals | number = 'SIGTERM') => {
-        // Once reaped, the pid may belong to another process: never signal it then.
-        if (watch.hasExited) return false;
-        try {
-          return process.kill(pid, signal);
-        } catch {
-          return false;
-        }
-      },
-    };
+    checkSpawn(file, args, options);
+    return startChild(this.reserveChildWatch({ priority: options.priority }), file, args, options);
   }
 
   /** @internal Test hook: moves this loop's view of the realtime clock, as a clock change would. */
@@ -571,25 +328,15 @@ export class Loop {
       checkInt('fd', o.fd, 0, 2 ** 31 - 1);
       checkSocketOptions(o);
       const mode = modeOf(o.mode);
-      const id = this.native.adoptFd(o.fd, {
-        mode,
-        ...nativeSocketOptions(o),
-      });
-      const socket = new Socket(this, id, mode, false);
-      this.#sockets.set(id, socket);
-      return socket;
+      return this.#table.add(this.native.adoptFd(o.fd, { mode, ...nativeSocketOptions(o) }), mode, false);
     }
-    if (token === null || typeof token !== 'object' || typeof (token as SocketToken).iappSocket !== 'number')
+    const t = token as SocketToken;
+    if (t === null || typeof t !== 'object' || typeof t.iappSocket !== 'number')
       throw new TypeError('adopt needs the token socket.detach() resolved with, or { fd } of a connected socket');
-    return this.#adoptToken(token as SocketToken, options);
-  }
-
-  #adoptToken(token: SocketToken, options: { mode?: ReadModeName }): Socket {
     const mode = modeOf(options.mode);
-    const id = this.native.adopt(token.iappSocket, mode);
-    const socket = new Socket(this, id, mode, false);
-    this.#sockets.set(id, socket);
-    if (token.pending && token.pending.byteLength > 0) socket._data(Buffer.from(token.pending.buffer, token.pending.byteOffset, token.pending.byteLength));
+    const id = this.native.adopt(t.iappSocket, mode);
+    const socket = this.#table.add(id, mode, false);
+    if (t.pending && t.pending.byteLength > 0) socket._data(Buffer.from(t.pending.buffer, t.pending.byteOffset, t.pending.byteLength));
     return socket;
   }
 
@@ -599,43 +346,8 @@ export class Loop {
    */
   listen(options: ListenOptions, onConnection?: (socket: Socket) => void): Listener {
     this.#checkOpen();
-    checkSocketOptions(options);
-    checkInt('port', options.port, 0, 65535);
-    checkInt('backlog', options.backlog, 1, 1 << 20);
-    if (options.accept !== undefined && options.accept !== 'reuseport' && options.accept !== 'shared')
-      throw new TypeError(`accept must be 'reuseport' or 'shared', got ${String(options.accept)}`);
-    if (options.onFdExhaustion !== undefined && options.onFdExhaustion !== 'wait' && options.onFdExhaustion !== 'shed')
-      throw new TypeError(`onFdExhaustion must be 'wait' or 'shed', got ${String(options.onFdExhaustion)}`);
-    checkInt('fd', options.fd, 0, 2 ** 31 - 1);
-    checkInt('permissions', options.permissions, 0, 0o7777);
-    if (options.path === undefined && options.port === undefined && options.fd === undefined)
-      throw new TypeError('listen needs a port (0 for any), a Unix path or an inherited fd');
-    if (options.permissions !== undefined && options.path === undefined) throw new TypeError('permissions is for a Unix path');
-    if (options.path !== undefined && options.accept === 'reuseport')
-      throw new TypeError("accept: 'reuseport' is for TCP; a Unix path is one socket shared by the loops (accept: 'shared')");
-    let host = options.host ?? '::';
-    if (host === 'localhost') host = '127.0.0.1';
-    if (options.path === undefined && options.fd === undefined && isIP(host) === 0)
-      throw new TypeError(`listen host must be a numeric IP address or 'localhost', got '${host}'`);
-    const mode = modeOf(options.mode);
-    const spec = {
-      ...(options.fd !== undefined ? { fd: options.fd }
-        : options.path !== undefined ? { path: options.path, ...(options.permissions !== undefined ? { permissions: options.permissions } : {}) } : { host, port: options.port ?? 0 }),
-      backlog: options.backlog ?? 4096,
-      // macOS's SO_REUSEPORT does not spread connections (the last bound socket gets them all):
-      // there the default is one shared socket.
-      shared:
-        options.accept === 'shared' ||
-        (options.accept === undefined && (options.path !== undefined || process.platform === 'darwin')),
-      ipv6Only: options.ipv6Only ?? false,
-      shed: options.onFdExhaustion === 'shed',
-      group: this.#shareGroup('tcp', host, options),
-      mode,
-      ...nativeSocketOptions(options),
-      // A sink nobody watches needs no JS at all per connection: its sockets stay native
-      // (no Socket object, no records) until someone sets onConnection.
-      quiet: mode === ReadMode.Sink && onConnection === undefined,
-    };
+    const spec = listenSpec(options, onConnection !== undefined, (host) => this.#shareGroup('tcp', host, options));
+    const mode = spec.mode;
     let info;
     try {
       info = this.native.listen(spec);
@@ -646,43 +358,21 @@ export class Loop {
       else throw e;
     }
     const l = new Listener(this, info, onConnection);
-    this.#listeners.set(l.id, l);
-    this.#listenerModes.set(l.id, mode);
+    this.#table.addListener(l, mode);
     return l;
   }
 
   /** Connects (non-blocking). Rejects with IappError: ECONNREFUSED, ETIMEDOUT, ENOENT, … */
   async connect(options: ConnectOptions): Promise<Socket> {
     this.#checkOpen();
-    checkSocketOptions(options);
-    checkInt('port', options.port, 1, 65535);
-    checkInt('localPort', options.localPort, 0, 65535);
-    checkInt('timeout', options.timeout, 0, 2 ** 31 - 1);
-    if (options.path === undefined && options.port === undefined)
-      throw new TypeError('connect needs a port or a Unix path');
-    let host = options.host ?? '127.0.0.1';
-    if (options.path === undefined && isIP(host) === 0) {
-      if (!isHostName(host))
-        throw iappError('ENOTFOUND', `cannot resolve host '${host}': not a host name (letters, digits, '-', '_' and dots) nor a numeric address`, host);
-      try {
-        host = (await lookup(host)).address;
-      } catch (e) {
-        const err = e as NodeJS.ErrnoException;
-        throw iappError(err.code ?? 'ENOTFOUND', `cannot resolve host '${host}' (${err.code ?? err.message})`, host);
-      }
-    }
+    checkConnect(options);
+    const host = await resolveHost(options);
     this.#checkOpen(); // the loop may have begun closing while the name was being resolved
     const target = options.path ?? `${host}:${options.port}`;
-    const mode = modeOf(options.mode);
-    const id = this.native.connect({
-      ...(options.path !== undefined ? { path: options.path } : { host, port: options.port }),
-      ...(options.localAddress !== undefined ? { localAddress: options.localAddress, localPort: options.localPort ?? 0 } : {}),
-      mode,
-      ...nativeSocketOptions(options),
-    });
-    const socket = new Socket(this, id, mode, true);
-    this.#sockets.set(id, socket);
-    const timeout = options.timeout ?? 30_000;
+    const { timeout, ...spec } = connectSpec(options, host);
+    const mode = spec.mode;
+    const id = this.native.connect(spec);
+    const socket = this.#table.add(id, mode, true);
     return new Promise<Socket>((resolve, reject) => {
       socket._connecting = { resolve, reject, target };
       if (timeout > 0) {
@@ -720,26 +410,9 @@ export class Loop {
    */
   udp(options: UdpOptions = {}): UdpSocket {
     this.#checkOpen();
-    checkInt('port', options.port, 0, 65535);
-    checkInt('fd', options.fd, 0, 2 ** 31 - 1);
-    checkInt('highWaterMark', options.highWaterMark, 1, 2 ** 31 - 1);
-    if (options.mode !== undefined && options.mode !== 'sink' && options.mode !== 'paused')
-      throw new TypeError(`udp mode must be 'sink' or 'paused', got ${String(options.mode)}`);
-    let host = options.host ?? (options.peer && isIP(options.peer.host) === 6 ? '::' : '0.0.0.0');
-    if (host === 'localhost') host = '127.0.0.1';
-    if (options.fd === undefined && isIP(host) === 0) throw new TypeError(`udp host must be a numeric IP address, got '${host}'`);
-    if (options.peer) {
-      checkInt('peer.port', options.peer.port, 1, 65535);
-      if (isIP(options.peer.host) === 0) throw new TypeError(`udp peer host must be a numeric IP address, got '${options.peer.host}'`);
-    }
-    const info = this.native.udp({
-      ...(options.fd !== undefined ? { fd: options.fd } : { host, port: options.port ?? 0 }),
-      group: this.#shareGroup('udp', host, options),
-      ...(options.peer ? { peerHost: options.peer.host, peerPort: options.peer.port } : {}),
-      read: options.mode === 'sink' ? 1 : 0,
-      highWaterMark: options.highWaterMark ?? 1 << 20,
-    });
-    const u = new UdpSocket(this.native, info, () => this.#udps.delete(info.id), (e) => this.handlerError(e), options.highWaterMark ?? 1 << 20);
+    const spec = udpSpec(options, (host) => this.#shareGroup('udp', host, options));
+    const info = this.native.udp(spec);
+    const u = new UdpSocket(this.native, info, () => this.#udps.delete(info.id), (e) => this.handlerError(e), spec.highWaterMark);
     this.#udps.set(u.id, u);
     return u;
   }
@@ -788,7 +461,7 @@ export class Loop {
    * the peers to close until `timeoutMs`, then reset what is left. Resolves with what was cut.
    */
   close(options: { timeoutMs?: number } = {}): Promise<LoopCloseSummary> {
-    this.#closing ??= this.#close(options.timeoutMs ?? 5000);
+    this.#closing ??= this.#close(options.timeoutMs ?? CLOSE_TIMEOUT_MS);
     return this.#closing;
   }
 
@@ -892,109 +565,16 @@ export class Loop {
 
   /** @internal */
   listenerClosed(l: Listener): void {
-    this.#listeners.delete(l.id);
-    this.#listenerModes.delete(l.id);
+    this.#table.deleteListener(l);
   }
 
-  // One call per loop wake: every event of the wake, in order. A handler that throws closes its
-  // own socket and is reported; the others still run.
-  #onBatch(count: number, arenas: Buffer[] | undefined): void {
-    const r = this.#records;
-    let nextArena = 0;
-    let blob: Buffer | undefined;
-    for (let i = 0, o = 0; i < count; i++, o += STRIDE) {
-      const kind = r[o]!;
-      const id = r[o + 1]!;
-      let socket: Socket | undefined;
-      try {
-        switch (kind) {
-          case Rec.Data:
-            socket = this.#sockets.get(id);
-            socket?._data(this.#arena!.subarray(r[o + 2]!, r[o + 2]! + r[o + 3]!));
-            break;
-          case Rec.Arena:
-            this.#arena = arenas![nextArena++];
-            break;
-          case Rec.Accept: {
-            const sid = r[o + 2]!;
-            const l = this.#listeners.get(id);
-            socket = new Socket(this, sid, this.#listenerModes.get(id) ?? ReadMode.Data, false);
-            this.#sockets.set(sid, socket);
-            if (l) l._accepted(socket);
-            else socket.destroy({ reset: true }); // accepted just before its listener closed
-            break;
-          }
-          case Rec.Connect:
-            socket = this.#sockets.get(id);
-            socket?._connected();
-            break;
-          case Rec.End:
-            socket = this.#sockets.get(id);
-            socket?._end(r[o + 2] === 1);
-            break;
-          case Rec.Drain:
-            socket = this.#sockets.get(id);
-            socket?._drain();
-            break;
-          case Rec.Close:
-            socket = this.#sockets.get(id);
-            this.#sockets.delete(id);
-            socket?._closed(r[o + 2]!, addon.syscallNames[r[o + 3]!] ?? '', r[o + 4]!, r[o + 5]!, r[o + 6]!);
-            socket = undefined;
-            break;
-          case Rec.Message:
-            this.#messenger._message(id, r[o + 2]!, r[o + 3]!, r[o + 4]!, r[o + 5]!, r[o + 6]!, r[o + 7]!);
-            break;
-          case Rec.MsgArena:
-            this.#messenger._arena(arenas![nextArena++]!);
-            break;
-          case Rec.Detached:
-            socket = this.#sockets.get(id);
-            this.#sockets.delete(id);
-            socket?._detached();
-            socket = undefined;
-            break;
-          case Rec.Child:
-            this.#children.get(id)?._exited(r[o + 2]!, r[o + 3]!, r[o + 4]!);
-            break;
-          case Rec.Timer:
-            this.#timers?.fire(id, r[o + 2]!, r[o + 3]!);
-            break;
-          case Rec.QuietDone:
-            this.#quietDone?.();
-            break;
-          case Rec.File:
-            this.#files.complete(id, r, o);
-            break;
-          case Rec.SendFile:
-            this.#sockets.get(id)?._sendFileDone(r[o + 2]!, r[o + 3]!, r[o + 4]!, addon.syscallNames[r[o + 5]!] ?? '');
-            break;
-          case Rec.PipeHeld:
-            this.#pipes.held(id);
-            break;
-          case Rec.Pipe:
-            this.#pipes.complete(id, r[o + 2]!, r[o + 3]!, r[o + 4]!, r[o + 5]!);
-            break;
-          case Rec.Blob:
-            blob = arenas![nextArena++]!;
-            break;
-          case Rec.Datagram:
-            this.#udps.get(id)?._message(blob!, r, o);
-            break;
-          case Rec.UdpDrain:
-            this.#udps.get(id)?._drain();
-            break;
-          case Rec.Dialer:
-            this.#dialers.get(id)?._done();
-            break;
-          case Rec.ListenPaused:
-            this.#listeners.get(id)?._paused(r[o + 2]!, r[o + 3]!);
-            break;
-        }
-      } catch (e) {
-        this.handlerError(e, socket);
-      }
-    }
+  // The records of what this loop holds itself (its sockets' are the socket table's).
+  #registerRecords(): void {
+    const t = this.#records;
+    this.#table.register(t);
+    t.on(Rec.QuietDone, () => this.#quietDone?.());
+    t.on(Rec.Child, (id, r, o) => this.#children.get(id)?._exited(r[o + 2]!, r[o + 3]!, r[o + 4]!));
+    t.on(Rec.Timer, (id, r, o) => this.#timers?.fire(id, r[o + 2]!, r[o + 3]!));
   }
 }
 

@@ -1,12 +1,13 @@
 // Messages between the threads of one runtime: posts, calls, broadcasts and membership, over the
 // native inboxes of native/inbox.cc. One Messenger per endpoint (each loop, and the runtime on the
 // main thread); Loop and Runtime expose its methods.
-import { endianness } from 'node:os';
-import { deserialize, serialize } from 'node:v8';
+import { serialize } from 'node:v8';
 
+import { CALL_TIMEOUT_MS } from './defaults.js';
 import { fromWire, IappError, iappError, toWire, type WireError } from './errors.js';
-import { native as addon, type NativeLoop } from './native.js';
-import { plainJson } from './plain.js';
+import { native as addon, Rec, type NativeLoop } from './native.js';
+import { decode, DIRECT_BYTES, Enc, encode, EXITED, FULL, HEADER, LE, Msg, NO_MEMORY, STAGE_BYTES } from './wire.js';
+import type { RecordTable } from './records.js';
 
 /** A loop thread by index, or the runtime's main thread. */
 export type ThreadId = number | 'main';
@@ -60,43 +61,6 @@ export interface InboxOptions {
   bytes?: number;
 }
 
-// Mirrors native/inbox.h.
-const enum Msg {
-  Post = 1,
-  Call = 2,
-  Reply = 3,
-  ReplyError = 4,
-  Broadcast = 5,
-  Space = 6,
-  Started = 7,
-  Exited = 8,
-  Subscribed = 9,
-  Unsubscribed = 10,
-}
-const enum Enc {
-  None = 0,
-  Bytes = 1,
-  Clone = 2,
-  // Common small values skip the v8 serializer (which costs about a microsecond a value).
-  Number = 3,
-  String = 4,
-  True = 5,
-  False = 6,
-  Null = 7,
-  // Small plain objects and arrays as JSON text (src/plain.ts says when that equals a clone).
-  Json = 8,
-}
-const FULL = -1;
-const EXITED = -2;
-const NO_MEMORY = -4;
-// Posts are staged per target and handed over in one native call per target and turn (at the
-// next microtask, or when the staging buffer fills): a native call per message would cost more
-// than everything else a post does. The layout is native/inbox.h's MsgHeader, in host order.
-const HEADER = 24;
-const STAGE_BYTES = 64 * 1024;
-const DIRECT_BYTES = 8 * 1024; // bigger payloads go straight to the inbox (after what is staged)
-const LE = endianness() === 'LE';
-
 interface Staging {
   buf: Buffer;
   view: DataView;
@@ -115,64 +79,6 @@ interface PendingCall {
 }
 
 type Held = [from: number, type: number, seq: number, name: number, payload: Buffer | undefined, flags: number];
-
-const num = new Float64Array(1);
-const numBytes = new Uint8Array(num.buffer);
-
-const MAX_PAYLOAD = 2 ** 31 - 1;
-
-function encode(payload: unknown): [Enc, Uint8Array | undefined] {
-  if (payload === undefined) return [Enc.None, undefined];
-  if (payload instanceof Uint8Array) {
-    if (payload.byteLength > MAX_PAYLOAD) throw new RangeError(`a message payload is limited to 2 GiB, got ${payload.byteLength} bytes`);
-    return [Enc.Bytes, payload];
-  }
-  switch (typeof payload) {
-    case 'number':
-      num[0] = payload;
-      return [Enc.Number, numBytes]; // copied into the staging buffer right away
-    case 'string':
-      return [Enc.String, Buffer.from(payload)];
-    case 'boolean':
-      return [payload ? Enc.True : Enc.False, undefined];
-  }
-  if (payload === null) return [Enc.Null, undefined];
-  const json = plainJson(payload);
-  if (json !== undefined) return [Enc.Json, Buffer.from(json)];
-  let bytes: Buffer;
-  try {
-    bytes = serialize(payload);
-  } catch (e) {
-    throw new TypeError(
-      `a message payload must be bytes or a structured-cloneable value (${(e as Error).message}); ` +
-        'functions, symbols and SharedArrayBuffers do not travel in messages: share a SharedArrayBuffer through createRuntime({ data })',
-    );
-  }
-  if (bytes.byteLength > MAX_PAYLOAD) throw new RangeError(`a message payload is limited to 2 GiB, got ${bytes.byteLength} bytes serialized`);
-  return [Enc.Clone, bytes];
-}
-
-function decode(flags: number, bytes: Buffer | undefined): unknown {
-  switch (flags) {
-    case Enc.Bytes:
-      return bytes;
-    case Enc.Clone:
-      return deserialize(bytes!);
-    case Enc.Json:
-      return JSON.parse(bytes!.toString());
-    case Enc.Number:
-      return LE ? bytes!.readDoubleLE(0) : bytes!.readDoubleBE(0);
-    case Enc.String:
-      return bytes === undefined ? '' : bytes.toString();
-    case Enc.True:
-      return true;
-    case Enc.False:
-      return false;
-    case Enc.Null:
-      return null;
-  }
-  return undefined;
-}
 
 class Handle implements PostHandle {
   constructor(
@@ -364,7 +270,7 @@ export class Messenger {
     } catch (e) {
       return Promise.reject(e as Error);
     }
-    const timeoutMs = options.timeoutMs ?? 30_000;
+    const timeoutMs = options.timeoutMs ?? CALL_TIMEOUT_MS;
     if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0))
       return Promise.reject(new TypeError(`timeoutMs must be a number >= 0, got ${String(options.timeoutMs)}`));
     if (this.#exited.has(t) || Atomics.load(this.#gauges, 2 * t) < 0) return Promise.reject(this.#exitedError(thread));
@@ -456,6 +362,12 @@ export class Messenger {
   /** @internal */
   _cancel(target: number, seq: number): boolean {
     return this.#cancelStaged(target, seq) || this.#native.cancel(target, seq);
+  }
+
+  /** @internal Takes the Message and MsgArena records of its loop. */
+  register(t: RecordTable): void {
+    t.on(Rec.Message, (from, r, o) => this._message(from, r[o + 2]!, r[o + 3]!, r[o + 4]!, r[o + 5]!, r[o + 6]!, r[o + 7]!));
+    t.on(Rec.MsgArena, () => this._arena(t.takeArena()));
   }
 
   /** @internal The next message records' payloads are in this arena. */
@@ -653,7 +565,6 @@ export class Messenger {
     return Object.assign(iappError('ERR_THREAD_EXITED', `thread ${String(thread)} has exited`), { thread });
   }
 }
-
 
 function asErr(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));

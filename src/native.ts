@@ -1,54 +1,8 @@
-// The only module that loads the addon. Everything native is typed here.
+// The only module that loads the addon. It types the loop's own native methods and the loader's;
+// each primitive types its own beside its code (see NativeLoop).
 import { createRequire } from 'node:module';
 
 import { IappError } from './errors.js';
-import type { LoopStats } from './loop.js';
-
-export interface NativeListenSpec {
-  host?: string;
-  port?: number;
-  path?: string;
-  permissions?: number;
-  backlog?: number;
-  shared?: boolean;
-  ipv6Only?: boolean;
-  shed?: boolean;
-  group?: string;
-  fd?: number;
-  mode?: number;
-  noDelay?: boolean;
-  allowHalfOpen?: boolean;
-  highWaterMark?: number;
-  quiet?: boolean;
-  lowWaterMark?: number;
-  priority?: number;
-}
-
-export interface NativeConnectSpec {
-  host?: string;
-  port?: number;
-  path?: string;
-  localAddress?: string;
-  localPort?: number;
-  mode?: number;
-  noDelay?: boolean;
-  allowHalfOpen?: boolean;
-  highWaterMark?: number;
-  lowWaterMark?: number;
-  priority?: number;
-}
-
-export interface NativeUdpSpec {
-  host?: string;
-  port?: number;
-  fd?: number;
-  group?: string;
-  peerHost?: string;
-  peerPort?: number;
-  /** 0 paused, 1 native sink, 2 datagrams to JS. */
-  read?: number;
-  highWaterMark?: number;
-}
 
 export interface NativeAddress {
   address?: string;
@@ -56,132 +10,38 @@ export interface NativeAddress {
   family?: 'IPv4' | 'IPv6' | 'unix';
 }
 
-/** What the native loop counts; the public LoopStats adds what only JS knows. */
-export type NativeLoopStats = Omit<LoopStats, 'sockets' | 'listeners' | 'errors' | 'app'> & {
-  handles: number;
-  quietSockets: number;
-  /** By errno number (positive), as a string key. */
-  errors: Record<string, number>;
-};
-
+/**
+ * One native loop's methods, composed per primitive: here those of the loop itself; each
+ * primitive declares its own beside its code (`declare module './native.js'`), as native/
+ * defines them per primitive: src/socket-options.ts (listen, connect, udp, adoptFd),
+ * socket.ts, listener.ts, udp.ts, dialer.ts, file.ts, pipe.ts, timer.ts, child.ts, wire.ts
+ * (messaging), loop-stats.ts. So this file imports no other module of src/ but errors.ts, and no
+ * import cycle runs through it.
+ */
 export interface NativeLoop {
-  listen(spec: NativeListenSpec): NativeAddress & { id: number };
-  connect(spec: NativeConnectSpec): number;
-  write(id: number, chunk: Uint8Array): boolean;
-  writev(id: number, chunks: readonly Uint8Array[]): boolean;
-  end(id: number): void;
-  destroy(id: number, reset: boolean): number;
-  setReadMode(id: number, mode: number): void;
-  setNoDelay(id: number, on: boolean): void;
-  setIdleTimeout(id: number, ms: number): void;
-  setKeepAlive(id: number, on: boolean, idleS: number, intervalS: number, count: number): void;
-  setHighWaterMark(id: number, bytes: number): void;
-  socketCounters(id: number, out: Float64Array): boolean;
-  addresses(id: number): { local?: NativeAddress; remote?: NativeAddress };
-  push(id: number, chunk: Uint8Array): void;
-  setAnnounce(listenerId: number, on: boolean): void;
   endQuiet(): number;
   destroyQuiet(): { count: number; unsent: number };
-  udp(spec: NativeUdpSpec): NativeAddress & { id: number };
-  /** 0 paused, 1 native sink, 2 datagrams to JS. */
-  udpRead(id: number, mode: number): void;
-  /** 1 under the high-water mark, 0 at it (a UdpDrain record follows). */
-  udpSendBatch(id: number, staging: Uint8Array, length: number, count: number): number;
-  udpPackAddress(host: string): Uint8Array | null;
-  udpPush(id: number, chunk: Uint8Array | null): void;
-  udpCounters(id: number, out: Float64Array): boolean;
-  udpClose(id: number): void;
-  pauseListener(id: number): void;
-  resumeListener(id: number): void;
-  closeListener(id: number): void;
-  stats(): NativeLoopStats;
   /** `heldMessages`: messages JS took and will not run, counted as dropped in the exit notice. */
   close(heldMessages?: number): void;
-  attach(group: number, self: number): void;
-  announce(): void;
-  /** Microseconds of inbox polling after activity before sleeping (0: never). */
-  setBusyPoll(us: number): void;
   /** Microseconds of native work per loop turn before returning to libuv (0: no limit). */
   setTurnBudget(us: number): void;
-  dial(spec: import('./dialer.js').NativeDialSpec): number;
-  /** undefined once the loop is closed. */
-  dialerStats(id: number): import('./dialer.js').NativeDialerStats | undefined;
-  dialerStop(id: number): void;
-  dialerClose(id: number): void;
   setRef(on: boolean): void;
-  timerViews(rel: Float64Array, abs: BigInt64Array, period: Float64Array, ctl: Int32Array, dirty: Int32Array, flags: Uint8Array, order: Float64Array): void;
-  timerAlloc(clock: number, priority: number): number;
-  timerFree(slot: number): void;
-  now(clock: number): bigint;
-  testClockJump(ns: bigint): void;
-  setInboxPriority(priority: number): void;
-  childReserve(priority: number): number;
-  childAttach(id: number, pid: number): boolean;
-  childClose(id: number): void;
-  /** 0, -1 inbox full, -2 target exited (or this endpoint is closed), -3 no such endpoint. */
-  post(target: number, type: number, name: number, seq: number, flags: number, payload: Uint8Array | undefined, bounded: boolean): number;
-  cancel(target: number, seq: number): boolean;
-  postBatch(target: number, staging: Uint8Array, length: number, count: number): number;
-  gauges(): ArrayBuffer;
-  subscribe(topic: number, on: boolean): void;
-  broadcast(topic: number, seq: number, flags: number, payload: Uint8Array | undefined, reached: Float64Array, bounded: boolean): number[];
-  members(): number[];
-  detach(socketId: number): number;
-  adoptFd(fd: number, spec: { mode: number; noDelay: boolean; allowHalfOpen: boolean; highWaterMark: number; lowWaterMark?: number; priority: number }): number;
-  adopt(token: number, mode: number): number;
-  /** beneath: 0, or the id of an open directory the path must resolve beneath. */
-  fileOpen(req: number, path: string, flags: number, mode: number, beneath: number): void;
-  fileClose(req: number, file: number): void;
-  fileStat(req: number, file: number): void;
-  fileTruncate(req: number, file: number, length: number): void;
-  fileRead(req: number, file: number, buffers: readonly Uint8Array[], offset: number): void;
-  fileWrite(req: number, file: number, buffers: readonly Uint8Array[], offset: number): void;
-  fileSync(req: number, file: number, dataOnly: boolean): void;
-  /** length -1: to the end of src. */
-  fileCopy(req: number, src: number, dst: number, srcOffset: number, dstOffset: number, length: number): void;
-  /** length -1: to the end of the file. */
-  sendFile(socket: number, file: number, offset: number, length: number, req: number): void;
-  pipe(src: number, dst: number, id: number, halfOpen: boolean): void;
-  pipeGo(src: number, id: number): void;
-  diskEngine(): 'io_uring' | 'pool';
 }
 
-interface Addon {
+/**
+ * The addon's process-wide functions: here the loader's; each primitive declares its own as it
+ * does its NativeLoop methods (file.ts, child.ts, wire.ts, faults.ts, listen-socket.ts,
+ * activation.ts, conns.ts, live.ts, build.ts).
+ */
+export interface Addon {
   NativeLoop: new (
     onBatch: (count: number, arenas: Buffer[] | undefined) => void,
     records: Float64Array,
   ) => NativeLoop;
   raiseFileLimit(): { before: number; soft: number; hard: number };
-  listenSocket(spec: { host?: string; port?: number; path?: string; permissions?: number; backlog?: number; ipv6Only?: boolean }): NativeAddress & { fd: number };
-  closeFd(fd: number): void;
-  /** The most threads the process-wide disk pool may start; returns the value in force. */
-  setDiskThreads(n: number): number;
-  /** 0 auto, 1 pool, 2 io_uring: for loops whose files are set up from now on (process-wide). */
-  setDiskEngine(engine: number): void;
-  createGroup(size: number, maxMessages: number, maxBytes: number): number;
-  spawn(file: string, args: readonly string[], env: string[] | undefined, cwd: string | undefined, stdio: number): number;
-  releaseGroup(id: number): number;
-  intern(name: string): number;
-  internedName(id: number): string;
   setErrorFactory(f: (errno: number, syscall: string, context: string) => Error): void;
-  /** [site, errno, rate, max, after] per rule; false if there are too many. */
-  setFaults(entries: number[][]): boolean;
-  faultCounts(): number[];
-  fault(site: number): number;
-  faultSites: string[];
-  liveHandles(): import('./live.js').LiveHandles;
-  /** true: opens beneath a directory use the portable walk; false: the kernel's primitive. */
-  setConfinement(walk: boolean): void;
-  confinement(): import('./file.js').Confinement;
-  connections(): import('./conns.js').ConnectionCounts;
-  socketKind(fd: number): { kind: 'listening' | 'connected' | 'stream' | 'datagram' | 'other'; family: 'IPv4' | 'IPv6' | 'unix' | 'other' };
-  /** Without an fd: makes a block to share and returns its fd; with one: counts into it as process slot `slot`. */
-  shareConnections(fd?: number, slot?: number): number;
-  setConnectionLimits(total: number, perAddress: number): void;
-  reclaimConnections(slot: number): void;
   syscallNames: string[];
   constants: { recordStride: number; recordCapacity: number; defaultTurnBudgetUs: number };
-  build: import('./build.js').BuildInfo;
 }
 
 const require = createRequire(import.meta.url);

@@ -1,6 +1,15 @@
 import { IappError, iappError } from './errors.js';
-import { native as addon, type NativeLoop } from './native.js';
+import { native as addon, Rec, type NativeLoop } from './native.js';
+import type { RecordTable } from './records.js';
 import type { Socket } from './socket.js';
+
+// Pipes between two sockets of a loop.
+declare module './native.js' {
+  interface NativeLoop {
+    pipe(src: number, dst: number, id: number, halfOpen: boolean): void;
+    pipeGo(src: number, id: number): void;
+  }
+}
 
 /** How a pipe ended. */
 export interface PipeResult {
@@ -44,6 +53,12 @@ export class Pipes {
     src._hold(true);
     dst._pipedInto(true);
     return new Promise((resolve, reject) => this.#pending.set(id, { resolve, reject, src, dst, early: 0 }));
+  }
+
+  /** Takes the Pipe and PipeHeld records of its loop. */
+  register(t: RecordTable): void {
+    t.on(Rec.PipeHeld, (id) => this.held(id));
+    t.on(Rec.Pipe, (id, r, o) => this.complete(id, r[o + 2]!, r[o + 3]!, r[o + 4]!, r[o + 5]!));
   }
 
   /** A kRecPipeHeld record: what src delivered before the pipe goes to dst first, then it moves. */

@@ -5,13 +5,16 @@ import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 
+import { CLOSE_TIMEOUT_MS, INBOX_BYTES, INBOX_MESSAGES, START_TIMEOUT_MS, TURN_BUDGET_US } from './defaults.js';
 import { fromWire, IappError, iappError, type WireError } from './errors.js';
 import { faultAt } from './faults.js';
 import { Gather } from './gather.js';
 import { IdleTracker } from './idle.js';
-import type { LoopCloseSummary, LoopStats } from './loop.js';
+import type { LoopCloseSummary } from './loop.js';
+import type { LoopStats } from './loop-stats.js';
 import { Messenger, type BroadcastResult, type CallOptions, type InboxOptions, type MessageHandler, type PostHandle, type ThreadId } from './messaging.js';
-import { native, Rec, type NativeLoop } from './native.js';
+import { native, type NativeLoop } from './native.js';
+import { Records } from './records.js';
 
 export interface RuntimeOptions {
   /** Module (path or file URL) every loop thread loads; it exports `setup(loop, info)`. */
@@ -147,13 +150,12 @@ export class Runtime extends EventEmitter {
   #messageGroup = 0;
   #native: NativeLoop | undefined;
   #messenger: Messenger | undefined;
-  #records = new Float64Array(native.constants.recordCapacity * native.constants.recordStride);
   #pool: Promise<{ run(task: unknown, o: { filename: string }): Promise<unknown>; destroy(): Promise<void> }> | undefined;
   #offloadThreads: number | undefined;
-  #inbox: Required<InboxOptions> = { messages: 65536, bytes: 64 * 1024 * 1024 };
+  #inbox: Required<InboxOptions> = { messages: INBOX_MESSAGES, bytes: INBOX_BYTES };
   #busyPollUs = 0;
   #idleTimer: NodeJS.Timeout | undefined;
-  #turnBudgetUs = native.constants.defaultTurnBudgetUs;
+  #turnBudgetUs = TURN_BUDGET_US;
 
   /** @internal Use createRuntime(). */
   constructor(threads: number, limits: FileLimits) {
@@ -165,8 +167,8 @@ export class Runtime extends EventEmitter {
   // The main thread is an endpoint too ('main'): loops post and call it, and it calls them.
   #openMessaging(options: RuntimeOptions): void {
     const bound = options.inbox ?? {};
-    const messages = bound.messages ?? 65536;
-    const bytes = bound.bytes ?? 64 * 1024 * 1024;
+    const messages = bound.messages ?? INBOX_MESSAGES;
+    const bytes = bound.bytes ?? INBOX_BYTES;
     if (!Number.isSafeInteger(messages) || messages < 1) throw new RangeError(`inbox.messages must be a positive integer, got ${String(bound.messages)}`);
     if (!Number.isSafeInteger(messages) || messages > 2 ** 30) throw new RangeError(`inbox.messages must be at most 2^30, got ${String(bound.messages)}`);
     if (!Number.isSafeInteger(bytes) || bytes < 1024 || bytes > 2 ** 30) throw new RangeError(`inbox.bytes must be an integer from 1024 to 2^30, got ${String(bound.bytes)}`);
@@ -174,7 +176,7 @@ export class Runtime extends EventEmitter {
     const busy = options.busyPollUs ?? 0;
     if (typeof busy !== 'number' || !(busy >= 0 && busy <= 1_000_000)) throw new RangeError(`busyPollUs must be from 0 to 1000000, got ${String(options.busyPollUs)}`);
     this.#busyPollUs = busy;
-    const budget = options.turnBudgetUs ?? native.constants.defaultTurnBudgetUs;
+    const budget = options.turnBudgetUs ?? TURN_BUDGET_US;
     if (typeof budget !== 'number' || !(budget >= 0 && budget <= 1_000_000)) throw new RangeError(`turnBudgetUs must be from 0 to 1000000, got ${String(options.turnBudgetUs)}`);
     this.#turnBudgetUs = budget;
     this.#offloadThreads = options.offloadThreads;
@@ -190,21 +192,18 @@ export class Runtime extends EventEmitter {
       native.setDiskEngine(e);
     }
     this.#messageGroup = native.createGroup(this.threads + 1, messages, bytes);
-    const stride = native.constants.recordStride;
-    const r = this.#records;
-    this.#native = new native.NativeLoop((count, arenas) => {
-      let next = 0;
-      for (let i = 0, o = 0; i < count; i++, o += stride) {
-        if (r[o] === Rec.MsgArena) this.#messenger!._arena(arenas![next++]!);
-        else if (r[o] === Rec.Message) this.#messenger!._message(r[o + 1]!, r[o + 2]!, r[o + 3]!, r[o + 4]!, r[o + 5]!, r[o + 6]!, r[o + 7]!);
-      }
-    }, r);
+    // Only messages reach the main thread's loop; a failure in one is its handler's to report.
+    const records = new Records<never>((e) => {
+      throw e;
+    });
+    this.#native = new native.NativeLoop((count, arenas) => records.dispatch(count, arenas), records.view);
     // The loop threads keep the process alive, not the main thread's inbox.
     this.#native.setRef(false);
     this.#messenger = new Messenger(this.#native, this.#messageGroup, this.threads, this.threads, this.#inbox, (error) => {
       if (this.listenerCount('handler-error') > 0) this.emit('handler-error', { thread: 'main', error });
       else process.emitWarning(`iapp: a message handler on the main thread failed: ${error.stack ?? error.message}`);
     });
+    this.#messenger.register(records);
     this.#messenger.handle('iapp:offload', (p: { file: string; task: unknown }) => this.#offload(p.file, p.task));
     this.#messenger.handle('iapp:signal', (signal: NodeJS.Signals) => this.#forwardSignal(signal));
     this.#messenger.ready();
@@ -272,7 +271,7 @@ export class Runtime extends EventEmitter {
     const on = (signal: NodeJS.Signals): void => {
       if (++seen === 1) {
         this.emit('signal', { signal });
-        void this.close({ timeoutMs: options.timeoutMs ?? 5000 }).then((summary) => {
+        void this.close({ timeoutMs: options.timeoutMs ?? CLOSE_TIMEOUT_MS }).then((summary) => {
           for (const s of signals) process.off(s, on);
           this.emit('closed', summary);
         });
@@ -400,7 +399,7 @@ export class Runtime extends EventEmitter {
       });
     }
     let timer: NodeJS.Timeout | undefined;
-    const timeoutMs = options.startTimeoutMs ?? 30_000;
+    const timeoutMs = options.startTimeoutMs ?? START_TIMEOUT_MS;
     try {
       await Promise.race([
         Promise.all(ready),
@@ -429,7 +428,7 @@ export class Runtime extends EventEmitter {
    * threads are joined (terminated if user code keeps one alive a second past that).
    */
   close(options: { timeoutMs?: number } = {}): Promise<CloseSummary> {
-    this.#closing ??= this.#close(options.timeoutMs ?? 5000);
+    this.#closing ??= this.#close(options.timeoutMs ?? CLOSE_TIMEOUT_MS);
     return this.#closing;
   }
 

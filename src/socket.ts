@@ -4,6 +4,28 @@ import { IappError, iappError } from './errors.js';
 import { checkSize, type File } from './file.js';
 import { ReadMode, type NativeAddress, type NativeLoop } from './native.js';
 
+// A stream socket's native methods.
+declare module './native.js' {
+  interface NativeLoop {
+    write(id: number, chunk: Uint8Array): boolean;
+    writev(id: number, chunks: readonly Uint8Array[]): boolean;
+    end(id: number): void;
+    destroy(id: number, reset: boolean): number;
+    setReadMode(id: number, mode: number): void;
+    setNoDelay(id: number, on: boolean): void;
+    setIdleTimeout(id: number, ms: number): void;
+    setKeepAlive(id: number, on: boolean, idleS: number, intervalS: number, count: number): void;
+    setHighWaterMark(id: number, bytes: number): void;
+    socketCounters(id: number, out: Float64Array): boolean;
+    addresses(id: number): { local?: NativeAddress; remote?: NativeAddress };
+    push(id: number, chunk: Uint8Array): void;
+    detach(socketId: number): number;
+    adopt(token: number, mode: number): number;
+    /** length -1: to the end of the file. */
+    sendFile(socket: number, file: number, offset: number, length: number, req: number): void;
+  }
+}
+
 /** How a socket ended. */
 export interface CloseInfo {
   /** Set when the socket closed because of an error (ECONNRESET, EPIPE, …). */

@@ -1,8 +1,20 @@
 // Timers of a loop (native/timers.cc). A timer is allocated once (the only step that can fail)
 // and then armed and disarmed by plain stores into arrays the native loop reads before it next
 // waits: arming calls nothing native, allocates nothing native and cannot fail.
+import { checkInt } from './check.js';
 import { IappError } from './errors.js';
 import type { NativeLoop } from './native.js';
+
+// Timers: slots in shared arrays, and the loop's clocks.
+declare module './native.js' {
+  interface NativeLoop {
+    timerViews(rel: Float64Array, abs: BigInt64Array, period: Float64Array, ctl: Int32Array, dirty: Int32Array, flags: Uint8Array, order: Float64Array): void;
+    timerAlloc(clock: number, priority: number): number;
+    timerFree(slot: number): void;
+    now(clock: number): bigint;
+    testClockJump(ns: bigint): void;
+  }
+}
 
 /** `'monotonic'`: durations, unaffected by changes to the system clock. `'realtime'`: instants of the system (wall) clock. */
 export type ClockName = 'monotonic' | 'realtime';
@@ -211,4 +223,12 @@ export class Timer {
       this.#t.onError(e);
     }
   }
+}
+
+/** Checks `loop.timer()`'s arguments. */
+export function checkTimer(options: TimerOptions, fn: unknown): asserts fn is TimerCallback {
+  if (typeof fn !== 'function') throw new TypeError('timer needs a callback');
+  if (options.clock !== undefined && options.clock !== 'monotonic' && options.clock !== 'realtime')
+    throw new TypeError(`clock must be 'monotonic' or 'realtime', got ${String(options.clock)}`);
+  checkInt('priority', options.priority, -128, 127);
 }

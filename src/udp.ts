@@ -3,6 +3,20 @@ import { endianness } from 'node:os';
 
 import type { NativeAddress, NativeLoop } from './native.js';
 
+// A UDP socket's native methods.
+declare module './native.js' {
+  interface NativeLoop {
+    /** 0 paused, 1 native sink, 2 datagrams to JS. */
+    udpRead(id: number, mode: number): void;
+    /** 1 under the high-water mark, 0 at it (a UdpDrain record follows). */
+    udpSendBatch(id: number, staging: Uint8Array, length: number, count: number): number;
+    udpPackAddress(host: string): Uint8Array | null;
+    udpPush(id: number, chunk: Uint8Array | null): void;
+    udpCounters(id: number, out: Float64Array): boolean;
+    udpClose(id: number): void;
+  }
+}
+
 const counters = new Float64Array(5);
 const LE = endianness() === 'LE';
 /** Bytes before each datagram in a send batch (native/udp.h kUdpHeader). */

@@ -1,245 +1,24 @@
 #!/usr/bin/env node
 // iapp-srv: a TCP/UDP sink server for load tests. Loop threads (over one or more processes)
 // accept connections and discard, count, echo or answer HTTP; this main thread samples the
-// counters, prints them, and prints a reconciled summary when it stops.
-import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
-import { dirname, resolve } from 'node:path';
+// counters, prints them, and prints a reconciled summary when it stops. Its flags are
+// config.ts's; what it prints, output.ts's.
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 
 import { listenFds, socketKind, type ActivatedSocket } from '../src/activation.js';
 import { IdleTracker } from '../src/idle.js';
-import {
-  UsageError,
-  formatEndpoint,
-  parseChoice,
-  parseEndpoint,
-  parseFlags,
-  parseInteger,
-  parseSeconds,
-  type Endpoint,
-} from '../src/cli/args.js';
-import { startFleet, type Fleet, type FleetThreadStats } from '../src/cli/fleet.js';
-import { setConnectionLimits, type ConnectionCounts } from '../src/conns.js';
+import { UsageError, formatEndpoint, parseEndpoint, type Endpoint } from '../src/cli/args.js';
+import { startFleet, type Fleet, type FleetThreadStats, type ProcContext } from '../src/cli/fleet.js';
+import { setConnectionLimits } from '../src/conns.js';
 import { claimUnixPath, ownUnixPath } from '../src/cli/unix-path.js';
-import { confinement } from '../src/file.js';
 import { listenSocket, type ListeningSocket } from '../src/listen-socket.js';
-import { Output, addErrors, formatBytes, formatCount, formatErrors, formatRate } from '../src/cli/report.js';
-import type { Dotfiles } from './files.js';
-import { MAX_BODY_BYTES } from './http.js';
-import { parseBus, type BusConfig, type Member } from '../src/cli/bus.js';
-import type { BoundAddress, Mode, SrvAppStats, SrvLoopData, SrvLoopResult, TcpSpec, UdpSpec } from './loop.js';
-
-const DEFAULT_LISTEN = '[::]:7000';
-const DRAIN_MS = 2000;
-// Larger than any Content-Length a client could send in practice, so "no limit" in effect.
-const MAX_BODY_CAP = 2 ** 50;
-
-const HELP = `Usage: iapp-srv [options]
-
-A TCP/UDP sink server for load tests: accepts connections on every loop thread and discards
-(or counts, echoes, answers HTTP), printing throughput each interval and a summary at the end.
-
-Options:
-  -l, --listen HOST:PORT   TCP address to listen on; [IPv6]:PORT, unix:/path too; repeatable.
-                           Default ${DEFAULT_LISTEN} (all IPv6 and IPv4 addresses) unless --udp is
-                           given or sockets are passed by socket activation. Port 0 picks one.
-  -u, --udp HOST:PORT      UDP address; repeatable. Datagrams are discarded natively (sink, http,
-                           file), counted in JavaScript (data) or sent back to their sender (echo)
-  -m, --mode MODE          sink: discard natively (default); data: deliver to JavaScript and count;
-                           echo: send back what is read; http: answer HTTP/1.1 requests with 200;
-                           file: serve the files under --root to HTTP/1.1 GET, with sendfile
-      --root DIR           file mode: the directory whose regular files are served; every path
-                           is opened beneath it by the kernel, so nothing outside it (a symlink
-                           pointing out: 403) is ever served
-      --dotfiles HOW       file mode: a path with a segment starting with '.' (.env, .git/…):
-                           ignore: 404 (default), deny: 403, allow: served
-      --file-cache N       file mode: files each thread keeps open with their stat, least recently
-                           used out first (default 1024; 0: open and stat every request)
-      --file-cache-valid S file mode: answer from a cached file for S seconds, then open it again
-                           (default 1): a file changed or removed meanwhile may be served as it was
-  -t, --threads N          loop threads over all processes (default: CPUs, here ${availableParallelism()})
-  -p, --procs P            processes to spread the threads over (default 1; more to pass one
-                           process's fd limit)
-      --accept HOW         reuseport: one listening socket per thread, the kernel spreads
-                           connections (default); shared: one socket all threads wait on
-  -d, --duration S         stop after S seconds (default: run until SIGINT/SIGTERM)
-      --idle-exit S        exit 0 after S seconds with no open connection and no new one
-  -i, --stats S            seconds between live lines (default 1)
-      --header-timeout S   http and file modes: close a connection whose request head is not complete in S
-                           seconds, with 408 (default 10)
-      --body-timeout S     http mode: a request body must arrive within S seconds of its head,
-                           else 408 and close (default 60: about 17 KB/s for a 1 MiB body)
-      --keepalive-timeout S  http and file modes: close a connection with no byte either way
-                           for S seconds, between requests or in one (default 75)
-      --max-body BYTES     http and file modes: a request declaring a longer body (Content-Length)
-                           is answered 413 and the connection closed (k/m/g suffixes, 0 refuses
-                           every body; default 1m)
-      --max-conns N        accept at most N connections open at once, over every thread and
-                           process (exact); one more is reset at once and counted as refused
-      --max-conns-per-addr N
-                           at most N open at once from one source address (IPv4 address, IPv6
-                           /64), exact over every thread and process; more are reset and counted
-      --unix-mode MODE     permission bits of unix:/path socket files, in octal (e.g. 660: owner
-                           and group may connect); default: what the umask leaves
-      --rcvlowat BYTES     sink and data modes: wake for a connection only once BYTES are queued
-                           (SO_RCVLOWAT; k/m suffixes). Fewer wakes let one fast sender go much
-                           faster; smaller amounts are counted when more arrive or at close
-      --inetd              serve the socket inetd passed as fd 0: a connection ("nowait", then
-                           exit when it closes) or a listening or datagram socket ("wait", with
-                           --idle-exit); output goes to stderr, as stdout is the same socket
-      --bus nats://H:P     join a run coordinated over this NATS server (with --run): announce
-                           this server, publish its counts, answer the controller's requests
-      --run ID             the run's name on the bus, the same for every instance of one run
-      --json               one JSON object per line on stdout: "listening", "stats", "summary"
-  -v, --verbose            a live line per thread too
-  -h, --help               this text
-
-Socket activation: when started by systemd (or systemd-socket-activate) with LISTEN_FDS, the
-passed sockets are served (listening stream sockets as TCP/Unix, datagram sockets as UDP,
-connections from Accept=yes or --accept by one thread) and --listen/--udp add to them. With
-passed connections and nothing to listen on, it exits once they have closed. SIGINT/SIGTERM stop accepting, drain for up to ${DRAIN_MS / 1000} s and print the
-summary; a second signal exits at once.
-
-Exit status: 0 when stopped by signal, --duration or --idle-exit; 1 on a runtime failure
-(address in use, no permission…); 2 on a bad flag or a --bus it cannot reach.`;
-
-interface Config {
-  tcp: Endpoint[];
-  udp: Endpoint[];
-  mode: Mode;
-  root: string | undefined;
-  dotfiles: Dotfiles;
-  /** file mode: files kept open per thread (0: none), and for how long each answers. */
-  fileCache: number;
-  fileCacheValidS: number;
-  threads: number;
-  procs: number;
-  accept: 'reuseport' | 'shared';
-  durationS: number | undefined;
-  idleExitS: number | undefined;
-  /** --threads was given (else a server with only passed connections runs one thread). */
-  threadsGiven: boolean;
-  inetd: boolean;
-  statsS: number;
-  headerTimeoutS: number;
-  bodyTimeoutS: number;
-  keepaliveTimeoutS: number;
-  maxBodyBytes: number;
-  rcvlowat: number | undefined;
-  maxConns: number;
-  maxConnsPerAddr: number;
-  unixMode: number | undefined;
-  json: boolean;
-  verbose: boolean;
-  bus: BusConfig | undefined;
-}
-
-/** On the run bus (--bus): closed at the end, also when the start fails. */
-let member: Member | undefined;
-
-function parseConfig(argv: string[]): Config | 'help' {
-  const v = parseFlags(argv, {
-    listen: { type: 'string', short: 'l', multiple: true },
-    udp: { type: 'string', short: 'u', multiple: true },
-    mode: { type: 'string', short: 'm' },
-    threads: { type: 'string', short: 't' },
-    procs: { type: 'string', short: 'p' },
-    accept: { type: 'string' },
-    duration: { type: 'string', short: 'd' },
-    'idle-exit': { type: 'string' },
-    stats: { type: 'string', short: 'i' },
-    'header-timeout': { type: 'string' },
-    'body-timeout': { type: 'string' },
-    'keepalive-timeout': { type: 'string' },
-    'max-body': { type: 'string' },
-    root: { type: 'string' },
-    dotfiles: { type: 'string' },
-    'file-cache': { type: 'string' },
-    'file-cache-valid': { type: 'string' },
-    rcvlowat: { type: 'string' },
-    inetd: { type: 'boolean' },
-    'max-conns': { type: 'string' },
-    'max-conns-per-addr': { type: 'string' },
-    'unix-mode': { type: 'string' },
-    json: { type: 'boolean' },
-    verbose: { type: 'boolean', short: 'v' },
-    help: { type: 'boolean', short: 'h' },
-    bus: { type: 'string' },
-    run: { type: 'string' },
-  });
-  if (v.help) return 'help';
-  const bus = parseBus(v.bus, v.run);
-  const threads = v.threads !== undefined ? parseInteger('threads', v.threads, 1, 1024) : availableParallelism();
-  const procs = v.procs !== undefined ? parseInteger('procs', v.procs, 1, 256) : 1;
-  if (procs > threads) throw new UsageError(`--procs ${procs}: more processes than threads (${threads}); raise --threads`);
-  const tcp = (v.listen ?? []).map((s) => parseEndpoint('listen', s, { allowPortZero: true, defaultHost: '::' }));
-  const udp = (v.udp ?? []).map((s) => parseEndpoint('udp', s, { allowPortZero: true, defaultHost: '::' }));
-  for (const u of udp) if (u.path !== undefined) throw new UsageError(`--udp unix:${u.path}: UDP needs HOST:PORT`);
-  const accept = v.accept !== undefined ? parseChoice('accept', v.accept, ['reuseport', 'shared'] as const) : 'reuseport';
-  const mode = v.mode !== undefined ? parseChoice('mode', v.mode, ['sink', 'data', 'echo', 'http', 'file'] as const) : 'sink';
-  let root: string | undefined;
-  if (mode === 'file') {
-    if (v.root === undefined) throw new UsageError('--mode file needs --root DIR: the directory to serve');
-    root = resolve(v.root);
-    let isDir = false;
-    try {
-      isDir = statSync(root).isDirectory();
-    } catch {
-      throw new UsageError(`--root ${v.root}: no such directory`);
-    }
-    if (!isDir) throw new UsageError(`--root ${v.root}: not a directory`);
-  } else if (v.root !== undefined) {
-    throw new UsageError('--root is for --mode file');
-  }
-  if (v.dotfiles !== undefined && mode !== 'file') throw new UsageError('--dotfiles is for --mode file');
-  const dotfiles = v.dotfiles !== undefined ? parseChoice('dotfiles', v.dotfiles, ['ignore', 'deny', 'allow'] as const) : 'ignore';
-  for (const flag of ['file-cache', 'file-cache-valid'] as const) if (v[flag] !== undefined && mode !== 'file') throw new UsageError(`--${flag} is for --mode file`);
-  const fileCache = v['file-cache'] !== undefined ? parseInteger('file-cache', v['file-cache'], 0, 1 << 20) : 1024;
-  const fileCacheValidS = v['file-cache-valid'] !== undefined ? parseSeconds('file-cache-valid', v['file-cache-valid'], true) : 1;
-  const rcvlowat = v.rcvlowat !== undefined ? parseInteger('rcvlowat', v.rcvlowat, 1, 1 << 30, true) : undefined;
-  if (rcvlowat !== undefined && mode !== 'sink' && mode !== 'data')
-    throw new UsageError(`--rcvlowat is for --mode sink or data: a ${mode} reply would wait for more bytes than a request has`);
-  if (v['max-body'] !== undefined && mode !== 'http' && mode !== 'file') throw new UsageError('--max-body is for --mode http or file');
-  const maxBodyBytes = v['max-body'] !== undefined ? parseInteger('max-body', v['max-body'], 0, MAX_BODY_CAP, true) : MAX_BODY_BYTES;
-  const maxConns = v['max-conns'] !== undefined ? parseInteger('max-conns', v['max-conns'], 1, 2 ** 31 - 1) : 0;
-  const maxConnsPerAddr = v['max-conns-per-addr'] !== undefined ? parseInteger('max-conns-per-addr', v['max-conns-per-addr'], 1, 2 ** 31 - 1) : 0;
-  if (maxConns > 0 && maxConnsPerAddr > maxConns)
-    throw new UsageError(`--max-conns-per-addr ${maxConnsPerAddr} is above --max-conns ${maxConns}: it would never apply`);
-  let unixMode: number | undefined;
-  if (v['unix-mode'] !== undefined) {
-    if (!/^[0-7]{3,4}$/.test(v['unix-mode'])) throw new UsageError(`--unix-mode ${v['unix-mode']}: permission bits in octal, such as 660 or 0600`);
-    if (!tcp.some((e) => e.path !== undefined)) throw new UsageError('--unix-mode is for a unix:/path --listen address');
-    unixMode = parseInt(v['unix-mode'], 8);
-  }
-  return {
-    tcp,
-    udp,
-    mode,
-    root,
-    dotfiles,
-    fileCache,
-    fileCacheValidS,
-    maxBodyBytes,
-    rcvlowat,
-    maxConns,
-    maxConnsPerAddr,
-    unixMode,
-    threads,
-    procs,
-    accept,
-    durationS: v.duration !== undefined ? parseSeconds('duration', v.duration) : undefined,
-    idleExitS: v['idle-exit'] !== undefined ? parseSeconds('idle-exit', v['idle-exit']) : undefined,
-    statsS: v.stats !== undefined ? parseSeconds('stats', v.stats) : 1,
-    headerTimeoutS: v['header-timeout'] !== undefined ? parseSeconds('header-timeout', v['header-timeout']) : 10,
-    bodyTimeoutS: v['body-timeout'] !== undefined ? parseSeconds('body-timeout', v['body-timeout']) : 60,
-    keepaliveTimeoutS: v['keepalive-timeout'] !== undefined ? parseSeconds('keepalive-timeout', v['keepalive-timeout']) : 75,
-    threadsGiven: v.threads !== undefined,
-    inetd: v.inetd === true,
-    json: v.json === true,
-    verbose: v.verbose === true,
-    bus,
-  };
-}
+import { runCli } from '../src/cli/run.js';
+import type { Member } from '../src/cli/bus.js';
+import { Output } from '../src/cli/report.js';
+import { DEFAULT_LISTEN, DRAIN_MS, HELP, parse, type Config } from './config.js';
+import type { BoundAddress, SrvLoopData, SrvLoopResult, TcpSpec, UdpSpec } from './loop.js';
+import { addressText, announce, num, printSample, printSummary, refusedOf, totalsOf } from './output.js';
 
 /** Kernel-wide count of connections dropped because an accept queue was full (TcpExt). */
 function listenOverflows(): number | undefined {
@@ -274,79 +53,11 @@ function makeShared(e: Endpoint, unixMode: number | undefined): ListeningSocket 
 /** A failure to report in one line with exit code 1. */
 class RuntimeError extends Error {}
 
-interface Totals {
-  connections: number;
-  accepted: number;
-  closed: number;
-  rxBytes: number;
-  txBytes: number;
-  datagramsIn: number;
-  requests: number;
-  jsBytes: number;
-  httpErrors: number;
-  /** Passed connections (inetd, Accept=yes) still open. */
-  passedOpen: number;
-  errors: Record<string, number>;
-}
-
-const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
-
-/** Connections refused by the bounds, from the counts every process shares. */
-const refusedOf = (c: ConnectionCounts): { maxConns: number; perAddress: number } => ({ maxConns: c.refusedMaxConnections, perAddress: c.refusedPerAddress });
-
-function totalsOf(stats: FleetThreadStats[]): Totals {
-  const t: Totals = { connections: 0, accepted: 0, closed: 0, rxBytes: 0, txBytes: 0, datagramsIn: 0, requests: 0, jsBytes: 0, httpErrors: 0, passedOpen: 0, errors: {} };
-  for (const s of stats) {
-    const app = s.app as SrvAppStats | undefined;
-    t.connections += s.connections;
-    t.accepted += s.accepted;
-    t.closed += s.closed;
-    t.rxBytes += s.bytesIn;
-    t.txBytes += s.bytesOut;
-    t.datagramsIn += num(s.datagramsIn);
-    t.requests += num(app?.requests);
-    t.jsBytes += num(app?.jsBytes);
-    t.httpErrors += num(app?.httpErrors);
-    t.passedOpen += num(app?.passedOpen);
-    addErrors(t.errors, s.errors);
-  }
-  return t;
-}
-
-function addressText(a: BoundAddress): string {
-  if (a.proto === 'unix') return `unix:${a.address}`;
-  const hp = formatEndpoint({ host: a.address, port: a.port ?? 0 });
-  return a.proto === 'udp' ? `udp ${hp}` : hp;
-}
-
-async function main(argv: string[]): Promise<number> {
-  const cfg = parseConfig(argv);
-  if (cfg === 'help') {
-    process.stdout.write(`${HELP}\n`);
-    return 0;
-  }
-  // Signals are taken from the start, not once serving: a program that announces its address and
-  // only then listens for SIGTERM dies of one sent as soon as the address is read (measured: 6
-  // of 10 such starts, because Node loads its signal machinery on the first process.on), and dies
-  // without removing its Unix socket files. Before the fleet is up, the first signal is kept for
-  // later; a second exits at once, as it does afterwards.
-  let signals = 0;
-  let running = false;
-  let firstSignal: NodeJS.Signals | undefined;
-  let stop: (why: string) => Promise<number> = () => Promise.resolve(0);
-  let cleanup = (): void => {};
-  const onSignal = (sig: NodeJS.Signals): void => {
-    if (++signals > 1) {
-      process.stderr.write(`iapp-srv: ${sig} again: exiting without draining\n`);
-      cleanup();
-      process.exit(1);
-    }
-    if (running) void stop(sig);
-    else firstSignal = sig;
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  if (cfg.bus) member = await (await import('./bus.js')).joinAsServer(cfg.bus, cfg.statsS, { threads: cfg.threads, procs: cfg.procs, mode: cfg.mode });
+/**
+ * The sockets passed to this server: by socket activation (LISTEN_FDS) and, with --inetd, fd 0.
+ * Throws for a passed socket it cannot serve.
+ */
+function activatedSockets(cfg: Config): ActivatedSocket[] {
   let activated: ActivatedSocket[];
   try {
     activated = listenFds();
@@ -374,7 +85,6 @@ async function main(argv: string[]): Promise<number> {
     if (nul !== 1) closeSync(nul); // fd 1 was taken by something else meanwhile: leave it closed
     activated.unshift({ fd: 0, name: 'inetd', ...kind });
   }
-  const out = new Output(cfg.json, cfg.inetd ? process.stderr : process.stdout);
   for (const a of activated) {
     if (a.kind === 'stream' || a.kind === 'other')
       throw new RuntimeError(
@@ -382,6 +92,15 @@ async function main(argv: string[]): Promise<number> {
           'pass listening, datagram or accepted sockets',
       );
   }
+  return activated;
+}
+
+/**
+ * Settles what the flags left open once the passed sockets are known (threads, the default
+ * address), claims Unix socket paths and sets the connection bounds. Returns the passed
+ * connections, and whether there is nothing else to serve.
+ */
+async function prepare(cfg: Config, activated: ActivatedSocket[], out: Output): Promise<{ passed: ActivatedSocket[]; onlyPassed: boolean }> {
   const passed = activated.filter((a) => a.kind === 'connected');
   if (passed.length > 0 && cfg.procs > 1)
     throw new UsageError(`--procs ${cfg.procs}: a passed connection is served by one process; drop --procs`);
@@ -405,6 +124,79 @@ async function main(argv: string[]): Promise<number> {
     // Before any process exists: the fleet's shared counts carry the bounds to every process.
     setConnectionLimits({ total: cfg.maxConns, perAddress: cfg.maxConnsPerAddr });
   }
+  return { passed, onlyPassed };
+}
+
+/** What each process's loop threads are given: `made` holds the sockets made here to share, by index in cfg.tcp. */
+function loopData(cfg: Config, activated: ActivatedSocket[], made: Map<number, ListeningSocket>): (ctx: ProcContext) => SrvLoopData {
+  return (ctx) => {
+    const first = ctx.first as SrvLoopResult[] | undefined;
+    let sharedSeen = 0;
+    const tcp: TcpSpec[] = cfg.tcp.map((e, i) => {
+      if (made.has(i)) return { fd: ctx.fds[activated.length + sharedSeen++]! };
+      if (e.path !== undefined) return { path: e.path, ...(cfg.unixMode !== undefined ? { permissions: cfg.unixMode } : {}) };
+      // Port 0 across processes: the others join the port process 0 got.
+      const port = e.port === 0 && first ? (first[0]!.tcp[i]!.port ?? 0) : e.port;
+      return { host: e.host, port, name: `listen${i}` };
+    });
+    const udp: UdpSpec[] = cfg.udp.map((e, i) => {
+      const port = e.port === 0 && first ? (first[0]!.udp[i]!.port ?? 0) : e.port!;
+      return { host: e.host!, port, name: `udp${i}` };
+    });
+    return {
+      mode: cfg.mode,
+      accept: cfg.accept,
+      tcp,
+      udp,
+      activated: activated.map((a, i) => ({ fd: ctx.fds[i]!, name: a.name, kind: a.kind as 'listening' | 'connected' | 'datagram' })),
+      headerTimeoutMs: Math.round(cfg.headerTimeoutS * 1000),
+      bodyTimeoutMs: Math.round(cfg.bodyTimeoutS * 1000),
+      keepaliveTimeoutMs: Math.round(cfg.keepaliveTimeoutS * 1000),
+      maxBodyBytes: cfg.maxBodyBytes,
+      ...(cfg.root !== undefined
+        ? { root: cfg.root, dotfiles: cfg.dotfiles, fileCache: cfg.fileCache, fileCacheValidMs: Math.round(cfg.fileCacheValidS * 1000) }
+        : {}),
+      ...(cfg.rcvlowat !== undefined ? { rcvlowat: cfg.rcvlowat } : {}),
+      firstThread: ctx.firstThread,
+      proc: ctx.proc,
+    } satisfies SrvLoopData;
+  };
+}
+
+/** On the run bus (--bus): closed at the end, also when the start fails. */
+let member: Member | undefined;
+
+async function main(argv: string[]): Promise<number> {
+  const cfg = parse(argv);
+  if (cfg === 'help') {
+    process.stdout.write(`${HELP}\n`);
+    return 0;
+  }
+  // Signals are taken from the start, not once serving: a program that announces its address and
+  // only then listens for SIGTERM dies of one sent as soon as the address is read (measured: 6
+  // of 10 such starts, because Node loads its signal machinery on the first process.on), and dies
+  // without removing its Unix socket files. Before the fleet is up, the first signal is kept for
+  // later; a second exits at once, as it does afterwards.
+  let signals = 0;
+  let running = false;
+  let firstSignal: NodeJS.Signals | undefined;
+  let stop: (why: string) => Promise<number> = () => Promise.resolve(0);
+  let cleanup = (): void => {};
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (++signals > 1) {
+      process.stderr.write(`iapp-srv: ${sig} again: exiting without draining\n`);
+      cleanup();
+      process.exit(1);
+    }
+    if (running) void stop(sig);
+    else firstSignal = sig;
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  if (cfg.bus) member = await (await import('./bus.js')).joinAsServer(cfg.bus, cfg.statsS, { threads: cfg.threads, procs: cfg.procs, mode: cfg.mode });
+  const activated = activatedSockets(cfg);
+  const out = new Output(cfg.json, cfg.inetd ? process.stderr : process.stdout);
+  const { passed, onlyPassed } = await prepare(cfg, activated, out);
 
   // Passed to every process as fds 3, 4, …: activated sockets first, then the sockets made here
   // to be shared by the processes (a Unix path cannot be bound by several; a TCP socket with
@@ -432,38 +224,7 @@ async function main(argv: string[]): Promise<number> {
       threads: cfg.threads,
       procs: cfg.procs,
       inheritFds,
-      data: (ctx) => {
-        const first = ctx.first as SrvLoopResult[] | undefined;
-        let sharedSeen = 0;
-        const tcp: TcpSpec[] = cfg.tcp.map((e, i) => {
-          if (made.has(i)) return { fd: ctx.fds[activated.length + sharedSeen++]! };
-          if (e.path !== undefined) return { path: e.path, ...(cfg.unixMode !== undefined ? { permissions: cfg.unixMode } : {}) };
-          // Port 0 across processes: the others join the port process 0 got.
-          const port = e.port === 0 && first ? (first[0]!.tcp[i]!.port ?? 0) : e.port;
-          return { host: e.host, port, name: `listen${i}` };
-        });
-        const udp: UdpSpec[] = cfg.udp.map((e, i) => {
-          const port = e.port === 0 && first ? (first[0]!.udp[i]!.port ?? 0) : e.port!;
-          return { host: e.host!, port, name: `udp${i}` };
-        });
-        return {
-          mode: cfg.mode,
-          accept: cfg.accept,
-          tcp,
-          udp,
-          activated: activated.map((a, i) => ({ fd: ctx.fds[i]!, name: a.name, kind: a.kind as 'listening' | 'connected' | 'datagram' })),
-          headerTimeoutMs: Math.round(cfg.headerTimeoutS * 1000),
-          bodyTimeoutMs: Math.round(cfg.bodyTimeoutS * 1000),
-          keepaliveTimeoutMs: Math.round(cfg.keepaliveTimeoutS * 1000),
-          maxBodyBytes: cfg.maxBodyBytes,
-          ...(cfg.root !== undefined
-            ? { root: cfg.root, dotfiles: cfg.dotfiles, fileCache: cfg.fileCache, fileCacheValidMs: Math.round(cfg.fileCacheValidS * 1000) }
-            : {}),
-          ...(cfg.rcvlowat !== undefined ? { rcvlowat: cfg.rcvlowat } : {}),
-          firstThread: ctx.firstThread,
-          proc: ctx.proc,
-        } satisfies SrvLoopData;
-      },
+      data: loopData(cfg, activated, made),
     });
   } catch (e) {
     await fleet?.close({ timeoutMs: 0 });
@@ -487,45 +248,8 @@ async function main(argv: string[]): Promise<number> {
     ...first.udp,
   ];
 
-  // Before anything else: how many connections this can hold.
-  const lim = fleet.limits;
-  const limitText = lim.every((l) => l.soft === lim[0]!.soft)
-    ? `fd limit ${formatCount(lim[0]!.soft)} per process${lim[0]!.before !== lim[0]!.soft ? ` (raised from ${formatCount(lim[0]!.before)})` : ''}` +
-      `${lim[0]!.soft < lim[0]!.hard ? `, hard ${formatCount(lim[0]!.hard)}` : ''}, ${cfg.procs} process${cfg.procs > 1 ? 'es' : ''}`
-    : `fd limits ${lim.map((l) => formatCount(l.soft)).join(', ')} (per process)`;
-  out.line(limitText);
-  if (cfg.mode === 'file')
-    out.line(`serving ${cfg.root} (paths opened beneath it: ${confinement()}; dotfiles: ${cfg.dotfiles})`);
-  out.line(
-    `iapp-srv: ${cfg.mode} mode, ${cfg.threads} thread${cfg.threads > 1 ? 's' : ''}` +
-      `${cfg.procs > 1 ? ` in ${cfg.procs} processes` : ''}` +
-      (cfg.tcp.some((e) => e.path === undefined) ? `, accept ${cfg.accept}` : ''),
-  );
-  for (const a of first.activated)
-    out.line(
-      `serving ${a.connection ? 'a connection from ' : ''}${addressText(a)} ` +
-        (cfg.inetd && a.fd === 0 ? '(inetd: fd 0)' : `(socket activation: fd ${a.fd}, name ${a.name})`),
-    );
-  for (const a of addresses.slice(first.activated.length)) out.line(`listening on ${addressText(a)}`);
-  out.record({
-    type: 'listening',
-    addresses: addresses.map((a) => ({ ...a, text: addressText(a) })),
-    mode: cfg.mode,
-    threads: cfg.threads,
-    procs: cfg.procs,
-    accept: cfg.accept,
-    activated: first.activated.length > 0,
-    fdLimit: lim.map((l) => l.soft),
-    ...(cfg.mode === 'file' ? { root: cfg.root, confinement: confinement(), dotfiles: cfg.dotfiles } : {}),
-    ...(cfg.maxConns > 0 || cfg.maxConnsPerAddr > 0 ? { limits: { maxConns: cfg.maxConns, maxConnsPerAddr: cfg.maxConnsPerAddr } } : {}),
-  });
-
+  announce(out, cfg, fleet.limits, first, addresses);
   const bounded = cfg.maxConns > 0 || cfg.maxConnsPerAddr > 0;
-  if (bounded)
-    out.line(
-      `connections bounded: ${cfg.maxConns > 0 ? `${formatCount(cfg.maxConns)} at once` : 'no total bound'}, ` +
-        `${cfg.maxConnsPerAddr > 0 ? `${formatCount(cfg.maxConnsPerAddr)} per source address` : 'no bound per address'} (exact over every process)`,
-    );
 
   // Only for rate-limiting the messages: the loops count accept errors in their stats already.
   const errorsSeen: Record<string, number> = {};
@@ -564,56 +288,7 @@ async function main(argv: string[]): Promise<number> {
       const tot = totalsOf(stats);
       const idleMs = idle.sample(stats, Date.now());
       if (print) {
-        const dt = t - prev.t || 1;
-        const rate = (tot.rxBytes - prev.totals.rxBytes) / dt;
-        const newConns = tot.accepted - prev.totals.accepted;
-        const closed = tot.closed - prev.totals.closed;
-        const reqRate = (tot.requests - prev.totals.requests) / dt;
-        const dgrams = tot.datagramsIn - prev.totals.datagramsIn;
-        out.record({
-          type: 'stats',
-          t: Number(t.toFixed(3)),
-          connections: tot.connections,
-          new: newConns,
-          closed,
-          accepted: tot.accepted,
-          rxBytes: tot.rxBytes,
-          rxBytesPerS: Math.round(rate),
-          txBytes: tot.txBytes,
-          datagramsIn: tot.datagramsIn,
-          ...((cfg.mode === 'http' || cfg.mode === 'file') ? { requests: tot.requests, requestsPerS: Math.round(reqRate) } : {}),
-          refused,
-          errors: tot.errors,
-          ...(cfg.verbose
-            ? {
-                perThread: stats.map((s) => ({
-                  thread: s.thread,
-                  proc: s.proc,
-                  connections: s.connections,
-                  accepted: s.accepted,
-                  rxBytes: s.bytesIn,
-                  rxBytesPerS: Math.round((s.bytesIn - (prev.perThread.get(s.thread)?.bytesIn ?? 0)) / dt),
-                })),
-              }
-            : {}),
-        });
-        out.line(
-          `${t.toFixed(1).padStart(7)}s  conns ${formatCount(tot.connections)}  new ${formatCount(newConns)}  closed ${formatCount(closed)}` +
-            `  RX ${formatRate(rate)}  total ${formatBytes(tot.rxBytes)}` +
-            (cfg.udp.length > 0 || dgrams > 0 ? `  datagrams ${formatCount(dgrams)}` : '') +
-            ((cfg.mode === 'http' || cfg.mode === 'file') ? `  ${formatCount(Math.round(reqRate))} req/s` : '') +
-            ((cfg.mode === 'echo' || cfg.mode === 'file') ? `  TX total ${formatBytes(tot.txBytes)}` : '') +
-            (bounded || refused.maxConns + refused.perAddress > 0 ? `  refused ${formatCount(refused.maxConns + refused.perAddress)}` : ''),
-        );
-        if (cfg.verbose) {
-          for (const s of stats) {
-            const r = (s.bytesIn - (prev.perThread.get(s.thread)?.bytesIn ?? 0)) / dt;
-            out.line(
-              `           thread ${s.thread}${cfg.procs > 1 ? ` (proc ${s.proc})` : ''}: conns ${formatCount(s.connections)}` +
-                `  accepted ${formatCount(s.accepted)}  RX ${formatRate(r)}  total ${formatBytes(s.bytesIn)}`,
-            );
-          }
-        }
+        printSample(out, cfg, bounded, t, stats, tot, refused, prev);
         prev = { t, totals: tot, perThread: new Map(stats.map((s) => [s.thread, s])) };
       }
       if (cfg.idleExitS !== undefined && idleMs >= cfg.idleExitS * 1000) void stop(`idle for ${cfg.idleExitS} s`);
@@ -687,47 +362,8 @@ async function main(argv: string[]): Promise<number> {
           errors: s.errors,
         })),
       });
-      if (!cfg.json) {
-        out.line('');
-        out.table(
-          perThread.map((s) => ({
-            thread: s.thread,
-            ...(cfg.procs > 1 ? { proc: s.proc } : {}),
-            accepted: s.accepted,
-            closed: s.closed,
-            'RX bytes': s.bytesIn,
-            'RX avg': formatRate(s.bytesIn / (durationS || 1)),
-            ...(cfg.udp.length > 0 || first.activated.some((a) => a.proto === 'udp')
-              ? { datagrams: num(s.datagramsIn) }
-              : {}),
-            ...(cfg.mode === 'echo' || cfg.mode === 'file' ? { 'TX bytes': s.bytesOut } : {}),
-            ...((cfg.mode === 'http' || cfg.mode === 'file') ? { requests: num((s.app as SrvAppStats | undefined)?.requests) } : {}),
-            errors: formatErrors(s.errors),
-          })),
-        );
-        out.line('');
-        out.line(
-          `total: ${formatBytes(tot.rxBytes)} received (${formatCount(tot.rxBytes)} bytes) in ${durationS.toFixed(2)} s, ` +
-            `${formatRate(tot.rxBytes / (durationS || 1))} average`,
-        );
-        out.line(
-          `connections: ${formatCount(tot.accepted)} accepted, ${passed.length > 0 ? `${formatCount(passed.length)} passed, ` : ''}` +
-            `${formatCount(tot.closed)} closed, peak ${formatCount(peak)} open` +
-            (tot.datagramsIn > 0 || cfg.udp.length > 0 ? `; datagrams: ${formatCount(tot.datagramsIn)}` : ''),
-        );
-        if (cfg.mode === 'file') out.line(`file: ${formatCount(tot.requests)} requests answered, ${formatCount(tot.httpErrors)} refused or not found`);
-        if (cfg.mode === 'http') out.line(`http: ${formatCount(tot.requests)} requests answered, ${formatCount(tot.httpErrors)} refused`);
-        if (cfg.mode === 'echo') out.line(`echo: ${formatBytes(tot.txBytes)} sent back (${formatCount(tot.txBytes)} bytes)`);
-        if (bounded || refused.maxConns + refused.perAddress > 0)
-          out.line(`refused: ${formatCount(refused.maxConns)} over --max-conns, ${formatCount(refused.perAddress)} over --max-conns-per-addr (reset at once)`);
-        out.line(`errors: ${formatErrors(errors)}`);
-        if (closeSummary.reset > 0) out.line(`drain: ${formatCount(closeSummary.reset)} connections reset at the deadline`);
-        if (overflows)
-          out.line(
-            `ListenOverflows: +${formatCount(overflows)} (kernel-wide): accept queues overflowed, clients stalled ~1 s per retry; ` +
-              'add threads or processes',
-          );
-      }
+      if (!cfg.json)
+        printSummary(out, cfg, { perThread, tot, durationS, first, passed: passed.length, peak, bounded, refused, reset: closeSummary.reset, overflows });
       cleanup();
       await member?.close();
       return 0;
@@ -737,23 +373,20 @@ async function main(argv: string[]): Promise<number> {
   };
 
   running = true;
-  if (member) (await import('./bus.js')).serveOnBus(member, async () => (await import('./bus.js')).serverCounts({ ...totalsOf(await fleet.stats()) }));
+  if (member) {
+    const bus = await import('./bus.js');
+    const f = fleet;
+    bus.serveOnBus(member, async () => bus.serverCounts({ ...totalsOf(await f.stats()) }));
+  }
   if (firstSignal !== undefined) void stop(firstSignal); // it came while the fleet was starting
   return done;
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (e: unknown) => {
+await runCli('iapp-srv', async (argv) => {
+  try {
+    return await main(argv);
+  } catch (e) {
     void member?.close();
-    if (e instanceof UsageError) {
-      process.stderr.write(`iapp-srv: ${e.message}\nRun 'iapp-srv --help' for the flags.\n`);
-      process.exitCode = 2;
-    } else {
-      process.stderr.write(`iapp-srv: ${(e as Error).message}\n`);
-      process.exitCode = 1;
-    }
-  },
-);
+    throw e;
+  }
+});

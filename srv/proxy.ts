@@ -2,127 +2,23 @@
 // iapp-proxy: a TCP (and Unix socket) proxy. Every loop thread accepts clients, connects each to
 // a target and moves the bytes both ways with splice (no JavaScript per chunk); this main thread
 // prints the traffic each interval and a summary when it stops.
-import { availableParallelism } from 'node:os';
-
-import { UsageError, formatEndpoint, parseFlags, parseEndpoint, parseInteger, parseSeconds, type Endpoint } from '../src/cli/args.js';
+import { formatEndpoint, type Endpoint } from '../src/cli/args.js';
+import { runCli } from '../src/cli/run.js';
+import { appStats, totals } from '../src/cli/totals.js';
 import { Output, formatBytes, formatCount, formatErrors, formatRate } from '../src/cli/report.js';
 import { connectionCounts, createRuntime, listenFds, setConnectionLimits, type ActivatedSocket, type Runtime, type ThreadStats } from '../src/index.js';
+import { HELP, parse } from './proxy-config.js';
 import type { ProxyLoopData, ProxyStats } from './proxy-loop.js';
 
-const HELP = `Usage: iapp-proxy --listen HOST:PORT --target HOST:PORT [options]
-       iapp-proxy --target HOST:PORT [options]   (listening sockets passed by socket activation)
+const noProxyStats = (): ProxyStats => ({ proxied: 0, unreachable: {}, failed: {}, active: 0, peak: 0, up: 0, down: 0 });
 
-A TCP proxy: accepts connections on every loop thread and connects each to a target, moving the
-bytes both ways natively (splice on Linux: no copy through user space, no JavaScript per chunk),
-with backpressure (at most 256 KiB held per direction) and half-closes passed on.
-
-Options:
-  -l, --listen HOST:PORT     address to accept on ([IPv6]:PORT and unix:/path too); required
-                             unless a service manager passes listening sockets (LISTEN_FDS,
-                             systemd or systemd-socket-activate), which are served instead
-  -T, --target HOST:PORT     where to connect each client; repeat to spread clients over several
-                             targets in turn; required
-  -t, --threads N            loop threads (default: CPUs, here ${availableParallelism()})
-      --max-conns N          at most N clients connected at once (exact over every thread); one
-                             more is reset at once and counted as refused
-      --max-conns-per-addr N at most N at once from one source address (IPv4 address, IPv6 /64)
-      --connect-timeout S    give up on a target that does not answer in S seconds (default 10);
-                             the client is then reset
-  -d, --duration S           stop after S seconds (default: until SIGINT/SIGTERM)
-      --idle-exit S          exit 0 after S seconds with no open connection and no new one
-                             (for a proxy started on demand by socket activation)
-  -i, --stats S              seconds between live lines (default 1)
-      --json                 one JSON object per line on stdout: "listening", "stats", "summary"
-  -h, --help                 this text
-
-SIGINT/SIGTERM stop accepting, let open connections finish for up to 5 s, then reset them and
-print the summary; a second signal cuts that short.
-
-Exit status: 0 when stopped by signal or --duration; 1 on a runtime failure (address in use…);
-2 on a bad flag.`;
-
-interface Config {
-  listen: Endpoint | undefined;
-  targets: Endpoint[];
-  threads: number;
-  connectTimeoutS: number;
-  maxConns: number;
-  maxConnsPerAddr: number;
-  durationS: number | undefined;
-  idleExitS: number | undefined;
-  statsS: number;
-  json: boolean;
+function totalsOf(stats: ThreadStats[]): { accepted: number; rx: number; tx: number; app: ProxyStats } {
+  const t = totals(stats, () => ({ accepted: 0, rx: 0, tx: 0 }), (s) => ({ accepted: s.accepted, rx: s.bytesIn, tx: s.bytesOut }));
+  return { ...t, app: totals(stats, noProxyStats, (s) => appStats<ProxyStats>(s)) };
 }
 
-function parseConfig(argv: string[]): Config | 'help' {
-  const v = parseFlags(argv, {
-    listen: { type: 'string', short: 'l' },
-    target: { type: 'string', short: 'T', multiple: true },
-    threads: { type: 'string', short: 't' },
-    'connect-timeout': { type: 'string' },
-    'max-conns': { type: 'string' },
-    'max-conns-per-addr': { type: 'string' },
-    duration: { type: 'string', short: 'd' },
-    'idle-exit': { type: 'string' },
-    stats: { type: 'string', short: 'i' },
-    json: { type: 'boolean' },
-    help: { type: 'boolean', short: 'h' },
-  });
-  if (v.help) return 'help';
-  if (!v.target?.length) throw new UsageError('--target HOST:PORT is required: where to send them');
-  const maxConns = v['max-conns'] !== undefined ? parseInteger('max-conns', v['max-conns'], 1, 2 ** 31 - 1) : 0;
-  const maxConnsPerAddr = v['max-conns-per-addr'] !== undefined ? parseInteger('max-conns-per-addr', v['max-conns-per-addr'], 1, 2 ** 31 - 1) : 0;
-  if (maxConns > 0 && maxConnsPerAddr > maxConns)
-    throw new UsageError(`--max-conns-per-addr ${maxConnsPerAddr} is above --max-conns ${maxConns}: it would never apply`);
-  return {
-    maxConns,
-    maxConnsPerAddr,
-    listen: v.listen === undefined ? undefined : parseEndpoint('listen', v.listen, { allowPortZero: true, defaultHost: '::' }),
-    targets: v.target.map((t) => parseEndpoint('target', t)),
-    threads: v.threads !== undefined ? parseInteger('threads', v.threads, 1, 1024) : availableParallelism(),
-    connectTimeoutS: v['connect-timeout'] !== undefined ? parseSeconds('connect-timeout', v['connect-timeout']) : 10,
-    durationS: v.duration !== undefined ? parseSeconds('duration', v.duration) : undefined,
-    idleExitS: v['idle-exit'] !== undefined ? parseSeconds('idle-exit', v['idle-exit']) : undefined,
-    statsS: v.stats !== undefined ? parseSeconds('stats', v.stats) : 1,
-    json: v.json === true,
-  };
-}
-
-const add = (into: Record<string, number>, from: Record<string, number> | undefined): void => {
-  for (const [k, n] of Object.entries(from ?? {})) into[k] = (into[k] ?? 0) + n;
-};
-
-function totals(stats: ThreadStats[]): { accepted: number; rx: number; tx: number; app: ProxyStats } {
-  const app: ProxyStats = { proxied: 0, unreachable: {}, failed: {}, active: 0, peak: 0, up: 0, down: 0 };
-  let accepted = 0;
-  let rx = 0;
-  let tx = 0;
-  for (const s of stats) {
-    accepted += s.accepted;
-    rx += s.bytesIn;
-    tx += s.bytesOut;
-    const a = s.app as ProxyStats | undefined;
-    if (!a) continue;
-    app.proxied += a.proxied;
-    app.active += a.active;
-    app.peak += a.peak;
-    app.up += a.up;
-    app.down += a.down;
-    add(app.unreachable, a.unreachable);
-    add(app.failed, a.failed);
-  }
-  return { accepted, rx, tx, app };
-}
-
-async function main(): Promise<number> {
-  let cfg: Config | 'help';
-  try {
-    cfg = parseConfig(process.argv.slice(2));
-  } catch (e) {
-    if (!(e instanceof UsageError)) throw e;
-    process.stderr.write(`iapp-proxy: ${e.message}\nRun 'iapp-proxy --help' for the flags.\n`);
-    return 2;
-  }
+async function main(argv: string[]): Promise<number> {
+  const cfg = parse(argv);
   if (cfg === 'help') {
     process.stdout.write(`${HELP}\n`);
     return 0;
@@ -190,7 +86,7 @@ async function main(): Promise<number> {
   const tick = setInterval(() => {
     void rt.stats().then((stats) => {
       const t = elapsed();
-      const tot = totals(stats);
+      const tot = totalsOf(stats);
       const dt = t - prev.t || 1;
       const up = (tot.rx - prev.rx) / dt;
       const down = (tot.tx - prev.tx) / dt;
@@ -211,7 +107,7 @@ async function main(): Promise<number> {
   out.line(`stopping (${reason}): open connections get up to 5 s`);
   const summary = await rt.close({ timeoutMs: 5000 });
   const stats = summary.stats ?? [];
-  const tot = totals(stats);
+  const tot = totalsOf(stats);
   const t = elapsed();
   const errors = formatErrors({ ...Object.fromEntries(Object.entries(tot.app.unreachable).map(([k, n]) => [`unreachable ${k}`, n])), ...tot.app.failed });
   out.table(
@@ -231,4 +127,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-process.exitCode = await main();
+await runCli('iapp-proxy', main);

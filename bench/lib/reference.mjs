@@ -1,8 +1,8 @@
 // Builds the C reference programs (bench/reference/*.c) on demand with the system compiler into
 // bench/reference/build/ (git-ignored) and returns their paths. A program is rebuilt when its
-// source or the header they share (common.h) is newer than the binary. The compiler is $CC, else the first of cc, gcc, clang found.
+// source or one of the headers they share (common.h, client.h) is newer than the binary. The compiler is $CC, else the first of cc, gcc, clang found.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -29,8 +29,9 @@ export function buildReference(name, { log = () => {} } = {}) {
   const src = join(referenceDir, `${name}.c`);
   const out = join(buildDir, name);
   if (!existsSync(src)) throw new Error(`missing source ${src}`);
-  // The shared header counts as source too.
-  const newest = Math.max(statSync(src).mtimeMs, statSync(join(referenceDir, 'common.h')).mtimeMs);
+  // The shared headers count as source too.
+  const headers = readdirSync(referenceDir).filter((f) => f.endsWith('.h'));
+  const newest = Math.max(statSync(src).mtimeMs, ...headers.map((h) => statSync(join(referenceDir, h)).mtimeMs));
   if (existsSync(out) && statSync(out).mtimeMs >= newest) return out;
   compiler ??= findCompiler();
   mkdirSync(buildDir, { recursive: true });

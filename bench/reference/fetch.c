@@ -23,60 +23,37 @@
  * otherwise, 2 for bad arguments.
  */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <netdb.h>
-#include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/epoll.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
-
-#include "common.h"
+#include "client.h"
 
 #define MAX_EVENTS 1024
 #define TRUNC_LEN (1 << 20)
 
 enum { ST_FREE = 0, ST_CONNECTING, ST_CONNECTED };
 
-static void usage(const char *msg) {
-    if (msg) fprintf(stderr, "fetch: %s\n", msg);
-    fprintf(stderr, "usage: fetch --host ADDR --port P --conns N [--expect BYTES] [--timeout SEC]\n");
-    exit(2);
+static const char *host = "127.0.0.1", *port = NULL;
+static long conns = 1;
+static long long expect = -1;
+static double timeout = 120;
+
+static int take_flag(const char *o, const char *v) {
+    if (!strcmp(o, "--host")) host = v;
+    else if (!strcmp(o, "--port")) { parse_ll(v, "--port", 1, 65535); port = v; }
+    else if (!strcmp(o, "--conns")) conns = (long)parse_ll(v, "--conns", 1, 100000);
+    else if (!strcmp(o, "--expect")) expect = parse_ll(v, "--expect", 0, (long long)1 << 50);
+    else if (!strcmp(o, "--timeout")) timeout = parse_seconds(v, "--timeout");
+    else return 0;
+    return 1;
 }
 
 int main(int argc, char **argv) {
     prog = "fetch";
-    const char *host = "127.0.0.1", *port = NULL;
-    long conns = 1;
-    long long expect = -1;
-    double timeout = 120;
-    for (int i = 1; i < argc; i++) {
-        if (i + 1 >= argc) usage("missing value after an option");
-        const char *o = argv[i], *v = argv[++i];
-        if (!strcmp(o, "--host")) host = v;
-        else if (!strcmp(o, "--port")) { parse_ll(v, "--port", 1, 65535); port = v; }
-        else if (!strcmp(o, "--conns")) conns = (long)parse_ll(v, "--conns", 1, 100000);
-        else if (!strcmp(o, "--expect")) expect = parse_ll(v, "--expect", 0, (long long)1 << 50);
-        else if (!strcmp(o, "--timeout")) {
-            char *end;
-            timeout = strtod(v, &end);
-            if (*v == '\0' || *end != '\0' || !(timeout > 0) || timeout > 86400) usage("--timeout must be seconds > 0");
-        } else usage("unknown option");
-    }
-    if (!port) usage("--port is required");
+    usage_text = "fetch --host ADDR --port P --conns N [--expect BYTES] [--timeout SEC]";
+    each_flag(argc, argv, take_flag);
+    if (!port) usage_error("--port is required");
 
     signal(SIGPIPE, SIG_IGN);
 
-    size_t maxfd = raise_nofile((size_t)conns + 64);
-    if ((size_t)conns + 16 > maxfd) {
-        fprintf(stderr, "fetch: --conns %ld needs more descriptors than the open-file limit (%zu)\n", conns, maxfd);
-        return 2;
-    }
+    size_t maxfd = fd_limit_for(conns);
     unsigned char *state = calloc(maxfd, 1);
     uint64_t *got = calloc(maxfd, sizeof(uint64_t));
     if (!state || !got) {
@@ -84,51 +61,19 @@ int main(int argc, char **argv) {
         return 1;
     }
 
-    struct addrinfo hints = {0}, *ai;
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-    int gai = getaddrinfo(host, port, &hints, &ai);
-    if (gai != 0) {
-        fprintf(stderr, "fetch: bad --host %s: %s\n", host, gai_strerror(gai));
-        return 2;
-    }
+    struct addrinfo *ai = numeric_address(host, port);
     int ep = epoll_create1(EPOLL_CLOEXEC);
-    if (ep < 0) {
-        perror("fetch: epoll_create1");
-        return 1;
-    }
+    if (ep < 0) die("epoll_create1");
 
     uint64_t rx = 0, min_conn = UINT64_MAX, max_conn = 0;
     long connected = 0, failed = 0, eofs = 0, broken = 0, shorts = 0, open_now = 0;
     int timed_out = 0;
     double t0 = now_s(), t_first = -1, t_last = t0;
     for (long i = 0; i < conns; i++) {
-        int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-            report_once("socket", errno);
-            failed++;
-            continue;
-        }
-        if ((size_t)fd >= maxfd) {
-            report_once("socket", EMFILE);
-            failed++;
-            close(fd);
-            continue;
-        }
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
-            report_once("connect", errno);
-            failed++;
-            close(fd);
-            continue;
-        }
         /* EPOLLOUT reports the connect; EPOLLIN the data. */
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT};
-        ev.data.fd = fd;
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
-            report_once("epoll_ctl", errno);
+        int fd = start_connect(ai, ep, EPOLLIN | EPOLLOUT, maxfd);
+        if (fd < 0) {
             failed++;
-            close(fd);
             continue;
         }
         state[fd] = ST_CONNECTING;
@@ -158,9 +103,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < n; i++) {
             int fd = events[i].data.fd;
             if (state[fd] == ST_CONNECTING) {
-                int err = 0;
-                socklen_t el = sizeof err;
-                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0) err = errno;
+                int err = connect_error(fd);
                 if (err) {
                     report_once("connect", err);
                     failed++;
@@ -225,9 +168,7 @@ int main(int argc, char **argv) {
     free(state);
     free(got);
 
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    double cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+    double cpu = cpu_seconds();
     printf("{\"rxBytes\":%llu,\"connected\":%ld,\"failed\":%ld,\"eofs\":%ld,\"broken\":%ld,\"short\":%ld,"
            "\"minConn\":%llu,\"maxConn\":%llu,\"durationS\":%.6f,\"firstByteS\":%.6f,\"cpuS\":%.6f,\"timedOut\":%d}\n",
            (unsigned long long)rx, connected, failed, eofs, broken, shorts, (unsigned long long)min_conn,

@@ -5,6 +5,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 
+import { CLOSE_TIMEOUT_MS } from '../defaults.js';
 import { connectionCounts, reclaimConnectionCounts, shareConnectionCounts, type ConnectionCounts } from '../conns.js';
 import { Gather } from '../gather.js';
 import { threadsOf } from './spread.js';
@@ -218,7 +219,7 @@ class ProcessFleet extends EventEmitter implements Fleet {
   }
 
   close(options: { timeoutMs?: number } = {}): Promise<FleetCloseSummary> {
-    this.#closing ??= this.#close(options.timeoutMs ?? 5000);
+    this.#closing ??= this.#close(options.timeoutMs ?? CLOSE_TIMEOUT_MS);
     return this.#closing;
   }
 
