@@ -11,6 +11,7 @@
 //   http         bench/http.mjs         iapp-srv --mode http vs node:http (skipped if not there)
 //   udp          bench/udp.mjs          iapp-srv --udp --mode echo vs a node:dgram echo, 64 and 1024 B datagrams (req/s, req per server CPU-s; target >= 3x)
 //   messaging    bench/messaging.mjs    cross-thread messages vs worker_threads MessagePort (msgs/s, round trip µs)
+//   messaging-object  the same script with --payload object: small plain objects instead of bytes
 //   timers       bench/timers.mjs       loop timers vs setTimeout/clearTimeout (arm+disarm, arm+fire /s; bytes per timer)
 //   proxy        bench/proxy.mjs        C client -> loop.proxy() vs node:net pipe() -> C sink (GB/s, proxy CPU-s/GB)
 //   sendfile     bench/sendfile.mjs     a cached 1 GiB file to 1 and 64 clients: socket.sendFile vs createReadStream().pipe (GB/s, CPU-s/GB)
@@ -70,6 +71,8 @@ const SCENARIOS = [
   { name: 'http', full: ['--duration', '3'], quick: ['--quick'], estS: [150, 30] },
   { name: 'udp', full: [], quick: ['--quick'], estS: [60, 25] },
   { name: 'messaging', full: [], quick: ['--quick'], estS: [60, 25] },
+  // The same script with small plain objects instead of bytes (JSON where it equals structuredClone).
+  { name: 'messaging-object', script: 'messaging', full: ['--payload', 'object', '--cases', 'oneway-1,rtt'], quick: ['--quick', '--payload', 'object', '--cases', 'oneway-1'], estS: [35, 15] },
   { name: 'timers', full: [], quick: ['--quick'], estS: [50, 25] },
   { name: 'proxy', full: [], quick: ['--quick'], estS: [55, 25] },
   { name: 'sendfile', full: [], quick: ['--quick'], estS: [60, 25] },
@@ -205,7 +208,7 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 }
 
 async function runScenario(sc, index, total) {
-  const script = join(benchDir, `${sc.name}.mjs`);
+  const script = join(benchDir, `${sc.script ?? sc.name}.mjs`);
   const outFile = join(resultsDir, `${sc.name}.json`);
   const rec = { name: sc.name, script: relative(root, script) };
   if (!existsSync(script)) {
@@ -322,6 +325,16 @@ function headlineRows(byName) {
       else if (byName.has('sink')) rows.push([`sink, ${conns} conns × 64 KiB: ${what}`, 'not measured in this run', '', '', '', '']);
     }
   }
+  // onData (a JS handler per batch of reads) against the same peer and the C read() sink.
+  for (const conns of [64, 1024]) {
+    for (const metric of ['throughput', 'cpuPerGB']) {
+      const l = find('sink', (x) => x.system === 'iapp-data' && x.metric === metric && caseNum(x.case, 'conns') === conns && caseNum(x.case, 'size') === 65536);
+      if (!l) continue;
+      const c = find('sink', (x) => x.system === 'c-read' && x.case === l.case && x.metric === metric);
+      const vsC = c && (metric === 'cpuPerGB' ? c.value / l.value : l.value / c.value);
+      row(`socket.onData, ${conns} conns × 64 KiB: ${metric === 'throughput' ? 'throughput' : 'server CPU per GB'}`, c ? { ...l, refPeer: c.system, refRatio: vsC, refRatioMin: undefined, refRatioMax: undefined } : { ...l, refPeer: undefined, refRatio: undefined }, 'sink');
+    }
+  }
   for (const l of lines('connections').filter((x) => /^iapp/.test(x.system))) {
     // connections.mjs gives no ratio when iapp's figure is not positive (within the RSS noise)
     const peer = l.peer ?? lines('connections').find((x) => x.case === l.case && x.metric === l.metric && !/^iapp/.test(x.system))?.system;
@@ -337,6 +350,8 @@ function headlineRows(byName) {
   if (byName.has('udp') && !udpPerCpu.length) rows.push(['UDP echo: requests per server CPU-second', byName.get('udp').status === 'skipped' ? 'not run' : 'no such line in the udp output', '', '', '', '']);
   for (const l of lines('messaging').filter((x) => /^iapp/.test(x.system) && x.peer && (x.metric === 'throughput' || x.metric === 'latency-p50')))
     row(`messages between threads, ${l.case}: ${l.metric === 'throughput' ? 'one way' : 'round trip p50'}`, l, 'messaging');
+  for (const l of lines('messaging-object').filter((x) => x.system === 'iapp' && x.peer && (x.metric === 'throughput' || x.metric === 'latency-p50')))
+    row(`messages between threads, small objects, ${l.case}: ${l.metric === 'throughput' ? 'one way' : 'round trip p50'}`, l, 'messaging-object');
   for (const l of lines('timers').filter((x) => x.system === 'iapp' && x.peer && /^arm(Disarm|Fire)Rate$/.test(x.metric) && /-100k$/.test(x.case)))
     row(`timers, 100,000 armed: ${l.metric === 'armDisarmRate' ? 'arm+disarm' : 'arm+fire'}`, l, 'timers');
   const conns = (c) => c.replace(/conns=(\d+),size=\d+/, (_, n) => `${n} conn${n === '1' ? '' : 's'}`);
