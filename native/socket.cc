@@ -17,7 +17,10 @@
 namespace iapp {
 
 namespace {
-constexpr size_t kDataReadMax = 64 * 1024;     // one read into the arena
+// One read into the arena: as large as an arena, as the C read() sink reads. Each recv() that
+// frees receive space can send a window update whose ACK makes this CPU push the peer's next
+// segments (loopback, in softirq): fewer, larger reads leave more of that work to the sender.
+constexpr size_t kDataReadMax = 256 * 1024;
 constexpr size_t kDataBudget = 256 * 1024;     // per socket per event, so one socket cannot hog
 constexpr size_t kSinkReadMax = 1 << 20;       // MSG_TRUNC discards this much per call
 constexpr size_t kSinkBudget = 16 << 20;
