@@ -354,6 +354,8 @@ function headlineRows(byName) {
     row(`messages between threads, small objects, ${l.case}: ${l.metric === 'throughput' ? 'one way' : 'round trip p50'}`, l, 'messaging-object');
   for (const l of lines('timers').filter((x) => x.system === 'iapp' && x.peer && /^arm(Disarm|Fire)Rate$/.test(x.metric) && /-100k$/.test(x.case)))
     row(`timers, 100,000 armed: ${l.metric === 'armDisarmRate' ? 'arm+disarm' : 'arm+fire'}`, l, 'timers');
+  for (const l of lines('timers').filter((x) => x.system === 'iapp' && x.peer && x.metric === 'setupPerTimer' && /-100k$/.test(x.case)))
+    row('timers: creating and arming 100,000, each (cold)', l, 'timers');
   const conns = (c) => c.replace(/conns=(\d+),size=\d+/, (_, n) => `${n} conn${n === '1' ? '' : 's'}`);
   for (const l of lines('proxy').filter((x) => /^iapp/.test(x.system) && x.peer && (x.metric === 'throughput' || x.metric === 'cpuPerGB')))
     row(`proxy, ${conns(l.case)}: ${l.metric === 'throughput' ? 'throughput' : 'proxy CPU per GB'}`, l, 'proxy');

@@ -64,7 +64,7 @@ const REFRESH = 'node-refresh';
 const NOISE = 'node-2';
 const MAX_RETRIES_SHARE = 0.15;
 const TARGET = 3; // the issue's: >= 3x Node's rate
-const COSTS = ['cpuPerFire', 'rssPerTimer', 'jsPerTimer'];
+const COSTS = ['cpuPerFire', 'rssPerTimer', 'jsPerTimer', 'setupPerTimer'];
 
 const USAGE = `usage: node bench/timers.mjs [options]
   --quick            2 rounds of 0.3 s runs (about 20 s)
@@ -187,7 +187,11 @@ async function runOnce(sys, c) {
   if (c.kase === 'arm-disarm') {
     if (!(r.opsPerS > 0)) throw new Error(`${sys.name}: no pairs measured`);
     Object.assign(row, { rate: r.opsPerS, ops: r.ops });
-    if (c.n > 1) row.setupMs = (r.allocMs ?? 0) + r.armAllMs; // allocating (iapp) and arming all n: outside the timing
+    if (c.n > 1) {
+      row.setupMs = (r.allocMs ?? 0) + r.armAllMs; // allocating (iapp) and arming all n: outside the timing
+      // Per timer, cold (the first n of the process): loop.timer() + arm() against setTimeout().
+      row.setupPerTimer = (row.setupMs * 1000) / c.n;
+    }
     if (r.mem) Object.assign(row, { rssPerTimer: r.mem.rssPerTimer, jsPerTimer: r.mem.jsPerTimer, heapPerTimer: r.mem.heapPerTimer, externalPerTimer: r.mem.externalPerTimer });
   } else {
     if (!(r.firesPerS > 0)) throw new Error(`${sys.name}: no fires measured`);
@@ -204,8 +208,8 @@ function summarizeCase(c, rows, systems) {
   // Ratios against node; iapp's against node-refresh too (arm-disarm-N).
   const peers = [PEER, REFRESH];
   if (c.kase === 'arm-disarm') {
-    const mem = c.n > 1 ? { setupMs: 'setupMs', rssPerTimer: 'rssPerTimer', jsPerTimer: 'jsPerTimer', heapPerTimer: 'heapPerTimer', externalPerTimer: 'externalPerTimer' } : {};
-    return summarizeSystems(rows, systems, { metrics: { throughput: 'rate', ops: 'ops', ...mem, ...common }, peers, ratios: { throughput: 'rate', ...(c.n > 1 ? { rssPerTimer: 'rssPerTimer', jsPerTimer: 'jsPerTimer' } : {}) } });
+    const mem = c.n > 1 ? { setupMs: 'setupMs', setupPerTimer: 'setupPerTimer', rssPerTimer: 'rssPerTimer', jsPerTimer: 'jsPerTimer', heapPerTimer: 'heapPerTimer', externalPerTimer: 'externalPerTimer' } : {};
+    return summarizeSystems(rows, systems, { metrics: { throughput: 'rate', ops: 'ops', ...mem, ...common }, peers, ratios: { throughput: 'rate', ...(c.n > 1 ? { rssPerTimer: 'rssPerTimer', jsPerTimer: 'jsPerTimer', setupPerTimer: 'setupPerTimer' } : {}) } });
   }
   const extra = c.n === 1 ? { intervalUs: 'intervalUs' } : { batchMs: 'batchMs', batchMsMax: 'batchMsMax', batches: 'batches' };
   return summarizeSystems(rows, systems, { metrics: { throughput: 'rate', fires: 'fires', cpuPerFire: 'cpuPerFire', ...extra, ...common }, peers, ratios: { throughput: 'rate', cpuPerFire: 'cpuPerFire' } });
@@ -299,7 +303,7 @@ function jsonLines(c, summary) {
     return withRefresh(o);
   });
   if (c.kase === 'arm-disarm' && c.n > 1) {
-    const mem = caseJsonLines('timers', memLabel, summary, { ...common, metrics: [['rssPerTimer', 'B/timer'], ['jsPerTimer', 'B/timer']] }).map((l) => withRefresh({ ...l, timers: c.n, from: c.label }));
+    const mem = caseJsonLines('timers', memLabel, summary, { ...common, metrics: [['rssPerTimer', 'B/timer'], ['jsPerTimer', 'B/timer'], ['setupPerTimer', 'µs/timer']] }).map((l) => withRefresh({ ...l, timers: c.n, from: c.label }));
     lines.push(...mem);
   }
   return lines;
@@ -321,7 +325,7 @@ const results = newResults('timers', {
     'arm-fire-1': 'fires per second of one timer re-armed with 1 ms from its own callback (iapp-0ms: arm(0)); cpuPerFire: CPU µs per fire of the thread running the chain (/proc/thread-self/schedstat; the process\'s when that cannot be read: see the runs\' cpuPerFireOf)',
     'arm-fire-N': `fires per second: n / (first arm -> last callback) over batches of n timers armed with 1 + i % ${spreadMs} ms; cpuPerFire: process CPU µs per fire (gaps between batches included)`,
     'armed-N': 'bytes per armed timer: process.memoryUsage() after GC, (after arming n - before the n timers existed) / n; rssPerTimer: RSS; jsPerTimer: heapUsed + external (external includes arrayBuffers)',
-    jsonMetrics: 'armDisarmRate (pairs/s) in arm-disarm-*, armFireRate (fires/s) and cpuPerFire (µs) in arm-fire-*, rssPerTimer and jsPerTimer (B/timer) in armed-N',
+    jsonMetrics: 'armDisarmRate (pairs/s) in arm-disarm-*, armFireRate (fires/s) and cpuPerFire (µs) in arm-fire-*, rssPerTimer and jsPerTimer (B/timer) and setupPerTimer (µs: creating and arming each of the n timers, the first of the process, so cold; Node: setTimeout) in armed-N',
     cores: 'CPU seconds of the run process (all threads) per second of the measured phase',
     ratio: `median over rounds of the per-round ratio, > 1 = iapp better: iapp/${PEER} for rates, ${PEER}/iapp for CPU per fire and bytes per timer; peer2/ratio2: the same against ${REFRESH}`,
   },
