@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "errors.h"
+#include "syscalls.h"
 #include "sys.h"
 
 namespace iapp {
@@ -66,8 +66,7 @@ int BindAndListen(const ListenSpec& spec, const SockAddr& addr, bool reuseport, 
     unlink(spec.path.c_str());
     return r;
   }
-  if (listen(fd, spec.backlog) < 0) {
-    r = -errno;
+  if ((r = SysListen(fd, spec.backlog)) < 0) {
     *sys = kSysListen;
     SysClose(fd);
     if (addr.family() == AF_UNIX) unlink(spec.path.c_str());  // the file bind made, never left behind
@@ -119,8 +118,8 @@ int BindGroupPort(const std::string& key, int (*bind_fn)(void* ctx, int port), v
     ++it->second.refs;
   } else {
     sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+    unsigned len = sizeof ss;
+    SysSockName(fd, false, &ss, &len);
     std::string h;
     int port = 0;
     DescribeAddr(reinterpret_cast<sockaddr*>(&ss), len, &h, &port);
@@ -214,8 +213,9 @@ Listener* Listener::Open(Loop* loop, const ListenSpec& spec, int* err, int* sys)
   auto* l = new Listener(loop, s);
   l->fd = fd;
   l->registry_key_ = key;
-  l->local_.len = sizeof l->local_.ss;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&l->local_.ss), &l->local_.len);
+  unsigned local_len = sizeof l->local_.ss;
+  SysSockName(fd, false, &l->local_.ss, &local_len);
+  l->local_.len = local_len;
   if (!s.path.empty()) l->local_ = addr;  // getsockname of a Unix socket may omit the path on some systems
   l->priority = static_cast<int8_t>(spec.socket.priority);
   loop->Register(l);

@@ -15,7 +15,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "errors.h"
+#include "syscalls.h"
 #include "faults.h"
 #include "file.h"
 #include "socket.h"

@@ -12,7 +12,7 @@
 #include "addr.h"
 #include "conns.h"
 #include "sys.h"
-#include "errors.h"
+#include "syscalls.h"
 #include "loop.h"
 
 namespace iapp {

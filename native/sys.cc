@@ -7,8 +7,12 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#ifdef __APPLE__
+#include <limits.h>  // OPEN_MAX
+#endif
 #if defined(IAPP_WAKER_EVENTFD)
 #include <sys/eventfd.h>
 #endif
@@ -134,6 +138,49 @@ int BindOrClose(int fd, const sockaddr* addr, unsigned len) {
   SysClose(fd);
   return r;
 }
+
+int SysBind(int fd, const sockaddr* addr, unsigned len) { return Neg(bind(fd, addr, len)); }
+
+int SysConnect(int fd, const sockaddr* addr, unsigned len) {
+  int r;
+  do r = connect(fd, addr, len);
+  while (r < 0 && errno == EINTR);
+  return Neg(r);
+}
+
+int SysListen(int fd, int backlog) { return Neg(listen(fd, backlog)); }
+
+int SysShutdownWrite(int fd) { return Neg(shutdown(fd, SHUT_WR)); }
+
+int SysSockName(int fd, bool peer, sockaddr_storage* ss, unsigned* len) {
+  socklen_t l = *len;
+  int r = peer ? getpeername(fd, reinterpret_cast<sockaddr*>(ss), &l) : getsockname(fd, reinterpret_cast<sockaddr*>(ss), &l);
+  *len = l;
+  return Neg(r);
+}
+
+ssize_t SysSendFlags(int fd, const void* buf, size_t len, int flags) {
+  ssize_t n;
+  do n = send(fd, buf, len, flags);
+  while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : n;
+}
+
+ssize_t SysRecvPlain(int fd, void* buf, size_t len) {
+  ssize_t n;
+  do n = recv(fd, buf, len, 0);
+  while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : n;
+}
+
+#if defined(IAPP_HAVE_SPLICE)
+ssize_t SysSplice(int in, int out, size_t len) {
+  ssize_t n;
+  do n = splice(in, nullptr, out, nullptr, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+  while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : n;
+}
+#endif
 
 int SetReuse(int fd, bool reuseport) {
   int r = SetSockOptInt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
@@ -299,6 +346,28 @@ int SysSocketKind(int fd, int* family) {
   if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening) return 1;
   sl = sizeof ss;
   return getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0 ? 2 : 3;
+}
+
+namespace {
+int64_t Limit(rlim_t v) { return v == RLIM_INFINITY ? -1 : static_cast<int64_t>(v); }
+}  // namespace
+
+int RaiseFileLimit(int64_t* before, int64_t* soft, int64_t* hard) {
+  rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return -errno;
+  *before = Limit(rl.rlim_cur);
+  if (rl.rlim_cur != rl.rlim_max) {
+    rlimit want = rl;
+    want.rlim_cur = rl.rlim_max;
+#ifdef __APPLE__
+    // macOS refuses a soft limit above OPEN_MAX even when the hard limit is "unlimited".
+    if (want.rlim_cur > OPEN_MAX) want.rlim_cur = OPEN_MAX;
+#endif
+    if (setrlimit(RLIMIT_NOFILE, &want) == 0) rl = want;
+  }
+  *soft = Limit(rl.rlim_cur);
+  *hard = Limit(rl.rlim_max);
+  return 0;
 }
 
 }  // namespace iapp

@@ -7,7 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "errors.h"
+#include "syscalls.h"
 #include "listener.h"
 #include "platform.h"
 #include "sys.h"
@@ -93,7 +93,7 @@ Udp* Udp::Open(Loop* loop, const UdpSpec& spec, int* err, int* sys) {
   if (!spec.peer_host.empty()) {
     SockAddr peer;
     int r = MakeInetAddr(spec.peer_host, spec.peer_port, &peer);
-    if (r == 0 && connect(fd, reinterpret_cast<const sockaddr*>(&peer.ss), peer.len) < 0) r = -errno;
+    if (r == 0) r = SysConnect(fd, reinterpret_cast<const sockaddr*>(&peer.ss), peer.len);
     if (r < 0) {
       *err = -r;
       *sys = kSysConnect;
@@ -182,9 +182,9 @@ void Udp::Drain() {
     if (n < kBatch || loop_->VisitSpent()) return;
 #else
     for (int i = 0; i < kBatch; ++i) {
-      ssize_t r = recv(fd, scratch, kMaxDatagram, 0);
+      ssize_t r = SysRecvPlain(fd, scratch, kMaxDatagram);
       if (r < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) loop_->CountError(errno);
+        if (r != -EAGAIN && r != -EWOULDBLOCK) loop_->CountError(static_cast<int>(-r));
         return;
       }
       bytes_in += r;
@@ -388,24 +388,23 @@ void Udp::PushMore() {
     if (n < kBatch) {
       // sendmmsg drops the error of the message that stopped it (ECONNREFUSED after an ICMP
       // port-unreachable, for one): one plain send says what it was, or sends one more.
-      ssize_t r = send(fd, push_->data(), len, MSG_DONTWAIT);
+      ssize_t r = SysSendFlags(fd, push_->data(), len, MSG_DONTWAIT);
       if (r >= 0) {
         ++datagrams_out;
         ++st.datagrams_out;
         bytes_out += r;
         st.bytes_out += r;
-      } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ENOBUFS) {
-        loop_->CountError(errno);
+      } else if (r != -EAGAIN && r != -EWOULDBLOCK && r != -ENOBUFS) {
+        loop_->CountError(static_cast<int>(-r));
       }
       return;
     }
     if (loop_->VisitSpent()) return;
 #else
     for (int i = 0; i < kBatch; ++i) {
-      ssize_t r = send(fd, push_->data(), len, 0);
+      ssize_t r = SysSendFlags(fd, push_->data(), len, 0);
       if (r < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ENOBUFS)
-          loop_->CountError(errno);
+        if (r != -EAGAIN && r != -EWOULDBLOCK && r != -ENOBUFS) loop_->CountError(static_cast<int>(-r));
         return;
       }
       ++datagrams_out;
@@ -420,10 +419,8 @@ void Udp::PushMore() {
 
 long Udp::Send(const uint8_t* p, size_t n) {
   if (dead) return -EBADF;
-  ssize_t r;
-  do r = send(fd, p, n, 0);
-  while (r < 0 && errno == EINTR);
-  if (r < 0) return -errno;
+  ssize_t r = SysSendFlags(fd, p, n, 0);
+  if (r < 0) return r;
   ++datagrams_out;
   ++loop_->stats().datagrams_out;
   bytes_out += r;
