@@ -163,9 +163,20 @@ void Socket::OnConnected() {
   if (!dead && dialer != nullptr) dialer->OnEstablished(this);
 }
 
+int Socket::WriteState(WriteOp op) const {
+  if (dead) return -EBADF;
+  if (end_requested_ || wr_shut_) return -EPIPE;
+  // Into a running pipe's stream a write would land at an arbitrary point. A held pipe takes
+  // the bytes its source had delivered to JS: those go first.
+  if (pipe_in != nullptr && !(op == kWriteFeed && pipe_in->held())) return -EBUSY;
+  // A file range queued behind a push would never get its turn.
+  if (op == kWriteFile && push_) return -EBUSY;
+  return 0;
+}
+
 int Socket::Push(std::shared_ptr<const std::vector<uint8_t>> buf) {
-  if (pipe_in != nullptr) return -EBUSY;
-  if (dead || end_requested_ || buf->empty()) return 0;
+  if (int r = WriteState(kWritePush)) return r;
+  if (buf->empty()) return 0;
   push_ = std::move(buf);
   push_off_ = 0;
   Rearm();
@@ -284,12 +295,8 @@ void Socket::Enqueue(const uint8_t* p, size_t n) {
   queued_ += n;
 }
 
-int Socket::Write(const iovec* iov, int n) {
-  if (dead) return -EBADF;
-  if (end_requested_ || wr_shut_) return -EPIPE;
-  // Into a running pipe's stream a write would land at an arbitrary point. A held pipe takes
-  // the bytes its source had delivered to JS: those go first.
-  if (pipe_in != nullptr && !pipe_in->held()) return -EBUSY;
+int Socket::Write(const iovec* iov, int n, WriteOp op) {
+  if (int r = WriteState(op)) return r;
   WillWrite();
   int i = 0;
   size_t skip = 0;  // bytes of iov[i] already sent

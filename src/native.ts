@@ -67,8 +67,12 @@ export type NativeLoopStats = Omit<LoopStats, 'sockets' | 'listeners' | 'errors'
 export interface NativeLoop {
   listen(spec: NativeListenSpec): NativeAddress & { id: number };
   connect(spec: NativeConnectSpec): number;
-  write(id: number, chunk: Uint8Array): boolean;
-  writev(id: number, chunks: readonly Uint8Array[]): boolean;
+  /**
+   * Throws when the socket takes no more bytes (native decides: EBADF closed, EPIPE ended, EBUSY
+   * piped into). `feed`: the bytes a held pipe's source had delivered to JS (src/pipe.ts).
+   */
+  write(id: number, chunk: Uint8Array, feed?: boolean): boolean;
+  writev(id: number, chunks: readonly Uint8Array[], feed?: boolean): boolean;
   end(id: number): void;
   destroy(id: number, reset: boolean): number;
   setReadMode(id: number, mode: number): void;
@@ -141,6 +145,8 @@ export interface NativeLoop {
   fileCopy(req: number, src: number, dst: number, srcOffset: number, dstOffset: number, length: number): void;
   /** length -1: to the end of the file. */
   sendFile(socket: number, file: number, offset: number, length: number, req: number): void;
+  /** Throws what sendFile would for the socket's write state (closed, ended, pushing, piped into). */
+  checkSendFile(socket: number): void;
   pipe(src: number, dst: number, id: number, halfOpen: boolean): void;
   pipeGo(src: number, id: number): void;
   diskEngine(): 'io_uring' | 'pool';

@@ -1,5 +1,3 @@
-import { constants as osConstants } from 'node:os';
-
 import { IappError, iappError } from './errors.js';
 import { checkSize, type File } from './file.js';
 import { ReadMode, type NativeAddress, type NativeLoop } from './native.js';
@@ -36,7 +34,6 @@ export interface SocketHost {
 }
 
 const counters = new Float64Array(3);
-const EBUSY = osConstants.errno.EBUSY;
 const PENDING_LIMIT = 1 << 20;
 
 /**
@@ -173,16 +170,13 @@ export class Socket {
    * sent is counted in the close info's `unsent`.
    */
   write(data: Uint8Array | readonly Uint8Array[] | string): boolean {
-    if (this.#ended || this.#state === 'closed' || this.#detaching) throw this.#closedError('write');
-    if (this.#pipedInto) throw IappError.fromErrno(EBUSY, 'write', 'a pipe writes into this socket: the bytes would land mid-stream');
     const chunk = typeof data === 'string' ? Buffer.from(data) : data;
+    const n = this.#host.native;
     let ok: boolean;
     try {
-      ok = ArrayBuffer.isView(chunk) ? this.#host.native.write(this.id, chunk) : this.#host.native.writev(this.id, chunk);
+      ok = ArrayBuffer.isView(chunk) ? n.write(this.id, chunk, this.#feed) : n.writev(this.id, chunk, this.#feed);
     } catch (e) {
-      // Closed or ended natively in this very batch (the close event is still on its way to JS).
-      if ((e as IappError).code === 'EBADF' || (e as IappError).code === 'EPIPE') throw this.#closedError('write');
-      throw e;
+      throw this.#refused(e, 'write');
     }
     if (!ok) this.#needDrain = true;
     return ok;
@@ -190,7 +184,12 @@ export class Socket {
 
   /** False while the queue is at or over the high-water mark, and after end/close. */
   get writable(): boolean {
-    return !this.#needDrain && !this.#ended && this.#state !== 'closed' && !this.#detaching;
+    return !this.#needDrain && this.#open;
+  }
+
+  /** Not ended, closed or leaving: what JS knows; native decides whether a write goes in. */
+  get #open(): boolean {
+    return !this.#ended && this.#state !== 'closed' && !this.#detaching;
   }
 
   /**
@@ -201,9 +200,12 @@ export class Socket {
    * copied once per loop and shared by every socket pushing the same bytes.
    */
   push(chunk: Uint8Array): this {
-    if (this.#ended || this.#state === 'closed' || this.#detaching) throw this.#closedError('push');
     if (!ArrayBuffer.isView(chunk) || chunk.byteLength === 0) throw new TypeError('push needs a non-empty Uint8Array');
-    this.#host.native.push(this.id, chunk);
+    try {
+      this.#host.native.push(this.id, chunk);
+    } catch (e) {
+      throw this.#refused(e, 'push');
+    }
     return this;
   }
 
@@ -217,7 +219,11 @@ export class Socket {
    * would wait for bytes that cannot come. The file may be closed once the call has returned.
    */
   sendFile(file: File, options: { offset?: number; length?: number } = {}): Promise<number> {
-    if (this.#ended || this.#state === 'closed' || this.#detaching) return Promise.reject(this.#closedError('sendFile'));
+    try {
+      this.#host.native.checkSendFile(this.id);
+    } catch (e) {
+      return Promise.reject(this.#refused(e, 'sendFile'));
+    }
     let offset: number, length: number;
     try {
       offset = checkSize('offset', options.offset ?? 0);
@@ -231,7 +237,7 @@ export class Socket {
     try {
       this.#host.native.sendFile(this.id, file.id, offset, length, req);
     } catch (e) {
-      return Promise.reject(e);
+      return Promise.reject(this.#refused(e, 'sendFile'));
     }
     return new Promise((resolve, reject) => (this.#sendFiles ??= new Map()).set(req, { resolve, reject, path: file.path }));
   }
@@ -253,10 +259,13 @@ export class Socket {
     this.#holding = on;
   }
 
-  #pipedInto = false;
-  /** @internal A pipe writes into this socket: write() and push() would land mid-stream. */
+  #feed = false;
+  /**
+   * @internal A pipe writes into this socket (native refuses writes then). Off while src/pipe.ts
+   * writes the bytes a held pipe's source had delivered to JS: those writes are the pipe's own.
+   */
   _pipedInto(on: boolean): void {
-    this.#pipedInto = on;
+    this.#feed = !on;
   }
 
   /** @internal For a pipe: data JS holds that arrived before any handler took it. */
@@ -274,7 +283,7 @@ export class Socket {
 
   /** Writes `data` if given, then half-closes once everything queued has been sent. */
   end(data?: Uint8Array | readonly Uint8Array[] | string): void {
-    if (this.#ended || this.#state === 'closed' || this.#detaching) return;
+    if (!this.#open) return;
     if (data !== undefined) this.write(data);
     this.#ended = true;
     this.#host.native.end(this.id);
@@ -387,6 +396,15 @@ export class Socket {
       this.#remote = a.remote;
     }
     return { local: this.#local, remote: this.#remote };
+  }
+
+  /**
+   * The one mapping of native's write refusals (Socket::WriteState) to errors: closed (EBADF)
+   * and ended (EPIPE) become ERR_SOCKET_CLOSED; the rest (EBUSY: piped into) pass as they are.
+   */
+  #refused(e: unknown, op: string): unknown {
+    const code = (e as IappError).code;
+    return code === 'EBADF' || code === 'EPIPE' ? this.#closedError(op) : e;
   }
 
   #closedError(op: string): IappError {

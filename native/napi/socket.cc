@@ -15,6 +15,17 @@ namespace iapp {
 // same-named functions in anonymous namespaces of different slices would be merged by the linker.
 namespace socket_js {
 
+// Socket::WriteState's refusal as an error: the only wording of it. TS turns EBADF and EPIPE
+// into ERR_SOCKET_CLOSED (src/socket.ts, #refused).
+[[noreturn]] void ThrowRefused(Napi::Env env, int r, const char* syscall, const char* op) {
+  const std::string o(op);
+  ThrowSysError(env, -r, syscall,
+                r == -EPIPE ? o + " after end()"
+                : r == -EBUSY && std::string(syscall) == "sendfile" ? o + ": the socket is pushing or being piped into"
+                : r == -EBUSY ? o + ": a pipe writes into this socket: the bytes would land mid-stream"
+                              : o + " on a closed socket");
+}
+
 Napi::Value Connect(NativeLoop& self, const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = info[0].As<Napi::Object>();
@@ -38,27 +49,27 @@ Napi::Value Connect(NativeLoop& self, const Napi::CallbackInfo& info) {
 }
 
 Napi::Value WriteResult(Napi::Env env, int r) {
-  if (r < 0)
-    ThrowSysError(env, -r, "write",
-                  r == -EPIPE ? "write after end()"
-                  : r == -EBUSY ? "a pipe writes into this socket: its bytes would land mid-stream"
-                                : "write to a closed socket");
+  if (r < 0) ThrowRefused(env, r, "write", "write");
   return Napi::Boolean::New(env, r == 1);
 }
 
-// write(id, chunk: Uint8Array) -> writable
+Socket::WriteOp WriteOpOf(const Napi::CallbackInfo& info) {
+  return info.Length() > 2 && info[2].ToBoolean() ? Socket::kWriteFeed : Socket::kWriteBytes;
+}
+
+// write(id, chunk: Uint8Array, feed?) -> writable. `feed`: a held pipe's early bytes (pipe.ts).
 Napi::Value Write(NativeLoop& self, const Napi::CallbackInfo& info) {
   Socket* s = self.Get<Socket>(info, "socket");
   auto u8 = info[1].As<Napi::Uint8Array>();
   iovec iov{u8.Data(), u8.ByteLength()};
-  return WriteResult(info.Env(), s->Write(&iov, 1));
+  return WriteResult(info.Env(), s->Write(&iov, 1, WriteOpOf(info)));
 }
 
-// writev(id, chunks: Uint8Array[]) -> writable
+// writev(id, chunks: Uint8Array[], feed?) -> writable
 Napi::Value Writev(NativeLoop& self, const Napi::CallbackInfo& info) {
   Socket* s = self.Get<Socket>(info, "socket");
   std::vector<iovec> iov = Iovecs(info[1]);
-  return WriteResult(info.Env(), s->Write(iov.data(), static_cast<int>(iov.size())));
+  return WriteResult(info.Env(), s->Write(iov.data(), static_cast<int>(iov.size()), WriteOpOf(info)));
 }
 
 Napi::Value End(NativeLoop& self, const Napi::CallbackInfo& info) {
@@ -127,8 +138,8 @@ Napi::Value SocketCounters(NativeLoop& self, const Napi::CallbackInfo& info) {
 Napi::Value Push(NativeLoop& self, const Napi::CallbackInfo& info) {
   Socket* s = self.Get<Socket>(info, "socket");
   auto u8 = info[1].As<Napi::Uint8Array>();
-  if (s->Push(self.raw()->SharedBuffer(u8.Data(), u8.ByteLength())) < 0)
-    ThrowSysError(info.Env(), EBUSY, "push", "a pipe writes into this socket");
+  int r = s->Push(self.raw()->SharedBuffer(u8.Data(), u8.ByteLength()));
+  if (r < 0) ThrowRefused(info.Env(), r, "push", "push");
   return info.Env().Undefined();
 }
 
@@ -139,11 +150,16 @@ Napi::Value SendFile(NativeLoop& self, const Napi::CallbackInfo& info) {
   std::shared_ptr<FileRef> f = self.Files(env)->Find(U64(info[1]));
   if (!f) ThrowSysError(env, EBADF, "sendfile", "sendFile: the file is closed");
   int r = s->SendFile(std::move(f), U64(info[2]), U64(info[3]), info[4].As<Napi::Number>().DoubleValue());
-  if (r < 0)
-    ThrowSysError(env, -r, "sendfile",
-                  r == -EBUSY ? "sendFile: the socket is pushing or being piped into"
-                  : r == -EPIPE ? "sendFile after end()" : "sendFile on a closed socket");
+  if (r < 0) ThrowRefused(env, r, "sendfile", "sendFile");
   return env.Undefined();
+}
+
+// checkSendFile(socket): throws what sendFile would for the socket's write state, so that it is
+// reported before the file and range are looked at.
+Napi::Value CheckSendFile(NativeLoop& self, const Napi::CallbackInfo& info) {
+  int r = self.Get<Socket>(info, "socket")->WriteState(Socket::kWriteFile);
+  if (r < 0) ThrowRefused(info.Env(), r, "sendfile", "sendFile");
+  return info.Env().Undefined();
 }
 
 // endQuiet() -> quiet sockets still open; when > 0 a quiet-done record follows their closing
@@ -231,6 +247,7 @@ void SocketSlice(Slice& s) {
   s.Method<SocketCounters>("socketCounters");
   s.Method<Push>("push");
   s.Method<SendFile>("sendFile");
+  s.Method<CheckSendFile>("checkSendFile");
   s.Method<EndQuiet>("endQuiet");
   s.Method<DestroyQuiet>("destroyQuiet");
   s.Method<Detach>("detach");
