@@ -122,9 +122,10 @@ export interface NativeLoop {
   childReserve(priority: number): number;
   childAttach(id: number, pid: number): boolean;
   childClose(id: number): void;
-  /** 0, -1 inbox full, -2 target exited (or this endpoint is closed), -3 no such endpoint. */
+  /** A PostResult. */
   post(target: number, type: number, name: number, seq: number, flags: number, payload: Uint8Array | undefined, bounded: boolean): number;
   cancel(target: number, seq: number): boolean;
+  /** A PostResult. */
   postBatch(target: number, staging: Uint8Array, length: number, count: number): number;
   gauges(): ArrayBuffer;
   subscribe(topic: number, on: boolean): void;
@@ -186,6 +187,12 @@ interface Addon {
   setConnectionLimits(total: number, perAddress: number): void;
   reclaimConnections(slot: number): void;
   syscallNames: string[];
+  /** Record kinds by name (native/loop.h); `Rec` below is pinned to them by a test. */
+  recordKinds: Readonly<Record<string, number>>;
+  /** What post() and postBatch() return, by name (native/inbox.h); `PostResult` is pinned to them. */
+  postResults: Readonly<Record<'ok' | 'full' | 'exited' | 'noEndpoint' | 'noMemory', number>>;
+  /** Socket read modes by name (native/socket.h); `ReadMode` is pinned to them. */
+  readModes: Readonly<Record<'Paused' | 'Data' | 'Sink', number>>;
   constants: { recordStride: number; recordCapacity: number; defaultTurnBudgetUs: number };
   build: import('./build.js').BuildInfo;
 }
@@ -217,7 +224,11 @@ export const native: Addon = load();
 // too, on the main thread (listenSocket, the runtime's own inbox), not only on loop threads.
 native.setErrorFactory((errno, syscall, context) => IappError.fromErrno(errno, syscall, context));
 
-/** Event record kinds; mirrors native/loop.h. */
+/**
+ * Event record kinds. A const enum, so the dispatcher's switch compiles to literals; the addon's
+ * `recordKinds` is the definition (native/loop.h) and test/native-constants.test.ts pins this
+ * copy to it.
+ */
 export const enum Rec {
   Accept = 1,
   Connect = 2,
@@ -243,7 +254,17 @@ export const enum Rec {
   UdpDrain = 22,
 }
 
-/** Read modes; mirrors native/socket.h. */
+/** What post() and postBatch() return; pinned to the addon's `postResults` by a test. */
+export const enum PostResult {
+  Ok = 0,
+  Full = -1,
+  /** The target exited, or this endpoint is closed or not attached. */
+  Exited = -2,
+  NoEndpoint = -3,
+  NoMemory = -4,
+}
+
+/** Read modes; the addon's `readModes` (native/socket.h), pinned by a test. */
 export const enum ReadMode {
   Paused = 0,
   Data = 1,
