@@ -26,6 +26,15 @@ namespace iapp {
 
 namespace {
 inline int Neg(int r) { return r < 0 ? -errno : r; }
+
+// Calls again while a signal interrupts the call: its result, or -errno.
+template <typename Call>
+auto Retry(Call call) -> decltype(call()) {
+  decltype(call()) r;
+  do r = call();
+  while (r < 0 && errno == EINTR);
+  return r < 0 ? -errno : r;
+}
 }  // namespace
 
 int SysClose(int fd) {
@@ -90,18 +99,12 @@ ssize_t SysSendv(int fd, const iovec* iov, int iovcnt) {
 #else
   const int flags = 0;  // SO_NOSIGPIPE is set on the socket instead
 #endif
-  ssize_t n;
-  do n = sendmsg(fd, &msg, flags);
-  while (n < 0 && errno == EINTR);
-  return n < 0 ? -errno : n;
+  return Retry([&] { return sendmsg(fd, &msg, flags); });
 }
 
 ssize_t SysRecv(int fd, void* buf, size_t len) {
   if (int e = Fault(kFaultRecv)) return -e;
-  ssize_t n;
-  do n = recv(fd, buf, len, 0);
-  while (n < 0 && errno == EINTR);
-  return n < 0 ? -errno : n;
+  return SysRecvPlain(fd, buf, len);
 }
 
 ssize_t SysDiscard(int fd, size_t len, bool trunc_ok) {
@@ -142,10 +145,7 @@ int BindOrClose(int fd, const sockaddr* addr, unsigned len) {
 int SysBind(int fd, const sockaddr* addr, unsigned len) { return Neg(bind(fd, addr, len)); }
 
 int SysConnect(int fd, const sockaddr* addr, unsigned len) {
-  int r;
-  do r = connect(fd, addr, len);
-  while (r < 0 && errno == EINTR);
-  return Neg(r);
+  return Retry([&] { return connect(fd, addr, len); });
 }
 
 int SysListen(int fd, int backlog) { return Neg(listen(fd, backlog)); }
@@ -160,25 +160,16 @@ int SysSockName(int fd, bool peer, sockaddr_storage* ss, unsigned* len) {
 }
 
 ssize_t SysSendFlags(int fd, const void* buf, size_t len, int flags) {
-  ssize_t n;
-  do n = send(fd, buf, len, flags);
-  while (n < 0 && errno == EINTR);
-  return n < 0 ? -errno : n;
+  return Retry([&] { return send(fd, buf, len, flags); });
 }
 
 ssize_t SysRecvPlain(int fd, void* buf, size_t len) {
-  ssize_t n;
-  do n = recv(fd, buf, len, 0);
-  while (n < 0 && errno == EINTR);
-  return n < 0 ? -errno : n;
+  return Retry([&] { return recv(fd, buf, len, 0); });
 }
 
 #if defined(IAPP_HAVE_SPLICE)
 ssize_t SysSplice(int in, int out, size_t len) {
-  ssize_t n;
-  do n = splice(in, nullptr, out, nullptr, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-  while (n < 0 && errno == EINTR);
-  return n < 0 ? -errno : n;
+  return Retry([&] { return splice(in, nullptr, out, nullptr, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK); });
 }
 #endif
 
@@ -292,10 +283,7 @@ namespace iapp {
 int SysRecvMmsg(int fd, mmsghdr* msgs, int n) {
   if (int e = Fault(kFaultRecv)) return -e;
 #if defined(IAPP_HAVE_MMSG)
-  int r;
-  do r = recvmmsg(fd, msgs, static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
-  while (r < 0 && errno == EINTR);
-  return r < 0 ? -errno : r;
+  return Retry([&] { return recvmmsg(fd, msgs, static_cast<unsigned>(n), MSG_DONTWAIT, nullptr); });
 #else
   for (int i = 0; i < n; ++i) {
     ssize_t r;
@@ -311,10 +299,7 @@ int SysRecvMmsg(int fd, mmsghdr* msgs, int n) {
 int SysSendMmsg(int fd, mmsghdr* msgs, int n) {
   if (int e = Fault(kFaultSend)) return -e;
 #if defined(IAPP_HAVE_MMSG)
-  int r;
-  do r = sendmmsg(fd, msgs, static_cast<unsigned>(n), MSG_DONTWAIT);
-  while (r < 0 && errno == EINTR);
-  return r < 0 ? -errno : r;
+  return Retry([&] { return sendmmsg(fd, msgs, static_cast<unsigned>(n), MSG_DONTWAIT); });
 #else
   for (int i = 0; i < n; ++i) {
     ssize_t r;

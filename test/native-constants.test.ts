@@ -1,7 +1,7 @@
 // What native code and TypeScript must agree on, where TS keeps a copy for speed (a const enum
 // compiles to literals): the addon exports the definitions, and these tests pin each TS copy to
 // them, names and values, both ways.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
@@ -51,6 +51,14 @@ describe('native constants', () => {
   it("read modes: ReadMode in src/native.ts is the addon's readModes", () => {
     expect(Object.isFrozen(native.readModes)).toBe(true);
     expect(constEnum(ts, 'ReadMode')).toEqual({ ...native.readModes });
+  });
+
+  it('only native/napi/ includes napi.h: the core reaches JS through the slices and deliver.cc (the C API)', () => {
+    const core = readdirSync(join(root, 'native')).filter((f) => /\.(cc|h)$/.test(f));
+    expect(core.length).toBeGreaterThan(40);
+    expect(core.filter((f) => /#include\s+<napi\.h>/.test(source(`native/${f}`)))).toEqual([]);
+    const slices = readdirSync(join(root, 'native', 'napi'));
+    expect(slices.filter((f) => /#include\s+<napi\.h>/.test(source(`native/napi/${f}`)))).toEqual(['errors.h', 'slice.h']);
   });
 
   it('syscall names: one per number, none twice, 0 for none', () => {
