@@ -1,7 +1,6 @@
 #include "listener.h"
 
 #include <cerrno>
-#include <fcntl.h>
 #include <map>
 #include <mutex>
 #include <netinet/in.h>
@@ -78,23 +77,16 @@ int BindAndListen(const ListenSpec& spec, const SockAddr& addr, bool reuseport, 
 // An inherited socket must be a listening stream socket; each loop works on its own dup of it,
 // watched with EPOLLEXCLUSIVE like a shared listener. The inherited fd itself is left open.
 int AdoptListening(int inherited, int* sys) {
-  int type = 0, listening = 0;
-  socklen_t len = sizeof type;
   *sys = kSysSetsockopt;
-  if (getsockopt(inherited, SOL_SOCKET, SO_TYPE, &type, &len) < 0) return -errno;
+  const int type = SysSockType(inherited);
+  if (type < 0) return type;
   if (type != SOCK_STREAM) return -EPROTOTYPE;
-#ifdef SO_ACCEPTCONN
-  len = sizeof listening;
-  if (getsockopt(inherited, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && !listening) {
+  if (SysSockListening(inherited) == 0) {
     *sys = kSysListen;
     return -EINVAL;
   }
-#endif
   *sys = kSysSocket;
-  int fd = fcntl(inherited, F_DUPFD_CLOEXEC, 0);
-  if (fd < 0) return -errno;
-  SetNonblockCloexec(fd);
-  return fd;
+  return SysDupNonblock(inherited);
 }
 
 }  // namespace
@@ -162,14 +154,12 @@ int OpenShared(const ListenSpec& spec, const SockAddr& addr, const std::string& 
     base = BindAndListen(spec, addr, false, sys);
     if (base < 0) return base;
   }
-  int fd = fcntl(base, F_DUPFD_CLOEXEC, 0);
+  int fd = SysDupNonblock(base);
   if (fd < 0) {
-    int e = -errno;
     *sys = kSysSocket;
     if (it == Registry().end()) SysClose(base);
-    return e;
+    return fd;
   }
-  SetNonblockCloexec(fd);
   if (it != Registry().end()) ++it->second.refs;
   else Registry()[key] = Entry{base, 0, 1, !spec.path.empty()};
   return fd;

@@ -173,6 +173,29 @@ ssize_t SysSplice(int in, int out, size_t len) {
 }
 #endif
 
+int SysSockType(int fd) {
+  int type = 0;
+  socklen_t len = sizeof type;
+  return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ? -errno : type;
+}
+
+int SysSockListening(int fd) {
+#ifdef SO_ACCEPTCONN
+  int listening = 0;
+  socklen_t len = sizeof listening;
+  return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 ? -errno : listening != 0;
+#else
+  return -ENOPROTOOPT;
+#endif
+}
+
+int SysDupNonblock(int fd) {
+  int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) return -errno;
+  SetNonblockCloexec(dup);  // F_SETFL on a fresh socket fd: nothing to fail on
+  return dup;
+}
+
 int SetReuse(int fd, bool reuseport) {
   int r = SetSockOptInt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
   if (r < 0 || !reuseport) return r;
@@ -282,6 +305,10 @@ namespace iapp {
 
 int SysRecvMmsg(int fd, mmsghdr* msgs, int n) {
   if (int e = Fault(kFaultRecv)) return -e;
+  return SysRecvMmsgPlain(fd, msgs, n);
+}
+
+int SysRecvMmsgPlain(int fd, mmsghdr* msgs, int n) {
 #if defined(IAPP_HAVE_MMSG)
   return Retry([&] { return recvmmsg(fd, msgs, static_cast<unsigned>(n), MSG_DONTWAIT, nullptr); });
 #else
@@ -298,6 +325,10 @@ int SysRecvMmsg(int fd, mmsghdr* msgs, int n) {
 
 int SysSendMmsg(int fd, mmsghdr* msgs, int n) {
   if (int e = Fault(kFaultSend)) return -e;
+  return SysSendMmsgPlain(fd, msgs, n);
+}
+
+int SysSendMmsgPlain(int fd, mmsghdr* msgs, int n) {
 #if defined(IAPP_HAVE_MMSG)
   return Retry([&] { return sendmmsg(fd, msgs, static_cast<unsigned>(n), MSG_DONTWAIT); });
 #else
@@ -326,9 +357,7 @@ int SysSocketKind(int fd, int* family) {
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0) *family = ss.ss_family;
   if (type == SOCK_DGRAM) return 4;
   if (type != SOCK_STREAM) return 0;
-  int listening = 0;
-  len = sizeof listening;
-  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening) return 1;
+  if (SysSockListening(fd) == 1) return 1;
   sl = sizeof ss;
   return getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0 ? 2 : 3;
 }

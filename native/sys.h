@@ -67,6 +67,13 @@ ssize_t SysRecvPlain(int fd, void* buf, size_t len);
 ssize_t SysSplice(int in, int out, size_t len);
 // A close that sends RST instead of FIN (SO_LINGER with a zero timeout).
 int CloseWithReset(int fd);
+// SO_TYPE of a socket (SOCK_STREAM, SOCK_DGRAM, ...), or -errno (ENOTSOCK: not a socket).
+int SysSockType(int fd);
+// SO_ACCEPTCONN: 1 listening, 0 not, -errno if the system cannot say.
+int SysSockListening(int fd);
+// A non-blocking, close-on-exec duplicate of an inherited fd (which stays open as it was): the
+// new fd, or -errno.
+int SysDupNonblock(int fd);
 // What kind of socket an inherited fd is: 0 not a socket, 1 listening stream, 2 connected stream,
 // 3 other stream (not connected, not listening), 4 datagram; -errno when fd is not open.
 int SysSocketKind(int fd, int* family);
@@ -89,6 +96,9 @@ void CloseWaker(int rd, int wr);
 // failed (a later failure ends the batch short, as sendmmsg does).
 int SysRecvMmsg(int fd, mmsghdr* msgs, int n);
 int SysSendMmsg(int fd, mmsghdr* msgs, int n);
+// The same with no fault site: a UDP socket's native sink and push (not what faults.h covers).
+int SysRecvMmsgPlain(int fd, mmsghdr* msgs, int n);
+int SysSendMmsgPlain(int fd, mmsghdr* msgs, int n);
 
 // Sends up to len bytes of file `in` from *off to socket `out` (sendfile(2); the BSD forms
 // elsewhere) and advances *off. Returns the bytes sent (0 at end of file) or -errno; a partial

@@ -2,7 +2,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -59,24 +58,18 @@ Udp* Udp::Open(Loop* loop, const UdpSpec& spec, int* err, int* sys) {
   int fd;
   std::string key;
   if (spec.fd >= 0) {
-    int type = 0;
-    socklen_t len = sizeof type;
     *sys = kSysSetsockopt;
-    if (getsockopt(spec.fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) {
-      *err = errno;
-      return nullptr;
-    }
+    const int type = SysSockType(spec.fd);
     if (type != SOCK_DGRAM) {
-      *err = EPROTOTYPE;
+      *err = type < 0 ? -type : EPROTOTYPE;
       return nullptr;
     }
     *sys = kSysSocket;
-    fd = fcntl(spec.fd, F_DUPFD_CLOEXEC, 0);
+    fd = SysDupNonblock(spec.fd);
     if (fd < 0) {
-      *err = errno;
+      *err = -fd;
       return nullptr;
     }
-    SetNonblockCloexec(fd);
   } else {
     BindCtx ctx{&spec, sys};
     if (spec.port == 0 && spec.peer_host.empty()) {
@@ -169,10 +162,10 @@ void Udp::Drain() {
       msgs[i].msg_hdr.msg_iov = &iov[i];
       msgs[i].msg_hdr.msg_iovlen = 1;
     }
-    int n = recvmmsg(fd, msgs, kBatch, MSG_DONTWAIT, nullptr);
+    int n = SysRecvMmsgPlain(fd, msgs, kBatch);
     if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
-      loop_->CountError(errno);  // e.g. ECONNREFUSED from an ICMP error: the socket stays usable
+      if (n == -EAGAIN || n == -EWOULDBLOCK) return;
+      loop_->CountError(-n);  // e.g. ECONNREFUSED from an ICMP error: the socket stays usable
       return;
     }
     for (int i = 0; i < n; ++i) bytes_in += msgs[i].msg_len;
@@ -375,10 +368,10 @@ void Udp::PushMore() {
       msgs[i].msg_hdr.msg_iov = &iov;
       msgs[i].msg_hdr.msg_iovlen = 1;
     }
-    int n = sendmmsg(fd, msgs, kBatch, MSG_DONTWAIT);
+    int n = SysSendMmsgPlain(fd, msgs, kBatch);
     if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ENOBUFS) return;
-      loop_->CountError(errno);  // ECONNREFUSED: the peer's port was closed; keep trying
+      if (n == -EAGAIN || n == -EWOULDBLOCK || n == -ENOBUFS) return;
+      loop_->CountError(-n);  // ECONNREFUSED: the peer's port was closed; keep trying
       return;
     }
     datagrams_out += n;
