@@ -8,6 +8,8 @@
 #include <netinet/in.h>
 #include <sys/un.h>
 
+#include "sys.h"
+
 namespace iapp {
 
 int MakeInetAddr(const std::string& host, int port, SockAddr* out) {
@@ -74,6 +76,15 @@ void DescribeAddr(const sockaddr* sa, socklen_t len, std::string* host, int* por
     size_t max = len > offsetof(sockaddr_un, sun_path) ? len - offsetof(sockaddr_un, sun_path) : 0;
     *host = std::string(un->sun_path, strnlen(un->sun_path, max));
   }
+}
+
+bool SocketAddress(int fd, bool peer, std::string* host, int* port, int* family) {
+  sockaddr_storage ss;
+  unsigned len = sizeof ss;
+  if (SysSockName(fd, peer, &ss, &len) < 0) return false;
+  DescribeAddr(reinterpret_cast<sockaddr*>(&ss), len, host, port);
+  *family = ss.ss_family;
+  return true;
 }
 
 }  // namespace iapp

@@ -17,5 +17,8 @@ int MakeInetAddr(const std::string& host, int port, SockAddr* out);
 int MakeUnixAddr(const std::string& path, SockAddr* out);
 // Fills host/port (or path, port -1) from a sockaddr.
 void DescribeAddr(const sockaddr* sa, socklen_t len, std::string* host, int* port);
+// fd's local (or, with `peer`, remote) address as host, port and family (AF_*); false if it has
+// none (not a socket, not connected).
+bool SocketAddress(int fd, bool peer, std::string* host, int* port, int* family);
 
 }  // namespace iapp

@@ -14,7 +14,7 @@
 #include <sys/syscall.h>
 #endif
 
-#include "errors.h"
+#include "syscalls.h"
 #include "sys.h"
 
 namespace iapp {

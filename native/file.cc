@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "beneath.h"
-#include "errors.h"
+#include "syscalls.h"
 #include "faults.h"
 #include "loop.h"
 #include "platform.h"
@@ -29,17 +29,7 @@ FileRef::~FileRef() {
   if (fd >= 0) SysClose(fd);
 }
 
-namespace {
-constexpr size_t kCopyBuf = 1 << 20;  // the read/write fallback of copy
-constexpr uint64_t kCopyChunk = 64 << 20;  // per copy_file_range call, so a close can cut in
-#ifndef IOV_MAX
-constexpr int kIovLimit = 1024;
-#else
-constexpr int kIovLimit = IOV_MAX;
-#endif
-
-// Drops n bytes from the front of iov[*i..].
-void Advance(std::vector<iovec>& iov, size_t* i, size_t n) {
+void AdvanceIov(std::vector<iovec>& iov, size_t* i, size_t n) {
   while (n > 0 && *i < iov.size()) {
     if (n >= iov[*i].iov_len) {
       n -= iov[*i].iov_len;
@@ -52,6 +42,11 @@ void Advance(std::vector<iovec>& iov, size_t* i, size_t n) {
   }
   while (*i < iov.size() && iov[*i].iov_len == 0) ++*i;
 }
+
+namespace {
+constexpr size_t kCopyBuf = 1 << 20;  // the read/write fallback of copy
+constexpr uint64_t kCopyChunk = 64 << 20;  // per copy_file_range call, so a close can cut in
+
 }  // namespace
 
 class FileIo::Job : public DiskJob {
@@ -140,7 +135,7 @@ class FileIo::Job : public DiskJob {
   void Transfer(bool write) {
     size_t i = 0;
     uint64_t done = 0;
-    Advance(iov, &i, 0);
+    AdvanceIov(iov, &i, 0);
     while (i < iov.size()) {
       if (done > 0 && Cancelled()) return;
       const int cnt = static_cast<int>(iov.size() - i < static_cast<size_t>(kIovLimit) ? iov.size() - i : kIovLimit);
@@ -162,7 +157,7 @@ class FileIo::Job : public DiskJob {
         return;
       }
       done += static_cast<uint64_t>(n);
-      Advance(iov, &i, static_cast<size_t>(n));
+      AdvanceIov(iov, &i, static_cast<size_t>(n));
     }
     result = static_cast<int64_t>(base + done);
   }
@@ -273,56 +268,6 @@ int FileIo::Open() {
   return 0;
 }
 
-// A read, write or sync on the ring. A short read or write goes on from where it stopped.
-struct FileIo::RingOp {
-  FileOp kind;
-  double req;
-  std::shared_ptr<FileRef> file;
-  std::vector<iovec> iov;
-  size_t i = 0;  // first iovec not yet done
-  uint64_t off = 0, done = 0;
-  bool datasync = false;
-};
-
-bool FileIo::Queue(RingOp* op) {
-  if (!ring_) return false;
-  const uint64_t ud = reinterpret_cast<uintptr_t>(op);
-  const int fd = op->file->fd;
-  bool ok;
-  if (op->kind == kFileSync) {
-    ok = ring_->Fsync(fd, op->datasync, ud);
-  } else {
-    const unsigned n = static_cast<unsigned>(op->iov.size() - op->i);
-    if (n > static_cast<unsigned>(kIovLimit)) return false;
-    ok = op->kind == kFileWrite ? ring_->Writev(fd, &op->iov[op->i], n, op->off + op->done, ud)
-                                : ring_->Readv(fd, &op->iov[op->i], n, op->off + op->done, ud);
-  }
-  if (ok && !ring_queued_) {
-    ring_queued_ = true;
-    loop_->WantPrepare();
-  }
-  return ok;
-}
-
-void FileIo::SubmitRing() {
-  if (!ring_queued_ || !ring_) return;
-  ring_queued_ = false;
-  int r = ring_->Submit();
-  if (r < 0) {
-    // The kernel took none of them and will not: the pool does them instead.
-    std::vector<uint64_t> back;
-    ring_->DropQueued(&back);
-    for (uint64_t ud : back) ToPool(std::unique_ptr<RingOp>(reinterpret_cast<RingOp*>(static_cast<uintptr_t>(ud))));
-    return;
-  }
-  if (ring_->queued() > 0) {
-    // Not all taken (EAGAIN, EBUSY, a short count): again at the next wake, which the ring's
-    // own eventfd makes now (libuv does not wait for prepare hooks).
-    ring_queued_ = true;
-    ring_->Kick();
-  }
-}
-
 void FileIo::ToPool(std::unique_ptr<RingOp> op) {
   const int sys = op->kind == kFileWrite ? kSysPwrite : op->kind == kFileRead ? kSysPread : kSysFsync;
   Job* job = new (std::nothrow) Job();
@@ -339,47 +284,6 @@ void FileIo::ToPool(std::unique_ptr<RingOp> op) {
   if (r < 0) Emit(op->req, r, sys);
 }
 
-void FileIo::ReapRing() {
-  UringCompletion c[64];
-  for (;;) {
-    const size_t n = ring_->Reap(c, 64);
-    for (size_t k = 0; k < n; ++k) {
-      std::unique_ptr<RingOp> op(reinterpret_cast<RingOp*>(static_cast<uintptr_t>(c[k].user_data)));
-      // An injected fault replaces what the kernel answered (a write has then landed, as it may
-      // have before a real EIO).
-      const int injected = Fault(kFaultDisk);
-      const int32_t res = injected != 0 ? -injected : c[k].res;
-      const int sys = op->kind == kFileWrite ? kSysPwrite : op->kind == kFileRead ? kSysPread : kSysFsync;
-      if (res < 0) {
-        Emit(op->req, res, sys);
-        continue;
-      }
-      if (op->kind == kFileSync) {
-        Emit(op->req, 0, kSysNone);
-        continue;
-      }
-      if (res == 0) {  // end of file (a write that takes nothing is an error)
-        if (op->kind == kFileWrite) Emit(op->req, -EIO, sys);
-        else Emit(op->req, static_cast<int64_t>(op->done), kSysNone);
-        continue;
-      }
-      op->done += static_cast<uint64_t>(res);
-      Advance(op->iov, &op->i, static_cast<size_t>(res));
-      if (op->i == op->iov.size()) {
-        Emit(op->req, static_cast<int64_t>(op->done), kSysNone);
-        continue;
-      }
-      if (Queue(op.get())) {
-        op.release();
-        continue;
-      }
-      ToPool(std::move(op));  // the ring is full: the pool finishes the rest
-    }
-    if (n < 64) break;
-  }
-  SubmitRing();
-}
-
 int FileIo::Transfer(FileOp kind, double req, uint64_t file, std::vector<iovec> iov, uint64_t offset) {
   std::shared_ptr<FileRef> ref = Find(file);
   if (!ref) return -EBADF;
@@ -391,7 +295,7 @@ int FileIo::Transfer(FileOp kind, double req, uint64_t file, std::vector<iovec> 
     op->file = ref;
     op->iov = std::move(iov);
     op->off = offset;
-    Advance(op->iov, &op->i, 0);
+    AdvanceIov(op->iov, &op->i, 0);
     if (op->i == op->iov.size() && kind != kFileSync) {  // nothing to move
       Emit(req, 0, kSysNone);
       delete op;

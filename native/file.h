@@ -4,6 +4,7 @@
 #pragma once
 #include <sys/uio.h>
 
+#include <climits>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -18,6 +19,15 @@
 namespace iapp {
 
 class Loop;
+
+// The most iovecs one readv/writev takes.
+#ifndef IOV_MAX
+constexpr int kIovLimit = 1024;
+#else
+constexpr int kIovLimit = IOV_MAX;
+#endif
+// Drops n bytes from the front of iov[*i..], and the entries that become empty.
+void AdvanceIov(std::vector<iovec>& iov, size_t* i, size_t n);
 
 // An open file descriptor shared by the file table and the operations using it (a pool job, a
 // sendFile queued on a socket): the last holder closes it, so closing a File while a transfer
@@ -81,7 +91,16 @@ class FileIo {
 
  private:
   class Job;
-  struct RingOp;
+  // A read, write or sync on the ring. A short read or write goes on from where it stopped.
+  struct RingOp {
+    FileOp kind;
+    double req;
+    std::shared_ptr<FileRef> file;
+    std::vector<iovec> iov;
+    size_t i = 0;  // first iovec not yet done
+    uint64_t off = 0, done = 0;
+    bool datasync = false;
+  };
   class Waker : public Watcher {
    public:
     Waker(FileIo* io, bool ring) : io_(io), ring_(ring) {}

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 
-#include "errors.h"
+#include "syscalls.h"
 #include "loop.h"
 #include "socket.h"
 #include "sys.h"

@@ -48,7 +48,9 @@ static_assert(sizeof(MsgHeader) == 24, "MsgHeader is packed into the log");
 
 class Inbox {
  public:
-  enum PushResult { kOk = 0, kFull = -1, kClosed = -2, kNoMemory = -4 };
+  // Exported to JS as `postResults` (napi/messaging.cc); kNoEndpoint is the loop's (a target
+  // outside the group).
+  enum PushResult { kOk = 0, kFull = -1, kClosed = -2, kNoEndpoint = -3, kNoMemory = -4 };
   Inbox(size_t max_messages, size_t max_bytes);
   ~Inbox();
   int Open();  // makes the waker (epoll: an eventfd; kqueue: nothing until BindWaker): 0 or -errno

@@ -1,7 +1,6 @@
 #include "listener.h"
 
 #include <cerrno>
-#include <fcntl.h>
 #include <map>
 #include <mutex>
 #include <netinet/in.h>
@@ -9,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "errors.h"
+#include "syscalls.h"
 #include "sys.h"
 
 namespace iapp {
@@ -66,8 +65,7 @@ int BindAndListen(const ListenSpec& spec, const SockAddr& addr, bool reuseport, 
     unlink(spec.path.c_str());
     return r;
   }
-  if (listen(fd, spec.backlog) < 0) {
-    r = -errno;
+  if ((r = SysListen(fd, spec.backlog)) < 0) {
     *sys = kSysListen;
     SysClose(fd);
     if (addr.family() == AF_UNIX) unlink(spec.path.c_str());  // the file bind made, never left behind
@@ -79,23 +77,16 @@ int BindAndListen(const ListenSpec& spec, const SockAddr& addr, bool reuseport, 
 // An inherited socket must be a listening stream socket; each loop works on its own dup of it,
 // watched with EPOLLEXCLUSIVE like a shared listener. The inherited fd itself is left open.
 int AdoptListening(int inherited, int* sys) {
-  int type = 0, listening = 0;
-  socklen_t len = sizeof type;
   *sys = kSysSetsockopt;
-  if (getsockopt(inherited, SOL_SOCKET, SO_TYPE, &type, &len) < 0) return -errno;
+  const int type = SysSockType(inherited);
+  if (type < 0) return type;
   if (type != SOCK_STREAM) return -EPROTOTYPE;
-#ifdef SO_ACCEPTCONN
-  len = sizeof listening;
-  if (getsockopt(inherited, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && !listening) {
+  if (SysSockListening(inherited) == 0) {
     *sys = kSysListen;
     return -EINVAL;
   }
-#endif
   *sys = kSysSocket;
-  int fd = fcntl(inherited, F_DUPFD_CLOEXEC, 0);
-  if (fd < 0) return -errno;
-  SetNonblockCloexec(fd);
-  return fd;
+  return SysDupNonblock(inherited);
 }
 
 }  // namespace
@@ -119,8 +110,8 @@ int BindGroupPort(const std::string& key, int (*bind_fn)(void* ctx, int port), v
     ++it->second.refs;
   } else {
     sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+    unsigned len = sizeof ss;
+    SysSockName(fd, false, &ss, &len);
     std::string h;
     int port = 0;
     DescribeAddr(reinterpret_cast<sockaddr*>(&ss), len, &h, &port);
@@ -163,14 +154,12 @@ int OpenShared(const ListenSpec& spec, const SockAddr& addr, const std::string& 
     base = BindAndListen(spec, addr, false, sys);
     if (base < 0) return base;
   }
-  int fd = fcntl(base, F_DUPFD_CLOEXEC, 0);
+  int fd = SysDupNonblock(base);
   if (fd < 0) {
-    int e = -errno;
     *sys = kSysSocket;
     if (it == Registry().end()) SysClose(base);
-    return e;
+    return fd;
   }
-  SetNonblockCloexec(fd);
   if (it != Registry().end()) ++it->second.refs;
   else Registry()[key] = Entry{base, 0, 1, !spec.path.empty()};
   return fd;
@@ -214,8 +203,9 @@ Listener* Listener::Open(Loop* loop, const ListenSpec& spec, int* err, int* sys)
   auto* l = new Listener(loop, s);
   l->fd = fd;
   l->registry_key_ = key;
-  l->local_.len = sizeof l->local_.ss;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&l->local_.ss), &l->local_.len);
+  unsigned local_len = sizeof l->local_.ss;
+  SysSockName(fd, false, &l->local_.ss, &local_len);
+  l->local_.len = local_len;
   if (!s.path.empty()) l->local_ = addr;  // getsockname of a Unix socket may omit the path on some systems
   l->priority = static_cast<int8_t>(spec.socket.priority);
   loop->Register(l);

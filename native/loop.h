@@ -1,7 +1,7 @@
 // One native loop per loop thread: a poller, the handles registered on it (by integer id), and
 // the batch of events JS must see, delivered in one call per drain.
 #pragma once
-#include <napi.h>
+#include <node_api.h>  // the C API only: delivery is raw, status-checked N-API (deliver.cc)
 
 #include <cstdint>
 #include <map>
@@ -38,38 +38,44 @@ struct ReadyItem {
   uint64_t seq;  // the loop's visit count when the event was seen (see Watcher::visited)
 };
 
-// Event records handed to JS: kRecordStride doubles each, [kind, id, v0..v5]. Mirrored in
-// src/native.ts.
+// Event records handed to JS: kRecordStride doubles each, [kind, id, v0..v5]. The addon exports
+// the kinds (`recordKinds`, napi/process.cc); src/native.ts's `Rec` is pinned to them by
+// test/native-constants.test.ts.
+#define IAPP_RECORD_KINDS(X)                                                                   \
+  X(Accept, 1)        /* id: listener, v0: new socket id */                                    \
+  X(Connect, 2)       /* id: socket */                                                         \
+  X(Data, 3)          /* id: socket, v0: offset in the current arena, v1: length */           \
+  X(End, 4)           /* id: socket (peer half-closed), v0: 1 if JS must end it */             \
+  X(Drain, 5)         /* id: socket (write queue emptied after write() returned false) */     \
+  X(Close, 6)         /* id: socket, v0: errno, v1: syscall, v2: unsent, v3: bytes in, v4: out */ \
+  X(ListenPaused, 7)  /* id: listener, v0: errno, v1: connections shed */                      \
+  X(Arena, 8)         /* the next arena of the batch becomes current */                        \
+  X(QuietDone, 9)     /* the last quiet socket closed after WaitQuiet() */                     \
+  /* id: sender's endpoint, v0: MsgType, v1: seq, v2: name, v3: offset in the current message  \
+     arena, v4: length, v5: payload flags */                                                   \
+  X(Message, 10)                                                                               \
+  X(MsgArena, 11)     /* the next arena of the batch holds the following messages' payloads */ \
+  X(Detached, 12)     /* id: socket; every record of it read before detach() came before this */ \
+  X(Timer, 13)        /* id: timer slot, v0: generation, v1: expirations */                    \
+  X(Child, 14)        /* id: child watch, v0: exit code (-1 if killed), v1: signal, v2: errno */ \
+  /* id: request, v0: result (bytes, file id, or -errno), v1: syscall; after a stat v2: size,  \
+     v3: mtime (ms), v4: mode, v5: bytes allocated */                                          \
+  X(File, 15)                                                                                  \
+  X(SendFile, 16)     /* id: socket, v0: request, v1: bytes sent, v2: errno, v3: syscall */    \
+  /* id: pipe, v0: bytes moved, v1: errno, v2: syscall, v3: bytes read and lost, v4: src, v5: dst */ \
+  X(Pipe, 17)                                                                                  \
+  X(PipeHeld, 18)     /* id: pipe; every data record of its source emitted before came first */ \
+  X(Dialer, 19)       /* id: dialer, v0: 1 when close() has ended its last connection */       \
+  X(Blob, 20)         /* the next blob of the batch holds the following datagrams */           \
+  /* id: UDP socket, v0: offset in the current blob, v1: length, v2: family (4 or 6), v3: port, \
+     v4: IPv4 address (u32) or the offset of the 16 IPv6 address bytes in the blob */          \
+  X(Datagram, 21)                                                                              \
+  X(UdpDrain, 22)     /* id: UDP socket; its send queue emptied after a send reported backpressure */
+
 enum RecordKind : int {
-  kRecAccept = 1,        // id: listener, v0: new socket id
-  kRecConnect = 2,       // id: socket
-  kRecData = 3,          // id: socket, v0: offset in the current arena, v1: length
-  kRecEnd = 4,           // id: socket (peer half-closed), v0: 1 if JS must end it (not half-open)
-  kRecDrain = 5,         // id: socket (write queue emptied after write() returned false)
-  kRecClose = 6,         // id: socket, v0: errno, v1: syscall, v2: unsent, v3: bytes in, v4: out
-  kRecListenPaused = 7,  // id: listener, v0: errno, v1: connections shed
-  kRecArena = 8,         // the next arena of the batch becomes current
-  kRecQuietDone = 9,     // the last quiet socket closed after WaitQuiet()
-  // id: sender's endpoint, v0: MsgType, v1: seq, v2: name, v3: offset in the current message
-  // arena, v4: length, v5: payload flags
-  kRecMessage = 10,
-  kRecMsgArena = 11,     // the next arena of the batch holds the following messages' payloads
-  kRecDetached = 12,     // id: socket; every record of it read before detach() came before this
-  kRecTimer = 13,        // id: timer slot, v0: generation, v1: expirations
-  kRecChild = 14,        // id: child watch, v0: exit code (-1 if killed), v1: signal, v2: errno
-  // id: request, v0: result (bytes, file id, or -errno), v1: syscall; after a stat v2: size,
-  // v3: mtime (ms), v4: mode, v5: bytes allocated
-  kRecFile = 15,
-  kRecSendFile = 16,     // id: socket, v0: request, v1: bytes sent, v2: errno, v3: syscall
-  // id: pipe, v0: bytes moved, v1: errno, v2: syscall, v3: bytes read and lost, v4: src, v5: dst
-  kRecPipe = 17,
-  kRecPipeHeld = 18,     // id: pipe; every data record of its source emitted before came first
-  kRecDialer = 19,       // id: dialer, v0: 1 when close() has ended its last connection
-  kRecBlob = 20,         // the next blob of the batch holds the following datagrams
-  // id: UDP socket, v0: offset in the current blob, v1: length, v2: family (4 or 6), v3: port,
-  // v4: IPv4 address (u32) or the offset of the 16 IPv6 address bytes in the blob
-  kRecDatagram = 21,
-  kRecUdpDrain = 22,     // id: UDP socket; its send queue emptied after a send reported backpressure
+#define IAPP_RECORD_ENUM(name, value) kRec##name = value,
+  IAPP_RECORD_KINDS(IAPP_RECORD_ENUM)
+#undef IAPP_RECORD_ENUM
 };
 constexpr int kRecordStride = 8;
 constexpr int kRecordCapacity = 4096;  // records per call into JS
@@ -114,9 +120,11 @@ struct LoopStats {
 
 class Loop {
  public:
-  // Throws (Napi::Error) if a reference or async context cannot be made: called from JS only.
-  Loop(Napi::Env env, Napi::Function callback, Napi::Float64Array records);
+  explicit Loop(napi_env env);
   ~Loop();
+  // Where records go: onBatch(count, arenas?) and the Float64Array `records` (whose data is
+  // `data`). False if a reference or the async context cannot be made.
+  bool BindJs(napi_value callback, napi_value records, double* data);
   int Open();    // 0 or a negative errno / libuv error
   // Abandons every handle, closes the poller; idempotent. `held`: messages JS took and will not
   // run, counted as dropped in the exit notice.
@@ -185,9 +193,15 @@ class Loop {
   int32_t self() const { return self_; }
   uint32_t group_id() const { return group_id_; }
   Group* group() const { return group_.get(); }
-  // Inbox::PushResult, or -3 for a target that is not in the group.
+  // Inbox::PushResult (kNoEndpoint for a target that is not in the group).
   int Post(int32_t target, MsgHeader h, const uint8_t* payload, bool bounded);
   int PostBatch(int32_t target, const uint8_t* data, size_t len, size_t count);
+  // Posts h (as a broadcast of topic h.name) to every subscriber of the topic; returns how many
+  // it reached and appends to *full those whose inbox was full. Unbounded broadcasts (forwarded
+  // signals) go into full inboxes too.
+  size_t Broadcast(MsgHeader h, const uint8_t* payload, bool bounded, std::vector<int32_t>* full);
+  // Joins or leaves a topic; the membership topic's subscribers are told when that changed.
+  void Subscribe(uint32_t topic, bool on);
   std::shared_ptr<Group> group_ref() const { return group_; }
   void DrainInbox();
   void OnInbox();  // libuv: the inbox's waker fired
@@ -244,6 +258,7 @@ class Loop {
   void Prepare();
 
   static constexpr uint64_t kDefaultTurnBudgetNs = 500000;
+  static constexpr int kPollBatch = 512;  // events per epoll_wait/kevent
   static constexpr int kVisitShare = 4;  // a visit takes at most 1/kVisitShare of the budget
 
  private:
@@ -262,6 +277,10 @@ class Loop {
   // The env refused an N-API call (it is stopping: worker.terminate(), process exit). Stop
   // watching the poller; the env's cleanup hook closes everything. Data stays in the kernel.
   void Stop();
+  void HookTeardown();  // the env-teardown hook that closes the loop with its env
+  void ReleaseJs();     // Close()'s N-API half
+  // A JS Buffer of n bytes for the messages that follow (kRecMsgArena); null if none can be made.
+  uint8_t* NewMessageArena(size_t n);
 
   // Raw N-API from here on: the drain path runs from libuv, where a failing call must become a
   // status we check, never a C++ exception (node-addon-api would even abort building one while

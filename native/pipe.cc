@@ -7,7 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "errors.h"
+#include "syscalls.h"
 #include "loop.h"
 #include "socket.h"
 #include "sys.h"
@@ -91,10 +91,7 @@ bool Pipe::WantsWrite() const { return buffered_ > 0; }
 ssize_t Pipe::In(size_t n) {
 #if defined(IAPP_HAVE_SPLICE)
   if (int e = Fault(kFaultSplice)) return -e;
-  ssize_t r;
-  do r = splice(src_->fd, nullptr, p_[1], nullptr, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-  while (r < 0 && errno == EINTR);
-  return r < 0 ? -errno : r;
+  return SysSplice(src_->fd, p_[1], n);
 #else
   if (int e = Fault(kFaultSplice)) return -e;  // the site covers the pipe's calls on every build
   if (buffered_ == 0) rd_ = 0;
@@ -107,10 +104,7 @@ ssize_t Pipe::In(size_t n) {
 ssize_t Pipe::Out(size_t n) {
 #if defined(IAPP_HAVE_SPLICE)
   if (int e = Fault(kFaultSplice)) return -e;
-  ssize_t r;
-  do r = splice(p_[0], nullptr, dst_->fd, nullptr, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-  while (r < 0 && errno == EINTR);
-  return r < 0 ? -errno : r;
+  return SysSplice(p_[0], dst_->fd, n);
 #else
   if (int e = Fault(kFaultSplice)) return -e;
   iovec iov{buf_.get() + rd_, n};

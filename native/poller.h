@@ -141,6 +141,10 @@ class Poller {
 
  private:
   int Apply(Watcher* w);  // one watcher's change (epoll: 0 or -errno; kqueue: entries queued)
+  // Shared by the backends (poller.cc): drops w from the queued changes; grows the change lists
+  // to hold n watchers, returning the new capacity (0 if they had room already).
+  void Dequeue(Watcher* w);
+  size_t ReserveChanges(size_t n);
   int fd_ = -1;
   int poll_fd_ = -1;
   void (*on_change_)(void*) = nullptr;

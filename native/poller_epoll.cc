@@ -11,8 +11,6 @@
 
 namespace iapp {
 
-Poller::~Poller() { Close(); }
-
 int Poller::Open() {
   fd_ = epoll_create1(EPOLL_CLOEXEC);
   if (fd_ < 0) return -errno;
@@ -26,26 +24,10 @@ void Poller::Close() {
   changes_.clear();
 }
 
-void Poller::Reserve(size_t n) {
-  if (changes_.capacity() >= n) return;
-  const size_t cap = n > 2 * changes_.capacity() ? n : 2 * changes_.capacity();  // amortized
-  changes_.reserve(cap);
-  flushing_.reserve(cap);
-}
-
-void Poller::Update(Watcher* w) {
-  if (w->queued || w->dead) return;
-  w->queued = true;
-  changes_.push_back(w);
-  if (changes_.size() == 1 && on_change_) on_change_(on_change_arg_);
-}
+void Poller::Reserve(size_t n) { ReserveChanges(n); }
 
 int Poller::Remove(Watcher* w) {
-  if (w->queued) {
-    w->queued = false;
-    auto it = std::find(changes_.begin(), changes_.end(), w);
-    if (it != changes_.end()) changes_.erase(it);
-  }
+  Dequeue(w);
   if (!w->armed || fd_ < 0) return 0;
   w->armed = 0;
   epoll_event unused{};
@@ -94,11 +76,7 @@ int Poller::Apply(Watcher* w) {
 }
 
 int Poller::ApplyNow(Watcher* w) {
-  if (w->queued) {
-    w->queued = false;
-    auto it = std::find(changes_.begin(), changes_.end(), w);
-    if (it != changes_.end()) changes_.erase(it);
-  }
+  Dequeue(w);
   return fd_ < 0 ? -EBADF : Apply(w);
 }
 

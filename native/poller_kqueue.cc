@@ -82,8 +82,6 @@ void PollerProcessInit() {
 #endif
 }
 
-Poller::~Poller() { Close(); }
-
 int Poller::Open() {
   try {
     out_.resize(kMaxEvents);
@@ -127,10 +125,8 @@ void Poller::Close() {
 }
 
 void Poller::Reserve(size_t n) {
-  if (changes_.capacity() >= n) return;
-  const size_t cap = n > 2 * changes_.capacity() ? n : 2 * changes_.capacity();  // amortized
-  changes_.reserve(cap);
-  flushing_.reserve(cap);
+  const size_t cap = ReserveChanges(n);
+  if (cap == 0) return;
   // Flush() fills these for every queued watcher: with room for all of them it allocates nothing.
   kev_.reserve(kEntriesPerWatcher * cap);
   entry_.reserve(kEntriesPerWatcher * cap);
@@ -138,19 +134,8 @@ void Poller::Reserve(size_t n) {
   refused_.reserve(cap);
 }
 
-void Poller::Update(Watcher* w) {
-  if (w->queued || w->dead) return;
-  w->queued = true;
-  changes_.push_back(w);
-  if (changes_.size() == 1 && on_change_) on_change_(on_change_arg_);
-}
-
 int Poller::Remove(Watcher* w) {
-  if (w->queued) {
-    w->queued = false;
-    auto it = std::find(changes_.begin(), changes_.end(), w);
-    if (it != changes_.end()) changes_.erase(it);
-  }
+  Dequeue(w);
   const uint8_t knotes = w->knotes;
   w->knotes = 0;
   w->armed = 0;
@@ -229,11 +214,7 @@ void Poller::Refused(Watcher* w, int err) {
 }
 
 int Poller::ApplyNow(Watcher* w) {
-  if (w->queued) {
-    w->queued = false;
-    auto it = std::find(changes_.begin(), changes_.end(), w);
-    if (it != changes_.end()) changes_.erase(it);
-  }
+  Dequeue(w);
   if (fd_ < 0) return -EBADF;
   // kev_ and the rest are free between flushes: this watcher's entries alone, submitted now, and
   // a refusal returned rather than reported.

@@ -15,7 +15,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "errors.h"
+#include "syscalls.h"
 #include "faults.h"
 #include "file.h"
 #include "socket.h"
@@ -24,9 +24,7 @@
 namespace iapp {
 
 int Socket::SendFile(std::shared_ptr<FileRef> file, uint64_t offset, uint64_t length, double req) {
-  if (dead) return -EBADF;
-  if (end_requested_ || wr_shut_) return -EPIPE;
-  if (push_ || pipe_in != nullptr) return -EBUSY;
+  if (int r = WriteState(kWriteFile)) return r;
   Chunk c{nullptr, 0, 0, 0, std::move(file), offset, length, 0, req};
   queue_.reserve(queue_.size() + 1);  // may throw before anything changed
   queue_.push_back(std::move(c));

@@ -7,7 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "errors.h"
+#include "syscalls.h"
 #include "dialer.h"
 #include "file.h"
 #include "idle.h"
@@ -29,8 +29,8 @@ constexpr size_t kPushBudget = 4 << 20;        // pushed bytes per socket per ev
 
 bool IsInet(int fd) {
   sockaddr_storage ss;
-  socklen_t len = sizeof ss;
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) < 0) return false;
+  unsigned len = sizeof ss;
+  if (SysSockName(fd, false, &ss, &len) < 0) return false;
   return ss.ss_family == AF_INET || ss.ss_family == AF_INET6;
 }
 }  // namespace
@@ -84,18 +84,16 @@ Socket* Socket::Connect(Loop* loop, const SockAddr& remote, const SockAddr* loca
     if (reinterpret_cast<const sockaddr_in*>(&local->ss)->sin_port == 0)
       SetSockOptInt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
 #endif
-    if (bind(fd, reinterpret_cast<const sockaddr*>(&local->ss), local->len) < 0) {
-      *err = errno;
+    if (int r = SysBind(fd, reinterpret_cast<const sockaddr*>(&local->ss), local->len); r < 0) {
+      *err = -r;
       *sys = kSysBind;
       SysClose(fd);
       return nullptr;
     }
   }
-  int r;
-  do r = connect(fd, reinterpret_cast<const sockaddr*>(&remote.ss), remote.len);
-  while (r < 0 && errno == EINTR);
-  if (r < 0 && errno != EINPROGRESS) {
-    *err = errno;
+  int r = SysConnect(fd, reinterpret_cast<const sockaddr*>(&remote.ss), remote.len);
+  if (r < 0 && r != -EINPROGRESS) {
+    *err = -r;
     *sys = kSysConnect;
     SysClose(fd);
     return nullptr;
@@ -168,9 +166,20 @@ void Socket::OnConnected() {
   if (!dead && dialer != nullptr) dialer->OnEstablished(this);
 }
 
+int Socket::WriteState(WriteOp op) const {
+  if (dead) return -EBADF;
+  if (end_requested_ || wr_shut_) return -EPIPE;
+  // Into a running pipe's stream a write would land at an arbitrary point. A held pipe takes
+  // the bytes its source had delivered to JS: those go first.
+  if (pipe_in != nullptr && !(op == kWriteFeed && pipe_in->held())) return -EBUSY;
+  // A file range queued behind a push would never get its turn.
+  if (op == kWriteFile && push_) return -EBUSY;
+  return 0;
+}
+
 int Socket::Push(std::shared_ptr<const std::vector<uint8_t>> buf) {
-  if (pipe_in != nullptr) return -EBUSY;
-  if (dead || end_requested_ || buf->empty()) return 0;
+  if (int r = WriteState(kWritePush)) return r;
+  if (buf->empty()) return 0;
   push_ = std::move(buf);
   push_off_ = 0;
   Rearm();
@@ -264,7 +273,7 @@ void Socket::MaybeShutdown() {
   // A pipe feeding this socket still has bytes to deliver: it ends the socket when done.
   if (dead || connecting_ || !end_requested_ || qhead_ < queue_.size() || pipe_in != nullptr) return;
   if (!wr_shut_) {
-    if (shutdown(fd, SHUT_WR) < 0 && errno != ENOTCONN) return Fail(errno, kSysShutdown);
+    if (int r = SysShutdownWrite(fd); r < 0 && r != -ENOTCONN) return Fail(-r, kSysShutdown);
     wr_shut_ = true;
   }
   if (rd_eof_) Finish(0, kSysNone, false);
@@ -289,12 +298,8 @@ void Socket::Enqueue(const uint8_t* p, size_t n) {
   queued_ += n;
 }
 
-int Socket::Write(const iovec* iov, int n) {
-  if (dead) return -EBADF;
-  if (end_requested_ || wr_shut_) return -EPIPE;
-  // Into a running pipe's stream a write would land at an arbitrary point. A held pipe takes
-  // the bytes its source had delivered to JS: those go first.
-  if (pipe_in != nullptr && !pipe_in->held()) return -EBUSY;
+int Socket::Write(const iovec* iov, int n, WriteOp op) {
+  if (int r = WriteState(op)) return r;
   WillWrite();
   int i = 0;
   size_t skip = 0;  // bytes of iov[i] already sent
@@ -522,89 +527,6 @@ void Socket::Abandon() {
   if (fd >= 0) SysClose(fd);
   fd = -1;
   admission_.Release();
-}
-
-}  // namespace iapp
-
-namespace iapp {
-
-int Socket::Detach(DetachedSocket* out) {
-  if (dead) return -EBADF;
-  if (connecting_) return -ENOTCONN;
-  if (push_ || files_queued_ > 0 || pipe_in != nullptr || pipe_out != nullptr) return -EBUSY;
-  if (opts_.quiet) return -EINVAL;
-  out->fd = fd;
-  out->opts = opts_;
-  out->inet = inet_;
-  out->nodelay_pending = nodelay_pending_;
-  out->idle_timeout_ns = idle_timeout_ns;
-  if (idle_at >= 0) loop_->idle()->Forget(this);
-  out->rd_eof = rd_eof_;
-  out->end_requested = end_requested_;
-  out->wr_shut = wr_shut_;
-  out->need_drain = need_drain_;
-  out->unsent.reserve(queued_);
-  for (size_t i = qhead_; i < queue_.size(); ++i) {
-    const Chunk& c = queue_[i];
-    out->unsent.insert(out->unsent.end(), c.data.get() + c.off, c.data.get() + c.len);
-  }
-  out->bytes_in = bytes_in_;
-  out->bytes_out = bytes_out_;
-  out->admission = std::move(admission_);
-  ++loop_->stats().detached;
-  if (established_) loop_->ConnClosed();  // the adopting loop counts it from here
-  established_ = false;
-  loop_->Emit(kRecDetached, id);
-  loop_->Retire(this);  // out of this loop's poller before another loop registers the fd
-  fd = -1;
-  queue_.clear();
-  qhead_ = 0;
-  queued_ = 0;
-  return 0;
-}
-
-Socket* Socket::AdoptFd(Loop* loop, int fd, const SocketOptions& opts, int* err) {
-  int family = 0;
-  const int kind = SysSocketKind(fd, &family);
-  if (kind != 2) {
-    *err = kind < 0 ? -kind : kind == 0 ? ENOTSOCK : kind == 3 ? ENOTCONN : EINVAL;
-    return nullptr;
-  }
-  if (int r = SetNonblockCloexec(fd); r < 0) {
-    *err = -r;
-    return nullptr;
-  }
-  return Adopt(loop, fd, false, opts, family == AF_UNIX ? 0 : 1);
-}
-
-Socket* Socket::Restore(Loop* loop, DetachedSocket&& d, int read_mode) {
-  SocketOptions opts = d.opts;
-  opts.read_mode = read_mode;
-  auto* s = new Socket(loop, d.fd, false, opts);
-  s->inet_ = d.inet;
-  s->nodelay_pending_ = d.nodelay_pending;
-  s->idle_timeout_ns = d.idle_timeout_ns;
-  s->rd_eof_ = d.rd_eof;
-  s->end_requested_ = d.end_requested;
-  s->wr_shut_ = d.wr_shut;
-  s->need_drain_ = d.need_drain;
-  s->bytes_in_ = d.bytes_in;
-  s->bytes_out_ = d.bytes_out;
-  s->admission_ = std::move(d.admission);
-  s->Enqueue(d.unsent.data(), d.unsent.size());
-  s->priority = static_cast<int8_t>(opts.priority);
-  loop->Register(s);
-  s->Established();
-  d.fd = -1;  // the socket owns it from here
-  ++loop->stats().adopted;
-  // The idle timeout goes with it; a new loop that cannot watch it (no timer) keeps the socket.
-  if (s->idle_timeout_ns > 0 && loop->idle()->Set(s, s->idle_timeout_ns) < 0) s->idle_timeout_ns = 0;
-  // The old loop told its JS that the peer had ended; the adopting side must hear it too, or it
-  // would wait for data that will never come.
-  if (s->rd_eof_ && !opts.quiet) loop->Emit(kRecEnd, s->id);
-  s->MaybeShutdown();
-  if (!s->dead) s->Rearm();
-  return s;
 }
 
 }  // namespace iapp

@@ -12,7 +12,7 @@
 #include "addr.h"
 #include "conns.h"
 #include "sys.h"
-#include "errors.h"
+#include "syscalls.h"
 #include "loop.h"
 
 namespace iapp {
@@ -84,10 +84,17 @@ class Socket : public Handle {
   // Registers a detached socket on `loop`, reading in `read_mode`.
   static Socket* Restore(Loop* loop, DetachedSocket&& d, int read_mode);
 
+  // Whether JS may still put bytes into this socket, decided here and nowhere else (TS maps the
+  // answer to its errors in one place). 0, or -EBADF (closed), -EPIPE (ended or shut down),
+  // -EBUSY (a pipe writes into it; for a file range also: it is pushing). A held pipe (its
+  // source's early bytes still in JS) takes writes marked kWriteFeed, which carry those bytes.
+  enum WriteOp { kWriteBytes, kWriteFeed, kWritePush, kWriteFile };
+  int WriteState(WriteOp op) const;
+
   // Queues and tries to send. Returns 1 if below the high-water mark, 0 if the caller should wait
   // for drain (or the send failed: the socket is then closing and its close record counts the
-  // bytes as unsent), -errno if the socket was already ended or closed.
-  int Write(const iovec* iov, int n);
+  // bytes as unsent), or WriteState's refusal.
+  int Write(const iovec* iov, int n, WriteOp op = kWriteBytes);
   int End();                       // half-close once the queue is flushed; 0 or -errno
   size_t Destroy(bool reset);      // closes now; returns the queued bytes that were not sent
   void SetReadMode(int mode);
@@ -95,12 +102,12 @@ class Socket : public Handle {
   void SetHighWater(size_t n) { opts_.high_water = n; }
   // Sends `buf` again and again whenever writable (after anything queued), with no JS per write,
   // until End() or Destroy(). The buffer is shared with the loop's other pushing sockets.
-  // 0, or -EBUSY when a pipe writes into this socket.
+  // 0, or WriteState's refusal.
   int Push(std::shared_ptr<const std::vector<uint8_t>> buf);
   // Queues `length` bytes of `file` from `offset` (UINT64_MAX: to its end) after everything
   // queued before, sent with sendfile(2) when their turn comes. A kRecSendFile record for `req`
   // reports the bytes sent, and the error if the socket failed or the file was shorter than
-  // asked (ENODATA). 0 or -errno (closed, ended, pushing).
+  // asked (ENODATA). 0, or WriteState's refusal.
   int SendFile(std::shared_ptr<FileRef> file, uint64_t offset, uint64_t length, double req);
   // The disk pool has read ahead the range from `offset` that sendfile found uncached (FreeBSD's
   // SF_NODISKIO, see sendfile.cc): sending goes on.

@@ -7,8 +7,12 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#ifdef __APPLE__
+#include <limits.h>  // OPEN_MAX
+#endif
 #if defined(IAPP_WAKER_EVENTFD)
 #include <sys/eventfd.h>
 #endif
@@ -22,6 +26,15 @@ namespace iapp {
 
 namespace {
 inline int Neg(int r) { return r < 0 ? -errno : r; }
+
+// Calls again while a signal interrupts the call: its result, or -errno.
+template <typename Call>
+auto Retry(Call call) -> decltype(call()) {
+  decltype(call()) r;
+  do r = call();
+  while (r < 0 && errno == EINTR);
+  return r < 0 ? -errno : r;
+}
 }  // namespace
 
 int SysClose(int fd) {
@@ -86,18 +99,12 @@ ssize_t SysSendv(int fd, const iovec* iov, int iovcnt) {
 #else
   const int flags = 0;  // SO_NOSIGPIPE is set on the socket instead
 #endif
-  ssize_t n;
-  do n = sendmsg(fd, &msg, flags);
-  while (n < 0 && errno == EINTR);
-  return n < 0 ? -errno : n;
+  return Retry([&] { return sendmsg(fd, &msg, flags); });
 }
 
 ssize_t SysRecv(int fd, void* buf, size_t len) {
   if (int e = Fault(kFaultRecv)) return -e;
-  ssize_t n;
-  do n = recv(fd, buf, len, 0);
-  while (n < 0 && errno == EINTR);
-  return n < 0 ? -errno : n;
+  return SysRecvPlain(fd, buf, len);
 }
 
 ssize_t SysDiscard(int fd, size_t len, bool trunc_ok) {
@@ -133,6 +140,60 @@ int BindOrClose(int fd, const sockaddr* addr, unsigned len) {
   int r = -errno;
   SysClose(fd);
   return r;
+}
+
+int SysBind(int fd, const sockaddr* addr, unsigned len) { return Neg(bind(fd, addr, len)); }
+
+int SysConnect(int fd, const sockaddr* addr, unsigned len) {
+  return Retry([&] { return connect(fd, addr, len); });
+}
+
+int SysListen(int fd, int backlog) { return Neg(listen(fd, backlog)); }
+
+int SysShutdownWrite(int fd) { return Neg(shutdown(fd, SHUT_WR)); }
+
+int SysSockName(int fd, bool peer, sockaddr_storage* ss, unsigned* len) {
+  socklen_t l = *len;
+  int r = peer ? getpeername(fd, reinterpret_cast<sockaddr*>(ss), &l) : getsockname(fd, reinterpret_cast<sockaddr*>(ss), &l);
+  *len = l;
+  return Neg(r);
+}
+
+ssize_t SysSendFlags(int fd, const void* buf, size_t len, int flags) {
+  return Retry([&] { return send(fd, buf, len, flags); });
+}
+
+ssize_t SysRecvPlain(int fd, void* buf, size_t len) {
+  return Retry([&] { return recv(fd, buf, len, 0); });
+}
+
+#if defined(IAPP_HAVE_SPLICE)
+ssize_t SysSplice(int in, int out, size_t len) {
+  return Retry([&] { return splice(in, nullptr, out, nullptr, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK); });
+}
+#endif
+
+int SysSockType(int fd) {
+  int type = 0;
+  socklen_t len = sizeof type;
+  return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ? -errno : type;
+}
+
+int SysSockListening(int fd) {
+#ifdef SO_ACCEPTCONN
+  int listening = 0;
+  socklen_t len = sizeof listening;
+  return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 ? -errno : listening != 0;
+#else
+  return -ENOPROTOOPT;
+#endif
+}
+
+int SysDupNonblock(int fd) {
+  int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) return -errno;
+  SetNonblockCloexec(dup);  // F_SETFL on a fresh socket fd: nothing to fail on
+  return dup;
 }
 
 int SetReuse(int fd, bool reuseport) {
@@ -244,11 +305,12 @@ namespace iapp {
 
 int SysRecvMmsg(int fd, mmsghdr* msgs, int n) {
   if (int e = Fault(kFaultRecv)) return -e;
+  return SysRecvMmsgPlain(fd, msgs, n);
+}
+
+int SysRecvMmsgPlain(int fd, mmsghdr* msgs, int n) {
 #if defined(IAPP_HAVE_MMSG)
-  int r;
-  do r = recvmmsg(fd, msgs, static_cast<unsigned>(n), MSG_DONTWAIT, nullptr);
-  while (r < 0 && errno == EINTR);
-  return r < 0 ? -errno : r;
+  return Retry([&] { return recvmmsg(fd, msgs, static_cast<unsigned>(n), MSG_DONTWAIT, nullptr); });
 #else
   for (int i = 0; i < n; ++i) {
     ssize_t r;
@@ -263,11 +325,12 @@ int SysRecvMmsg(int fd, mmsghdr* msgs, int n) {
 
 int SysSendMmsg(int fd, mmsghdr* msgs, int n) {
   if (int e = Fault(kFaultSend)) return -e;
+  return SysSendMmsgPlain(fd, msgs, n);
+}
+
+int SysSendMmsgPlain(int fd, mmsghdr* msgs, int n) {
 #if defined(IAPP_HAVE_MMSG)
-  int r;
-  do r = sendmmsg(fd, msgs, static_cast<unsigned>(n), MSG_DONTWAIT);
-  while (r < 0 && errno == EINTR);
-  return r < 0 ? -errno : r;
+  return Retry([&] { return sendmmsg(fd, msgs, static_cast<unsigned>(n), MSG_DONTWAIT); });
 #else
   for (int i = 0; i < n; ++i) {
     ssize_t r;
@@ -294,11 +357,31 @@ int SysSocketKind(int fd, int* family) {
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0) *family = ss.ss_family;
   if (type == SOCK_DGRAM) return 4;
   if (type != SOCK_STREAM) return 0;
-  int listening = 0;
-  len = sizeof listening;
-  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening) return 1;
+  if (SysSockListening(fd) == 1) return 1;
   sl = sizeof ss;
   return getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0 ? 2 : 3;
+}
+
+namespace {
+int64_t Limit(rlim_t v) { return v == RLIM_INFINITY ? -1 : static_cast<int64_t>(v); }
+}  // namespace
+
+int RaiseFileLimit(int64_t* before, int64_t* soft, int64_t* hard) {
+  rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return -errno;
+  *before = Limit(rl.rlim_cur);
+  if (rl.rlim_cur != rl.rlim_max) {
+    rlimit want = rl;
+    want.rlim_cur = rl.rlim_max;
+#ifdef __APPLE__
+    // macOS refuses a soft limit above OPEN_MAX even when the hard limit is "unlimited".
+    if (want.rlim_cur > OPEN_MAX) want.rlim_cur = OPEN_MAX;
+#endif
+    if (setrlimit(RLIMIT_NOFILE, &want) == 0) rl = want;
+  }
+  *soft = Limit(rl.rlim_cur);
+  *hard = Limit(rl.rlim_max);
+  return 0;
 }
 
 }  // namespace iapp

@@ -8,6 +8,7 @@
 #include <sys/uio.h>
 
 struct sockaddr;
+struct sockaddr_storage;
 #if defined(__APPLE__)
 #include <sys/socket.h>
 // macOS has no recvmmsg/sendmmsg: the same shape, filled one message at a time (sys.cc).
@@ -50,11 +51,35 @@ int SetSockOptInt(int fd, int level, int name, int value);
 int SetReuse(int fd, bool reuseport);
 // bind(); on failure closes fd. Returns fd or -errno.
 int BindOrClose(int fd, const sockaddr* addr, unsigned len);
+int SysBind(int fd, const sockaddr* addr, unsigned len);     // 0 or -errno
+// connect() past EINTR: 0, or -errno (-EINPROGRESS for a non-blocking connect under way).
+int SysConnect(int fd, const sockaddr* addr, unsigned len);
+int SysListen(int fd, int backlog);                          // 0 or -errno
+int SysShutdownWrite(int fd);                                // shutdown(SHUT_WR): 0 or -errno
+// The local (or, with `peer`, remote) address of a socket into *ss, *len: 0 or -errno.
+int SysSockName(int fd, bool peer, sockaddr_storage* ss, unsigned* len);
+// One send(2) or recv(2) past EINTR, with no fault site: the UDP paths that have no mmsg batch
+// (datagrams sent or sunk one at a time). Bytes, or -errno.
+ssize_t SysSendFlags(int fd, const void* buf, size_t len, int flags);
+ssize_t SysRecvPlain(int fd, void* buf, size_t len);
+// splice(2) between a socket and a pipe, non-blocking, past EINTR: bytes or -errno. Only where
+// the platform has it (IAPP_HAVE_SPLICE); callers check Fault(kFaultSplice) first.
+ssize_t SysSplice(int in, int out, size_t len);
 // A close that sends RST instead of FIN (SO_LINGER with a zero timeout).
 int CloseWithReset(int fd);
+// SO_TYPE of a socket (SOCK_STREAM, SOCK_DGRAM, ...), or -errno (ENOTSOCK: not a socket).
+int SysSockType(int fd);
+// SO_ACCEPTCONN: 1 listening, 0 not, -errno if the system cannot say.
+int SysSockListening(int fd);
+// A non-blocking, close-on-exec duplicate of an inherited fd (which stays open as it was): the
+// new fd, or -errno.
+int SysDupNonblock(int fd);
 // What kind of socket an inherited fd is: 0 not a socket, 1 listening stream, 2 connected stream,
 // 3 other stream (not connected, not listening), 4 datagram; -errno when fd is not open.
 int SysSocketKind(int fd, int* family);
+// Raises RLIMIT_NOFILE's soft limit to the hard limit where the process may. Fills the soft limit
+// before, and soft and hard after (-1: unlimited). 0, or -errno if the limit cannot be read.
+int RaiseFileLimit(int64_t* before, int64_t* soft, int64_t* hard);
 // An fd held in reserve so that EMFILE on accept can still take one connection off the backlog.
 int OpenReserveFd();
 
@@ -71,6 +96,9 @@ void CloseWaker(int rd, int wr);
 // failed (a later failure ends the batch short, as sendmmsg does).
 int SysRecvMmsg(int fd, mmsghdr* msgs, int n);
 int SysSendMmsg(int fd, mmsghdr* msgs, int n);
+// The same with no fault site: a UDP socket's native sink and push (not what faults.h covers).
+int SysRecvMmsgPlain(int fd, mmsghdr* msgs, int n);
+int SysSendMmsgPlain(int fd, mmsghdr* msgs, int n);
 
 // Sends up to len bytes of file `in` from *off to socket `out` (sendfile(2); the BSD forms
 // elsewhere) and advances *off. Returns the bytes sent (0 at end of file) or -errno; a partial

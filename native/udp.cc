@@ -2,12 +2,11 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "errors.h"
+#include "syscalls.h"
 #include "listener.h"
 #include "platform.h"
 #include "sys.h"
@@ -59,24 +58,18 @@ Udp* Udp::Open(Loop* loop, const UdpSpec& spec, int* err, int* sys) {
   int fd;
   std::string key;
   if (spec.fd >= 0) {
-    int type = 0;
-    socklen_t len = sizeof type;
     *sys = kSysSetsockopt;
-    if (getsockopt(spec.fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) {
-      *err = errno;
-      return nullptr;
-    }
+    const int type = SysSockType(spec.fd);
     if (type != SOCK_DGRAM) {
-      *err = EPROTOTYPE;
+      *err = type < 0 ? -type : EPROTOTYPE;
       return nullptr;
     }
     *sys = kSysSocket;
-    fd = fcntl(spec.fd, F_DUPFD_CLOEXEC, 0);
+    fd = SysDupNonblock(spec.fd);
     if (fd < 0) {
-      *err = errno;
+      *err = -fd;
       return nullptr;
     }
-    SetNonblockCloexec(fd);
   } else {
     BindCtx ctx{&spec, sys};
     if (spec.port == 0 && spec.peer_host.empty()) {
@@ -93,7 +86,7 @@ Udp* Udp::Open(Loop* loop, const UdpSpec& spec, int* err, int* sys) {
   if (!spec.peer_host.empty()) {
     SockAddr peer;
     int r = MakeInetAddr(spec.peer_host, spec.peer_port, &peer);
-    if (r == 0 && connect(fd, reinterpret_cast<const sockaddr*>(&peer.ss), peer.len) < 0) r = -errno;
+    if (r == 0) r = SysConnect(fd, reinterpret_cast<const sockaddr*>(&peer.ss), peer.len);
     if (r < 0) {
       *err = -r;
       *sys = kSysConnect;
@@ -169,10 +162,10 @@ void Udp::Drain() {
       msgs[i].msg_hdr.msg_iov = &iov[i];
       msgs[i].msg_hdr.msg_iovlen = 1;
     }
-    int n = recvmmsg(fd, msgs, kBatch, MSG_DONTWAIT, nullptr);
+    int n = SysRecvMmsgPlain(fd, msgs, kBatch);
     if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
-      loop_->CountError(errno);  // e.g. ECONNREFUSED from an ICMP error: the socket stays usable
+      if (n == -EAGAIN || n == -EWOULDBLOCK) return;
+      loop_->CountError(-n);  // e.g. ECONNREFUSED from an ICMP error: the socket stays usable
       return;
     }
     for (int i = 0; i < n; ++i) bytes_in += msgs[i].msg_len;
@@ -182,9 +175,9 @@ void Udp::Drain() {
     if (n < kBatch || loop_->VisitSpent()) return;
 #else
     for (int i = 0; i < kBatch; ++i) {
-      ssize_t r = recv(fd, scratch, kMaxDatagram, 0);
+      ssize_t r = SysRecvPlain(fd, scratch, kMaxDatagram);
       if (r < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) loop_->CountError(errno);
+        if (r != -EAGAIN && r != -EWOULDBLOCK) loop_->CountError(static_cast<int>(-r));
         return;
       }
       bytes_in += r;
@@ -375,10 +368,10 @@ void Udp::PushMore() {
       msgs[i].msg_hdr.msg_iov = &iov;
       msgs[i].msg_hdr.msg_iovlen = 1;
     }
-    int n = sendmmsg(fd, msgs, kBatch, MSG_DONTWAIT);
+    int n = SysSendMmsgPlain(fd, msgs, kBatch);
     if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ENOBUFS) return;
-      loop_->CountError(errno);  // ECONNREFUSED: the peer's port was closed; keep trying
+      if (n == -EAGAIN || n == -EWOULDBLOCK || n == -ENOBUFS) return;
+      loop_->CountError(-n);  // ECONNREFUSED: the peer's port was closed; keep trying
       return;
     }
     datagrams_out += n;
@@ -388,24 +381,23 @@ void Udp::PushMore() {
     if (n < kBatch) {
       // sendmmsg drops the error of the message that stopped it (ECONNREFUSED after an ICMP
       // port-unreachable, for one): one plain send says what it was, or sends one more.
-      ssize_t r = send(fd, push_->data(), len, MSG_DONTWAIT);
+      ssize_t r = SysSendFlags(fd, push_->data(), len, MSG_DONTWAIT);
       if (r >= 0) {
         ++datagrams_out;
         ++st.datagrams_out;
         bytes_out += r;
         st.bytes_out += r;
-      } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ENOBUFS) {
-        loop_->CountError(errno);
+      } else if (r != -EAGAIN && r != -EWOULDBLOCK && r != -ENOBUFS) {
+        loop_->CountError(static_cast<int>(-r));
       }
       return;
     }
     if (loop_->VisitSpent()) return;
 #else
     for (int i = 0; i < kBatch; ++i) {
-      ssize_t r = send(fd, push_->data(), len, 0);
+      ssize_t r = SysSendFlags(fd, push_->data(), len, 0);
       if (r < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ENOBUFS)
-          loop_->CountError(errno);
+        if (r != -EAGAIN && r != -EWOULDBLOCK && r != -ENOBUFS) loop_->CountError(static_cast<int>(-r));
         return;
       }
       ++datagrams_out;
@@ -420,10 +412,8 @@ void Udp::PushMore() {
 
 long Udp::Send(const uint8_t* p, size_t n) {
   if (dead) return -EBADF;
-  ssize_t r;
-  do r = send(fd, p, n, 0);
-  while (r < 0 && errno == EINTR);
-  if (r < 0) return -errno;
+  ssize_t r = SysSendFlags(fd, p, n, 0);
+  if (r < 0) return r;
   ++datagrams_out;
   ++loop_->stats().datagrams_out;
   bytes_out += r;

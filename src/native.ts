@@ -41,6 +41,12 @@ export interface Addon {
   raiseFileLimit(): { before: number; soft: number; hard: number };
   setErrorFactory(f: (errno: number, syscall: string, context: string) => Error): void;
   syscallNames: string[];
+  /** Record kinds by name (native/loop.h); `Rec` below is pinned to them by a test. */
+  recordKinds: Readonly<Record<string, number>>;
+  /** What post() and postBatch() return, by name (native/inbox.h); `PostResult` is pinned to them. */
+  postResults: Readonly<Record<'ok' | 'full' | 'exited' | 'noEndpoint' | 'noMemory', number>>;
+  /** Socket read modes by name (native/socket.h); `ReadMode` is pinned to them. */
+  readModes: Readonly<Record<'Paused' | 'Data' | 'Sink', number>>;
   constants: { recordStride: number; recordCapacity: number; defaultTurnBudgetUs: number };
 }
 
@@ -71,7 +77,11 @@ export const native: Addon = load();
 // too, on the main thread (listenSocket, the runtime's own inbox), not only on loop threads.
 native.setErrorFactory((errno, syscall, context) => IappError.fromErrno(errno, syscall, context));
 
-/** Event record kinds; mirrors native/loop.h. */
+/**
+ * Event record kinds. A const enum, so the dispatcher's switch compiles to literals; the addon's
+ * `recordKinds` is the definition (native/loop.h) and test/native-constants.test.ts pins this
+ * copy to it.
+ */
 export const enum Rec {
   Accept = 1,
   Connect = 2,
@@ -97,7 +107,17 @@ export const enum Rec {
   UdpDrain = 22,
 }
 
-/** Read modes; mirrors native/socket.h. */
+/** What post() and postBatch() return; pinned to the addon's `postResults` by a test. */
+export const enum PostResult {
+  Ok = 0,
+  Full = -1,
+  /** The target exited, or this endpoint is closed or not attached. */
+  Exited = -2,
+  NoEndpoint = -3,
+  NoMemory = -4,
+}
+
+/** Read modes; the addon's `readModes` (native/socket.h), pinned by a test. */
 export const enum ReadMode {
   Paused = 0,
   Data = 1,

@@ -1,5 +1,3 @@
-import { constants as osConstants } from 'node:os';
-
 import { IappError, iappError } from './errors.js';
 import { checkSize, type File } from './file.js';
 import { ReadMode, type NativeAddress, type NativeLoop } from './native.js';
@@ -7,8 +5,12 @@ import { ReadMode, type NativeAddress, type NativeLoop } from './native.js';
 // A stream socket's native methods.
 declare module './native.js' {
   interface NativeLoop {
-    write(id: number, chunk: Uint8Array): boolean;
-    writev(id: number, chunks: readonly Uint8Array[]): boolean;
+    /**
+     * Throws when the socket takes no more bytes (native decides: EBADF closed, EPIPE ended, EBUSY
+     * piped into). `feed`: the bytes a held pipe's source had delivered to JS (src/pipe.ts).
+     */
+    write(id: number, chunk: Uint8Array, feed?: boolean): boolean;
+    writev(id: number, chunks: readonly Uint8Array[], feed?: boolean): boolean;
     end(id: number): void;
     destroy(id: number, reset: boolean): number;
     setReadMode(id: number, mode: number): void;
@@ -23,6 +25,8 @@ declare module './native.js' {
     adopt(token: number, mode: number): number;
     /** length -1: to the end of the file. */
     sendFile(socket: number, file: number, offset: number, length: number, req: number): void;
+    /** Throws what sendFile would for the socket's write state (closed, ended, pushing, piped into). */
+    checkSendFile(socket: number): void;
   }
 }
 
@@ -58,7 +62,6 @@ export interface SocketHost {
 }
 
 const counters = new Float64Array(3);
-const EBUSY = osConstants.errno.EBUSY;
 const PENDING_LIMIT = 1 << 20;
 
 /**
@@ -195,16 +198,13 @@ export class Socket {
    * sent is counted in the close info's `unsent`.
    */
   write(data: Uint8Array | readonly Uint8Array[] | string): boolean {
-    if (this.#ended || this.#state === 'closed' || this.#detaching) throw this.#closedError('write');
-    if (this.#pipedInto) throw IappError.fromErrno(EBUSY, 'write', 'a pipe writes into this socket: the bytes would land mid-stream');
     const chunk = typeof data === 'string' ? Buffer.from(data) : data;
+    const n = this.#host.native;
     let ok: boolean;
     try {
-      ok = ArrayBuffer.isView(chunk) ? this.#host.native.write(this.id, chunk) : this.#host.native.writev(this.id, chunk);
+      ok = ArrayBuffer.isView(chunk) ? n.write(this.id, chunk, this.#feed) : n.writev(this.id, chunk, this.#feed);
     } catch (e) {
-      // Closed or ended natively in this very batch (the close event is still on its way to JS).
-      if ((e as IappError).code === 'EBADF' || (e as IappError).code === 'EPIPE') throw this.#closedError('write');
-      throw e;
+      throw this.#refused(e, 'write');
     }
     if (!ok) this.#needDrain = true;
     return ok;
@@ -212,7 +212,12 @@ export class Socket {
 
   /** False while the queue is at or over the high-water mark, and after end/close. */
   get writable(): boolean {
-    return !this.#needDrain && !this.#ended && this.#state !== 'closed' && !this.#detaching;
+    return !this.#needDrain && this.#open;
+  }
+
+  /** Not ended, closed or leaving: what JS knows; native decides whether a write goes in. */
+  get #open(): boolean {
+    return !this.#ended && this.#state !== 'closed' && !this.#detaching;
   }
 
   /**
@@ -223,9 +228,12 @@ export class Socket {
    * copied once per loop and shared by every socket pushing the same bytes.
    */
   push(chunk: Uint8Array): this {
-    if (this.#ended || this.#state === 'closed' || this.#detaching) throw this.#closedError('push');
     if (!ArrayBuffer.isView(chunk) || chunk.byteLength === 0) throw new TypeError('push needs a non-empty Uint8Array');
-    this.#host.native.push(this.id, chunk);
+    try {
+      this.#host.native.push(this.id, chunk);
+    } catch (e) {
+      throw this.#refused(e, 'push');
+    }
     return this;
   }
 
@@ -239,7 +247,11 @@ export class Socket {
    * would wait for bytes that cannot come. The file may be closed once the call has returned.
    */
   sendFile(file: File, options: { offset?: number; length?: number } = {}): Promise<number> {
-    if (this.#ended || this.#state === 'closed' || this.#detaching) return Promise.reject(this.#closedError('sendFile'));
+    try {
+      this.#host.native.checkSendFile(this.id);
+    } catch (e) {
+      return Promise.reject(this.#refused(e, 'sendFile'));
+    }
     let offset: number, length: number;
     try {
       offset = checkSize('offset', options.offset ?? 0);
@@ -253,7 +265,7 @@ export class Socket {
     try {
       this.#host.native.sendFile(this.id, file.id, offset, length, req);
     } catch (e) {
-      return Promise.reject(e);
+      return Promise.reject(this.#refused(e, 'sendFile'));
     }
     return new Promise((resolve, reject) => (this.#sendFiles ??= new Map()).set(req, { resolve, reject, path: file.path }));
   }
@@ -275,10 +287,13 @@ export class Socket {
     this.#holding = on;
   }
 
-  #pipedInto = false;
-  /** @internal A pipe writes into this socket: write() and push() would land mid-stream. */
+  #feed = false;
+  /**
+   * @internal A pipe writes into this socket (native refuses writes then). Off while src/pipe.ts
+   * writes the bytes a held pipe's source had delivered to JS: those writes are the pipe's own.
+   */
   _pipedInto(on: boolean): void {
-    this.#pipedInto = on;
+    this.#feed = !on;
   }
 
   /** @internal For a pipe: data JS holds that arrived before any handler took it. */
@@ -296,7 +311,7 @@ export class Socket {
 
   /** Writes `data` if given, then half-closes once everything queued has been sent. */
   end(data?: Uint8Array | readonly Uint8Array[] | string): void {
-    if (this.#ended || this.#state === 'closed' || this.#detaching) return;
+    if (!this.#open) return;
     if (data !== undefined) this.write(data);
     this.#ended = true;
     this.#host.native.end(this.id);
@@ -409,6 +424,15 @@ export class Socket {
       this.#remote = a.remote;
     }
     return { local: this.#local, remote: this.#remote };
+  }
+
+  /**
+   * The one mapping of native's write refusals (Socket::WriteState) to errors: closed (EBADF)
+   * and ended (EPIPE) become ERR_SOCKET_CLOSED; the rest (EBUSY: piped into) pass as they are.
+   */
+  #refused(e: unknown, op: string): unknown {
+    const code = (e as IappError).code;
+    return code === 'EBADF' || code === 'EPIPE' ? this.#closedError(op) : e;
   }
 
   #closedError(op: string): IappError {

@@ -157,6 +157,20 @@ describe('sendFile', () => {
     expect(r.closedFile).toMatchObject({ error: { code: 'ERR_FILE_CLOSED' } });
     expect(r.afterEnd).toMatchObject({ error: { code: 'ERR_SOCKET_CLOSED' } });
   });
+
+  it('write, push and sendFile refuse alike: piped into (EBUSY, one wording), ended or closed (ERR_SOCKET_CLOSED)', async () => {
+    const r = await call('writeState', { dir });
+    const busy = (syscall: string, what: string) => ({ code: 'EBUSY', syscall, message: expect.stringContaining(what) });
+    expect(r.piped).toMatchObject({
+      write: busy('write', 'a pipe writes into this socket: the bytes would land mid-stream'),
+      push: busy('push', 'a pipe writes into this socket: the bytes would land mid-stream'),
+      sendFile: { error: busy('sendfile', 'the socket is pushing or being piped into') },
+    });
+    const closed = (op: string, how: string) => ({ code: 'ERR_SOCKET_CLOSED', message: expect.stringContaining(`${op} after the socket was ${how}`) });
+    expect(r.ended).toMatchObject({ write: closed('write', 'ended'), push: closed('push', 'ended'), sendFile: { error: closed('sendFile', 'ended') }, end: 'accepted' });
+    expect(r.destroyed).toMatchObject({ write: closed('write', 'closed'), push: closed('push', 'closed'), sendFile: { error: closed('sendFile', 'closed') } });
+    expect(r.writable).toEqual({ ended: false, closed: false });
+  });
 });
 
 describe('pipe and proxy', () => {

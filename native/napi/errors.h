@@ -5,41 +5,9 @@
 #include <napi.h>
 #include <string>
 
-namespace iapp {
+#include "../syscalls.h"
 
-// Syscall names, indexed by the small integer carried in event records. Mirrored in src/native.ts.
-enum Syscall : int {
-  kSysNone = 0,
-  kSysRead,
-  kSysWrite,
-  kSysConnect,
-  kSysAccept,
-  kSysShutdown,
-  kSysPoll,
-  kSysSocket,
-  kSysBind,
-  kSysListen,
-  kSysSetsockopt,
-  kSysOpen,
-  kSysPread,
-  kSysPwrite,
-  kSysFsync,
-  kSysFstat,
-  kSysFtruncate,
-  kSysClose,
-  kSysSendfile,
-  kSysSplice,
-  kSysCopyFileRange,
-  kSysPipe,
-  kSysPollCtl,  // epoll_ctl / kevent refused to watch an fd
-  kSysIdle,     // no byte either way for the socket's idle timeout
-  kSysOpenat2,
-  kSysOpenat,
-  kSysReadlinkat,
-  kSysChmod,
-  kSysCount
-};
-const char* SyscallName(int sys);
+namespace iapp {
 
 struct AddonData {
   Napi::FunctionReference error_factory;  // (errno: number, syscall: string, context: string) => Error
