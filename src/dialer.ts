@@ -64,7 +64,7 @@ export interface DialerStats {
   errors: Record<string, number>;
 }
 
-/** The native spec of `dial()` (see native/binding.cc). */
+/** The native spec of `dial()` (see native/napi/dialer.cc). */
 export interface NativeDialSpec {
   targets: ({ host: string; port: number } | { path: string })[];
   sources: string[];

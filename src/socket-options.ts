@@ -106,7 +106,7 @@ export interface SocketOptions {
   keepAliveInitialDelay?: number;
 }
 
-/** The native socket options of a spec (native/binding.cc SockOpts), with their defaults. */
+/** The native socket options of a spec (native/napi/args.cc, SockOpts), with their defaults. */
 export function nativeSocketOptions(o: SocketOptions) {
   return {
     noDelay: o.noDelay ?? true,

@@ -6,6 +6,7 @@
 import { endianness } from 'node:os';
 import { deserialize, serialize } from 'node:v8';
 
+import { PostResult } from './native.js';
 import { plainJson } from './plain.js';
 
 // The messaging native calls: inboxes, groups, names.
@@ -47,9 +48,9 @@ export const enum Msg {
   Unsubscribed = 10,
 }
 /** What post() returns (besides 0): the inbox is full, the target exited, out of memory. */
-export const FULL = -1;
-export const EXITED = -2;
-export const NO_MEMORY = -4;
+export const FULL = PostResult.Full;
+export const EXITED = PostResult.Exited;
+export const NO_MEMORY = PostResult.NoMemory;
 // Posts are staged per target and handed over in one native call per target and turn (at the
 // next microtask, or when the staging buffer fills): a native call per message would cost more
 // than everything else a post does. The layout is native/inbox.h's MsgHeader, in host order.

@@ -39,13 +39,12 @@ describe('native constants', () => {
     expect(values).toEqual(values.map((_, i) => i + 1));
   });
 
-  it("post results: PostResult in src/native.ts, and messaging.ts's own constants, are the addon's postResults", () => {
+  it("post results: PostResult in src/native.ts is the addon's postResults, and the messages' wire format uses it", () => {
     const r = native.postResults;
     expect(Object.isFrozen(r)).toBe(true);
     expect(constEnum(ts, 'PostResult')).toEqual({ Ok: r.ok, Full: r.full, Exited: r.exited, NoEndpoint: r.noEndpoint, NoMemory: r.noMemory });
-    const messaging = source('src/messaging.ts');
-    const value = (name: string): number => Number(new RegExp(`const ${name} = (-?\\d+);`).exec(messaging)?.[1]);
-    expect({ full: value('FULL'), exited: value('EXITED'), noMemory: value('NO_MEMORY') }).toEqual({ full: r.full, exited: r.exited, noMemory: r.noMemory });
+    const wire = source('src/wire.ts');
+    for (const [name, member] of [['FULL', 'Full'], ['EXITED', 'Exited'], ['NO_MEMORY', 'NoMemory']]) expect(wire).toContain(`export const ${name} = PostResult.${member};`);
   });
 
   it("read modes: ReadMode in src/native.ts is the addon's readModes", () => {
