@@ -200,17 +200,23 @@ void TimerSet::SiftUp(std::vector<Entry>& h, size_t i) {
   h[i] = e;
 }
 
+// The earliest of node i's children, or 0 when it has none (the root is no one's child).
+size_t TimerSet::MinChild(const std::vector<Entry>& h, size_t i) {
+  const size_t first = 4 * i + 1;
+  const size_t n = h.size();
+  if (first >= n) return 0;
+  const size_t end = first + 4 < n ? first + 4 : n;
+  size_t c = first;
+  for (size_t k = first + 1; k < end; ++k)
+    if (Before(h[k], h[c])) c = k;
+  return c;
+}
+
 void TimerSet::SiftDown(std::vector<Entry>& h, size_t i) {
   const Entry e = h[i];
-  const size_t n = h.size();
   for (;;) {
-    const size_t first = 4 * i + 1;
-    if (first >= n) break;
-    const size_t end = first + 4 < n ? first + 4 : n;
-    size_t c = first;
-    for (size_t k = first + 1; k < end; ++k)
-      if (Before(h[k], h[c])) c = k;
-    if (!Before(h[c], e)) break;
+    const size_t c = MinChild(h, i);
+    if (c == 0 || !Before(h[c], e)) break;
     h[i] = h[c];
     i = c;
   }
@@ -220,22 +226,12 @@ void TimerSet::SiftDown(std::vector<Entry>& h, size_t i) {
 void TimerSet::PopTop(std::vector<Entry>& h) {
   const Entry last = h.back();
   h.pop_back();
-  const size_t n = h.size();
-  if (n == 0) return;
+  if (h.empty()) return;
   // The hole at the top goes down along the smaller children to a leaf, then `last` (a late
   // deadline, as a heap's last entry mostly is) comes up from there: one comparison per level
   // fewer than sifting `last` down from the top, and it rarely rises far.
   size_t i = 0;
-  for (;;) {
-    const size_t first = 4 * i + 1;
-    if (first >= n) break;
-    const size_t end = first + 4 < n ? first + 4 : n;
-    size_t c = first;
-    for (size_t k = first + 1; k < end; ++k)
-      if (Before(h[k], h[c])) c = k;
-    h[i] = h[c];
-    i = c;
-  }
+  for (size_t c; (c = MinChild(h, i)) != 0; i = c) h[i] = h[c];
   h[i] = last;
   SiftUp(h, i);
 }

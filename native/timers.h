@@ -135,6 +135,7 @@ class TimerSet {
   static void SiftUp(std::vector<Entry>& h, size_t i);
   static void SiftDown(std::vector<Entry>& h, size_t i);
   static void PopTop(std::vector<Entry>& h);
+  static size_t MinChild(const std::vector<Entry>& h, size_t i);
   // A slot made ready for a new timer. Its arming count goes on: entries of the slot's earlier
   // timer may still be in the heap, and must never match an arming of the new one.
   static Slot Fresh(const Slot& old) {
