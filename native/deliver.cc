@@ -232,23 +232,31 @@ void Loop::Deliver() {
   }
 }
 
-void Loop::Drain() {
+template <typename Body, typename After>
+void Loop::Woken(Body&& body, After&& after) {
   if (closed_ || stopping_) return;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env_, &scope) != napi_ok) return Stop();
   ++stats_.wakeups;
   draining_ = true;
   try {
-    Turn();
+    body();
   } catch (...) {
     // Nothing in the drain path throws by design (allocation failure aside): never unwind into
     // libuv.
     Stop();
   }
-  turn_deadline_ = visit_deadline_ = kNoDeadline;
-  ReleaseArena();
+  after();
   draining_ = false;
   napi_close_handle_scope(env_, scope);
+}
+
+void Loop::Drain() {
+  Woken([this] { Turn(); },
+        [this] {
+          turn_deadline_ = visit_deadline_ = kNoDeadline;
+          ReleaseArena();
+        });
 }
 
 
@@ -301,24 +309,17 @@ void Loop::OnInbox() {
   // whatever else is ready, in priority order. Without, they need no look at the poller (one
   // syscall less per message wake); ready sockets get their own wake from libuv.
   if (mixed_priorities_) return Drain();
-  if (closed_ || stopping_) return;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env_, &scope) != napi_ok) return Stop();
-  ++stats_.wakeups;
-  draining_ = true;
-  try {
-    timers_.Apply();
-    if (inbox_ != nullptr) DrainInbox();
-    Deliver();
-    if (!closed_) {
-      FreeRetired();
-      poller_.Flush();
-    }
-  } catch (...) {
-    Stop();
-  }
-  draining_ = false;
-  napi_close_handle_scope(env_, scope);
+  Woken(
+      [this] {
+        timers_.Apply();
+        if (inbox_ != nullptr) DrainInbox();
+        Deliver();
+        if (!closed_) {
+          FreeRetired();
+          poller_.Flush();
+        }
+      },
+      [] {});
 }
 
 }  // namespace iapp

@@ -255,6 +255,10 @@ class Loop {
 
   // libuv callbacks
   void Drain();
+  // A wake from libuv: `body` runs inside a handle scope, counted as a wakeup and flagged as
+  // draining, and never unwinds into libuv; `after` runs once it is done, still inside the scope.
+  template <typename Body, typename After>
+  void Woken(Body&& body, After&& after);
   void Prepare();
 
   static constexpr uint64_t kDefaultTurnBudgetNs = 500000;
