@@ -16,15 +16,13 @@
 // reports that leak.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+import { buildVariant, root } from './lib/build-variant.mjs';
+
 const proveLeak = process.argv.includes('--prove-leak');
 const out = join(root, proveLeak ? 'build-asan-leak' : 'build-asan');
 const logs = join(out, 'reports');
-const require = createRequire(import.meta.url);
 
 function fail(message) {
   console.error(`test:asan: ${message}`);
@@ -43,27 +41,25 @@ const runtimes = ['libasan.so', 'libubsan.so'].map((lib) => {
   return path;
 });
 
-// The same target as binding.gyp, with sanitizer flags, its sources reached from build-asan/.
-const gyp = JSON.parse(readFileSync(join(root, 'binding.gyp'), 'utf8'));
-const target = gyp.targets[0];
-target.sources = [...target.sources.map((s) => `../${s}`), '../scripts/asan/lsan-at-exit.cc'];
-target.cflags_cc = target.cflags_cc.filter((f) => !/^-O/.test(f)).concat(['-O1', '-g', '-fno-omit-frame-pointer', '-fsanitize=address,undefined', '-fno-sanitize-recover=undefined']);
-target.ldflags = ['-fsanitize=address,undefined'];
-if (proveLeak) target.defines = [...target.defines, 'IAPP_TEST_LEAK=1'];
-mkdirSync(out, { recursive: true });
-writeFileSync(join(out, 'binding.gyp'), JSON.stringify(gyp, null, 2));
-const prefix = resolve(dirname(process.execPath), '..');
-const args = [require.resolve('node-gyp/bin/node-gyp.js'), 'rebuild'];
-if (existsSync(join(prefix, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${prefix}`);
+// The target of binding.gyp with sanitizer flags (and the leak check at exit), in build-asan/.
 console.error(`test:asan: building the addon with -fsanitize=address,undefined${proveLeak ? ' and IAPP_TEST_LEAK' : ''} in ${out.slice(root.length + 1)}/`);
-const built = spawnSync(process.execPath, args, { cwd: out, stdio: ['ignore', 'ignore', 'inherit'] });
-if (built.status !== 0) fail('the sanitizer build failed (see above)');
+let addon;
+try {
+  addon = buildVariant(out.slice(root.length + 1), 'sanitizer', (target) => {
+    target.sources.push('../scripts/asan/lsan-at-exit.cc');
+    target.cflags_cc = target.cflags_cc.filter((f) => !/^-O/.test(f)).concat(['-O1', '-g', '-fno-omit-frame-pointer', '-fsanitize=address,undefined', '-fno-sanitize-recover=undefined']);
+    target.ldflags = ['-fsanitize=address,undefined'];
+    if (proveLeak) target.defines = [...target.defines, 'IAPP_TEST_LEAK=1'];
+  });
+} catch (e) {
+  fail(e.message);
+}
 
 rmSync(logs, { recursive: true, force: true });
 mkdirSync(logs);
 const env = {
   ...process.env,
-  IAPP_ADDON: join(out, 'build', 'Release', 'iapp.node'),
+  IAPP_ADDON: addon,
   LD_PRELOAD: runtimes.join(' '),
   // Leaks are reported into the logs and sorted out below; they do not change exit statuses
   // (LSan's exitcode), which tests check.

@@ -11,13 +11,12 @@
 //                                           at each load) into build-leak/ and runs the same check,
 //                                           which must fail on that leak: exits 0 when it does
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+import { buildVariant, root } from './lib/build-variant.mjs';
+
 const has = spawnSync('valgrind', ['--version'], { encoding: 'utf8' });
 if (has.status !== 0) {
   console.error('test:valgrind: valgrind is not installed (Debian: apt-get install valgrind)');
@@ -27,24 +26,15 @@ const proveLeak = process.argv.includes('--prove-leak');
 let addon = '';
 if (proveLeak) {
   // The normal target with IAPP_TEST_LEAK defined, built beside the normal build.
-  const require = createRequire(import.meta.url);
-  const out = join(root, 'build-leak');
-  const gyp = JSON.parse(readFileSync(join(root, 'binding.gyp'), 'utf8'));
-  const target = gyp.targets[0];
-  target.sources = target.sources.map((s) => `../${s}`);
-  target.defines = [...target.defines, 'IAPP_TEST_LEAK=1'];
-  mkdirSync(out, { recursive: true });
-  writeFileSync(join(out, 'binding.gyp'), JSON.stringify(gyp, null, 2));
-  const prefix = resolve(dirname(process.execPath), '..');
-  const gypArgs = [require.resolve('node-gyp/bin/node-gyp.js'), 'rebuild'];
-  if (existsSync(join(prefix, 'include', 'node', 'node_api.h'))) gypArgs.push(`--nodedir=${prefix}`);
   console.error('test:valgrind: building the addon with IAPP_TEST_LEAK in build-leak/');
-  const built = spawnSync(process.execPath, gypArgs, { cwd: out, stdio: ['ignore', 'ignore', 'inherit'] });
-  if (built.status !== 0) {
-    console.error('test:valgrind: the leak build failed (see above)');
+  try {
+    addon = buildVariant('build-leak', 'leak', (target) => {
+      target.defines = [...target.defines, 'IAPP_TEST_LEAK=1'];
+    });
+  } catch (e) {
+    console.error(`test:valgrind: ${e.message}`);
     process.exit(1);
   }
-  addon = join(out, 'build', 'Release', 'iapp.node');
 }
 const work = mkdtempSync(join(tmpdir(), 'iapp-memcheck-'));
 const xml = join(work, 'memcheck.xml');
