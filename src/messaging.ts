@@ -6,7 +6,7 @@ import { serialize } from 'node:v8';
 import { CALL_TIMEOUT_MS } from './defaults.js';
 import { fromWire, IappError, iappError, toWire, type WireError } from './errors.js';
 import { native as addon, Rec, type NativeLoop } from './native.js';
-import { decode, DIRECT_BYTES, Enc, encode, EXITED, FULL, HEADER, LE, Msg, NO_MEMORY, STAGE_BYTES } from './wire.js';
+import { bytesOf, decode, DIRECT_BYTES, Enc, encode, type Encoded, EXITED, FULL, HEADER, isText, LE, Msg, NO_MEMORY, readText, STAGE_BYTES, writeText } from './wire.js';
 import type { RecordTable } from './records.js';
 
 /** A loop thread by index, or the runtime's main thread. */
@@ -78,7 +78,7 @@ interface PendingCall {
   target: number;
 }
 
-type Held = [from: number, type: number, seq: number, name: number, payload: Buffer | undefined, flags: number];
+type Held = [from: number, type: number, seq: number, name: number, payload: Buffer | string | undefined, flags: number];
 
 class Handle implements PostHandle {
   constructor(
@@ -142,10 +142,14 @@ export class Messenger {
   }
 
   // 0, FULL or EXITED.
-  #send(t: number, type: Msg, name: number, seq: number, flags: Enc, bytes: Uint8Array | undefined, bounded: boolean): number {
+  #send(t: number, type: Msg, name: number, seq: number, flags: Enc, payload: Encoded, bounded: boolean): number {
     if (this.#closed || Atomics.load(this.#gauges, 2 * t) < 0) return EXITED;
-    const plen = bytes === undefined ? 0 : bytes.byteLength;
-    const need = HEADER + ((plen + 7) & ~7);
+    // Text is written below straight into the staging buffer; until then it is sized by its
+    // bound (3 bytes a UTF-16 unit), which spares measuring it first.
+    const text = typeof payload === 'string';
+    let plen = payload === undefined ? 0 : text ? 3 * payload.length : payload.byteLength;
+    if (text && plen > DIRECT_BYTES) plen = Buffer.byteLength(payload);
+    let need = HEADER + ((plen + 7) & ~7);
     let st = this.#out[t];
     if (bounded) {
       const g = this.#gauges;
@@ -154,12 +158,12 @@ export class Messenger {
       if (Atomics.load(g, 2 * t) + sc + 1 > this.#maxMessages || Atomics.load(g, 2 * t + 1) + sb + need > this.#maxBytes) {
         // At the bound, or near it: let the inbox decide (and note us for a space notice).
         if (this.#flush(t) !== 0) return EXITED;
-        return this.#native.post(t, type, name, seq, flags, bytes, true);
+        return this.#native.post(t, type, name, seq, flags, bytesOf(payload), true);
       }
     }
     if (need > DIRECT_BYTES) {
       if (this.#flush(t) !== 0) return EXITED;
-      return this.#native.post(t, type, name, seq, flags, bytes, false);
+      return this.#native.post(t, type, name, seq, flags, bytesOf(payload), false);
     }
     if (st === undefined) {
       const buf = Buffer.allocUnsafeSlow(STAGE_BYTES);
@@ -168,6 +172,12 @@ export class Messenger {
       return EXITED;
     }
     const o = st.len;
+    if (text) {
+      plen = writeText(st.buf, payload, o + HEADER, plen);
+      need = HEADER + ((plen + 7) & ~7);
+    } else if (plen > 0) {
+      st.buf.set(payload!, o + HEADER);
+    }
     const v = st.view;
     v.setUint32(o, plen, LE);
     v.setUint8(o + 4, type);
@@ -175,7 +185,6 @@ export class Messenger {
     v.setInt32(o + 8, this.#self, LE);
     v.setUint32(o + 12, name, LE);
     v.setFloat64(o + 16, seq, LE);
-    if (plen > 0) st.buf.set(bytes!, o + HEADER);
     st.len = o + need;
     if (st.count++ === 0) this.#dirty.push(t);
     if (!this.#scheduled) {
@@ -275,7 +284,7 @@ export class Messenger {
       return Promise.reject(new TypeError(`timeoutMs must be a number >= 0, got ${String(options.timeoutMs)}`));
     if (this.#exited.has(t) || Atomics.load(this.#gauges, 2 * t) < 0) return Promise.reject(this.#exitedError(thread));
     const seq = ++this.#seq;
-    let enc: [Enc, Uint8Array | undefined];
+    let enc: [Enc, Encoded];
     try {
       enc = encode(payload);
     } catch (e) {
@@ -351,7 +360,7 @@ export class Messenger {
     const [flags, bytes] = encode(payload);
     this.#flushAll(); // a broadcast comes after this thread's earlier posts, to every target
     const out = new Float64Array(1);
-    const skipped = this.#native.broadcast(this.#id(topic), ++this.#seq, flags, bytes, out, bounded);
+    const skipped = this.#native.broadcast(this.#id(topic), ++this.#seq, flags, bytesOf(bytes), out, bounded);
     return { reached: out[0]!, skipped: skipped.map((s) => this.#threadId(s)) };
   }
 
@@ -377,7 +386,16 @@ export class Messenger {
 
   /** @internal One message record. */
   _message(from: number, type: number, seq: number, name: number, off: number, len: number, flags: number): void {
-    const payload = len > 0 ? this.#arena!.subarray(off, off + len) : flags === Enc.Bytes ? Buffer.alloc(0) : undefined;
+    // Text is decoded from the arena in place (a Buffer view of it first would cost as much).
+    const payload = isText(flags)
+      ? len > 0
+        ? readText(this.#arena!, off, off + len)
+        : ''
+      : len > 0
+        ? this.#arena!.subarray(off, off + len)
+        : flags === Enc.Bytes
+          ? Buffer.alloc(0)
+          : undefined;
     if (this.#held !== undefined && (type === Msg.Post || type === Msg.Call || type === Msg.Broadcast)) {
       this.#held.push([from, type, seq, name, payload, flags]);
       return;
@@ -404,7 +422,7 @@ export class Messenger {
     this.#space.clear();
   }
 
-  #dispatch(from: number, type: number, seq: number, name: number, payload: Buffer | undefined, flags: number): void {
+  #dispatch(from: number, type: number, seq: number, name: number, payload: Buffer | string | undefined, flags: number): void {
     const sender = this.#threadId(from);
     switch (type) {
       case Msg.Post: {
@@ -511,7 +529,7 @@ export class Messenger {
   }
 
   #reply(to: number, seq: number, value: unknown): void {
-    let enc: [Enc, Uint8Array | undefined];
+    let enc: [Enc, Encoded];
     try {
       enc = encode(value);
     } catch (e) {

@@ -80,8 +80,43 @@ const numBytes = new Uint8Array(num.buffer);
 
 const MAX_PAYLOAD = 2 ** 31 - 1;
 
-/** The flag and bytes of `payload`; throws TypeError/RangeError for what cannot travel. */
-export function encode(payload: unknown): [Enc, Uint8Array | undefined] {
+/**
+ * What a payload travels as: bytes, or text that is written as UTF-8 straight into the staging
+ * buffer (a Buffer made for it first would cost as much as the JSON text itself).
+ */
+export type Encoded = Uint8Array | string | undefined;
+
+// Buffer's own UTF-8 methods, without toString()/write()'s argument checks, which cost as much
+// as the copy for a message's few bytes (Node has them on every line we support; the fallbacks
+// keep this working if one ever goes).
+type Utf8 = { utf8Write?(s: string, at: number, max: number): number; utf8Slice?(from: number, to: number): string };
+const proto = Buffer.prototype as unknown as Utf8;
+const utf8Write = proto.utf8Write ?? function (this: Buffer, s: string, at: number, max: number) { return this.write(s, at, max); };
+const utf8Slice = proto.utf8Slice ?? function (this: Buffer, from: number, to: number) { return this.toString('utf8', from, to); };
+
+const isWellFormed: (this: string) => boolean =
+  (String.prototype as { isWellFormed?: (this: string) => boolean }).isWellFormed ??
+  function (this: string) {
+    return !/\p{Surrogate}/u.test(this);
+  };
+
+/** Writes `s` as UTF-8 into `buf` at `at` (at most `max` bytes); returns the bytes written. */
+export function writeText(buf: Buffer, s: string, at: number, max: number): number {
+  return utf8Write.call(buf, s, at, max);
+}
+
+/** The UTF-8 text in `buf` from `from` to `to`. */
+export function readText(buf: Buffer, from: number, to: number): string {
+  return utf8Slice.call(buf, from, to);
+}
+
+/** Bytes for the calls that take the payload as it is (direct posts, broadcasts). */
+export function bytesOf(e: Encoded): Uint8Array | undefined {
+  return typeof e === 'string' ? Buffer.from(e) : e;
+}
+
+/** The flag and bytes (or text) of `payload`; throws TypeError/RangeError for what cannot travel. */
+export function encode(payload: unknown): [Enc, Encoded] {
   if (payload === undefined) return [Enc.None, undefined];
   if (payload instanceof Uint8Array) {
     if (payload.byteLength > MAX_PAYLOAD) throw new RangeError(`a message payload is limited to 2 GiB, got ${payload.byteLength} bytes`);
@@ -92,13 +127,14 @@ export function encode(payload: unknown): [Enc, Uint8Array | undefined] {
       num[0] = payload;
       return [Enc.Number, numBytes]; // copied into the staging buffer right away
     case 'string':
-      return [Enc.String, Buffer.from(payload)];
+      // UTF-8 cannot carry a lone surrogate (it would arrive as U+FFFD); JSON escapes it.
+      return isWellFormed.call(payload) ? [Enc.String, payload] : [Enc.Json, JSON.stringify(payload)];
     case 'boolean':
       return [payload ? Enc.True : Enc.False, undefined];
   }
   if (payload === null) return [Enc.Null, undefined];
   const json = plainJson(payload);
-  if (json !== undefined) return [Enc.Json, Buffer.from(json)];
+  if (json !== undefined) return [Enc.Json, json];
   let bytes: Buffer;
   try {
     bytes = serialize(payload);
@@ -112,19 +148,24 @@ export function encode(payload: unknown): [Enc, Uint8Array | undefined] {
   return [Enc.Clone, bytes];
 }
 
-/** The value `bytes` of encoding `flags` stand for. */
-export function decode(flags: number, bytes: Buffer | undefined): unknown {
+/** Whether a payload of encoding `flags` is read back as text (see `decode`). */
+export function isText(flags: number): boolean {
+  return flags === Enc.Json || flags === Enc.String;
+}
+
+/** The value `bytes` of encoding `flags` stand for; text encodings come as the text itself. */
+export function decode(flags: number, bytes: Buffer | string | undefined): unknown {
   switch (flags) {
     case Enc.Bytes:
       return bytes;
     case Enc.Clone:
-      return deserialize(bytes!);
+      return deserialize(bytes as Buffer);
     case Enc.Json:
-      return JSON.parse(bytes!.toString());
+      return JSON.parse(bytes as string);
     case Enc.Number:
-      return LE ? bytes!.readDoubleLE(0) : bytes!.readDoubleBE(0);
+      return LE ? (bytes as Buffer).readDoubleLE(0) : (bytes as Buffer).readDoubleBE(0);
     case Enc.String:
-      return bytes === undefined ? '' : bytes.toString();
+      return bytes ?? '';
     case Enc.True:
       return true;
     case Enc.False:

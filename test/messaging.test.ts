@@ -15,6 +15,9 @@
 // detached socket nobody adopted closed at runtime close (no fd leak).
 import { createHash } from 'node:crypto';
 import net from 'node:net';
+import { isDeepStrictEqual } from 'node:util';
+
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { createRuntime, IappError, MEMBERSHIP, type MembershipEvent, type Runtime, type RuntimeOptions } from '../dist/src/index.js';
@@ -83,6 +86,30 @@ describe('messaging', () => {
       // Loop to loop.
       expect(await rt.call(0, 'callLoop', { target: 1, name: 'hello' })).toEqual({ ok: 'hi' });
       expect(rt.members().sort()).toEqual([0, 1, 'main'].sort());
+    });
+  });
+
+  it('carries strings and plain objects exactly as structuredClone would: any UTF-16, any length, staged or direct', async () => {
+    // Text is written into the staging buffer as UTF-8 and read back from the arena in place;
+    // a lone surrogate cannot be UTF-8 and must still arrive as itself. Lengths straddle the
+    // 3-bytes-a-unit bound (2,731 units) and the 8 KiB direct-post limit.
+    const units = fc.array(fc.integer({ min: 0, max: 0xffff }), { maxLength: 3000 }).map((c) => String.fromCharCode(...c));
+    const text = fc.oneof(units, fc.string({ unit: 'binary', maxLength: 200 }), fc.constantFrom('', '\ud800', 'a\udc00b', '😀', 'x'.repeat(2731), 'é'.repeat(5000), 'ü'.repeat(4100)));
+    const value = fc.oneof(text, fc.record({ i: fc.integer(), s: text }), fc.array(text, { maxLength: 3 }), fc.jsonValue({ maxDepth: 3 }));
+    await withRuntime({}, async (rt) => {
+      await fc.assert(
+        fc.asyncProperty(value, async (v) => {
+          // main -> loop 0 (a post from main) and back (the reply from the loop).
+          const got = (await rt.call(0, 'echo', v)) as { p: unknown };
+          expect(isDeepStrictEqual(got.p, structuredClone(v))).toBe(true);
+          // The value itself as the reply (a top-level string travels as text, not inside JSON).
+          expect(isDeepStrictEqual(await rt.call(0, 'echoRaw', v), structuredClone(v))).toBe(true);
+        }),
+        { numRuns: 300 },
+      );
+      // Loop to loop, many in one staged batch.
+      const batch = ['', 'a', '\ud83d', 'ünï', 'y'.repeat(3000), { s: '\udfff', n: 1 }];
+      expect(await rt.call(0, 'callLoopMany', { target: 1, values: batch })).toEqual(batch.map((p) => structuredClone(p)));
     });
   });
 
