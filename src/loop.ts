@@ -35,6 +35,8 @@ const errnoName = (n: number): string => IappError.fromErrno(n, '').code;
  * touched only from this thread. Loops are made by the runtime and handed to the module's
  * `setup(loop, info)`.
  */
+const NO_TIMER_OPTIONS: TimerOptions = Object.freeze({});
+
 export class Loop {
   /** This loop's index in its runtime, 0-based. */
   readonly index: number;
@@ -180,7 +182,9 @@ export class Loop {
   timer(fn: TimerCallback): Timer;
   timer(a: TimerOptions | TimerCallback, b?: TimerCallback): Timer {
     this.#checkOpen();
-    const [options, fn] = typeof a === 'function' ? [{}, a] : [a ?? {}, b];
+    // No tuple or options object per call: a program may make a hundred thousand timers.
+    const options = typeof a === 'function' ? NO_TIMER_OPTIONS : (a ?? NO_TIMER_OPTIONS);
+    const fn = typeof a === 'function' ? a : b;
     checkTimer(options, fn);
     this.#timers ??= new TimerTable(this.native, (e) => this.handlerError(e));
     return new Timer(this.#timers, options, fn);
@@ -423,6 +427,7 @@ export class Loop {
     const errors: Record<string, number> = {};
     for (const [errno, n] of Object.entries(byErrno)) errors[errnoName(Number(errno))] = n;
     const out: LoopStats = { ...counts, sockets: this.#sockets.size + quietSockets, listeners: this.#listeners.size, errors };
+    out.timers -= this.#timers?.spares ?? 0; // slots kept for the next timers are not timers
     if (this.#appStats) out.app = this.#appStats();
     return out;
   }

@@ -9,7 +9,8 @@ import type { NativeLoop } from './native.js';
 declare module './native.js' {
   interface NativeLoop {
     timerViews(rel: Float64Array, abs: BigInt64Array, period: Float64Array, ctl: Int32Array, dirty: Int32Array, flags: Uint8Array, order: Float64Array): void;
-    timerAlloc(clock: number, priority: number): number;
+    /** Allocates up to out.length timers of that clock and priority into `out`; how many (>= 1). */
+    timerAlloc(clock: number, priority: number, out: Int32Array): number;
     timerFree(slot: number): void;
     now(clock: number): bigint;
     testClockJump(ns: bigint): void;
@@ -40,6 +41,11 @@ export type TimerCallback = (expirations: number, timer: Timer) => void;
 
 const clockOf = (c: ClockName | undefined): number => (c === 'realtime' ? 1 : 0);
 
+/** Most slots allocated in one native call. */
+const MAX_BATCH = 256;
+/** Most spare slots kept per clock and priority; closing more frees them natively. */
+const MAX_SPARE = 4096;
+
 function durationNs(d: Duration, what: string): number {
   if (typeof d === 'bigint') {
     if (d < 0n || d > BigInt(Number.MAX_SAFE_INTEGER)) throw new RangeError(`${what} must be from 0 to 2^53 ns, got ${d}`);
@@ -68,9 +74,71 @@ export class TimerTable {
   /** @internal Reports a callback that threw. */
   readonly onError: (e: unknown) => void;
 
+  // Slots are allocated natively in batches, and a closed timer's slot is kept for the next timer
+  // of the same clock and priority: creating and closing timers then costs no native call (one
+  // per timer made setTimeout look cheap). Spares are per clock and priority because the native
+  // slot holds both; all are given back when no timer is left.
+  readonly #spares = new Map<number, number[]>();
+  #spareCount = 0;
+  /** Slots allocated natively for JS: live timers and spares. */
+  #held = 0;
+  #live = 0;
+  readonly #batch = new Int32Array(MAX_BATCH);
+
   constructor(native: NativeLoop, onError: (e: unknown) => void) {
     this.native = native;
     this.onError = onError;
+  }
+
+  /** Timers that exist (spare slots not counted). */
+  get live(): number {
+    return this.#live;
+  }
+
+  /** A slot for a new timer: may allocate, and so fail (ENOMEM, or the clock's creation error). */
+  take(clock: number, priority: number): number {
+    const key = clock * 256 + priority + 128;
+    let list = this.#spares.get(key);
+    if (list === undefined) this.#spares.set(key, (list = []));
+    if (list.length === 0) {
+      // Batches grow with the program: one timer costs one slot, a hundred thousand cost 256 a call.
+      const want = Math.min(MAX_BATCH, Math.max(1, this.#live >> 2));
+      this.reserve(this.#held + want);
+      const got = this.native.timerAlloc(clock, priority, this.#batch.subarray(0, want));
+      this.#held += got;
+      for (let i = got - 1; i >= 0; i--) list.push(this.#batch[i]!);
+      this.#spareCount += got;
+    }
+    this.#spareCount--;
+    this.#live++;
+    return list.pop()!;
+  }
+
+  /** Gives back a closed timer's slot (disarmed already). */
+  release(slot: number, clock: number, priority: number): void {
+    this.timers[slot] = undefined;
+    this.#live--;
+    const list = this.#spares.get(clock * 256 + priority + 128)!;
+    if (this.#live > 0 && list.length < MAX_SPARE) {
+      list.push(slot);
+      this.#spareCount++;
+      return;
+    }
+    this.#free(slot);
+    if (this.#live === 0 && this.#spareCount > 0) {
+      for (const l of this.#spares.values()) for (const s of l.splice(0)) this.#free(s);
+      this.#spareCount = 0;
+    }
+  }
+
+  /** Spare slots held for the next timers. */
+  get spares(): number {
+    return this.#spareCount;
+  }
+
+  #free(slot: number): void {
+    this.native.timerFree(slot);
+    this.#held--;
   }
 
   get capacity(): number {
@@ -136,8 +204,7 @@ export class Timer {
     this.priority = options.priority ?? 0;
     this.#t = table;
     this.#fn = fn;
-    table.reserve(table.timers.length + 1);
-    this.#slot = table.native.timerAlloc(clockOf(this.clock), this.priority);
+    this.#slot = table.take(clockOf(this.clock), this.priority);
     // Generations continue per slot: a record still queued for the slot's previous timer can
     // never match this one.
     this.#gen = table.ctl[2 * this.#slot + 1]!;
@@ -177,8 +244,7 @@ export class Timer {
   close(): void {
     if (this.#slot < 0) return;
     this.disarm();
-    this.#t.timers[this.#slot] = undefined;
-    this.#t.native.timerFree(this.#slot);
+    this.#t.release(this.#slot, clockOf(this.clock), this.priority);
     this.#slot = -1;
   }
 

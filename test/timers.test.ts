@@ -72,6 +72,15 @@ describe('timers', () => {
     expect(await withLoop((rt) => rt.call(0, 'slotReuse'))).toEqual({ cFired: false, cArmed: true });
   });
 
+  it('keeps closed timers’ slots for new ones without mixing their clock or priority, and counts only live timers', async () => {
+    const r = (await withLoop((rt) => rt.call(0, 'spares'))) as { live: number; order: string[]; end: number; clock: string };
+    expect(r.live).toBe(50);
+    // Same deadline: the higher priority first although it was armed second.
+    expect(r.order.filter((x) => x !== 'wall')).toEqual(['hi', 'lo']);
+    expect(r.order).toContain('wall');
+    expect(r.end).toBe(0);
+  });
+
   it('fires exactly the last arming of each timer, by deadline then arming order, whatever was armed, disarmed and renewed before', async () => {
     // A model: a timer's last operation decides; armed ones fire once, sorted by (deadline, the
     // order of that arming). Up to 80 timers (past the first 64 slots, so the native arrays grow

@@ -41,16 +41,26 @@ Napi::Value Views(NativeLoop& self, const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// timerAlloc(clock, priority) -> slot
+// timerAlloc(clock, priority, out: Int32Array) -> count: up to out.length timers in one call,
+// their slots written to `out` (JS keeps the ones it does not need yet for its next timers).
+// Throws only when not even one could be allocated.
 Napi::Value Alloc(NativeLoop& self, const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Loop* loop = self.L(env);
-  int prio = info[1].As<Napi::Number>().Int32Value();
-  int r = loop->timers().Alloc(info[0].As<Napi::Number>().Int32Value(), prio);
-  if (r < 0) ThrowSysError(env, -r, loop->timers().failed_syscall(), "allocating a timer");
+  const int clock = info[0].As<Napi::Number>().Int32Value();
+  const int prio = info[1].As<Napi::Number>().Int32Value();
+  auto out = info[2].As<Napi::Int32Array>();
+  size_t n = 0;
+  int r = 0;
+  for (; n < out.ElementLength(); ++n) {
+    r = loop->timers().Alloc(clock, prio);
+    if (r < 0) break;
+    out[n] = r;
+  }
+  if (n == 0) ThrowSysError(env, -r, loop->timers().failed_syscall(), "allocating a timer");
   loop->NotePriority(prio);
   loop->TimersChanged();
-  return Napi::Number::New(env, r);
+  return Napi::Number::New(env, static_cast<double>(n));
 }
 
 Napi::Value Free(NativeLoop& self, const Napi::CallbackInfo& info) {
