@@ -9,7 +9,8 @@
 //   heading of it;
 // - the README's performance figures are the cells of the same rows of the generated
 //   bench/results/REPORT.md's headline (figures are never copied there by hand and left to age);
-// - the README stays short (≤ 250 lines) and lists every example.
+// - the README stays short (≤ 250 lines) and lists every example;
+// - docs/testing.md's table of test files has a row for every test/*.test.ts.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -117,6 +118,21 @@ describe('documents', () => {
       }
     }
     expect(broken).toEqual([]);
+  });
+});
+
+describe('docs/testing.md', () => {
+  it('has a row in its table of test files for every test/*.test.ts', () => {
+    const text = read('docs/testing.md');
+    const from = text.indexOf('\n## The test files');
+    expect(from).toBeGreaterThanOrEqual(0);
+    const end = text.indexOf('\n## ', from + 1);
+    const rows = text.slice(from, end < 0 ? undefined : end).split('\n').filter((l) => l.startsWith('| ['));
+    // The first cell only: a row's description may link to another test file.
+    const listed = new Set(rows.flatMap((l) => [...l.split('|')[1]!.matchAll(/\(\.\.\/test\/([\w.-]+\.test\.ts)\)/g)].map((m) => m[1]!)));
+    const files = readdirSync(join(root, 'test')).filter((f) => f.endsWith('.test.ts'));
+    expect(files.length).toBeGreaterThan(30);
+    expect(files.filter((f) => !listed.has(f))).toEqual([]);
   });
 });
 

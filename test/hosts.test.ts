@@ -2,6 +2,8 @@
 // client hosts, joined by veth pairs to a bridge in a namespace of its own, each host with its
 // own address on a subnet that exists only between them. Needs root: skipped with the reason
 // where namespaces cannot be made (IAPP_REQUIRE_FEATURES=netns, as CI sets, makes that a failure).
+// The two fleet runs also need nats-server on PATH: skipped with the reason where it is missing
+// (IAPP_REQUIRE_TOOLS=1, as CI sets, makes that a failure).
 //
 // What it proves: a fleet (nats-server on the bus host, iapp-srv, one iapp-clt shard per client
 // host, the controller) runs across the namespaces and reconciles exactly: the controller's
@@ -14,12 +16,21 @@ import { spawnSync } from 'node:child_process';
 import { describe, expect } from 'vitest';
 
 import { itWithFeature } from './features.js';
+import { itWithTool, onPath } from './tools.js';
 import { makeHosts, namespacesWith, runFleet, SUBNET } from '../scripts/hosts.mjs';
 
 const prefix = (tag: string): string => `iapp${process.pid}${tag}`;
 
+/** A test that runs a fleet: it needs network namespaces and nats-server (for the bus host). */
+function itWithFleet(name: string, fn: () => Promise<void>, timeout: number): void {
+  // Without nats-server the fleet would fail on a spawn error: skip (or, under
+  // IAPP_REQUIRE_TOOLS=1, fail) for that reason instead.
+  if (onPath('nats-server')) itWithFeature('netns', name, fn, timeout);
+  else itWithTool('nats-server', name, fn, timeout);
+}
+
 describe('a fleet on test hosts (network namespaces)', () => {
-  itWithFeature('netns', 'bus, srv and two clt shards on four hosts reconcile exactly, and every namespace goes', async () => {
+  itWithFleet('bus, srv and two clt shards on four hosts reconcile exactly, and every namespace goes', async () => {
     const p = prefix('a');
     const r = await runFleet({ cltHosts: 2, srvThreads: 1, threads: 2, conns: 6, duration: 1, stats: 0.25, timeoutS: 90, prefix: p });
     expect(namespacesWith(p)).toEqual([]);
@@ -61,7 +72,7 @@ describe('a fleet on test hosts (network namespaces)', () => {
     expect(namespacesWith(p)).toEqual([]);
   }, 60_000);
 
-  itWithFeature('netns', 'a run that fails still removes every namespace and process', async () => {
+  itWithFleet('a run that fails still removes every namespace and process', async () => {
     const p = prefix('c');
     // --size 0 is a flag error: both clients exit 2, the controller never gets its instances.
     await expect(runFleet({ cltHosts: 2, threads: 2, conns: 2, duration: 1, stats: 0.25, timeoutS: 10, prefix: p, extraClt: ['--size', '0'] })).rejects.toThrow(/did not finish within 10 s|exited/);

@@ -3,8 +3,8 @@
 // that runs the test), then an example copied there runs with `import … from 'iapp'` resolved
 // from node_modules, the programs' bins answer --help, a TypeScript consumer compiles against the
 // installed declarations, and their surface is the one test/types/public-api.txt pins. The
-// tarball holds what an install needs (sources for the build, dist/) and nothing of test/,
-// bench/ or a local build. Dependencies come from npm's cache when it has them (CI's `npm ci`
+// tarball holds what an install needs (sources for the build, dist/), the docs the README links
+// (docs/, the changelog), and nothing of test/, bench/ or a local build. Dependencies come from npm's cache when it has them (CI's `npm ci`
 // just filled it), else from the registry.
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -54,6 +54,13 @@ describe('npm pack, then npm install <tarball> in another project', () => {
       expect(files, f).toContain(f);
     }
     expect(files.filter((f) => /^(test|bench|build|node_modules|\.ci)\//.test(f) || f.endsWith('.node'))).toEqual([]);
+  });
+
+  it("ships every file the README links to, but for the repository's test/ and bench/", () => {
+    const readme = readFileSync(join(root, 'README.md'), 'utf8').replace(/^```[\s\S]*?^```/gm, '');
+    const targets = [...readme.matchAll(/\]\(([^)\s#]+)[^)\s]*\)/g)].map((m) => m[1]!).filter((t) => !/^[a-z]+:/.test(t) && !/^(test|bench)\//.test(t));
+    expect(targets.length).toBeGreaterThan(20);
+    expect(targets.filter((t) => !files.includes(t))).toEqual([]);
   });
 
   it('runs an example that imports iapp from node_modules', () => {
