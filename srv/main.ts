@@ -210,6 +210,8 @@ async function main(argv: string[]): Promise<number> {
         const m = makeShared(e, cfg.unixMode);
         made.set(i, m);
         inheritFds.push(m.fd);
+        // From the moment it exists: a crash while the processes start must not leave it.
+        if (e.path !== undefined) ownUnixPath(e.path);
       }
     }
     overflowsAtStart = listenOverflows();
