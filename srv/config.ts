@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { UsageError, parseChoice, parseEndpoint, parseInteger, parseSeconds, type Endpoint } from '../src/cli/args.js';
 import { many, maybe, on, one, readFlags, type FlagValues } from '../src/cli/flags.js';
 import { parseBus, type BusConfig } from '../src/cli/bus.js';
+import { parseUnixMode } from '../src/cli/unix-path.js';
 import { MAX_BODY_BYTES } from './http.js';
 
 export const DEFAULT_LISTEN = '[::]:7000';
@@ -169,12 +170,7 @@ export function parse(argv: string[]): Config | 'help' {
   if (given.has('maxBodyBytes') && v.mode !== 'http' && v.mode !== 'file') throw new UsageError('--max-body is for --mode http or file');
   if (v.maxConns > 0 && v.maxConnsPerAddr > v.maxConns)
     throw new UsageError(`--max-conns-per-addr ${v.maxConnsPerAddr} is above --max-conns ${v.maxConns}: it would never apply`);
-  let unixMode: number | undefined;
-  if (v.unixMode !== undefined) {
-    if (!/^[0-7]{3,4}$/.test(v.unixMode)) throw new UsageError(`--unix-mode ${v.unixMode}: permission bits in octal, such as 660 or 0600`);
-    if (!v.tcp.some((e) => e.path !== undefined)) throw new UsageError('--unix-mode is for a unix:/path --listen address');
-    unixMode = parseInt(v.unixMode, 8);
-  }
+  const unixMode = parseUnixMode(v.unixMode, v.tcp);
   const { busUrl, run, ...rest } = flags;
   return { ...rest, root, unixMode, threadsGiven: given.has('threads'), bus: parseBus(busUrl, run) };
 }

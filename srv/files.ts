@@ -42,7 +42,7 @@ export type Target = { path: string } | { status: 400 | 403 | 404 };
  * Maps a request target to a path relative to the served root, or to the status that refuses it:
  * 400 for what is not a plain origin-form path (no leading `/`, bad percent-encoding, NUL, a `..`
  * segment, also percent-encoded), and for dotfiles 404 or 403 as `dotfiles` says. The query is
- * dropped. This is about what a request may *ask* for; whether the path stays inside the root on
+ * dropped; a target ending in `/` or `/.` keeps one trailing `/` (a directory, never a file). This is about what a request may *ask* for; whether the path stays inside the root on
  * disk (symlinks) is for the kernel to say when it is opened beneath the root (`loop.open(path,
  * { beneath })`), never for this text.
  */
@@ -58,10 +58,16 @@ export function mapTarget(target: string, dotfiles: Dotfiles = 'ignore'): Target
   if (path.includes('\0')) return { status: 400 };
   // Empty segments (`//`) and `.` name nothing; `..` never reaches the disk, even where it would
   // stay inside (a/../b): one spelling per file, and nothing to reason about.
-  const segments = path.split('/').filter((x) => x !== '' && x !== '.');
+  const all = path.split('/');
+  const segments = all.filter((x) => x !== '' && x !== '.');
   if (segments.includes('..')) return { status: 400 };
   if (dotfiles !== 'allow' && segments.some((x) => x.startsWith('.'))) return { status: dotfiles === 'deny' ? 403 : 404 };
-  return { path: segments.length > 0 ? segments.join('/') : '.' };
+  if (segments.length === 0) return { path: '.' };
+  // A path ending in `/` or `/.` (`/a.txt/`, `/a.txt/.`, `/a.txt%2f`) names a directory: the
+  // trailing slash is kept so that the kernel answers ENOTDIR for a file (404), as open(2) does,
+  // rather than the file being served under a second spelling.
+  const last = all[all.length - 1];
+  return { path: segments.join('/') + (last === '' || last === '.' ? '/' : '') };
 }
 
 /** The status for a failed open beneath the root, by its code. */

@@ -3,15 +3,14 @@
 // accept connections and discard, count, echo or answer HTTP; this main thread samples the
 // counters, prints them, and prints a reconciled summary when it stops. Its flags are
 // config.ts's; what it prints, output.ts's.
-import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 
 import { listenFds, socketKind, type ActivatedSocket } from '../src/activation.js';
 import { IdleTracker } from '../src/idle.js';
 import { UsageError, formatEndpoint, parseEndpoint, type Endpoint } from '../src/cli/args.js';
 import { startFleet, type Fleet, type FleetThreadStats, type ProcContext } from '../src/cli/fleet.js';
 import { setConnectionLimits } from '../src/conns.js';
-import { claimUnixPath, ownUnixPath } from '../src/cli/unix-path.js';
+import { claimListenPaths, ownUnixPath } from '../src/cli/unix-path.js';
 import { listenSocket, type ListeningSocket } from '../src/listen-socket.js';
 import { runCli } from '../src/cli/run.js';
 import type { Member } from '../src/cli/bus.js';
@@ -109,16 +108,11 @@ async function prepare(cfg: Config, activated: ActivatedSocket[], out: Output): 
   if (onlyPassed && !cfg.threadsGiven) cfg.threads = 1;
   if (cfg.tcp.length === 0 && cfg.udp.length === 0 && activated.length === 0)
     cfg.tcp.push(parseEndpoint('listen', DEFAULT_LISTEN, { allowPortZero: true }));
-  for (const e of cfg.tcp) {
-    if (e.path === undefined) continue;
-    const dir = dirname(e.path);
-    if (!existsSync(dir)) throw new RuntimeError(`--listen unix:${e.path}: directory ${dir} does not exist: create it or choose another path`);
-    // A socket file left by a server that was killed is removed; one in use stops us here.
-    try {
-      if (await claimUnixPath(e.path)) out.note(`removed the stale socket file ${e.path} (nothing answered on it)`);
-    } catch (err) {
-      throw new RuntimeError(`--listen ${(err as Error).message}`);
-    }
+  // A socket file left by a server that was killed is removed; one in use stops us here.
+  try {
+    await claimListenPaths(cfg.tcp, (line) => out.note(line));
+  } catch (err) {
+    throw new RuntimeError((err as Error).message);
   }
   if (cfg.maxConns > 0 || cfg.maxConnsPerAddr > 0) {
     // Before any process exists: the fleet's shared counts carry the bounds to every process.
@@ -216,6 +210,8 @@ async function main(argv: string[]): Promise<number> {
         const m = makeShared(e, cfg.unixMode);
         made.set(i, m);
         inheritFds.push(m.fd);
+        // From the moment it exists: a crash while the processes start must not leave it.
+        if (e.path !== undefined) ownUnixPath(e.path);
       }
     }
     overflowsAtStart = listenOverflows();

@@ -4,6 +4,7 @@ import { availableParallelism } from 'node:os';
 
 import { UsageError, parseEndpoint, parseInteger, parseSeconds } from '../src/cli/args.js';
 import { many, maybe, on, one, readFlags, type FlagValues } from '../src/cli/flags.js';
+import { parseUnixMode } from '../src/cli/unix-path.js';
 
 /** Defaults of the flags that take a number: --help says them and parse() uses them. */
 const DEFAULTS = { connectTimeoutS: 10, statsS: 1 } as const;
@@ -25,6 +26,8 @@ Options:
       --max-conns N          at most N clients connected at once (exact over every thread); one
                              more is reset at once and counted as refused
       --max-conns-per-addr N at most N at once from one source address (IPv4 address, IPv6 /64)
+      --unix-mode MODE       permission bits of a unix:/path --listen socket file, in octal
+                             (e.g. 660: owner and group may connect); default: what the umask leaves
       --connect-timeout S    give up on a target that does not answer in S seconds (default ${DEFAULTS.connectTimeoutS});
                              the client is then reset
   -d, --duration S           stop after S seconds (default: until SIGINT/SIGTERM)
@@ -51,6 +54,7 @@ const FLAGS = {
   maxConnsPerAddr: one('max-conns-per-addr', count, 0),
   listen: maybe('listen', (v, f) => parseEndpoint(f, v, { allowPortZero: true, defaultHost: '::' }), 'l'),
   threads: one('threads', (v, f) => parseInteger(f, v, 1, 1024), availableParallelism, 't'),
+  unixMode: maybe('unix-mode', (v) => v),
   connectTimeoutS: one('connect-timeout', seconds, DEFAULTS.connectTimeoutS),
   durationS: maybe('duration', seconds, 'd'),
   idleExitS: maybe('idle-exit', seconds),
@@ -59,7 +63,10 @@ const FLAGS = {
 };
 
 /** What iapp-proxy was asked to do. */
-export type Config = Omit<FlagValues<typeof FLAGS>, 'help'>;
+export interface Config extends Omit<FlagValues<typeof FLAGS>, 'help' | 'unixMode'> {
+  /** --unix-mode's permission bits. */
+  unixMode: number | undefined;
+}
 
 /**
  * Reads iapp-proxy's command line (without node and the script): 'help' for --help, else the
@@ -73,5 +80,5 @@ export function parse(argv: string[]): Config | 'help' {
   if (v.targets.length === 0) throw new UsageError('--target HOST:PORT is required: where to send them');
   if (v.maxConns > 0 && v.maxConnsPerAddr > v.maxConns)
     throw new UsageError(`--max-conns-per-addr ${v.maxConnsPerAddr} is above --max-conns ${v.maxConns}: it would never apply`);
-  return config;
+  return { ...config, unixMode: parseUnixMode(v.unixMode, [v.listen]) };
 }

@@ -5,7 +5,7 @@ import type { Loop, LoopInfo, Socket } from '../src/index.js';
 /** `info.data` of every proxy thread. */
 export interface ProxyLoopData {
   /** Where to accept: an address, or listening sockets a service manager passed (fds). */
-  listen: { host: string; port: number } | { path: string } | { fds: number[] };
+  listen: { host: string; port: number } | { path: string; permissions?: number } | { fds: number[] };
   /** Connections go to these in turn. */
   targets: ({ host: string; port: number } | { path: string })[];
   connectTimeoutMs: number;
@@ -68,7 +68,7 @@ export function setup(loop: Loop, info: LoopInfo): { address: string; port?: num
     }
   };
 
-  const specs = 'fds' in d.listen ? d.listen.fds.map((fd) => ({ fd })) : ['path' in d.listen ? { path: d.listen.path, accept: 'shared' as const } : { host: d.listen.host, port: d.listen.port }];
+  const specs = 'fds' in d.listen ? d.listen.fds.map((fd) => ({ fd })) : ['path' in d.listen ? { ...d.listen, accept: 'shared' as const } : { host: d.listen.host, port: d.listen.port }];
   const ls = specs.map((spec) => loop.listen(spec, (s) => void serve(s)));
   loop.onStats(() => st);
   return { address: ls[0]!.address, port: ls[0]!.port };

@@ -4,6 +4,7 @@
 // prints the traffic each interval and a summary when it stops.
 import { formatEndpoint, type Endpoint } from '../src/cli/args.js';
 import { runCli } from '../src/cli/run.js';
+import { claimListenPaths, ownUnixPath } from '../src/cli/unix-path.js';
 import { appStats, totals } from '../src/cli/totals.js';
 import { Output, formatBytes, formatCount, formatErrors, formatRate } from '../src/cli/report.js';
 import { connectionCounts, createRuntime, listenFds, setConnectionLimits, type ActivatedSocket, type Runtime, type ThreadStats } from '../src/index.js';
@@ -40,10 +41,17 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write("iapp-proxy: --listen HOST:PORT is required (no listening socket was passed by socket activation)\nRun 'iapp-proxy --help' for the flags.\n");
     return 2;
   }
-  const listen: ProxyLoopData['listen'] = cfg.listen !== undefined ? target(cfg.listen) : { fds: activated.map((a) => a.fd) };
+  const listen: ProxyLoopData['listen'] =
+    cfg.listen === undefined
+      ? { fds: activated.map((a) => a.fd) }
+      : cfg.listen.path !== undefined && cfg.unixMode !== undefined
+        ? { path: cfg.listen.path, permissions: cfg.unixMode }
+        : target(cfg.listen);
   let rt: Runtime;
   let bound: { address: string; port?: number }[];
   try {
+    // A socket file left by a proxy that was killed is removed; one in use stops us here.
+    await claimListenPaths([cfg.listen], (line) => out.note(line));
     // Clients only: the connections to targets are this process's own and are not bounded.
     if (cfg.maxConns > 0 || cfg.maxConnsPerAddr > 0) setConnectionLimits({ total: cfg.maxConns, perAddress: cfg.maxConnsPerAddr });
     rt = await createRuntime({
@@ -60,6 +68,8 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`iapp-proxy: ${(e as Error).message}\n`);
     return 1;
   }
+  // Removed at exit if still ours, whatever the exit (a normal stop has removed it already).
+  if (cfg.listen?.path !== undefined) ownUnixPath(cfg.listen.path);
   // Signals are taken before the address is announced: whoever reads it may send one at once.
   const stopped = new Promise<string>((resolve) => {
     if (cfg.durationS !== undefined) setTimeout(() => resolve(`${cfg.durationS} s elapsed`), cfg.durationS * 1000).unref();

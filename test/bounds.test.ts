@@ -1,6 +1,7 @@
 // The resource bounds a public iapp-srv needs, through real sockets and processes: --max-conns and
 // --max-conns-per-addr exact over threads and processes (and given back when a process dies), and
-// Unix socket files made with --unix-mode, never in the way and never left behind.
+// Unix socket files (srv's and iapp-proxy's) made with --unix-mode, never in the way and never
+// left behind.
 import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -271,5 +272,69 @@ describe('Unix socket files', () => {
     const badMode = run(SRV, ['-l', `unix:${path}`, '--unix-mode', '999']);
     expect((await badMode.exited).code).toBe(2);
     expect(badMode.stderr()).toContain('octal');
+  });
+
+  it('a process that fails to start (an injected fault) ends srv with one line, and its file goes too', async () => {
+    // The second loop thread of a child process fails to start. The failed child disconnects and
+    // exits on its own; the parent used to send it 'close' anyway, die of the uncaught EPIPE, and
+    // leave the socket file it had made (5 starts in 10), while the child died of disconnecting
+    // twice. Six starts, so that a race lost one time in two cannot hide.
+    for (let i = 0; i < 6; i++) {
+      const path = join(dir, `fail${i}.sock`);
+      const srv = run(SRV, ['--json', '-l', `unix:${path}`, '-t', '4', '-p', '2'], { IAPP_FAULT_INJECTION: '1', IAPP_FAULTS: `thread:EAGAIN:1:1:${i % 2}` });
+      expect((await srv.exited).code, srv.stderr()).toBe(1);
+      expect(srv.stderr()).toMatch(/^iapp-srv: pthread_create EAGAIN loop thread \d: /m);
+      expect(srv.stderr(), 'an uncaught error in a process').not.toMatch(/Unhandled|ERR_IPC|^\s+at /m);
+      expect(existsSync(path)).toBe(false);
+    }
+  });
+
+  describe('iapp-proxy', () => {
+    const PROXY = fileURLToPath(new URL('../dist/srv/proxy.js', import.meta.url));
+    const proxy = (path: string, extra: string[] = []): Proc => run(PROXY, ['--json', '-l', `unix:${path}`, '-T', '127.0.0.1:9', '-t', '2', ...extra]);
+
+    it('--unix-mode sets the file\'s mode, and the file is gone after SIGTERM', async () => {
+      const path = join(dir, 'proxy-mode.sock');
+      const p = proxy(path, ['--unix-mode', '640']);
+      await p.json('listening');
+      expect(modeOf(path)).toBe(0o640);
+      const c = net.connect({ path });
+      await new Promise((r) => c.once('connect', r));
+      c.destroy();
+      await stop(p);
+      expect(existsSync(path)).toBe(false);
+    });
+
+    it('removes a stale file left by a killed proxy, refuses a path in use or not a socket, and leaves nothing after a second signal', async () => {
+      const path = join(dir, 'proxy-stale.sock');
+      const killed = proxy(path);
+      await killed.json('listening');
+      killed.child.kill('SIGKILL');
+      await killed.exited;
+      expect(lstatSync(path).isSocket()).toBe(true); // what SIGKILL leaves
+
+      const next = proxy(path);
+      await next.json('listening');
+      expect(next.stderr()).toContain(`removed the stale socket file ${path}`);
+      const twice = proxy(path);
+      expect((await twice.exited).code).toBe(1);
+      expect(twice.stderr()).toContain(`--listen unix:${path}: address in use: a server answers there`);
+      expect(lstatSync(path).isSocket()).toBe(true); // and did not touch the first one's file
+      next.child.kill('SIGINT');
+      next.child.kill('SIGINT');
+      expect((await next.exited).code).not.toBe(null);
+      expect(existsSync(path)).toBe(false);
+
+      const file = join(dir, 'proxy-plain');
+      writeFileSync(file, 'not a socket');
+      const notSock = proxy(file);
+      expect((await notSock.exited).code).toBe(1);
+      expect(notSock.stderr()).toContain(`--listen unix:${file}: the path exists and is not a socket`);
+      expect(readFileSync(file, 'utf8')).toBe('not a socket');
+
+      const bad = run(PROXY, ['-l', '127.0.0.1:0', '-T', '127.0.0.1:9', '--unix-mode', '660']);
+      expect((await bad.exited).code).toBe(2);
+      expect(bad.stderr()).toContain('--unix-mode is for a unix:/path');
+    });
   });
 });

@@ -216,11 +216,13 @@ describe('iapp-proxy parse', () => {
       connectTimeoutS: 10,
       maxConns: 0,
       maxConnsPerAddr: 0,
+      unixMode: undefined,
       durationS: undefined,
       idleExitS: undefined,
       statsS: 1,
       json: false,
     });
+    expect(parseProxy(['-l', 'unix:/run/p.sock', '-T', 'h:1', '--unix-mode', '0660'])).toMatchObject({ listen: { path: '/run/p.sock' }, unixMode: 0o660 });
     expect(
       parseProxy(['-l', ':8080', '-T', 'a.example:1', '-T', 'unix:/run/b', '-t', '2', '--connect-timeout', '3', '--max-conns', '9', '--max-conns-per-addr', '3', '-d', '5', '--idle-exit', '7', '-i', '2', '--json']),
     ).toEqual({
@@ -230,6 +232,7 @@ describe('iapp-proxy parse', () => {
       connectTimeoutS: 3,
       maxConns: 9,
       maxConnsPerAddr: 3,
+      unixMode: undefined,
       durationS: 5,
       idleExitS: 7,
       statsS: 2,
@@ -245,6 +248,8 @@ describe('iapp-proxy parse', () => {
     [['--target', 'h:1', '--connect-timeout', '0'], /^--connect-timeout 0: must be a number of seconds above 0$/],
     [['--target', 'h:1', '--listen', 'nowhere'], /^--listen nowhere: no port/],
     [['--target', 'h:1', '--threads', 'many'], /^--threads many: not a whole number$/],
+    [['--target', 'h:1', '--listen', 'unix:/tmp/x', '--unix-mode', 'rw'], /^--unix-mode rw: permission bits in octal/],
+    [['--target', 'h:1', '--listen', ':80', '--unix-mode', '660'], /^--unix-mode is for a unix:\/path --listen address$/],
   ])('%j: a UsageError naming the flag', (argv, message) => {
     expect(usageError(() => parseProxy(argv)).message).toMatch(message);
   });

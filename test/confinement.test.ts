@@ -172,6 +172,14 @@ describe('mapTarget and openStatus (srv --mode file)', () => {
     expect(mapTarget('/a/b.txt?x=1#y')).toEqual({ path: 'a/b.txt' });
     expect(mapTarget('/')).toEqual({ path: '.' });
     expect(mapTarget('//a//./b')).toEqual({ path: 'a/b' });
+    // A directory spelling keeps one trailing slash, so that the kernel refuses it for a file.
+    expect(['/a.txt/', '/a.txt/.', '/a.txt%2f', '/a.txt//./', '/sub/./'].map((t) => mapTarget(t))).toEqual([
+      { path: 'a.txt/' },
+      { path: 'a.txt/' },
+      { path: 'a.txt/' },
+      { path: 'a.txt/' },
+      { path: 'sub/' },
+    ]);
     expect(mapTarget('a.txt')).toEqual({ status: 400 });
     expect(mapTarget('/%zz')).toEqual({ status: 400 });
     expect(mapTarget('/a%00b')).toEqual({ status: 400 });
@@ -234,6 +242,7 @@ describe('iapp-srv --mode file on generated request targets and symlinks made on
       expect(listening.confinement).toBe(walk ? 'walk' : 'openat2');
       const port = listening.addresses[0].port as number;
       const statuses: Record<number, number> = {};
+      let dirSpellings = 0;
       await fc.assert(
         fc.asyncProperty(caseArb, async ([links, targets]) => {
           const made = makeLinks(links);
@@ -251,11 +260,23 @@ describe('iapp-srv --mode file on generated request targets and symlinks made on
               [200, 'IN a'],
               [200, 'IN c'],
             ]);
-            for (const [r] of replies as [Reply][]) {
+            for (const [i, [r]] of (replies as [Reply][]).entries()) {
               statuses[r.status] = (statuses[r.status] ?? 0) + 1;
               expect(r.body.toString('latin1')).not.toContain('OUTSIDE');
               expect([200, 400, 403, 404]).toContain(r.status);
               if (r.status === 200) expect(r.body.toString()).toMatch(/^IN /);
+              // A directory spelling (`…/`, `…/.`, `…%2f`) is never answered with a file.
+              const decoded = ((): string => {
+                try {
+                  return decodeURIComponent(asked[i]!);
+                } catch {
+                  return '';
+                }
+              })();
+              if (/\/\.?$/.test(decoded)) {
+                expect(r.status, asked[i]).not.toBe(200);
+                dirSpellings++;
+              }
             }
           } finally {
             removeLinks(made);
@@ -264,6 +285,7 @@ describe('iapp-srv --mode file on generated request targets and symlinks made on
         { numRuns: 120 },
       );
       for (const s of [200, 400, 403, 404]) expect(statuses[s] ?? 0, `${s} in ${JSON.stringify(statuses)}`).toBeGreaterThan(0);
+      expect(dirSpellings).toBeGreaterThan(0);
       srv.child.kill('SIGTERM');
       expect((await srv.exited).code).toBe(0);
     });

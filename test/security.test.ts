@@ -73,6 +73,11 @@ for (const walk of [false, true]) {
         ['/climb', 403], // ../outside.txt: out by one level
         ['/absinside', 403], // absolute links are refused even when they point back in
         ['/sub', 404], // a directory
+        ['/a.txt/', 404], // a file spelled as a directory: ENOTDIR, as open(2) says
+        ['/a.txt/.', 404],
+        ['/a.txt%2f', 404],
+        ['/same/', 404], // through a link that stays inside, too
+        ['/link/', 403], // and out through one: refused, as without the slash
         ['/', 404],
         ['/missing', 404],
       ];

@@ -7,6 +7,11 @@ import type { FromChild, ToChild } from './fleet.js';
 const send = (m: FromChild): void => {
   if (process.connected) process.send!(m);
 };
+// Disconnecting twice throws ERR_IPC_DISCONNECTED as an uncaught error: a failed start
+// disconnects, and the 'disconnect' that follows closes (and would disconnect) again.
+const disconnect = (): void => {
+  if (process.connected) process.disconnect();
+};
 let rt: Runtime | undefined;
 let closing = false;
 
@@ -18,7 +23,7 @@ async function close(timeoutMs: number): Promise<void> {
   closing = true;
   const summary = rt ? await rt.close({ timeoutMs }) : { sockets: 0, reset: 0, unsent: 0, terminated: 0, stats: [] };
   send({ type: 'closed', summary });
-  process.disconnect?.();
+  disconnect();
 }
 
 process.on('message', (m: ToChild) => {
@@ -29,7 +34,7 @@ process.on('message', (m: ToChild) => {
       } catch (e) {
         const err = e as Error & { code?: string };
         send({ type: 'failed', error: { message: err.message, ...(err.code ? { code: err.code } : {}) } });
-        process.disconnect?.();
+        disconnect();
         break;
       }
       createRuntime({ module: m.module, threads: m.threads, data: m.data, ...(m.startTimeoutMs ? { startTimeoutMs: m.startTimeoutMs } : {}) }).then(
@@ -45,7 +50,7 @@ process.on('message', (m: ToChild) => {
         },
         (e: Error & { code?: string }) => {
           send({ type: 'failed', error: { message: e.message, ...(e.code ? { code: e.code } : {}) } });
-          process.disconnect?.();
+          disconnect();
         },
       );
       break;

@@ -121,6 +121,15 @@ interface Child {
   closed?: (s: CloseSummary) => void;
 }
 
+/**
+ * Sends to a child that may be going away: one that failed its start disconnects and exits on its
+ * own. A send it can no longer take is dropped rather than thrown as an 'error' event (which
+ * killed the parent, leaving its Unix socket files); its 'exit' settles whatever waits on it.
+ */
+function post(c: Child, m: ToChild): void {
+  if (c.cp.connected) c.cp.send(m, () => {});
+}
+
 class ProcessFleet extends EventEmitter implements Fleet {
   readonly threads: number;
   readonly procs: number;
@@ -214,7 +223,7 @@ class ProcessFleet extends EventEmitter implements Fleet {
 
   async stats(): Promise<FleetThreadStats[]> {
     const live = this.#children.filter((c) => c.alive);
-    const out = await this.#stats.ask(live, (c, seq) => c.cp.send({ type: 'stats', seq } satisfies ToChild));
+    const out = await this.#stats.ask(live, (c, seq) => post(c, { type: 'stats', seq }));
     return out.sort((a, b) => a.thread - b.thread);
   }
 
@@ -231,7 +240,7 @@ class ProcessFleet extends EventEmitter implements Fleet {
         if (c.alive) {
           const s = await new Promise<CloseSummary>((res) => {
             c.closed = res;
-            c.cp.send({ type: 'close', timeoutMs } satisfies ToChild);
+            post(c, { type: 'close', timeoutMs });
           });
           total.sockets += s.sockets;
           total.reset += s.reset;
