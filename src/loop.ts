@@ -19,7 +19,7 @@ import { checkSpawn, ChildWatch, startChild, type SpawnedChild, type SpawnOption
 import { Dialer, dialSpec, type DialOptions } from './dialer.js';
 import { copyFile, File, FileRequests, type CopyOptions, type OpenOptions } from './file.js';
 import { Pipes, proxy, type PipeResult, type ProxyResult } from './pipe.js';
-import { checkTimer, Timer, TimerTable, type ClockName, type TimerCallback, type TimerOptions } from './timer.js';
+import { checkTimer, NO_OPTIONS, Timer, TimerTable, type ClockName, type TimerCallback, type TimerOptions } from './timer.js';
 import { UdpSocket } from './udp.js';
 
 /** What the loop reports to the runtime (handler errors, accept pauses). */
@@ -35,8 +35,6 @@ const errnoName = (n: number): string => IappError.fromErrno(n, '').code;
  * touched only from this thread. Loops are made by the runtime and handed to the module's
  * `setup(loop, info)`.
  */
-const NO_TIMER_OPTIONS: TimerOptions = Object.freeze({});
-
 export class Loop {
   /** This loop's index in its runtime, 0-based. */
   readonly index: number;
@@ -182,9 +180,7 @@ export class Loop {
   timer(fn: TimerCallback): Timer;
   timer(a: TimerOptions | TimerCallback, b?: TimerCallback): Timer {
     this.#checkOpen();
-    // No tuple or options object per call: a program may make a hundred thousand timers.
-    const options = typeof a === 'function' ? NO_TIMER_OPTIONS : (a ?? NO_TIMER_OPTIONS);
-    const fn = typeof a === 'function' ? a : b;
+    const [options, fn] = typeof a === 'function' ? [NO_OPTIONS, a] : [a ?? NO_OPTIONS, b];
     checkTimer(options, fn);
     this.#timers ??= new TimerTable(this.native, (e) => this.handlerError(e));
     return new Timer(this.#timers, options, fn);

@@ -41,6 +41,9 @@ export type TimerCallback = (expirations: number, timer: Timer) => void;
 
 const clockOf = (c: ClockName | undefined): number => (c === 'realtime' ? 1 : 0);
 
+/** `loop.timer(fn)`'s options: one object, not one per timer. */
+export const NO_OPTIONS: TimerOptions = Object.freeze({});
+
 /** Most slots allocated in one native call. */
 const MAX_BATCH = 256;
 /** Most spare slots kept per clock and priority; closing more frees them natively. */
