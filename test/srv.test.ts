@@ -404,35 +404,73 @@ describe('iapp-srv', () => {
     expect((await stop(srv)).httpErrors).toBe(2);
   });
 
-  it('closes a keep-alive connection idle for --keepalive-timeout, after a request or before any', async () => {
-    const { srv, port } = await start(['--listen', '127.0.0.1:0', '--mode', 'http', '--keepalive-timeout', '0.4']);
-    const idleAfter = new Promise<{ back: string; ms: number }>((resolve) => {
-      const c = net.connect(port, '127.0.0.1', () => c.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
-      const got: Buffer[] = [];
-      let t0 = 0;
-      c.on('data', (b) => {
-        got.push(b);
-        t0 ||= Date.now();
+  for (const mode of ['http', 'file'] as const) {
+    it(`${mode} mode closes a keep-alive connection idle for --keepalive-timeout, after a request or before any, and not one that keeps asking`, async () => {
+      const { srv, port } = await start(['--listen', '127.0.0.1:0', ...modeArgs(mode), '--keepalive-timeout', '1']);
+      const path = mode === 'http' ? '/' : '/index.html';
+      const body = expectedBody(mode);
+      const answers = (text: string): number => text.split(body).length - 1;
+      const idleAfter = new Promise<{ back: string; ms: number }>((resolve) => {
+        const c = net.connect(port, '127.0.0.1', () => c.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`));
+        const got: Buffer[] = [];
+        let t0 = 0;
+        c.on('data', (b) => {
+          got.push(b);
+          t0 ||= Date.now();
+        });
+        c.on('error', () => {});
+        c.on('close', () => resolve({ back: Buffer.concat(got).toString('latin1'), ms: Date.now() - t0 }));
       });
-      c.on('error', () => {});
-      c.on('close', () => resolve({ back: Buffer.concat(got).toString('latin1'), ms: Date.now() - t0 }));
+      const silent = new Promise<number>((resolve) => {
+        const t0 = Date.now();
+        const c = net.connect(port, '127.0.0.1');
+        c.on('error', () => {});
+        c.resume();
+        c.on('close', () => resolve(Date.now() - t0));
+      });
+      // Asks again 100 ms after each answer for 2.5 s, well past the timeout: no gap is near 1 s,
+      // so the server must never close it, and every request is answered.
+      const busy = new Promise<{ asked: number; answered: number; serverEnded: boolean }>((resolve, reject) => {
+        const t0 = Date.now();
+        let text = '';
+        let asked = 0;
+        let serverEnded = false;
+        const ask = (): void => {
+          asked++;
+          c.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+        };
+        const c = net.connect(port, '127.0.0.1', ask);
+        c.setEncoding('latin1');
+        c.on('data', (d: string) => {
+          text += d;
+          if (answers(text) < asked) return;
+          if (Date.now() - t0 < 2500) setTimeout(ask, 100);
+          else {
+            resolve({ asked, answered: answers(text), serverEnded });
+            c.end();
+          }
+        });
+        c.on('end', () => (serverEnded = true));
+        c.on('error', reject);
+        c.on('close', () => resolve({ asked, answered: answers(text), serverEnded: true }));
+      });
+      const a = await idleAfter;
+      expect(a.back).toMatch(/^HTTP\/1\.1 200 OK/); // answered, then closed without a word
+      expect(a.back).not.toMatch(/408/);
+      expect(answers(a.back)).toBe(1);
+      // Timers fire late, never early (50 ms for the client starting its clock after the server).
+      expect(a.ms).toBeGreaterThanOrEqual(950);
+      expect(await silent).toBeGreaterThanOrEqual(950);
+      const b = await busy;
+      expect(b.serverEnded).toBe(false);
+      expect(b.asked).toBeGreaterThanOrEqual(3); // open 2.5 s, more than twice the timeout, by asking again and again
+      expect(b.answered).toBe(b.asked);
+      await srv.waitJson((o) => o.type === 'stats' && o.connections === 0, 'stats with every connection closed');
+      const sum = await stop(srv);
+      expect(sum.requests).toBe(1 + b.asked);
+      expect(sum.errors.ETIMEDOUT).toBe(2);
     });
-    const silent = new Promise<number>((resolve) => {
-      const t0 = Date.now();
-      const c = net.connect(port, '127.0.0.1');
-      c.on('error', () => {});
-      c.resume();
-      c.on('close', () => resolve(Date.now() - t0));
-    });
-    const a = await idleAfter;
-    expect(a.back).toMatch(/^HTTP\/1\.1 200 OK/); // answered, then closed without a word
-    expect(a.back).not.toMatch(/408/);
-    expect(a.ms).toBeGreaterThanOrEqual(350);
-    expect(await silent).toBeGreaterThanOrEqual(350);
-    const sum = await stop(srv);
-    expect(sum.requests).toBe(1);
-    expect(sum.errors.ETIMEDOUT).toBe(2);
-  });
+  }
 
   it('answers 408 when a request head does not complete within --header-timeout', async () => {
     const { srv, port } = await start(['--listen', '127.0.0.1:0', '--mode', 'http', '--header-timeout', '0.3']);
