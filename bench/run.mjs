@@ -1,6 +1,6 @@
 // The one-command benchmark: runs every scenario, keeps what each measured, writes a report.
 //
-//   node bench/run.mjs [--quick] [--only NAME[,NAME]]... [--json] [--report-only]
+//   node bench/run.mjs [--quick] [--only NAME[,NAME]]... [--addon kqueue] [--json] [--report-only]
 //   (with --only, the report keeps the other scenarios' figures from the earlier run, marked so)
 //   npm run bench [-- --quick]
 //
@@ -24,7 +24,9 @@
 //
 // Every scenario script takes --quick, --json and --out FILE; this runner adds --json and --out
 // bench/results/<name>.json (the file the script writes by default, so a later direct run of the
-// script replaces it), passes --quick through, shows the scenario's stderr (progress and tables)
+// script replaces it), passes --quick through, and --addon to the scenarios that take it (sink,
+// messaging, messaging-object, timers: their iapp systems again on the kqueue build, as
+// <system>-kqueue rows, information only and left out of the headline), shows the scenario's stderr (progress and tables)
 // on its own stderr with a "[name]" prefix and collects its stdout.
 //
 // The JSON-lines contract (each scenario's stdout with --json; this runner's stdout with --json):
@@ -65,15 +67,15 @@ const reportFile = join(resultsDir, 'REPORT.md');
 // cases (64 and 1024 conns x 64 KiB) 3 times and the rest of its matrix once; http runs 3 s
 // instead of its default 5 s per run here.
 const SCENARIOS = [
-  { name: 'sink', full: [], quick: ['--quick'], estS: [270, 50] },
+  { name: 'sink', full: [], quick: ['--quick'], estS: [270, 50], addon: true },
   { name: 'push', full: [], quick: ['--quick', '--duration', '1'], estS: [120, 35] },
   { name: 'connections', full: [], quick: ['--quick'], estS: [130, 60] },
   { name: 'http', full: ['--duration', '3'], quick: ['--quick'], estS: [150, 30] },
   { name: 'udp', full: [], quick: ['--quick'], estS: [60, 25] },
-  { name: 'messaging', full: [], quick: ['--quick'], estS: [60, 25] },
+  { name: 'messaging', full: [], quick: ['--quick'], estS: [60, 25], addon: true },
   // The same script with small plain objects instead of bytes (JSON where it equals structuredClone).
-  { name: 'messaging-object', script: 'messaging', full: ['--payload', 'object', '--cases', 'oneway-1,rtt'], quick: ['--quick', '--payload', 'object', '--cases', 'oneway-1'], estS: [35, 15] },
-  { name: 'timers', full: [], quick: ['--quick'], estS: [50, 25] },
+  { name: 'messaging-object', script: 'messaging', full: ['--payload', 'object', '--cases', 'oneway-1,rtt'], quick: ['--quick', '--payload', 'object', '--cases', 'oneway-1'], estS: [35, 15], addon: true },
+  { name: 'timers', full: [], quick: ['--quick'], estS: [50, 25], addon: true },
   { name: 'proxy', full: [], quick: ['--quick'], estS: [55, 25] },
   { name: 'sendfile', full: [], quick: ['--quick'], estS: [60, 25] },
   { name: 'copy', full: [], quick: ['--quick'], estS: [70, 20] },
@@ -82,10 +84,15 @@ const SCENARIOS = [
   { name: 'fairness', full: [], quick: ['--quick'], estS: [180, 80] },
 ];
 const NAMES = SCENARIOS.map((s) => s.name);
+const ADDON_NAMES = SCENARIOS.filter((s) => s.addon).map((s) => s.name);
 
 const USAGE = `usage: node bench/run.mjs [options]
   --quick          every scenario's --quick (about 7 min instead of about 19)
   --only LIST      only these scenarios (${NAMES.join(', ')}); repeatable or comma-separated
+  --addon kqueue   run the iapp systems of ${ADDON_NAMES.join(', ')} again
+                   on the kqueue build over libkqueue (the scenario builds it: scripts/build-kqueue.mjs),
+                   as <system>-kqueue rows: information, left out of the headline; the other
+                   scenarios ignore it (default: epoll, the default build only)
   --json           print the scenarios' JSON lines on stdout (progress stays on stderr)
   --report-only    rewrite REPORT.md and the charts from bench/results/latest.json; run nothing`;
 
@@ -93,6 +100,7 @@ const opts = parseOptions(
   {
     quick: { type: 'boolean', default: false },
     only: { type: 'string', multiple: true },
+    addon: { type: 'string', default: 'epoll' },
     json: { type: 'boolean', default: false },
     'report-only': { type: 'boolean', default: false },
   },
@@ -104,6 +112,15 @@ if (unknown.length) {
   console.error(`--only: unknown ${unknown.join(', ')} (known: ${NAMES.join(', ')})\n${USAGE}`);
   process.exit(2);
 }
+
+const addons = opts.addon.split(',').map((s) => s.trim()).filter(Boolean);
+const badAddon = addons.filter((a) => a !== 'epoll' && a !== 'kqueue');
+if (badAddon.length || !addons.length) {
+  console.error(`--addon: unknown ${badAddon.join(', ') || "''"} (known: epoll, kqueue)\n${USAGE}`);
+  process.exit(2);
+}
+/** The --addon arguments a scenario gets: none for the default build, or for a scenario without the option. */
+const addonArgs = (sc) => (sc.addon && addons.includes('kqueue') ? ['--addon', addons.join(',')] : []);
 
 // `--json | head`: once the reader is gone, keep running (and writing the files) without stdout.
 let stdoutOpen = true;
@@ -217,7 +234,7 @@ async function runScenario(sc, index, total) {
     log(`[${index}/${total}] ${sc.name}: skipped (${rec.note})`);
     return rec;
   }
-  const args = [script, ...(opts.quick ? sc.quick : sc.full), '--json', '--out', outFile];
+  const args = [script, ...(opts.quick ? sc.quick : sc.full), ...addonArgs(sc), '--json', '--out', outFile];
   rec.args = args.map((a) => (a.startsWith(root) ? relative(root, a) : a));
   const est = sc.estS[opts.quick ? 1 : 0];
   const timeoutS = est * 3 + 120;
@@ -303,7 +320,8 @@ const lowerIsBetter = (metric) => /cpu-?per|per-?gb|rss|mem|latency|^p\d|per-con
 /** The headline table's rows: [figure, iapp, peer, ratio, C, ratio vs C]. */
 function headlineRows(byName) {
   const rows = [];
-  const lines = (name) => byName.get(name)?.lines ?? [];
+  // The kqueue build's rows (--addon kqueue) are information: they stay in their scenario's table.
+  const lines = (name) => (byName.get(name)?.lines ?? []).filter((l) => !l.system?.endsWith('-kqueue'));
   const find = (name, pred) => lines(name).find(pred);
   const row = (figure, l, name) => {
     if (!l) return;
@@ -586,6 +604,7 @@ if (opts['report-only']) {
 }
 
 const selected = SCENARIOS.filter((s) => !only || only.includes(s.name));
+if (addons.includes('kqueue') && !selected.some((s) => s.addon)) log(`NOTE: --addon kqueue: none of these scenarios takes it (${ADDON_NAMES.join(', ')} do)`);
 const t0 = now();
 const cpus = os.cpus();
 const latest = {

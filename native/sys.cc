@@ -200,6 +200,8 @@ int SetReuse(int fd, bool reuseport) {
   int r = SetSockOptInt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
   if (r < 0 || !reuseport) return r;
 #if defined(SO_REUSEPORT_LB)
+  // Not compiled or run in CI: written to FreeBSD's setsockopt(2). Only FreeBSD defines it, and
+  // there plain SO_REUSEPORT lets sockets share a port without spreading connections among them.
   return SetSockOptInt(fd, SOL_SOCKET, SO_REUSEPORT_LB, 1);
 #elif defined(SO_REUSEPORT)
   return SetSockOptInt(fd, SOL_SOCKET, SO_REUSEPORT, 1);

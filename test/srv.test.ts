@@ -10,7 +10,9 @@
 // Unix paths (one process and two), IPv6, port 0 and --accept shared across two processes,
 // --idle-exit, SIGINT/SIGTERM summaries, bad flags (exit 2), EADDRINUSE and a missing directory
 // (exit 1), data from socat, UDP, and socket activation by the real systemd-socket-activate (TCP
-// with names, and datagram sockets). Tests that need socat or systemd-socket-activate skip where it
+// with names, and datagram sockets), and --inetd under it: a connection on fd 0 ("nowait") in
+// every mode with nothing but the mode's answer reaching the peer, and ("wait") a listening fd 0
+// in http and file modes and a datagram fd 0 in data and echo modes. Tests that need socat or systemd-socket-activate skip where it
 // is missing, with the reason in their name (test/tools.ts).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -21,7 +23,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 
 import { listenFds } from '../dist/src/index.js';
 import { killAll, runCommand, track } from './proc.js';
@@ -402,35 +404,73 @@ describe('iapp-srv', () => {
     expect((await stop(srv)).httpErrors).toBe(2);
   });
 
-  it('closes a keep-alive connection idle for --keepalive-timeout, after a request or before any', async () => {
-    const { srv, port } = await start(['--listen', '127.0.0.1:0', '--mode', 'http', '--keepalive-timeout', '0.4']);
-    const idleAfter = new Promise<{ back: string; ms: number }>((resolve) => {
-      const c = net.connect(port, '127.0.0.1', () => c.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
-      const got: Buffer[] = [];
-      let t0 = 0;
-      c.on('data', (b) => {
-        got.push(b);
-        t0 ||= Date.now();
+  for (const mode of ['http', 'file'] as const) {
+    it(`${mode} mode closes a keep-alive connection idle for --keepalive-timeout, after a request or before any, and not one that keeps asking`, async () => {
+      const { srv, port } = await start(['--listen', '127.0.0.1:0', ...modeArgs(mode), '--keepalive-timeout', '1']);
+      const path = mode === 'http' ? '/' : '/index.html';
+      const body = expectedBody(mode);
+      const answers = (text: string): number => text.split(body).length - 1;
+      const idleAfter = new Promise<{ back: string; ms: number }>((resolve) => {
+        const c = net.connect(port, '127.0.0.1', () => c.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`));
+        const got: Buffer[] = [];
+        let t0 = 0;
+        c.on('data', (b) => {
+          got.push(b);
+          t0 ||= Date.now();
+        });
+        c.on('error', () => {});
+        c.on('close', () => resolve({ back: Buffer.concat(got).toString('latin1'), ms: Date.now() - t0 }));
       });
-      c.on('error', () => {});
-      c.on('close', () => resolve({ back: Buffer.concat(got).toString('latin1'), ms: Date.now() - t0 }));
+      const silent = new Promise<number>((resolve) => {
+        const t0 = Date.now();
+        const c = net.connect(port, '127.0.0.1');
+        c.on('error', () => {});
+        c.resume();
+        c.on('close', () => resolve(Date.now() - t0));
+      });
+      // Asks again 100 ms after each answer for 2.5 s, well past the timeout: no gap is near 1 s,
+      // so the server must never close it, and every request is answered.
+      const busy = new Promise<{ asked: number; answered: number; serverEnded: boolean }>((resolve, reject) => {
+        const t0 = Date.now();
+        let text = '';
+        let asked = 0;
+        let serverEnded = false;
+        const ask = (): void => {
+          asked++;
+          c.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+        };
+        const c = net.connect(port, '127.0.0.1', ask);
+        c.setEncoding('latin1');
+        c.on('data', (d: string) => {
+          text += d;
+          if (answers(text) < asked) return;
+          if (Date.now() - t0 < 2500) setTimeout(ask, 100);
+          else {
+            resolve({ asked, answered: answers(text), serverEnded });
+            c.end();
+          }
+        });
+        c.on('end', () => (serverEnded = true));
+        c.on('error', reject);
+        c.on('close', () => resolve({ asked, answered: answers(text), serverEnded: true }));
+      });
+      const a = await idleAfter;
+      expect(a.back).toMatch(/^HTTP\/1\.1 200 OK/); // answered, then closed without a word
+      expect(a.back).not.toMatch(/408/);
+      expect(answers(a.back)).toBe(1);
+      // Timers fire late, never early (50 ms for the client starting its clock after the server).
+      expect(a.ms).toBeGreaterThanOrEqual(950);
+      expect(await silent).toBeGreaterThanOrEqual(950);
+      const b = await busy;
+      expect(b.serverEnded).toBe(false);
+      expect(b.asked).toBeGreaterThanOrEqual(3); // open 2.5 s, more than twice the timeout, by asking again and again
+      expect(b.answered).toBe(b.asked);
+      await srv.waitJson((o) => o.type === 'stats' && o.connections === 0, 'stats with every connection closed');
+      const sum = await stop(srv);
+      expect(sum.requests).toBe(1 + b.asked);
+      expect(sum.errors.ETIMEDOUT).toBe(2);
     });
-    const silent = new Promise<number>((resolve) => {
-      const t0 = Date.now();
-      const c = net.connect(port, '127.0.0.1');
-      c.on('error', () => {});
-      c.resume();
-      c.on('close', () => resolve(Date.now() - t0));
-    });
-    const a = await idleAfter;
-    expect(a.back).toMatch(/^HTTP\/1\.1 200 OK/); // answered, then closed without a word
-    expect(a.back).not.toMatch(/408/);
-    expect(a.ms).toBeGreaterThanOrEqual(350);
-    expect(await silent).toBeGreaterThanOrEqual(350);
-    const sum = await stop(srv);
-    expect(sum.requests).toBe(1);
-    expect(sum.errors.ETIMEDOUT).toBe(2);
-  });
+  }
 
   it('answers 408 when a request head does not complete within --header-timeout', async () => {
     const { srv, port } = await start(['--listen', '127.0.0.1:0', '--mode', 'http', '--header-timeout', '0.3']);
@@ -729,28 +769,33 @@ const records = (text: string): Json[] =>
     .filter((l) => l.startsWith('{'))
     .map((l) => JSON.parse(l) as Json);
 
+/** What one connection sends in each mode, what it must get back, and the bytes srv counts. */
+function modeCases(): { mode: string[]; send: Buffer; back: (b: Buffer) => void; rx: number }[] {
+  const www = wwwRoot();
+  const data = randomBytes(100_000);
+  const get = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: t\r\n\r\n`;
+  return [
+    { mode: ['--mode', 'sink'], send: data, back: (b: Buffer) => expect(b.length).toBe(0), rx: data.length },
+    { mode: ['--mode', 'data'], send: data, back: (b: Buffer) => expect(b.length).toBe(0), rx: data.length },
+    { mode: ['--mode', 'echo'], send: data, back: (b: Buffer) => expect(b.equals(data)).toBe(true), rx: data.length },
+    {
+      mode: ['--mode', 'http'],
+      send: Buffer.from(get('/a') + get('/b')),
+      back: (b: Buffer) => expect(b.toString('latin1').match(/HTTP\/1\.1 200 /g)).toHaveLength(2),
+      rx: 2 * get('/a').length,
+    },
+    {
+      mode: ['--mode', 'file', '--root', www.root],
+      send: Buffer.from(get('/index.html')),
+      back: (b: Buffer) => expect(b.toString('latin1')).toMatch(new RegExp(`^HTTP/1\\.1 200 [^]*${www.body}$`)),
+      rx: get('/index.html').length,
+    },
+  ];
+}
+
 describe('iapp-srv with passed connections', () => {
   itWithTool('systemd-socket-activate', 'serves each connection of systemd-socket-activate --accept in every mode, and exits when it closes', async () => {
-    const www = wwwRoot();
-    const data = randomBytes(100_000);
-    const get = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: t\r\n\r\n`;
-    const cases = [
-      { mode: ['--mode', 'sink'], send: data, back: (b: Buffer) => expect(b.length).toBe(0), rx: data.length },
-      { mode: ['--mode', 'data'], send: data, back: (b: Buffer) => expect(b.length).toBe(0), rx: data.length },
-      { mode: ['--mode', 'echo'], send: data, back: (b: Buffer) => expect(b.equals(data)).toBe(true), rx: data.length },
-      {
-        mode: ['--mode', 'http'],
-        send: Buffer.from(get('/a') + get('/b')),
-        back: (b: Buffer) => expect(b.toString('latin1').match(/HTTP\/1\.1 200 /g)).toHaveLength(2),
-        rx: 2 * get('/a').length,
-      },
-      {
-        mode: ['--mode', 'file', '--root', www.root],
-        send: Buffer.from(get('/index.html')),
-        back: (b: Buffer) => expect(b.toString('latin1')).toMatch(new RegExp(`^HTTP/1\\.1 200 [^]*${www.body}$`)),
-        rx: get('/index.html').length,
-      },
-    ];
+    const cases = modeCases();
     await Promise.all(
       cases.map(async (c) => {
         const { act, port } = await activator(['--accept'], ['--json', ...c.mode]);
@@ -796,6 +841,75 @@ describe('iapp-srv with passed connections', () => {
     const waitSum = records(wait.act.stderr()).find((o) => o.type === 'summary')!;
     expect(waitSum).toMatchObject({ reason: 'idle for 2 s', accepted: 2, requests: 2 });
     expect(waitSum.passed).toBeUndefined();
+  });
+
+  itWithTool('systemd-socket-activate', '--inetd nowait in the sink, data, http and file modes: the peer gets only what the mode answers', async () => {
+    // The connection is fds 0 and 1: a byte of srv's own output there would reach the peer.
+    await Promise.all(
+      modeCases()
+        .filter((c) => c.mode[1] !== 'echo') // echo: the test above
+        .map(async (c) => {
+          const { act, port } = await activator(['--accept', '--inetd'], ['--inetd', '--json', ...c.mode]);
+          c.back(await exchange({ port, host: '127.0.0.1' }, c.send));
+          await waitStderr(act, (e) => e.includes('died with code'));
+          expect(act.stderr()).toContain('died with code 0');
+          expect(records(act.stderr()).find((o) => o.type === 'summary')).toMatchObject({ reason: 'the passed connection closed', passed: 1, closed: 1, rxBytes: c.rx, errors: {} });
+          expect(act.lines).toEqual([]);
+          act.cp.kill('SIGTERM');
+          await act.exit;
+        }),
+    );
+  });
+
+  itWithTool('systemd-socket-activate', '--inetd wait: a datagram socket on fd 0 in the data and echo modes, a listening one in file mode', async () => {
+    const udpPort = async (): Promise<number> => {
+      const probe = dgram.createSocket('udp4');
+      await new Promise<void>((r) => probe.bind(0, '127.0.0.1', r));
+      const port = probe.address().port;
+      await new Promise<void>((r) => probe.close(r));
+      return port;
+    };
+    // Without --accept the activator execs srv in its place at the first datagram or connection,
+    // so SIGTERM reaches srv itself, which prints its summary (to stderr) and exits 0.
+    const stopInetd = async (act: Srv): Promise<Json> => {
+      act.cp.kill('SIGTERM');
+      expect((await act.exit).code).toBe(0);
+      expect(act.lines).toEqual([]);
+      return records(act.stderr()).find((o) => o.type === 'summary')!;
+    };
+    const datagrams = async (mode: 'data' | 'echo'): Promise<void> => {
+      const port = await udpPort();
+      const act = run(['--inetd', '--json', '--stats', '0.1', '--mode', mode], ['systemd-socket-activate', '--datagram', '--inetd', '-l', `127.0.0.1:${port}`, process.execPath, MAIN]);
+      await waitStderr(act, (e) => e.includes('Listening on'));
+      const sock = dgram.createSocket('udp4');
+      const echoed: Buffer[] = [];
+      sock.on('message', (m) => echoed.push(m));
+      await new Promise<void>((r) => sock.bind(0, '127.0.0.1', r));
+      try {
+        const sent = Array.from({ length: 10 }, (_, i) => Buffer.alloc(50 + i, i));
+        for (const d of sent) await new Promise<void>((r, j) => sock.send(d, port, '127.0.0.1', (e) => (e ? j(e) : r())));
+        await waitStderr(act, (e) => records(e).some((o) => o.type === 'stats' && o.datagramsIn === sent.length));
+        const listening = records(act.stderr()).find((o) => o.type === 'listening')!;
+        expect(listening.addresses).toEqual([expect.objectContaining({ proto: 'udp', port, fd: 0, name: 'inetd' })]);
+        const total = sent.reduce((n, d) => n + d.length, 0);
+        if (mode === 'echo') {
+          await waitStderr(act, (e) => records(e).some((o) => o.type === 'stats' && o.txBytes === total));
+          await vi.waitFor(() => expect(echoed).toHaveLength(sent.length), { timeout: 10_000 });
+          expect(echoed.map((b) => b.toString('hex')).sort()).toEqual(sent.map((b) => b.toString('hex')).sort());
+        }
+        expect(await stopInetd(act)).toMatchObject({ datagramsIn: sent.length, rxBytes: total, jsBytes: total, txBytes: mode === 'echo' ? total : 0 });
+      } finally {
+        sock.close();
+      }
+    };
+    const fileWait = async (): Promise<void> => {
+      const [c] = modeCases().filter((x) => x.mode[1] === 'file');
+      const { act, port } = await activator(['--inetd'], ['--inetd', '--json', '--stats', '0.1', ...c!.mode]);
+      for (let i = 0; i < 2; i++) c!.back(await exchange({ port, host: '127.0.0.1' }, c!.send));
+      await waitStderr(act, (e) => records(e).some((o) => o.type === 'stats' && o.accepted === 2 && o.connections === 0));
+      expect(await stopInetd(act)).toMatchObject({ accepted: 2, closed: 2, requests: 2, rxBytes: 2 * c!.rx });
+    };
+    await Promise.all([datagrams('data'), datagrams('echo'), fileWait()]);
   });
 
   it('refuses --inetd without a socket on fd 0, and --procs 2 with a passed connection', async () => {
