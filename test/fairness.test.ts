@@ -51,6 +51,44 @@ describe('fair loops', () => {
     expect(stopped.turnBudgetUs).toBe(500);
   });
 
+  it('a message above the sockets\' priority runs before more of the backlog, one below after it', async () => {
+    // Priorities across turns: while the turns are cut and a backlog of pushing sockets waits, a
+    // turn gathers pending messages before going on with the backlog and merges the two by
+    // priority. 'before' counts the messages that ran before their turn's native work (the bytes
+    // sent were still those of the previous turn's end), 'after' those that ran after some of it.
+    const rt = await createRuntime({ module: fixture('fairness.mjs'), threads: 2 });
+    try {
+      const { port } = rt.results[1] as { port: number };
+      await rt.call(0, 'open', { port, conns: 64 });
+      await rt.call(0, 'push', { size: 512 });
+      const seen: Record<number, { before: number; after: number; cut: number }> = {};
+      for (const priority of [10, -10]) {
+        const cut0 = (await rt.call(0, 'markStart', { priority })) as number;
+        for (let i = 0; i < 80; i++) {
+          await rt.call(0, 'mark');
+          await sleep(2); // pacing: each message comes while the loop is busy, not behind the last
+        }
+        const r = (await rt.call(0, 'markStop')) as { before: number; after: number; turnsCut: number };
+        seen[priority] = { before: r.before, after: r.after, cut: r.turnsCut - cut0 };
+      }
+      await rt.call(0, 'stop');
+      const high = seen[10]!;
+      const low = seen[-10]!;
+      // The load was real: the budget cut turns while the messages came.
+      expect(high.cut).toBeGreaterThan(0);
+      expect(low.cut).toBeGreaterThan(0);
+      // Enough messages were placed in their turn to judge (most are: 80 each here).
+      expect(high.before + high.after).toBeGreaterThanOrEqual(20);
+      expect(low.before + low.after).toBeGreaterThanOrEqual(20);
+      // Above the sockets: before the turn's native work (all of them here; loose for the odd
+      // message a turn's later round picked up). Below: after it, which shows the count can tell.
+      expect(high.before).toBeGreaterThanOrEqual(0.8 * (high.before + high.after));
+      expect(low.after).toBeGreaterThan(low.before);
+    } finally {
+      await rt.close({ timeoutMs: 1000 });
+    }
+  });
+
   it('with a tiny budget every ready socket is still served, in turn', async () => {
     const { stopped } = await pushing(64, 512, 100, { budgetUs: 20 });
     expect(stopped.turnBudgetUs).toBe(20);
