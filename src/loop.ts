@@ -94,8 +94,7 @@ export class Loop {
    * may do before it returns to libuv, which then runs timers, messages and handlers; ready
    * sockets go on in the next turn, first in line. Microseconds; 0 for no limit. Starts at the
    * runtime's `turnBudgetUs` (default 500). Lower: timers and messages answer sooner under load,
-   * at a little throughput (one more pass through libuv per turn). Throws `RangeError` outside
-   * 0 to 1,000,000.
+   * at a little throughput (one more pass through libuv per turn). `RangeError` outside 0–1e6.
    */
   setTurnBudget(us: number): this {
     if (typeof us !== 'number' || !(us >= 0 && us <= 1_000_000)) throw new RangeError(`turn budget must be from 0 to 1000000 µs, got ${String(us)}`);

@@ -7,13 +7,15 @@
 // closes its socket only; close() flushes queued writes and resets peers that do not close by the
 // deadline; EMFILE under a lowered fd limit (in a child process) pauses accepting without
 // spinning (wakeups counted over round trips, not time) and service resumes once fds free up;
-// IappError carries code, errno, syscall and a message that says what to do. (Idle CPU is
-// measured by bench/idle.mjs, not asserted here.)
+// IappError carries code, errno, syscall and a message that says what to do; a process fleet's
+// children deliver their closing summaries whole, however large, to a parent busy as they send.
+// (Idle CPU is measured by bench/idle.mjs, not asserted here.)
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { startFleet } from '../dist/src/cli/fleet.js';
 import { createRuntime, IappError, type ThreadExit } from '../dist/src/index.js';
 import { fdCount, fixture, netExchange, startServer } from './helpers.js';
 
@@ -236,5 +238,20 @@ describe('errors', () => {
     expect(e.errno).toBe(-111);
     expect(e.syscall).toBe('connect');
     expect(e.message).toMatch(/^connect ECONNREFUSED 127.0.0.1:9: nothing is listening there/);
+  });
+});
+
+describe('process fleet', () => {
+  it('each child delivers its closing summary whole, however large, to a parent busy while it is sent', async () => {
+    // A child closed its IPC channel right after sending: a summary still queued behind a full
+    // pipe was dropped, and the parent reported "thread(s) did not report". The parent is made
+    // busy here so that the pipe fills; the summaries must still arrive.
+    const fleet = await startFleet({ module: fixture('big-stats.mjs'), threads: 2, procs: 2, data: () => ({}) });
+    const closing = fleet.close({ timeoutMs: 1000 });
+    const until = Date.now() + 1000;
+    while (Date.now() < until); // busy, not waiting: the children send meanwhile
+    const summary = await closing;
+    expect(summary.stats.map((t) => t.proc)).toEqual([0, 1]);
+    for (const t of summary.stats) expect((t.app as string).length).toBe(1 << 20);
   });
 });

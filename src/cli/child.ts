@@ -12,6 +12,13 @@ const send = (m: FromChild): void => {
 const disconnect = (): void => {
   if (process.connected) process.disconnect();
 };
+// The last message, then the channel closed: only once it was written, because closing the
+// channel cancels a write still queued (a big summary to a busy parent lost its summary:
+// "N thread(s) did not report").
+const sendLast = (m: FromChild): void => {
+  if (!process.connected) return;
+  process.send!(m, undefined, {}, () => disconnect());
+};
 let rt: Runtime | undefined;
 let closing = false;
 
@@ -22,8 +29,7 @@ async function close(timeoutMs: number): Promise<void> {
   if (closing) return;
   closing = true;
   const summary = rt ? await rt.close({ timeoutMs }) : { sockets: 0, reset: 0, unsent: 0, terminated: 0, stats: [] };
-  send({ type: 'closed', summary });
-  disconnect();
+  sendLast({ type: 'closed', summary });
 }
 
 process.on('message', (m: ToChild) => {
@@ -33,8 +39,7 @@ process.on('message', (m: ToChild) => {
         shareConnectionCounts(m.connsFd, m.connsSlot); // before any loop opens a connection
       } catch (e) {
         const err = e as Error & { code?: string };
-        send({ type: 'failed', error: { message: err.message, ...(err.code ? { code: err.code } : {}) } });
-        disconnect();
+        sendLast({ type: 'failed', error: { message: err.message, ...(err.code ? { code: err.code } : {}) } });
         break;
       }
       createRuntime({ module: m.module, threads: m.threads, data: m.data, ...(m.startTimeoutMs ? { startTimeoutMs: m.startTimeoutMs } : {}) }).then(
@@ -49,8 +54,7 @@ process.on('message', (m: ToChild) => {
           send({ type: 'ready', results: r.results, limits: r.limits });
         },
         (e: Error & { code?: string }) => {
-          send({ type: 'failed', error: { message: e.message, ...(e.code ? { code: e.code } : {}) } });
-          disconnect();
+          sendLast({ type: 'failed', error: { message: e.message, ...(e.code ? { code: e.code } : {}) } });
         },
       );
       break;
