@@ -243,15 +243,22 @@ describe('errors', () => {
 
 describe('process fleet', () => {
   it('each child delivers its closing summary whole, however large, to a parent busy while it is sent', async () => {
-    // A child closed its IPC channel right after sending: a summary still queued behind a full
-    // pipe was dropped, and the parent reported "thread(s) did not report". The parent is made
-    // busy here so that the pipe fills; the summaries must still arrive.
+    // A child closed its IPC channel right after sending (a summary still queued behind a full
+    // pipe was dropped), and the parent settled on the child's 'exit' (a summary still unread
+    // in the pipe was lost): "thread(s) did not report".
     const fleet = await startFleet({ module: fixture('big-stats.mjs'), threads: 2, procs: 2, data: () => ({}) });
-    const closing = fleet.close({ timeoutMs: 1000 });
-    const until = Date.now() + 1000;
-    while (Date.now() < until); // busy, not waiting: the children send meanwhile
+    // Busy in slices, so that a child's exit and its last bytes often become ready in the same
+    // slice: a parent that settled on 'exit' then lost the summary still in the pipe.
+    let settled = false;
+    const closing = fleet.close({ timeoutMs: 1000 }).finally(() => (settled = true));
+    const busy = (): void => {
+      const until = Date.now() + 5;
+      while (Date.now() < until);
+      if (!settled) setImmediate(busy);
+    };
+    busy();
     const summary = await closing;
     expect(summary.stats.map((t) => t.proc)).toEqual([0, 1]);
-    for (const t of summary.stats) expect((t.app as string).length).toBe(1 << 20);
+    for (const t of summary.stats) expect((t.app as string).length).toBe(4 << 20);
   });
 });

@@ -121,6 +121,14 @@ interface Child {
   closed?: (s: CloseSummary) => void;
 }
 
+/** Whether `p` settled within `ms`. */
+async function within(p: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const r = await Promise.race([p.then(() => true), new Promise<boolean>((res) => (timer = setTimeout(() => res(false), ms)))]);
+  clearTimeout(timer);
+  return r;
+}
+
 /**
  * Sends to a child that may be going away: one that failed its start disconnects and exits on its
  * own. A send it can no longer take is dropped rather than thrown as an 'error' event (which
@@ -165,7 +173,9 @@ class ProcessFleet extends EventEmitter implements Fleet {
         cp,
         alive: true,
         closing: false,
-        exited: new Promise((r) => cp.once('exit', () => r())),
+        // 'close', not 'exit': 'exit' can come while the child's last messages (its closing
+        // summary) are still unread in the IPC pipe; 'close' also waits for the channel's end.
+        exited: new Promise((r) => cp.once('close', () => r())),
       };
       this.#children.push(child);
       const ready = new Promise<void>((resolve, reject) => {
@@ -193,7 +203,7 @@ class ProcessFleet extends EventEmitter implements Fleet {
             }
           }
         });
-        cp.once('exit', (code, signal) => {
+        cp.once('close', (code, signal) => {
           child.alive = false;
           // Its sockets died with it; the places they held under the connection bounds did not.
           reclaimConnectionCounts(s.proc + 1);
@@ -248,13 +258,11 @@ class ProcessFleet extends EventEmitter implements Fleet {
           total.terminated += s.terminated;
           for (const t of s.stats) total.stats.push({ ...t, thread: t.thread + c.firstThread, proc: c.proc });
         }
-        let timer: NodeJS.Timeout | undefined;
-        const ended = await Promise.race([c.exited.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 2000)))]);
-        clearTimeout(timer);
-        if (!ended) {
+        if (!(await within(c.exited, 2000))) {
           total.terminated++;
           c.cp.kill('SIGKILL');
-          await c.exited;
+          // Bounded too: 'close' also waits for the IPC channel, which a stray holder could keep open.
+          await within(c.exited, 2000);
         }
       }),
     );
