@@ -4,6 +4,7 @@
 // over the IPC channel. Processes exist to go past one process's fd limit (RLIMIT_NOFILE).
 import { fork, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import { closeSync } from 'node:fs';
 
 import { CLOSE_TIMEOUT_MS } from '../defaults.js';
 import { connectionCounts, reclaimConnectionCounts, shareConnectionCounts, type ConnectionCounts } from '../conns.js';
@@ -224,6 +225,10 @@ class ProcessFleet extends EventEmitter implements Fleet {
     } catch (e) {
       await this.close({ timeoutMs: 0 });
       throw e;
+    } finally {
+      // Every child has its copy and this process keeps its mapping: the fd itself is done with
+      // (kept, it leaked one fd per fleet in a process that outlives it, such as a test).
+      closeSync(connsFd);
     }
   }
 
