@@ -176,7 +176,7 @@ export async function control(o: ControlOptions): Promise<number> {
     if (!b) return (say(`${i.ready.id} (srv on ${i.ready.host}) did not answer for its counts; the run was not started`), await finish(false, 'a server did not answer'), 1);
     baseline.set(i.ready.id, b);
   }
-  const start: StartMsg = { instances: all.map((i) => i.ready.id), at: Date.now() };
+  const start: StartMsg = { instances: all.map((i) => i.ready.id), at: Date.now(), statsS: o.statsS };
   const startedAt = performance.now();
   for (const i of all) i.lastSeen = startedAt; // silence counts from the start
   nc.publish(s.start, encode(start));

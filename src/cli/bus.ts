@@ -58,6 +58,8 @@ export interface StatsMsg {
 export interface StartMsg {
   instances: string[];
   at: number;
+  /** The controller's interval: its silence is counted from the start, not from its first `fleet`. */
+  statsS?: number;
 }
 /** controller → all, every interval after start: the fleet's sums; also the controller's heartbeat. */
 export interface FleetMsg {
@@ -188,6 +190,9 @@ export class Member {
       const s = decode<StartMsg>(m);
       if (s && Array.isArray(s.instances) && this.#startMsg === undefined) {
         this.#startMsg = s;
+        // A controller killed between the start and its first `fleet` reaching the bus (a publish
+        // is buffered) must still be noticed: its silence counts from the start.
+        if (this.#lastFleet === undefined) this.#lastFleet = { at: performance.now(), statsS: s.statsS! > 0 ? s.statsS! : this.#statsS };
         this.#started.resolve(s);
       }
     });
