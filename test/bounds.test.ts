@@ -222,9 +222,15 @@ describe('Signals', () => {
 
 describe('Unix socket files', () => {
   const modeOf = (path: string): number => lstatSync(path).mode & 0o777;
+  const PROXY = fileURLToPath(new URL('../dist/srv/proxy.js', import.meta.url));
+  // srv and proxy share the socket file's handling (src/cli/unix-path.ts); each is checked whole.
+  const programs = [
+    { name: 'iapp-srv', script: SRV, args: (listen: string): string[] => ['-l', listen, '-t', '2'] },
+    { name: 'iapp-proxy', script: PROXY, args: (listen: string): string[] => ['-l', listen, '-T', '127.0.0.1:9', '-t', '2'] },
+  ];
 
   for (const procs of ['1', '2']) {
-    it(`--unix-mode sets the file's mode, and the file is gone after a stop (${procs} process${procs === '1' ? '' : 'es'})`, async () => {
+    it(`iapp-srv --unix-mode sets the file's mode, and the file is gone after a stop (${procs} process${procs === '1' ? '' : 'es'})`, async () => {
       const path = join(dir, `m${procs}.sock`);
       const srv = run(SRV, ['--json', '-l', `unix:${path}`, '-t', '2', '-p', procs, '--unix-mode', '640']);
       await srv.json('listening');
@@ -237,45 +243,60 @@ describe('Unix socket files', () => {
     });
   }
 
-  it('removes a stale file left by a killed server, refuses a path in use or not a socket, and leaves nothing after a second signal', async () => {
-    const path = join(dir, 'stale.sock');
-    const killed = run(SRV, ['--json', '-l', `unix:${path}`, '-t', '1']);
-    await killed.json('listening');
-    killed.child.kill('SIGKILL');
-    await killed.exited;
-    expect(lstatSync(path).isSocket()).toBe(true); // what SIGKILL leaves
-
-    const next = run(SRV, ['--json', '-l', `unix:${path}`, '-t', '1']);
-    await next.json('listening');
-    expect(next.stderr()).toContain(`removed the stale socket file ${path}`);
-    // A second server on the same path: the first answers there, so it stops with a reason.
-    const twice = run(SRV, ['--json', '-l', `unix:${path}`, '-t', '1']);
-    expect((await twice.exited).code).toBe(1);
-    expect(twice.stderr()).toContain('address in use: a server answers there');
-    expect(lstatSync(path).isSocket()).toBe(true); // and did not touch the first one's file
-    // Two signals: the second exits at once, without draining; the file still goes.
-    next.child.kill('SIGINT');
-    next.child.kill('SIGINT');
-    const end = await next.exited;
-    // Handled (exit 1, or 0 if the two arrived as one), or, when the second came as the process was
-    // already ending (past its 'exit' hooks, its signal handlers closed), SIGINT's default action.
-    expect(end.code !== null || end.signal === 'SIGINT', `exit ${end.code} ${end.signal}; stderr: ${next.stderr()}`).toBe(true);
+  it('iapp-proxy --unix-mode sets the file\'s mode, and the file is gone after SIGTERM', async () => {
+    const path = join(dir, 'proxy-mode.sock');
+    const p = run(PROXY, ['--json', ...programs[1]!.args(`unix:${path}`), '--unix-mode', '640']);
+    await p.json('listening');
+    expect(modeOf(path)).toBe(0o640);
+    const c = net.connect({ path });
+    await new Promise((r) => c.once('connect', r));
+    c.destroy();
+    await stop(p);
     expect(existsSync(path)).toBe(false);
-
-    const file = join(dir, 'plain');
-    writeFileSync(file, 'not a socket');
-    const notSock = run(SRV, ['--json', '-l', `unix:${file}`, '-t', '1']);
-    expect((await notSock.exited).code).toBe(1);
-    expect(notSock.stderr()).toContain('exists and is not a socket');
-    expect(readFileSync(file, 'utf8')).toBe('not a socket');
-
-    const bad = run(SRV, ['-l', '127.0.0.1:0', '--unix-mode', '660']);
-    expect((await bad.exited).code).toBe(2);
-    expect(bad.stderr()).toContain('--unix-mode is for a unix:/path');
-    const badMode = run(SRV, ['-l', `unix:${path}`, '--unix-mode', '999']);
-    expect((await badMode.exited).code).toBe(2);
-    expect(badMode.stderr()).toContain('octal');
   });
+
+  for (const prog of programs) {
+    it(`${prog.name} removes a stale file left by a killed server, refuses a path in use or not a socket, and leaves nothing after a second signal`, async () => {
+      const start = (path: string): Proc => run(prog.script, ['--json', ...prog.args(`unix:${path}`)]);
+      const path = join(dir, `${prog.name}-stale.sock`);
+      const killed = start(path);
+      await killed.json('listening');
+      killed.child.kill('SIGKILL');
+      await killed.exited;
+      expect(lstatSync(path).isSocket()).toBe(true); // what SIGKILL leaves
+
+      const next = start(path);
+      await next.json('listening');
+      expect(next.stderr()).toContain(`removed the stale socket file ${path}`);
+      // A second server on the same path: the first answers there, so it stops with a reason.
+      const twice = start(path);
+      expect((await twice.exited).code).toBe(1);
+      expect(twice.stderr()).toContain(`--listen unix:${path}: address in use: a server answers there`);
+      expect(lstatSync(path).isSocket()).toBe(true); // and did not touch the first one's file
+      // Two signals: the second exits at once, without draining; the file still goes.
+      next.child.kill('SIGINT');
+      next.child.kill('SIGINT');
+      const end = await next.exited;
+      // Handled (exit 1, or 0 if the two arrived as one), or, when the second came as the process was
+      // already ending (past its 'exit' hooks, its signal handlers closed), SIGINT's default action.
+      expect(end.code !== null || end.signal === 'SIGINT', `exit ${end.code} ${end.signal}; stderr: ${next.stderr()}`).toBe(true);
+      expect(existsSync(path)).toBe(false);
+
+      const file = join(dir, `${prog.name}-plain`);
+      writeFileSync(file, 'not a socket');
+      const notSock = start(file);
+      expect((await notSock.exited).code).toBe(1);
+      expect(notSock.stderr()).toContain(`--listen unix:${file}: the path exists and is not a socket`);
+      expect(readFileSync(file, 'utf8')).toBe('not a socket');
+
+      const bad = run(prog.script, [...prog.args('127.0.0.1:0'), '--unix-mode', '660']);
+      expect((await bad.exited).code).toBe(2);
+      expect(bad.stderr()).toContain('--unix-mode is for a unix:/path');
+      const badMode = run(prog.script, [...prog.args(`unix:${path}`), '--unix-mode', '999']);
+      expect((await badMode.exited).code).toBe(2);
+      expect(badMode.stderr()).toContain('octal');
+    });
+  }
 
   it('a process that fails to start (an injected fault) ends srv with one line, and its file goes too', async () => {
     // The second loop thread of a child process fails to start. The failed child disconnects and
@@ -290,57 +311,5 @@ describe('Unix socket files', () => {
       expect(srv.stderr(), 'an uncaught error in a process').not.toMatch(/Unhandled|ERR_IPC|^\s+at /m);
       expect(existsSync(path)).toBe(false);
     }
-  });
-
-  describe('iapp-proxy', () => {
-    const PROXY = fileURLToPath(new URL('../dist/srv/proxy.js', import.meta.url));
-    const proxy = (path: string, extra: string[] = []): Proc => run(PROXY, ['--json', '-l', `unix:${path}`, '-T', '127.0.0.1:9', '-t', '2', ...extra]);
-
-    it('--unix-mode sets the file\'s mode, and the file is gone after SIGTERM', async () => {
-      const path = join(dir, 'proxy-mode.sock');
-      const p = proxy(path, ['--unix-mode', '640']);
-      await p.json('listening');
-      expect(modeOf(path)).toBe(0o640);
-      const c = net.connect({ path });
-      await new Promise((r) => c.once('connect', r));
-      c.destroy();
-      await stop(p);
-      expect(existsSync(path)).toBe(false);
-    });
-
-    it('removes a stale file left by a killed proxy, refuses a path in use or not a socket, and leaves nothing after a second signal', async () => {
-      const path = join(dir, 'proxy-stale.sock');
-      const killed = proxy(path);
-      await killed.json('listening');
-      killed.child.kill('SIGKILL');
-      await killed.exited;
-      expect(lstatSync(path).isSocket()).toBe(true); // what SIGKILL leaves
-
-      const next = proxy(path);
-      await next.json('listening');
-      expect(next.stderr()).toContain(`removed the stale socket file ${path}`);
-      const twice = proxy(path);
-      expect((await twice.exited).code).toBe(1);
-      expect(twice.stderr()).toContain(`--listen unix:${path}: address in use: a server answers there`);
-      expect(lstatSync(path).isSocket()).toBe(true); // and did not touch the first one's file
-      next.child.kill('SIGINT');
-      next.child.kill('SIGINT');
-      const end = await next.exited;
-      // Handled (exit 1, or 0 if the two arrived as one), or, when the second came as the process was
-      // already ending (past its 'exit' hooks, its signal handlers closed), SIGINT's default action.
-      expect(end.code !== null || end.signal === 'SIGINT', `exit ${end.code} ${end.signal}; stderr: ${next.stderr()}`).toBe(true);
-      expect(existsSync(path)).toBe(false);
-
-      const file = join(dir, 'proxy-plain');
-      writeFileSync(file, 'not a socket');
-      const notSock = proxy(file);
-      expect((await notSock.exited).code).toBe(1);
-      expect(notSock.stderr()).toContain(`--listen unix:${file}: the path exists and is not a socket`);
-      expect(readFileSync(file, 'utf8')).toBe('not a socket');
-
-      const bad = run(PROXY, ['-l', '127.0.0.1:0', '-T', '127.0.0.1:9', '--unix-mode', '660']);
-      expect((await bad.exited).code).toBe(2);
-      expect(bad.stderr()).toContain('--unix-mode is for a unix:/path');
-    });
   });
 });
