@@ -76,6 +76,10 @@ void Loop::ReleaseJs() {
     if (*r) napi_delete_reference(env_, *r);
     *r = nullptr;
   }
+  if (lent_ref_) napi_delete_reference(env_, lent_ref_);
+  lent_ref_ = nullptr;
+  lent_ = nullptr;
+  lent_used_ = 0;
   if (async_) napi_async_destroy(env_, async_);
   async_ = nullptr;
   arena_ = nullptr;
@@ -143,6 +147,55 @@ uint8_t* Loop::NewBlob(size_t n) {
   return static_cast<uint8_t*>(data);
 }
 
+uint8_t* Loop::LentReserve(size_t want, size_t* got) {
+  if (stopping_) return nullptr;
+  if (lent_ == nullptr) {
+    void* data = nullptr;
+    napi_value buf;
+    napi_ref announced;
+    if (napi_create_buffer(env_, kArenaMax, &data, &buf) != napi_ok ||
+        napi_create_reference(env_, buf, 1, &lent_ref_) != napi_ok) {
+      lent_ref_ = nullptr;
+      Stop();
+      return nullptr;
+    }
+    if (napi_create_reference(env_, buf, 1, &announced) != napi_ok) {
+      Stop();
+      return nullptr;
+    }
+    lent_ = static_cast<uint8_t*>(data);
+    lent_used_ = 0;
+    arenas_.push_back(announced);  // JS keeps it from this record on
+    Emit(kRecLentArena, 0);
+  }
+  // Full: what was read into it goes to JS (the turn delivers between events), then it is
+  // read into again; the socket stays readable meanwhile.
+  if (kArenaMax - lent_used_ < kArenaMinFree) return nullptr;
+  const size_t free = kArenaMax - lent_used_;
+  *got = want < free ? want : free;
+  return lent_ + lent_used_;
+}
+
+void Loop::LentCommit(uint64_t id, uint8_t* at, size_t n) {
+  const double off = static_cast<double>(at - lent_);
+  lent_used_ += n;
+  size_t sz = pending_.size();
+  if (sz >= static_cast<size_t>(kRecordStride)) {
+    double* last = &pending_[sz - kRecordStride];
+    if (last[0] == kRecLentData && last[1] == static_cast<double>(id) && last[2] + last[3] == off) {
+      last[3] += static_cast<double>(n);
+      return;
+    }
+  }
+  double* v = Emit(kRecLentData, id);
+  v[0] = off;
+  v[1] = static_cast<double>(n);
+}
+
+bool Loop::LentFull() const {
+  return lent_ != nullptr && kArenaMax - lent_used_ < kArenaMinFree;
+}
+
 void Loop::ReleaseArena() {
   if (arena_scope_ != nullptr) napi_close_handle_scope(env_, arena_scope_);
   arena_scope_ = nullptr;
@@ -192,7 +245,7 @@ void Loop::Deliver() {
     size_t narenas = 0;
     for (size_t i = 0; i < n; ++i) {
       const double k = pending_[i * kRecordStride];
-      if (k == kRecArena || k == kRecMsgArena || k == kRecBlob) ++narenas;
+      if (k == kRecArena || k == kRecMsgArena || k == kRecBlob || k == kRecLentArena) ++narenas;
     }
     napi_value fn, recv, argv[2], result;
     bool ok = napi_get_reference_value(env_, callback_, &fn) == napi_ok &&
@@ -230,6 +283,9 @@ void Loop::Deliver() {
       return Stop();
     }
   }
+  // Every record that pointed into the lent arena has been handled: it is free again. (Only
+  // when all went: a batch over kRecordCapacity leaves some for the next round of this loop.)
+  if (pending_.empty()) lent_used_ = 0;
 }
 
 template <typename Body, typename After>

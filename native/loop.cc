@@ -243,7 +243,7 @@ void Loop::Turn() {
       spent = visits >= kMaxVisits || now >= turn_deadline_;
       // Between two events, never inside one: JS may close sockets (retired, still valid
       // memory) or the whole loop (then the rest of this batch is dropped unread).
-      if (ArenaFull()) {
+      if (ArenaFull() || LentFull()) {
         Deliver();
         ReleaseArena();
       }

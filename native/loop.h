@@ -70,7 +70,9 @@ struct ReadyItem {
   /* id: UDP socket, v0: offset in the current blob, v1: length, v2: family (4 or 6), v3: port, \
      v4: IPv4 address (u32) or the offset of the 16 IPv6 address bytes in the blob */          \
   X(Datagram, 21)                                                                              \
-  X(UdpDrain, 22)     /* id: UDP socket; its send queue emptied after a send reported backpressure */
+  X(UdpDrain, 22)     /* id: UDP socket; its send queue emptied after a send reported backpressure */ \
+  X(LentArena, 23)    /* the loop's lent arena, announced once: JS keeps it for LentData records */ \
+  X(LentData, 24)     /* id: socket, v0: offset in the lent arena, v1: length; valid during this call */
 
 enum RecordKind : int {
 #define IAPP_RECORD_ENUM(name, value) kRec##name = value,
@@ -159,6 +161,11 @@ class Loop {
   uint8_t* ArenaReserve(size_t want, size_t* got);
   // Records that `n` bytes were read into the space ArenaReserve returned, for socket `id`.
   void ArenaCommit(uint64_t id, uint8_t* at, size_t n);
+  // The same for the lent arena (kReadLent): one Buffer per loop, read into again once every
+  // record pointing into it has gone to JS. Null when it is full of undelivered data (the socket
+  // is read again after the drain) or when the env is stopping.
+  uint8_t* LentReserve(size_t want, size_t* got);
+  void LentCommit(uint64_t id, uint8_t* at, size_t n);
 
   // The fd kept in reserve for EMFILE on accept (see Listener::OnExhausted); -1 if none.
   int TakeReserveFd() {
@@ -278,6 +285,7 @@ class Loop {
   void FreeRetired();
   void ReleaseArena();
   bool ArenaFull() const;
+  bool LentFull() const;
   // The env refused an N-API call (it is stopping: worker.terminate(), process exit). Stop
   // watching the poller; the env's cleanup hook closes everything. Data stays in the kernel.
   void Stop();
@@ -316,6 +324,9 @@ class Loop {
   bool arena_undelivered_ = false;  // records point into the arena and have not gone to JS
   size_t drain_bytes_ = 0;          // read into arenas during this drain
   size_t arena_hint_ = 0;           // ... during the previous one
+  napi_ref lent_ref_ = nullptr;     // the lent arena (a persistent reference: it lives with the loop)
+  uint8_t* lent_ = nullptr;
+  size_t lent_used_ = 0;
 
   std::shared_ptr<Group> group_;
   std::shared_ptr<Inbox> inbox_;

@@ -233,15 +233,20 @@ void Socket::OnReadable() {
     return;
   }
   size_t budget = kDataBudget;
-  while (budget > 0 && opts_.read_mode == kReadData) {
+  while (budget > 0 && (opts_.read_mode == kReadData || opts_.read_mode == kReadLent)) {
+    const bool lent = opts_.read_mode == kReadLent;
+    const size_t want = kDataReadMax < budget ? kDataReadMax : budget;
     size_t room = 0;
-    uint8_t* at = loop_->ArenaReserve(kDataReadMax < budget ? kDataReadMax : budget, &room);
-    if (at == nullptr) return;  // the env is stopping: leave the data in the kernel
+    uint8_t* at = lent ? loop_->LentReserve(want, &room) : loop_->ArenaReserve(want, &room);
+    // The env is stopping, or the arena is full of data JS has not had yet: leave the rest in
+    // the kernel (level-triggered: it is read again after the turn's delivery).
+    if (at == nullptr) return;
     ssize_t n = SysRecv(fd, at, room);
     if (n > 0) {
       bytes_in_ += n;
       st.bytes_in += n;
-      loop_->ArenaCommit(id, at, static_cast<size_t>(n));
+      if (lent) loop_->LentCommit(id, at, static_cast<size_t>(n));
+      else loop_->ArenaCommit(id, at, static_cast<size_t>(n));
       budget -= static_cast<size_t>(n) < budget ? n : budget;
       if (static_cast<size_t>(n) < room || loop_->VisitSpent()) return;
       continue;

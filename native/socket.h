@@ -21,7 +21,9 @@ struct FileRef;
 class Pipe;
 class Dialer;
 
-enum ReadMode : int { kReadPaused = 0, kReadData = 1, kReadSink = 2 };
+// kReadLent: as kReadData, but read into the loop's one lent arena, which is read into again once
+// the records went to JS (socket.onData(fn, { borrow: true })): memory the cache still holds.
+enum ReadMode : int { kReadPaused = 0, kReadData = 1, kReadSink = 2, kReadLent = 3 };
 
 struct SocketOptions {
   int read_mode = kReadData;

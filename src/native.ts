@@ -105,6 +105,8 @@ export const enum Rec {
   Blob = 20,
   Datagram = 21,
   UdpDrain = 22,
+  LentArena = 23,
+  LentData = 24,
 }
 
 /** What post() and postBatch() return; pinned to the addon's `postResults` by a test. */
@@ -117,9 +119,10 @@ export const enum PostResult {
   NoMemory = -4,
 }
 
-/** Read modes; the addon's `readModes` (native/socket.h), pinned by a test. */
+/** Read modes; the addon's `readModes` (native/socket.h), pinned by a test. Lent: as Data, into the loop's lent arena (`onData(fn, { borrow: true })`). */
 export const enum ReadMode {
   Paused = 0,
   Data = 1,
   Sink = 2,
+  Lent = 3,
 }

@@ -17,6 +17,8 @@ export class SocketTable {
   readonly #modes = new Map<number, ReadMode>();
   readonly #host: SocketHost;
   #arena: Buffer | undefined;
+  /** The loop's lent arena (onData's borrow): announced once, read into again after each batch. */
+  #lent: Buffer | undefined;
   #blob: Buffer | undefined;
 
   constructor(host: SocketHost) {
@@ -47,6 +49,8 @@ export class SocketTable {
     const socketOf = (id: number): Socket | undefined => (t.owner = sockets.get(id));
     t.on(Rec.Data, (id, r, o) => socketOf(id)?._data(this.#arena!.subarray(r[o + 2]!, r[o + 2]! + r[o + 3]!)));
     t.on(Rec.Arena, () => (this.#arena = t.takeArena()));
+    t.on(Rec.LentData, (id, r, o) => socketOf(id)?._data(this.#lent!.subarray(r[o + 2]!, r[o + 2]! + r[o + 3]!), true));
+    t.on(Rec.LentArena, () => (this.#lent = t.takeArena()));
     t.on(Rec.Accept, (id, r, o) => {
       const l = this.listeners.get(id);
       const socket = (t.owner = this.add(r[o + 2]!, this.#modes.get(id) ?? ReadMode.Data, false));

@@ -72,7 +72,9 @@ const PENDING_LIMIT = 1 << 20;
  * data); `sink()` discards natively and only counts; `pause()`/`resume()`. Data that arrives
  * before a handler is set is kept (up to 1 MiB, then reading pauses) and handed to the first one.
  * The Buffers are slices of a shared 256 KiB arena: copy (`Buffer.from(chunk)`) what you keep
- * for long, or it keeps the whole arena alive.
+ * for long, or it keeps the whole arena alive. With `onData(fn, { borrow: true })` they are
+ * slices of one arena the loop reads into again after the handlers return: no new memory per
+ * read, at the price of copying whatever outlives the call.
  *
  * Writing: `write()` sends at once when it can and queues the rest natively; it returns false once
  * the queue reaches the high-water mark, and `onDrain` fires when the queue has emptied.
@@ -116,8 +118,18 @@ export class Socket {
     this.#state = connecting ? 'connecting' : 'open';
   }
 
-  /** Delivers received data to `fn` (and any data that arrived before). Starts reading. */
-  onData(fn: (chunk: Buffer) => void): this {
+  /**
+   * Delivers received data to `fn` (and any data that arrived before). Starts reading.
+   *
+   * With `{ borrow: true }` each chunk is lent: a view of one buffer per loop that is read into
+   * again as soon as this batch of handlers has returned. Use or copy it inside `fn`
+   * (`write()` copies what it cannot send at once, so echoing a borrowed chunk is safe); a kept
+   * view will show later bytes. It spares a fresh buffer per read, whose first touch and cache
+   * misses cost the default mode about a third of its CPU per byte (docs/api/socket.md).
+   */
+  onData(fn: (chunk: Buffer) => void, options?: { borrow?: boolean }): this {
+    const mode = options?.borrow === true ? ReadMode.Lent : ReadMode.Data;
+    if (options?.borrow !== undefined && typeof options.borrow !== 'boolean') throw new TypeError(`onData: borrow must be a boolean, got ${String(options.borrow)}`);
     this.#onData = fn;
     const pending = this.#pending;
     this.#pending = undefined;
@@ -127,7 +139,7 @@ export class Socket {
       this.#endAfterPending = false;
       this.end();
     }
-    if (this.#mode !== ReadMode.Data) this.#setMode(ReadMode.Data);
+    if (this.#mode !== mode) this.#setMode(mode);
     return this;
   }
 
@@ -455,14 +467,15 @@ export class Socket {
     }
   }
 
-  /** @internal */
-  _data(chunk: Buffer): void {
+  /** @internal `lent`: a view of the loop's lent arena, valid until this batch's handlers return. */
+  _data(chunk: Buffer, lent = false): void {
     const fn = this.#onData;
     if (fn && !this.#holding) return fn(chunk);
-    // Kept for a handler to come, or for a pipe about to start.
+    // Kept for a handler to come, or for a pipe about to start: a lent chunk would change under it.
+    if (lent) chunk = Buffer.from(chunk);
     (this.#pending ??= []).push(chunk);
     this.#pendingBytes += chunk.length;
-    if (this.#pendingBytes >= PENDING_LIMIT && this.#mode === ReadMode.Data) this.pause();
+    if (this.#pendingBytes >= PENDING_LIMIT && (this.#mode === ReadMode.Data || this.#mode === ReadMode.Lent)) this.pause();
   }
 
   /**

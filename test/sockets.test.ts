@@ -9,7 +9,8 @@
 // shared listener (EPOLLEXCLUSIVE) spreading connections; EADDRINUSE with its syscall; connect
 // errors ECONNREFUSED, ENOENT (a missing Unix path) and ETIMEDOUT; half-close, reset by peer,
 // backpressure and drain, unsent bytes reported by destroy(); a native sink counting bytes with no
-// call into JavaScript per read, on TCP and Unix sockets.
+// call into JavaScript per read, on TCP and Unix sockets; borrowed chunks (onData's borrow) keep
+// every byte, echoed or hashed, and come in one buffer the loop reads into again.
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -55,8 +56,34 @@ describe('integrity', () => {
     }
   });
 
-  it('echoes random sizes to many node:net clients at once', async () => {
-    const { rt, port } = await startServer('echo');
+  it.each([false, true])('keeps every byte with borrow %s, and borrowed chunks all come in one buffer the loop reads into again', async (borrow) => {
+    const { rt, port, ev } = await startServer('hash', { host: '127.0.0.1', port: 0, allowHalfOpen: true }, { data: { borrow } });
+    try {
+      const clients = await createRuntime({
+        module: fixture('client.mjs'),
+        threads: 2,
+        data: { op: 'push-hash', connections: 8, maxSize: 4 << 20, target: { host: '127.0.0.1', port } },
+      });
+      await clients.close();
+      const results = (clients.results as { size: number; sent: string; reply: string; error?: string }[][]).flat();
+      expect(results).toHaveLength(16);
+      for (const r of results) expect(r.reply).toBe(`${r.size} ${r.sent}`);
+      const reports = (): Record<string, unknown>[] => ev.seen.filter((m) => m.type === 'buffers');
+      await ev.waitFor(() => reports().length === results.length);
+      const seen = reports();
+      const big = seen.filter((m) => (m.n as number) > 2 << 20);
+      expect(big.length).toBeGreaterThan(0);
+      // Fresh Buffers: a transfer of megabytes spans several 256 KiB arenas. Borrowed: one.
+      if (borrow) for (const m of seen) expect(m.buffers, JSON.stringify(m)).toBeLessThanOrEqual(1);
+      else expect(Math.max(...big.map((m) => m.buffers as number))).toBeGreaterThan(1);
+    } finally {
+      ev.close();
+      await rt.close();
+    }
+  });
+
+  it.each([false, true])('echoes random sizes to many node:net clients at once (borrow %s: write() copies what it queues)', async (borrow) => {
+    const { rt, port } = await startServer('echo', undefined, { data: { borrow } });
     try {
       const sizes = Array.from({ length: 40 }, () => Math.floor(Math.random() * (2 << 20)));
       const outs = await Promise.all(

@@ -257,6 +257,7 @@ void SocketSlice(Slice& s) {
   modes.Set("Paused", static_cast<double>(kReadPaused));
   modes.Set("Data", static_cast<double>(kReadData));
   modes.Set("Sink", static_cast<double>(kReadSink));
+  modes.Set("Lent", static_cast<double>(kReadLent));
   modes.Freeze();
   s.exports.Set("readModes", modes);
 }
