@@ -343,14 +343,17 @@ function headlineRows(byName) {
       else if (byName.has('sink')) rows.push([`sink, ${conns} conns × 64 KiB: ${what}`, 'not measured in this run', '', '', '', '']);
     }
   }
-  // onData (a JS handler per batch of reads) against the same peer and the C read() sink.
-  for (const conns of [64, 1024]) {
-    for (const metric of ['throughput', 'cpuPerGB']) {
-      const l = find('sink', (x) => x.system === 'iapp-data' && x.metric === metric && caseNum(x.case, 'conns') === conns && caseNum(x.case, 'size') === 65536);
-      if (!l) continue;
-      const c = find('sink', (x) => x.system === 'c-read' && x.case === l.case && x.metric === metric);
-      const vsC = c && (metric === 'cpuPerGB' ? c.value / l.value : l.value / c.value);
-      row(`socket.onData, ${conns} conns × 64 KiB: ${metric === 'throughput' ? 'throughput' : 'server CPU per GB'}`, c ? { ...l, refPeer: c.system, refRatio: vsC, refRatioMin: undefined, refRatioMax: undefined } : { ...l, refPeer: undefined, refRatio: undefined }, 'sink');
+  // onData (a JS handler per batch of reads), in fresh Buffers and borrowed from the lent arena,
+  // against the same peer and the C read() sink.
+  for (const [system, label] of [['iapp-data', 'socket.onData'], ['iapp-data-borrow', 'socket.onData borrowed']]) {
+    for (const conns of [64, 1024]) {
+      for (const metric of ['throughput', 'cpuPerGB']) {
+        const l = find('sink', (x) => x.system === system && x.metric === metric && caseNum(x.case, 'conns') === conns && caseNum(x.case, 'size') === 65536);
+        if (!l) continue;
+        const c = find('sink', (x) => x.system === 'c-read' && x.case === l.case && x.metric === metric);
+        const vsC = c && (metric === 'cpuPerGB' ? c.value / l.value : l.value / c.value);
+        row(`${label}, ${conns} conns × 64 KiB: ${metric === 'throughput' ? 'throughput' : 'server CPU per GB'}`, c ? { ...l, refPeer: c.system, refRatio: vsC, refRatioMin: undefined, refRatioMax: undefined } : { ...l, refPeer: undefined, refRatio: undefined }, 'sink');
+      }
     }
   }
   for (const l of lines('connections').filter((x) => /^iapp/.test(x.system))) {

@@ -29,7 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { busyBetween, cpuTimes, lineReader, listenOverflows, now, pinningPlan, runClient, startServer, track, waitDrained } from './lib/harness.mjs';
 import { addonOption, addonUsage, withAddons } from './lib/addon.mjs';
-import { treeCpuSeconds } from './lib/procs.mjs';
+import { treeCpuSeconds, treeKernelEvents } from './lib/procs.mjs';
 import { FOREIGN_MAX, caseJsonLines, f, flagNotes, interleavedOptions, interleavedRunner, log, logResultsFile, logTable, newResults, parseOptions, pct, ratioCells, ratioColumns, referencesOrExit, rng, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
@@ -63,7 +63,7 @@ const USAGE = `usage: node bench/sink.mjs [options]
                        headline cases, 1 for the others)
   --only-conns LIST    connection counts (default 1,64,1024,4096)
   --only-sizes LIST    write sizes in bytes (default 1024,16384,65536); --sizes is the old name
-  --systems LIST       only these systems (net-sink,net-cluster,iapp-sink,iapp-data,c-read,c-trunc,iperf3)
+  --systems LIST       only these systems (net-sink,net-cluster,iapp-sink,iapp-data,iapp-data-borrow,c-read,c-trunc,iperf3)
   --noise-floor        add a second net-sink ("net-sink-2"): its ratio to net-sink is the A/A floor
   --no-pin             do not pin server/client to CPUs 0/1 with taskset
   --json               print one JSON line per case, system and metric on stdout
@@ -131,6 +131,12 @@ let systems = [
   },
   iapp('sink'),
   iapp('data'),
+  {
+    ...iapp('data'),
+    name: 'iapp-data-borrow',
+    args: [...iapp('data').args, '--borrow'],
+    what: '1 loop thread; onData(fn, { borrow: true }): chunks lent from one arena the loop reads into again after each batch',
+  },
   iapp('sink', 256 * 1024),
   { name: 'c-read', kind: 'reference', cmd: ref.sink, args: ['--mode', 'read', '--port', '0'], procs: 1, what: '1 thread, read() into a buffer' },
   { name: 'c-trunc', kind: 'reference', cmd: ref.sink, args: ['--mode', 'trunc', '--port', '0'], procs: 1, what: '1 thread, recv(MSG_TRUNC)' },
@@ -194,6 +200,7 @@ async function runServer(sys, c) {
   const srv = await startServer(sys, { prefix: pin.server });
   try {
     const cpu0 = treeCpuSeconds(srv.pid);
+    const ev0 = treeKernelEvents(srv.pid);
     const cores0 = cpuTimes();
     const t0 = now();
     const cl = await runClient(
@@ -210,6 +217,7 @@ async function runServer(sys, c) {
     const dr = await waitDrained(srv.port, { since: tClient, timeoutS: DRAIN_TIMEOUT_S });
     const t1 = dr.endS;
     const cpu1 = treeCpuSeconds(srv.pid);
+    const ev1 = treeKernelEvents(srv.pid);
     const cores1 = cpuTimes();
     const res = await srv.stop();
     const ovf1 = listenOverflows();
@@ -245,6 +253,8 @@ async function runServer(sys, c) {
       cltCpuS: cl.cpuS,
       gbps: gb / wallS,
       cpuPerGB: gb > 0 ? srvCpuS / gb : NaN,
+      faultsPerGB: gb > 0 ? (ev1.faults - ev0.faults) / gb : NaN,
+      sleepsPerGB: gb > 0 ? (ev1.sleeps - ev0.sleeps) / gb : NaN,
       srvUtil: srvCpuS / wallS,
       cltUtil: cl.cpuS / cl.durationS,
       listenOverflows: ovf1 - ovf0,
@@ -331,7 +341,7 @@ const runOnce = (sys, c) => (sys.runOnce ? sys.runOnce(sys, c) : runServer(sys, 
 // ---- summaries -------------------------------------------------------------------------------
 const summarizeCase = (c, rows) =>
   summarizeSystems(rows, c.systems, {
-    metrics: { throughput: 'gbps', cpuPerGB: 'cpuPerGB', srvUtil: 'srvUtil', cltUtil: 'cltUtil', drainS: 'drainS' },
+    metrics: { throughput: 'gbps', cpuPerGB: 'cpuPerGB', faultsPerGB: 'faultsPerGB', sleepsPerGB: 'sleepsPerGB', srvUtil: 'srvUtil', cltUtil: 'cltUtil', drainS: 'drainS' },
     peers: [PEER, REF],
     flagMax: true, // "flag in k/n runs (max v)", over the runs that count
   });
@@ -345,6 +355,8 @@ function printTable(c, summary) {
     ['CPU-s/GB (min-max)', 20],
     ['srvCPU', 7],
     ['cltCPU', 7],
+    ['faults/GB', 10],
+    ['sleeps/GB', 10],
     ...ratioColumns([PEER, REF], 19),
     ['notes', 0],
   ];
@@ -361,6 +373,8 @@ function printTable(c, summary) {
       rng(s.cpuPerGB, 3),
       pct(s.srvUtil),
       pct(s.cltUtil),
+      s.faultsPerGB?.n ? f(s.faultsPerGB.median, 0) : '-',
+      s.sleepsPerGB?.n ? f(s.sleepsPerGB.median, 0) : '-',
       ...ratioCells(s, [PEER, REF]),
       notes.join('; '),
     ];
@@ -409,6 +423,8 @@ const results = newResults('sink', {
   definitions: {
     throughput: 'server rxBytes / (client start -> kernel queues toward the server empty), GB = 1e9 bytes',
     cpuPerGB: 'server user+system CPU seconds, all threads and processes of its tree (/proc/<pid>/stat), per GB received',
+    faultsPerGB: "server minor page faults (first touches of fresh memory: read buffers the allocator gave back to the kernel, new heap), all threads of its tree, per GB received; not for iperf3",
+    sleepsPerGB: 'server voluntary context switches (a thread blocked, in epoll_wait mostly: each is a wake-up), all threads of its tree, per GB received; GB / sleeps = bytes read per wake; not for iperf3',
     ratio: 'median over rounds of system/peer, both measured in the same round (lower is better for cpuPerGB)',
   },
 });
@@ -441,6 +457,8 @@ printOverview();
 log('');
 log(`GB = 1e9 bytes. throughput = server rxBytes / (client start -> all bytes read); CPU-s/GB = server user+sys CPU`);
 log(`(all threads and processes) per GB received; srvCPU/cltCPU = CPU-seconds per wall-second (100% = one core saturated).`);
+log(`faults/GB: the server's minor page faults per GB (fresh memory touched); sleeps/GB: its threads' voluntary context`);
+log(`switches per GB (each a block in epoll_wait or a lock, so a wake-up): 1e9 / sleeps/GB = bytes per wake.`);
 log(`Ratios: median (min-max) over rounds of system/peer in the same round; for CPU/GB lower is better.`);
 log(`client-bound: the client used >=95% of its core while the server idled part of the time; its GB/s then says`);
 log(`how well the server lets this client go (wake-ups, window updates), and CPU-s/GB is the figure to compare.`);

@@ -48,6 +48,31 @@ function statusField(pid, field) {
   }
 }
 
+/**
+ * Kernel events of the live processes of the tree, cumulative: `faults`, minor page faults (first
+ * touches of fresh memory; /proc/<pid>/stat counts every thread), and `sleeps`, voluntary context
+ * switches summed over every thread (/proc/<pid>/task/<tid>/status): each is a thread that blocked,
+ * in epoll_wait mostly, so each is a wake-up to come.
+ */
+export function treeKernelEvents(pid) {
+  let faults = 0;
+  let sleeps = 0;
+  for (const p of treePids(pid)) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      // Fields after the command (which may hold spaces): state is field 3, minflt field 10.
+      faults += Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
+      for (const tid of readdirSync(`/proc/${p}/task`)) {
+        const m = /^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/${p}/task/${tid}/status`, 'utf8'));
+        if (m) sleeps += Number(m[1]);
+      }
+    } catch {
+      // exited meanwhile: not counted, as treeCpuSeconds does
+    }
+  }
+  return { faults, sleeps };
+}
+
 /** RSS in bytes of every process of the tree: { total, byPid: { pid: bytes } }. */
 export function treeRss(pid) {
   const byPid = {};

@@ -1,15 +1,15 @@
-// iapp sink for bench/sink.mjs: `--mode sink|data --threads N --port P`. Prints `READY <port>`;
+// iapp sink for bench/sink.mjs: `--mode sink|data [--borrow] --threads N --port P`. Prints `READY <port>`;
 // on SIGTERM/SIGINT prints {"rxBytes","accepted"} and exits.
 import { parseArgs } from 'node:util';
 import { createRuntime } from '../../dist/src/index.js';
 
 const { values } = parseArgs({
-  options: { mode: { type: 'string', default: 'sink' }, threads: { type: 'string', default: '1' }, port: { type: 'string', default: '0' }, lowat: { type: 'string' } },
+  options: { mode: { type: 'string', default: 'sink' }, threads: { type: 'string', default: '1' }, port: { type: 'string', default: '0' }, lowat: { type: 'string' }, borrow: { type: 'boolean', default: false } },
 });
 const rt = await createRuntime({
   module: new URL('./iapp-sink-loop.mjs', import.meta.url),
   threads: Number(values.threads),
-  data: { mode: values.mode, port: Number(values.port), ...(values.lowat ? { lowWaterMark: Number(values.lowat) } : {}) },
+  data: { mode: values.mode, borrow: values.borrow, port: Number(values.port), ...(values.lowat ? { lowWaterMark: Number(values.lowat) } : {}) },
 });
 console.log(`READY ${rt.results[0].port}`);
 const stop = async () => {
