@@ -5,6 +5,9 @@ import { FileCache, type Listener, type Loop, type LoopInfo, type Socket, type U
 import { FileConnection, type Dotfiles } from './files.js';
 import { HttpConnection, TIMEOUT } from './http.js';
 
+/** onData options of handlers that keep no chunk past the call. */
+const BORROW = Object.freeze({ borrow: true });
+
 /** How accepted connections are served. */
 export type Mode = 'sink' | 'data' | 'echo' | 'http' | 'file';
 
@@ -106,17 +109,19 @@ export async function setup(loop: Loop, info: LoopInfo): Promise<SrvLoopResult> 
     // An idle keep-alive connection (or one stalled mid-request) is closed natively.
     if ((d.mode === 'http' || d.mode === 'file') && d.keepaliveTimeoutMs > 0) s.setIdleTimeout(d.keepaliveTimeoutMs);
     switch (d.mode) {
+      // data and echo keep no chunk past their handler (write() copies what it queues): they
+      // borrow, so reads land in the loop's one lent arena (docs/api/socket.md#borrowed-chunks).
       case 'data':
         s.onData((b) => {
           app.jsBytes += b.length;
-        });
+        }, BORROW);
         break;
       case 'echo':
         s.onData((b) => {
           app.jsBytes += b.length;
           // Queue full: stop reading so the peer's sends block, until the queue drains.
           if (!s.write(b)) s.pause();
-        });
+        }, BORROW);
         s.onDrain(() => s.resume());
         break;
       case 'file':
