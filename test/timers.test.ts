@@ -1,16 +1,17 @@
 // Loop timers, priorities, child processes and signals.
 //
 // What it proves: 10,000 timers armed and disarmed a million times without a throw; equal deadlines
-// in arming order, a higher priority first, a disarmed one never; intervals and their expiration
-// counts (missed periods counted, never more than have passed); a timer re-armed
-// before it fired fires once, for the later arming, and a slot reused never runs the old timer's
-// record; realtime timers across clock jumps back and forward (through a test hook that drives the
-// same code as the kernel's notification; the machine's clock is never touched); argument errors; a
-// control message before 1,000 ready reads with priorities, and libuv's order without them; child
-// exit codes, signals, ENOENT, ESRCH; SIGTERM then SIGKILL for a child that ignores SIGTERM
-// (readiness by a loopback connection, not by timing); a signal forwarded to a loop; a runtime in a
-// child process closing on SIGTERM (reset at the deadline) and forced by a second SIGTERM with a
-// one-minute grace period.
+// in arming order, a higher priority first, a disarmed one never; monotonic timers over many of the
+// native wheel's buckets and past it, re-armed at random, in (deadline, arming order) and never
+// early; intervals and their expiration counts (missed periods counted, never more than have
+// passed); a timer re-armed before it fired fires once, for the later arming, and a slot reused
+// never runs the old timer's record; realtime timers across clock jumps back and forward (through a
+// test hook that drives the same code as the kernel's notification; the machine's clock is never
+// touched); argument errors; a control message before 1,000 ready reads with priorities, and
+// libuv's order without them; child exit codes, signals, ENOENT, ESRCH; SIGTERM then SIGKILL for a
+// child that ignores SIGTERM (readiness by a loopback connection, not by timing); a signal
+// forwarded to a loop; a runtime in a child process closing on SIGTERM (reset at the deadline) and
+// forced by a second SIGTERM with a one-minute grace period.
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { createInterface } from 'node:readline';
