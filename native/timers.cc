@@ -1,7 +1,9 @@
 #include "timers.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <ctime>
 #include <new>
 #include <unistd.h>
@@ -44,9 +46,14 @@ constexpr int64_t kRealtimeRecheckNs = 1000000000;
 }  // namespace
 #endif
 
-TimerSet::TimerSet(Loop* loop) : loop_(loop) {}
+TimerSet::TimerSet(Loop* loop) : loop_(loop) {
+  for (int b = 0; b < kWheel; ++b) head_[b] = tail_[b] = -1;
+}
 
-TimerSet::~TimerSet() { Close(); }
+TimerSet::~TimerSet() {
+  Close();
+  std::free(chunks_);
+}
 
 void TimerSet::Close() {
   for (int c = 0; c < 2; ++c) {
@@ -68,7 +75,7 @@ int TimerSet::Reserve(size_t n) {
     slots_.reserve(n);
     free_.reserve(n);
     // Twice the slots: stale entries fill the other half before Compact() runs (see timers.h).
-    heap_[0].reserve(2 * (n + owned_.size()));
+    ReserveMonotonic(2 * (n + owned_.size()));
     heap_[1].reserve(2 * n);
     while (slots_.size() < n) slots_.emplace_back();
   } catch (const std::bad_alloc&) {
@@ -143,8 +150,8 @@ int TimerSet::AllocOwned(TimerOwner* owner) {
   while (k < owned_.size() && owned_[k].used) ++k;
   try {
     if (k == owned_.size()) owned_.emplace_back();
-    // Room in the heap for every slot, JS's and owned: arming never reallocates.
-    heap_[kMonotonic].reserve(2 * (slots_.size() + owned_.size()));
+    // Room for every slot, JS's and owned: arming never reallocates.
+    ReserveMonotonic(2 * (slots_.size() + owned_.size()));
   } catch (const std::bad_alloc&) {
     return -ENOMEM;
   }
@@ -247,15 +254,133 @@ void TimerSet::PopTop(std::vector<Entry>& h) {
   SiftUp(h, i);
 }
 
+void TimerSet::ReserveMonotonic(size_t cap) {
+  if (cap <= room_) return;
+  heap_[kMonotonic].reserve(cap);
+  run_.reserve(cap);
+  const size_t chunks = cap / kChunk + kWheel + 1;
+  free_chunks_.reserve(chunks);
+  if (chunks > chunk_cap_) {
+    // Chunk is trivially copyable: realloc moves it; its new pages stay untouched until used.
+    void* p = std::realloc(chunks_, chunks * sizeof(Chunk));
+    if (p == nullptr) throw std::bad_alloc();
+    chunks_ = static_cast<Chunk*>(p);
+    chunk_cap_ = chunks;
+  }
+  room_ = cap;
+}
+
+void TimerSet::Insert(int clock, const Entry& e) {
+  if (clock == kMonotonic) {
+    const int64_t tick = e.deadline >> kTickShift;
+    if (tick >= cur_tick_ && tick - cur_tick_ < kWheel) {
+      Append(tick, e);
+      return;
+    }
+  }
+  auto& h = heap_[clock];
+  h.push_back(e);  // within the capacity: never reallocates
+  SiftUp(h, h.size() - 1);
+}
+
+void TimerSet::Append(int64_t tick, const Entry& e) {
+  const int b = static_cast<int>(tick & (kWheel - 1));
+  int32_t c = tail_[b];
+  if (c < 0 || chunks_[c].n == kChunk) {
+    int32_t k;
+    if (!free_chunks_.empty()) {
+      k = free_chunks_.back();
+      free_chunks_.pop_back();
+    } else {
+      k = static_cast<int32_t>(chunk_hwm_++);  // below chunk_cap_: see timers.h
+    }
+    chunks_[k].next = -1;
+    chunks_[k].n = 0;
+    if (c < 0) {
+      head_[b] = k;
+      bits_[b >> 6] |= uint64_t{1} << (b & 63);
+    } else {
+      chunks_[c].next = k;
+    }
+    tail_[b] = k;
+    c = k;
+  }
+  chunks_[c].e[chunks_[c].n++] = e;
+  ++wheel_n_;
+  if (tick < first_tick_) first_tick_ = tick;
+}
+
+void TimerSet::FreeChain(int32_t c) {
+  while (c >= 0) {
+    free_chunks_.push_back(c);  // within its reserve: never more than chunk_cap_ chunks
+    c = chunks_[c].next;
+  }
+}
+
+int64_t TimerSet::FirstTick() const {
+  if (wheel_n_ == 0) return kNever;
+  // Every non-empty bucket's tick is within kWheel of cur_tick_: this finds one.
+  for (int64_t t = cur_tick_;;) {
+    const int b = static_cast<int>(t & (kWheel - 1));
+    const uint64_t w = bits_[b >> 6] >> (b & 63);
+    if (w != 0) return t + __builtin_ctzll(w);
+    t += 64 - (b & 63);
+  }
+}
+
+void TimerSet::Pull() {
+  const int64_t tick = first_tick_;
+  const int b = static_cast<int>(tick & (kWheel - 1));
+  if (run_pos_ > 0) {
+    run_.erase(run_.begin(), run_.begin() + static_cast<ptrdiff_t>(run_pos_));
+    run_pos_ = 0;
+  }
+  // Everything in the run is from earlier ticks: the bucket, sorted, goes after it.
+  const size_t from = run_.size();
+  for (int32_t c = head_[b]; c >= 0; c = chunks_[c].next) {
+    const Chunk& k = chunks_[c];
+    for (int32_t i = 0; i < k.n; ++i)
+      if (Live(k.e[i])) run_.push_back(k.e[i]);  // within room_: never reallocates
+    wheel_n_ -= static_cast<size_t>(k.n);
+  }
+  FreeChain(head_[b]);
+  head_[b] = tail_[b] = -1;
+  bits_[b >> 6] &= ~(uint64_t{1} << (b & 63));
+  cur_tick_ = tick + 1;
+  first_tick_ = FirstTick();
+  // Timers armed together with one delay arrive in order already.
+  const auto first = run_.begin() + static_cast<ptrdiff_t>(from);
+  if (!std::is_sorted(first, run_.end(), Before)) std::sort(first, run_.end(), Before);
+}
+
+const TimerSet::Entry* TimerSet::Earliest(int clock, bool* in_run) {
+  CleanTop(clock);
+  auto& h = heap_[clock];
+  *in_run = false;
+  if (clock != kMonotonic) return h.empty() ? nullptr : &h[0];
+  for (;;) {
+    while (run_pos_ < run_.size() && !Live(run_[run_pos_])) ++run_pos_;
+    const Entry* r = run_pos_ < run_.size() ? &run_[run_pos_] : nullptr;
+    const Entry* t = h.empty() ? nullptr : &h[0];
+    const Entry* m = r == nullptr ? t : t == nullptr ? r : Before(*t, *r) ? t : r;
+    // The earliest bucket's entries are due no sooner than its tick starts: while that could be
+    // before the earliest found, the bucket is pulled (its stale entries dropped on the way).
+    if (first_tick_ != kNever && (m == nullptr || (first_tick_ << kTickShift) <= m->deadline)) {
+      Pull();
+      continue;
+    }
+    *in_run = m != nullptr && m == r;
+    return m;
+  }
+}
+
 void TimerSet::Arm(int32_t slot, int64_t deadline, double order) {
   Slot& s = At(slot);
-  auto& h = heap_[s.clock];
   if (!s.armed) ++live_[s.clock];
   s.armed = true;
   ++s.arming;  // an entry of an earlier arming is stale from now on
-  if (h.size() == h.capacity()) Compact(s.clock);
-  h.push_back(Entry{deadline, order, slot, s.arming});  // within the capacity: never reallocates
-  SiftUp(h, h.size() - 1);
+  if (s.clock == kMonotonic ? StoredMonotonic() >= room_ : heap_[s.clock].size() == heap_[s.clock].capacity()) Compact(s.clock);
+  Insert(s.clock, Entry{deadline, order, slot, s.arming});
 }
 
 void TimerSet::Disarm(int32_t slot) {
@@ -272,6 +397,47 @@ void TimerSet::CleanTop(int clock) {
 
 void TimerSet::Compact(int clock) {
   auto& h = heap_[clock];
+  if (clock == kMonotonic) {
+    size_t k = 0;
+    for (size_t i = run_pos_; i < run_.size(); ++i)
+      if (Live(run_[i])) run_[k++] = run_[i];
+    run_.resize(k);  // shrinks: keeps the capacity
+    run_pos_ = 0;
+    wheel_n_ = 0;
+    for (int b = 0; b < kWheel; ++b) {
+      if (head_[b] < 0) continue;
+      // Live entries move forward along the bucket's own chain, in order; the chunks left over
+      // at its end are freed. Only the tail stays short of kChunk.
+      int32_t wc = head_[b];
+      int32_t wi = 0;
+      size_t kept = 0;
+      for (int32_t rc = head_[b]; rc >= 0; rc = chunks_[rc].next) {
+        const int32_t n = chunks_[rc].n;
+        for (int32_t i = 0; i < n; ++i) {
+          const Entry e = chunks_[rc].e[i];
+          if (!Live(e)) continue;
+          if (wi == kChunk) {
+            wc = chunks_[wc].next;
+            wi = 0;
+          }
+          chunks_[wc].e[wi++] = e;
+          ++kept;
+        }
+      }
+      if (kept == 0) {
+        FreeChain(head_[b]);
+        head_[b] = tail_[b] = -1;
+        bits_[b >> 6] &= ~(uint64_t{1} << (b & 63));
+        continue;
+      }
+      chunks_[wc].n = wi;
+      FreeChain(chunks_[wc].next);
+      chunks_[wc].next = -1;
+      tail_[b] = wc;
+      wheel_n_ += kept;
+    }
+    first_tick_ = FirstTick();
+  }
   size_t n = 0;
   for (size_t i = 0; i < h.size(); ++i)
     if (Live(h[i])) h[n++] = h[i];
@@ -286,6 +452,13 @@ void TimerSet::Apply() {
   if (n == 0) return;
   bool touched[2] = {false, false};
   const int64_t now[2] = {Now(kMonotonic), Now(kRealtime)};
+  // An empty wheel starts again at the current tick, or just past the run's last entry, so that
+  // near deadlines land in it. (A non-empty one moves on only by pulling its buckets.)
+  if (wheel_n_ == 0) {
+    const int64_t tick = now[kMonotonic] >> kTickShift;
+    const int64_t past_run = run_pos_ < run_.size() ? (run_.back().deadline >> kTickShift) + 1 : 0;
+    cur_tick_ = tick > past_run ? tick : past_run;
+  }
   for (int32_t k = 0; k < n; ++k) {
     const int32_t slot = views_.dirty[1 + k];
     if (slot < 0 || static_cast<size_t>(slot) >= slots_.size()) continue;
@@ -310,11 +483,12 @@ void TimerSet::Apply() {
 }
 
 void TimerSet::ArmKernel(int clock) {
+  bool in_run;
+  const Entry* first = Earliest(clock, &in_run);
+  earliest_[clock] = first == nullptr ? kNever : first->deadline;
 #if defined(IAPP_KQUEUE)
   if (!registered_[clock]) return;
-  CleanTop(clock);
-  auto& h = heap_[clock];
-  const int64_t at = h.empty() ? -1 : h[0].deadline;
+  const int64_t at = first == nullptr ? -1 : first->deadline;
   if (at == kernel_at_[clock]) return;
   kernel_at_[clock] = at;
   const int64_t now = Now(clock);
@@ -328,9 +502,7 @@ void TimerSet::ArmKernel(int clock) {
   loop_->poller().Modify(&fds_[clock], EVFILT_TIMER, reinterpret_cast<uintptr_t>(&fds_[clock]), EV_ADD, fflags, data);
 #else
   if (fds_[clock].fd < 0) return;
-  CleanTop(clock);
-  auto& h = heap_[clock];
-  int64_t at = h.empty() ? -1 : h[0].deadline - (clock == kRealtime ? realtime_offset_ : 0);
+  int64_t at = first == nullptr ? -1 : first->deadline - (clock == kRealtime ? realtime_offset_ : 0);
   if (at == kernel_at_[clock]) return;
   itimerspec its{};
   if (at >= 0) {
@@ -370,23 +542,24 @@ bool TimerSet::Consume(int clock) {
 void TimerSet::Expire(int clock, std::vector<ExpiredTimer>* out) {
   auto& h = heap_[clock];
   const int64_t now = Now(clock);
-  while (!h.empty()) {
-    const Entry top = h[0];
-    if (top.deadline > now) break;
-    if (!Live(top)) {  // disarmed or re-armed since: its arming is gone
+  for (;;) {
+    bool in_run;
+    const Entry* first = Earliest(clock, &in_run);  // live: stale entries were dropped
+    if (first == nullptr || first->deadline > now) break;
+    const Entry top = *first;
+    if (in_run)
+      ++run_pos_;
+    else
       PopTop(h);
-      continue;
-    }
     const int32_t slot = top.slot;
     Slot& s = At(slot);
     double expirations = 1;
     if (s.period > 0) {
       const int64_t missed = (now - top.deadline) / s.period;
       expirations = static_cast<double>(missed + 1);
-      h[0].deadline = top.deadline + (missed + 1) * s.period;
-      SiftDown(h, 0);
+      // The same arming and order, at its next deadline: takes the room the old entry left.
+      Insert(clock, Entry{top.deadline + (missed + 1) * s.period, top.order, slot, top.arming});
     } else {
-      PopTop(h);
       s.armed = false;
       --live_[clock];
       if (s.owner == nullptr && views_.ctl != nullptr && views_.ctl[2 * slot + 1] == s.gen) views_.ctl[2 * slot] = 0;

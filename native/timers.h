@@ -1,11 +1,13 @@
-// Timers of one loop: one heap per clock and one kernel timer per clock (a timerfd with epoll, an
-// EVFILT_TIMER with kqueue: see timers.cc), whatever the number of timers.
+// Timers of one loop: a heap per clock, a wheel for the monotonic clock's near deadlines, and one
+// kernel timer per clock (a timerfd with epoll, an EVFILT_TIMER with kqueue: see timers.cc),
+// whatever the number of timers.
 //
 // Allocate, then arm (Dasynq's rule). Allocating a timer reserves everything it will ever need:
-// its slot, its place in the heap's storage, the kernel timer of its clock. Arming and disarming
+// its slot, its room among its clock's entries, the kernel timer of its clock. Arming and disarming
 // are plain stores by JavaScript into arrays shared with this class (no native call, no
 // allocation, nothing that can fail); the loop applies them before it next waits.
 #pragma once
+#include <climits>
 #include <cstdint>
 #include <vector>
 
@@ -84,10 +86,8 @@ class TimerSet {
   int64_t Now(int clock) const;
   // True if the earliest timer of `clock` is due: the loop then expires it without waiting for
   // the kernel timer (a timer armed for now costs no timerfd round trip).
-  // (ArmKernel, which ends every change, leaves a live entry on top.)
-  bool Due(int clock) const {
-    return !heap_[clock].empty() && heap_[clock][0].deadline <= Now(clock);
-  }
+  // (ArmKernel, which ends every change, records the earliest live deadline.)
+  bool Due(int clock) const { return earliest_[clock] != kNever && earliest_[clock] <= Now(clock); }
   bool IsTimerWatcher(const Watcher* w) const { return w == &fds_[0] || w == &fds_[1]; }
   int ClockOf(const Watcher* w) const { return w == &fds_[1] ? kRealtime : kMonotonic; }
   // Reads the kernel timer after it fired; returns true if the realtime clock jumped.
@@ -144,12 +144,42 @@ class TimerSet {
     return s;
   }
   bool Live(const Entry& e) { const Slot& s = At(e.slot); return s.armed && s.arming == e.arming; }
+  // The monotonic clock's near timers: a wheel of kWheel buckets of 2^kTickShift ns (about 1 ms)
+  // ticks, covering the ticks from cur_tick_ on. Arming appends to its tick's bucket (a chain of
+  // chunks of contiguous entries); the earliest bucket, once needed, is moved into run_ and
+  // sorted there in one go, and expires from its front. An entry that belongs to no bucket (a
+  // tick before cur_tick_, already pulled, or beyond the wheel) goes to the heap, as every
+  // realtime one does; expiry takes the earlier of the run's front and the heap's top, so the
+  // order stays exact by (deadline, order) whatever holds an entry. A bucket is pulled before its
+  // first possible deadline could be the earliest, so the earliest live deadline is always that
+  // of the run's front or the heap's top.
+  static constexpr int kTickShift = 20;
+  static constexpr int kWheel = 256;
+  static constexpr int kChunk = 64;
+  static constexpr int64_t kNever = INT64_MAX;
+  struct Chunk {
+    Entry e[kChunk];
+    int32_t next;  // the bucket's next chunk, -1 at its tail
+    int32_t n;     // entries used: kChunk in every chunk but the tail
+  };
+  // Room for `cap` monotonic entries (heap, wheel and run together): throws std::bad_alloc.
+  void ReserveMonotonic(size_t cap);
+  size_t StoredMonotonic() const { return heap_[kMonotonic].size() + wheel_n_ + (run_.size() - run_pos_); }
+  void Insert(int clock, const Entry& e);  // into a bucket or the heap; never allocates
+  void Append(int64_t tick, const Entry& e);
+  void FreeChain(int32_t c);
+  void Pull();  // moves the earliest bucket into run_, sorted
+  int64_t FirstTick() const;  // the earliest non-empty bucket's tick, or kNever
+  // Drops stale entries from the fronts and pulls what must be pulled: the earliest live entry
+  // (nullptr if none), and whether it is the run's front (else the heap's top).
+  const Entry* Earliest(int clock, bool* in_run);
   void Arm(int32_t slot, int64_t deadline, double order);  // arms or re-arms
   void Disarm(int32_t slot);
-  // Drops stale entries from the top, so that the top is the earliest live deadline.
+  // Drops stale entries from the heap's top.
   void CleanTop(int clock);
-  // Drops every stale entry and rebuilds the heap: when a push finds the heap full. The heap has
-  // room for twice the timers of its clock, so this runs at most once per that many re-armings.
+  // Drops every stale entry (heap, wheel and run) and rebuilds the heap: when an arming finds the
+  // clock's room full. There is room for twice the timers of the clock, so this runs at most once
+  // per that many re-armings.
   void Compact(int clock);
   void ArmKernel(int clock);
   int OpenFd(int clock);
@@ -164,6 +194,23 @@ class TimerSet {
   std::vector<int32_t> free_;
   std::vector<Entry> heap_[2];
   size_t live_[2] = {0, 0};  // armed timers per clock (the heap also holds stale entries)
+  int64_t earliest_[2] = {kNever, kNever};  // the earliest live deadline, as of the last ArmKernel
+  // The wheel (monotonic only). Chunks are raw storage (malloc'd, so untouched pages cost no RSS),
+  // reserved for the most entries the clock's room allows: a bucket's chain has full chunks but
+  // its tail, so that is room / kChunk + kWheel chunks.
+  Chunk* chunks_ = nullptr;
+  size_t chunk_cap_ = 0;
+  size_t chunk_hwm_ = 0;  // chunks ever used; those below it that are free are in free_chunks_
+  std::vector<int32_t> free_chunks_;
+  int32_t head_[kWheel];
+  int32_t tail_[kWheel];
+  uint64_t bits_[kWheel / 64] = {};  // non-empty buckets
+  int64_t cur_tick_ = 0;             // buckets hold ticks cur_tick_ .. cur_tick_ + kWheel - 1
+  int64_t first_tick_ = kNever;      // FirstTick(), kept up to date
+  size_t wheel_n_ = 0;               // entries in buckets, stale ones included
+  std::vector<Entry> run_;           // pulled entries, sorted; expired from run_pos_ on
+  size_t run_pos_ = 0;
+  size_t room_ = 0;                  // monotonic entries there is room for
   size_t allocated_ = 0;
   Fd fds_[2];
   int64_t kernel_at_[2] = {-1, -1};  // what the kernel timer is set to (-1: disarmed)

@@ -1,16 +1,17 @@
 // Loop timers, priorities, child processes and signals.
 //
 // What it proves: 10,000 timers armed and disarmed a million times without a throw; equal deadlines
-// in arming order, a higher priority first, a disarmed one never; intervals and their expiration
-// counts (missed periods counted, never more than have passed); a timer re-armed
-// before it fired fires once, for the later arming, and a slot reused never runs the old timer's
-// record; realtime timers across clock jumps back and forward (through a test hook that drives the
-// same code as the kernel's notification; the machine's clock is never touched); argument errors; a
-// control message before 1,000 ready reads with priorities, and libuv's order without them; child
-// exit codes, signals, ENOENT, ESRCH; SIGTERM then SIGKILL for a child that ignores SIGTERM
-// (readiness by a loopback connection, not by timing); a signal forwarded to a loop; a runtime in a
-// child process closing on SIGTERM (reset at the deadline) and forced by a second SIGTERM with a
-// one-minute grace period.
+// in arming order, a higher priority first, a disarmed one never; monotonic timers over many of the
+// native wheel's buckets and past it, re-armed at random, in (deadline, arming order) and never
+// early; intervals and their expiration counts (missed periods counted, never more than have
+// passed); a timer re-armed before it fired fires once, for the later arming, and a slot reused
+// never runs the old timer's record; realtime timers across clock jumps back and forward (through a
+// test hook that drives the same code as the kernel's notification; the machine's clock is never
+// touched); argument errors; a control message before 1,000 ready reads with priorities, and
+// libuv's order without them; child exit codes, signals, ENOENT, ESRCH; SIGTERM then SIGKILL for a
+// child that ignores SIGTERM (readiness by a loopback connection, not by timing); a signal
+// forwarded to a loop; a runtime in a child process closing on SIGTERM (reset at the deadline) and
+// forced by a second SIGTERM with a one-minute grace period.
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { createInterface } from 'node:readline';
@@ -112,6 +113,24 @@ describe('timers', () => {
         }),
         { numRuns: 40 },
       );
+    });
+  });
+
+  it('fires monotonic timers over many wheel buckets and past the wheel by deadline then arming order, never early', async () => {
+    // Per seed, 2,000 timers and 20,000 changes (the clock's room for entries compacts several
+    // times); deadlines 200 to 500 ms ahead, so a seed takes about half a second.
+    await withLoop(async (rt) => {
+      for (const seed of [1, 7, 1234]) {
+        const r = (await rt.call(0, 'wheelModel', { seed, count: 2000, turns: 20, opsPerTurn: 1000 })) as { runs: [number, number, number, number][]; wrong: number; left: number };
+        expect(r.wrong).toBe(0);
+        expect(r.left).toBe(0);
+        expect(r.runs.length).toBeGreaterThan(1000);
+        const late = r.runs.filter(([, d, , at]) => at < d);
+        expect(late).toEqual([]);
+        // Every deadline was at or after "now" when it was armed, so the whole sequence is sorted.
+        const unsorted = r.runs.filter((e, k) => k > 0 && (e[1] < r.runs[k - 1]![1] || (e[1] === r.runs[k - 1]![1] && e[2] < r.runs[k - 1]![2])));
+        expect(unsorted).toEqual([]);
+      }
     });
   });
 
