@@ -50,6 +50,9 @@ struct ExpiredTimer {
 class TimerSet {
  public:
   explicit TimerSet(Loop* loop);
+  // It owns raw chunk storage: never copied.
+  TimerSet(const TimerSet&) = delete;
+  TimerSet& operator=(const TimerSet&) = delete;
   ~TimerSet();
   // Makes slot capacity for `n` timers (the JS arrays must cover it): 0 or -ENOMEM.
   int Reserve(size_t n);

@@ -87,6 +87,8 @@ export class TimerTable {
   #held = 0;
   #live = 0;
   readonly #batch = new Int32Array(MAX_BATCH);
+  #lastKey = -1;
+  #lastList: number[] | undefined;
 
   constructor(native: NativeLoop, onError: (e: unknown) => void) {
     this.native = native;
@@ -101,8 +103,11 @@ export class TimerTable {
   /** A slot for a new timer: may allocate, and so fail (ENOMEM, or the clock's creation error). */
   take(clock: number, priority: number): number {
     const key = clock * 256 + priority + 128;
-    let list = this.#spares.get(key);
+    // Timers made in a row mostly share a clock and priority: skip the map for those.
+    let list = key === this.#lastKey ? this.#lastList : this.#spares.get(key);
     if (list === undefined) this.#spares.set(key, (list = []));
+    this.#lastKey = key;
+    this.#lastList = list;
     if (list.length === 0) {
       // Batches grow with the program: one timer costs one slot, a hundred thousand cost 256 a call.
       const want = Math.min(MAX_BATCH, Math.max(1, this.#live >> 2));
@@ -297,6 +302,7 @@ export class Timer {
 /** Checks `loop.timer()`'s arguments. */
 export function checkTimer(options: TimerOptions, fn: unknown): asserts fn is TimerCallback {
   if (typeof fn !== 'function') throw new TypeError('timer needs a callback');
+  if (options === NO_OPTIONS) return;
   if (options.clock !== undefined && options.clock !== 'monotonic' && options.clock !== 'realtime')
     throw new TypeError(`clock must be 'monotonic' or 'realtime', got ${String(options.clock)}`);
   checkInt('priority', options.priority, -128, 127);
