@@ -19,7 +19,7 @@ import { checkSpawn, ChildWatch, startChild, type SpawnedChild, type SpawnOption
 import { Dialer, dialSpec, type DialOptions } from './dialer.js';
 import { copyFile, File, FileRequests, type CopyOptions, type OpenOptions } from './file.js';
 import { Pipes, proxy, type PipeResult, type ProxyResult } from './pipe.js';
-import { checkTimer, NO_OPTIONS, Timer, TimerTable, type ClockName, type TimerCallback, type TimerOptions } from './timer.js';
+import { newTimer, TimerTable, type ClockName, type Timer, type TimerCallback, type TimerOptions } from './timer.js';
 import { UdpSocket } from './udp.js';
 
 /** What the loop reports to the runtime (handler errors, accept pauses). */
@@ -180,12 +180,8 @@ export class Loop {
   timer(fn: TimerCallback): Timer;
   timer(a: TimerOptions | TimerCallback, b?: TimerCallback): Timer {
     this.#checkOpen();
-    // No array to destructure: a program may make a hundred thousand timers in a row.
-    const fn = typeof a === 'function' ? a : b;
-    const options = typeof a === 'function' ? NO_OPTIONS : (a ?? NO_OPTIONS);
-    checkTimer(options, fn);
     this.#timers ??= new TimerTable(this.native, (e) => this.handlerError(e));
-    return new Timer(this.#timers, options, fn);
+    return newTimer(this.#timers, a, b);
   }
 
   /** Now on `clock` (default monotonic), in integer nanoseconds. */

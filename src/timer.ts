@@ -299,6 +299,15 @@ export class Timer {
   }
 }
 
+/** @internal `loop.timer()`'s two forms, `(fn)` and `(options, fn)`, checked. */
+export function newTimer(table: TimerTable, a: TimerOptions | TimerCallback, b?: TimerCallback): Timer {
+  // No array to destructure: a program may make a hundred thousand timers in a row.
+  const fn = typeof a === 'function' ? a : b;
+  const options = typeof a === 'function' ? NO_OPTIONS : (a ?? NO_OPTIONS);
+  checkTimer(options, fn);
+  return new Timer(table, options, fn);
+}
+
 /** Checks `loop.timer()`'s arguments. */
 export function checkTimer(options: TimerOptions, fn: unknown): asserts fn is TimerCallback {
   if (typeof fn !== 'function') throw new TypeError('timer needs a callback');
