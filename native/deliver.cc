@@ -179,17 +179,7 @@ uint8_t* Loop::LentReserve(size_t want, size_t* got) {
 void Loop::LentCommit(uint64_t id, uint8_t* at, size_t n) {
   const double off = static_cast<double>(at - lent_);
   lent_used_ += n;
-  size_t sz = pending_.size();
-  if (sz >= static_cast<size_t>(kRecordStride)) {
-    double* last = &pending_[sz - kRecordStride];
-    if (last[0] == kRecLentData && last[1] == static_cast<double>(id) && last[2] + last[3] == off) {
-      last[3] += static_cast<double>(n);
-      return;
-    }
-  }
-  double* v = Emit(kRecLentData, id);
-  v[0] = off;
-  v[1] = static_cast<double>(n);
+  EmitData(kRecLentData, id, off, n);
 }
 
 bool Loop::LentFull() const {
@@ -212,16 +202,20 @@ void Loop::ArenaCommit(uint64_t id, uint8_t* at, size_t n) {
   arena_used_ += n;
   drain_bytes_ += n;
   arena_undelivered_ = true;
+  EmitData(kRecData, id, off, n);
+}
+
+void Loop::EmitData(int kind, uint64_t id, double off, size_t n) {
   // Consecutive reads of one socket into one arena are contiguous: extend the last record.
   size_t sz = pending_.size();
   if (sz >= static_cast<size_t>(kRecordStride)) {
     double* last = &pending_[sz - kRecordStride];
-    if (last[0] == kRecData && last[1] == static_cast<double>(id) && last[2] + last[3] == off) {
+    if (last[0] == kind && last[1] == static_cast<double>(id) && last[2] + last[3] == off) {
       last[3] += static_cast<double>(n);
       return;
     }
   }
-  double* v = Emit(kRecData, id);
+  double* v = Emit(kind, id);
   v[0] = off;
   v[1] = static_cast<double>(n);
 }

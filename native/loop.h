@@ -286,6 +286,9 @@ class Loop {
   void ReleaseArena();
   bool ArenaFull() const;
   bool LentFull() const;
+  // A data record (kRecData or kRecLentData) for `n` bytes at `off`, merged into the last one
+  // when it is the same socket's and ends there.
+  void EmitData(int kind, uint64_t id, double off, size_t n);
   // The env refused an N-API call (it is stopping: worker.terminate(), process exit). Stop
   // watching the poller; the env's cleanup hook closes everything. Data stays in the kernel.
   void Stop();
