@@ -229,31 +229,25 @@ describe('Unix socket files', () => {
     { name: 'iapp-proxy', script: PROXY, args: (listen: string): string[] => ['-l', listen, '-T', '127.0.0.1:9', '-t', '2'] },
   ];
 
-  for (const procs of ['1', '2']) {
-    it(`iapp-srv --unix-mode sets the file's mode, and the file is gone after a stop (${procs} process${procs === '1' ? '' : 'es'})`, async () => {
-      const path = join(dir, `m${procs}.sock`);
-      const srv = run(SRV, ['--json', '-l', `unix:${path}`, '-t', '2', '-p', procs, '--unix-mode', '640']);
-      await srv.json('listening');
+  const modeCases = [
+    { name: 'iapp-srv, 1 process', args: (l: string): string[] => [SRV, '-l', l, '-t', '2', '-p', '1'] },
+    { name: 'iapp-srv, 2 processes', args: (l: string): string[] => [SRV, '-l', l, '-t', '2', '-p', '2'] },
+    { name: 'iapp-proxy', args: (l: string): string[] => [PROXY, ...programs[1]!.args(l)] },
+  ];
+  for (const [i, c] of modeCases.entries()) {
+    it(`--unix-mode sets the file's mode, and the file is gone after a stop (${c.name})`, async () => {
+      const path = join(dir, `m${i}.sock`);
+      const [script, ...args] = c.args(`unix:${path}`);
+      const p = run(script!, ['--json', ...args, '--unix-mode', '640']);
+      await p.json('listening');
       expect(modeOf(path)).toBe(0o640);
-      const c = net.connect({ path });
-      await new Promise((r) => c.once('connect', r));
-      c.destroy();
-      await stop(srv);
+      const sock = net.connect({ path });
+      await new Promise((r) => sock.once('connect', r));
+      sock.destroy();
+      await stop(p);
       expect(existsSync(path)).toBe(false);
     });
   }
-
-  it('iapp-proxy --unix-mode sets the file\'s mode, and the file is gone after SIGTERM', async () => {
-    const path = join(dir, 'proxy-mode.sock');
-    const p = run(PROXY, ['--json', ...programs[1]!.args(`unix:${path}`), '--unix-mode', '640']);
-    await p.json('listening');
-    expect(modeOf(path)).toBe(0o640);
-    const c = net.connect({ path });
-    await new Promise((r) => c.once('connect', r));
-    c.destroy();
-    await stop(p);
-    expect(existsSync(path)).toBe(false);
-  });
 
   for (const prog of programs) {
     it(`${prog.name} removes a stale file left by a killed server, refuses a path in use or not a socket, and leaves nothing after a second signal`, async () => {
