@@ -1,8 +1,8 @@
 // The messaging scenario: iapp's cross-thread messaging against worker_threads MessagePort
-// between the same threads of one process.
+// between the same threads of one process, and its round trip against a C eventfd ping-pong.
 //
 //   node bench/messaging.mjs [--quick] [--runs N] [--duration S] [--n N] [--senders S]
-//                            [--cases oneway-1,oneway-3,rtt] [--systems iapp,iapp-busypoll,MessagePort]
+//                            [--cases oneway-1,oneway-3,rtt] [--systems iapp,iapp-busypoll,MessagePort,c-eventfd]
 //                            [--window K] [--noise-floor] [--json] [--out FILE]
 //
 // Systems (each run a fresh process, so one run's heap and queues do not carry into the next):
@@ -14,6 +14,9 @@
 //                the main thread and transferred to the two ends, port.postMessage() (structured
 //                clone); a sender may have --window messages unacknowledged (the receiver acks
 //                every window/4), which bounds the queue's memory
+//   c-eventfd    bench/reference/pingpong.c, rtt only (and only with the bytes payload): two
+//                pthreads, each in epoll_wait on its own eventfd, writing each other's: the floor
+//                of a round trip between two threads that sleep, no JavaScript and no payload
 // Cases (Uint8Array(16) payloads by default, or with --payload object a small object; the same
 // value every post, which both systems copy):
 //   oneway-1   one sender thread posts to one receiver thread, which counts the messages
@@ -30,7 +33,8 @@
 // system's runs bounded and the faster one's long enough to measure.
 // Systems are interleaved (A B A B ...), 3 rounds (2 with --quick); ratios are medians of
 // per-round ratios, oriented so that > 1 means iapp is better (iapp/peer for msgs/s, peer/iapp
-// for latency).
+// for latency); the iapp systems' rtt rows are also compared with c-eventfd (refPeer/refRatio,
+// c-eventfd/iapp, the same orientation; target: iapp's p50 <= 1.5x C's, i.e. refRatio >= 0.67).
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
@@ -39,6 +43,7 @@ import { runClient } from './lib/harness.mjs';
 import { measureRun } from './lib/measure.mjs';
 import { addonOption, addonUsage, withAddons } from './lib/addon.mjs';
 import { PAYLOADS } from './lib/payload.mjs';
+import { buildReference } from './lib/reference.mjs';
 import { caseJsonLines, f, interleavedRunner, invertedRatio, log, logResultsFile, logTable, newResults, parseOptions, rng, runnableSystems, selectSystems, summarizeSystems, writeJsonLines, writeResults } from './lib/report.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
@@ -49,6 +54,9 @@ const IAPP = 'iapp';
 const IAPP_BUSY = 'iapp-busypoll';
 const PEER = 'MessagePort';
 const NOISE = 'MessagePort-2';
+const C_REF = 'c-eventfd';
+// iapp's round trip p50 at most this many times the C eventfd ping-pong's.
+const C_LATENCY_TARGET = 1.5;
 const MAX_RETRIES_SHARE = 0.15;
 const CASES = ['oneway-1', 'oneway-3', 'rtt'];
 // Bytes: >= 5x the msgs/s, <= 1/3 the round trip. Small objects (which both systems must clone):
@@ -62,7 +70,8 @@ const USAGE = `usage: node bench/messaging.mjs [options]
   --n N              oneway runs post N messages (all senders together) instead of posting for --duration
   --senders S        sender threads of the oneway-3 case (default 3; the case is named after it)
   --cases LIST       ${CASES.join(',')} (default all)
-  --systems LIST     ${IAPP},${IAPP_BUSY},${PEER} (default all)
+  --systems LIST     ${IAPP},${IAPP_BUSY},${PEER},${C_REF} (default all; ${C_REF}, the C floor, runs only
+                     in rtt with the bytes payload)
   --payload P        bytes (Uint8Array(16), default) or object ({ i: 1, s: 'abc' }, structured-cloned)
   --window K         MessagePort: messages a sender may have unacknowledged (default 262144)
   --noise-floor      add a second MessagePort ("${NOISE}"): its ratio to ${PEER} is the A/A floor
@@ -124,16 +133,30 @@ let systems = [
   // messages before its thread sleeps, trading CPU for the thread wake-up.
   { name: IAPP_BUSY, kind: 'iapp', script: join(benchDir, 'servers', 'iapp-messaging.mjs'), extra: ['--busy-poll-us', '50'] },
   { name: PEER, kind: 'peer', script: join(benchDir, 'peers', 'messageport.mjs') },
+  // The floor: two threads waking each other through epoll + eventfd. It carries no payload, so
+  // it is the reference of the bytes round trip only.
+  { name: C_REF, kind: 'reference', source: join(benchDir, 'reference', 'pingpong.c') },
 ];
 if (opts['noise-floor']) systems.push({ name: NOISE, kind: 'noise', script: join(benchDir, 'peers', 'messageport.mjs') });
-systems = withAddons(runnableSystems(selectSystems(systems, opts.systems), INDEX), opts.addon);
+const cRefRuns = cases.includes('rtt') && opts.payload === 'bytes';
+systems = withAddons(runnableSystems(selectSystems(systems, opts.systems).filter((s) => s.kind !== 'reference' || cRefRuns), INDEX), opts.addon);
+for (const s of systems.filter((x) => x.kind === 'reference')) {
+  try {
+    s.cmd = buildReference('pingpong', { log });
+  } catch (err) {
+    console.error(`messaging bench: ${err.message}`);
+    process.exit(1);
+  }
+}
+/** The systems of a case: the C reference has only the round trip. */
+const caseSystems = (kase) => systems.filter((s) => s.kind !== 'reference' || kase === 'rtt');
 
 /** Threads the case keeps busy (the main thread of the run's process only waits). */
 const busyThreads = (kase) => (kase === 'rtt' ? 2 : Number(kase.split('-')[1]) + 1);
 
 // ---- one run -------------------------------------------------------------------------------------
 function runArgs(sys, kase) {
-  const args = [sys.script, '--warmup-s', String(warmS)];
+  const args = [...(sys.cmd ? [] : [sys.script]), '--warmup-s', String(warmS)];
   if (kase === 'rtt') args.push('--case', 'rtt', '--duration', String(durationS));
   else if (n !== undefined) args.push('--case', 'oneway', '--senders', kase.split('-')[1], '--n', String(n), '--duration', '600');
   else args.push('--case', 'oneway', '--senders', kase.split('-')[1], '--duration', String(durationS));
@@ -146,7 +169,7 @@ async function runOnce(sys, kase) {
   const timeoutS = kase !== 'rtt' && n !== undefined ? 30 + n / 50_000 : 30 + 3 * (durationS + warmS);
   const row = await measureRun(
     async () => {
-      const r = await runClient({ name: sys.name, cmd: node, args: runArgs(sys, kase), cwd: root, env: { ...sys.env, BENCH_MESSAGE_PAYLOAD: opts.payload } }, { timeoutS });
+      const r = await runClient({ name: sys.name, cmd: sys.cmd ?? node, args: runArgs(sys, kase), cwd: root, env: { ...sys.env, BENCH_MESSAGE_PAYLOAD: opts.payload } }, { timeoutS });
       if (r.exitCode !== 0) throw new Error(`${sys.name} exited with code ${r.exitCode}${r.stderr ? `: ${r.stderr.split('\n').slice(-3).join(' | ')}` : ''}`);
       // The run's own CPU is what it reported just before exiting: its teardown is not in it.
       return { ownCpuS: Number(r.cpuTotalS), seconds: r.seconds, cores: r.cores, cpuS: r.cpuS, report: r };
@@ -169,19 +192,19 @@ const peersOf = [PEER];
 function summarizeCase(kase, rows) {
   const common = { cores: 'cores', seconds: 'seconds' };
   if (kase === 'rtt') {
-    return summarizeSystems(rows, systems, {
+    return summarizeSystems(rows, caseSystems(kase), {
       metrics: { 'latency-p50': 'p50Us', 'latency-p99': 'p99Us', mean: 'meanUs', count: 'count', ...common },
-      peers: peersOf,
+      peers: [...peersOf, C_REF],
       ratios: { 'latency-p50': 'p50Us', 'latency-p99': 'p99Us' },
     });
   }
-  return summarizeSystems(rows, systems, { metrics: { throughput: 'msgsPerS', msgs: 'msgs', waits: 'waits', ...common }, peers: peersOf, ratios: { throughput: 'msgsPerS' } });
+  return summarizeSystems(rows, caseSystems(kase), { metrics: { throughput: 'msgsPerS', msgs: 'msgs', waits: 'waits', ...common }, peers: peersOf, ratios: { throughput: 'msgsPerS' } });
 }
 
 /** "median (min-max)" of a ratio oriented so that > 1 means the system beats the peer. */
-function betterCell(s, metric, cost) {
-  const v = s.vs[PEER]?.[metric];
-  if (!v) return s.system === PEER ? '1' : '-';
+function betterCell(s, metric, cost, peer = PEER) {
+  const v = s.vs[peer]?.[metric];
+  if (!v) return s.system === peer ? '1' : '-';
   return rng(cost ? invertedRatio(v) : v);
 }
 const M = (x) => (Number.isFinite(x) ? `${(x / 1e6).toFixed(3)}M` : '-');
@@ -207,6 +230,7 @@ function printTable(kase, summary) {
       ['cores', 6],
       [`p50 vs ${PEER}`, 20],
       [`p99 vs ${PEER}`, 20],
+      [`p50 vs ${C_REF}`, 20],
       ['notes', 0],
     ];
     logTable(
@@ -220,6 +244,7 @@ function printTable(kase, summary) {
         f(s.cores.median),
         betterCell(s, 'latency-p50', true),
         betterCell(s, 'latency-p99', true),
+        betterCell(s, 'latency-p50', true, C_REF),
         [...(s.failedRuns ? [`${s.failedRuns} failed run(s)`] : []), ...s.notes].join('; '),
       ]),
     );
@@ -263,24 +288,24 @@ const results = newResults('messaging', {
   window,
   cases,
   cores,
-  systems: systems.map((s) => ({ name: s.name, kind: s.kind, script: relative(root, s.script), ...(s.backend ? { addon: s.backend } : {}) })),
+  systems: systems.map((s) => ({ name: s.name, kind: s.kind, ...(s.cmd ? { cmd: relative(root, s.cmd), source: relative(root, s.source) } : { script: relative(root, s.script) }), ...(s.backend ? { addon: s.backend } : {}) })),
   definitions: {
     throughput: 'messages per second: messages posted in durationS (or n) / (first post of the earliest sender -> the receiver handling the last sender\'s end marker, which follows its messages), hrtime (CLOCK_MONOTONIC) in every thread; the drain is included; after an uncounted warm-up transfer of warmS seconds',
-    'latency-p50': 'µs: median round trip (hrtime before the ping post -> the pong handler), one in flight, over every sample of a run after `warmS` s of warm-up',
+    'latency-p50': `µs: median round trip (hrtime before the ping post -> the pong handler; ${C_REF}: CLOCK_MONOTONIC before the eventfd write -> after the reply's read), one in flight, over every sample of a run after \`warmS\` s of warm-up`,
     'latency-p99': 'µs: 99th percentile of the same samples',
     cores: 'CPU seconds of the run process (all threads) per second of the measured phase',
     waits: 'iapp: tryPost() found the inbox full (then await space()); MessagePort: a sender had `window` messages unacknowledged and waited for an ack',
-    ratio: `median over rounds of the per-round ratio, > 1 = iapp better: iapp/${PEER} for msgs/s, ${PEER}/iapp for latency`,
+    ratio: `median over rounds of the per-round ratio, > 1 = iapp better: iapp/${PEER} for msgs/s, ${PEER}/iapp for latency; refPeer/refRatio on the iapp systems' rtt lines: the same against ${C_REF} (${C_REF}/iapp; target >= ${f(1 / C_LATENCY_TARGET)}, i.e. iapp's p50 <= ${C_LATENCY_TARGET}x C's)`,
   },
 });
 const save = () => writeResults(outFile, results);
 // Per run: process start-up and the quiet check (~0.6 s), warm-up and measured phase, and for
 // oneway the receiver's drain (MessagePort: up to --window messages, ~0.5 s at its rates).
 const estRun = (kase, sys) => durationS + warmS + 0.6 + (kase === 'rtt' ? 0 : n !== undefined ? n / (sys.kind === 'iapp' ? 2e6 : 3e5) : sys.kind === 'iapp' ? 0.1 : 0.8);
-const estimate = cases.reduce((a, c) => a + systems.reduce((b, s) => b + estRun(c, s) * runs, 0), 0);
+const estimate = cases.reduce((a, c) => a + caseSystems(c).reduce((b, s) => b + estRun(c, s) * runs, 0), 0);
 log(`messaging bench: ${cases.join(', ')} × ${systems.map((s) => s.name).join(', ')} × ${runs} rounds; about ${Math.ceil(estimate)} s on ${cores} cores`);
 if (cases.some((c) => busyThreads(c) > cores)) log(`NOTE: ${manyCase} runs ${busyThreads(manyCase)} busy threads on ${cores} cores`);
-const runner = interleavedRunner({ results, plannedRuns: cases.length * systems.length * runs, maxRetriesShare: MAX_RETRIES_SHARE, failIndent: '  ' });
+const runner = interleavedRunner({ results, plannedRuns: cases.reduce((a, c) => a + caseSystems(c).length, 0) * runs, maxRetriesShare: MAX_RETRIES_SHARE, failIndent: '  ' });
 const logRun = (row) =>
   log(
     `  ${row.case} run ${row.run} ${row.system.padEnd(13)} ` +
@@ -289,7 +314,7 @@ const logRun = (row) =>
   );
 const targetLines = [];
 for (const kase of cases) {
-  const rows = await runner.runCase({ label: kase, base: { threads: busyThreads(kase) }, systems, runs, runOnce: (sys) => runOnce(sys, kase), logRow: logRun });
+  const rows = await runner.runCase({ label: kase, base: { threads: busyThreads(kase) }, systems: caseSystems(kase), runs, runOnce: (sys) => runOnce(sys, kase), logRow: logRun });
   const summary = summarizeCase(kase, rows);
   const entry = { case: kase, threads: busyThreads(kase), systems: summary };
   const note = caseNote(kase);
@@ -297,7 +322,7 @@ for (const kase of cases) {
   results.summary.push(entry);
   printTable(kase, summary);
   const metrics = kase === 'rtt' ? [['latency-p50', 'µs'], ['latency-p99', 'µs']] : [['throughput', 'msgs/s']];
-  const lines = caseJsonLines('messaging', kase, summary, { peer: PEER, peerKinds: ['iapp', 'noise'], refKinds: [], costMetrics: ['latency-p50', 'latency-p99'], metrics }).map((l) =>
+  const lines = caseJsonLines('messaging', kase, summary, { peer: PEER, ref: C_REF, peerKinds: ['iapp', 'noise'], refKinds: ['iapp'], costMetrics: ['latency-p50', 'latency-p99'], metrics }).map((l) =>
     kase === 'rtt' ? l : { ...l, threads: busyThreads(kase) },
   );
   for (const iapp of summary.filter((s) => s.system === IAPP || s.system === IAPP_BUSY)) {
@@ -307,6 +332,12 @@ for (const kase of cases) {
     if (target === undefined) continue;
     const r = kase === 'rtt' ? invertedRatio(iapp.vs[PEER][metric]) : iapp.vs[PEER][metric];
     targetLines.push(`target ${kase} (${iapp.system}): ${kase === 'rtt' ? `round trip (p50) <= 1/${target} of ${PEER}'s` : `>= ${target}x ${PEER}'s msgs/s`}: ${r.median >= target ? 'met' : 'NOT met'} (${f(r.median)}x, rounds ${f(r.min)}-${f(r.max)})`);
+  }
+  for (const iapp of summary.filter((s) => (s.system === IAPP || s.system === IAPP_BUSY) && s.vs[C_REF])) {
+    const r = invertedRatio(iapp.vs[C_REF]['latency-p50']);
+    targetLines.push(
+      `target rtt (${iapp.system}) vs the C floor: round trip (p50) <= ${C_LATENCY_TARGET}x ${C_REF}'s, i.e. ${C_REF}/iapp >= ${f(1 / C_LATENCY_TARGET)}: ${r.median >= 1 / C_LATENCY_TARGET ? 'met' : 'NOT met'} (${f(r.median)}x, rounds ${f(r.min)}-${f(r.max)}; iapp takes ${f(1 / r.median)}x C's p50)`,
+    );
   }
   if (opts.json) writeJsonLines(lines);
   save();
@@ -319,6 +350,7 @@ log(`msgs/s: messages posted / (first post -> the receiver handling the last sen
 log(`rtt: hrtime before a ping's post -> the pong's handler, one round trip in flight; p50/p99 over every sample of a run.`);
 log(`cores: CPU of the run's process (all its threads) per second of the measured phase (${cores} cores here).`);
 log(`"vs ${PEER}": median (min-max) over rounds of the per-round ratio, > 1 = iapp better (iapp/peer for msgs/s, peer/iapp for µs).`);
+if (systems.some((s) => s.name === C_REF)) log(`"vs ${C_REF}": the same with the C eventfd ping-pong (${C_REF}/iapp: the share of the floor iapp reaches; 1 = as fast as C).`);
 log(`${PEER}: a sender keeps at most ${window.toLocaleString('en-US')} messages unacknowledged; iapp: its inbox bound (tryPost/space).`);
 for (const t of targetLines) log(t);
 runner.logDisturbed();

@@ -10,7 +10,7 @@
 //   connections  bench/connections.mjs  server RSS per idle connection (32,768; 4,096 with --quick)
 //   http         bench/http.mjs         iapp-srv --mode http vs node:http (skipped if not there)
 //   udp          bench/udp.mjs          iapp-srv --udp --mode echo vs a node:dgram echo, 64 and 1024 B datagrams (req/s, req per server CPU-s; target >= 3x)
-//   messaging    bench/messaging.mjs    cross-thread messages vs worker_threads MessagePort (msgs/s, round trip µs)
+//   messaging    bench/messaging.mjs    cross-thread messages vs worker_threads MessagePort (msgs/s, round trip µs; round trip also vs a C eventfd ping-pong, target <= 1.5x C)
 //   messaging-object  the same script with --payload object: small plain objects instead of bytes
 //   timers       bench/timers.mjs       loop timers vs setTimeout/clearTimeout (arm+disarm, arm+fire /s; bytes per timer)
 //   proxy        bench/proxy.mjs        C client -> loop.proxy() vs node:net pipe() -> C sink (GB/s, proxy CPU-s/GB)
@@ -369,8 +369,12 @@ function headlineRows(byName) {
   const udpPerCpu = lines('udp').filter((x) => x.system === 'iapp-srv' && x.metric === 'rpsPerCpuS' && x.peer);
   for (const l of udpPerCpu) row(`UDP echo, ${l.size ?? caseNum(l.case, 'size')} B datagrams: requests per server CPU-second`, l, 'udp');
   if (byName.has('udp') && !udpPerCpu.length) rows.push(['UDP echo: requests per server CPU-second', byName.get('udp').status === 'skipped' ? 'not run' : 'no such line in the udp output', '', '', '', '']);
-  for (const l of lines('messaging').filter((x) => /^iapp/.test(x.system) && x.peer && (x.metric === 'throughput' || x.metric === 'latency-p50')))
-    row(`messages between threads, ${l.case}: ${l.metric === 'throughput' ? 'one way' : 'round trip p50'}`, l, 'messaging');
+  // The round trip's reference is the C eventfd ping-pong (refRatio = C/iapp): the target is
+  // iapp's p50 <= 1.5x C's, i.e. a ratio >= 0.67.
+  for (const l of lines('messaging').filter((x) => /^iapp/.test(x.system) && x.peer && (x.metric === 'throughput' || x.metric === 'latency-p50'))) {
+    const vsC = l.refPeer ? ` vs the C eventfd floor (target: iapp ≤ 1.5× C's p50, i.e. C/iapp ≥ 0.67: ${l.refRatio >= 1 / 1.5 ? 'met' : 'not met'})` : '';
+    row(`messages between threads, ${l.case}: ${l.metric === 'throughput' ? 'one way' : `round trip p50${vsC}`}`, l, 'messaging');
+  }
   for (const l of lines('messaging-object').filter((x) => x.system === 'iapp' && x.peer && (x.metric === 'throughput' || x.metric === 'latency-p50')))
     row(`messages between threads, small objects, ${l.case}: ${l.metric === 'throughput' ? 'one way' : 'round trip p50'}`, l, 'messaging-object');
   for (const l of lines('timers').filter((x) => x.system === 'iapp' && x.peer && /^arm(Disarm|Fire)Rate$/.test(x.metric) && /-100k$/.test(x.case)))
