@@ -72,7 +72,7 @@ const SCENARIOS = [
   { name: 'connections', full: [], quick: ['--quick'], estS: [130, 60] },
   { name: 'http', full: ['--duration', '3'], quick: ['--quick'], estS: [150, 30] },
   { name: 'udp', full: [], quick: ['--quick'], estS: [60, 25] },
-  { name: 'messaging', full: [], quick: ['--quick'], estS: [60, 25], addon: true },
+  { name: 'messaging', full: [], quick: ['--quick'], estS: [66, 28], addon: true },
   // The same script with small plain objects instead of bytes (JSON where it equals structuredClone).
   { name: 'messaging-object', script: 'messaging', full: ['--payload', 'object', '--cases', 'oneway-1,rtt'], quick: ['--quick', '--payload', 'object', '--cases', 'oneway-1'], estS: [35, 15], addon: true },
   { name: 'timers', full: [], quick: ['--quick'], estS: [50, 25], addon: true },
