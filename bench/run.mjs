@@ -344,13 +344,20 @@ function headlineRows(byName) {
     }
   }
   // onData (a JS handler per batch of reads), in fresh Buffers and borrowed from the lent arena,
-  // against the same peer and the C read() sink.
-  for (const [system, label] of [['iapp-data', 'socket.onData'], ['iapp-data-borrow', 'socket.onData borrowed']]) {
+  // against the same peer and the C read() sink; fresh Buffers also against C reading into cold
+  // memory (c-read-ring), which is what owning each chunk until a collection costs without JS.
+  const onData = [
+    ['iapp-data', 'socket.onData', 'c-read'],
+    ['iapp-data', 'socket.onData (vs C into cold memory)', 'c-read-ring'],
+    ['iapp-data-borrow', 'socket.onData borrowed', 'c-read'],
+  ];
+  for (const [system, label, cSystem] of onData) {
     for (const conns of [64, 1024]) {
       for (const metric of ['throughput', 'cpuPerGB']) {
         const l = find('sink', (x) => x.system === system && x.metric === metric && caseNum(x.case, 'conns') === conns && caseNum(x.case, 'size') === 65536);
         if (!l) continue;
-        const c = find('sink', (x) => x.system === 'c-read' && x.case === l.case && x.metric === metric);
+        const c = find('sink', (x) => x.system === cSystem && x.case === l.case && x.metric === metric);
+        if (!c && cSystem !== 'c-read') continue;
         const vsC = c && (metric === 'cpuPerGB' ? c.value / l.value : l.value / c.value);
         row(`${label}, ${conns} conns × 64 KiB: ${metric === 'throughput' ? 'throughput' : 'server CPU per GB'}`, c ? { ...l, refPeer: c.system, refRatio: vsC, refRatioMin: undefined, refRatioMax: undefined } : { ...l, refPeer: undefined, refRatio: undefined }, 'sink');
       }

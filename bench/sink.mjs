@@ -63,7 +63,7 @@ const USAGE = `usage: node bench/sink.mjs [options]
                        headline cases, 1 for the others)
   --only-conns LIST    connection counts (default 1,64,1024,4096)
   --only-sizes LIST    write sizes in bytes (default 1024,16384,65536); --sizes is the old name
-  --systems LIST       only these systems (net-sink,net-cluster,iapp-sink,iapp-data,iapp-data-borrow,c-read,c-trunc,iperf3)
+  --systems LIST       only these systems (net-sink,net-cluster,iapp-sink,iapp-data,iapp-data-borrow,c-read,c-read-ring,c-trunc,iperf3)
   --noise-floor        add a second net-sink ("net-sink-2"): its ratio to net-sink is the A/A floor
   --no-pin             do not pin server/client to CPUs 0/1 with taskset
   --json               print one JSON line per case, system and metric on stdout
@@ -139,6 +139,17 @@ let systems = [
   },
   iapp('sink', 256 * 1024),
   { name: 'c-read', kind: 'reference', cmd: ref.sink, args: ['--mode', 'read', '--port', '0'], procs: 1, what: '1 thread, read() into a buffer' },
+  // What reads into fresh memory cost without JS: a collected program's chunks live until the next
+  // scavenge (~28 MiB apart at 2.4 GB/s here), so every read writes memory the caches have lost.
+  {
+    name: 'c-read-ring',
+    kind: 'reference',
+    cmd: ref.sink,
+    args: ['--mode', 'read', '--ring-mb', '32', '--port', '0'],
+    procs: 1,
+    what: '1 thread, read() into successive places of a 32 MiB ring (cold memory, as fresh arenas are); 64 KiB cases only',
+    appliesTo: (c) => c.size === 65536 && (c.conns === 64 || c.conns === 1024),
+  },
   { name: 'c-trunc', kind: 'reference', cmd: ref.sink, args: ['--mode', 'trunc', '--port', '0'], procs: 1, what: '1 thread, recv(MSG_TRUNC)' },
   {
     name: 'iperf3',

@@ -1,9 +1,12 @@
 /*
  * sink.c: a single-threaded epoll TCP sink, the C reference for bench/sink.mjs.
  *
- *   sink [--host 127.0.0.1]... [--port P] [--mode read|trunc]
+ *   sink [--host 127.0.0.1]... [--port P] [--mode read|trunc] [--ring-mb M]
  *
  * read:  read() into a 256 KiB buffer.
+ *        With --ring-mb M, each read lands just after the previous one in a ring of M MiB, as
+ *        reads into fresh arenas do in a garbage-collected program: the memory written was last
+ *        touched M MiB ago, so with M beyond the caches every read writes cold memory.
  * trunc: recv(fd, NULL, 1 MiB, MSG_TRUNC | MSG_DONTWAIT): on Linux TCP this discards the bytes
  *        without copying them to user space.
  *
@@ -44,10 +47,12 @@
 #define BIND_TRIES 20
 
 static char buf[READ_BUF];
+static char *ring;
+static size_t ring_len, ring_at;
 
 static void usage(const char *msg) {
     if (msg) fprintf(stderr, "sink: %s\n", msg);
-    fprintf(stderr, "usage: sink [--host ADDR]... [--port P] [--mode read|trunc]\n");
+    fprintf(stderr, "usage: sink [--host ADDR]... [--port P] [--mode read|trunc] [--ring-mb M]\n");
     exit(2);
 }
 
@@ -93,6 +98,7 @@ int main(int argc, char **argv) {
     const char *hosts[MAX_HOSTS], *port = "0";
     int nhosts = 0;
     int trunc_mode = 0;
+    long ring_mb = 0;
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc) usage("missing value after an option");
         if (!strcmp(argv[i], "--host")) {
@@ -104,12 +110,22 @@ int main(int argc, char **argv) {
             if (!strcmp(m, "read")) trunc_mode = 0;
             else if (!strcmp(m, "trunc")) trunc_mode = 1;
             else usage("--mode must be read or trunc");
+        } else if (!strcmp(argv[i], "--ring-mb")) {
+            char *e;
+            ring_mb = strtol(argv[++i], &e, 10);
+            if (*e != '\0' || ring_mb < 1 || ring_mb > 4096) usage("--ring-mb must be 1..4096");
         } else usage("unknown option");
     }
     char *end;
     long pnum = strtol(port, &end, 10);
     if (*port == '\0' || *end != '\0' || pnum < 0 || pnum > 65535) usage("--port must be 0..65535");
     if (nhosts == 0) hosts[nhosts++] = "127.0.0.1";
+    if (ring_mb) {
+        ring_len = (size_t)ring_mb << 20;
+        ring = malloc(ring_len);
+        if (!ring) die("malloc ring");
+        memset(ring, 0, ring_len); /* fault it in now: the cost measured is the cache's, not the page faults' */
+    }
 
     /* As many fds as the hard limit allows. */
     size_t maxfd = raise_nofile(1 << 20);
@@ -230,7 +246,13 @@ int main(int argc, char **argv) {
                     r = recv(fd, NULL, want, MSG_TRUNC | MSG_DONTWAIT);
                 } else {
                     want = READ_BUF;
-                    r = read(fd, buf, want);
+                    if (ring) {
+                        if (ring_len - ring_at < READ_BUF) ring_at = 0;
+                        r = read(fd, ring + ring_at, want);
+                        if (r > 0) ring_at += (size_t)r;
+                    } else {
+                        r = read(fd, buf, want);
+                    }
                 }
                 if (r > 0) {
                     rx += (uint64_t)r;
